@@ -1,0 +1,18 @@
+//! `pylon-edge`: the access gateway that holds charger connections.
+//!
+//! One glommio executor per core, each with its own SO_REUSEPORT listeners (plain TCP and
+//! TLS side by side) and its own session table; nothing on the per-connection path is
+//! shared between executors. Control traffic (the admin/metrics HTTP server) runs on a
+//! small tokio runtime on its own thread and talks to executors through channels.
+
+pub mod admin;
+pub mod allowlist;
+pub mod config;
+pub mod executor;
+pub mod metrics;
+pub mod runtime;
+pub mod session;
+pub mod tls;
+pub mod uplink;
+
+pub use config::Config;

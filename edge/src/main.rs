@@ -1,1 +1,247 @@
-fn main() {}
+//! `pylon-edge`: holds charger connections (YKC over TCP and TLS).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use prometheus_client::registry::Registry;
+use pylon_edge::allowlist::LoginPolicy;
+use pylon_edge::executor::{self, EdgeShared, ExecutorCommand, DRAINING, STOPPING};
+use pylon_edge::metrics::EdgeMetrics;
+use pylon_edge::uplink::LogUplink;
+use pylon_edge::{admin, runtime, tls, Config};
+
+/// The Pylon edge: accepts YKC chargers over TCP and TLS, answers their heartbeats and
+/// hands business frames on.
+///
+/// Settings come from a TOML file (--config) and the flags below, which override it.
+/// Example:
+///
+///   pylon-edge --tcp-listen 0.0.0.0:8768 --tls-listen 0.0.0.0:8769 \
+///       --tls-cert edge.pem --tls-key edge.key --allowlist piles.txt
+///
+/// SIGTERM (or Ctrl-C) drains: stop accepting, keep serving for the grace period, then
+/// close. A second signal stops at once.
+#[derive(Parser, Debug)]
+#[command(name = "pylon-edge", version, verbatim_doc_comment)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, short, env = "PYLON_EDGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Name of this edge in logs and metrics.
+    #[arg(long)]
+    edge_id: Option<String>,
+    /// Executors (one per core); 0 means one per CPU.
+    #[arg(long)]
+    executors: Option<usize>,
+    /// Pin executor i to CPU i.
+    #[arg(long)]
+    pin_cpus: bool,
+    /// Plain TCP listen address, e.g. 0.0.0.0:8768.
+    #[arg(long)]
+    tcp_listen: Option<SocketAddr>,
+    /// Do not listen for plain TCP at all.
+    #[arg(long)]
+    no_tcp: bool,
+    /// TLS listen address, e.g. 0.0.0.0:8769.
+    #[arg(long)]
+    tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain (repeat together with --tls-key for ECDSA + RSA).
+    #[arg(long = "tls-cert")]
+    tls_certs: Vec<PathBuf>,
+    /// PEM private key for the --tls-cert at the same position.
+    #[arg(long = "tls-key")]
+    tls_keys: Vec<PathBuf>,
+    /// Require client certificates signed by this PEM CA bundle.
+    #[arg(long)]
+    tls_client_ca: Option<PathBuf>,
+    /// Refuse TLS 1.2 (only TLS 1.3).
+    #[arg(long)]
+    tls13_only: bool,
+    /// Admin/metrics HTTP listen address.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// File of pile numbers allowed to log in, one per line.
+    #[arg(long)]
+    allowlist: Option<PathBuf>,
+    /// Let every pile log in (demos and benchmarks only).
+    #[arg(long)]
+    allow_all: bool,
+    /// Expected heartbeat interval in seconds (three missed close the session).
+    #[arg(long)]
+    heartbeat_interval: Option<u64>,
+    /// Seconds to keep serving after SIGTERM before closing sessions.
+    #[arg(long)]
+    drain_grace: Option<u64>,
+    /// Seconds allowed for a TLS handshake.
+    #[arg(long)]
+    tls_handshake_timeout: Option<u64>,
+    /// Seconds allowed between connecting and the login frame.
+    #[arg(long)]
+    login_timeout: Option<u64>,
+    /// Sustained frames per second per connection.
+    #[arg(long)]
+    max_frames_per_sec: Option<u32>,
+    /// Connections per executor.
+    #[arg(long)]
+    max_sessions_per_executor: Option<usize>,
+}
+
+impl Cli {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        macro_rules! set {
+            ($($flag:ident => $($field:ident).+),* $(,)?) => {$(
+                if let Some(v) = self.$flag { c.$($field).+ = v; }
+            )*};
+        }
+        set!(edge_id => edge_id, executors => executors, admin_listen => admin_listen,
+             heartbeat_interval => limits.heartbeat_interval_secs, drain_grace => limits.drain_grace_secs,
+             tls_handshake_timeout => limits.tls_handshake_timeout_secs,
+             login_timeout => limits.login_timeout_secs, max_frames_per_sec => limits.max_frames_per_sec,
+             max_sessions_per_executor => limits.max_sessions_per_executor);
+        if self.tcp_listen.is_some() {
+            c.tcp_listen = self.tcp_listen;
+        }
+        if self.no_tcp {
+            c.tcp_listen = None;
+        }
+        if self.tls_listen.is_some() {
+            c.tls_listen = self.tls_listen;
+        }
+        if !self.tls_certs.is_empty() {
+            c.tls.certs = self.tls_certs;
+            c.tls.keys = self.tls_keys;
+        }
+        if self.tls_client_ca.is_some() {
+            c.tls.client_ca = self.tls_client_ca;
+        }
+        c.tls.enable_tls12 &= !self.tls13_only;
+        c.pin_cpus |= self.pin_cpus;
+        if self.allowlist.is_some() {
+            c.auth.allowlist = self.allowlist;
+        }
+        c.auth.allow_all |= self.allow_all;
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("pylon-edge: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Arc::new(cli.into_config()?);
+    let policy = if config.auth.allow_all {
+        LoginPolicy::AllowAll
+    } else {
+        let path = config
+            .auth
+            .allowlist
+            .as_ref()
+            .context("no allowlist configured")?;
+        LoginPolicy::from_file(path)?
+    };
+    let tls = match config.tls_listen {
+        Some(_) => Some(tls::server_config(&config.tls)?),
+        None => None,
+    };
+    let metrics = Arc::new(EdgeMetrics::default());
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+
+    let count = config.executor_count();
+    let (handle, receivers) = executor::command_channels(count);
+    let shared = Arc::new(EdgeShared {
+        edge_id: config.edge_id.as_str().into(),
+        uplinks: LogUplink::factory(metrics.uplink_frames.clone()),
+        config: config.clone(),
+        metrics,
+        policy: Arc::new(policy),
+        tls,
+        session_ids: AtomicU64::new(1),
+        state: AtomicU8::new(executor::RUNNING),
+        peers: handle.clone(),
+    });
+    admin::start(
+        config.admin_listen,
+        shared.clone(),
+        registry,
+        handle.clone(),
+    )?;
+
+    let receivers = Arc::new(std::sync::Mutex::new(
+        receivers.into_iter().map(Some).collect::<Vec<_>>(),
+    ));
+    let run_shared = shared.clone();
+    let executors = runtime::start_executors(count, config.pin_cpus, config.io_memory, move |i| {
+        let shared = run_shared.clone();
+        let commands = receivers.lock().ok().and_then(|mut r| r[i].take());
+        async move {
+            match commands {
+                Some(commands) => executor::run(i, shared, commands).await,
+                None => tracing::error!(executor = i, "no command channel"),
+            }
+        }
+    })?;
+    tracing::info!(
+        edge = %config.edge_id, executors = count,
+        tcp = ?config.tcp_listen, tls = ?config.tls_listen, admin = %config.admin_listen,
+        "pylon-edge started"
+    );
+
+    watch_signals(shared.clone(), handle)?;
+    for e in executors {
+        let _ = e.join();
+    }
+    tracing::info!("pylon-edge stopped");
+    Ok(())
+}
+
+/// First SIGTERM/SIGINT drains, the second stops at once.
+fn watch_signals(shared: Arc<EdgeShared>, handle: executor::DownlinkHandle) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("edge-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if shared.state.load(Ordering::Relaxed) == executor::RUNNING {
+                    let grace = shared.config.limits.drain_grace_secs;
+                    tracing::info!(
+                        signal,
+                        grace_secs = grace,
+                        "draining: no new connections; sessions close after the grace period"
+                    );
+                    shared.state.store(DRAINING, Ordering::Relaxed);
+                    handle.broadcast(|| ExecutorCommand::Drain);
+                } else {
+                    tracing::info!(signal, "second signal: stopping now");
+                    shared.state.store(STOPPING, Ordering::Relaxed);
+                    handle.broadcast(|| ExecutorCommand::Shutdown);
+                    std::thread::spawn(|| {
+                        std::thread::sleep(Duration::from_secs(3));
+                        std::process::exit(1);
+                    });
+                }
+            }
+        })?;
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! The admin HTTP server: `/metrics`, `/healthz`, `/readyz`, `/v1/status` and
+//! `/v1/downlink`. It runs on a small tokio runtime on its own thread.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prometheus_client::registry::Registry;
+use pylon_proto::ykc::{Frame, FrameType, PileNo};
+use serde::Deserialize;
+
+use crate::executor::{DownlinkHandle, DownlinkOutcome, EdgeShared, RUNNING};
+
+#[derive(Clone)]
+struct AdminState {
+    shared: Arc<EdgeShared>,
+    registry: Arc<Registry>,
+    downlink: DownlinkHandle,
+}
+
+/// Starts the admin server on its own thread; returns once it is listening.
+pub fn start(
+    addr: SocketAddr,
+    shared: Arc<EdgeShared>,
+    registry: Registry,
+    downlink: DownlinkHandle,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .map_err(|e| anyhow::anyhow!("admin server cannot listen on {addr}: {e}"))?;
+    let state = AdminState {
+        shared,
+        registry: Arc::new(registry),
+        downlink,
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/v1/status", get(status))
+        .route("/v1/downlink", post(send_downlink))
+        .with_state(state);
+    tracing::info!(%addr, "admin server listening");
+    Ok(std::thread::Builder::new()
+        .name("edge-admin".into())
+        .spawn(move || {
+            if let Err(e) = runtime.block_on(async { axum::serve(listener, app).await }) {
+                tracing::error!("admin server stopped: {e}");
+            }
+        })?)
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &s.registry) {
+        Ok(()) => (
+            [(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    if s.shared.state.load(Ordering::Relaxed) == RUNNING {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    }
+}
+
+async fn status(State(s): State<AdminState>) -> Json<serde_json::Value> {
+    let m = &s.shared.metrics;
+    let sum = |family: &prometheus_client::metrics::family::Family<
+        crate::metrics::ExecTransport,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+               transport: &str| {
+        (0..s.shared.config.executor_count())
+            .map(|i| {
+                family
+                    .get_or_create(&crate::metrics::ExecTransport {
+                        executor: i.to_string(),
+                        transport: transport.into(),
+                    })
+                    .get()
+            })
+            .sum::<i64>()
+    };
+    let state = match s.shared.state.load(Ordering::Relaxed) {
+        RUNNING => "running",
+        crate::executor::DRAINING => "draining",
+        _ => "stopping",
+    };
+    Json(serde_json::json!({
+        "edge_id": &*s.shared.edge_id,
+        "state": state,
+        "executors": s.shared.config.executor_count(),
+        "sessions": { "tcp": sum(&m.sessions, "tcp"), "tls": sum(&m.sessions, "tls") },
+        "connections": { "tcp": sum(&m.connections, "tcp"), "tls": sum(&m.connections, "tls") },
+        "heartbeats": m.heartbeats.get(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DownlinkRequest {
+    pile: String,
+    /// Frame type code (`"0x36"`) or name (`"RemoteStop"`).
+    #[serde(rename = "type")]
+    frame_type: String,
+    fields: serde_json::Value,
+}
+
+async fn send_downlink(State(s): State<AdminState>, body: axum::body::Bytes) -> Response {
+    let bad = |msg: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": msg })),
+        )
+            .into_response()
+    };
+    let req: DownlinkRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(format!("request body: {e}")),
+    };
+    let pile = match PileNo::parse(&req.pile) {
+        Ok(p) => p,
+        Err(e) => return bad(format!("pile: {e}")),
+    };
+    let Some(ft) = FrameType::lookup(&req.frame_type) else {
+        return bad(format!("unknown frame type {:?}", req.frame_type));
+    };
+    let frame = match Frame::from_fields_json(ft.code, req.fields) {
+        Ok(f) => f,
+        Err(e) => return bad(format!("fields of {}: {e}", ft.name)),
+    };
+    let outcome = s.downlink.send(pile, frame).await;
+    let status = match outcome {
+        DownlinkOutcome::Queued { .. } => StatusCode::OK,
+        DownlinkOutcome::NotConnected => StatusCode::NOT_FOUND,
+        DownlinkOutcome::Failed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    if outcome == DownlinkOutcome::NotConnected {
+        s.shared
+            .metrics
+            .downlinks
+            .get_or_create(&crate::metrics::ResultLabel {
+                result: "not_connected".into(),
+            })
+            .inc();
+    }
+    (status, Json(outcome)).into_response()
+}

@@ -1,0 +1,182 @@
+//! Edge configuration: a TOML file, with command-line flags overriding it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Name of this edge in logs, metrics and uplink messages.
+    pub edge_id: String,
+    /// Number of executors (one per core); 0 means one per available CPU.
+    pub executors: usize,
+    /// Pin each executor to its own CPU.
+    pub pin_cpus: bool,
+    /// Plain TCP listener address (shared by all executors with SO_REUSEPORT).
+    pub tcp_listen: Option<SocketAddr>,
+    /// TLS listener address.
+    pub tls_listen: Option<SocketAddr>,
+    /// Admin/metrics HTTP address (/metrics, /healthz, /readyz, /v1/...).
+    pub admin_listen: SocketAddr,
+    pub tls: TlsConfig,
+    pub limits: Limits,
+    pub auth: AuthConfig,
+    /// Per-executor io_uring buffer memory in bytes (glommio's default is 10 MiB).
+    pub io_memory: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chains, each paired with the key at the same position in `keys`.
+    /// Give an ECDSA and an RSA pair to serve both kinds of client.
+    pub certs: Vec<PathBuf>,
+    pub keys: Vec<PathBuf>,
+    /// PEM CA bundle: when set, chargers must present a certificate signed by it.
+    pub client_ca: Option<PathBuf>,
+    /// Allow TLS 1.2 (many deployed chargers have nothing newer).
+    pub enable_tls12: bool,
+    /// Size of the server-side session cache for resumption (in sessions).
+    pub session_cache: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// A TLS handshake must finish within this many seconds.
+    pub tls_handshake_timeout_secs: u64,
+    /// The login frame (0x01) must arrive within this many seconds of connecting.
+    pub login_timeout_secs: u64,
+    /// Expected heartbeat interval; three missed intervals close the session.
+    pub heartbeat_interval_secs: u64,
+    /// Sustained frames per second a connection may send.
+    pub max_frames_per_sec: u32,
+    /// Burst of frames allowed above the sustained rate.
+    pub frame_burst: u32,
+    /// Bytes that may wait to be written to one connection before it is closed.
+    pub max_buffered_bytes: usize,
+    /// Connections one executor accepts before refusing new ones.
+    pub max_sessions_per_executor: usize,
+    /// Seconds a drain keeps serving before closing the remaining sessions.
+    pub drain_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// File of allowed pile numbers, one per line (`#` starts a comment).
+    pub allowlist: Option<PathBuf>,
+    /// Accept every pile (standalone demos and benchmarks).
+    pub allow_all: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            edge_id: "edge-1".into(),
+            executors: 0,
+            pin_cpus: false,
+            tcp_listen: Some(([0, 0, 0, 0], 8768).into()),
+            tls_listen: None,
+            admin_listen: ([127, 0, 0, 1], 9100).into(),
+            tls: TlsConfig {
+                enable_tls12: true,
+                session_cache: 65_536,
+                ..Default::default()
+            },
+            limits: Limits::default(),
+            auth: AuthConfig::default(),
+            io_memory: 256 * 1024,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            tls_handshake_timeout_secs: 10,
+            login_timeout_secs: 30,
+            heartbeat_interval_secs: 10,
+            max_frames_per_sec: 20,
+            frame_burst: 100,
+            max_buffered_bytes: 64 * 1024,
+            max_sessions_per_executor: 500_000,
+            drain_grace_secs: 30,
+        }
+    }
+}
+
+impl Limits {
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_secs(3 * self.heartbeat_interval_secs)
+    }
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    pub fn executor_count(&self) -> usize {
+        if self.executors > 0 {
+            self.executors
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
+    /// Checks what would otherwise fail later with a less clear message.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.tcp_listen.is_none() && self.tls_listen.is_none() {
+            anyhow::bail!("nothing to listen on: set tcp_listen and/or tls_listen");
+        }
+        if self.tls_listen.is_some() {
+            if self.tls.certs.is_empty() {
+                anyhow::bail!("tls_listen is set but no certificate is configured (tls.certs)");
+            }
+            if self.tls.certs.len() != self.tls.keys.len() {
+                anyhow::bail!(
+                    "tls.certs has {} entries but tls.keys has {}: give one key per certificate",
+                    self.tls.certs.len(),
+                    self.tls.keys.len()
+                );
+            }
+        }
+        if !self.auth.allow_all && self.auth.allowlist.is_none() {
+            anyhow::bail!("no login policy: give an allowlist file (auth.allowlist / --allowlist) or --allow-all");
+        }
+        if self.limits.heartbeat_interval_secs == 0 || self.limits.max_frames_per_sec == 0 {
+            anyhow::bail!(
+                "limits.heartbeat_interval_secs and limits.max_frames_per_sec must be positive"
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_partial_file() {
+        let c: Config = toml::from_str(
+            "edge_id = \"e7\"\ntls_listen = \"127.0.0.1:8443\"\n[limits]\nheartbeat_interval_secs = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.edge_id, "e7");
+        assert_eq!(c.limits.heartbeat_interval_secs, 5);
+        assert_eq!(c.limits.login_timeout_secs, 30);
+    }
+
+    #[test]
+    fn rejects_unknown_keys() {
+        assert!(toml::from_str::<Config>("edge_idd = \"x\"").is_err());
+    }
+}

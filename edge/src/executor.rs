@@ -1,0 +1,680 @@
+//! One executor: its listeners, its connections, its session table, its timers.
+//!
+//! Nothing here is shared with other executors except through [`ExecutorCommand`]s.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use pylon_proto::ykc::{CrcOrder, Frame, PileNo};
+use rustls::ServerConfig;
+
+use crate::allowlist::LoginPolicy;
+use crate::config::Config;
+use crate::metrics::{EdgeMetrics, ExecutorMetrics, Transport};
+use crate::runtime::{self, TcpListener, TcpStream};
+use crate::session::{CloseReason, RateLimit, Session, SessionHost};
+use crate::tls::TlsSession;
+use crate::uplink::{Uplink, UplinkFactory, UplinkMessage};
+
+/// Size of each executor's read buffer, shared by all its connections.
+const READ_BUFFER: usize = 64 * 1024;
+/// A connection whose output buffer grows past this keeps it; smaller ones are freed.
+const KEEP_BUFFER: usize = 512;
+
+/// Lifecycle of the whole edge process.
+pub const RUNNING: u8 = 0;
+pub const DRAINING: u8 = 1;
+pub const STOPPING: u8 = 2;
+
+/// Messages to an executor from outside it.
+pub enum ExecutorCommand {
+    /// Send a frame to a pile, if it is connected here.
+    Downlink {
+        pile: PileNo,
+        frame: Frame,
+        reply: flume::Sender<DownlinkOutcome>,
+    },
+    /// A newer session of `pile` logged in elsewhere: close older ones here.
+    Evict { pile: PileNo, newer_than: u64 },
+    /// Stop accepting; close remaining sessions after the grace period.
+    Drain,
+    /// Close everything now.
+    Shutdown,
+}
+
+/// What became of a downlink request on one executor.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum DownlinkOutcome {
+    /// Queued on the pile's session; it is written as soon as the socket takes it.
+    Queued {
+        executor: usize,
+        session: u64,
+    },
+    NotConnected,
+    Failed {
+        reason: String,
+    },
+}
+
+/// Sends commands to every executor of this process. Cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct DownlinkHandle {
+    executors: Vec<flume::Sender<ExecutorCommand>>,
+}
+
+impl DownlinkHandle {
+    /// Sends `frame` to `pile` wherever it is connected in this process.
+    pub async fn send(&self, pile: PileNo, frame: Frame) -> DownlinkOutcome {
+        let (tx, rx) = flume::bounded(self.executors.len());
+        for exec in &self.executors {
+            let cmd = ExecutorCommand::Downlink {
+                pile,
+                frame: frame.clone(),
+                reply: tx.clone(),
+            };
+            if exec.send(cmd).is_err() {
+                return DownlinkOutcome::Failed {
+                    reason: "edge is shutting down".into(),
+                };
+            }
+        }
+        drop(tx);
+        let mut outcome = DownlinkOutcome::NotConnected;
+        while let Ok(answer) = rx.recv_async().await {
+            if !matches!(answer, DownlinkOutcome::NotConnected) {
+                outcome = answer;
+            }
+        }
+        outcome
+    }
+
+    pub fn broadcast(&self, make: impl Fn() -> ExecutorCommand) {
+        for exec in &self.executors {
+            let _ = exec.send(make());
+        }
+    }
+}
+
+/// What all executors of one process share (read-only, or atomics).
+pub struct EdgeShared {
+    pub config: Arc<Config>,
+    pub edge_id: Arc<str>,
+    pub metrics: Arc<EdgeMetrics>,
+    pub policy: Arc<LoginPolicy>,
+    pub tls: Option<Arc<ServerConfig>>,
+    pub uplinks: UplinkFactory,
+    pub session_ids: AtomicU64,
+    pub state: AtomicU8,
+    pub peers: DownlinkHandle,
+}
+
+/// Builds the command channels; returns the handle and each executor's receiver.
+pub fn command_channels(count: usize) -> (DownlinkHandle, Vec<flume::Receiver<ExecutorCommand>>) {
+    let (txs, rxs) = (0..count).map(|_| flume::unbounded()).unzip();
+    (DownlinkHandle { executors: txs }, rxs)
+}
+
+/// The part of a connection that the executor can reach: its mailbox.
+struct Conn {
+    id: u64,
+    transport: Transport,
+    waker: Cell<Option<Waker>>,
+    close: Cell<Option<CloseReason>>,
+    downlink: RefCell<Vec<Frame>>,
+    deadline_ms: Cell<u64>,
+    deadline_reason: Cell<CloseReason>,
+}
+
+impl Conn {
+    fn close(&self, reason: CloseReason) {
+        if self.close.get().is_none() {
+            self.close.set(Some(reason));
+        }
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    fn set_deadline(&self, at_ms: u64, reason: CloseReason) {
+        self.deadline_ms.set(at_ms);
+        self.deadline_reason.set(reason);
+    }
+}
+
+struct Executor {
+    id: usize,
+    shared: Arc<EdgeShared>,
+    metrics: ExecutorMetrics,
+    uplink: Box<dyn Uplink>,
+    conns: RefCell<HashMap<u64, Rc<Conn>>>,
+    piles: RefCell<HashMap<PileNo, u64>>,
+    read_buffer: RefCell<Box<[u8]>>,
+    epoch: Instant,
+    draining: Cell<bool>,
+    stopping: Cell<bool>,
+    wake_on_stop: RefCell<Vec<Waker>>,
+    rate: RateLimit,
+}
+
+impl Executor {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn limits(&self) -> &crate::config::Limits {
+        &self.shared.config.limits
+    }
+
+    fn begin_drain(&self) {
+        self.draining.set(true);
+        for w in self.wake_on_stop.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    fn close_all(&self, reason: CloseReason) {
+        for conn in self.conns.borrow().values() {
+            conn.close(reason);
+        }
+    }
+
+    fn handle(self: &Rc<Self>, cmd: ExecutorCommand) {
+        match cmd {
+            ExecutorCommand::Downlink { pile, frame, reply } => {
+                let _ = reply.send(self.downlink(pile, frame));
+            }
+            ExecutorCommand::Evict { pile, newer_than } => {
+                let id = self.piles.borrow().get(&pile).copied();
+                if let Some(id) = id.filter(|&id| id < newer_than) {
+                    if let Some(conn) = self.conns.borrow().get(&id) {
+                        conn.close(CloseReason::Replaced);
+                    }
+                }
+            }
+            ExecutorCommand::Drain => {
+                self.begin_drain();
+                let this = self.clone();
+                let grace = Duration::from_secs(self.limits().drain_grace_secs);
+                runtime::spawn(async move {
+                    runtime::sleep(grace).await;
+                    this.stopping.set(true);
+                    this.close_all(CloseReason::Drain);
+                });
+            }
+            ExecutorCommand::Shutdown => {
+                self.begin_drain();
+                self.stopping.set(true);
+                self.close_all(CloseReason::Shutdown);
+            }
+        }
+    }
+
+    fn downlink(&self, pile: PileNo, frame: Frame) -> DownlinkOutcome {
+        let Some(id) = self.piles.borrow().get(&pile).copied() else {
+            return DownlinkOutcome::NotConnected;
+        };
+        let conns = self.conns.borrow();
+        let Some(conn) = conns.get(&id) else {
+            return DownlinkOutcome::NotConnected;
+        };
+        let mut queue = conn.downlink.borrow_mut();
+        // Each queued frame is at most one maximal frame on the wire.
+        if queue.len() * pylon_proto::ykc::frame::MAX_FRAME >= self.limits().max_buffered_bytes {
+            drop(queue);
+            conn.close(CloseReason::BufferLimit);
+            self.metrics
+                .all
+                .downlinks
+                .get_or_create(&result_label("buffer_full"))
+                .inc();
+            return DownlinkOutcome::Failed {
+                reason: "the pile's send queue is full".into(),
+            };
+        }
+        queue.push(frame);
+        drop(queue);
+        conn.wake();
+        self.metrics
+            .all
+            .downlinks
+            .get_or_create(&result_label("queued"))
+            .inc();
+        DownlinkOutcome::Queued {
+            executor: self.id,
+            session: id,
+        }
+    }
+}
+
+fn result_label(result: &str) -> crate::metrics::ResultLabel {
+    crate::metrics::ResultLabel {
+        result: result.into(),
+    }
+}
+
+/// Runs executor `id` until the edge stops: listeners, command loop, deadline sweeper.
+pub async fn run(id: usize, shared: Arc<EdgeShared>, commands: flume::Receiver<ExecutorCommand>) {
+    let limits = &shared.config.limits;
+    let exec = Rc::new(Executor {
+        id,
+        metrics: ExecutorMetrics::new(shared.metrics.clone(), id),
+        uplink: (shared.uplinks)(id),
+        conns: RefCell::new(HashMap::new()),
+        piles: RefCell::new(HashMap::new()),
+        read_buffer: RefCell::new(vec![0u8; READ_BUFFER].into_boxed_slice()),
+        epoch: Instant::now(),
+        draining: Cell::new(false),
+        stopping: Cell::new(false),
+        wake_on_stop: RefCell::new(Vec::new()),
+        rate: RateLimit {
+            per_sec: limits.max_frames_per_sec,
+            burst: limits.frame_burst,
+        },
+        shared: shared.clone(),
+    });
+
+    let listeners = [
+        (shared.config.tcp_listen, Transport::Tcp),
+        (shared.config.tls_listen, Transport::Tls),
+    ];
+    for (addr, transport) in listeners {
+        if let Some(addr) = addr {
+            match TcpListener::bind(addr) {
+                Ok(listener) => {
+                    runtime::spawn(accept_loop(exec.clone(), listener, transport, addr))
+                }
+                Err(e) => {
+                    tracing::error!(executor = id, %addr, "cannot listen: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    runtime::spawn(sweep_deadlines(exec.clone()));
+    let cmd_exec = exec.clone();
+    runtime::spawn(async move {
+        while let Ok(cmd) = commands.recv_async().await {
+            cmd_exec.handle(cmd);
+        }
+    });
+
+    // Finish once stopping and every connection is gone.
+    loop {
+        runtime::sleep(Duration::from_millis(100)).await;
+        if exec.stopping.get() && exec.conns.borrow().is_empty() {
+            break;
+        }
+    }
+    tracing::info!(executor = id, "executor stopped");
+}
+
+async fn accept_loop(
+    exec: Rc<Executor>,
+    listener: TcpListener,
+    transport: Transport,
+    addr: SocketAddr,
+) {
+    tracing::info!(executor = exec.id, %addr, transport = transport.as_str(), "listening");
+    loop {
+        let draining = poll_fn(|cx| {
+            if exec.draining.get() {
+                return Poll::Ready(None);
+            }
+            let mut wakers = exec.wake_on_stop.borrow_mut();
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        });
+        let accepted =
+            futures_lite::future::or(async { Some(listener.accept().await) }, draining).await;
+        let stream = match accepted {
+            None => break,
+            Some(Ok(stream)) => stream,
+            Some(Err(e)) => {
+                tracing::warn!(executor = exec.id, "accept failed: {e}");
+                runtime::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if exec.conns.borrow().len() >= exec.limits().max_sessions_per_executor {
+            exec.metrics.close(CloseReason::ExecutorFull.as_str());
+            drop(stream);
+            continue;
+        }
+        // Chargers send small frames and wait for answers: never delay them.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+        runtime::spawn(serve(exec.clone(), stream, transport));
+    }
+    tracing::info!(executor = exec.id, %addr, "stopped accepting");
+}
+
+/// Closes connections whose deadline (TLS handshake, login, heartbeat) has passed.
+async fn sweep_deadlines(exec: Rc<Executor>) {
+    loop {
+        runtime::sleep(Duration::from_millis(500)).await;
+        let now = exec.now_ms();
+        for conn in exec.conns.borrow().values() {
+            if conn.deadline_ms.get() <= now {
+                conn.close(conn.deadline_reason.get());
+            }
+        }
+        if exec.stopping.get() && exec.conns.borrow().is_empty() {
+            break;
+        }
+    }
+}
+
+/// The session host: how a session's decisions reach the executor.
+struct Host<'a> {
+    exec: &'a Executor,
+    conn: &'a Conn,
+    pile: Option<PileNo>,
+}
+
+impl SessionHost for Host<'_> {
+    fn allow_login(&mut self, pile: &PileNo) -> bool {
+        let allowed = self.exec.shared.policy.allows(pile);
+        self.exec
+            .metrics
+            .login(if allowed { "accepted" } else { "rejected" });
+        allowed
+    }
+
+    fn logged_in(&mut self, pile: PileNo) {
+        let exec = self.exec;
+        let previous = exec.piles.borrow_mut().insert(pile, self.conn.id);
+        if let Some(old) = previous.filter(|&old| old != self.conn.id) {
+            if let Some(conn) = exec.conns.borrow().get(&old) {
+                conn.close(CloseReason::Replaced);
+            }
+        }
+        let newer_than = self.conn.id;
+        for (i, peer) in exec.shared.peers.executors.iter().enumerate() {
+            if i != exec.id {
+                let _ = peer.send(ExecutorCommand::Evict { pile, newer_than });
+            }
+        }
+        self.pile = Some(pile);
+        exec.metrics.transport(self.conn.transport).sessions.inc();
+        tracing::debug!(executor = exec.id, session = self.conn.id, %pile, "logged in");
+    }
+
+    fn alive(&mut self) {
+        let timeout = self.exec.limits().heartbeat_timeout().as_millis() as u64;
+        self.conn
+            .set_deadline(self.exec.now_ms() + timeout, CloseReason::HeartbeatTimeout);
+    }
+
+    fn heartbeat(&mut self) {
+        self.exec.metrics.all.heartbeats.inc();
+    }
+
+    fn uplink(&mut self, pile: PileNo, seq: u16, frame: Frame) {
+        self.exec.uplink.send(UplinkMessage {
+            edge_id: self.exec.shared.edge_id.clone(),
+            executor: self.exec.id,
+            session_id: self.conn.id,
+            pile,
+            seq,
+            frame,
+        });
+    }
+
+    fn frame_in(&mut self, frame_type: u8, crc: CrcOrder) {
+        self.exec.metrics.frame_in(frame_type);
+        if crc == CrcOrder::Swapped {
+            self.exec.metrics.all.crc_swapped.inc();
+        }
+    }
+
+    fn frame_out(&mut self, frame_type: u8) {
+        self.exec.metrics.frame_out(frame_type);
+    }
+
+    fn decode_error(&mut self, kind: &'static str) {
+        self.exec.metrics.decode_error(kind);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.exec.now_ms()
+    }
+}
+
+enum Wake {
+    Read(Result<(), CloseReason>),
+    Downlink,
+    Close(CloseReason),
+}
+
+/// Serves one connection from accept to close.
+async fn serve(exec: Rc<Executor>, stream: TcpStream, transport: Transport) {
+    let limits = exec.limits();
+    let id = exec.shared.session_ids.fetch_add(1, Ordering::Relaxed);
+    let now = exec.now_ms();
+    let (first_deadline, first_reason) = match transport {
+        Transport::Tls => (
+            limits.tls_handshake_timeout_secs,
+            CloseReason::TlsHandshakeTimeout,
+        ),
+        Transport::Tcp => (limits.login_timeout_secs, CloseReason::LoginTimeout),
+    };
+    let conn = Rc::new(Conn {
+        id,
+        transport,
+        waker: Cell::new(None),
+        close: Cell::new(None),
+        downlink: RefCell::new(Vec::new()),
+        deadline_ms: Cell::new(now + first_deadline * 1000),
+        deadline_reason: Cell::new(first_reason),
+    });
+    exec.conns.borrow_mut().insert(id, conn.clone());
+    let counters = exec.metrics.transport(transport);
+    counters.connections.inc();
+    if transport == Transport::Tcp {
+        exec.metrics.handshake(transport, "ok");
+    }
+
+    let mut host = Host {
+        exec: &exec,
+        conn: &conn,
+        pile: None,
+    };
+    let reason = drive(&exec, &conn, &mut host, stream, transport).await;
+
+    exec.conns.borrow_mut().remove(&id);
+    if let Some(pile) = host.pile {
+        let mut piles = exec.piles.borrow_mut();
+        if piles.get(&pile) == Some(&id) {
+            piles.remove(&pile);
+        }
+        counters.sessions.dec();
+    }
+    counters.connections.dec();
+    exec.metrics.close(reason.as_str());
+    tracing::debug!(executor = exec.id, session = id, pile = ?host.pile, reason = reason.as_str(), "closed");
+}
+
+async fn drive(
+    exec: &Executor,
+    conn: &Conn,
+    host: &mut Host<'_>,
+    mut stream: TcpStream,
+    transport: Transport,
+) -> CloseReason {
+    let limits = exec.limits();
+    let counters = exec.metrics.transport(transport);
+    let mut tls = match (transport, &exec.shared.tls) {
+        (Transport::Tls, Some(cfg)) => match TlsSession::new(cfg.clone()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                exec.metrics.handshake(transport, e.kind());
+                return CloseReason::TlsError(e.kind());
+            }
+        },
+        _ => None,
+    };
+    let mut session = Session::new(exec.rate, exec.now_ms());
+    // Wire bytes waiting to be written, and (TLS) plaintext waiting to be encrypted.
+    let mut out: Vec<u8> = Vec::new();
+    let mut plain: Vec<u8> = Vec::new();
+
+    loop {
+        let wake = poll_fn(|cx| {
+            if let Some(reason) = conn.close.take() {
+                return Poll::Ready(Wake::Close(reason));
+            }
+            if !conn.downlink.borrow().is_empty() {
+                return Poll::Ready(Wake::Downlink);
+            }
+            conn.waker.set(Some(cx.waker().clone()));
+            let mut buffer = exec.read_buffer.borrow_mut();
+            match Pin::new(&mut stream).poll_read(cx, &mut buffer[..]) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(0)) => Poll::Ready(Wake::Close(CloseReason::PeerClosed)),
+                Poll::Ready(Err(_)) => Poll::Ready(Wake::Close(CloseReason::IoError)),
+                Poll::Ready(Ok(n)) => {
+                    counters.bytes_in.inc_by(n as u64);
+                    let data = &mut buffer[..n];
+                    let result = match tls.as_mut() {
+                        None => session.on_bytes(data, host, &mut out),
+                        Some(tls) => {
+                            receive_tls(tls, data, &mut session, host, &mut out, &mut plain, exec)
+                        }
+                    };
+                    Poll::Ready(Wake::Read(result))
+                }
+            }
+        })
+        .await;
+
+        let closing = match wake {
+            Wake::Close(reason) => return reason,
+            Wake::Read(Ok(())) => None,
+            Wake::Read(Err(reason)) => Some(reason),
+            Wake::Downlink => {
+                let frames = std::mem::take(&mut *conn.downlink.borrow_mut());
+                let target = if tls.is_some() { &mut plain } else { &mut out };
+                for frame in &frames {
+                    if let Err(e) = session.encode_downlink(frame, host, target) {
+                        tracing::warn!(session = conn.id, "downlink frame not sent: {e}");
+                    }
+                }
+                if let Some(tls) = tls.as_mut() {
+                    if let Err(e) = tls.send(&plain, &mut out) {
+                        return CloseReason::TlsError(e.kind());
+                    }
+                    plain.clear();
+                }
+                None
+            }
+        };
+
+        if out.len() > limits.max_buffered_bytes {
+            return CloseReason::BufferLimit;
+        }
+        if !out.is_empty() {
+            if let Err(reason) = write_all(&mut stream, &out, conn).await {
+                return closing.unwrap_or(reason);
+            }
+            counters.bytes_out.inc_by(out.len() as u64);
+            out.clear();
+        }
+        if out.capacity() > KEEP_BUFFER {
+            out = Vec::new();
+        }
+        if plain.capacity() > KEEP_BUFFER {
+            plain = Vec::new();
+        }
+        if let Some(reason) = closing {
+            return reason;
+        }
+    }
+}
+
+/// Feeds bytes through TLS into the session; encrypts what the session answered.
+fn receive_tls(
+    tls: &mut TlsSession,
+    data: &mut [u8],
+    session: &mut Session,
+    host: &mut Host<'_>,
+    out: &mut Vec<u8>,
+    plain: &mut Vec<u8>,
+    exec: &Executor,
+) -> Result<(), CloseReason> {
+    let was_handshaking = tls.is_handshaking();
+    let mut result = Ok(());
+    let received = tls.receive(data, out, &mut |bytes| {
+        if result.is_ok() {
+            result = session.on_bytes(bytes, host, plain);
+        }
+    });
+    let received = match received {
+        Ok(r) => r,
+        Err(e) => {
+            if was_handshaking {
+                exec.metrics.handshake(Transport::Tls, e.kind());
+            } else {
+                exec.metrics.decode_error(e.kind());
+            }
+            return Err(CloseReason::TlsError(e.kind()));
+        }
+    };
+    if was_handshaking && !tls.is_handshaking() {
+        exec.metrics.handshake(Transport::Tls, "ok");
+        if session.pile().is_none() {
+            let deadline = exec.now_ms() + exec.limits().login_timeout_secs * 1000;
+            host.conn.set_deadline(deadline, CloseReason::LoginTimeout);
+        }
+    }
+    if tls.buffered() > pylon_proto::ykc::frame::MAX_FRAME + 18 * 1024 {
+        return Err(CloseReason::BufferLimit);
+    }
+    if !plain.is_empty() {
+        tls.send(plain, out)
+            .map_err(|e| CloseReason::TlsError(e.kind()))?;
+        plain.clear();
+    }
+    if received.peer_closed {
+        return Err(result.err().unwrap_or(CloseReason::PeerClosed));
+    }
+    result
+}
+
+/// Writes all of `data`, giving up when the connection is told to close meanwhile.
+async fn write_all(stream: &mut TcpStream, data: &[u8], conn: &Conn) -> Result<(), CloseReason> {
+    let mut written = 0;
+    while written < data.len() {
+        let n = poll_fn(|cx| {
+            if let Some(reason) = conn.close.take() {
+                return Poll::Ready(Err(reason));
+            }
+            conn.waker.set(Some(cx.waker().clone()));
+            match Pin::new(&mut *stream).poll_write(cx, &data[written..]) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(Err(CloseReason::IoError)),
+                Poll::Ready(Ok(n)) => Poll::Ready(Ok(n)),
+            }
+        })
+        .await?;
+        written += n;
+    }
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! The edge's Prometheus metrics.
+//!
+//! Families live in one registry shared by all executors; each executor resolves the
+//! label sets it uses on the hot path once, at start, so counting is a relaxed atomic add.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExecTransport {
+    pub executor: String,
+    pub transport: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabel {
+    pub transport: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeLabel {
+    pub transport: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FrameTypeLabel {
+    pub frame_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+/// All metric families of one edge process.
+#[derive(Clone, Default)]
+pub struct EdgeMetrics {
+    pub connections: Family<ExecTransport, Gauge>,
+    pub sessions: Family<ExecTransport, Gauge>,
+    pub handshakes: Family<HandshakeLabel, Counter>,
+    pub logins: Family<ResultLabel, Counter>,
+    pub closes: Family<ReasonLabel, Counter>,
+    pub frames_in: Family<FrameTypeLabel, Counter>,
+    pub frames_out: Family<FrameTypeLabel, Counter>,
+    pub decode_errors: Family<KindLabel, Counter>,
+    pub heartbeats: Counter,
+    pub bytes_in: Family<TransportLabel, Counter>,
+    pub bytes_out: Family<TransportLabel, Counter>,
+    pub crc_swapped: Counter,
+    pub uplink_frames: Counter,
+    pub downlinks: Family<ResultLabel, Counter>,
+}
+
+impl EdgeMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("pylon_edge");
+        r.register(
+            "connections",
+            "Open charger connections",
+            self.connections.clone(),
+        );
+        r.register(
+            "sessions",
+            "Logged-in charger sessions",
+            self.sessions.clone(),
+        );
+        r.register(
+            "handshakes",
+            "Connection set-ups by transport and result",
+            self.handshakes.clone(),
+        );
+        r.register("logins", "Login attempts by result", self.logins.clone());
+        r.register(
+            "closes",
+            "Closed connections by reason",
+            self.closes.clone(),
+        );
+        r.register(
+            "frames_in",
+            "Frames received by type",
+            self.frames_in.clone(),
+        );
+        r.register("frames_out", "Frames sent by type", self.frames_out.clone());
+        r.register(
+            "decode_errors",
+            "Malformed input by kind",
+            self.decode_errors.clone(),
+        );
+        r.register(
+            "heartbeats",
+            "Heartbeats answered by the edge",
+            self.heartbeats.clone(),
+        );
+        r.register(
+            "bytes_in",
+            "Bytes received from chargers (on the wire)",
+            self.bytes_in.clone(),
+        );
+        r.register(
+            "bytes_out",
+            "Bytes sent to chargers (on the wire)",
+            self.bytes_out.clone(),
+        );
+        r.register(
+            "crc_swapped",
+            "Frames whose checksum arrived high byte first (accepted)",
+            self.crc_swapped.clone(),
+        );
+        r.register(
+            "uplink_frames",
+            "Business frames handed to the uplink",
+            self.uplink_frames.clone(),
+        );
+        r.register(
+            "downlinks",
+            "Downlink requests by result",
+            self.downlinks.clone(),
+        );
+    }
+}
+
+/// The transports a connection can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+}
+
+/// One transport's pre-resolved counters for one executor.
+#[derive(Clone)]
+pub struct TransportCounters {
+    pub connections: Gauge,
+    pub sessions: Gauge,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+}
+
+/// Counters one executor touches per frame, resolved once.
+#[derive(Clone)]
+pub struct ExecutorMetrics {
+    pub all: Arc<EdgeMetrics>,
+    pub tcp: TransportCounters,
+    pub tls: TransportCounters,
+    frames_in: Vec<Counter>,
+    frames_out: Vec<Counter>,
+}
+
+impl ExecutorMetrics {
+    pub fn new(all: Arc<EdgeMetrics>, executor: usize) -> Self {
+        let per_transport = |t: Transport| {
+            let labels = ExecTransport {
+                executor: executor.to_string(),
+                transport: t.as_str().into(),
+            };
+            let tl = TransportLabel {
+                transport: t.as_str().into(),
+            };
+            TransportCounters {
+                connections: all.connections.get_or_create(&labels).clone(),
+                sessions: all.sessions.get_or_create(&labels).clone(),
+                bytes_in: all.bytes_in.get_or_create(&tl).clone(),
+                bytes_out: all.bytes_out.get_or_create(&tl).clone(),
+            }
+        };
+        // Only known types get a label of their own; the rest share "other".
+        let other = FrameTypeLabel {
+            frame_type: "other".into(),
+        };
+        let other_in = all.frames_in.get_or_create(&other).clone();
+        let other_out = all.frames_out.get_or_create(&other).clone();
+        let known = |t: usize| pylon_proto::ykc::frames::FrameType::by_code(t as u8).is_some();
+        let mut frames_in = Vec::with_capacity(256);
+        let mut frames_out = Vec::with_capacity(256);
+        for t in 0..256usize {
+            if known(t) {
+                frames_in.push(
+                    all.frames_in
+                        .get_or_create(&FrameTypeLabel {
+                            frame_type: format!("{t:#04x}"),
+                        })
+                        .clone(),
+                );
+                frames_out.push(
+                    all.frames_out
+                        .get_or_create(&FrameTypeLabel {
+                            frame_type: format!("{t:#04x}"),
+                        })
+                        .clone(),
+                );
+            } else {
+                frames_in.push(other_in.clone());
+                frames_out.push(other_out.clone());
+            }
+        }
+        ExecutorMetrics {
+            tcp: per_transport(Transport::Tcp),
+            tls: per_transport(Transport::Tls),
+            all,
+            frames_in,
+            frames_out,
+        }
+    }
+
+    pub fn transport(&self, t: Transport) -> &TransportCounters {
+        match t {
+            Transport::Tcp => &self.tcp,
+            Transport::Tls => &self.tls,
+        }
+    }
+
+    pub fn frame_in(&self, frame_type: u8) {
+        self.frames_in[usize::from(frame_type)].inc();
+    }
+
+    pub fn frame_out(&self, frame_type: u8) {
+        self.frames_out[usize::from(frame_type)].inc();
+    }
+
+    pub fn close(&self, reason: &str) {
+        self.all
+            .closes
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn decode_error(&self, kind: &str) {
+        self.all
+            .decode_errors
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+    }
+
+    pub fn handshake(&self, t: Transport, result: &str) {
+        self.all
+            .handshakes
+            .get_or_create(&HandshakeLabel {
+                transport: t.as_str().into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn login(&self, result: &str) {
+        self.all
+            .logins
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+    }
+}

@@ -1,0 +1,51 @@
+//! The little of glommio the edge uses, in one place, so the runtime could be swapped.
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use glommio::net::{TcpListener, TcpStream};
+pub use glommio::timer::sleep;
+
+/// Starts `count` executors, one thread each; `run(i)` builds executor `i`'s main future.
+pub fn start_executors<F, Fut>(
+    count: usize,
+    pin_cpus: bool,
+    io_memory: usize,
+    run: F,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>>
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut handles = Vec::with_capacity(count);
+    for i in 0..count {
+        let placement = if pin_cpus {
+            glommio::Placement::Fixed(i % cpus)
+        } else {
+            glommio::Placement::Unbound
+        };
+        let run = run.clone();
+        let handle = glommio::LocalExecutorBuilder::new(placement)
+            .name(&format!("edge-exec-{i}"))
+            .io_memory(io_memory)
+            .ring_depth(512)
+            .preempt_timer(Duration::from_millis(50))
+            .spawn(move || run(i))
+            .map_err(|e| anyhow::anyhow!("starting executor {i}: {e}"))?;
+        let thread = std::thread::Builder::new()
+            .name(format!("edge-join-{i}"))
+            .spawn(move || {
+                if let Err(e) = handle.join() {
+                    tracing::error!(executor = i, "executor failed: {e}");
+                }
+            })?;
+        handles.push(thread);
+    }
+    Ok(handles)
+}
+
+/// Spawns a task on the current executor and lets it run on its own.
+pub fn spawn<T: 'static>(future: impl Future<Output = T> + 'static) {
+    glommio::spawn_local(future).detach();
+}

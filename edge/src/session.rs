@@ -1,0 +1,473 @@
+//! The YKC link state machine of one connection: login first, heartbeats answered here,
+//! business frames handed to the host. Pure logic: bytes in, bytes out, no I/O.
+
+use pylon_proto::ykc::frames::{Direction, FrameType, HeartbeatReply, LoginReply};
+use pylon_proto::ykc::{self, CrcOrder, Frame, FrameSplitter, PileNo, RawFrame, SplitEvent};
+
+/// Why a connection was closed (the `reason` label of `pylon_edge_closes_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    PeerClosed,
+    IoError,
+    TlsHandshakeTimeout,
+    TlsError(&'static str),
+    LoginTimeout,
+    HeartbeatTimeout,
+    NotLoggedIn,
+    LoginRejected,
+    PileMismatch,
+    Replaced,
+    FrameRateExceeded,
+    BufferLimit,
+    Decode(&'static str),
+    WrongDirection,
+    ExecutorFull,
+    Drain,
+    Shutdown,
+}
+
+impl CloseReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CloseReason::PeerClosed => "peer_closed",
+            CloseReason::IoError => "io_error",
+            CloseReason::TlsHandshakeTimeout => "tls_handshake_timeout",
+            CloseReason::TlsError(kind) => kind,
+            CloseReason::LoginTimeout => "login_timeout",
+            CloseReason::HeartbeatTimeout => "heartbeat_timeout",
+            CloseReason::NotLoggedIn => "not_logged_in",
+            CloseReason::LoginRejected => "login_rejected",
+            CloseReason::PileMismatch => "pile_mismatch",
+            CloseReason::Replaced => "replaced",
+            CloseReason::FrameRateExceeded => "frame_rate_exceeded",
+            CloseReason::BufferLimit => "buffer_limit",
+            CloseReason::Decode(kind) => kind,
+            CloseReason::WrongDirection => "wrong_direction",
+            CloseReason::ExecutorFull => "executor_full",
+            CloseReason::Drain => "drain",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// What the session needs from the executor that runs it.
+pub trait SessionHost {
+    fn allow_login(&mut self, pile: &PileNo) -> bool;
+    /// The pile logged in on this connection (any older session of it must go).
+    fn logged_in(&mut self, pile: PileNo);
+    /// A valid frame arrived; the link is alive.
+    fn alive(&mut self);
+    fn heartbeat(&mut self);
+    /// A business frame for the app services.
+    fn uplink(&mut self, pile: PileNo, seq: u16, frame: Frame);
+    fn frame_in(&mut self, frame_type: u8, crc: CrcOrder);
+    fn frame_out(&mut self, frame_type: u8);
+    fn decode_error(&mut self, kind: &'static str);
+    /// Milliseconds on a monotonic clock.
+    fn now_ms(&self) -> u64;
+}
+
+/// A token bucket over frames.
+#[derive(Debug)]
+struct FrameBudget {
+    tokens: u32,
+    last_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub per_sec: u32,
+    pub burst: u32,
+}
+
+impl FrameBudget {
+    fn take(&mut self, now_ms: u64, limit: RateLimit) -> bool {
+        let elapsed = now_ms.saturating_sub(self.last_ms);
+        let refill = elapsed * u64::from(limit.per_sec) / 1000;
+        if refill > 0 {
+            self.tokens = (u64::from(self.tokens) + refill).min(u64::from(limit.burst)) as u32;
+            self.last_ms = now_ms;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+/// The link-level state of one charger connection.
+#[derive(Debug)]
+pub struct Session {
+    splitter: FrameSplitter,
+    link: Link,
+}
+
+#[derive(Debug)]
+struct Link {
+    pile: Option<PileNo>,
+    budget: FrameBudget,
+    limit: RateLimit,
+    next_seq: u16,
+}
+
+impl Session {
+    pub fn new(limit: RateLimit, now_ms: u64) -> Self {
+        Session {
+            splitter: FrameSplitter::new(),
+            link: Link {
+                pile: None,
+                budget: FrameBudget {
+                    tokens: limit.burst,
+                    last_ms: now_ms,
+                },
+                limit,
+                next_seq: 0,
+            },
+        }
+    }
+
+    pub fn pile(&self) -> Option<PileNo> {
+        self.link.pile
+    }
+
+    /// Bytes held back for an incomplete frame.
+    pub fn buffered(&self) -> usize {
+        self.splitter.buffered()
+    }
+
+    /// Handles plaintext bytes from the charger; replies are appended to `out`. An error
+    /// means the connection must be closed (after writing what is in `out`).
+    pub fn on_bytes(
+        &mut self,
+        data: &[u8],
+        host: &mut dyn SessionHost,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CloseReason> {
+        let link = &mut self.link;
+        let mut result = Ok(());
+        self.splitter.feed(data, |event| {
+            result = match event {
+                SplitEvent::Frame(raw) => link.on_frame(&raw, host, out),
+                SplitEvent::Skipped { error, .. } => {
+                    host.decode_error(error.kind());
+                    Err(CloseReason::Decode(error.kind()))
+                }
+            };
+            result.is_ok()
+        });
+        result
+    }
+
+    /// Appends a platform-initiated frame, numbered by this session's own sequence.
+    pub fn encode_downlink(
+        &mut self,
+        frame: &Frame,
+        host: &mut dyn SessionHost,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let seq = self.link.next_seq;
+        self.link.next_seq = seq.wrapping_add(1);
+        ykc::encode_into(out, seq, frame).map_err(|e| e.to_string())?;
+        host.frame_out(frame.frame_type());
+        Ok(())
+    }
+}
+
+impl Link {
+    fn on_frame(
+        &mut self,
+        raw: &RawFrame<'_>,
+        host: &mut dyn SessionHost,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CloseReason> {
+        host.frame_in(raw.frame_type, raw.crc_order);
+        if !self.budget.take(host.now_ms(), self.limit) {
+            return Err(CloseReason::FrameRateExceeded);
+        }
+        let frame = ykc::decode(raw).map_err(|e| {
+            host.decode_error(e.kind());
+            CloseReason::Decode(e.kind())
+        })?;
+        if FrameType::by_code(raw.frame_type).map(|t| t.direction) == Some(Direction::Down) {
+            host.decode_error("wrong_direction");
+            return Err(CloseReason::WrongDirection);
+        }
+        match (self.pile, frame) {
+            (None, Frame::Login(login)) => {
+                let allowed = host.allow_login(&login.pile_no);
+                reply(
+                    out,
+                    raw.seq,
+                    LoginReply {
+                        pile_no: login.pile_no,
+                        result: u8::from(!allowed),
+                    }
+                    .into(),
+                    host,
+                );
+                if !allowed {
+                    return Err(CloseReason::LoginRejected);
+                }
+                self.pile = Some(login.pile_no);
+                host.logged_in(login.pile_no);
+                host.alive();
+                Ok(())
+            }
+            (None, _) => Err(CloseReason::NotLoggedIn),
+            (Some(pile), Frame::Login(login)) => {
+                if login.pile_no != pile {
+                    return Err(CloseReason::PileMismatch);
+                }
+                reply(
+                    out,
+                    raw.seq,
+                    LoginReply {
+                        pile_no: pile,
+                        result: 0,
+                    }
+                    .into(),
+                    host,
+                );
+                host.alive();
+                Ok(())
+            }
+            (Some(pile), Frame::Heartbeat(hb)) => {
+                if hb.pile_no != pile {
+                    return Err(CloseReason::PileMismatch);
+                }
+                let answer = HeartbeatReply {
+                    pile_no: pile,
+                    gun_no: hb.gun_no,
+                    reply: 0,
+                };
+                reply(out, raw.seq, answer.into(), host);
+                host.heartbeat();
+                host.alive();
+                Ok(())
+            }
+            (Some(pile), frame) => {
+                if frame.pile_no().is_some_and(|p| p != pile) {
+                    return Err(CloseReason::PileMismatch);
+                }
+                host.alive();
+                host.uplink(pile, raw.seq, frame);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn reply(out: &mut Vec<u8>, seq: u16, frame: Frame, host: &mut dyn SessionHost) {
+    // Replies are built from values that were just decoded, so encoding cannot fail;
+    // should it ever, the charger simply gets no reply and the error is counted.
+    match ykc::encode_into(out, seq, &frame) {
+        Ok(()) => host.frame_out(frame.frame_type()),
+        Err(_) => host.decode_error("reply_encode"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pylon_proto::ykc::frame::{parse, Parsed};
+    use pylon_proto::ykc::frames::{Heartbeat, Login, RealtimeData};
+
+    #[derive(Default)]
+    struct Host {
+        logins: Vec<PileNo>,
+        uplinks: Vec<(PileNo, u16, u8)>,
+        heartbeats: usize,
+        errors: Vec<&'static str>,
+        now: u64,
+        deny: bool,
+    }
+
+    impl SessionHost for Host {
+        fn allow_login(&mut self, _: &PileNo) -> bool {
+            !self.deny
+        }
+        fn logged_in(&mut self, pile: PileNo) {
+            self.logins.push(pile);
+        }
+        fn alive(&mut self) {}
+        fn heartbeat(&mut self) {
+            self.heartbeats += 1;
+        }
+        fn uplink(&mut self, pile: PileNo, seq: u16, frame: Frame) {
+            self.uplinks.push((pile, seq, frame.frame_type()));
+        }
+        fn frame_in(&mut self, _: u8, _: CrcOrder) {}
+        fn frame_out(&mut self, _: u8) {}
+        fn decode_error(&mut self, kind: &'static str) {
+            self.errors.push(kind);
+        }
+        fn now_ms(&self) -> u64 {
+            self.now
+        }
+    }
+
+    const LIMIT: RateLimit = RateLimit {
+        per_sec: 10,
+        burst: 5,
+    };
+
+    fn pile() -> PileNo {
+        PileNo::parse("32010600019236").unwrap()
+    }
+
+    fn wire(seq: u16, frame: Frame) -> Vec<u8> {
+        ykc::encode(seq, &frame).unwrap()
+    }
+
+    fn login() -> Vec<u8> {
+        wire(
+            0,
+            Login {
+                pile_no: pile(),
+                ..Default::default()
+            }
+            .into(),
+        )
+    }
+
+    fn replies(out: &[u8]) -> Vec<(u16, Frame)> {
+        let mut pos = 0;
+        let mut frames = Vec::new();
+        while pos < out.len() {
+            let Ok(Parsed::Frame(raw, used)) = parse(&out[pos..]) else {
+                panic!("bad reply")
+            };
+            frames.push((raw.seq, ykc::decode(&raw).unwrap()));
+            pos += used;
+        }
+        frames
+    }
+
+    #[test]
+    fn login_then_heartbeat_is_answered_locally() {
+        let mut host = Host::default();
+        let mut s = Session::new(LIMIT, 0);
+        let mut out = Vec::new();
+        s.on_bytes(&login(), &mut host, &mut out).unwrap();
+        let hb = wire(
+            9,
+            Heartbeat {
+                pile_no: pile(),
+                ..Default::default()
+            }
+            .into(),
+        );
+        s.on_bytes(&hb, &mut host, &mut out).unwrap();
+        let r = replies(&out);
+        assert!(matches!(&r[0], (0, Frame::LoginReply(l)) if l.result == 0));
+        assert!(matches!(&r[1], (9, Frame::HeartbeatReply(h)) if h.pile_no == pile()));
+        assert_eq!(host.logins, vec![pile()]);
+        assert_eq!(host.heartbeats, 1);
+    }
+
+    #[test]
+    fn business_before_login_closes() {
+        let mut s = Session::new(LIMIT, 0);
+        let rt = wire(
+            1,
+            RealtimeData {
+                pile_no: pile(),
+                ..Default::default()
+            }
+            .into(),
+        );
+        assert_eq!(
+            s.on_bytes(&rt, &mut Host::default(), &mut Vec::new()),
+            Err(CloseReason::NotLoggedIn)
+        );
+    }
+
+    #[test]
+    fn business_frames_go_to_the_uplink() {
+        let mut host = Host::default();
+        let mut s = Session::new(LIMIT, 0);
+        s.on_bytes(&login(), &mut host, &mut Vec::new()).unwrap();
+        let rt = wire(
+            3,
+            RealtimeData {
+                pile_no: pile(),
+                ..Default::default()
+            }
+            .into(),
+        );
+        s.on_bytes(&rt, &mut host, &mut Vec::new()).unwrap();
+        assert_eq!(host.uplinks, vec![(pile(), 3, 0x13)]);
+    }
+
+    #[test]
+    fn rejected_login_is_answered_then_closed() {
+        let mut host = Host {
+            deny: true,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let r = Session::new(LIMIT, 0).on_bytes(&login(), &mut host, &mut out);
+        assert_eq!(r, Err(CloseReason::LoginRejected));
+        assert!(matches!(&replies(&out)[0], (0, Frame::LoginReply(l)) if l.result == 1));
+    }
+
+    #[test]
+    fn garbage_and_bad_crc_close_with_a_counted_kind() {
+        let mut host = Host::default();
+        let r = Session::new(LIMIT, 0).on_bytes(b"GET / HTTP/1.1\r\n", &mut host, &mut Vec::new());
+        assert_eq!(r, Err(CloseReason::Decode("bad_start")));
+        let mut bad = login();
+        let n = bad.len();
+        bad[n - 1] ^= 0x55;
+        let r = Session::new(LIMIT, 0).on_bytes(&bad, &mut host, &mut Vec::new());
+        assert_eq!(r, Err(CloseReason::Decode("bad_crc")));
+        assert_eq!(host.errors, vec!["bad_start", "bad_crc"]);
+    }
+
+    #[test]
+    fn frame_flood_is_cut_off() {
+        let mut host = Host::default();
+        let mut s = Session::new(LIMIT, 0);
+        s.on_bytes(&login(), &mut host, &mut Vec::new()).unwrap();
+        let hb = wire(
+            1,
+            Heartbeat {
+                pile_no: pile(),
+                ..Default::default()
+            }
+            .into(),
+        );
+        let flood: Vec<u8> = hb.iter().copied().cycle().take(hb.len() * 20).collect();
+        assert_eq!(
+            s.on_bytes(&flood, &mut host, &mut Vec::new()),
+            Err(CloseReason::FrameRateExceeded)
+        );
+        // After a pause the budget refills.
+        let mut s = Session::new(LIMIT, 0);
+        s.on_bytes(&login(), &mut host, &mut Vec::new()).unwrap();
+        for i in 0..30 {
+            host.now = i * 200;
+            s.on_bytes(&hb, &mut host, &mut Vec::new()).unwrap();
+        }
+    }
+
+    #[test]
+    fn platform_frames_from_a_charger_are_refused() {
+        let mut host = Host::default();
+        let mut s = Session::new(LIMIT, 0);
+        s.on_bytes(&login(), &mut host, &mut Vec::new()).unwrap();
+        let f = wire(
+            1,
+            HeartbeatReply {
+                pile_no: pile(),
+                ..Default::default()
+            }
+            .into(),
+        );
+        assert_eq!(
+            s.on_bytes(&f, &mut host, &mut Vec::new()),
+            Err(CloseReason::WrongDirection)
+        );
+    }
+}

@@ -1,0 +1,329 @@
+//! TLS termination with rustls's unbuffered API.
+//!
+//! An idle session holds no TLS buffers: received bytes are decrypted in place in the
+//! executor's read buffer, and only the tail of an incomplete record is kept per
+//! connection (and freed as soon as the record completes).
+
+use std::fmt;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{
+    ClientHello, ResolvesServerCert, UnbufferedServerConnection, WebPkiClientVerifier,
+};
+use rustls::sign::CertifiedKey;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError};
+use rustls::{RootCertStore, ServerConfig, SignatureScheme};
+
+use crate::config::TlsConfig;
+
+/// Builds the server configuration: TLS 1.3 (and 1.2 unless disabled), every configured
+/// certificate (chosen per client by the signature schemes it offers), session
+/// resumption by cache and tickets, and optional client-certificate authentication.
+pub fn server_config(cfg: &TlsConfig) -> anyhow::Result<Arc<ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut keys = Vec::new();
+    for (cert, key) in cfg.certs.iter().zip(&cfg.keys) {
+        let chain = load_certs(cert)?;
+        let key_der = load_key(key)?;
+        let signing = provider
+            .key_provider
+            .load_private_key(key_der)
+            .with_context(|| format!("unsupported private key in {}", key.display()))?;
+        keys.push(Arc::new(CertifiedKey::new(chain, signing)));
+    }
+    if keys.is_empty() {
+        anyhow::bail!("no TLS certificate configured");
+    }
+    let versions: &[&rustls::SupportedProtocolVersion] = if cfg.enable_tls12 {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13]
+    };
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .context("choosing TLS versions")?;
+    let builder = match &cfg.client_ca {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in load_certs(ca)? {
+                roots
+                    .add(cert)
+                    .with_context(|| format!("bad CA certificate in {}", ca.display()))?;
+            }
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .context("building the client-certificate verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(CertChooser { keys }));
+    config.session_storage =
+        rustls::server::ServerSessionMemoryCache::new(cfg.session_cache.max(1));
+    config.ticketer = rustls::crypto::ring::Ticketer::new().context("creating the ticket key")?;
+    // One ticket is enough for a charger that reconnects to resume.
+    config.send_tls13_tickets = 1;
+    Ok(Arc::new(config))
+}
+
+fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let file =
+        File::open(path).with_context(|| format!("opening certificate {}", path.display()))?;
+    let certs = rustls_pemfile::certs(&mut BufReader::new(file))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("reading PEM certificates from {}", path.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{} holds no PEM certificate", path.display());
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+    let file =
+        File::open(path).with_context(|| format!("opening private key {}", path.display()))?;
+    rustls_pemfile::private_key(&mut BufReader::new(file))
+        .with_context(|| format!("reading PEM private key from {}", path.display()))?
+        .with_context(|| format!("{} holds no PEM private key", path.display()))
+}
+
+/// Serves the first certificate whose key the client can verify (e.g. ECDSA for modern
+/// chargers, RSA for old ones).
+#[derive(Debug)]
+struct CertChooser {
+    keys: Vec<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for CertChooser {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let offered: &[SignatureScheme] = hello.signature_schemes();
+        self.keys
+            .iter()
+            .find(|k| k.key.choose_scheme(offered).is_some())
+            .or_else(|| self.keys.first())
+            .cloned()
+    }
+}
+
+/// Why a TLS session failed.
+#[derive(Debug)]
+pub enum TlsError {
+    Protocol(rustls::Error),
+    Encode(String),
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsError::Protocol(e) => write!(f, "{e}"),
+            TlsError::Encode(e) => write!(f, "encoding TLS data: {e}"),
+        }
+    }
+}
+
+impl TlsError {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TlsError::Protocol(rustls::Error::InvalidCertificate(_)) => "tls_bad_certificate",
+            TlsError::Protocol(rustls::Error::NoCertificatesPresented) => "tls_no_certificate",
+            TlsError::Protocol(rustls::Error::PeerIncompatible(_)) => "tls_incompatible",
+            TlsError::Protocol(rustls::Error::AlertReceived(_)) => "tls_alert",
+            TlsError::Protocol(_) => "tls_protocol",
+            TlsError::Encode(_) => "tls_encode",
+        }
+    }
+}
+
+/// What one batch of received bytes did to the TLS session.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Received {
+    pub peer_closed: bool,
+}
+
+/// One server-side TLS session.
+pub struct TlsSession {
+    conn: UnbufferedServerConnection,
+    /// Tail of an incomplete record; empty (and unallocated) most of the time.
+    incoming: Vec<u8>,
+}
+
+impl TlsSession {
+    pub fn new(config: Arc<ServerConfig>) -> Result<Self, TlsError> {
+        Ok(TlsSession {
+            conn: UnbufferedServerConnection::new(config).map_err(TlsError::Protocol)?,
+            incoming: Vec::new(),
+        })
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// Bytes held for an incomplete record.
+    pub fn buffered(&self) -> usize {
+        self.incoming.len()
+    }
+
+    /// Processes bytes read from the socket. Decrypted application data goes to
+    /// `on_plain`; TLS records to send (handshake messages, alerts) are appended to `out`.
+    pub fn receive(
+        &mut self,
+        data: &mut [u8],
+        out: &mut Vec<u8>,
+        on_plain: &mut dyn FnMut(&[u8]),
+    ) -> Result<Received, TlsError> {
+        if self.incoming.is_empty() {
+            let (used, received) = process(&mut self.conn, data, out, on_plain)?;
+            if used < data.len() {
+                self.incoming.extend_from_slice(&data[used..]);
+            }
+            return Ok(received);
+        }
+        let mut incoming = std::mem::take(&mut self.incoming);
+        incoming.extend_from_slice(data);
+        let (used, received) = process(&mut self.conn, &mut incoming, out, on_plain)?;
+        if used < incoming.len() {
+            incoming.drain(..used);
+            self.incoming = incoming;
+        }
+        Ok(received)
+    }
+
+    /// Encrypts application data into `out`.
+    pub fn send(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
+        loop {
+            let status = self.conn.process_tls_records(&mut []);
+            match status.state.map_err(TlsError::Protocol)? {
+                ConnectionState::EncodeTlsData(mut e) => {
+                    write_with(out, 1024, |buf| e.encode(buf).map_err(encode_size))?
+                }
+                ConnectionState::TransmitTlsData(t) => t.done(),
+                ConnectionState::WriteTraffic(mut w) => {
+                    return write_with(out, plain.len() + 64, |buf| {
+                        w.encrypt(plain, buf).map_err(encrypt_size)
+                    });
+                }
+                other => {
+                    return Err(TlsError::Encode(format!(
+                        "cannot send application data in state {other:?}"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// Drives the connection over `incoming`; returns how many bytes were consumed.
+fn process(
+    conn: &mut UnbufferedServerConnection,
+    incoming: &mut [u8],
+    out: &mut Vec<u8>,
+    on_plain: &mut dyn FnMut(&[u8]),
+) -> Result<(usize, Received), TlsError> {
+    let mut used = 0;
+    let mut received = Received::default();
+    loop {
+        let status = conn.process_tls_records(&mut incoming[used..]);
+        let mut discard = status.discard;
+        let state = match status.state {
+            Ok(state) => state,
+            Err(e) => {
+                // Let the peer know why, when rustls queued an alert for it.
+                let _ = flush_alerts(conn, out);
+                return Err(TlsError::Protocol(e));
+            }
+        };
+        let mut done = false;
+        match state {
+            ConnectionState::ReadTraffic(mut r) => {
+                while let Some(record) = r.next_record() {
+                    let record = record.map_err(TlsError::Protocol)?;
+                    discard += record.discard;
+                    on_plain(record.payload);
+                }
+            }
+            ConnectionState::ReadEarlyData(mut r) => {
+                while let Some(record) = r.next_record() {
+                    let record = record.map_err(TlsError::Protocol)?;
+                    discard += record.discard;
+                    on_plain(record.payload);
+                }
+            }
+            ConnectionState::EncodeTlsData(mut e) => {
+                write_with(out, 4096, |buf| e.encode(buf).map_err(encode_size))?;
+            }
+            // Queued bytes in `out` are always written, in order, before anything else.
+            ConnectionState::TransmitTlsData(t) => t.done(),
+            ConnectionState::BlockedHandshake | ConnectionState::WriteTraffic(_) => done = true,
+            ConnectionState::PeerClosed | ConnectionState::Closed => {
+                received.peer_closed = true;
+                done = true;
+            }
+            _ => done = true,
+        }
+        used += discard;
+        if done {
+            return Ok((used, received));
+        }
+    }
+}
+
+fn flush_alerts(conn: &mut UnbufferedServerConnection, out: &mut Vec<u8>) -> Result<(), TlsError> {
+    let status = conn.process_tls_records(&mut []);
+    if let Ok(ConnectionState::EncodeTlsData(mut e)) = status.state {
+        write_with(out, 64, |buf| e.encode(buf).map_err(encode_size))?;
+    }
+    Ok(())
+}
+
+/// Lets `f` write into the spare end of `out`, growing it as often as `f` asks.
+fn write_with(
+    out: &mut Vec<u8>,
+    guess: usize,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, Result<usize, String>>,
+) -> Result<(), TlsError> {
+    let start = out.len();
+    let mut room = guess;
+    loop {
+        out.resize(start + room, 0);
+        match f(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
+            }
+            Err(Ok(required)) if required > room => room = required,
+            Err(Ok(_)) => {
+                out.truncate(start);
+                return Err(TlsError::Encode(
+                    "buffer size negotiation did not converge".into(),
+                ));
+            }
+            Err(Err(e)) => {
+                out.truncate(start);
+                return Err(TlsError::Encode(e));
+            }
+        }
+    }
+}
+
+fn encode_size(e: EncodeError) -> Result<usize, String> {
+    match e {
+        EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => Ok(required_size),
+        other => Err(other.to_string()),
+    }
+}
+
+fn encrypt_size(e: EncryptError) -> Result<usize, String> {
+    match e {
+        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Ok(required_size)
+        }
+        other => Err(other.to_string()),
+    }
+}

@@ -1,0 +1,59 @@
+//! Where business frames go.
+//!
+//! Each executor owns one [`Uplink`]; the standalone one counts and logs. Routing to app
+//! services by shard (a separate piece of work) implements the same trait and answers
+//! through [`crate::executor::DownlinkHandle`], which reaches any connected pile.
+
+use pylon_proto::ykc::{Frame, PileNo};
+
+/// A business frame leaving the edge.
+#[derive(Debug, Clone)]
+pub struct UplinkMessage {
+    pub edge_id: std::sync::Arc<str>,
+    pub executor: usize,
+    /// Unique within this edge process; a new login of the same pile gets a new one.
+    pub session_id: u64,
+    pub pile: PileNo,
+    /// The charger's sequence number, to be echoed in a reply.
+    pub seq: u16,
+    pub frame: Frame,
+}
+
+/// Receives business frames on one executor. Implementations must not block: hand the
+/// message to a channel or count it, nothing more.
+pub trait Uplink {
+    fn send(&self, message: UplinkMessage);
+}
+
+/// Builds one uplink per executor (executors do not share state).
+pub type UplinkFactory = std::sync::Arc<dyn Fn(usize) -> Box<dyn Uplink> + Send + Sync>;
+
+/// The standalone uplink: counts and logs business frames.
+pub struct LogUplink {
+    frames: prometheus_client::metrics::counter::Counter,
+}
+
+impl LogUplink {
+    pub fn factory(frames: prometheus_client::metrics::counter::Counter) -> UplinkFactory {
+        std::sync::Arc::new(move |_| {
+            Box::new(LogUplink {
+                frames: frames.clone(),
+            })
+        })
+    }
+}
+
+impl Uplink for LogUplink {
+    fn send(&self, m: UplinkMessage) {
+        self.frames.inc();
+        tracing::debug!(
+            edge = %m.edge_id,
+            executor = m.executor,
+            session = m.session_id,
+            pile = %m.pile,
+            seq = m.seq,
+            frame = m.frame.name(),
+            "business frame (standalone: not routed)"
+        );
+    }
+}
