@@ -6,7 +6,11 @@ pub fn crc16_modbus(data: &[u8]) -> u16 {
     for &byte in data {
         crc ^= u16::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xA001 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xA001
+            } else {
+                crc >> 1
+            };
         }
     }
     crc

@@ -19,7 +19,9 @@ pub enum DecodeError {
     UnknownType { frame_type: u8 },
     #[error("unknown encryption flag {flag:#04x} (0x00 plain, 0x01 3DES)")]
     UnknownEncryption { flag: u8 },
-    #[error("frame {frame_type:#04x} is encrypted; its body cannot be decoded without the pile's key")]
+    #[error(
+        "frame {frame_type:#04x} is encrypted; its body cannot be decoded without the pile's key"
+    )]
     Encrypted { frame_type: u8 },
     #[error("frame {frame_type:#04x}: body is {actual} bytes, expected {expected}")]
     BodyLength {
@@ -36,9 +38,7 @@ impl DecodeError {
     pub fn kind(&self) -> &'static str {
         match self {
             DecodeError::BadStart { .. } => "bad_start",
-            DecodeError::LengthTooSmall { .. } | DecodeError::LengthTooLarge { .. } => {
-                "bad_length"
-            }
+            DecodeError::LengthTooSmall { .. } | DecodeError::LengthTooLarge { .. } => "bad_length",
             DecodeError::Truncated { .. } => "truncated",
             DecodeError::BadCrc { .. } => "bad_crc",
             DecodeError::UnknownType { .. } => "unknown_type",

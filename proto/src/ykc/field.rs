@@ -129,6 +129,53 @@ impl Field for U40 {
     }
 }
 
+/// A 3-byte little-endian unsigned integer (e.g. a battery pack's charge count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct U24(pub u32);
+
+impl U24 {
+    pub const MAX: u32 = (1 << 24) - 1;
+}
+
+impl Field for U24 {
+    fn decode(r: &mut Reader<'_>, name: &'static str) -> Result<Self, DecodeError> {
+        let b: [u8; 3] = r.take_array(name)?;
+        Ok(U24(u32::from_le_bytes([b[0], b[1], b[2], 0])))
+    }
+    fn encode(&self, w: &mut Vec<u8>, name: &'static str) -> Result<(), EncodeError> {
+        if self.0 > Self::MAX {
+            return Err(EncodeError::InvalidField {
+                field: name,
+                reason: format!("{} does not fit in 3 bytes", self.0),
+            });
+        }
+        w.extend_from_slice(&self.0.to_le_bytes()[..3]);
+        Ok(())
+    }
+    fn sample(g: &mut Gen) -> Self {
+        U24(g.next_u64() as u32 & Self::MAX)
+    }
+}
+
+impl Serialize for U24 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for U24 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u32::deserialize(d)?;
+        if v > Self::MAX {
+            return Err(D::Error::custom(format!(
+                "{v} does not fit in 3 bytes (max {})",
+                Self::MAX
+            )));
+        }
+        Ok(U24(v))
+    }
+}
+
 /// The raw integer types a [`Scaled`] value can be carried in.
 pub trait RawUint: Field + Copy {
     const MAX: u64;
@@ -149,6 +196,7 @@ raw_uint! {
     u8 => u8::MAX as u64, |v| v as u64, |w| w as u8;
     u16 => u16::MAX as u64, |v| v as u64, |w| w as u16;
     u32 => u32::MAX as u64, |v| v as u64, |w| w as u32;
+    U24 => U24::MAX as u64, |v| v.0 as u64, |w| U24(w as u32);
     U40 => U40::MAX, |v| v.0, |w| U40(w);
 }
 
@@ -238,7 +286,11 @@ impl<const N: usize> Bcd<N> {
     /// Parses a string of at most 2·N decimal digits, left-padding it with zeros.
     pub fn parse(digits: &str) -> Result<Self, String> {
         if digits.len() > 2 * N {
-            return Err(format!("{} digits is more than the {} this field holds", digits.len(), 2 * N));
+            return Err(format!(
+                "{} digits is more than the {} this field holds",
+                digits.len(),
+                2 * N
+            ));
         }
         if let Some(c) = digits.chars().find(|c| !c.is_ascii_digit()) {
             return Err(format!("{c:?} is not a decimal digit"));
@@ -297,11 +349,17 @@ impl<const N: usize> fmt::Debug for Bcd<N> {
 impl<const N: usize> Field for Bcd<N> {
     fn decode(r: &mut Reader<'_>, name: &'static str) -> Result<Self, DecodeError> {
         let bytes: [u8; N] = r.take_array(name)?;
-        Self::validate(&bytes).map_err(|reason| DecodeError::InvalidField { field: name, reason })?;
+        Self::validate(&bytes).map_err(|reason| DecodeError::InvalidField {
+            field: name,
+            reason,
+        })?;
         Ok(Bcd(bytes))
     }
     fn encode(&self, w: &mut Vec<u8>, name: &'static str) -> Result<(), EncodeError> {
-        Self::validate(&self.0).map_err(|reason| EncodeError::InvalidField { field: name, reason })?;
+        Self::validate(&self.0).map_err(|reason| EncodeError::InvalidField {
+            field: name,
+            reason,
+        })?;
         w.extend_from_slice(&self.0);
         Ok(())
     }
@@ -343,7 +401,10 @@ impl<const N: usize> Ascii<N> {
             return Err(format!("{text:?} is not ASCII"));
         }
         if text.len() > N {
-            return Err(format!("{} characters is more than the {N} this field holds", text.len()));
+            return Err(format!(
+                "{} characters is more than the {N} this field holds",
+                text.len()
+            ));
         }
         let mut out = [0u8; N];
         out[..text.len()].copy_from_slice(text.as_bytes());
@@ -537,11 +598,17 @@ impl Field for Cp56Time2a {
             month: b[5] & 0x0F,
             year: b[6] & 0x7F,
         };
-        t.check().map_err(|reason| DecodeError::InvalidField { field: name, reason })?;
+        t.check().map_err(|reason| DecodeError::InvalidField {
+            field: name,
+            reason,
+        })?;
         Ok(t)
     }
     fn encode(&self, w: &mut Vec<u8>, name: &'static str) -> Result<(), EncodeError> {
-        self.check().map_err(|reason| EncodeError::InvalidField { field: name, reason })?;
+        self.check().map_err(|reason| EncodeError::InvalidField {
+            field: name,
+            reason,
+        })?;
         w.extend_from_slice(&self.millis.to_le_bytes());
         w.push(self.minute | if self.invalid { 0x80 } else { 0 });
         w.push(self.hour | if self.summer { 0x80 } else { 0 });
@@ -610,7 +677,12 @@ impl<'de> Deserialize<'de> for Cp56Time2a {
             Full(Cp56Json),
         }
         let json = match Form::deserialize(d)? {
-            Form::Text(time) => Cp56Json { time, weekday: 0, invalid: false, summer: false },
+            Form::Text(time) => Cp56Json {
+                time,
+                weekday: 0,
+                invalid: false,
+                summer: false,
+            },
             Form::Full(j) => j,
         };
         parse_time(&json.time)
@@ -641,7 +713,14 @@ fn parse_time(s: &str) -> Option<Cp56Time2a> {
         return None;
     }
     let millis = (secs * 1000.0).round() as u16;
-    Cp56Time2a::new(year, u8::try_from(month).ok()?, u8::try_from(day).ok()?, hour, minute, millis)
+    Cp56Time2a::new(
+        year,
+        u8::try_from(month).ok()?,
+        u8::try_from(day).ok()?,
+        hour,
+        minute,
+        millis,
+    )
 }
 
 /// A list preceded by a one-byte count.
@@ -658,7 +737,10 @@ impl<T: Field, const MAX: usize> Field for Counted<T, MAX> {
                 reason: format!("count {count} exceeds the maximum of {MAX}"),
             });
         }
-        (0..count).map(|_| T::decode(r, name)).collect::<Result<_, _>>().map(Counted)
+        (0..count)
+            .map(|_| T::decode(r, name))
+            .collect::<Result<_, _>>()
+            .map(Counted)
     }
     fn encode(&self, w: &mut Vec<u8>, name: &'static str) -> Result<(), EncodeError> {
         if self.0.len() > MAX {
@@ -751,10 +833,22 @@ impl<'de, const N: usize> Deserialize<'de> for ByteArray<N> {
     }
 }
 
+/// A record that can name the pile it came from or goes to, without serialising it.
+///
+/// [`ykc_record!`] implements it for every record with a field named `pile_no`; the few
+/// frame bodies without one implement it by hand.
+pub trait HasPileNo {
+    fn pile_no(&self) -> Option<PileNo>;
+}
+
 /// Declares a struct whose fields are [`Field`]s laid out on the wire in order.
+///
+/// A field named `pile_no` (a [`PileNo`]) also gets the record a [`HasPileNo`] impl.
 #[macro_export]
 macro_rules! ykc_record {
     ($(#[$m:meta])* pub struct $name:ident { $( $(#[$fm:meta])* $field:ident : $ty:ty ),* $(,)? }) => {
+        $crate::__ykc_pile_no!($name; $($field)*);
+
         $(#[$m])*
         #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -776,6 +870,23 @@ macro_rules! ykc_record {
             }
         }
     };
+}
+
+/// Implements [`HasPileNo`] for a record if one of its fields is literally `pile_no`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __ykc_pile_no {
+    ($name:ident; pile_no $($rest:ident)*) => {
+        impl $crate::ykc::field::HasPileNo for $name {
+            fn pile_no(&self) -> Option<$crate::ykc::field::PileNo> {
+                Some(self.pile_no)
+            }
+        }
+    };
+    ($name:ident; $other:ident $($rest:ident)*) => {
+        $crate::__ykc_pile_no!($name; $($rest)*);
+    };
+    ($name:ident;) => {};
 }
 
 #[cfg(test)]
@@ -823,6 +934,19 @@ mod tests {
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(json, "\"2026-11-24T10:20:30.123\"");
         assert_eq!(serde_json::from_str::<Cp56Time2a>(&json).unwrap(), t);
+    }
+
+    #[test]
+    fn u24_is_three_bytes_little_endian() {
+        let mut w = Vec::new();
+        U24(0x01_02_03).encode(&mut w, "n").unwrap();
+        assert_eq!(w, [0x03, 0x02, 0x01]);
+        assert_eq!(
+            U24::decode(&mut Reader::new(&w), "n").unwrap(),
+            U24(0x01_02_03)
+        );
+        assert!(U24(1 << 24).encode(&mut w, "n").is_err());
+        assert!(serde_json::from_str::<U24>("16777216").is_err());
     }
 
     #[test]

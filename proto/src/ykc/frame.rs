@@ -50,7 +50,10 @@ pub fn parse(buf: &[u8]) -> Result<Parsed<'_>, DecodeError> {
         return Err(DecodeError::LengthTooSmall { len });
     }
     if len_usize > LEN_OVERHEAD + MAX_BODY {
-        return Err(DecodeError::LengthTooLarge { len, max: LEN_OVERHEAD + MAX_BODY });
+        return Err(DecodeError::LengthTooLarge {
+            len,
+            max: LEN_OVERHEAD + MAX_BODY,
+        });
     }
     let total = 2 + len_usize + 2;
     if buf.len() < total {
@@ -81,7 +84,10 @@ pub fn parse_exact(buf: &[u8]) -> Result<RawFrame<'_>, DecodeError> {
             expected: format!("a frame of {used} bytes"),
             actual: buf.len(),
         }),
-        Parsed::Incomplete(needed) => Err(DecodeError::Truncated { needed, have: buf.len() }),
+        Parsed::Incomplete(needed) => Err(DecodeError::Truncated {
+            needed,
+            have: buf.len(),
+        }),
     }
 }
 
@@ -94,7 +100,10 @@ pub fn write_frame(
     body: &[u8],
 ) -> Result<(), EncodeError> {
     if body.len() > MAX_BODY {
-        return Err(EncodeError::BodyTooLarge { len: body.len(), max: MAX_BODY });
+        return Err(EncodeError::BodyTooLarge {
+            len: body.len(),
+            max: MAX_BODY,
+        });
     }
     let start = out.len();
     out.push(START);
@@ -113,7 +122,10 @@ pub fn write_frame(
 pub enum SplitEvent<'a> {
     Frame(RawFrame<'a>),
     /// Bytes that were not a valid frame were skipped; `error` says what was wrong first.
-    Skipped { bytes: usize, error: DecodeError },
+    Skipped {
+        bytes: usize,
+        error: DecodeError,
+    },
 }
 
 /// A streaming frame splitter for one connection.
@@ -224,7 +236,11 @@ mod tests {
             for piece in stream.chunks(chunk) {
                 got.extend(collect(&mut s, piece));
             }
-            assert_eq!(got, vec![Ok((1, 0x03)), Ok((2, 0x03)), Ok((3, 0x13))], "chunk {chunk}");
+            assert_eq!(
+                got,
+                vec![Ok((1, 0x03)), Ok((2, 0x03)), Ok((3, 0x13))],
+                "chunk {chunk}"
+            );
             assert_eq!(s.buffered(), 0);
         }
     }

@@ -3,12 +3,14 @@
 //! - [`frame`]: the envelope, CRC checks and a streaming [`FrameSplitter`].
 //! - [`field`]: BCD, BIN (scaled), ASCII and CP56Time2a field types.
 //! - [`frames`]: every frame type of the spec as a typed struct, and the [`Frame`] enum.
+//! - [`packed`]: the bit-packed GB/T 27930 status fields some of those frames carry.
 
 pub mod crc;
 mod error;
 pub mod field;
 pub mod frame;
 pub mod frames;
+pub mod packed;
 
 pub use crc::CrcOrder;
 pub use error::{DecodeError, EncodeError};
@@ -20,7 +22,9 @@ pub use frames::{Direction, Frame, FrameType, FRAME_TYPES};
 pub fn decode(raw: &RawFrame<'_>) -> Result<Frame, DecodeError> {
     match raw.encryption {
         frame::PLAIN => Frame::decode_body(raw.frame_type, raw.body),
-        frame::TRIPLE_DES => Err(DecodeError::Encrypted { frame_type: raw.frame_type }),
+        frame::TRIPLE_DES => Err(DecodeError::Encrypted {
+            frame_type: raw.frame_type,
+        }),
         flag => Err(DecodeError::UnknownEncryption { flag }),
     }
 }
