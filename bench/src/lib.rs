@@ -1,0 +1,7 @@
+//! Simulated YKC chargers at scale, the reference server, and the numbers they produce.
+
+pub mod charger;
+pub mod fleet;
+pub mod refserver;
+pub mod stats;
+pub mod tls;

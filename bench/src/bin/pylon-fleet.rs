@@ -1,1 +1,183 @@
-fn main() {}
+//! `pylon-fleet`: a fleet of simulated YKC chargers.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use pylon_bench::charger::{Cadence, Target};
+use pylon_bench::fleet::{self, FleetConfig};
+use pylon_bench::stats::{self, FleetStats};
+use pylon_bench::tls::{client_config, TlsVersions};
+use rustls::pki_types::ServerName;
+
+/// Simulates YKC chargers: each logs in, sends a heartbeat every 10 s and idle real-time
+/// data every 5 minutes, measures heartbeat round trips, and reconnects with jittered
+/// backoff when its connection drops.
+///
+/// Example (2,000 TLS chargers from 20 source addresses for a minute):
+///
+///   pylon-fleet --target 127.0.0.1:8769 --tls-ca ca.pem --sessions 2000 \
+///       --source-ips 127.1.0.1-127.1.0.20 --duration 60 --report fleet.json
+#[derive(Parser, Debug)]
+#[command(name = "pylon-fleet", version, verbatim_doc_comment)]
+struct Cli {
+    /// Edge (or reference server) address.
+    #[arg(long)]
+    target: SocketAddr,
+    /// Use TLS, trusting this PEM CA.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Name the server certificate must carry.
+    #[arg(long, default_value = "pylon-edge")]
+    server_name: String,
+    /// Offer only TLS 1.2 (as many deployed chargers do).
+    #[arg(long)]
+    tls12_only: bool,
+    /// Number of chargers.
+    #[arg(long, default_value_t = 100)]
+    sessions: u64,
+    /// First pile number; charger i is pile base + i.
+    #[arg(long, default_value_t = 10_000_000_000_000)]
+    pile_base: u64,
+    /// Source addresses to spread connections over: a range "127.1.0.1-127.1.0.50" or a
+    /// comma-separated list. Empty: let the kernel choose.
+    #[arg(long, default_value = "")]
+    source_ips: String,
+    /// New chargers per second while ramping up.
+    #[arg(long, default_value_t = 1000)]
+    ramp: u64,
+    /// Heartbeat interval in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    heartbeat_secs: f64,
+    /// Idle real-time data interval in seconds.
+    #[arg(long, default_value_t = 300.0)]
+    realtime_secs: f64,
+    /// Stop after this many seconds (0: run until killed).
+    #[arg(long, default_value_t = 0)]
+    duration: u64,
+    /// Forget heartbeat latencies measured before this many seconds (the ramp).
+    #[arg(long, default_value_t = 0)]
+    measure_after: u64,
+    /// Write the final report (JSON) here; also printed on stdout.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Print a progress line on stderr every this many seconds (0: never).
+    #[arg(long, default_value_t = 2)]
+    progress_secs: u64,
+    /// Tokio worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+fn parse_sources(text: &str) -> anyhow::Result<Vec<IpAddr>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some((a, b)) = text.split_once('-') {
+        let a: Ipv4Addr = a.trim().parse().with_context(|| format!("bad address {a:?}"))?;
+        let b: Ipv4Addr = b.trim().parse().with_context(|| format!("bad address {b:?}"))?;
+        let (a, b) = (u32::from(a), u32::from(b));
+        anyhow::ensure!(a <= b, "range {text:?} is backwards");
+        return Ok((a..=b).map(|v| IpAddr::V4(Ipv4Addr::from(v))).collect());
+    }
+    text.split(',').map(|s| s.trim().parse().with_context(|| format!("bad address {s:?}"))).collect()
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("pylon-fleet: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let tls = match &cli.tls_ca {
+        Some(ca) => {
+            let versions = if cli.tls12_only { TlsVersions::Only12 } else { TlsVersions::Both };
+            let name = ServerName::try_from(cli.server_name.clone()).context("bad --server-name")?;
+            Some((client_config(ca, None, versions)?, name))
+        }
+        None => None,
+    };
+    let cfg = FleetConfig {
+        target: Target { addr: cli.target, tls },
+        sessions: cli.sessions,
+        pile_base: cli.pile_base,
+        sources: parse_sources(&cli.source_ips)?,
+        ramp_per_sec: cli.ramp,
+        cadence: Cadence {
+            heartbeat: Duration::from_secs_f64(cli.heartbeat_secs),
+            realtime_idle: Duration::from_secs_f64(cli.realtime_secs),
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.threads.max(1))
+        .enable_all()
+        .build()?;
+    let stats = Arc::new(FleetStats::default());
+    runtime.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let fleet = tokio::spawn(fleet::run(cfg, stats.clone(), stop_rx));
+        if cli.progress_secs > 0 {
+            let stats = stats.clone();
+            let every = Duration::from_secs(cli.progress_secs);
+            tokio::spawn(async move {
+                let mut last = 0;
+                loop {
+                    tokio::time::sleep(every).await;
+                    let r = stats.report();
+                    let (_, rtt, _) = stats::merge(std::slice::from_ref(&r));
+                    eprintln!(
+                        "[fleet {}] connected {} | setups {} (+{}/s) | heartbeats {}/{} p99 {:.1} ms | errors {:?}",
+                        std::process::id(), r.connected, r.setups,
+                        (r.setups - last) / every.as_secs().max(1), r.heartbeats_ok, r.heartbeats_sent,
+                        rtt.p99_ms, r.errors
+                    );
+                    last = r.setups;
+                }
+            });
+        }
+        if cli.measure_after > 0 {
+            let stats = stats.clone();
+            let after = Duration::from_secs(cli.measure_after);
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                stats.reset_latencies();
+            });
+        }
+        let until_stopped = async {
+            if cli.duration > 0 {
+                tokio::time::sleep(Duration::from_secs(cli.duration)).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            _ = until_stopped => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        let report = stats.report();
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), fleet).await;
+        let json = serde_json::to_string(&report)?;
+        if let Some(path) = &cli.report {
+            std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
+        }
+        println!("{json}");
+        anyhow::Ok(())
+    })?;
+    let _ = stats.connected.load(Ordering::Relaxed);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}

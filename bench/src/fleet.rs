@@ -1,0 +1,149 @@
+//! A fleet of simulated chargers in one process.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pylon_proto::ykc::{Frame, PileNo};
+use rand::Rng;
+use tokio::sync::watch;
+
+use crate::charger::{self, Cadence, ChargerConn, ChargerError, Target};
+use crate::stats::FleetStats;
+
+#[derive(Clone)]
+pub struct FleetConfig {
+    pub target: Target,
+    pub sessions: u64,
+    pub pile_base: u64,
+    pub sources: Vec<IpAddr>,
+    /// New chargers started per second.
+    pub ramp_per_sec: u64,
+    pub cadence: Cadence,
+}
+
+/// Runs the fleet until `stop` turns true.
+pub async fn run(cfg: FleetConfig, stats: Arc<FleetStats>, stop: watch::Receiver<bool>) {
+    let cfg = Arc::new(cfg);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(cfg.sessions as usize);
+    for i in 0..cfg.sessions {
+        if *stop.borrow() {
+            break;
+        }
+        // Pace the ramp: charger i starts at i / rate seconds.
+        let due = Duration::from_secs_f64(i as f64 / cfg.ramp_per_sec.max(1) as f64);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        let source = (!cfg.sources.is_empty()).then(|| cfg.sources[i as usize % cfg.sources.len()]);
+        tasks.push(tokio::spawn(charger_loop(cfg.clone(), i, source, stats.clone(), stop.clone())));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn charger_loop(
+    cfg: Arc<FleetConfig>,
+    index: u64,
+    source: Option<IpAddr>,
+    stats: Arc<FleetStats>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let pile = charger::pile_number(cfg.pile_base, index);
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match run_session(&cfg, pile, source, &stats, &mut stop).await {
+            Ok(()) => return,
+            Err(e) => {
+                stats.error(e.kind());
+                tracing::debug!(%pile, "charger session ended: {e}");
+            }
+        }
+        // Jittered exponential backoff, so a restarted edge is not hit by all at once.
+        let wait = backoff.mul_f64(rand::thread_rng().gen_range(0.5..1.5));
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+struct Connected<'a>(&'a FleetStats);
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        self.0.connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn run_session(
+    cfg: &FleetConfig,
+    pile: PileNo,
+    source: Option<IpAddr>,
+    stats: &FleetStats,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), ChargerError> {
+    let t0 = Instant::now();
+    let mut conn = ChargerConn::connect(&cfg.target, source).await?;
+    conn.login(pile).await?;
+    stats.setup(charger::micros_since(t0));
+    stats.connected.fetch_add(1, Ordering::Relaxed);
+    let _connected = Connected(stats);
+
+    let cadence = cfg.cadence;
+    let (hb_offset, rt_offset) = {
+        let mut rng = rand::thread_rng();
+        (
+            cadence.heartbeat.mul_f64(rng.gen_range(0.0..1.0)),
+            cadence.realtime_idle.mul_f64(rng.gen_range(0.0..1.0)),
+        )
+    };
+    let now = tokio::time::Instant::now();
+    let mut heartbeat = tokio::time::interval_at(now + hb_offset, cadence.heartbeat);
+    let mut realtime = tokio::time::interval_at(now + rt_offset, cadence.realtime_idle);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    realtime.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending: Option<(u16, Instant)> = None;
+    let mut unanswered = 0u32;
+    let hb = charger::heartbeat_frame(pile);
+    let rt = charger::idle_realtime_frame(pile);
+    loop {
+        tokio::select! {
+            _ = heartbeat.tick() => {
+                if pending.is_some() {
+                    unanswered += 1;
+                    if unanswered >= 3 {
+                        return Err(ChargerError::Timeout("heartbeat replies"));
+                    }
+                }
+                let seq = conn.send(&hb).await?;
+                stats.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
+                pending = Some((seq, Instant::now()));
+            }
+            _ = realtime.tick() => {
+                conn.send(&rt).await?;
+                stats.realtime_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            received = conn.recv() => match received? {
+                (seq, Frame::HeartbeatReply(_)) => {
+                    if let Some((sent_seq, at)) = pending {
+                        if sent_seq == seq {
+                            stats.heartbeat_rtt(charger::micros_since(at));
+                            pending = None;
+                            unanswered = 0;
+                        }
+                    }
+                }
+                _ => { stats.downlinks.fetch_add(1, Ordering::Relaxed); }
+            },
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+}
