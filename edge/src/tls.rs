@@ -17,7 +17,7 @@ use rustls::server::{
 };
 use rustls::sign::CertifiedKey;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError};
-use rustls::{RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{CipherSuite, RootCertStore, ServerConfig, SignatureAlgorithm, SignatureScheme};
 
 use crate::config::TlsConfig;
 
@@ -102,12 +102,28 @@ struct CertChooser {
 impl ResolvesServerCert for CertChooser {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let offered: &[SignatureScheme] = hello.signature_schemes();
+        let suites = hello.cipher_suites();
         self.keys
             .iter()
-            .find(|k| k.key.choose_scheme(offered).is_some())
+            .find(|k| k.key.choose_scheme(offered).is_some() && suites_allow(suites, k.key.algorithm()))
             .or_else(|| self.keys.first())
             .cloned()
     }
+}
+
+/// TLS 1.3 suites work with any key; a TLS 1.2-only client names the key type in its suites.
+fn suites_allow(suites: &[CipherSuite], key: SignatureAlgorithm) -> bool {
+    use CipherSuite::*;
+    suites.iter().any(|s| match s {
+        TLS13_AES_128_GCM_SHA256 | TLS13_AES_256_GCM_SHA384 | TLS13_CHACHA20_POLY1305_SHA256 => true,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        | TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+        | TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => key == SignatureAlgorithm::ECDSA,
+        TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        | TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+        | TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => key == SignatureAlgorithm::RSA,
+        _ => false,
+    })
 }
 
 /// Why a TLS session failed.

@@ -1,0 +1,117 @@
+//! A real `pylon-edge` process for a test.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::certs::TestCerts;
+use crate::{binary, free_port, http, local, wait_for};
+
+pub struct EdgeProcess {
+    child: Child,
+    pub tcp: SocketAddr,
+    pub tls: SocketAddr,
+    pub admin: SocketAddr,
+    pub log: std::path::PathBuf,
+}
+
+/// How to start an edge; `extra` flags are appended as given.
+pub struct EdgeOptions<'a> {
+    pub certs: &'a TestCerts,
+    pub dir: &'a Path,
+    pub executors: usize,
+    pub extra: Vec<String>,
+    /// Serve the RSA certificate beside the ECDSA one.
+    pub with_rsa: bool,
+}
+
+impl EdgeProcess {
+    pub fn start(opts: EdgeOptions<'_>) -> EdgeProcess {
+        let (tcp, tls, admin) = (local(free_port()), local(free_port()), local(free_port()));
+        let log = opts.dir.join(format!("edge-{}.log", tcp.port()));
+        let log_file = std::fs::File::create(&log).expect("creating the edge log");
+        let mut cmd = Command::new(binary("pylon-edge"));
+        cmd.arg("--tcp-listen").arg(tcp.to_string())
+            .arg("--tls-listen").arg(tls.to_string())
+            .arg("--admin-listen").arg(admin.to_string())
+            .arg("--executors").arg(opts.executors.to_string())
+            .arg("--tls-cert").arg(&opts.certs.ecdsa_cert)
+            .arg("--tls-key").arg(&opts.certs.ecdsa_key);
+        if opts.with_rsa {
+            if let Some((cert, key)) = &opts.certs.rsa {
+                cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+            }
+        }
+        cmd.args(&opts.extra)
+            .env("RUST_LOG", "pylon_edge=debug,info")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log file handle"))
+            .stderr(log_file);
+        let child = cmd.spawn().expect("starting pylon-edge");
+        let mut edge = EdgeProcess { child, tcp, tls, admin, log };
+        let ready = wait_for_ready(&mut edge);
+        assert!(ready, "pylon-edge did not become ready; log:\n{}", edge.log_text());
+        edge
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn metrics(&self) -> String {
+        http::get(self.admin, "/metrics").1
+    }
+
+    pub fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        http::metric(&self.metrics(), name, labels)
+    }
+
+    /// Waits until the metric reaches at least `value`.
+    pub fn wait_metric(&self, name: &str, labels: &[&str], value: f64) {
+        wait_for(&format!("{name}{labels:?} >= {value}"), Duration::from_secs(15), || {
+            (self.metric(name, labels) >= value).then_some(())
+        });
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, signal);
+        }
+    }
+
+    /// Waits for the process to exit; None if it is still running after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+fn wait_for_ready(edge: &mut EdgeProcess) -> bool {
+    for _ in 0..200 {
+        if let Ok(Some(_)) = edge.child.try_wait() {
+            return false;
+        }
+        if http::get(edge.admin, "/readyz").0 == 200
+            && std::net::TcpStream::connect(edge.tcp).is_ok()
+            && std::net::TcpStream::connect(edge.tls).is_ok()
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,393 @@
+//! The edge as chargers and operators see it: real `pylon-edge` processes, real TCP and
+//! TLS chargers on loopback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pylon_bench::charger::{self, ChargerConn, ChargerError, Target};
+use pylon_bench::tls::{client_config, TlsVersions};
+use pylon_proto::ykc::frames::{Heartbeat, RealtimeData, RemoteStop};
+use pylon_proto::ykc::{self, Frame, PileNo};
+use pylon_tests::certs::{TestCerts, SERVER_NAME};
+use pylon_tests::edge::{EdgeOptions, EdgeProcess};
+use pylon_tests::{http, local, wait_for};
+use rustls::pki_types::ServerName;
+use tempfile::TempDir;
+
+struct World {
+    certs: TestCerts,
+    edge: EdgeProcess,
+    _dir: TempDir,
+}
+
+fn world_with(extra: &[&str], with_rsa: bool) -> World {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCerts::generate(dir.path()).expect("test certificates");
+    let mut flags: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    if !extra.iter().any(|f| f.starts_with("--allowlist")) {
+        flags.push("--allow-all".into());
+    }
+    let edge = EdgeProcess::start(EdgeOptions { certs: &certs, dir: dir.path(), executors: 2, extra: flags, with_rsa });
+    World { certs, edge, _dir: dir }
+}
+
+fn world(extra: &[&str]) -> World {
+    world_with(extra, false)
+}
+
+impl World {
+    fn tcp(&self) -> Target {
+        Target { addr: self.edge.tcp, tls: None }
+    }
+
+    fn tls(&self, versions: TlsVersions) -> Target {
+        let config = client_config(&self.certs.ca, None, versions).expect("client config");
+        Target { addr: self.edge.tls, tls: Some((config, name())) }
+    }
+}
+
+fn name() -> ServerName<'static> {
+    ServerName::try_from(SERVER_NAME.to_string()).expect("valid name")
+}
+
+fn pile(n: u64) -> PileNo {
+    charger::pile_number(32_010_600_000_000, n)
+}
+
+async fn logged_in(target: &Target, p: PileNo) -> ChargerConn {
+    let mut c = ChargerConn::connect(target, None).await.expect("connect");
+    c.login(p).await.expect("login");
+    c
+}
+
+/// Sends a heartbeat and expects its answer (same sequence number, same pile).
+async fn heartbeat_ok(c: &mut ChargerConn, p: PileNo) {
+    let seq = c.send(&charger::heartbeat_frame(p)).await.expect("send heartbeat");
+    loop {
+        match c.recv_timeout("heartbeat reply", Duration::from_secs(5)).await.expect("heartbeat reply") {
+            (s, Frame::HeartbeatReply(r)) if s == seq => {
+                assert_eq!(r.pile_no, p);
+                return;
+            }
+            _ => continue,
+        }
+    }
+}
+
+/// Expects the edge to close the connection.
+async fn closed_by_edge(c: &mut ChargerConn) {
+    loop {
+        match c.recv_timeout("the edge to close", Duration::from_secs(10)).await {
+            Err(ChargerError::Closed) | Err(ChargerError::Io(_)) => return,
+            Err(e) => panic!("expected a close, got {e}"),
+            Ok(_) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn login_and_heartbeats_over_tcp_tls12_and_tls13() {
+    let w = world(&[]);
+    for (i, target) in [w.tcp(), w.tls(TlsVersions::Only12), w.tls(TlsVersions::Only13)].iter().enumerate() {
+        let p = pile(i as u64);
+        let mut c = logged_in(target, p).await;
+        heartbeat_ok(&mut c, p).await;
+        heartbeat_ok(&mut c, p).await;
+    }
+    assert!(w.edge.metric("pylon_edge_heartbeats_total", &[]) >= 6.0);
+    assert!(w.edge.metric("pylon_edge_handshakes_total", &["transport=\"tls\"", "result=\"ok\""]) >= 2.0);
+    assert!(w.edge.metric("pylon_edge_frames_out_total", &["frame_type=\"0x04\""]) >= 6.0);
+}
+
+#[tokio::test]
+async fn ecdsa_and_rsa_certificates_are_served_side_by_side() {
+    let w = world_with(&[], true);
+    if w.certs.rsa.is_none() {
+        eprintln!("SKIPPED PART: no `openssl` command to make an RSA key; only ECDSA checked");
+    }
+    // A TLS 1.2 client that only offers RSA key exchange gets the RSA certificate.
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: vec![rustls::crypto::ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256],
+        ..rustls::crypto::ring::default_provider()
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::pem::PemObject::pem_file_iter(&w.certs.ca).expect("ca") {
+        roots.add(c.expect("ca cert")).expect("add ca");
+    }
+    let rsa_only = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let targets = [
+        (w.tls(TlsVersions::Only13), true),
+        (Target { addr: w.edge.tls, tls: Some((Arc::new(rsa_only), name())) }, w.certs.rsa.is_some()),
+    ];
+    for (i, (target, expect)) in targets.iter().enumerate() {
+        if !expect {
+            continue;
+        }
+        let p = pile(100 + i as u64);
+        let mut c = logged_in(target, p).await;
+        heartbeat_ok(&mut c, p).await;
+    }
+}
+
+#[tokio::test]
+async fn tls_sessions_resume() {
+    let w = world(&[]);
+    let target = w.tls(TlsVersions::Only13);
+    for round in 0..2 {
+        let c = logged_in(&target, pile(7)).await;
+        let charger::Stream::Tls(tls) = &c.stream else { panic!("expected TLS") };
+        let kind = tls.get_ref().1.handshake_kind();
+        if round == 1 {
+            assert_eq!(kind, Some(rustls::HandshakeKind::Resumed), "second connection should resume");
+        }
+    }
+}
+
+#[tokio::test]
+async fn client_certificates_are_required_when_configured() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCerts::generate(dir.path()).expect("certs");
+    let ca = certs.ca.to_string_lossy().to_string();
+    let edge = EdgeProcess::start(EdgeOptions {
+        certs: &certs,
+        dir: dir.path(),
+        executors: 1,
+        extra: vec!["--allow-all".into(), "--tls-client-ca".into(), ca],
+        with_rsa: false,
+    });
+    let without = client_config(&certs.ca, None, TlsVersions::Only13).expect("config");
+    let mut c = ChargerConn::connect(&Target { addr: edge.tls, tls: Some((without, name())) }, None)
+        .await
+        .expect("TLS 1.3 client finishes its side before the server checks");
+    assert!(c.login(pile(1)).await.is_err(), "a charger without a certificate must be refused");
+    let with = client_config(&certs.ca, Some((&certs.client_cert, &certs.client_key)), TlsVersions::Both)
+        .expect("config");
+    let mut c = logged_in(&Target { addr: edge.tls, tls: Some((with, name())) }, pile(2)).await;
+    heartbeat_ok(&mut c, pile(2)).await;
+    assert!(edge.metric("pylon_edge_handshakes_total", &["result=\"tls_no_certificate\""]) >= 1.0);
+}
+
+#[tokio::test]
+async fn allowlist_refuses_unknown_piles_and_login_comes_first() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let list = dir.path().join("piles.txt");
+    std::fs::write(&list, format!("# allowed\n{}\n", pile(1))).expect("allowlist");
+    let w = world(&["--allowlist", &list.to_string_lossy()]);
+    let mut ok = logged_in(&w.tcp(), pile(1)).await;
+    let mut refused = ChargerConn::connect(&w.tcp(), None).await.expect("connect");
+    assert!(matches!(refused.login(pile(2)).await, Err(ChargerError::LoginRefused)));
+    closed_by_edge(&mut refused).await;
+
+    let mut early = ChargerConn::connect(&w.tcp(), None).await.expect("connect");
+    early.send(&RealtimeData { pile_no: pile(1), ..Default::default() }.into()).await.expect("send");
+    closed_by_edge(&mut early).await;
+    heartbeat_ok(&mut ok, pile(1)).await;
+    w.edge.wait_metric("pylon_edge_closes_total", &["reason=\"login_rejected\""], 1.0);
+    w.edge.wait_metric("pylon_edge_closes_total", &["reason=\"not_logged_in\""], 1.0);
+}
+
+#[tokio::test]
+async fn missed_heartbeats_close_the_session() {
+    let w = world(&["--heartbeat-interval", "1"]);
+    let mut quiet = logged_in(&w.tcp(), pile(1)).await;
+    let mut lively = logged_in(&w.tls(TlsVersions::Both), pile(2)).await;
+    let beat = async {
+        for _ in 0..8 {
+            heartbeat_ok(&mut lively, pile(2)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    let (_, ()) = tokio::join!(beat, closed_by_edge(&mut quiet));
+    heartbeat_ok(&mut lively, pile(2)).await;
+    w.edge.wait_metric("pylon_edge_closes_total", &["reason=\"heartbeat_timeout\""], 1.0);
+}
+
+#[tokio::test]
+async fn login_must_come_in_time() {
+    let w = world(&["--login-timeout", "1"]);
+    let mut silent = ChargerConn::connect(&w.tcp(), None).await.expect("connect");
+    closed_by_edge(&mut silent).await;
+    w.edge.wait_metric("pylon_edge_closes_total", &["reason=\"login_timeout\""], 1.0);
+}
+
+#[tokio::test]
+async fn a_second_login_replaces_the_first_connection() {
+    let w = world(&[]);
+    let p = pile(5);
+    let mut first = logged_in(&w.tcp(), p).await;
+    // The second login may land on the other executor; either way the first must go.
+    let mut second = logged_in(&w.tls(TlsVersions::Both), p).await;
+    closed_by_edge(&mut first).await;
+    heartbeat_ok(&mut second, p).await;
+    w.edge.wait_metric("pylon_edge_closes_total", &["reason=\"replaced\""], 1.0);
+    // And the pile is reachable on its new connection.
+    let (code, body) = http::post_json(
+        w.edge.admin,
+        "/v1/downlink",
+        serde_json::json!({"pile": p.to_string(), "type": "RemoteStop", "fields": {"pile_no": p.to_string(), "gun_no": "01"}}),
+    );
+    assert_eq!(code, 200, "{body}");
+    let (_, f) = second.recv_timeout("downlink", Duration::from_secs(5)).await.expect("downlink");
+    assert!(matches!(f, Frame::RemoteStop(_)));
+}
+
+#[tokio::test]
+async fn downlink_reaches_piles_on_any_executor() {
+    let w = world(&[]);
+    let mut chargers = Vec::new();
+    for i in 0..8 {
+        let target = if i % 2 == 0 { w.tcp() } else { w.tls(TlsVersions::Both) };
+        chargers.push((pile(i), logged_in(&target, pile(i)).await));
+    }
+    for (p, c) in chargers.iter_mut() {
+        let stop = RemoteStop { pile_no: *p, gun_no: ykc::Bcd([1]) };
+        let fields = Frame::from(stop.clone()).fields_json();
+        let (code, body) = http::post_json(
+            w.edge.admin,
+            "/v1/downlink",
+            serde_json::json!({"pile": p.to_string(), "type": "0x36", "fields": fields}),
+        );
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["result"], "queued");
+        let (_, frame) = c.recv_timeout("downlink", Duration::from_secs(5)).await.expect("downlink frame");
+        assert_eq!(frame, Frame::RemoteStop(stop));
+    }
+    let (code, _) = http::post_json(
+        w.edge.admin,
+        "/v1/downlink",
+        serde_json::json!({"pile": pile(99).to_string(), "type": "0x36", "fields": {"pile_no": pile(99).to_string(), "gun_no": "01"}}),
+    );
+    assert_eq!(code, 404);
+    let (code, body) = http::post_json(w.edge.admin, "/v1/downlink", serde_json::json!({"pile": "12", "type": "0x36", "fields": {}}));
+    assert_eq!(code, 400, "{body}");
+}
+
+#[tokio::test]
+async fn sigterm_drains_then_closes() {
+    let mut w = world(&["--drain-grace", "2"]);
+    let p = pile(1);
+    let mut c = logged_in(&w.tls(TlsVersions::Both), p).await;
+    w.edge.signal(libc::SIGTERM);
+    wait_for("readyz to report draining", Duration::from_secs(5), || {
+        (http::get(w.edge.admin, "/readyz").0 == 503).then_some(())
+    });
+    // Existing sessions keep being served during the grace period...
+    heartbeat_ok(&mut c, p).await;
+    // ...new ones are not accepted...
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = ChargerConn::connect(&w.tcp(), None).await;
+    if let Ok(mut late) = refused {
+        assert!(late.login(pile(2)).await.is_err(), "a connection during drain must not log in");
+    }
+    // ...and then the rest are closed and the process exits.
+    closed_by_edge(&mut c).await;
+    let status = w.edge.wait_exit(Duration::from_secs(10));
+    assert!(status.is_some(), "edge did not exit after the grace period");
+}
+
+#[tokio::test]
+async fn a_second_signal_stops_at_once() {
+    let mut w = world(&["--drain-grace", "60"]);
+    let _c = logged_in(&w.tcp(), pile(1)).await;
+    w.edge.signal(libc::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.edge.signal(libc::SIGTERM);
+    assert!(w.edge.wait_exit(Duration::from_secs(5)).is_some(), "edge ignored the second signal");
+}
+
+/// Each kind of bad input closes only the offending connection, with a counted reason,
+/// while a healthy TLS session on the same edge keeps working.
+#[tokio::test]
+async fn bad_input_closes_only_the_offender() {
+    let w = world(&["--max-frames-per-sec", "20", "--tls-handshake-timeout", "1"]);
+    let healthy_pile = pile(1000);
+    let mut healthy = logged_in(&w.tls(TlsVersions::Both), healthy_pile).await;
+
+    let p = pile(1);
+    let good = ykc::encode(1, &Heartbeat { pile_no: p, ..Default::default() }.into()).expect("encode");
+    let mut bad_crc = good.clone();
+    let n = bad_crc.len();
+    bad_crc[n - 1] ^= 0x5A;
+    let mut bad_length = good.clone();
+    bad_length[1] = 2;
+    let mut unknown_type = Vec::new();
+    ykc::frame::write_frame(&mut unknown_type, 1, 0, 0x7F, &[0; 9]).expect("frame");
+    let mut oversized = vec![0x68, 0xFA];
+    oversized.extend([0u8; 260]);
+    let flood: Vec<u8> = good.iter().copied().cycle().take(good.len() * 400).collect();
+    let cases: [(&str, Vec<u8>, &str); 6] = [
+        ("bad CRC", bad_crc, "bad_crc"),
+        ("bad length", bad_length, "bad_length"),
+        ("unknown type", unknown_type, "unknown_type"),
+        ("garbage", b"\x00\x01GET / HTTP/1.1\r\n\r\n".to_vec(), "bad_start"),
+        ("oversized frame", oversized, "bad_length"),
+        ("frame flood", flood, "frame_rate_exceeded"),
+    ];
+    for (what, bytes, reason) in cases {
+        for target in [w.tcp(), w.tls(TlsVersions::Both)] {
+            let mut offender = logged_in(&target, p).await;
+            offender.send_raw(&bytes).await.expect("send bad input");
+            closed_by_edge(&mut offender).await;
+            heartbeat_ok(&mut healthy, healthy_pile).await;
+        }
+        w.edge.wait_metric("pylon_edge_closes_total", &[&format!("reason=\"{reason}\"")], 2.0);
+        eprintln!("{what}: closed with reason {reason}");
+    }
+    assert!(w.edge.metric("pylon_edge_decode_errors_total", &["kind=\"bad_crc\""]) >= 2.0);
+
+    // A TLS handshake that never finishes is cut off.
+    let mut slow = tokio::net::TcpStream::connect(local(w.edge.tls.port())).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut slow, &[0x16, 0x03, 0x01, 0x00, 0x50, 0x01]).await.expect("partial hello");
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), tokio::io::AsyncReadExt::read(&mut slow, &mut buf))
+        .await
+        .expect("the edge should close a stalled handshake");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    w.edge.wait_metric("pylon_edge_closes_total", &["reason=\"tls_handshake_timeout\""], 1.0);
+
+    // Plaintext sent to the TLS port fails the handshake with a counted reason.
+    // (The edge answers with a TLS alert, then closes.)
+    let mut plain = tokio::net::TcpStream::connect(w.edge.tls).await.expect("connect");
+    let login = ykc::encode(0, &charger::login_frame(p)).expect("encode");
+    tokio::io::AsyncWriteExt::write_all(&mut plain, &login).await.expect("send");
+    let mut seen = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(&mut plain, &mut seen);
+    let _ = tokio::time::timeout(Duration::from_secs(10), read).await.expect("the edge should close");
+    assert_eq!(seen.first(), Some(&0x15), "expected a TLS alert record");
+    w.edge.wait_metric("pylon_edge_handshakes_total", &["transport=\"tls\"", "result=\"tls_protocol\""], 1.0);
+
+    heartbeat_ok(&mut healthy, healthy_pile).await;
+    assert!(w.edge.log_text().lines().all(|l| !l.contains("panicked")));
+}
+
+#[tokio::test]
+async fn swapped_crc_is_accepted_and_counted() {
+    let w = world(&[]);
+    let p = pile(3);
+    let mut c = logged_in(&w.tcp(), p).await;
+    let mut hb = ykc::encode(9, &charger::heartbeat_frame(p)).expect("encode");
+    let n = hb.len();
+    hb.swap(n - 1, n - 2);
+    c.send_raw(&hb).await.expect("send");
+    let (seq, f) = c.recv_timeout("reply", Duration::from_secs(5)).await.expect("reply");
+    assert_eq!(seq, 9);
+    assert!(matches!(f, Frame::HeartbeatReply(_)));
+    assert!(w.edge.metric("pylon_edge_crc_swapped_total", &[]) >= 1.0);
+}
+
+#[tokio::test]
+async fn health_and_status_endpoints() {
+    let w = world(&[]);
+    let _c = logged_in(&w.tcp(), pile(1)).await;
+    assert_eq!(http::get(w.edge.admin, "/healthz").0, 200);
+    assert_eq!(http::get(w.edge.admin, "/readyz").0, 200);
+    let (code, body) = http::get(w.edge.admin, "/v1/status");
+    assert_eq!(code, 200);
+    let status: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(status["sessions"]["tcp"], 1);
+    assert!(w.edge.metrics().contains("pylon_edge_sessions"));
+}
