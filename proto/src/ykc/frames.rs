@@ -64,6 +64,14 @@ macro_rules! frames {
             $( FrameType { code: $code, name: stringify!($name), spec_name: $spec, direction: Direction::$dir }, )*
         ];
 
+        /// A frame serialises as its body's fields, in wire order (no envelope); unlike
+        /// [`Frame::fields_json`], whose `Value` sorts the keys, this keeps the spec's order.
+        impl serde::Serialize for Frame {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self { $( Frame::$name(b) => b.serialize(s), )* }
+            }
+        }
+
         $( impl From<$name> for Frame {
             fn from(body: $name) -> Self { Frame::$name(body) }
         } )*
@@ -105,7 +113,7 @@ macro_rules! frames {
 
             /// The body's fields as JSON, with the field names of this module.
             pub fn fields_json(&self) -> Value {
-                let value = match self { $( Frame::$name(b) => serde_json::to_value(b), )* };
+                let value = serde_json::to_value(self);
                 // Serialising these plain structs cannot fail; keep the error visible anyway.
                 value.unwrap_or_else(|e| Value::String(format!("unserialisable: {e}")))
             }
@@ -1304,6 +1312,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn serialising_a_frame_keeps_wire_order() {
+        let f = Frame::sample(0x13, &mut Gen::new(1)).unwrap();
+        let text = serde_json::to_string(&f).unwrap();
+        let at = |key: &str| text.find(&format!("\"{key}\"")).unwrap();
+        assert!(at("trade_no") < at("pile_no") && at("pile_no") < at("hardware_faults"));
+        let back: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, f.fields_json());
     }
 
     #[test]

@@ -1,0 +1,160 @@
+//! The `pylonctl` command line: one clap enum with a variant per command group, so new
+//! groups (edges, apps, shards, ...) slot in beside `ykc`.
+
+use std::io::{self, Write};
+
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
+
+use crate::ykc_cli::{self, YkcCommand};
+
+const LONG_ABOUT: &str = "\
+pylonctl is the operator's tool for the Pylon EV-charger platform.
+
+Today it speaks the YKC V1.6 charger protocol offline: paste a frame captured from a
+charger to see what it says, or build a frame from JSON to send to one.
+
+Examples:
+  pylonctl ykc types
+  pylonctl ykc decode '68 0D 00 01 00 03 32 01 02 00 00 00 01 01 00 F1 1A'
+  pylonctl ykc encode Heartbeat '{\"pile_no\":\"32010200000001\",\"gun_no\":\"01\",\"gun_status\":0}'
+  pylonctl completions bash > /etc/bash_completion.d/pylonctl
+
+Exit status: 0 on success, 2 when the input (a frame, JSON, a type) is invalid,
+1 on any other error.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pylonctl",
+    version,
+    about = "Operate the Pylon EV-charger platform",
+    long_about = LONG_ABOUT
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Decode, encode and list frames of the YKC V1.6 charger protocol.
+    #[command(
+        subcommand,
+        long_about = "\
+Decode, encode and list frames of the YKC V1.6 charger protocol (云快充), offline.
+
+Examples:
+  pylonctl ykc types
+  pylonctl ykc decode '68 0D 00 01 00 03 32 01 02 00 00 00 01 01 00 F1 1A'
+  pylonctl ykc encode RemoteStop '{\"pile_no\":\"32010200000001\",\"gun_no\":\"01\"}'"
+    )]
+    Ykc(YkcCommand),
+    /// Print a shell completion script to stdout.
+    #[command(long_about = "\
+Print a shell completion script to stdout.
+
+Examples:
+  pylonctl completions bash > ~/.local/share/bash-completion/completions/pylonctl
+  pylonctl completions zsh > \"${fpath[1]}/_pylonctl\"
+  pylonctl completions fish > ~/.config/fish/completions/pylonctl.fish")]
+    Completions {
+        /// The shell to complete for.
+        shell: Shell,
+    },
+}
+
+/// Why a command failed, which decides its exit status.
+#[derive(Debug)]
+pub enum Failure {
+    /// The input (a frame, JSON, a frame type) is not valid: exit status 2.
+    BadInput(String),
+    /// Anything else, e.g. stdout could not be written: exit status 1.
+    Other(anyhow::Error),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::BadInput(_) => 2,
+            Failure::Other(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::BadInput(msg) => f.write_str(msg),
+            Failure::Other(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::Other(e.into())
+    }
+}
+
+/// Runs one parsed command, writing its output to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
+    match cli.command {
+        Command::Ykc(cmd) => ykc_cli::run(cmd, out),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "pylonctl", out);
+            Ok(())
+        }
+    }
+}
+
+/// The whole program: parse the arguments, run, report and pick the exit status.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let result = run(cli, &mut out).and_then(|()| out.flush().map_err(Failure::from));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // Output piped into `head` and the like: not an error.
+        Err(Failure::Other(e))
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            std::process::ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            std::process::ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completions_name_the_subcommands() {
+        let cli = Cli::try_parse_from(["pylonctl", "completions", "bash"]).unwrap();
+        let mut out = Vec::new();
+        run(cli, &mut out).unwrap();
+        let script = String::from_utf8(out).unwrap();
+        assert!(script.contains("pylonctl") && script.contains("decode"));
+    }
+
+    #[test]
+    fn parses_ykc_commands() {
+        let cli =
+            Cli::try_parse_from(["pylonctl", "ykc", "encode", "0x36", "{}", "--seq", "7"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Ykc(YkcCommand::Encode { seq: 7, .. })
+        ));
+        assert!(Cli::try_parse_from(["pylonctl", "ykc", "decode"]).is_err());
+    }
+}
