@@ -305,21 +305,14 @@ pub async fn run(id: usize, shared: Arc<EdgeShared>, commands: flume::Receiver<E
         }
     }
 
-    runtime::spawn(sweep_deadlines(exec.clone()));
     let cmd_exec = exec.clone();
     runtime::spawn(async move {
         while let Ok(cmd) = commands.recv_async().await {
             cmd_exec.handle(cmd);
         }
     });
-
-    // Finish once stopping and every connection is gone.
-    loop {
-        runtime::sleep(Duration::from_millis(100)).await;
-        if exec.stopping.get() && exec.conns.borrow().is_empty() {
-            break;
-        }
-    }
+    // The sweeper returns once the executor is stopping and every connection is gone.
+    sweep_deadlines(exec).await;
     tracing::info!(executor = id, "executor stopped");
 }
 

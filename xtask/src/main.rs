@@ -1,1 +1,56 @@
-fn main() {}
+//! `cargo xtask`: set-up, demo, tests and benchmarks for Pylon.
+
+mod bench;
+mod certs;
+mod demo;
+mod procs;
+mod system;
+
+use clap::{Parser, Subcommand};
+
+/// Pylon's developer tasks. Run from anywhere inside the repository.
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing, build, and run every test.
+    Test {
+        /// Extra arguments passed to `cargo test` (after `--`).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Run the platform: edges plus a simulated fleet, with live session counts.
+    Demo(demo::DemoArgs),
+    /// Measure the edge against the reference server.
+    Bench(bench::BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Test { cargo_args } => test(&cargo_args),
+        Task::Demo(args) => demo::run(args),
+        Task::Bench(args) => bench::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn test(cargo_args: &[String]) -> anyhow::Result<()> {
+    system::ensure_packages(system::TEST_PACKAGES)?;
+    // Multi-process tests start the workspace's binaries, so build them first.
+    procs::cargo(&["build", "--workspace", "--bins"])?;
+    let mut args = vec!["test", "--workspace"];
+    if !cargo_args.is_empty() {
+        args.push("--");
+        args.extend(cargo_args.iter().map(String::as_str));
+    }
+    procs::cargo(&args)
+}

@@ -62,12 +62,16 @@ struct Cli {
     /// Forget heartbeat latencies measured before this many seconds (the ramp).
     #[arg(long, default_value_t = 0)]
     measure_after: u64,
-    /// Write the final report (JSON) here; also printed on stdout.
+    /// Write the report (JSON) here at every progress tick and at the end; the final one
+    /// is also printed on stdout.
     #[arg(long)]
     report: Option<PathBuf>,
     /// Print a progress line on stderr every this many seconds (0: never).
     #[arg(long, default_value_t = 2)]
     progress_secs: u64,
+    /// Do not print progress lines (reports are still written).
+    #[arg(long)]
+    quiet: bool,
     /// Tokio worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -132,19 +136,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         if cli.progress_secs > 0 {
             let stats = stats.clone();
             let every = Duration::from_secs(cli.progress_secs);
+            let report_path = cli.report.clone();
+            let quiet = cli.quiet;
             tokio::spawn(async move {
                 let mut last = 0;
                 loop {
                     tokio::time::sleep(every).await;
                     let r = stats.report();
                     let (_, rtt, _) = stats::merge(std::slice::from_ref(&r));
-                    eprintln!(
+                    if !quiet { eprintln!(
                         "[fleet {}] connected {} | setups {} (+{}/s) | heartbeats {}/{} p99 {:.1} ms | errors {:?}",
                         std::process::id(), r.connected, r.setups,
                         (r.setups - last) / every.as_secs().max(1), r.heartbeats_ok, r.heartbeats_sent,
                         rtt.p99_ms, r.errors
-                    );
+                    ); }
                     last = r.setups;
+                    if let Some(path) = &report_path {
+                        // Written atomically so a reader never sees half a report.
+                        let tmp = path.with_extension("tmp");
+                        if let Ok(json) = serde_json::to_string(&r) {
+                            if std::fs::write(&tmp, json).is_ok() {
+                                let _ = std::fs::rename(&tmp, path);
+                            }
+                        }
+                    }
                 }
             });
         }

@@ -1,0 +1,282 @@
+//! `cargo xtask bench`: the edge and the reference server, each under the same simulated
+//! fleet in the same run, and their figures side by side.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pylon_bench::stats::{self, FleetReport, Latency};
+use serde::Serialize;
+
+use crate::procs::{self, Proc};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Concurrent charger sessions to hold.
+    #[arg(long, default_value_t = 10_000)]
+    sessions: u64,
+    /// Seconds to hold them after the ramp.
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    /// Plain TCP chargers.
+    #[arg(long, conflicts_with = "tls")]
+    tcp: bool,
+    /// TLS chargers (the default).
+    #[arg(long)]
+    tls: bool,
+    /// New sessions per second during the ramp (all fleet processes together).
+    #[arg(long, default_value_t = 2_000)]
+    ramp: u64,
+    /// Heartbeat interval of the simulated chargers, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    heartbeat_secs: f64,
+    /// Sessions per process (this machine allows 20,000 open files per process).
+    #[arg(long, default_value_t = 18_000)]
+    per_process: u64,
+    /// Measure only the edge (no reference run).
+    #[arg(long)]
+    edge_only: bool,
+}
+
+/// What one server kind achieved.
+#[derive(Debug, Serialize)]
+struct ServerResult {
+    server: String,
+    processes: usize,
+    sessions_held: i64,
+    setup_rate_per_sec: f64,
+    setup_latency: Latency,
+    heartbeat_rtt: Latency,
+    heartbeats_in_hold: u64,
+    cpu_seconds_in_hold: f64,
+    cpu_ms_per_1000_heartbeats: f64,
+    rss_bytes_per_session: f64,
+    kernel_bytes_per_session_estimate: f64,
+    total_bytes_per_session: f64,
+    errors: std::collections::BTreeMap<String, u64>,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    procs::cargo(&["build", "--release", "-p", "pylon-edge", "-p", "pylon-bench"])?;
+    let out = procs::root().join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    let certs = crate::certs::generate(&out.join("certs"))?;
+    let tls = !args.tcp;
+    let mut results = Vec::new();
+    let kinds: &[&str] = if args.edge_only { &["edge"] } else { &["edge", "reference"] };
+    for kind in kinds {
+        eprintln!("== {kind}: {} {} sessions, hold {} s", args.sessions, if tls { "TLS" } else { "TCP" }, args.duration);
+        results.push(run_one(kind, &args, tls, &certs, &out)?);
+    }
+    let report = serde_json::json!({
+        "sessions": args.sessions,
+        "transport": if tls { "tls" } else { "tcp" },
+        "duration_secs": args.duration,
+        "heartbeat_secs": args.heartbeat_secs,
+        "results": results,
+    });
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let json_path = out.join(format!("bench-{stamp}.json"));
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
+    let md = markdown(&args, tls, &results);
+    let md_path = out.join(format!("bench-{stamp}.md"));
+    std::fs::write(&md_path, &md)?;
+    std::fs::write(out.join("latest.md"), &md)?;
+    println!("{md}");
+    println!("written: {} and {}", json_path.display(), md_path.display());
+    Ok(())
+}
+
+fn run_one(kind: &str, args: &BenchArgs, tls: bool, certs: &crate::certs::Certs, out: &Path) -> anyhow::Result<ServerResult> {
+    let processes = args.sessions.div_ceil(args.per_process).max(2) as usize;
+    let port = pick_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let mut servers = Vec::new();
+    for i in 0..processes {
+        let log = out.join(format!("{kind}-{i}.log"));
+        let mut cmd = match kind {
+            "edge" => {
+                let mut c = Command::new(procs::release_binary("pylon-edge"));
+                c.args(["--edge-id", &format!("bench-{i}"), "--executors", "1", "--allow-all", "--drain-grace", "1"])
+                    .args(["--admin-listen", &format!("127.0.0.1:{}", pick_port()?)])
+                    .args(["--heartbeat-interval", &format!("{}", args.heartbeat_secs.ceil() as u64)]);
+                if tls {
+                    c.args(["--no-tcp", "--tls-listen", &addr]).arg("--tls-cert").arg(&certs.cert).arg("--tls-key").arg(&certs.key);
+                } else {
+                    c.args(["--tcp-listen", &addr]);
+                }
+                c
+            }
+            _ => {
+                let mut c = Command::new(procs::release_binary("pylon-refserver"));
+                c.args(["--listen", &addr, "--threads", "1"]);
+                if tls {
+                    c.arg("--tls-cert").arg(&certs.cert).arg("--tls-key").arg(&certs.key);
+                }
+                c
+            }
+        };
+        cmd.env("RUST_LOG", "warn");
+        servers.push(Proc::spawn(&format!("{kind}-{i}"), &mut cmd, &log)?);
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    for s in servers.iter_mut() {
+        anyhow::ensure!(s.is_running(), "{} did not start; see its log in {}", s.name, out.display());
+    }
+    let rss_before: u64 = servers.iter().map(|s| procs::rss_bytes(s.pid())).sum();
+    let kernel_before = procs::kernel_socket_bytes();
+
+    let ramp_secs = (args.sessions as f64 / args.ramp as f64).ceil() as u64 + 5;
+    let fleets = args.sessions.div_ceil(args.per_process) as usize;
+    let mut fleet_procs = Vec::new();
+    let mut report_paths = Vec::new();
+    for f in 0..fleets {
+        let count = args.sessions / fleets as u64 + u64::from((f as u64) < args.sessions % fleets as u64);
+        let report = out.join(format!("{kind}-fleet-{f}.json"));
+        let _ = std::fs::remove_file(&report);
+        let mut cmd = Command::new(procs::release_binary("pylon-fleet"));
+        cmd.args(["--target", &addr, "--sessions", &count.to_string()])
+            .args(["--ramp", &(args.ramp / fleets as u64).max(1).to_string()])
+            .args(["--pile-base", &(10_000_000_000_000u64 + f as u64 * 1_000_000).to_string()])
+            .args(["--source-ips", &format!("127.{}.0.1-127.{}.0.250", 10 + f, 10 + f)])
+            .args(["--heartbeat-secs", &args.heartbeat_secs.to_string()])
+            .args(["--duration", &(ramp_secs + args.duration + 2).to_string()])
+            .args(["--progress-secs", "1", "--quiet"])
+            .arg("--report").arg(&report);
+        if tls {
+            cmd.arg("--tls-ca").arg(&certs.ca);
+        }
+        fleet_procs.push(Proc::spawn(&format!("fleet-{f}"), &mut cmd, &out.join(format!("{kind}-fleet-{f}.log")))?);
+        report_paths.push(report);
+    }
+
+    // Ramp: wait until every session is up (or the ramp time runs out).
+    let start = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let (total, rtt, _) = stats::merge(&read_reports(&report_paths));
+        eprint!(
+            "\r  ramp {:>4}s: connected {:>7}/{} | setups {:>7} | errors {:?}      ",
+            start.elapsed().as_secs(), total.connected, args.sessions, total.setups, total.errors
+        );
+        let _ = rtt;
+        if total.connected as u64 >= args.sessions || start.elapsed().as_secs() >= ramp_secs {
+            break;
+        }
+    }
+    eprintln!();
+    // Hold: sample CPU and heartbeats at the start and end of the window.
+    let hold_start = read_reports(&report_paths);
+    let cpu_start: f64 = servers.iter().map(|s| procs::cpu_seconds(s.pid())).sum();
+    let hold = Instant::now();
+    let hb_start: u64 = hold_start.iter().map(|r| r.heartbeats_ok).sum();
+    let rtt_skip = stats::merge(&hold_start).0.rtt_us;
+    while hold.elapsed().as_secs() < args.duration {
+        std::thread::sleep(Duration::from_secs(1));
+        let (total, rtt, _) = stats::merge(&read_reports(&report_paths));
+        eprint!(
+            "\r  hold {:>4}s: connected {:>7} | heartbeats {:>9} p99 {:.1} ms | errors {:?}      ",
+            hold.elapsed().as_secs(), total.connected, total.heartbeats_ok, rtt.p99_ms, total.errors
+        );
+    }
+    eprintln!();
+    let cpu_end: f64 = servers.iter().map(|s| procs::cpu_seconds(s.pid())).sum();
+    let rss_after: u64 = servers.iter().map(|s| procs::rss_bytes(s.pid())).sum();
+    let kernel_after = procs::kernel_socket_bytes();
+    let hold_end = read_reports(&report_paths);
+    let (total, _, setup) = stats::merge(&hold_end);
+    let heartbeats = total.heartbeats_ok.saturating_sub(hb_start);
+    // Round trips measured during the hold only: subtract what was there at its start.
+    let rtt = hold_latency(&total, &rtt_skip);
+
+    for f in fleet_procs.iter_mut() {
+        f.terminate(Duration::from_secs(3));
+    }
+    for s in servers.iter_mut() {
+        s.terminate(Duration::from_secs(3));
+    }
+    let held = total.connected.max(1);
+    let cpu = cpu_end - cpu_start;
+    let rss_per = (rss_after.saturating_sub(rss_before)) as f64 / held as f64;
+    // Both ends of every connection live on this machine and their kernel objects are of
+    // the same kinds, so half the growth is the server side's.
+    let kernel_per = (kernel_after.saturating_sub(kernel_before)) as f64 / 2.0 / held as f64;
+    Ok(ServerResult {
+        server: kind.to_string(),
+        processes,
+        sessions_held: total.connected,
+        setup_rate_per_sec: total.setups as f64 / total.last_setup_secs.max(0.001),
+        setup_latency: setup,
+        heartbeat_rtt: rtt,
+        heartbeats_in_hold: heartbeats,
+        cpu_seconds_in_hold: cpu,
+        cpu_ms_per_1000_heartbeats: if heartbeats > 0 { cpu * 1000.0 / (heartbeats as f64 / 1000.0) } else { 0.0 },
+        rss_bytes_per_session: rss_per,
+        kernel_bytes_per_session_estimate: kernel_per,
+        total_bytes_per_session: rss_per + kernel_per,
+        errors: total.errors,
+    })
+}
+
+fn hold_latency(total: &FleetReport, before: &stats::HistogramData) -> Latency {
+    let mut all = total.rtt_us.to_histogram();
+    let earlier = before.to_histogram();
+    let _ = all.subtract(&earlier);
+    Latency::from(&all)
+}
+
+fn read_reports(paths: &[PathBuf]) -> Vec<FleetReport> {
+    paths
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|s| serde_json::from_str(&s).ok())
+        .collect()
+}
+
+fn pick_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn markdown(args: &BenchArgs, tls: bool, results: &[ServerResult]) -> String {
+    let mut md = format!(
+        "# Pylon bench: {} {} sessions, {} s hold, heartbeat every {} s\n\n",
+        args.sessions, if tls { "TLS" } else { "TCP" }, args.duration, args.heartbeat_secs
+    );
+    md += "Fleet and servers share this machine. Memory: RSS growth of the server processes per session; kernel is half the growth of slab + TCP buffer pages (both ends are local).\n\n";
+    md += "| figure | ";
+    md += &results.iter().map(|r| r.server.as_str()).collect::<Vec<_>>().join(" | ");
+    if results.len() == 2 {
+        md += " | edge / reference";
+    }
+    md += " |\n|---|";
+    md += &"---|".repeat(results.len() + usize::from(results.len() == 2));
+    md += "\n";
+    type Get = fn(&ServerResult) -> f64;
+    let rows: [(&str, Get); 12] = [
+        ("sessions held", |r| r.sessions_held as f64),
+        ("setup rate (TLS+login per s)", |r| r.setup_rate_per_sec),
+        ("setup p99 (ms)", |r| r.setup_latency.p99_ms),
+        ("heartbeat RTT p50 (ms)", |r| r.heartbeat_rtt.p50_ms),
+        ("heartbeat RTT p99 (ms)", |r| r.heartbeat_rtt.p99_ms),
+        ("heartbeat RTT p99.9 (ms)", |r| r.heartbeat_rtt.p999_ms),
+        ("heartbeat RTT max (ms)", |r| r.heartbeat_rtt.max_ms),
+        ("heartbeats in hold", |r| r.heartbeats_in_hold as f64),
+        ("CPU ms per 1,000 heartbeats", |r| r.cpu_ms_per_1000_heartbeats),
+        ("RSS bytes per session", |r| r.rss_bytes_per_session),
+        ("kernel bytes per session (est.)", |r| r.kernel_bytes_per_session_estimate),
+        ("total bytes per session", |r| r.total_bytes_per_session),
+    ];
+    for (name, get) in rows {
+        md += &format!("| {name} | ");
+        md += &results.iter().map(|r| format!("{:.2}", get(r))).collect::<Vec<_>>().join(" | ");
+        if results.len() == 2 {
+            let (e, r) = (get(&results[0]), get(&results[1]));
+            md += &format!(" | {}", if r != 0.0 { format!("{:.2}", e / r) } else { "-".into() });
+        }
+        md += " |\n";
+    }
+    md += "\nErrors: ";
+    md += &results.iter().map(|r| format!("{}: {:?}", r.server, r.errors)).collect::<Vec<_>>().join("; ");
+    md += "\n";
+    md
+}

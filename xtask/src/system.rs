@@ -1,0 +1,39 @@
+//! System packages the tests and tools need, installed with apt when we are root.
+
+use std::process::Command;
+
+/// (command that must exist, Debian package that provides it)
+pub const TEST_PACKAGES: &[(&str, &str)] = &[("openssl", "openssl")];
+
+fn have(command: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {command}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Installs missing packages with apt as root; otherwise says exactly what to run.
+pub fn ensure_packages(needed: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = needed.iter().filter(|(cmd, _)| !have(cmd)).map(|(_, pkg)| *pkg).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let is_root = unsafe { libc::geteuid() } == 0;
+    if !is_root || !have("apt-get") {
+        anyhow::bail!(
+            "missing system packages: {0}\ninstall them with:\n  sudo apt-get update && sudo apt-get install -y {0}",
+            missing.join(" ")
+        );
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    let status = Command::new("apt-get").arg("update").status()?;
+    anyhow::ensure!(status.success(), "apt-get update failed");
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()?;
+    anyhow::ensure!(status.success(), "apt-get install {} failed", missing.join(" "));
+    Ok(())
+}
