@@ -22,7 +22,11 @@ pub enum Stream {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
@@ -31,7 +35,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
@@ -74,7 +82,9 @@ pub async fn connect(target: &Target, source: Option<IpAddr>) -> std::io::Result
     match &target.tls {
         None => Ok(Stream::Tcp(tcp)),
         Some((config, name)) => {
-            let tls = TlsConnector::from(config.clone()).connect(name.clone(), tcp).await?;
+            let tls = TlsConnector::from(config.clone())
+                .connect(name.clone(), tcp)
+                .await?;
             Ok(Stream::Tls(Box::new(tls)))
         }
     }
@@ -136,11 +146,20 @@ impl ChargerError {
 
 impl ChargerConn {
     pub async fn connect(target: &Target, source: Option<IpAddr>) -> Result<Self, ChargerError> {
-        Ok(ChargerConn::new(connect(target, source).await.map_err(ChargerError::Connect)?))
+        Ok(ChargerConn::new(
+            connect(target, source)
+                .await
+                .map_err(ChargerError::Connect)?,
+        ))
     }
 
     pub fn new(stream: Stream) -> Self {
-        ChargerConn { stream, splitter: FrameSplitter::new(), ready: Default::default(), next_seq: 0 }
+        ChargerConn {
+            stream,
+            splitter: FrameSplitter::new(),
+            ready: Default::default(),
+            next_seq: 0,
+        }
     }
 
     /// Sends a frame with the next sequence number; returns that number.
@@ -187,15 +206,24 @@ impl ChargerConn {
         }
     }
 
-    pub async fn recv_timeout(&mut self, what: &'static str, limit: Duration) -> Result<(u16, Frame), ChargerError> {
-        tokio::time::timeout(limit, self.recv()).await.map_err(|_| ChargerError::Timeout(what))?
+    pub async fn recv_timeout(
+        &mut self,
+        what: &'static str,
+        limit: Duration,
+    ) -> Result<(u16, Frame), ChargerError> {
+        tokio::time::timeout(limit, self.recv())
+            .await
+            .map_err(|_| ChargerError::Timeout(what))?
     }
 
     /// Logs in as `pile` and waits for the answer.
     pub async fn login(&mut self, pile: PileNo) -> Result<(), ChargerError> {
         self.send(&login_frame(pile)).await?;
         loop {
-            match self.recv_timeout("login reply", Duration::from_secs(10)).await? {
+            match self
+                .recv_timeout("login reply", Duration::from_secs(10))
+                .await?
+            {
                 (_, Frame::LoginReply(r)) if r.result == 0 => return Ok(()),
                 (_, Frame::LoginReply(_)) => return Err(ChargerError::LoginRefused),
                 _ => continue,
@@ -219,12 +247,24 @@ pub fn login_frame(pile: PileNo) -> Frame {
 }
 
 pub fn heartbeat_frame(pile: PileNo) -> Frame {
-    Heartbeat { pile_no: pile, gun_no: ykc::Bcd([1]), gun_status: 0 }.into()
+    Heartbeat {
+        pile_no: pile,
+        gun_no: ykc::Bcd([1]),
+        gun_status: 0,
+    }
+    .into()
 }
 
 /// An idle gun's real-time data (what a charger sends every 5 minutes when idle).
 pub fn idle_realtime_frame(pile: PileNo) -> Frame {
-    RealtimeData { pile_no: pile, gun_no: ykc::Bcd([1]), status: 2, gun_homed: 1, ..Default::default() }.into()
+    RealtimeData {
+        pile_no: pile,
+        gun_no: ykc::Bcd([1]),
+        status: 2,
+        gun_homed: 1,
+        ..Default::default()
+    }
+    .into()
 }
 
 /// Pile number `base + index` as 14 BCD digits.
@@ -241,7 +281,10 @@ pub struct Cadence {
 
 impl Default for Cadence {
     fn default() -> Self {
-        Cadence { heartbeat: Duration::from_secs(10), realtime_idle: Duration::from_secs(300) }
+        Cadence {
+            heartbeat: Duration::from_secs(10),
+            realtime_idle: Duration::from_secs(300),
+        }
     }
 }
 

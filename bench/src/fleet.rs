@@ -38,7 +38,13 @@ pub async fn run(cfg: FleetConfig, stats: Arc<FleetStats>, stop: watch::Receiver
             tokio::time::sleep(wait).await;
         }
         let source = (!cfg.sources.is_empty()).then(|| cfg.sources[i as usize % cfg.sources.len()]);
-        tasks.push(tokio::spawn(charger_loop(cfg.clone(), i, source, stats.clone(), stop.clone())));
+        tasks.push(tokio::spawn(charger_loop(
+            cfg.clone(),
+            i,
+            source,
+            stats.clone(),
+            stop.clone(),
+        )));
     }
     for t in tasks {
         let _ = t.await;

@@ -21,7 +21,11 @@ pub struct RefStats {
 
 /// A listener that other processes can share with SO_REUSEPORT.
 pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
     socket.set_reuse_port(true)?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
@@ -54,7 +58,9 @@ pub async fn serve(
             match acceptor {
                 None => respond(tcp, heartbeat_timeout, &stats).await,
                 Some(a) => {
-                    if let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), a.accept(tcp)).await {
+                    if let Ok(Ok(tls)) =
+                        tokio::time::timeout(Duration::from_secs(10), a.accept(tcp)).await
+                    {
                         respond(tls, heartbeat_timeout, &stats).await
                     }
                 }
@@ -80,10 +86,23 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, timeout: Duration,
                 return false;
             };
             let reply: Option<Frame> = match ykc::decode(&raw) {
-                Ok(Frame::Login(l)) => Some(LoginReply { pile_no: l.pile_no, result: 0 }.into()),
+                Ok(Frame::Login(l)) => Some(
+                    LoginReply {
+                        pile_no: l.pile_no,
+                        result: 0,
+                    }
+                    .into(),
+                ),
                 Ok(Frame::Heartbeat(h)) => {
                     stats.heartbeats.fetch_add(1, Ordering::Relaxed);
-                    Some(HeartbeatReply { pile_no: h.pile_no, gun_no: h.gun_no, reply: 0 }.into())
+                    Some(
+                        HeartbeatReply {
+                            pile_no: h.pile_no,
+                            gun_no: h.gun_no,
+                            reply: 0,
+                        }
+                        .into(),
+                    )
                 }
                 Ok(_) => None,
                 Err(_) => {

@@ -56,7 +56,8 @@ impl FleetStats {
 
     pub fn setup(&self, micros: u64) {
         self.setups.fetch_add(1, Ordering::Relaxed);
-        self.last_setup_us.fetch_max(self.started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.last_setup_us
+            .fetch_max(self.started.elapsed().as_micros() as u64, Ordering::Relaxed);
         if let Ok(mut h) = self.setup_us.lock() {
             h.saturating_record(micros.max(1));
         }
@@ -77,7 +78,11 @@ impl FleetStats {
     }
 
     pub fn report(&self) -> FleetReport {
-        let hist = |h: &Mutex<Histogram<u64>>| h.lock().map(|h| HistogramData::from(&*h)).unwrap_or_default();
+        let hist = |h: &Mutex<Histogram<u64>>| {
+            h.lock()
+                .map(|h| HistogramData::from(&*h))
+                .unwrap_or_default()
+        };
         FleetReport {
             elapsed_secs: self.started.elapsed().as_secs_f64(),
             connected: self.connected.load(Ordering::Relaxed),
@@ -100,7 +105,11 @@ pub struct HistogramData(pub Vec<(u64, u64)>);
 
 impl From<&Histogram<u64>> for HistogramData {
     fn from(h: &Histogram<u64>) -> Self {
-        HistogramData(h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect())
+        HistogramData(
+            h.iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect(),
+        )
     }
 }
 

@@ -33,10 +33,13 @@ pub fn client_config(
         TlsVersions::Only12 => &[&rustls::version::TLS12],
         TlsVersions::Only13 => &[&rustls::version::TLS13],
     };
-    let builder = ClientConfig::builder_with_provider(provider).with_protocol_versions(v)?.with_root_certificates(roots);
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(v)?
+        .with_root_certificates(roots);
     let config = match client_cert {
         Some((cert, key)) => {
-            let chain = rustls_pemfile::certs(&mut BufReader::new(File::open(cert)?)).collect::<Result<Vec<_>, _>>()?;
+            let chain = rustls_pemfile::certs(&mut BufReader::new(File::open(cert)?))
+                .collect::<Result<Vec<_>, _>>()?;
             let key = rustls_pemfile::private_key(&mut BufReader::new(File::open(key)?))?
                 .with_context(|| format!("{} holds no private key", key.display()))?;
             builder.with_client_auth_cert(chain, key)?
@@ -48,7 +51,8 @@ pub fn client_config(
 
 /// A server config for the reference server.
 pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let chain = rustls_pemfile::certs(&mut BufReader::new(File::open(cert)?)).collect::<Result<Vec<_>, _>>()?;
+    let chain = rustls_pemfile::certs(&mut BufReader::new(File::open(cert)?))
+        .collect::<Result<Vec<_>, _>>()?;
     let key = rustls_pemfile::private_key(&mut BufReader::new(File::open(key)?))?
         .with_context(|| format!("{} holds no private key", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());

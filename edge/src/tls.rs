@@ -105,7 +105,9 @@ impl ResolvesServerCert for CertChooser {
         let suites = hello.cipher_suites();
         self.keys
             .iter()
-            .find(|k| k.key.choose_scheme(offered).is_some() && suites_allow(suites, k.key.algorithm()))
+            .find(|k| {
+                k.key.choose_scheme(offered).is_some() && suites_allow(suites, k.key.algorithm())
+            })
             .or_else(|| self.keys.first())
             .cloned()
     }
@@ -115,7 +117,9 @@ impl ResolvesServerCert for CertChooser {
 fn suites_allow(suites: &[CipherSuite], key: SignatureAlgorithm) -> bool {
     use CipherSuite::*;
     suites.iter().any(|s| match s {
-        TLS13_AES_128_GCM_SHA256 | TLS13_AES_256_GCM_SHA384 | TLS13_CHACHA20_POLY1305_SHA256 => true,
+        TLS13_AES_128_GCM_SHA256 | TLS13_AES_256_GCM_SHA384 | TLS13_CHACHA20_POLY1305_SHA256 => {
+            true
+        }
         TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
         | TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
         | TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => key == SignatureAlgorithm::ECDSA,

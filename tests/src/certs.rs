@@ -23,7 +23,9 @@ impl TestCerts {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "Pylon test CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Pylon test CA");
         let ca = ca_params.self_signed(&ca_key)?;
 
         let write = |name: &str, text: String| -> anyhow::Result<PathBuf> {
@@ -37,7 +39,10 @@ impl TestCerts {
         };
 
         let server_key = KeyPair::generate()?;
-        let ecdsa_cert = write("edge-ecdsa.pem", issue(vec![SERVER_NAME.into()], &server_key)?)?;
+        let ecdsa_cert = write(
+            "edge-ecdsa.pem",
+            issue(vec![SERVER_NAME.into()], &server_key)?,
+        )?;
         let ecdsa_key = write("edge-ecdsa.key", server_key.serialize_pem())?;
 
         let client_key = KeyPair::generate()?;
@@ -46,7 +51,14 @@ impl TestCerts {
 
         let rsa_key_path = dir.join("edge-rsa.key");
         let made_rsa = Command::new("openssl")
-            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
             .arg(&rsa_key_path)
             .output()
             .map(|o| o.status.success())

@@ -32,12 +32,18 @@ impl EdgeProcess {
         let log = opts.dir.join(format!("edge-{}.log", tcp.port()));
         let log_file = std::fs::File::create(&log).expect("creating the edge log");
         let mut cmd = Command::new(binary("pylon-edge"));
-        cmd.arg("--tcp-listen").arg(tcp.to_string())
-            .arg("--tls-listen").arg(tls.to_string())
-            .arg("--admin-listen").arg(admin.to_string())
-            .arg("--executors").arg(opts.executors.to_string())
-            .arg("--tls-cert").arg(&opts.certs.ecdsa_cert)
-            .arg("--tls-key").arg(&opts.certs.ecdsa_key);
+        cmd.arg("--tcp-listen")
+            .arg(tcp.to_string())
+            .arg("--tls-listen")
+            .arg(tls.to_string())
+            .arg("--admin-listen")
+            .arg(admin.to_string())
+            .arg("--executors")
+            .arg(opts.executors.to_string())
+            .arg("--tls-cert")
+            .arg(&opts.certs.ecdsa_cert)
+            .arg("--tls-key")
+            .arg(&opts.certs.ecdsa_key);
         if opts.with_rsa {
             if let Some((cert, key)) = &opts.certs.rsa {
                 cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
@@ -49,9 +55,19 @@ impl EdgeProcess {
             .stdout(log_file.try_clone().expect("log file handle"))
             .stderr(log_file);
         let child = cmd.spawn().expect("starting pylon-edge");
-        let mut edge = EdgeProcess { child, tcp, tls, admin, log };
+        let mut edge = EdgeProcess {
+            child,
+            tcp,
+            tls,
+            admin,
+            log,
+        };
         let ready = wait_for_ready(&mut edge);
-        assert!(ready, "pylon-edge did not become ready; log:\n{}", edge.log_text());
+        assert!(
+            ready,
+            "pylon-edge did not become ready; log:\n{}",
+            edge.log_text()
+        );
         edge
     }
 
@@ -69,9 +85,11 @@ impl EdgeProcess {
 
     /// Waits until the metric reaches at least `value`.
     pub fn wait_metric(&self, name: &str, labels: &[&str], value: f64) {
-        wait_for(&format!("{name}{labels:?} >= {value}"), Duration::from_secs(15), || {
-            (self.metric(name, labels) >= value).then_some(())
-        });
+        wait_for(
+            &format!("{name}{labels:?} >= {value}"),
+            Duration::from_secs(15),
+            || (self.metric(name, labels) >= value).then_some(()),
+        );
     }
 
     pub fn signal(&self, signal: libc::c_int) {

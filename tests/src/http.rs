@@ -12,7 +12,11 @@ pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// POST JSON; returns (status, parsed body).
-pub fn post_json(addr: SocketAddr, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+pub fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
     let result = ureq::post(&format!("http://{addr}{path}"))
         .set("content-type", "application/json")
         .send_string(&body.to_string());
@@ -21,7 +25,10 @@ pub fn post_json(addr: SocketAddr, path: &str, body: serde_json::Value) -> (u16,
         Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
         Err(e) => (0, e.to_string()),
     };
-    (code, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
 }
 
 /// The value of the first Prometheus sample whose line starts with `name` and contains

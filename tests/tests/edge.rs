@@ -27,8 +27,18 @@ fn world_with(extra: &[&str], with_rsa: bool) -> World {
     if !extra.iter().any(|f| f.starts_with("--allowlist")) {
         flags.push("--allow-all".into());
     }
-    let edge = EdgeProcess::start(EdgeOptions { certs: &certs, dir: dir.path(), executors: 2, extra: flags, with_rsa });
-    World { certs, edge, _dir: dir }
+    let edge = EdgeProcess::start(EdgeOptions {
+        certs: &certs,
+        dir: dir.path(),
+        executors: 2,
+        extra: flags,
+        with_rsa,
+    });
+    World {
+        certs,
+        edge,
+        _dir: dir,
+    }
 }
 
 fn world(extra: &[&str]) -> World {
@@ -37,12 +47,18 @@ fn world(extra: &[&str]) -> World {
 
 impl World {
     fn tcp(&self) -> Target {
-        Target { addr: self.edge.tcp, tls: None }
+        Target {
+            addr: self.edge.tcp,
+            tls: None,
+        }
     }
 
     fn tls(&self, versions: TlsVersions) -> Target {
         let config = client_config(&self.certs.ca, None, versions).expect("client config");
-        Target { addr: self.edge.tls, tls: Some((config, name())) }
+        Target {
+            addr: self.edge.tls,
+            tls: Some((config, name())),
+        }
     }
 }
 
@@ -62,9 +78,16 @@ async fn logged_in(target: &Target, p: PileNo) -> ChargerConn {
 
 /// Sends a heartbeat and expects its answer (same sequence number, same pile).
 async fn heartbeat_ok(c: &mut ChargerConn, p: PileNo) {
-    let seq = c.send(&charger::heartbeat_frame(p)).await.expect("send heartbeat");
+    let seq = c
+        .send(&charger::heartbeat_frame(p))
+        .await
+        .expect("send heartbeat");
     loop {
-        match c.recv_timeout("heartbeat reply", Duration::from_secs(5)).await.expect("heartbeat reply") {
+        match c
+            .recv_timeout("heartbeat reply", Duration::from_secs(5))
+            .await
+            .expect("heartbeat reply")
+        {
             (s, Frame::HeartbeatReply(r)) if s == seq => {
                 assert_eq!(r.pile_no, p);
                 return;
@@ -77,7 +100,10 @@ async fn heartbeat_ok(c: &mut ChargerConn, p: PileNo) {
 /// Expects the edge to close the connection.
 async fn closed_by_edge(c: &mut ChargerConn) {
     loop {
-        match c.recv_timeout("the edge to close", Duration::from_secs(10)).await {
+        match c
+            .recv_timeout("the edge to close", Duration::from_secs(10))
+            .await
+        {
             Err(ChargerError::Closed) | Err(ChargerError::Io(_)) => return,
             Err(e) => panic!("expected a close, got {e}"),
             Ok(_) => continue,
@@ -88,15 +114,31 @@ async fn closed_by_edge(c: &mut ChargerConn) {
 #[tokio::test]
 async fn login_and_heartbeats_over_tcp_tls12_and_tls13() {
     let w = world(&[]);
-    for (i, target) in [w.tcp(), w.tls(TlsVersions::Only12), w.tls(TlsVersions::Only13)].iter().enumerate() {
+    for (i, target) in [
+        w.tcp(),
+        w.tls(TlsVersions::Only12),
+        w.tls(TlsVersions::Only13),
+    ]
+    .iter()
+    .enumerate()
+    {
         let p = pile(i as u64);
         let mut c = logged_in(target, p).await;
         heartbeat_ok(&mut c, p).await;
         heartbeat_ok(&mut c, p).await;
     }
     assert!(w.edge.metric("pylon_edge_heartbeats_total", &[]) >= 6.0);
-    assert!(w.edge.metric("pylon_edge_handshakes_total", &["transport=\"tls\"", "result=\"ok\""]) >= 2.0);
-    assert!(w.edge.metric("pylon_edge_frames_out_total", &["frame_type=\"0x04\""]) >= 6.0);
+    assert!(
+        w.edge.metric(
+            "pylon_edge_handshakes_total",
+            &["transport=\"tls\"", "result=\"ok\""]
+        ) >= 2.0
+    );
+    assert!(
+        w.edge
+            .metric("pylon_edge_frames_out_total", &["frame_type=\"0x04\""])
+            >= 6.0
+    );
 }
 
 #[tokio::test]
@@ -107,7 +149,9 @@ async fn ecdsa_and_rsa_certificates_are_served_side_by_side() {
     }
     // A TLS 1.2 client that only offers RSA key exchange gets the RSA certificate.
     let provider = rustls::crypto::CryptoProvider {
-        cipher_suites: vec![rustls::crypto::ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256],
+        cipher_suites: vec![
+            rustls::crypto::ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        ],
         ..rustls::crypto::ring::default_provider()
     };
     let mut roots = rustls::RootCertStore::empty();
@@ -121,7 +165,13 @@ async fn ecdsa_and_rsa_certificates_are_served_side_by_side() {
         .with_no_client_auth();
     let targets = [
         (w.tls(TlsVersions::Only13), true),
-        (Target { addr: w.edge.tls, tls: Some((Arc::new(rsa_only), name())) }, w.certs.rsa.is_some()),
+        (
+            Target {
+                addr: w.edge.tls,
+                tls: Some((Arc::new(rsa_only), name())),
+            },
+            w.certs.rsa.is_some(),
+        ),
     ];
     for (i, (target, expect)) in targets.iter().enumerate() {
         if !expect {
@@ -139,10 +189,16 @@ async fn tls_sessions_resume() {
     let target = w.tls(TlsVersions::Only13);
     for round in 0..2 {
         let c = logged_in(&target, pile(7)).await;
-        let charger::Stream::Tls(tls) = &c.stream else { panic!("expected TLS") };
+        let charger::Stream::Tls(tls) = &c.stream else {
+            panic!("expected TLS")
+        };
         let kind = tls.get_ref().1.handshake_kind();
         if round == 1 {
-            assert_eq!(kind, Some(rustls::HandshakeKind::Resumed), "second connection should resume");
+            assert_eq!(
+                kind,
+                Some(rustls::HandshakeKind::Resumed),
+                "second connection should resume"
+            );
         }
     }
 }
@@ -160,15 +216,40 @@ async fn client_certificates_are_required_when_configured() {
         with_rsa: false,
     });
     let without = client_config(&certs.ca, None, TlsVersions::Only13).expect("config");
-    let mut c = ChargerConn::connect(&Target { addr: edge.tls, tls: Some((without, name())) }, None)
-        .await
-        .expect("TLS 1.3 client finishes its side before the server checks");
-    assert!(c.login(pile(1)).await.is_err(), "a charger without a certificate must be refused");
-    let with = client_config(&certs.ca, Some((&certs.client_cert, &certs.client_key)), TlsVersions::Both)
-        .expect("config");
-    let mut c = logged_in(&Target { addr: edge.tls, tls: Some((with, name())) }, pile(2)).await;
+    let mut c = ChargerConn::connect(
+        &Target {
+            addr: edge.tls,
+            tls: Some((without, name())),
+        },
+        None,
+    )
+    .await
+    .expect("TLS 1.3 client finishes its side before the server checks");
+    assert!(
+        c.login(pile(1)).await.is_err(),
+        "a charger without a certificate must be refused"
+    );
+    let with = client_config(
+        &certs.ca,
+        Some((&certs.client_cert, &certs.client_key)),
+        TlsVersions::Both,
+    )
+    .expect("config");
+    let mut c = logged_in(
+        &Target {
+            addr: edge.tls,
+            tls: Some((with, name())),
+        },
+        pile(2),
+    )
+    .await;
     heartbeat_ok(&mut c, pile(2)).await;
-    assert!(edge.metric("pylon_edge_handshakes_total", &["result=\"tls_no_certificate\""]) >= 1.0);
+    assert!(
+        edge.metric(
+            "pylon_edge_handshakes_total",
+            &["result=\"tls_no_certificate\""]
+        ) >= 1.0
+    );
 }
 
 #[tokio::test]
@@ -179,15 +260,35 @@ async fn allowlist_refuses_unknown_piles_and_login_comes_first() {
     let w = world(&["--allowlist", &list.to_string_lossy()]);
     let mut ok = logged_in(&w.tcp(), pile(1)).await;
     let mut refused = ChargerConn::connect(&w.tcp(), None).await.expect("connect");
-    assert!(matches!(refused.login(pile(2)).await, Err(ChargerError::LoginRefused)));
+    assert!(matches!(
+        refused.login(pile(2)).await,
+        Err(ChargerError::LoginRefused)
+    ));
     closed_by_edge(&mut refused).await;
 
     let mut early = ChargerConn::connect(&w.tcp(), None).await.expect("connect");
-    early.send(&RealtimeData { pile_no: pile(1), ..Default::default() }.into()).await.expect("send");
+    early
+        .send(
+            &RealtimeData {
+                pile_no: pile(1),
+                ..Default::default()
+            }
+            .into(),
+        )
+        .await
+        .expect("send");
     closed_by_edge(&mut early).await;
     heartbeat_ok(&mut ok, pile(1)).await;
-    w.edge.wait_metric("pylon_edge_closes_total", &["reason=\"login_rejected\""], 1.0);
-    w.edge.wait_metric("pylon_edge_closes_total", &["reason=\"not_logged_in\""], 1.0);
+    w.edge.wait_metric(
+        "pylon_edge_closes_total",
+        &["reason=\"login_rejected\""],
+        1.0,
+    );
+    w.edge.wait_metric(
+        "pylon_edge_closes_total",
+        &["reason=\"not_logged_in\""],
+        1.0,
+    );
 }
 
 #[tokio::test]
@@ -203,7 +304,11 @@ async fn missed_heartbeats_close_the_session() {
     };
     let (_, ()) = tokio::join!(beat, closed_by_edge(&mut quiet));
     heartbeat_ok(&mut lively, pile(2)).await;
-    w.edge.wait_metric("pylon_edge_closes_total", &["reason=\"heartbeat_timeout\""], 1.0);
+    w.edge.wait_metric(
+        "pylon_edge_closes_total",
+        &["reason=\"heartbeat_timeout\""],
+        1.0,
+    );
 }
 
 #[tokio::test]
@@ -211,7 +316,11 @@ async fn login_must_come_in_time() {
     let w = world(&["--login-timeout", "1"]);
     let mut silent = ChargerConn::connect(&w.tcp(), None).await.expect("connect");
     closed_by_edge(&mut silent).await;
-    w.edge.wait_metric("pylon_edge_closes_total", &["reason=\"login_timeout\""], 1.0);
+    w.edge.wait_metric(
+        "pylon_edge_closes_total",
+        &["reason=\"login_timeout\""],
+        1.0,
+    );
 }
 
 #[tokio::test]
@@ -223,7 +332,8 @@ async fn a_second_login_replaces_the_first_connection() {
     let mut second = logged_in(&w.tls(TlsVersions::Both), p).await;
     closed_by_edge(&mut first).await;
     heartbeat_ok(&mut second, p).await;
-    w.edge.wait_metric("pylon_edge_closes_total", &["reason=\"replaced\""], 1.0);
+    w.edge
+        .wait_metric("pylon_edge_closes_total", &["reason=\"replaced\""], 1.0);
     // And the pile is reachable on its new connection.
     let (code, body) = http::post_json(
         w.edge.admin,
@@ -231,7 +341,10 @@ async fn a_second_login_replaces_the_first_connection() {
         serde_json::json!({"pile": p.to_string(), "type": "RemoteStop", "fields": {"pile_no": p.to_string(), "gun_no": "01"}}),
     );
     assert_eq!(code, 200, "{body}");
-    let (_, f) = second.recv_timeout("downlink", Duration::from_secs(5)).await.expect("downlink");
+    let (_, f) = second
+        .recv_timeout("downlink", Duration::from_secs(5))
+        .await
+        .expect("downlink");
     assert!(matches!(f, Frame::RemoteStop(_)));
 }
 
@@ -240,11 +353,18 @@ async fn downlink_reaches_piles_on_any_executor() {
     let w = world(&[]);
     let mut chargers = Vec::new();
     for i in 0..8 {
-        let target = if i % 2 == 0 { w.tcp() } else { w.tls(TlsVersions::Both) };
+        let target = if i % 2 == 0 {
+            w.tcp()
+        } else {
+            w.tls(TlsVersions::Both)
+        };
         chargers.push((pile(i), logged_in(&target, pile(i)).await));
     }
     for (p, c) in chargers.iter_mut() {
-        let stop = RemoteStop { pile_no: *p, gun_no: ykc::Bcd([1]) };
+        let stop = RemoteStop {
+            pile_no: *p,
+            gun_no: ykc::Bcd([1]),
+        };
         let fields = Frame::from(stop.clone()).fields_json();
         let (code, body) = http::post_json(
             w.edge.admin,
@@ -253,7 +373,10 @@ async fn downlink_reaches_piles_on_any_executor() {
         );
         assert_eq!(code, 200, "{body}");
         assert_eq!(body["result"], "queued");
-        let (_, frame) = c.recv_timeout("downlink", Duration::from_secs(5)).await.expect("downlink frame");
+        let (_, frame) = c
+            .recv_timeout("downlink", Duration::from_secs(5))
+            .await
+            .expect("downlink frame");
         assert_eq!(frame, Frame::RemoteStop(stop));
     }
     let (code, _) = http::post_json(
@@ -262,7 +385,11 @@ async fn downlink_reaches_piles_on_any_executor() {
         serde_json::json!({"pile": pile(99).to_string(), "type": "0x36", "fields": {"pile_no": pile(99).to_string(), "gun_no": "01"}}),
     );
     assert_eq!(code, 404);
-    let (code, body) = http::post_json(w.edge.admin, "/v1/downlink", serde_json::json!({"pile": "12", "type": "0x36", "fields": {}}));
+    let (code, body) = http::post_json(
+        w.edge.admin,
+        "/v1/downlink",
+        serde_json::json!({"pile": "12", "type": "0x36", "fields": {}}),
+    );
     assert_eq!(code, 400, "{body}");
 }
 
@@ -281,7 +408,10 @@ async fn sigterm_drains_then_closes() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let refused = ChargerConn::connect(&w.tcp(), None).await;
     if let Ok(mut late) = refused {
-        assert!(late.login(pile(2)).await.is_err(), "a connection during drain must not log in");
+        assert!(
+            late.login(pile(2)).await.is_err(),
+            "a connection during drain must not log in"
+        );
     }
     // ...and then the rest are closed and the process exits.
     closed_by_edge(&mut c).await;
@@ -296,7 +426,10 @@ async fn a_second_signal_stops_at_once() {
     w.edge.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(300)).await;
     w.edge.signal(libc::SIGTERM);
-    assert!(w.edge.wait_exit(Duration::from_secs(5)).is_some(), "edge ignored the second signal");
+    assert!(
+        w.edge.wait_exit(Duration::from_secs(5)).is_some(),
+        "edge ignored the second signal"
+    );
 }
 
 /// Each kind of bad input closes only the offending connection, with a counted reason,
@@ -308,7 +441,15 @@ async fn bad_input_closes_only_the_offender() {
     let mut healthy = logged_in(&w.tls(TlsVersions::Both), healthy_pile).await;
 
     let p = pile(1);
-    let good = ykc::encode(1, &Heartbeat { pile_no: p, ..Default::default() }.into()).expect("encode");
+    let good = ykc::encode(
+        1,
+        &Heartbeat {
+            pile_no: p,
+            ..Default::default()
+        }
+        .into(),
+    )
+    .expect("encode");
     let mut bad_crc = good.clone();
     let n = bad_crc.len();
     bad_crc[n - 1] ^= 0x5A;
@@ -318,12 +459,21 @@ async fn bad_input_closes_only_the_offender() {
     ykc::frame::write_frame(&mut unknown_type, 1, 0, 0x7F, &[0; 9]).expect("frame");
     let mut oversized = vec![0x68, 0xFA];
     oversized.extend([0u8; 260]);
-    let flood: Vec<u8> = good.iter().copied().cycle().take(good.len() * 400).collect();
+    let flood: Vec<u8> = good
+        .iter()
+        .copied()
+        .cycle()
+        .take(good.len() * 400)
+        .collect();
     let cases: [(&str, Vec<u8>, &str); 6] = [
         ("bad CRC", bad_crc, "bad_crc"),
         ("bad length", bad_length, "bad_length"),
         ("unknown type", unknown_type, "unknown_type"),
-        ("garbage", b"\x00\x01GET / HTTP/1.1\r\n\r\n".to_vec(), "bad_start"),
+        (
+            "garbage",
+            b"\x00\x01GET / HTTP/1.1\r\n\r\n".to_vec(),
+            "bad_start",
+        ),
         ("oversized frame", oversized, "bad_length"),
         ("frame flood", flood, "frame_rate_exceeded"),
     ];
@@ -334,31 +484,60 @@ async fn bad_input_closes_only_the_offender() {
             closed_by_edge(&mut offender).await;
             heartbeat_ok(&mut healthy, healthy_pile).await;
         }
-        w.edge.wait_metric("pylon_edge_closes_total", &[&format!("reason=\"{reason}\"")], 2.0);
+        w.edge.wait_metric(
+            "pylon_edge_closes_total",
+            &[&format!("reason=\"{reason}\"")],
+            2.0,
+        );
         eprintln!("{what}: closed with reason {reason}");
     }
-    assert!(w.edge.metric("pylon_edge_decode_errors_total", &["kind=\"bad_crc\""]) >= 2.0);
+    assert!(
+        w.edge
+            .metric("pylon_edge_decode_errors_total", &["kind=\"bad_crc\""])
+            >= 2.0
+    );
 
     // A TLS handshake that never finishes is cut off.
-    let mut slow = tokio::net::TcpStream::connect(local(w.edge.tls.port())).await.expect("connect");
-    tokio::io::AsyncWriteExt::write_all(&mut slow, &[0x16, 0x03, 0x01, 0x00, 0x50, 0x01]).await.expect("partial hello");
-    let mut buf = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(10), tokio::io::AsyncReadExt::read(&mut slow, &mut buf))
+    let mut slow = tokio::net::TcpStream::connect(local(w.edge.tls.port()))
         .await
-        .expect("the edge should close a stalled handshake");
+        .expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut slow, &[0x16, 0x03, 0x01, 0x00, 0x50, 0x01])
+        .await
+        .expect("partial hello");
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read(&mut slow, &mut buf),
+    )
+    .await
+    .expect("the edge should close a stalled handshake");
     assert!(matches!(n, Ok(0) | Err(_)));
-    w.edge.wait_metric("pylon_edge_closes_total", &["reason=\"tls_handshake_timeout\""], 1.0);
+    w.edge.wait_metric(
+        "pylon_edge_closes_total",
+        &["reason=\"tls_handshake_timeout\""],
+        1.0,
+    );
 
     // Plaintext sent to the TLS port fails the handshake with a counted reason.
     // (The edge answers with a TLS alert, then closes.)
-    let mut plain = tokio::net::TcpStream::connect(w.edge.tls).await.expect("connect");
+    let mut plain = tokio::net::TcpStream::connect(w.edge.tls)
+        .await
+        .expect("connect");
     let login = ykc::encode(0, &charger::login_frame(p)).expect("encode");
-    tokio::io::AsyncWriteExt::write_all(&mut plain, &login).await.expect("send");
+    tokio::io::AsyncWriteExt::write_all(&mut plain, &login)
+        .await
+        .expect("send");
     let mut seen = Vec::new();
     let read = tokio::io::AsyncReadExt::read_to_end(&mut plain, &mut seen);
-    let _ = tokio::time::timeout(Duration::from_secs(10), read).await.expect("the edge should close");
+    let _ = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the edge should close");
     assert_eq!(seen.first(), Some(&0x15), "expected a TLS alert record");
-    w.edge.wait_metric("pylon_edge_handshakes_total", &["transport=\"tls\"", "result=\"tls_protocol\""], 1.0);
+    w.edge.wait_metric(
+        "pylon_edge_handshakes_total",
+        &["transport=\"tls\"", "result=\"tls_protocol\""],
+        1.0,
+    );
 
     heartbeat_ok(&mut healthy, healthy_pile).await;
     assert!(w.edge.log_text().lines().all(|l| !l.contains("panicked")));
@@ -373,7 +552,10 @@ async fn swapped_crc_is_accepted_and_counted() {
     let n = hb.len();
     hb.swap(n - 1, n - 2);
     c.send_raw(&hb).await.expect("send");
-    let (seq, f) = c.recv_timeout("reply", Duration::from_secs(5)).await.expect("reply");
+    let (seq, f) = c
+        .recv_timeout("reply", Duration::from_secs(5))
+        .await
+        .expect("reply");
     assert_eq!(seq, 9);
     assert!(matches!(f, Frame::HeartbeatReply(_)));
     assert!(w.edge.metric("pylon_edge_crc_swapped_total", &[]) >= 1.0);

@@ -57,15 +57,31 @@ struct ServerResult {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    procs::cargo(&["build", "--release", "-p", "pylon-edge", "-p", "pylon-bench"])?;
+    procs::cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "pylon-edge",
+        "-p",
+        "pylon-bench",
+    ])?;
     let out = procs::root().join("target/bench");
     std::fs::create_dir_all(&out)?;
     let certs = crate::certs::generate(&out.join("certs"))?;
     let tls = !args.tcp;
     let mut results = Vec::new();
-    let kinds: &[&str] = if args.edge_only { &["edge"] } else { &["edge", "reference"] };
+    let kinds: &[&str] = if args.edge_only {
+        &["edge"]
+    } else {
+        &["edge", "reference"]
+    };
     for kind in kinds {
-        eprintln!("== {kind}: {} {} sessions, hold {} s", args.sessions, if tls { "TLS" } else { "TCP" }, args.duration);
+        eprintln!(
+            "== {kind}: {} {} sessions, hold {} s",
+            args.sessions,
+            if tls { "TLS" } else { "TCP" },
+            args.duration
+        );
         results.push(run_one(kind, &args, tls, &certs, &out)?);
     }
     let report = serde_json::json!({
@@ -75,7 +91,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "heartbeat_secs": args.heartbeat_secs,
         "results": results,
     });
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
     let json_path = out.join(format!("bench-{stamp}.json"));
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
     let md = markdown(&args, tls, &results);
@@ -87,7 +105,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_one(kind: &str, args: &BenchArgs, tls: bool, certs: &crate::certs::Certs, out: &Path) -> anyhow::Result<ServerResult> {
+fn run_one(
+    kind: &str,
+    args: &BenchArgs,
+    tls: bool,
+    certs: &crate::certs::Certs,
+    out: &Path,
+) -> anyhow::Result<ServerResult> {
     let processes = args.sessions.div_ceil(args.per_process).max(2) as usize;
     let port = pick_port()?;
     let addr = format!("127.0.0.1:{port}");
@@ -97,11 +121,26 @@ fn run_one(kind: &str, args: &BenchArgs, tls: bool, certs: &crate::certs::Certs,
         let mut cmd = match kind {
             "edge" => {
                 let mut c = Command::new(procs::release_binary("pylon-edge"));
-                c.args(["--edge-id", &format!("bench-{i}"), "--executors", "1", "--allow-all", "--drain-grace", "1"])
-                    .args(["--admin-listen", &format!("127.0.0.1:{}", pick_port()?)])
-                    .args(["--heartbeat-interval", &format!("{}", args.heartbeat_secs.ceil() as u64)]);
+                c.args([
+                    "--edge-id",
+                    &format!("bench-{i}"),
+                    "--executors",
+                    "1",
+                    "--allow-all",
+                    "--drain-grace",
+                    "1",
+                ])
+                .args(["--admin-listen", &format!("127.0.0.1:{}", pick_port()?)])
+                .args([
+                    "--heartbeat-interval",
+                    &format!("{}", args.heartbeat_secs.ceil() as u64),
+                ]);
                 if tls {
-                    c.args(["--no-tcp", "--tls-listen", &addr]).arg("--tls-cert").arg(&certs.cert).arg("--tls-key").arg(&certs.key);
+                    c.args(["--no-tcp", "--tls-listen", &addr])
+                        .arg("--tls-cert")
+                        .arg(&certs.cert)
+                        .arg("--tls-key")
+                        .arg(&certs.key);
                 } else {
                     c.args(["--tcp-listen", &addr]);
                 }
@@ -111,7 +150,10 @@ fn run_one(kind: &str, args: &BenchArgs, tls: bool, certs: &crate::certs::Certs,
                 let mut c = Command::new(procs::release_binary("pylon-refserver"));
                 c.args(["--listen", &addr, "--threads", "1"]);
                 if tls {
-                    c.arg("--tls-cert").arg(&certs.cert).arg("--tls-key").arg(&certs.key);
+                    c.arg("--tls-cert")
+                        .arg(&certs.cert)
+                        .arg("--tls-key")
+                        .arg(&certs.key);
                 }
                 c
             }
@@ -121,7 +163,12 @@ fn run_one(kind: &str, args: &BenchArgs, tls: bool, certs: &crate::certs::Certs,
     }
     std::thread::sleep(Duration::from_millis(800));
     for s in servers.iter_mut() {
-        anyhow::ensure!(s.is_running(), "{} did not start; see its log in {}", s.name, out.display());
+        anyhow::ensure!(
+            s.is_running(),
+            "{} did not start; see its log in {}",
+            s.name,
+            out.display()
+        );
     }
     let rss_before: u64 = servers.iter().map(|s| procs::rss_bytes(s.pid())).sum();
     let kernel_before = procs::kernel_socket_bytes();
@@ -131,22 +178,34 @@ fn run_one(kind: &str, args: &BenchArgs, tls: bool, certs: &crate::certs::Certs,
     let mut fleet_procs = Vec::new();
     let mut report_paths = Vec::new();
     for f in 0..fleets {
-        let count = args.sessions / fleets as u64 + u64::from((f as u64) < args.sessions % fleets as u64);
+        let count =
+            args.sessions / fleets as u64 + u64::from((f as u64) < args.sessions % fleets as u64);
         let report = out.join(format!("{kind}-fleet-{f}.json"));
         let _ = std::fs::remove_file(&report);
         let mut cmd = Command::new(procs::release_binary("pylon-fleet"));
         cmd.args(["--target", &addr, "--sessions", &count.to_string()])
             .args(["--ramp", &(args.ramp / fleets as u64).max(1).to_string()])
-            .args(["--pile-base", &(10_000_000_000_000u64 + f as u64 * 1_000_000).to_string()])
-            .args(["--source-ips", &format!("127.{}.0.1-127.{}.0.250", 10 + f, 10 + f)])
+            .args([
+                "--pile-base",
+                &(10_000_000_000_000u64 + f as u64 * 1_000_000).to_string(),
+            ])
+            .args([
+                "--source-ips",
+                &format!("127.{}.0.1-127.{}.0.250", 10 + f, 10 + f),
+            ])
             .args(["--heartbeat-secs", &args.heartbeat_secs.to_string()])
             .args(["--duration", &(ramp_secs + args.duration + 2).to_string()])
             .args(["--progress-secs", "1", "--quiet"])
-            .arg("--report").arg(&report);
+            .arg("--report")
+            .arg(&report);
         if tls {
             cmd.arg("--tls-ca").arg(&certs.ca);
         }
-        fleet_procs.push(Proc::spawn(&format!("fleet-{f}"), &mut cmd, &out.join(format!("{kind}-fleet-{f}.log")))?);
+        fleet_procs.push(Proc::spawn(
+            &format!("fleet-{f}"),
+            &mut cmd,
+            &out.join(format!("{kind}-fleet-{f}.log")),
+        )?);
         report_paths.push(report);
     }
 
@@ -157,7 +216,11 @@ fn run_one(kind: &str, args: &BenchArgs, tls: bool, certs: &crate::certs::Certs,
         let (total, rtt, _) = stats::merge(&read_reports(&report_paths));
         eprint!(
             "\r  ramp {:>4}s: connected {:>7}/{} | setups {:>7} | errors {:?}      ",
-            start.elapsed().as_secs(), total.connected, args.sessions, total.setups, total.errors
+            start.elapsed().as_secs(),
+            total.connected,
+            args.sessions,
+            total.setups,
+            total.errors
         );
         let _ = rtt;
         if total.connected as u64 >= args.sessions || start.elapsed().as_secs() >= ramp_secs {
@@ -176,7 +239,11 @@ fn run_one(kind: &str, args: &BenchArgs, tls: bool, certs: &crate::certs::Certs,
         let (total, rtt, _) = stats::merge(&read_reports(&report_paths));
         eprint!(
             "\r  hold {:>4}s: connected {:>7} | heartbeats {:>9} p99 {:.1} ms | errors {:?}      ",
-            hold.elapsed().as_secs(), total.connected, total.heartbeats_ok, rtt.p99_ms, total.errors
+            hold.elapsed().as_secs(),
+            total.connected,
+            total.heartbeats_ok,
+            rtt.p99_ms,
+            total.errors
         );
     }
     eprintln!();
@@ -210,7 +277,11 @@ fn run_one(kind: &str, args: &BenchArgs, tls: bool, certs: &crate::certs::Certs,
         heartbeat_rtt: rtt,
         heartbeats_in_hold: heartbeats,
         cpu_seconds_in_hold: cpu,
-        cpu_ms_per_1000_heartbeats: if heartbeats > 0 { cpu * 1000.0 / (heartbeats as f64 / 1000.0) } else { 0.0 },
+        cpu_ms_per_1000_heartbeats: if heartbeats > 0 {
+            cpu * 1000.0 / (heartbeats as f64 / 1000.0)
+        } else {
+            0.0
+        },
         rss_bytes_per_session: rss_per,
         kernel_bytes_per_session_estimate: kernel_per,
         total_bytes_per_session: rss_per + kernel_per,
@@ -234,17 +305,26 @@ fn read_reports(paths: &[PathBuf]) -> Vec<FleetReport> {
 }
 
 fn pick_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn markdown(args: &BenchArgs, tls: bool, results: &[ServerResult]) -> String {
     let mut md = format!(
         "# Pylon bench: {} {} sessions, {} s hold, heartbeat every {} s\n\n",
-        args.sessions, if tls { "TLS" } else { "TCP" }, args.duration, args.heartbeat_secs
+        args.sessions,
+        if tls { "TLS" } else { "TCP" },
+        args.duration,
+        args.heartbeat_secs
     );
     md += "Fleet and servers share this machine. Memory: RSS growth of the server processes per session; kernel is half the growth of slab + TCP buffer pages (both ends are local).\n\n";
     md += "| figure | ";
-    md += &results.iter().map(|r| r.server.as_str()).collect::<Vec<_>>().join(" | ");
+    md += &results
+        .iter()
+        .map(|r| r.server.as_str())
+        .collect::<Vec<_>>()
+        .join(" | ");
     if results.len() == 2 {
         md += " | edge / reference";
     }
@@ -261,22 +341,41 @@ fn markdown(args: &BenchArgs, tls: bool, results: &[ServerResult]) -> String {
         ("heartbeat RTT p99.9 (ms)", |r| r.heartbeat_rtt.p999_ms),
         ("heartbeat RTT max (ms)", |r| r.heartbeat_rtt.max_ms),
         ("heartbeats in hold", |r| r.heartbeats_in_hold as f64),
-        ("CPU ms per 1,000 heartbeats", |r| r.cpu_ms_per_1000_heartbeats),
+        ("CPU ms per 1,000 heartbeats", |r| {
+            r.cpu_ms_per_1000_heartbeats
+        }),
         ("RSS bytes per session", |r| r.rss_bytes_per_session),
-        ("kernel bytes per session (est.)", |r| r.kernel_bytes_per_session_estimate),
+        ("kernel bytes per session (est.)", |r| {
+            r.kernel_bytes_per_session_estimate
+        }),
         ("total bytes per session", |r| r.total_bytes_per_session),
     ];
     for (name, get) in rows {
         md += &format!("| {name} | ");
-        md += &results.iter().map(|r| format!("{:.2}", get(r))).collect::<Vec<_>>().join(" | ");
+        md += &results
+            .iter()
+            .map(|r| format!("{:.2}", get(r)))
+            .collect::<Vec<_>>()
+            .join(" | ");
         if results.len() == 2 {
             let (e, r) = (get(&results[0]), get(&results[1]));
-            md += &format!(" | {}", if r != 0.0 { format!("{:.2}", e / r) } else { "-".into() });
+            md += &format!(
+                " | {}",
+                if r != 0.0 {
+                    format!("{:.2}", e / r)
+                } else {
+                    "-".into()
+                }
+            );
         }
         md += " |\n";
     }
     md += "\nErrors: ";
-    md += &results.iter().map(|r| format!("{}: {:?}", r.server, r.errors)).collect::<Vec<_>>().join("; ");
+    md += &results
+        .iter()
+        .map(|r| format!("{}: {:?}", r.server, r.errors))
+        .collect::<Vec<_>>()
+        .join("; ");
     md += "\n";
     md
 }

@@ -32,7 +32,16 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    procs::cargo(&["build", "--release", "-p", "pylon-edge", "-p", "pylon-bench", "-p", "pylon-control"])?;
+    procs::cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "pylon-edge",
+        "-p",
+        "pylon-bench",
+        "-p",
+        "pylon-control",
+    ])?;
     let dir = procs::root().join("target/demo");
     let certs = crate::certs::generate(&dir.join("certs"))?;
     unsafe {
@@ -43,34 +52,77 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut edge = Proc::spawn(
         "pylon-edge",
         Command::new(procs::release_binary("pylon-edge"))
-            .args(["--edge-id", "demo-edge", "--executors", "2", "--allow-all", "--drain-grace", "2"])
+            .args([
+                "--edge-id",
+                "demo-edge",
+                "--executors",
+                "2",
+                "--allow-all",
+                "--drain-grace",
+                "2",
+            ])
             .args(["--tcp-listen", &format!("127.0.0.1:{}", args.tcp_port)])
             .args(["--tls-listen", &format!("127.0.0.1:{}", args.tls_port)])
             .args(["--admin-listen", &admin])
-            .arg("--tls-cert").arg(&certs.cert)
-            .arg("--tls-key").arg(&certs.key),
+            .arg("--tls-cert")
+            .arg(&certs.cert)
+            .arg("--tls-key")
+            .arg(&certs.key),
         &dir.join("edge.log"),
     )?;
     std::thread::sleep(Duration::from_millis(500));
-    anyhow::ensure!(edge.is_running(), "the edge did not start; see {}", dir.join("edge.log").display());
+    anyhow::ensure!(
+        edge.is_running(),
+        "the edge did not start; see {}",
+        dir.join("edge.log").display()
+    );
 
-    let fleet = |name: &str, port: u16, tls: bool, base: u64, sources: &str| -> anyhow::Result<Proc> {
-        let mut cmd = Command::new(procs::release_binary("pylon-fleet"));
-        cmd.args(["--target", &format!("127.0.0.1:{port}")])
-            .args(["--sessions", &args.chargers.to_string(), "--ramp", "100"])
-            .args(["--pile-base", &base.to_string(), "--source-ips", sources, "--progress-secs", "0"]);
-        if tls {
-            cmd.arg("--tls-ca").arg(&certs.ca);
-        }
-        Proc::spawn(name, &mut cmd, &dir.join(format!("{name}.log")))
-    };
-    let _tcp = fleet("fleet-tcp", args.tcp_port, false, 10_000_000_000_000, "127.2.0.1-127.2.0.10")?;
-    let _tls = fleet("fleet-tls", args.tls_port, true, 20_000_000_000_000, "127.3.0.1-127.3.0.10")?;
+    let fleet =
+        |name: &str, port: u16, tls: bool, base: u64, sources: &str| -> anyhow::Result<Proc> {
+            let mut cmd = Command::new(procs::release_binary("pylon-fleet"));
+            cmd.args(["--target", &format!("127.0.0.1:{port}")])
+                .args(["--sessions", &args.chargers.to_string(), "--ramp", "100"])
+                .args([
+                    "--pile-base",
+                    &base.to_string(),
+                    "--source-ips",
+                    sources,
+                    "--progress-secs",
+                    "0",
+                ]);
+            if tls {
+                cmd.arg("--tls-ca").arg(&certs.ca);
+            }
+            Proc::spawn(name, &mut cmd, &dir.join(format!("{name}.log")))
+        };
+    let _tcp = fleet(
+        "fleet-tcp",
+        args.tcp_port,
+        false,
+        10_000_000_000_000,
+        "127.2.0.1-127.2.0.10",
+    )?;
+    let _tls = fleet(
+        "fleet-tls",
+        args.tls_port,
+        true,
+        20_000_000_000_000,
+        "127.3.0.1-127.3.0.10",
+    )?;
 
-    println!("Pylon demo: edge on 127.0.0.1:{} (TCP) and :{} (TLS), metrics at http://{admin}/metrics", args.tcp_port, args.tls_port);
-    println!("{} simulated chargers per transport; logs in {}. Ctrl-C stops.", args.chargers, dir.display());
+    println!(
+        "Pylon demo: edge on 127.0.0.1:{} (TCP) and :{} (TLS), metrics at http://{admin}/metrics",
+        args.tcp_port, args.tls_port
+    );
+    println!(
+        "{} simulated chargers per transport; logs in {}. Ctrl-C stops.",
+        args.chargers,
+        dir.display()
+    );
     let start = Instant::now();
-    while !STOP.load(Ordering::Relaxed) && (args.duration == 0 || start.elapsed().as_secs() < args.duration) {
+    while !STOP.load(Ordering::Relaxed)
+        && (args.duration == 0 || start.elapsed().as_secs() < args.duration)
+    {
         std::thread::sleep(Duration::from_secs(2));
         if !edge.is_running() {
             anyhow::bail!("the edge stopped; see {}", dir.join("edge.log").display());

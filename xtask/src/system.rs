@@ -15,7 +15,11 @@ fn have(command: &str) -> bool {
 
 /// Installs missing packages with apt as root; otherwise says exactly what to run.
 pub fn ensure_packages(needed: &[(&str, &str)]) -> anyhow::Result<()> {
-    let missing: Vec<&str> = needed.iter().filter(|(cmd, _)| !have(cmd)).map(|(_, pkg)| *pkg).collect();
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(cmd, _)| !have(cmd))
+        .map(|(_, pkg)| *pkg)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -34,6 +38,10 @@ pub fn ensure_packages(needed: &[(&str, &str)]) -> anyhow::Result<()> {
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()?;
-    anyhow::ensure!(status.success(), "apt-get install {} failed", missing.join(" "));
+    anyhow::ensure!(
+        status.success(),
+        "apt-get install {} failed",
+        missing.join(" ")
+    );
     Ok(())
 }

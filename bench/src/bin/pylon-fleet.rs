@@ -83,13 +83,25 @@ fn parse_sources(text: &str) -> anyhow::Result<Vec<IpAddr>> {
         return Ok(Vec::new());
     }
     if let Some((a, b)) = text.split_once('-') {
-        let a: Ipv4Addr = a.trim().parse().with_context(|| format!("bad address {a:?}"))?;
-        let b: Ipv4Addr = b.trim().parse().with_context(|| format!("bad address {b:?}"))?;
+        let a: Ipv4Addr = a
+            .trim()
+            .parse()
+            .with_context(|| format!("bad address {a:?}"))?;
+        let b: Ipv4Addr = b
+            .trim()
+            .parse()
+            .with_context(|| format!("bad address {b:?}"))?;
         let (a, b) = (u32::from(a), u32::from(b));
         anyhow::ensure!(a <= b, "range {text:?} is backwards");
         return Ok((a..=b).map(|v| IpAddr::V4(Ipv4Addr::from(v))).collect());
     }
-    text.split(',').map(|s| s.trim().parse().with_context(|| format!("bad address {s:?}"))).collect()
+    text.split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .with_context(|| format!("bad address {s:?}"))
+        })
+        .collect()
 }
 
 fn main() {
@@ -108,14 +120,22 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let tls = match &cli.tls_ca {
         Some(ca) => {
-            let versions = if cli.tls12_only { TlsVersions::Only12 } else { TlsVersions::Both };
-            let name = ServerName::try_from(cli.server_name.clone()).context("bad --server-name")?;
+            let versions = if cli.tls12_only {
+                TlsVersions::Only12
+            } else {
+                TlsVersions::Both
+            };
+            let name =
+                ServerName::try_from(cli.server_name.clone()).context("bad --server-name")?;
             Some((client_config(ca, None, versions)?, name))
         }
         None => None,
     };
     let cfg = FleetConfig {
-        target: Target { addr: cli.target, tls },
+        target: Target {
+            addr: cli.target,
+            tls,
+        },
         sessions: cli.sessions,
         pile_base: cli.pile_base,
         sources: parse_sources(&cli.source_ips)?,

@@ -33,7 +33,9 @@ struct Cli {
 }
 
 fn main() {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("pylon-refserver: {e:#}");
         std::process::exit(1);
