@@ -27,6 +27,11 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Per-executor io_uring buffer memory in bytes (glommio's default is 10 MiB).
     pub io_memory: usize,
+    /// io_uring submission queue depth per executor. The kernel sizes the table it
+    /// searches on every cancellation by this (up to 256 buckets at 4096 entries), and
+    /// glommio cancels its preemption timers on every loop, so with many idle
+    /// connections (one pending poll each) a deep ring is much cheaper.
+    pub ring_depth: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -91,6 +96,7 @@ impl Default for Config {
             limits: Limits::default(),
             auth: AuthConfig::default(),
             io_memory: 256 * 1024,
+            ring_depth: 4096,
         }
     }
 }

@@ -86,6 +86,9 @@ struct Cli {
     /// Sustained frames per second per connection.
     #[arg(long)]
     max_frames_per_sec: Option<u32>,
+    /// io_uring queue depth per executor.
+    #[arg(long)]
+    ring_depth: Option<usize>,
     /// Connections per executor.
     #[arg(long)]
     max_sessions_per_executor: Option<usize>,
@@ -106,7 +109,7 @@ impl Cli {
              heartbeat_interval => limits.heartbeat_interval_secs, drain_grace => limits.drain_grace_secs,
              tls_handshake_timeout => limits.tls_handshake_timeout_secs,
              login_timeout => limits.login_timeout_secs, max_frames_per_sec => limits.max_frames_per_sec,
-             max_sessions_per_executor => limits.max_sessions_per_executor);
+             max_sessions_per_executor => limits.max_sessions_per_executor, ring_depth => ring_depth);
         if self.tcp_listen.is_some() {
             c.tcp_listen = self.tcp_listen;
         }
@@ -191,16 +194,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         receivers.into_iter().map(Some).collect::<Vec<_>>(),
     ));
     let run_shared = shared.clone();
-    let executors = runtime::start_executors(count, config.pin_cpus, config.io_memory, move |i| {
-        let shared = run_shared.clone();
-        let commands = receivers.lock().ok().and_then(|mut r| r[i].take());
-        async move {
-            match commands {
-                Some(commands) => executor::run(i, shared, commands).await,
-                None => tracing::error!(executor = i, "no command channel"),
+    let executors = runtime::start_executors(
+        count,
+        config.pin_cpus,
+        config.io_memory,
+        config.ring_depth,
+        move |i| {
+            let shared = run_shared.clone();
+            let commands = receivers.lock().ok().and_then(|mut r| r[i].take());
+            async move {
+                match commands {
+                    Some(commands) => executor::run(i, shared, commands).await,
+                    None => tracing::error!(executor = i, "no command channel"),
+                }
             }
-        }
-    })?;
+        },
+    )?;
     tracing::info!(
         edge = %config.edge_id, executors = count,
         tcp = ?config.tcp_listen, tls = ?config.tls_listen, admin = %config.admin_listen,

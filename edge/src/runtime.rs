@@ -11,6 +11,7 @@ pub fn start_executors<F, Fut>(
     count: usize,
     pin_cpus: bool,
     io_memory: usize,
+    ring_depth: usize,
     run: F,
 ) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>>
 where
@@ -29,7 +30,7 @@ where
         let handle = glommio::LocalExecutorBuilder::new(placement)
             .name(&format!("edge-exec-{i}"))
             .io_memory(io_memory)
-            .ring_depth(512)
+            .ring_depth(ring_depth)
             .preempt_timer(Duration::from_millis(50))
             .spawn(move || run(i))
             .map_err(|e| anyhow::anyhow!("starting executor {i}: {e}"))?;
