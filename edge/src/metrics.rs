@@ -188,35 +188,21 @@ impl ExecutorMetrics {
             }
         };
         // Only known types get a label of their own; the rest share "other".
-        let other = FrameTypeLabel {
-            frame_type: "other".into(),
+        // Known types get a label of their own; anything else shares "other".
+        let by_type = |family: &Family<FrameTypeLabel, Counter>| -> Vec<Counter> {
+            (0..=255u8)
+                .map(|t| {
+                    let known = pylon_proto::ykc::frames::FrameType::by_code(t).is_some();
+                    let frame_type = if known {
+                        format!("{t:#04x}")
+                    } else {
+                        "other".into()
+                    };
+                    family.get_or_create(&FrameTypeLabel { frame_type }).clone()
+                })
+                .collect()
         };
-        let other_in = all.frames_in.get_or_create(&other).clone();
-        let other_out = all.frames_out.get_or_create(&other).clone();
-        let known = |t: usize| pylon_proto::ykc::frames::FrameType::by_code(t as u8).is_some();
-        let mut frames_in = Vec::with_capacity(256);
-        let mut frames_out = Vec::with_capacity(256);
-        for t in 0..256usize {
-            if known(t) {
-                frames_in.push(
-                    all.frames_in
-                        .get_or_create(&FrameTypeLabel {
-                            frame_type: format!("{t:#04x}"),
-                        })
-                        .clone(),
-                );
-                frames_out.push(
-                    all.frames_out
-                        .get_or_create(&FrameTypeLabel {
-                            frame_type: format!("{t:#04x}"),
-                        })
-                        .clone(),
-                );
-            } else {
-                frames_in.push(other_in.clone());
-                frames_out.push(other_out.clone());
-            }
-        }
+        let (frames_in, frames_out) = (by_type(&all.frames_in), by_type(&all.frames_out));
         ExecutorMetrics {
             tcp: per_transport(Transport::Tcp),
             tls: per_transport(Transport::Tls),
