@@ -14,13 +14,13 @@ use prometheus_client::registry::Registry;
 use pylon_proto::ykc::{Frame, FrameType, PileNo};
 use serde::Deserialize;
 
-use crate::executor::{DownlinkHandle, DownlinkOutcome, EdgeShared, RUNNING};
+use crate::executor::{DownlinkOutcome, EdgeShared, ExecutorHandle, RUNNING};
 
 #[derive(Clone)]
 struct AdminState {
     shared: Arc<EdgeShared>,
     registry: Arc<Registry>,
-    downlink: DownlinkHandle,
+    downlink: ExecutorHandle,
 }
 
 /// Starts the admin server on its own thread; returns once it is listening.
@@ -28,7 +28,7 @@ pub fn start(
     addr: SocketAddr,
     shared: Arc<EdgeShared>,
     registry: Registry,
-    downlink: DownlinkHandle,
+    downlink: ExecutorHandle,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

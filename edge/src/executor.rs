@@ -68,11 +68,11 @@ pub enum DownlinkOutcome {
 
 /// Sends commands to every executor of this process. Cheap to clone, usable from any thread.
 #[derive(Clone)]
-pub struct DownlinkHandle {
+pub struct ExecutorHandle {
     executors: Vec<flume::Sender<ExecutorCommand>>,
 }
 
-impl DownlinkHandle {
+impl ExecutorHandle {
     /// Sends `frame` to `pile` wherever it is connected in this process.
     pub async fn send(&self, pile: PileNo, frame: Frame) -> DownlinkOutcome {
         let (tx, rx) = flume::bounded(self.executors.len());
@@ -115,13 +115,13 @@ pub struct EdgeShared {
     pub uplinks: UplinkFactory,
     pub session_ids: AtomicU64,
     pub state: AtomicU8,
-    pub peers: DownlinkHandle,
+    pub peers: ExecutorHandle,
 }
 
 /// Builds the command channels; returns the handle and each executor's receiver.
-pub fn command_channels(count: usize) -> (DownlinkHandle, Vec<flume::Receiver<ExecutorCommand>>) {
+pub fn command_channels(count: usize) -> (ExecutorHandle, Vec<flume::Receiver<ExecutorCommand>>) {
     let (txs, rxs) = (0..count).map(|_| flume::unbounded()).unzip();
-    (DownlinkHandle { executors: txs }, rxs)
+    (ExecutorHandle { executors: txs }, rxs)
 }
 
 /// The part of a connection that the executor can reach: its mailbox.

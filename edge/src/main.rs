@@ -218,14 +218,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
     watch_signals(shared.clone(), handle)?;
     for e in executors {
-        let _ = e.join();
+        e.join();
     }
     tracing::info!("pylon-edge stopped");
     Ok(())
 }
 
 /// First SIGTERM/SIGINT drains, the second stops at once.
-fn watch_signals(shared: Arc<EdgeShared>, handle: executor::DownlinkHandle) -> anyhow::Result<()> {
+fn watch_signals(shared: Arc<EdgeShared>, handle: executor::ExecutorHandle) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     std::thread::Builder::new()

@@ -6,6 +6,21 @@ use std::time::Duration;
 pub use glommio::net::{TcpListener, TcpStream};
 pub use glommio::timer::sleep;
 
+/// A running executor thread.
+pub struct ExecutorThread {
+    index: usize,
+    handle: glommio::ExecutorJoinHandle<()>,
+}
+
+impl ExecutorThread {
+    /// Waits for the executor to finish.
+    pub fn join(self) {
+        if let Err(e) = self.handle.join() {
+            tracing::error!(executor = self.index, "executor failed: {e}");
+        }
+    }
+}
+
 /// Starts `count` executors, one thread each; `run(i)` builds executor `i`'s main future.
 pub fn start_executors<F, Fut>(
     count: usize,
@@ -13,37 +28,30 @@ pub fn start_executors<F, Fut>(
     io_memory: usize,
     ring_depth: usize,
     run: F,
-) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>>
+) -> anyhow::Result<Vec<ExecutorThread>>
 where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = ()> + 'static,
 {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut handles = Vec::with_capacity(count);
-    for i in 0..count {
-        let placement = if pin_cpus {
-            glommio::Placement::Fixed(i % cpus)
-        } else {
-            glommio::Placement::Unbound
-        };
-        let run = run.clone();
-        let handle = glommio::LocalExecutorBuilder::new(placement)
-            .name(&format!("edge-exec-{i}"))
-            .io_memory(io_memory)
-            .ring_depth(ring_depth)
-            .preempt_timer(Duration::from_millis(50))
-            .spawn(move || run(i))
-            .map_err(|e| anyhow::anyhow!("starting executor {i}: {e}"))?;
-        let thread = std::thread::Builder::new()
-            .name(format!("edge-join-{i}"))
-            .spawn(move || {
-                if let Err(e) = handle.join() {
-                    tracing::error!(executor = i, "executor failed: {e}");
-                }
-            })?;
-        handles.push(thread);
-    }
-    Ok(handles)
+    (0..count)
+        .map(|i| {
+            let placement = if pin_cpus {
+                glommio::Placement::Fixed(i % cpus)
+            } else {
+                glommio::Placement::Unbound
+            };
+            let run = run.clone();
+            let handle = glommio::LocalExecutorBuilder::new(placement)
+                .name(&format!("edge-exec-{i}"))
+                .io_memory(io_memory)
+                .ring_depth(ring_depth)
+                .preempt_timer(Duration::from_millis(50))
+                .spawn(move || run(i))
+                .map_err(|e| anyhow::anyhow!("starting executor {i}: {e}"))?;
+            Ok(ExecutorThread { index: i, handle })
+        })
+        .collect()
 }
 
 /// Spawns a task on the current executor and lets it run on its own.

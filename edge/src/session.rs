@@ -1,7 +1,7 @@
 //! The YKC link state machine of one connection: login first, heartbeats answered here,
 //! business frames handed to the host. Pure logic: bytes in, bytes out, no I/O.
 
-use pylon_proto::ykc::frames::{Direction, FrameType, HeartbeatReply, LoginReply};
+use pylon_proto::ykc::frames::{HeartbeatReply, LoginReply};
 use pylon_proto::ykc::{self, CrcOrder, Frame, FrameSplitter, PileNo, RawFrame, SplitEvent};
 
 /// Why a connection was closed (the `reason` label of `pylon_edge_closes_total`).
@@ -189,7 +189,8 @@ impl Link {
             host.decode_error(e.kind());
             CloseReason::Decode(e.kind())
         })?;
-        if FrameType::by_code(raw.frame_type).map(|t| t.direction) == Some(Direction::Down) {
+        // Even codes are platform -> charger (the errata's rule); decode accepted the type.
+        if raw.frame_type.is_multiple_of(2) {
             host.decode_error("wrong_direction");
             return Err(CloseReason::WrongDirection);
         }

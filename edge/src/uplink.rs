@@ -2,7 +2,7 @@
 //!
 //! Each executor owns one [`Uplink`]; the standalone one counts and logs. Routing to app
 //! services by shard (a separate piece of work) implements the same trait and answers
-//! through [`crate::executor::DownlinkHandle`], which reaches any connected pile.
+//! through [`crate::executor::ExecutorHandle`], which reaches any connected pile.
 
 use pylon_proto::ykc::{Frame, PileNo};
 

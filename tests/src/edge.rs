@@ -41,13 +41,14 @@ impl EdgeProcess {
             .arg("--executors")
             .arg(opts.executors.to_string())
             .arg("--tls-cert")
-            .arg(&opts.certs.ecdsa_cert)
+            .arg(&opts.certs.ecdsa.cert)
             .arg("--tls-key")
-            .arg(&opts.certs.ecdsa_key);
+            .arg(&opts.certs.ecdsa.key);
         if opts.with_rsa {
-            if let Some((cert, key)) = &opts.certs.rsa {
-                cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
-            }
+            cmd.arg("--tls-cert")
+                .arg(&opts.certs.rsa.cert)
+                .arg("--tls-key")
+                .arg(&opts.certs.rsa.key);
         }
         cmd.args(&opts.extra)
             .env("RUST_LOG", "pylon_edge=debug,info")

@@ -57,17 +57,10 @@ struct ServerResult {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    procs::cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "pylon-edge",
-        "-p",
-        "pylon-bench",
-    ])?;
+    procs::build_release()?;
     let out = procs::root().join("target/bench");
     std::fs::create_dir_all(&out)?;
-    let certs = crate::certs::generate(&out.join("certs"))?;
+    let certs = procs::edge_certs(&out.join("certs"))?;
     let tls = !args.tcp;
     let mut results = Vec::new();
     let kinds: &[&str] = if args.edge_only {
@@ -109,9 +102,10 @@ fn run_one(
     kind: &str,
     args: &BenchArgs,
     tls: bool,
-    certs: &crate::certs::Certs,
+    certs: &(PathBuf, pylon_bench::certs::PemPair),
     out: &Path,
 ) -> anyhow::Result<ServerResult> {
+    let (ca, certs) = (&certs.0, &certs.1);
     let processes = args.sessions.div_ceil(args.per_process).max(2) as usize;
     let port = pick_port()?;
     let addr = format!("127.0.0.1:{port}");
@@ -199,7 +193,7 @@ fn run_one(
             .arg("--report")
             .arg(&report);
         if tls {
-            cmd.arg("--tls-ca").arg(&certs.ca);
+            cmd.arg("--tls-ca").arg(ca);
         }
         fleet_procs.push(Proc::spawn(
             &format!("fleet-{f}"),
@@ -213,7 +207,7 @@ fn run_one(
     let start = Instant::now();
     loop {
         std::thread::sleep(Duration::from_secs(1));
-        let (total, rtt, _) = stats::merge(&read_reports(&report_paths));
+        let (total, _, _) = stats::merge(&read_reports(&report_paths));
         eprint!(
             "\r  ramp {:>4}s: connected {:>7}/{} | setups {:>7} | errors {:?}      ",
             start.elapsed().as_secs(),
@@ -222,7 +216,6 @@ fn run_one(
             total.setups,
             total.errors
         );
-        let _ = rtt;
         if total.connected as u64 >= args.sessions || start.elapsed().as_secs() >= ramp_secs {
             break;
         }

@@ -32,18 +32,9 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    procs::cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "pylon-edge",
-        "-p",
-        "pylon-bench",
-        "-p",
-        "pylon-control",
-    ])?;
+    procs::build_release()?;
     let dir = procs::root().join("target/demo");
-    let certs = crate::certs::generate(&dir.join("certs"))?;
+    let (ca, certs) = procs::edge_certs(&dir.join("certs"))?;
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
@@ -91,7 +82,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                     "0",
                 ]);
             if tls {
-                cmd.arg("--tls-ca").arg(&certs.ca);
+                cmd.arg("--tls-ca").arg(&ca);
             }
             Proc::spawn(name, &mut cmd, &dir.join(format!("{name}.log")))
         };

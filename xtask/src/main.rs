@@ -1,7 +1,6 @@
 //! `cargo xtask`: set-up, demo, tests and benchmarks for Pylon.
 
 mod bench;
-mod certs;
 mod demo;
 mod procs;
 mod system;

@@ -20,6 +20,28 @@ pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Builds the release binaries the demo and the bench run. Always the same package set,
+/// so switching between tasks does not rebuild dependencies with other features.
+pub fn build_release() -> anyhow::Result<()> {
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "pylon-edge",
+        "-p",
+        "pylon-bench",
+        "-p",
+        "pylon-control",
+    ])
+}
+
+/// Writes a CA and an edge certificate for `pylon-edge` into `dir`.
+pub fn edge_certs(dir: &Path) -> anyhow::Result<(PathBuf, pylon_bench::certs::PemPair)> {
+    let ca = pylon_bench::certs::TestCa::new(dir, "Pylon demo CA")?;
+    let edge = ca.issue("edge", &[pylon_bench::certs::SERVER_NAME], None)?;
+    Ok((ca.ca_pem, edge))
+}
+
 pub fn release_binary(name: &str) -> PathBuf {
     root().join("target/release").join(name)
 }

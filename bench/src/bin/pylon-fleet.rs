@@ -2,7 +2,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -212,7 +211,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{json}");
         anyhow::Ok(())
     })?;
-    let _ = stats.connected.load(Ordering::Relaxed);
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }
