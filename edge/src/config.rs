@@ -32,6 +32,9 @@ pub struct Config {
     /// glommio cancels its preemption timers on every loop, so with many idle
     /// connections (one pending poll each) a deep ring is much cheaper.
     pub ring_depth: usize,
+    /// Longest time (µs) an executor parks in `epoll_wait` before it lets glommio's
+    /// reactor run (timers, messages from other threads); also glommio's preemption tick.
+    pub park_timeout_us: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -97,6 +100,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             io_memory: 256 * 1024,
             ring_depth: 4096,
+            park_timeout_us: 10_000,
         }
     }
 }

@@ -6,21 +6,25 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncRead, AsyncWrite};
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+
 use pylon_proto::ykc::{CrcOrder, Frame, PileNo};
+use rustc_hash::FxHashMap;
 use rustls::ServerConfig;
 
 use crate::allowlist::LoginPolicy;
 use crate::config::Config;
 use crate::metrics::{EdgeMetrics, ExecutorMetrics, Transport};
-use crate::runtime::{self, TcpListener, TcpStream};
+use crate::readiness::{self, Poller, Readiness, Token, LISTENER_TOKENS};
+use crate::runtime;
 use crate::session::{CloseReason, RateLimit, Session, SessionHost};
 use crate::tls::TlsSession;
 use crate::uplink::{Uplink, UplinkFactory, UplinkMessage};
@@ -133,6 +137,10 @@ struct Conn {
     downlink: RefCell<Vec<Frame>>,
     deadline_ms: Cell<u64>,
     deadline_reason: Cell<CloseReason>,
+    /// The socket may have unread data. Cleared by a short read: with edge-triggered
+    /// readiness, data arriving after it raises a new event, so no extra read (that
+    /// would only say WouldBlock) is needed before waiting.
+    readable: Cell<bool>,
 }
 
 impl Conn {
@@ -160,13 +168,17 @@ struct Executor {
     shared: Arc<EdgeShared>,
     metrics: ExecutorMetrics,
     uplink: Box<dyn Uplink>,
-    conns: RefCell<HashMap<u64, Rc<Conn>>>,
+    // Looked up on every readiness event: a cheap hash, as the keys are our own ids.
+    conns: RefCell<FxHashMap<u64, Rc<Conn>>>,
+    // Keyed by what chargers send: keep the DoS-resistant default hash.
     piles: RefCell<HashMap<PileNo, u64>>,
     read_buffer: RefCell<Box<[u8]>>,
     epoch: Instant,
     draining: Cell<bool>,
     stopping: Cell<bool>,
-    wake_on_stop: RefCell<Vec<Waker>>,
+    /// The accept task of each listener, woken when its socket is ready or on drain.
+    listener_wakers: RefCell<Vec<Option<Waker>>>,
+    poller: Poller,
     rate: RateLimit,
 }
 
@@ -181,8 +193,32 @@ impl Executor {
 
     fn begin_drain(&self) {
         self.draining.set(true);
-        for w in self.wake_on_stop.borrow_mut().drain(..) {
+        for w in self
+            .listener_wakers
+            .borrow_mut()
+            .iter_mut()
+            .filter_map(Option::take)
+        {
             w.wake();
+        }
+    }
+
+    fn wake_token(&self, token: Token, readiness: Readiness) {
+        if token >= LISTENER_TOKENS {
+            let slot = (token - LISTENER_TOKENS) as usize;
+            if let Some(w) = self
+                .listener_wakers
+                .borrow_mut()
+                .get_mut(slot)
+                .and_then(Option::take)
+            {
+                w.wake();
+            }
+        } else if let Some(conn) = self.conns.borrow().get(&token) {
+            if readiness.readable {
+                conn.readable.set(true);
+            }
+            conn.wake();
         }
     }
 
@@ -269,17 +305,25 @@ fn result_label(result: &str) -> crate::metrics::ResultLabel {
 /// Runs executor `id` until the edge stops: listeners, command loop, deadline sweeper.
 pub async fn run(id: usize, shared: Arc<EdgeShared>, commands: flume::Receiver<ExecutorCommand>) {
     let limits = &shared.config.limits;
+    let poller = match Poller::new() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(executor = id, "cannot create the epoll set: {e}");
+            return;
+        }
+    };
     let exec = Rc::new(Executor {
         id,
         metrics: ExecutorMetrics::new(shared.metrics.clone(), id),
         uplink: (shared.uplinks)(id),
-        conns: RefCell::new(HashMap::new()),
+        conns: RefCell::new(FxHashMap::default()),
         piles: RefCell::new(HashMap::new()),
         read_buffer: RefCell::new(vec![0u8; READ_BUFFER].into_boxed_slice()),
         epoch: Instant::now(),
         draining: Cell::new(false),
         stopping: Cell::new(false),
-        wake_on_stop: RefCell::new(Vec::new()),
+        listener_wakers: RefCell::new(vec![None; 2]),
+        poller,
         rate: RateLimit {
             per_sec: limits.max_frames_per_sec,
             burst: limits.frame_burst,
@@ -287,23 +331,29 @@ pub async fn run(id: usize, shared: Arc<EdgeShared>, commands: flume::Receiver<E
         shared: shared.clone(),
     });
 
+    // One waker slot per entry here (see `listener_wakers`).
     let listeners = [
         (shared.config.tcp_listen, Transport::Tcp),
         (shared.config.tls_listen, Transport::Tls),
     ];
-    for (addr, transport) in listeners {
-        if let Some(addr) = addr {
-            match TcpListener::bind(addr) {
-                Ok(listener) => {
-                    runtime::spawn(accept_loop(exec.clone(), listener, transport, addr))
-                }
-                Err(e) => {
-                    tracing::error!(executor = id, %addr, "cannot listen: {e}");
-                    return;
-                }
+    for (slot, (addr, transport)) in listeners.into_iter().enumerate() {
+        let Some(addr) = addr else { continue };
+        let listening = readiness::listen(addr).and_then(|l| {
+            exec.poller
+                .register(l.as_raw_fd(), LISTENER_TOKENS + slot as Token)?;
+            Ok(l)
+        });
+        match listening {
+            Ok(listener) => {
+                runtime::spawn(accept_loop(exec.clone(), listener, transport, addr, slot));
+            }
+            Err(e) => {
+                tracing::error!(executor = id, %addr, "cannot listen: {e}");
+                return;
             }
         }
     }
+    runtime::spawn(poll_readiness(exec.clone()));
 
     let cmd_exec = exec.clone();
     runtime::spawn(async move {
@@ -321,25 +371,29 @@ async fn accept_loop(
     listener: TcpListener,
     transport: Transport,
     addr: SocketAddr,
+    slot: usize,
 ) {
     tracing::info!(executor = exec.id, %addr, transport = transport.as_str(), "listening");
     loop {
-        let draining = poll_fn(|cx| {
+        let accepted = poll_fn(|cx| {
             if exec.draining.get() {
                 return Poll::Ready(None);
             }
-            let mut wakers = exec.wake_on_stop.borrow_mut();
-            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                wakers.push(cx.waker().clone());
+            match listener.accept() {
+                Ok((stream, _)) => Poll::Ready(Some(Ok(stream))),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    exec.listener_wakers.borrow_mut()[slot] = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+                Err(e) => Poll::Ready(Some(Err(e))),
             }
-            Poll::Pending
-        });
-        let accepted =
-            futures_lite::future::or(async { Some(listener.accept().await) }, draining).await;
+        })
+        .await;
         let stream = match accepted {
             None => break,
             Some(Ok(stream)) => stream,
             Some(Err(e)) => {
+                // Typically out of file descriptors: back off instead of spinning.
                 tracing::warn!(executor = exec.id, "accept failed: {e}");
                 runtime::sleep(Duration::from_millis(10)).await;
                 continue;
@@ -347,16 +401,30 @@ async fn accept_loop(
         };
         if exec.conns.borrow().len() >= exec.limits().max_sessions_per_executor {
             exec.metrics.close(CloseReason::ExecutorFull.as_str());
-            drop(stream);
             continue;
         }
-        // Chargers send small frames and wait for answers: never delay them.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
+        if let Err(e) = readiness::prepare(&stream) {
+            tracing::debug!("preparing an accepted socket: {e}");
+            continue;
         }
         runtime::spawn(serve(exec.clone(), stream, transport));
     }
     tracing::info!(executor = exec.id, %addr, "stopped accepting");
+}
+
+/// Wakes the tasks of ready sockets. This task is the executor's park: it blocks in
+/// `epoll_wait` (up to `park_timeout_us`) and then yields, so the tasks it woke run
+/// before it parks again. glommio's own reactor (timers, messages from other threads)
+/// runs at each preemption tick, so those wait at most one tick.
+async fn poll_readiness(exec: Rc<Executor>) {
+    let park = Duration::from_micros(exec.shared.config.park_timeout_us);
+    let mut events = Vec::with_capacity(1024);
+    loop {
+        exec.poller.wait(&mut events, park, |token, readiness| {
+            exec.wake_token(token, readiness)
+        });
+        futures_lite::future::yield_now().await;
+    }
 }
 
 /// Closes connections whose deadline (TLS handshake, login, heartbeat) has passed.
@@ -477,8 +545,13 @@ async fn serve(exec: Rc<Executor>, stream: TcpStream, transport: Transport) {
         downlink: RefCell::new(Vec::new()),
         deadline_ms: Cell::new(now + first_deadline * 1000),
         deadline_reason: Cell::new(first_reason),
+        readable: Cell::new(true),
     });
     exec.conns.borrow_mut().insert(id, conn.clone());
+    if let Err(e) = exec.poller.register(stream.as_raw_fd(), id) {
+        tracing::warn!(executor = exec.id, "cannot watch a connection: {e}");
+        conn.close(CloseReason::IoError);
+    }
     let counters = exec.metrics.transport(transport);
     counters.connections.inc();
     if transport == Transport::Tcp {
@@ -509,7 +582,7 @@ async fn drive(
     exec: &Executor,
     conn: &Conn,
     host: &mut Host<'_>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     transport: Transport,
 ) -> CloseReason {
     let limits = exec.limits();
@@ -538,12 +611,21 @@ async fn drive(
                 return Poll::Ready(Wake::Downlink);
             }
             conn.waker.set(Some(cx.waker().clone()));
+            if !conn.readable.get() {
+                return Poll::Pending;
+            }
             let mut buffer = exec.read_buffer.borrow_mut();
-            match Pin::new(&mut stream).poll_read(cx, &mut buffer[..]) {
-                Poll::Pending => Poll::Pending,
+            match nonblocking(|| (&stream).read(&mut buffer[..])) {
+                Poll::Pending => {
+                    conn.readable.set(false);
+                    Poll::Pending
+                }
                 Poll::Ready(Ok(0)) => Poll::Ready(Wake::Close(CloseReason::PeerClosed)),
                 Poll::Ready(Err(_)) => Poll::Ready(Wake::Close(CloseReason::IoError)),
                 Poll::Ready(Ok(n)) => {
+                    if n < buffer.len() {
+                        conn.readable.set(false);
+                    }
                     counters.bytes_in.inc_by(n as u64);
                     let data = &mut buffer[..n];
                     let result = match tls.as_mut() {
@@ -584,7 +666,7 @@ async fn drive(
             return CloseReason::BufferLimit;
         }
         if !out.is_empty() {
-            if let Err(reason) = write_all(&mut stream, &out, conn).await {
+            if let Err(reason) = write_all(&stream, &out, conn).await {
                 return closing.unwrap_or(reason);
             }
             counters.bytes_out.inc_by(out.len() as u64);
@@ -652,7 +734,7 @@ fn receive_tls(
 }
 
 /// Writes all of `data`, giving up when the connection is told to close meanwhile.
-async fn write_all(stream: &mut TcpStream, data: &[u8], conn: &Conn) -> Result<(), CloseReason> {
+async fn write_all(stream: &TcpStream, data: &[u8], conn: &Conn) -> Result<(), CloseReason> {
     let mut written = 0;
     while written < data.len() {
         let n = poll_fn(|cx| {
@@ -660,7 +742,7 @@ async fn write_all(stream: &mut TcpStream, data: &[u8], conn: &Conn) -> Result<(
                 return Poll::Ready(Err(reason));
             }
             conn.waker.set(Some(cx.waker().clone()));
-            match Pin::new(&mut *stream).poll_write(cx, &data[written..]) {
+            match nonblocking(|| (&*stream).write(&data[written..])) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(Err(CloseReason::IoError)),
                 Poll::Ready(Ok(n)) => Poll::Ready(Ok(n)),
@@ -670,4 +752,16 @@ async fn write_all(stream: &mut TcpStream, data: &[u8], conn: &Conn) -> Result<(
         written += n;
     }
     Ok(())
+}
+
+/// One non-blocking socket call: WouldBlock means "wait for the next readiness edge"
+/// (the caller has registered its waker already).
+fn nonblocking(mut call: impl FnMut() -> io::Result<usize>) -> Poll<io::Result<usize>> {
+    loop {
+        match call() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+            other => return Poll::Ready(other),
+        }
+    }
 }

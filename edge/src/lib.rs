@@ -10,6 +10,7 @@ pub mod allowlist;
 pub mod config;
 pub mod executor;
 pub mod metrics;
+pub mod readiness;
 pub mod runtime;
 pub mod session;
 pub mod tls;

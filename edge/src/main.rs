@@ -89,6 +89,9 @@ struct Cli {
     /// io_uring queue depth per executor.
     #[arg(long)]
     ring_depth: Option<usize>,
+    /// Longest park in epoll_wait in µs; timers and cross-thread messages wait at most this.
+    #[arg(long)]
+    park_timeout_us: Option<u64>,
     /// Connections per executor.
     #[arg(long)]
     max_sessions_per_executor: Option<usize>,
@@ -109,7 +112,7 @@ impl Cli {
              heartbeat_interval => limits.heartbeat_interval_secs, drain_grace => limits.drain_grace_secs,
              tls_handshake_timeout => limits.tls_handshake_timeout_secs,
              login_timeout => limits.login_timeout_secs, max_frames_per_sec => limits.max_frames_per_sec,
-             max_sessions_per_executor => limits.max_sessions_per_executor, ring_depth => ring_depth);
+             max_sessions_per_executor => limits.max_sessions_per_executor, ring_depth => ring_depth, park_timeout_us => park_timeout_us);
         if self.tcp_listen.is_some() {
             c.tcp_listen = self.tcp_listen;
         }
@@ -199,6 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         config.pin_cpus,
         config.io_memory,
         config.ring_depth,
+        Duration::from_micros(config.park_timeout_us),
         move |i| {
             let shared = run_shared.clone();
             let commands = receivers.lock().ok().and_then(|mut r| r[i].take());

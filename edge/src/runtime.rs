@@ -1,9 +1,9 @@
-//! The little of glommio the edge uses, in one place, so the runtime could be swapped.
+//! The little of glommio the edge uses (executors, tasks, timers), in one place, so the
+//! runtime could be swapped. Socket readiness is the edge's own: see [`crate::readiness`].
 
 use std::future::Future;
 use std::time::Duration;
 
-pub use glommio::net::{TcpListener, TcpStream};
 pub use glommio::timer::sleep;
 
 /// A running executor thread.
@@ -27,6 +27,7 @@ pub fn start_executors<F, Fut>(
     pin_cpus: bool,
     io_memory: usize,
     ring_depth: usize,
+    preempt: Duration,
     run: F,
 ) -> anyhow::Result<Vec<ExecutorThread>>
 where
@@ -46,7 +47,7 @@ where
                 .name(&format!("edge-exec-{i}"))
                 .io_memory(io_memory)
                 .ring_depth(ring_depth)
-                .preempt_timer(Duration::from_millis(50))
+                .preempt_timer(preempt)
                 .spawn(move || run(i))
                 .map_err(|e| anyhow::anyhow!("starting executor {i}: {e}"))?;
             Ok(ExecutorThread { index: i, handle })

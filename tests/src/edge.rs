@@ -24,6 +24,8 @@ pub struct EdgeOptions<'a> {
     pub extra: Vec<String>,
     /// Serve the RSA certificate beside the ECDSA one.
     pub with_rsa: bool,
+    /// Listen for TLS only (`--no-tcp`); `tcp` is then an address nothing listens on.
+    pub tls_only: bool,
 }
 
 impl EdgeProcess {
@@ -32,9 +34,12 @@ impl EdgeProcess {
         let log = opts.dir.join(format!("edge-{}.log", tcp.port()));
         let log_file = std::fs::File::create(&log).expect("creating the edge log");
         let mut cmd = Command::new(binary("pylon-edge"));
-        cmd.arg("--tcp-listen")
-            .arg(tcp.to_string())
-            .arg("--tls-listen")
+        if opts.tls_only {
+            cmd.arg("--no-tcp");
+        } else {
+            cmd.arg("--tcp-listen").arg(tcp.to_string());
+        }
+        cmd.arg("--tls-listen")
             .arg(tls.to_string())
             .arg("--admin-listen")
             .arg(admin.to_string())
@@ -63,7 +68,7 @@ impl EdgeProcess {
             admin,
             log,
         };
-        let ready = wait_for_ready(&mut edge);
+        let ready = wait_for_ready(&mut edge, !opts.tls_only);
         assert!(
             ready,
             "pylon-edge did not become ready; log:\n{}",
@@ -112,13 +117,13 @@ impl EdgeProcess {
     }
 }
 
-fn wait_for_ready(edge: &mut EdgeProcess) -> bool {
+fn wait_for_ready(edge: &mut EdgeProcess, tcp: bool) -> bool {
     for _ in 0..200 {
         if let Ok(Some(_)) = edge.child.try_wait() {
             return false;
         }
         if http::get(edge.admin, "/readyz").0 == 200
-            && std::net::TcpStream::connect(edge.tcp).is_ok()
+            && (!tcp || std::net::TcpStream::connect(edge.tcp).is_ok())
             && std::net::TcpStream::connect(edge.tls).is_ok()
         {
             return true;

@@ -33,6 +33,7 @@ fn world_with(extra: &[&str], with_rsa: bool) -> World {
         executors: 2,
         extra: flags,
         with_rsa,
+        tls_only: false,
     });
     World {
         certs,
@@ -206,6 +207,7 @@ async fn client_certificates_are_required_when_configured() {
         executors: 1,
         extra: vec!["--allow-all".into(), "--tls-client-ca".into(), ca],
         with_rsa: false,
+        tls_only: false,
     });
     let without = client_config(&certs.ca, None, TlsVersions::Only13).expect("config");
     let mut c = ChargerConn::connect(
@@ -564,4 +566,37 @@ async fn health_and_status_endpoints() {
     let status: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(status["sessions"]["tcp"], 1);
     assert!(w.edge.metrics().contains("pylon_edge_sessions"));
+}
+
+#[tokio::test]
+async fn a_tls_only_edge_serves_tls() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCerts::generate(dir.path()).expect("certs");
+    let edge = EdgeProcess::start(EdgeOptions {
+        certs: &certs,
+        dir: dir.path(),
+        executors: 2,
+        extra: vec!["--allow-all".into()],
+        with_rsa: false,
+        tls_only: true,
+    });
+    let config = client_config(&certs.ca, None, TlsVersions::Both).expect("config");
+    let mut c = logged_in(
+        &Target {
+            addr: edge.tls,
+            tls: Some((config, name())),
+        },
+        pile(1),
+    )
+    .await;
+    heartbeat_ok(&mut c, pile(1)).await;
+    assert!(ChargerConn::connect(
+        &Target {
+            addr: edge.tcp,
+            tls: None
+        },
+        None
+    )
+    .await
+    .is_err());
 }
