@@ -1,7 +1,15 @@
 //! Wire formats spoken by Pylon.
 //!
-//! [`ykc`] is the YKC V1.6 charger-to-platform protocol as a sans-io codec: pure
-//! functions over byte buffers, shared by the edge, the app service, the bench and
-//! the fuzz targets.
+//! - [`ykc`]: the YKC V1.6 charger-to-platform protocol as a sans-io codec: pure functions
+//!   over byte buffers, shared by the edge, the app service, the bench and the fuzz targets.
+//! - [`control`]: the internal gRPC services of the control plane (`proto/control.proto`).
+//! - [`routes`]: the route table pushed to edges and app instances, as rkyv types.
 
+pub mod routes;
 pub mod ykc;
+
+/// The control plane's gRPC services (generated from `proto/control.proto`).
+#[allow(clippy::all, missing_docs)]
+pub mod control {
+    tonic::include_proto!("pylon.control.v1");
+}
