@@ -29,6 +29,7 @@ pub fn start(
     shared: Arc<EdgeShared>,
     registry: Registry,
     downlink: ExecutorHandle,
+    control: Option<crate::control::ControlLink>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -52,7 +53,13 @@ pub fn start(
     Ok(std::thread::Builder::new()
         .name("edge-admin".into())
         .spawn(move || {
-            if let Err(e) = runtime.block_on(async { axum::serve(listener, app).await }) {
+            let served = runtime.block_on(async {
+                if let Some(link) = control {
+                    tokio::spawn(link.run());
+                }
+                axum::serve(listener, app).await
+            });
+            if let Err(e) = served {
                 tracing::error!("admin server stopped: {e}");
             }
         })?)
@@ -74,7 +81,9 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
-    if s.shared.state.load(Ordering::Relaxed) == RUNNING {
+    if s.shared.state.load(Ordering::Relaxed) == RUNNING
+        && !s.shared.operator_drain.load(Ordering::Relaxed)
+    {
         "ready\n".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
@@ -100,6 +109,7 @@ async fn status(State(s): State<AdminState>) -> Json<serde_json::Value> {
             .sum::<i64>()
     };
     let state = match s.shared.state.load(Ordering::Relaxed) {
+        RUNNING if s.shared.operator_drain.load(Ordering::Relaxed) => "draining",
         RUNNING => "running",
         crate::executor::DRAINING => "draining",
         _ => "stopping",
@@ -111,6 +121,8 @@ async fn status(State(s): State<AdminState>) -> Json<serde_json::Value> {
         "sessions": { "tcp": sum(&m.sessions, "tcp"), "tls": sum(&m.sessions, "tls") },
         "connections": { "tcp": sum(&m.connections, "tcp"), "tls": sum(&m.connections, "tls") },
         "heartbeats": m.heartbeats.get(),
+        "route_version": m.route_version.get(),
+        "control_connected": m.control_connected.get() == 1,
     }))
 }
 

@@ -35,6 +35,44 @@ pub struct Config {
     /// Longest time (µs) an executor parks in `epoll_wait` before it lets glommio's
     /// reactor run (timers, messages from other threads); also glommio's preemption tick.
     pub park_timeout_us: u64,
+    pub control: ControlConfig,
+}
+
+/// Registration with the control plane and the route table it pushes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Control-plane gRPC endpoints (`http://host:7401`), tried in turn. Empty: the edge
+    /// runs standalone and registers nowhere.
+    pub endpoints: Vec<String>,
+    /// The cluster token presented when registering.
+    pub token: Option<String>,
+    /// `host:port` chargers should use for plain TCP (default: `tcp_listen`, unless it
+    /// is a wildcard address).
+    pub advertise_tcp: Option<String>,
+    /// `host:port` chargers should use for TLS (default: `tls_listen`, unless wildcard).
+    pub advertise_tls: Option<String>,
+    /// Sessions this edge takes before dispatch sends piles elsewhere (default: executors
+    /// times `limits.max_sessions_per_executor`).
+    pub capacity: Option<u32>,
+    /// The registration lease: the edge drops out of dispatch this long after it dies.
+    pub lease_ttl_secs: u32,
+    /// When an operator drains this edge, its chargers are moved off over this period.
+    pub drain_period_secs: u64,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            endpoints: Vec::new(),
+            token: None,
+            advertise_tcp: None,
+            advertise_tls: None,
+            capacity: None,
+            lease_ttl_secs: 10,
+            drain_period_secs: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -101,6 +139,7 @@ impl Default for Config {
             io_memory: 256 * 1024,
             ring_depth: 4096,
             park_timeout_us: 10_000,
+            control: ControlConfig::default(),
         }
     }
 }
@@ -141,8 +180,43 @@ impl Config {
         }
     }
 
+    /// The address chargers should use for `listen`, or `None` when it cannot be told
+    /// (a wildcard listen address without an explicit advertised one).
+    fn advertised(explicit: &Option<String>, listen: Option<SocketAddr>) -> Option<String> {
+        explicit
+            .clone()
+            .or_else(|| listen.filter(|a| !a.ip().is_unspecified()).map(|a| a.to_string()))
+    }
+
+    pub fn advertise_tcp(&self) -> Option<String> {
+        Self::advertised(&self.control.advertise_tcp, self.tcp_listen)
+    }
+
+    pub fn advertise_tls(&self) -> Option<String> {
+        Self::advertised(&self.control.advertise_tls, self.tls_listen)
+    }
+
+    /// Sessions this edge takes, as told to the control plane.
+    pub fn capacity(&self) -> u32 {
+        self.control.capacity.unwrap_or_else(|| {
+            let total = self.executor_count() * self.limits.max_sessions_per_executor;
+            u32::try_from(total).unwrap_or(u32::MAX)
+        })
+    }
+
     /// Checks what would otherwise fail later with a less clear message.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if !self.control.endpoints.is_empty() {
+            if self.tcp_listen.is_some() && self.advertise_tcp().is_none() {
+                anyhow::bail!("tcp_listen is a wildcard address: set control.advertise_tcp (or --advertise-tcp) to the address chargers should use");
+            }
+            if self.tls_listen.is_some() && self.advertise_tls().is_none() {
+                anyhow::bail!("tls_listen is a wildcard address: set control.advertise_tls (or --advertise-tls) to the address chargers should use");
+            }
+            if self.control.lease_ttl_secs < 2 {
+                anyhow::bail!("control.lease_ttl_secs must be at least 2");
+            }
+        }
         if self.tcp_listen.is_none() && self.tls_listen.is_none() {
             anyhow::bail!("nothing to listen on: set tcp_listen and/or tls_listen");
         }

@@ -51,6 +51,11 @@ pub enum ExecutorCommand {
     Evict { pile: PileNo, newer_than: u64 },
     /// Stop accepting; close remaining sessions after the grace period.
     Drain,
+    /// An operator drained this edge: stop accepting and close the sessions in small
+    /// batches spread over `period`, so the chargers reconnect (through dispatch) elsewhere.
+    MoveOff { period: Duration },
+    /// The operator drain was lifted: accept again.
+    Resume,
     /// Close everything now.
     Shutdown,
 }
@@ -119,7 +124,25 @@ pub struct EdgeShared {
     pub uplinks: UplinkFactory,
     pub session_ids: AtomicU64,
     pub state: AtomicU8,
+    /// An operator drained this edge through the control plane (see `control`).
+    pub operator_drain: std::sync::atomic::AtomicBool,
     pub peers: ExecutorHandle,
+}
+
+impl EdgeShared {
+    /// Logged-in sessions over all executors and transports.
+    pub fn session_count(&self) -> i64 {
+        let family = &self.metrics.sessions;
+        (0..self.config.executor_count())
+            .flat_map(|i| {
+                ["tcp", "tls"].map(|transport| crate::metrics::ExecTransport {
+                    executor: i.to_string(),
+                    transport: transport.into(),
+                })
+            })
+            .map(|labels| family.get_or_create(&labels).get())
+            .sum()
+    }
 }
 
 /// Builds the command channels; returns the handle and each executor's receiver.
@@ -176,6 +199,9 @@ struct Executor {
     epoch: Instant,
     draining: Cell<bool>,
     stopping: Cell<bool>,
+    /// Bumped whenever listening starts again after a drain, so accept loops of the
+    /// previous listeners end even if they never saw the drain.
+    listen_generation: Cell<u64>,
     /// The accept task of each listener, woken when its socket is ready or on drain.
     listener_wakers: RefCell<Vec<Option<Waker>>>,
     poller: Poller,
@@ -201,6 +227,11 @@ impl Executor {
         {
             w.wake();
         }
+    }
+
+    /// The process is draining for shutdown (not an operator drain).
+    fn shutting_down(&self) -> bool {
+        self.shared.state.load(std::sync::atomic::Ordering::Relaxed) != RUNNING
     }
 
     fn wake_token(&self, token: Token, readiness: Readiness) {
@@ -250,6 +281,20 @@ impl Executor {
                     this.stopping.set(true);
                     this.close_all(CloseReason::Drain);
                 });
+            }
+            ExecutorCommand::MoveOff { period } => {
+                if self.draining.get() {
+                    return;
+                }
+                self.begin_drain();
+                runtime::spawn(move_off(self.clone(), period));
+            }
+            ExecutorCommand::Resume => {
+                if self.draining.get() && !self.stopping.get() && !self.shutting_down() {
+                    self.draining.set(false);
+                    self.listen_generation.set(self.listen_generation.get() + 1);
+                    start_listeners(self);
+                }
             }
             ExecutorCommand::Shutdown => {
                 self.begin_drain();
@@ -322,6 +367,7 @@ pub async fn run(id: usize, shared: Arc<EdgeShared>, commands: flume::Receiver<E
         epoch: Instant::now(),
         draining: Cell::new(false),
         stopping: Cell::new(false),
+        listen_generation: Cell::new(0),
         listener_wakers: RefCell::new(vec![None; 2]),
         poller,
         rate: RateLimit {
@@ -331,27 +377,8 @@ pub async fn run(id: usize, shared: Arc<EdgeShared>, commands: flume::Receiver<E
         shared: shared.clone(),
     });
 
-    // One waker slot per entry here (see `listener_wakers`).
-    let listeners = [
-        (shared.config.tcp_listen, Transport::Tcp),
-        (shared.config.tls_listen, Transport::Tls),
-    ];
-    for (slot, (addr, transport)) in listeners.into_iter().enumerate() {
-        let Some(addr) = addr else { continue };
-        let listening = readiness::listen(addr).and_then(|l| {
-            exec.poller
-                .register(l.as_raw_fd(), LISTENER_TOKENS + slot as Token)?;
-            Ok(l)
-        });
-        match listening {
-            Ok(listener) => {
-                runtime::spawn(accept_loop(exec.clone(), listener, transport, addr, slot));
-            }
-            Err(e) => {
-                tracing::error!(executor = id, %addr, "cannot listen: {e}");
-                return;
-            }
-        }
+    if !start_listeners(&exec) {
+        return;
     }
     runtime::spawn(poll_readiness(exec.clone()));
 
@@ -366,6 +393,64 @@ pub async fn run(id: usize, shared: Arc<EdgeShared>, commands: flume::Receiver<E
     tracing::info!(executor = id, "executor stopped");
 }
 
+/// Opens this executor's listeners and starts accepting; false if one cannot listen.
+fn start_listeners(exec: &Rc<Executor>) -> bool {
+    // One waker slot per entry here (see `listener_wakers`).
+    let listeners = [
+        (exec.shared.config.tcp_listen, Transport::Tcp),
+        (exec.shared.config.tls_listen, Transport::Tls),
+    ];
+    for (slot, (addr, transport)) in listeners.into_iter().enumerate() {
+        let Some(addr) = addr else { continue };
+        let listening = readiness::listen(addr).and_then(|l| {
+            exec.poller
+                .register(l.as_raw_fd(), LISTENER_TOKENS + slot as Token)?;
+            Ok(l)
+        });
+        match listening {
+            Ok(listener) => {
+                runtime::spawn(accept_loop(exec.clone(), listener, transport, addr, slot));
+            }
+            Err(e) => {
+                tracing::error!(executor = exec.id, %addr, "cannot listen: {e}");
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Closes this executor's sessions in batches spread evenly over `period` (one batch per
+/// second), stopping early if the drain is lifted.
+async fn move_off(exec: Rc<Executor>, period: Duration) {
+    const TICK: Duration = Duration::from_secs(1);
+    let total = exec.conns.borrow().len();
+    let ticks = (period.as_secs_f64() / TICK.as_secs_f64()).ceil().max(1.0) as usize;
+    let batch = total.div_ceil(ticks).max(1);
+    tracing::info!(executor = exec.id, sessions = total, batch, ?period, "moving chargers off this edge");
+    loop {
+        runtime::sleep(TICK).await;
+        if !exec.draining.get() || exec.stopping.get() {
+            return;
+        }
+        let victims: Vec<Rc<Conn>> = exec
+            .conns
+            .borrow()
+            .values()
+            .filter(|c| c.close.get().is_none())
+            .take(batch)
+            .cloned()
+            .collect();
+        if victims.is_empty() {
+            tracing::info!(executor = exec.id, "every charger has moved off");
+            return;
+        }
+        for conn in victims {
+            conn.close(CloseReason::Moved);
+        }
+    }
+}
+
 async fn accept_loop(
     exec: Rc<Executor>,
     listener: TcpListener,
@@ -374,9 +459,10 @@ async fn accept_loop(
     slot: usize,
 ) {
     tracing::info!(executor = exec.id, %addr, transport = transport.as_str(), "listening");
+    let generation = exec.listen_generation.get();
     loop {
         let accepted = poll_fn(|cx| {
-            if exec.draining.get() {
+            if exec.draining.get() || exec.listen_generation.get() != generation {
                 return Poll::Ready(None);
             }
             match listener.accept() {

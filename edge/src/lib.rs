@@ -2,12 +2,13 @@
 //!
 //! One glommio executor per core, each with its own SO_REUSEPORT listeners (plain TCP and
 //! TLS side by side) and its own session table; nothing on the per-connection path is
-//! shared between executors. Control traffic (the admin/metrics HTTP server) runs on a
-//! small tokio runtime on its own thread and talks to executors through channels.
+//! shared between executors. Control traffic (the admin/metrics HTTP server and the
+//! control-plane link) runs on a small tokio runtime on its own thread and talks to executors through channels.
 
 pub mod admin;
 pub mod allowlist;
 pub mod config;
+pub mod control;
 pub mod executor;
 pub mod metrics;
 pub mod readiness;

@@ -13,6 +13,7 @@ use pylon_edge::allowlist::LoginPolicy;
 use pylon_edge::executor::{self, EdgeShared, ExecutorCommand, DRAINING, STOPPING};
 use pylon_edge::metrics::EdgeMetrics;
 use pylon_edge::uplink::LogUplink;
+use pylon_edge::control::ControlLink;
 use pylon_edge::{admin, runtime, tls, Config};
 
 /// The Pylon edge: accepts YKC chargers over TCP and TLS, answers their heartbeats and
@@ -95,6 +96,28 @@ struct Cli {
     /// Connections per executor.
     #[arg(long)]
     max_sessions_per_executor: Option<usize>,
+    /// Control-plane gRPC endpoints to register with, comma-separated
+    /// (e.g. http://10.0.0.5:7401). Without any, the edge runs standalone.
+    #[arg(long, value_delimiter = ',')]
+    control: Vec<String>,
+    /// Cluster token presented to the control plane.
+    #[arg(long, env = "PYLON_CLUSTER_TOKEN", hide_env_values = true)]
+    control_token: Option<String>,
+    /// host:port chargers use for plain TCP (needed when --tcp-listen is 0.0.0.0).
+    #[arg(long)]
+    advertise_tcp: Option<String>,
+    /// host:port chargers use for TLS (needed when --tls-listen is 0.0.0.0).
+    #[arg(long)]
+    advertise_tls: Option<String>,
+    /// Sessions this edge takes before dispatch sends piles elsewhere.
+    #[arg(long)]
+    capacity: Option<u32>,
+    /// Seconds over which an operator drain moves chargers off this edge.
+    #[arg(long)]
+    drain_period: Option<u64>,
+    /// Seconds the control plane keeps this edge after its last keep-alive.
+    #[arg(long)]
+    lease_ttl: Option<u32>,
 }
 
 impl Cli {
@@ -113,6 +136,27 @@ impl Cli {
              tls_handshake_timeout => limits.tls_handshake_timeout_secs,
              login_timeout => limits.login_timeout_secs, max_frames_per_sec => limits.max_frames_per_sec,
              max_sessions_per_executor => limits.max_sessions_per_executor, ring_depth => ring_depth, park_timeout_us => park_timeout_us);
+        if !self.control.is_empty() {
+            c.control.endpoints = self.control;
+        }
+        if self.control_token.is_some() {
+            c.control.token = self.control_token;
+        }
+        if self.advertise_tcp.is_some() {
+            c.control.advertise_tcp = self.advertise_tcp;
+        }
+        if self.advertise_tls.is_some() {
+            c.control.advertise_tls = self.advertise_tls;
+        }
+        if self.capacity.is_some() {
+            c.control.capacity = self.capacity;
+        }
+        if let Some(p) = self.drain_period {
+            c.control.drain_period_secs = p;
+        }
+        if let Some(t) = self.lease_ttl {
+            c.control.lease_ttl_secs = t;
+        }
         if self.tcp_listen.is_some() {
             c.tcp_listen = self.tcp_listen;
         }
@@ -184,13 +228,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         tls,
         session_ids: AtomicU64::new(1),
         state: AtomicU8::new(executor::RUNNING),
+        operator_drain: Default::default(),
         peers: handle.clone(),
     });
+    let control = (!config.control.endpoints.is_empty())
+        .then(|| ControlLink::new(shared.clone(), handle.clone()));
     admin::start(
         config.admin_listen,
         shared.clone(),
         registry,
         handle.clone(),
+        control,
     )?;
 
     let receivers = Arc::new(std::sync::Mutex::new(

@@ -65,6 +65,13 @@ pub struct EdgeMetrics {
     pub crc_swapped: Counter,
     pub uplink_frames: Counter,
     pub downlinks: Family<ResultLabel, Counter>,
+    /// 1 while registered with the control plane and subscribed to routes.
+    pub control_connected: Gauge,
+    pub control_errors: Counter,
+    pub registrations: Counter,
+    pub route_version: Gauge,
+    /// Route updates applied, by kind (snapshot, delta) or refused (invalid).
+    pub route_updates: Family<KindLabel, Counter>,
 }
 
 impl EdgeMetrics {
@@ -131,6 +138,31 @@ impl EdgeMetrics {
             "downlinks",
             "Downlink requests by result",
             self.downlinks.clone(),
+        );
+        r.register(
+            "control_connected",
+            "1 while registered with the control plane and receiving routes",
+            self.control_connected.clone(),
+        );
+        r.register(
+            "control_errors",
+            "Failed calls to the control plane",
+            self.control_errors.clone(),
+        );
+        r.register(
+            "registrations",
+            "Registrations with the control plane",
+            self.registrations.clone(),
+        );
+        r.register(
+            "route_version",
+            "Version of the route table applied",
+            self.route_version.clone(),
+        );
+        r.register(
+            "route_updates",
+            "Route updates by kind (snapshot, delta, invalid)",
+            self.route_updates.clone(),
         );
     }
 }

@@ -23,6 +23,8 @@ pub enum CloseReason {
     WrongDirection,
     ExecutorFull,
     Drain,
+    /// An operator drained the edge: the charger should reconnect elsewhere.
+    Moved,
     Shutdown,
 }
 
@@ -45,6 +47,7 @@ impl CloseReason {
             CloseReason::WrongDirection => "wrong_direction",
             CloseReason::ExecutorFull => "executor_full",
             CloseReason::Drain => "drain",
+            CloseReason::Moved => "moved",
             CloseReason::Shutdown => "shutdown",
         }
     }

@@ -1,1 +1,153 @@
-fn main() {}
+//! `pylon-control`: one replica of the Pylon control plane.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use pylon_control::config::{Backend, Config};
+
+/// The Pylon control plane: the registry of edges and app instances, entry-address
+/// dispatch for chargers (GET /v1/entry?pile=...), the shard map, route push to edges, and
+/// the admin API that pylonctl talks to.
+///
+/// One machine needs nothing else: the default registry is embedded and kept in a file.
+/// For several machines, run an etcd cluster and two or more replicas with
+/// --registry etcd; they elect a leader to write shard assignments, and all of them serve
+/// dispatch and route push.
+///
+/// Settings come from a TOML file (--config) and the flags below, which override it.
+/// Examples:
+///
+///   pylon-control --admin-token "$(cat admin.token)" --registry-file /var/lib/pylon/registry.json
+///   pylon-control --registry etcd --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 \
+///       --http-listen 0.0.0.0:7400 --grpc-listen 0.0.0.0:7401 --grpc-advertise 10.0.0.5:7401
+///
+/// SIGTERM or Ctrl-C stops the replica; a leader hands over leadership on the way out.
+#[derive(Parser, Debug)]
+#[command(name = "pylon-control", version, verbatim_doc_comment)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, short, env = "PYLON_CONTROL_CONFIG")]
+    config: Option<PathBuf>,
+    /// This replica's name (default: hostname-pid).
+    #[arg(long)]
+    replica_id: Option<String>,
+    /// HTTP address: dispatch, admin API, /metrics, /healthz, /readyz (default 127.0.0.1:7400).
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// gRPC address: membership and route push (default 127.0.0.1:7401).
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
+    /// gRPC address to tell members and pylonctl, if not --grpc-listen.
+    #[arg(long)]
+    grpc_advertise: Option<String>,
+    /// Where the registry lives: embedded (a local file) or etcd.
+    #[arg(long, value_enum)]
+    registry: Option<Backend>,
+    /// The embedded registry's file (default ./pylon-registry.json).
+    #[arg(long)]
+    registry_file: Option<PathBuf>,
+    /// etcd client URLs, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    etcd: Vec<String>,
+    /// Bearer token for the admin API; without one the admin API is off.
+    #[arg(long, env = "PYLON_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Bearer token edges and app instances must present to register.
+    #[arg(long, env = "PYLON_CLUSTER_TOKEN", hide_env_values = true)]
+    cluster_token: Option<String>,
+    /// Shards piles hash into; every component must agree (default 1024).
+    #[arg(long)]
+    shard_count: Option<u32>,
+    /// Leader lease TTL in seconds: how fast another replica takes over (default 5).
+    #[arg(long)]
+    leader_ttl: Option<u32>,
+    /// Log filter, e.g. info or pylon_control=debug (RUST_LOG works too).
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+impl Cli {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        macro_rules! set {
+            ($($flag:ident => $field:expr),* $(,)?) => {
+                $( if let Some(v) = self.$flag { $field = v; } )*
+            };
+        }
+        set!(
+            replica_id => config.replica_id,
+            http_listen => config.http_listen,
+            grpc_listen => config.grpc_listen,
+            registry => config.registry.backend,
+            registry_file => config.registry.path,
+            shard_count => config.shard_count,
+            leader_ttl => config.leader_ttl_secs,
+        );
+        if self.grpc_advertise.is_some() {
+            config.grpc_advertise = self.grpc_advertise;
+        }
+        if self.admin_token.is_some() {
+            config.admin_token = self.admin_token;
+        }
+        if self.cluster_token.is_some() {
+            config.cluster_token = self.cluster_token;
+        }
+        if !self.etcd.is_empty() {
+            config.registry.endpoints = self.etcd;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let result = cli.into_config().and_then(|config| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("control")
+            .enable_all()
+            .build()?;
+        runtime.block_on(pylon_control::server::run(config, shutdown_signal()))
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pylon-control: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,354 @@
+//! The gRPC services: membership (register, keep alive, leave) and route push.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pylon_proto::control::membership_server::Membership;
+use pylon_proto::control::routes_server::Routes;
+use pylon_proto::control::{
+    AppliedReply, AppliedReport, KeepAliveReply, KeepAliveRequest, LeaveReply, LeaveRequest,
+    Member, MemberKind as ProtoKind, RegisterReply, RegisterRequest, RouteUpdate,
+    SubscribeRequest,
+};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::cluster::{load_key, member_key, LoadRecord, MemberKind, MemberRecord};
+use crate::metrics::{result, KindLabel};
+use crate::node::ControlNode;
+use crate::publisher::delta_update;
+use crate::registry::RegistryError;
+
+const MIN_TTL_SECS: u32 = 2;
+const MAX_TTL_SECS: u32 = 300;
+
+/// Checks the bearer token of every gRPC call: the cluster token or the admin token.
+pub fn authenticate(node: Arc<ControlNode>) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |req: Request<()>| {
+        let Some(cluster) = node.config.cluster_token.as_deref() else {
+            return Ok(req);
+        };
+        let presented = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let admin = node.config.admin_token.as_deref();
+        match presented {
+            Some(t) if same_token(t, cluster) || admin.is_some_and(|a| same_token(t, a)) => Ok(req),
+            _ => {
+                node.metrics.bad_member_requests.inc();
+                Err(Status::unauthenticated(
+                    "missing or wrong token: send `authorization: Bearer <cluster token>`",
+                ))
+            }
+        }
+    }
+}
+
+/// Compares tokens in time independent of where they differ.
+pub fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn registry_status(e: RegistryError) -> Status {
+    match e {
+        RegistryError::LeaseNotFound(_) => Status::not_found(format!("{e}: register again")),
+        RegistryError::Unavailable(_) => Status::unavailable(e.to_string()),
+        _ => Status::internal(e.to_string()),
+    }
+}
+
+pub struct MembershipService {
+    pub node: Arc<ControlNode>,
+}
+
+impl MembershipService {
+    fn invalid(&self, msg: String) -> Status {
+        self.node.metrics.bad_member_requests.inc();
+        Status::invalid_argument(msg)
+    }
+
+    fn record(&self, member: Member) -> Result<MemberRecord, Status> {
+        validate_id(&member.id).map_err(|m| self.invalid(m))?;
+        let kind = match ProtoKind::try_from(member.kind) {
+            Ok(ProtoKind::Edge) => MemberKind::Edge,
+            Ok(ProtoKind::App) => MemberKind::App,
+            _ => return Err(self.invalid("member kind must be EDGE or APP".into())),
+        };
+        for address in [&member.tcp_address, &member.tls_address, &member.grpc_address] {
+            if !address.is_empty() {
+                validate_address(address).map_err(|m| self.invalid(m))?;
+            }
+        }
+        match kind {
+            MemberKind::Edge if member.tcp_address.is_empty() && member.tls_address.is_empty() => {
+                return Err(self.invalid("an edge needs a TCP or a TLS address".into()));
+            }
+            MemberKind::App if member.grpc_address.is_empty() => {
+                return Err(self.invalid("an app instance needs a gRPC address".into()));
+            }
+            _ => {}
+        }
+        if member.capacity == 0 {
+            return Err(self.invalid("capacity must be at least 1".into()));
+        }
+        Ok(MemberRecord {
+            id: member.id,
+            kind,
+            tcp_address: member.tcp_address,
+            tls_address: member.tls_address,
+            grpc_address: member.grpc_address,
+            capacity: member.capacity,
+            version: member.version.chars().take(64).collect(),
+            lease: 0,
+        })
+    }
+
+    async fn write_load(&self, record: &MemberRecord, load: LoadRecord) -> Result<(), RegistryError> {
+        let value = serde_json::to_vec(&load).unwrap_or_default();
+        self.node
+            .registry
+            .put(&load_key(record.kind, &record.id), value, Some(record.lease))
+            .await?;
+        self.node.load_written(record.kind, &record.id, load);
+        Ok(())
+    }
+}
+
+/// Member ids go into registry keys and metrics: keep them plain.
+fn validate_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "member id {id:?} must be 1 to 64 characters of letters, digits, '-', '_' or '.'"
+        ))
+    }
+}
+
+fn validate_address(address: &str) -> Result<(), String> {
+    let valid = address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("address {address:?} is not host:port"))
+    }
+}
+
+#[tonic::async_trait]
+impl Membership for MembershipService {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterReply>, Status> {
+        let request = request.into_inner();
+        let member = request
+            .member
+            .ok_or_else(|| self.invalid("register without a member".into()))?;
+        let mut record = self.record(member)?;
+        let ttl = match request.ttl_seconds {
+            0 => self.node.config.member_ttl_secs,
+            t => t.clamp(MIN_TTL_SECS, MAX_TTL_SECS),
+        };
+        let node = &self.node;
+        // A registration under this id already (a restarted process, usually): end its
+        // lease so its keys go and a stale process learns it was replaced.
+        if let Some(old) = node.view.load().state.member(record.kind, &record.id) {
+            tracing::info!(member = %record.id, old_lease = old.record.lease, "member registers again");
+            let _ = node.registry.revoke(old.record.lease).await;
+        }
+        let lease = node
+            .registry
+            .grant_lease(Duration::from_secs(ttl.into()))
+            .await
+            .map_err(|e| registry_status(node.registry_error("grant_lease", e)))?;
+        record.lease = lease;
+        let value = serde_json::to_vec(&record).unwrap_or_default();
+        let written = async {
+            self.write_load(&record, LoadRecord::default()).await?;
+            node.registry
+                .put(&member_key(record.kind, &record.id), value, Some(lease))
+                .await
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = node.registry.revoke(lease).await;
+            return Err(registry_status(node.registry_error("register", e)));
+        }
+        node.registry_ok();
+        node.metrics
+            .registrations
+            .get_or_create(&KindLabel {
+                kind: record.kind.as_str().into(),
+            })
+            .inc();
+        tracing::info!(
+            member = %record.id, kind = record.kind.as_str(), lease, ttl,
+            tcp = %record.tcp_address, tls = %record.tls_address, grpc = %record.grpc_address,
+            capacity = record.capacity, "member registered"
+        );
+        Ok(Response::new(RegisterReply {
+            lease_id: lease,
+            ttl_seconds: ttl,
+        }))
+    }
+
+    async fn keep_alive(
+        &self,
+        request: Request<KeepAliveRequest>,
+    ) -> Result<Response<KeepAliveReply>, Status> {
+        let request = request.into_inner();
+        let node = &self.node;
+        let ttl = match node.registry.keep_alive(request.lease_id).await {
+            Ok(ttl) => ttl,
+            Err(e) => {
+                let label = if matches!(e, RegistryError::LeaseNotFound(_)) {
+                    "expired"
+                } else {
+                    "error"
+                };
+                node.metrics.keepalives.get_or_create(&result(label)).inc();
+                return Err(registry_status(node.registry_error("keepalive", e)));
+            }
+        };
+        node.registry_ok();
+        node.metrics.keepalives.get_or_create(&result("ok")).inc();
+        if let Some(load) = request.load {
+            let load = LoadRecord {
+                sessions: load.sessions,
+                leaving: load.leaving,
+            };
+            let view = node.view.load();
+            let member = [MemberKind::Edge, MemberKind::App]
+                .into_iter()
+                .find_map(|kind| view.state.member(kind, &request.member_id))
+                .filter(|m| m.record.lease == request.lease_id);
+            // Not in the view yet (just registered): the next keep-alive writes it.
+            if let Some(m) = member {
+                if m.load != load && node.load_changed(m.record.kind, &m.record.id, m.record.capacity, load) {
+                    if let Err(e) = self.write_load(&m.record, load).await {
+                        tracing::warn!(member = %m.record.id, "cannot record load: {e}");
+                    }
+                }
+            }
+        }
+        Ok(Response::new(KeepAliveReply {
+            ttl_seconds: ttl.as_secs() as u32,
+        }))
+    }
+
+    async fn leave(&self, request: Request<LeaveRequest>) -> Result<Response<LeaveReply>, Status> {
+        let request = request.into_inner();
+        self.node
+            .registry
+            .revoke(request.lease_id)
+            .await
+            .map_err(|e| registry_status(self.node.registry_error("revoke", e)))?;
+        tracing::info!(member = %request.member_id, "member left");
+        Ok(Response::new(LeaveReply {}))
+    }
+}
+
+pub struct RoutesService {
+    pub node: Arc<ControlNode>,
+}
+
+#[tonic::async_trait]
+impl Routes for RoutesService {
+    type SubscribeStream = ReceiverStream<Result<RouteUpdate, Status>>;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let name = request.into_inner().subscriber_id;
+        if name.is_empty() || name.len() > 128 {
+            self.node.metrics.bad_member_requests.inc();
+            return Err(Status::invalid_argument(
+                "subscriber_id must be 1 to 128 characters",
+            ));
+        }
+        let node = self.node.clone();
+        let mut subscription = node.publisher.subscribe(&name);
+        let (tx, rx) = mpsc::channel(16);
+        tracing::info!(subscriber = %name, version = subscription.first.version, "route subscriber connected");
+        tokio::spawn(async move {
+            let mut at = subscription.first.version;
+            let first = subscription.first.clone();
+            node.metrics.snapshots_sent.inc();
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            loop {
+                let update = tokio::select! {
+                    r = subscription.updates.recv() => r,
+                    _ = tx.closed() => break,
+                };
+                let update = match update {
+                    Ok(p) if p.base_version == at => {
+                        node.metrics.deltas_sent.inc();
+                        delta_update(&p)
+                    }
+                    Ok(p) if p.version <= at => continue,
+                    // A gap (this stream fell behind the broadcast buffer): resynchronise.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        node.metrics.snapshots_sent.inc();
+                        node.publisher.snapshot()
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
+                at = update.version;
+                if tx.send(Ok(update)).await.is_err() {
+                    break;
+                }
+            }
+            tracing::info!(subscriber = %name, "route subscriber gone");
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn report_applied(
+        &self,
+        request: Request<AppliedReport>,
+    ) -> Result<Response<AppliedReply>, Status> {
+        let report = request.into_inner();
+        self.node
+            .publisher
+            .applied(&report.subscriber_id, report.version);
+        Ok(Response::new(AppliedReply {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_addresses_are_checked() {
+        assert!(validate_id("edge-1.a_b").is_ok());
+        assert!(validate_id("").is_err());
+        assert!(validate_id("a/b").is_err());
+        assert!(validate_id(&"x".repeat(65)).is_err());
+        assert!(validate_address("10.0.0.1:8768").is_ok());
+        assert!(validate_address("[::1]:8768").is_ok());
+        assert!(validate_address("host").is_err());
+        assert!(validate_address("host:0").is_err());
+        assert!(validate_address(":80").is_err());
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same_token("abc", "abc"));
+        assert!(!same_token("abc", "abd"));
+        assert!(!same_token("abc", "abcd"));
+    }
+}

@@ -1,0 +1,395 @@
+//! The HTTP side: entry-address dispatch for chargers, the admin API for `pylonctl`,
+//! and `/metrics`, `/healthz`, `/readyz`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prometheus_client::registry::Registry as MetricsRegistry;
+use pylon_proto::routes::shard_of;
+use pylon_proto::ykc::PileNo;
+
+use crate::api::{
+    ApiError, AppInfo, EdgeInfo, EntryReply, PileShardReply, ShardMapReply, StatusReply,
+    SubscriberInfo, Transport,
+};
+use crate::cluster::{edge_settings_key, EdgeSettings, MemberKind};
+use crate::dispatch;
+use crate::grpc::same_token;
+use crate::metrics::result;
+use crate::node::ControlNode;
+
+#[derive(Clone)]
+struct Http {
+    node: Arc<ControlNode>,
+    metrics: Arc<MetricsRegistry>,
+}
+
+pub fn router(node: Arc<ControlNode>, metrics: MetricsRegistry) -> Router {
+    let state = Http {
+        node,
+        metrics: Arc::new(metrics),
+    };
+    let admin = Router::new()
+        .route("/v1/admin/status", get(status))
+        .route("/v1/admin/edges", get(edges))
+        .route("/v1/admin/edges/{id}/drain", post(drain))
+        .route("/v1/admin/edges/{id}/undrain", post(undrain))
+        .route("/v1/admin/apps", get(apps))
+        .route("/v1/admin/shards", get(shards))
+        .route("/v1/admin/routes", get(routes))
+        .layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    Router::new()
+        .route("/v1/entry", get(entry))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(admin)
+        .with_state(state)
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ApiError {
+            error: code.into(),
+            message: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+async fn entry(State(s): State<Http>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let started = Instant::now();
+    let node = &s.node;
+    let count = |r: &str| node.metrics.dispatch_requests.get_or_create(&result(r)).inc();
+    let Some(pile_text) = query.get("pile") else {
+        count("bad_request");
+        return error(StatusCode::BAD_REQUEST, "bad_pile", "missing ?pile=<14-digit pile number>");
+    };
+    let pile = match parse_pile(pile_text) {
+        Ok(p) => p,
+        Err(message) => {
+            count("bad_request");
+            return error(StatusCode::BAD_REQUEST, "bad_pile", message);
+        }
+    };
+    let asked = match query.get("transport").map(String::as_str) {
+        None => None,
+        Some("tcp") => Some(Transport::Tcp),
+        Some("tls") => Some(Transport::Tls),
+        Some(other) => {
+            count("bad_request");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_transport",
+                format!("transport must be tcp or tls, not {other:?}"),
+            );
+        }
+    };
+    let view = node.view.load();
+    let backups = node.config.dispatch_backups;
+    let number = pile.to_u64();
+    // Without a preference, TLS where any edge offers it.
+    let choice = match asked {
+        Some(t) => dispatch::choose(number, &view.candidates, t, backups).map(|c| (t, c)),
+        None => dispatch::choose(number, &view.candidates, Transport::Tls, backups)
+            .map(|c| (Transport::Tls, c))
+            .or_else(|| {
+                dispatch::choose(number, &view.candidates, Transport::Tcp, backups)
+                    .map(|c| (Transport::Tcp, c))
+            }),
+    };
+    let response = match choice {
+        Some((transport, choice)) => {
+            count("ok");
+            Json(EntryReply {
+                pile: pile_text.clone(),
+                transport,
+                primary: choice.primary,
+                backups: choice.backups,
+                ttl_seconds: node.config.dispatch_ttl_secs,
+            })
+            .into_response()
+        }
+        None => {
+            count("no_edge");
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_edge",
+                "no live edge can take this pile now; retry later",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        }
+    };
+    node.metrics
+        .dispatch_seconds
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+fn parse_pile(text: &str) -> Result<PileNo, String> {
+    if text.len() != 14 {
+        return Err(format!(
+            "a pile number has 14 digits; {text:?} has {}",
+            text.chars().count()
+        ));
+    }
+    PileNo::parse(text).map_err(|e| format!("pile {text:?}: {e}"))
+}
+
+async fn metrics_text(State(s): State<Http>) -> Response {
+    s.node.update_lag_metrics();
+    let mut body = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &s.metrics) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn readyz(State(s): State<Http>) -> Response {
+    if s.node.is_ready() {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "registry not reachable\n").into_response()
+    }
+}
+
+async fn require_admin(State(s): State<Http>, request: Request, next: Next) -> Response {
+    let count = |r: &str| s.node.metrics.admin_requests.get_or_create(&result(r)).inc();
+    let Some(expected) = s.node.config.admin_token.as_deref() else {
+        count("unauthorized");
+        return error(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            "the admin API is off: start pylon-control with an admin token (--admin-token or PYLON_ADMIN_TOKEN)",
+        );
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !presented.is_some_and(|t| same_token(t, expected)) {
+        count("unauthorized");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong admin token (send Authorization: Bearer <token>)",
+        );
+    }
+    let response = next.run(request).await;
+    count(match response.status() {
+        s if s.is_success() => "ok",
+        StatusCode::NOT_FOUND => "not_found",
+        s if s.is_client_error() => "bad_request",
+        _ => "error",
+    });
+    response
+}
+
+async fn status(State(s): State<Http>) -> Json<StatusReply> {
+    let node = &s.node;
+    let view = node.view.load();
+    let table = node.publisher.table();
+    Json(StatusReply {
+        replica: node.config.replica_id.clone(),
+        leader: view.state.leader(),
+        backend: node.registry.backend().into(),
+        registry_ok: node.is_ready(),
+        grpc_address: node.config.grpc_address(),
+        route_version: table.version,
+        edges_live: table.edges.len() as u32,
+        edges_draining: table.edges.iter().filter(|e| e.draining).count() as u32,
+        apps_live: table.apps.len() as u32,
+        shard_count: table.shard_count,
+        shards_unowned: table
+            .shards
+            .iter()
+            .filter(|&&o| o == pylon_proto::routes::NO_OWNER)
+            .count() as u32,
+        subscribers: node
+            .publisher
+            .lags()
+            .into_iter()
+            .map(|l| SubscriberInfo {
+                id: l.name,
+                applied_version: l.applied,
+                lag_seconds: l.seconds,
+            })
+            .collect(),
+    })
+}
+
+fn edge_infos(node: &ControlNode) -> Vec<EdgeInfo> {
+    let view = node.view.load();
+    let state = &view.state;
+    let mut edges: BTreeMap<String, EdgeInfo> = state
+        .members(MemberKind::Edge)
+        .into_iter()
+        .map(|m| {
+            let info = EdgeInfo {
+                draining: state.edge_settings(&m.record.id).draining,
+                id: m.record.id.clone(),
+                tcp_address: m.record.tcp_address,
+                tls_address: m.record.tls_address,
+                capacity: m.record.capacity,
+                sessions: m.load.sessions,
+                leaving: m.load.leaving,
+                live: true,
+                version: m.record.version,
+            };
+            (m.record.id, info)
+        })
+        .collect();
+    // Drained edges that are down still show, so an operator can undrain them.
+    for id in state.drained_edges() {
+        edges.entry(id.clone()).or_insert(EdgeInfo {
+            id,
+            tcp_address: String::new(),
+            tls_address: String::new(),
+            capacity: 0,
+            sessions: 0,
+            draining: true,
+            leaving: false,
+            live: false,
+            version: String::new(),
+        });
+    }
+    edges.into_values().collect()
+}
+
+async fn edges(State(s): State<Http>) -> Json<Vec<EdgeInfo>> {
+    Json(edge_infos(&s.node))
+}
+
+async fn drain(State(s): State<Http>, Path(id): Path<String>) -> Response {
+    set_draining(&s.node, id, true).await
+}
+
+async fn undrain(State(s): State<Http>, Path(id): Path<String>) -> Response {
+    set_draining(&s.node, id, false).await
+}
+
+async fn set_draining(node: &ControlNode, id: String, draining: bool) -> Response {
+    let known = node
+        .view
+        .load()
+        .state
+        .member(MemberKind::Edge, &id)
+        .is_some()
+        || node.view.load().state.edge_settings(&id).draining;
+    if !known {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no_such_edge",
+            format!("no edge named {id:?} is registered"),
+        );
+    }
+    let key = edge_settings_key(&id);
+    let result = if draining {
+        let value = serde_json::to_vec(&EdgeSettings { draining }).unwrap_or_default();
+        node.registry.put(&key, value, None).await.map(drop)
+    } else {
+        node.registry.delete(&key).await
+    };
+    if let Err(e) = result {
+        let e = node.registry_error("edge_settings", e);
+        return error(StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", e.to_string());
+    }
+    tracing::info!(edge = %id, draining, "edge drain flag set by an operator");
+    // Answer with what was written, which the mirror may not have seen yet.
+    let mut info = edge_infos(node)
+        .into_iter()
+        .find(|e| e.id == id)
+        .unwrap_or(EdgeInfo {
+            id: id.clone(),
+            tcp_address: String::new(),
+            tls_address: String::new(),
+            capacity: 0,
+            sessions: 0,
+            draining,
+            leaving: false,
+            live: false,
+            version: String::new(),
+        });
+    info.draining = draining;
+    Json(info).into_response()
+}
+
+async fn apps(State(s): State<Http>) -> Json<Vec<AppInfo>> {
+    let view = s.node.view.load();
+    let owners = view.state.shard_owners(s.node.config.shard_count);
+    Json(
+        view.state
+            .members(MemberKind::App)
+            .into_iter()
+            .map(|m| AppInfo {
+                shards: owners
+                    .iter()
+                    .filter(|o| o.as_deref() == Some(m.record.id.as_str()))
+                    .count() as u32,
+                id: m.record.id,
+                grpc_address: m.record.grpc_address,
+                capacity: m.record.capacity,
+                sessions: m.load.sessions,
+                leaving: m.load.leaving,
+                version: m.record.version,
+            })
+            .collect(),
+    )
+}
+
+async fn shards(State(s): State<Http>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let table = s.node.publisher.table();
+    if let Some(text) = query.get("pile") {
+        let pile = match parse_pile(text) {
+            Ok(p) => p,
+            Err(message) => return error(StatusCode::BAD_REQUEST, "bad_pile", message),
+        };
+        let shard = shard_of(&pile, table.shard_count);
+        let owner = table.shard_owner(shard);
+        return Json(PileShardReply {
+            pile: text.clone(),
+            shard,
+            owner: owner.map(|a| a.id.clone()),
+            owner_address: owner.map(|a| a.grpc_address.clone()),
+        })
+        .into_response();
+    }
+    let owners: Vec<Option<String>> = table
+        .shard_owner_ids()
+        .into_iter()
+        .map(|o| o.map(str::to_owned))
+        .collect();
+    let mut per_app = BTreeMap::new();
+    for owner in owners.iter().flatten() {
+        *per_app.entry(owner.clone()).or_insert(0u32) += 1;
+    }
+    Json(ShardMapReply {
+        shard_count: table.shard_count,
+        unowned: owners.iter().filter(|o| o.is_none()).count() as u32,
+        per_app,
+        owners,
+    })
+    .into_response()
+}
+
+async fn routes(State(s): State<Http>) -> Response {
+    Json(s.node.publisher.table().as_ref().clone()).into_response()
+}

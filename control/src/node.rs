@@ -1,0 +1,139 @@
+//! One control-plane replica's shared state: its registry, its mirror of the cluster, the
+//! route publisher and the metrics. Every server task holds an `Arc<ControlNode>`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::cluster::{ClusterState, LoadRecord, MemberKind};
+use crate::config::Config;
+use crate::dispatch::Candidate;
+use crate::metrics::{ControlMetrics, OpLabel};
+use crate::publisher::Publisher;
+use crate::registry::{Registry, RegistryError, Revision};
+
+/// The cluster as this replica last saw it, with what dispatch needs precomputed.
+#[derive(Debug, Default)]
+pub struct ClusterView {
+    pub state: ClusterState,
+    pub candidates: Vec<Candidate>,
+}
+
+pub struct ControlNode {
+    pub config: Config,
+    pub registry: Arc<dyn Registry>,
+    pub metrics: ControlMetrics,
+    pub view: ArcSwap<ClusterView>,
+    pub publisher: Arc<Publisher>,
+    /// The registry revision of the latest view; the leader reconciles on each change.
+    pub changes: watch::Sender<Revision>,
+    /// The mirror has read the registry at least once.
+    pub ready: AtomicBool,
+    pub is_leader: AtomicBool,
+    /// The load each member last had written, so keep-alives write only real changes.
+    written_loads: Mutex<HashMap<(MemberKind, String), LoadRecord>>,
+}
+
+impl ControlNode {
+    pub fn new(config: Config, registry: Arc<dyn Registry>) -> Arc<Self> {
+        let publisher = Publisher::new(pylon_proto::routes::RouteTable::empty(config.shard_count));
+        let (changes, _) = watch::channel(0);
+        Arc::new(ControlNode {
+            config,
+            registry,
+            metrics: ControlMetrics::default(),
+            view: ArcSwap::from_pointee(ClusterView::default()),
+            publisher,
+            changes,
+            ready: AtomicBool::new(false),
+            is_leader: AtomicBool::new(false),
+            written_loads: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Installs a new view of the cluster and publishes its route table if it changed.
+    pub fn set_state(&self, state: ClusterState) {
+        let table = state.route_table(self.config.shard_count);
+        let m = &self.metrics;
+        m.edges_live.set(table.edges.len() as i64);
+        m.edges_draining
+            .set(table.edges.iter().filter(|e| e.draining).count() as i64);
+        m.apps_live.set(table.apps.len() as i64);
+        m.shards_unowned.set(
+            table
+                .shards
+                .iter()
+                .filter(|&&s| s == pylon_proto::routes::NO_OWNER)
+                .count() as i64,
+        );
+        if self.publisher.publish(table) {
+            m.route_updates.inc();
+            m.route_version
+                .set(self.publisher.table().version as i64);
+            m.route_snapshot_bytes
+                .set(self.publisher.snapshot_len() as i64);
+        }
+        let revision = state.revision;
+        let candidates = state.dispatch_candidates();
+        self.view.store(Arc::new(ClusterView { state, candidates }));
+        self.changes.send_replace(revision);
+    }
+
+    /// Counts a failed registry operation and passes the error on.
+    pub fn registry_error(&self, op: &str, e: RegistryError) -> RegistryError {
+        self.metrics
+            .registry_errors
+            .get_or_create(&OpLabel { op: op.into() })
+            .inc();
+        if matches!(e, RegistryError::Unavailable(_)) {
+            self.metrics.registry_up.set(0);
+        }
+        e
+    }
+
+    pub fn registry_ok(&self) {
+        self.metrics.registry_up.set(1);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && self.metrics.registry_up.get() == 1
+    }
+
+    /// Whether `load` differs enough from what was last written for this member to be
+    /// worth a registry write (leaving changed, or sessions moved by 1% of capacity).
+    pub fn load_changed(&self, kind: MemberKind, id: &str, capacity: u32, load: LoadRecord) -> bool {
+        let written = self.written_loads.lock().unwrap_or_else(|p| p.into_inner());
+        match written.get(&(kind, id.to_owned())) {
+            None => true,
+            Some(old) => {
+                let step = (capacity / 100).max(1);
+                old.leaving != load.leaving
+                    || old.sessions.abs_diff(load.sessions) >= step
+                    || (old.sessions >= capacity) != (load.sessions >= capacity)
+            }
+        }
+    }
+
+    pub fn load_written(&self, kind: MemberKind, id: &str, load: LoadRecord) {
+        self.written_loads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((kind, id.to_owned()), load);
+    }
+
+    /// Refreshes the subscriber-lag gauges (called before each scrape).
+    pub fn update_lag_metrics(&self) {
+        let lags = self.publisher.lags();
+        self.metrics.subscribers.set(lags.len() as i64);
+        let slowest = lags.first();
+        self.metrics
+            .slowest_lag_seconds
+            .set(slowest.map_or(0.0, |l| l.seconds));
+        self.metrics
+            .slowest_lag_updates
+            .set(slowest.map_or(0, |l| i64::from(l.behind)));
+    }
+}

@@ -1,0 +1,117 @@
+//! Wires one control-plane replica together: registry, mirror, leader election, the
+//! gRPC services and the HTTP API.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use prometheus_client::registry::Registry as MetricsRegistry;
+use pylon_proto::control::membership_server::MembershipServer;
+use pylon_proto::control::routes_server::RoutesServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::{Backend, Config};
+use crate::grpc::{authenticate, MembershipService, RoutesService};
+use crate::node::ControlNode;
+use crate::registry::embedded::EmbeddedRegistry;
+use crate::registry::etcd::EtcdRegistry;
+use crate::registry::Registry;
+use crate::{http, leader, mirror};
+
+pub async fn open_registry(config: &Config) -> anyhow::Result<Arc<dyn Registry>> {
+    Ok(match config.registry.backend {
+        Backend::Embedded => {
+            let path = &config.registry.path;
+            let registry = EmbeddedRegistry::open(path)
+                .with_context(|| format!("opening the embedded registry {}", path.display()))?;
+            registry as Arc<dyn Registry>
+        }
+        Backend::Etcd => {
+            let endpoints = config.registry.endpoints.clone();
+            let registry = EtcdRegistry::connect(endpoints.clone())
+                .await
+                .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?;
+            registry as Arc<dyn Registry>
+        }
+    })
+}
+
+/// Runs a replica until `shutdown` completes, then resigns leadership and stops.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    config.validate()?;
+    if config.cluster_token.is_none() {
+        tracing::warn!("no cluster token: anything that reaches the gRPC port may register as a member");
+    }
+    if config.admin_token.is_none() {
+        tracing::warn!("no admin token: the admin API (pylonctl) is off");
+    }
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("listening for HTTP on {}", config.http_listen))?;
+    let grpc_listener = TcpListener::bind(config.grpc_listen)
+        .await
+        .with_context(|| format!("listening for gRPC on {}", config.grpc_listen))?;
+    let registry = open_registry(&config).await?;
+    let node = ControlNode::new(config, registry);
+    let mut metrics = MetricsRegistry::default();
+    node.metrics.register(&mut metrics);
+
+    let (stop, stopped) = watch::channel(false);
+    let mirror = tokio::spawn(mirror::run(node.clone()));
+    let leader = tokio::spawn(leader::run(node.clone(), stopped.clone()));
+    let grpc = tokio::spawn(serve_grpc(node.clone(), grpc_listener, stopped.clone()));
+    let http_addr = local(&http_listener);
+    let app = http::router(node.clone(), metrics);
+    let mut http_stopped = stopped.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stopped.changed().await;
+            })
+            .await
+    });
+    tracing::info!(
+        replica = %node.config.replica_id, backend = node.registry.backend(),
+        http = %http_addr, grpc = %node.config.grpc_address(), shards = node.config.shard_count,
+        "pylon-control started"
+    );
+
+    shutdown.await;
+    tracing::info!("stopping");
+    let _ = stop.send(true);
+    // Leadership is handed over first (the leader revokes its lease on the way out).
+    let _ = tokio::time::timeout(Duration::from_secs(3), leader).await;
+    mirror.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(3), grpc).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), http).await;
+    tracing::info!("pylon-control stopped");
+    Ok(())
+}
+
+fn local(listener: &TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|_| "?".into(), |a: SocketAddr| a.to_string())
+}
+
+async fn serve_grpc(node: Arc<ControlNode>, listener: TcpListener, mut stopped: watch::Receiver<bool>) {
+    let auth = authenticate(node.clone());
+    let membership = MembershipServer::with_interceptor(MembershipService { node: node.clone() }, auth.clone());
+    let routes = RoutesServer::with_interceptor(RoutesService { node: node.clone() }, auth);
+    let result = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .add_service(membership)
+        .add_service(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stopped.changed().await;
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!("the gRPC server failed: {e}");
+    }
+}
