@@ -129,6 +129,8 @@ pub enum ChargerError {
     LoginRefused,
     #[error("bad frame from the edge: {0}")]
     Protocol(String),
+    #[error("dispatch: {0}")]
+    Dispatch(String),
 }
 
 impl ChargerError {
@@ -140,6 +142,7 @@ impl ChargerError {
             ChargerError::Timeout(_) => "timeout",
             ChargerError::LoginRefused => "login_refused",
             ChargerError::Protocol(_) => "protocol",
+            ChargerError::Dispatch(_) => "dispatch",
         }
     }
 }

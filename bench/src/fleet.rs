@@ -10,6 +10,7 @@ use rand::Rng;
 use tokio::sync::watch;
 
 use crate::charger::{self, Cadence, ChargerConn, ChargerError, Target};
+use crate::dispatch::Dispatch;
 use crate::stats::FleetStats;
 
 #[derive(Clone)]
@@ -21,6 +22,9 @@ pub struct FleetConfig {
     /// New chargers started per second.
     pub ramp_per_sec: u64,
     pub cadence: Cadence,
+    /// Ask the control plane for each pile's edge instead of connecting to `target.addr`
+    /// (whose TLS settings still apply).
+    pub dispatch: Option<Dispatch>,
 }
 
 /// Runs the fleet until `stop` turns true.
@@ -81,6 +85,37 @@ async fn charger_loop(
     }
 }
 
+/// Connects to the pile's primary edge, or to the backups in turn if it does not answer.
+async fn connect_dispatched(
+    cfg: &FleetConfig,
+    dispatch: &Dispatch,
+    pile: PileNo,
+    source: Option<IpAddr>,
+) -> Result<ChargerConn, ChargerError> {
+    let entry = dispatch
+        .lookup(pile.to_string())
+        .await
+        .map_err(ChargerError::Dispatch)?;
+    let mut last = None;
+    for candidate in entry.addresses() {
+        let addr = crate::dispatch::resolve(&candidate.address)
+            .await
+            .map_err(ChargerError::Dispatch)?;
+        let target = Target {
+            addr,
+            tls: cfg.target.tls.clone(),
+        };
+        match ChargerConn::connect(&target, source).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) => {
+                tracing::debug!(%pile, edge = %candidate.edge, "entry address did not answer: {e}");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or(ChargerError::Dispatch("no entry address".into())))
+}
+
 struct Connected<'a>(&'a FleetStats);
 
 impl Drop for Connected<'_> {
@@ -97,7 +132,10 @@ async fn run_session(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), ChargerError> {
     let t0 = Instant::now();
-    let mut conn = ChargerConn::connect(&cfg.target, source).await?;
+    let mut conn = match &cfg.dispatch {
+        None => ChargerConn::connect(&cfg.target, source).await?,
+        Some(dispatch) => connect_dispatched(cfg, dispatch, pile, source).await?,
+    };
     conn.login(pile).await?;
     stats.setup(charger::micros_since(t0));
     stats.connected.fetch_add(1, Ordering::Relaxed);

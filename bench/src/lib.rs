@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod charger;
+pub mod dispatch;
 pub mod fleet;
 pub mod refserver;
 pub mod stats;

@@ -23,6 +23,7 @@ pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
 /// Builds the release binaries the demo and the bench run. Always the same package set,
 /// so switching between tasks does not rebuild dependencies with other features.
 pub fn build_release() -> anyhow::Result<()> {
+    crate::system::ensure_packages(crate::system::BUILD_PACKAGES)?;
     cargo(&[
         "build",
         "--release",

@@ -3,7 +3,16 @@
 use std::process::Command;
 
 /// (command that must exist, Debian package that provides it)
-pub const TEST_PACKAGES: &[(&str, &str)] = &[("openssl", "openssl")];
+///
+/// Building the workspace: protoc compiles the gRPC services (etcd's and ours).
+pub const BUILD_PACKAGES: &[(&str, &str)] = &[("protoc", "protobuf-compiler")];
+/// Running the tests: certificates are made with openssl, and the registry tests start
+/// real etcd members.
+pub const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("protoc", "protobuf-compiler"),
+    ("openssl", "openssl"),
+    ("etcd", "etcd-server"),
+];
 
 fn have(command: &str) -> bool {
     Command::new("sh")

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use pylon_bench::charger::{Cadence, Target};
+use pylon_bench::dispatch::Dispatch;
 use pylon_bench::fleet::{self, FleetConfig};
 use pylon_bench::stats::{self, FleetStats};
 use pylon_bench::tls::{client_config, TlsVersions};
@@ -21,12 +22,20 @@ use rustls::pki_types::ServerName;
 ///
 ///   pylon-fleet --target 127.0.0.1:8769 --tls-ca ca.pem --sessions 2000 \
 ///       --source-ips 127.1.0.1-127.1.0.20 --duration 60 --report fleet.json
+///
+/// With --dispatch, each charger first asks the control plane for its edge:
+///
+///   pylon-fleet --dispatch http://127.0.0.1:7400 --sessions 200
 #[derive(Parser, Debug)]
 #[command(name = "pylon-fleet", version, verbatim_doc_comment)]
 struct Cli {
     /// Edge (or reference server) address.
+    #[arg(long, required_unless_present = "dispatch")]
+    target: Option<SocketAddr>,
+    /// Ask this control plane (e.g. http://127.0.0.1:7400) for each charger's edge
+    /// before connecting, and again after every disconnect, instead of using --target.
     #[arg(long)]
-    target: SocketAddr,
+    dispatch: Option<String>,
     /// Use TLS, trusting this PEM CA.
     #[arg(long)]
     tls_ca: Option<PathBuf>,
@@ -131,8 +140,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         None => None,
     };
     let cfg = FleetConfig {
+        dispatch: cli.dispatch.clone().map(|url| Dispatch {
+            url,
+            transport: if tls.is_some() { "tls" } else { "tcp" },
+        }),
         target: Target {
-            addr: cli.target,
+            addr: cli
+                .target
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             tls,
         },
         sessions: cli.sessions,
