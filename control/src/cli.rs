@@ -1,27 +1,47 @@
-//! The `pylonctl` command line: one clap enum with a variant per command group, so new
-//! groups (edges, apps, shards, ...) slot in beside `ykc`.
+//! The `pylonctl` command line: one clap enum with a variant per command group. The
+//! operator commands (status, edges, apps, shards, entry, routes) live in
+//! [`crate::ops_cli`] and are flattened in beside `ykc` and `completions`.
 
 use std::io::{self, Write};
 
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
+use crate::ops_cli::{self, OpsCommand};
 use crate::ykc_cli::{self, YkcCommand};
 
 const LONG_ABOUT: &str = "\
 pylonctl is the operator's tool for the Pylon EV-charger platform.
 
-Today it speaks the YKC V1.6 charger protocol offline: paste a frame captured from a
-charger to see what it says, or build a frame from JSON to send to one.
+It asks a running control plane (pylon-control) how the platform is doing: which edges
+and app instances are registered, how chargers are split into shards, which edge a
+charger is sent to, and how the route table changes. It drains edges for maintenance.
+Offline, it speaks the YKC V1.6 charger protocol: paste a frame captured from a charger
+to see what it says, or build a frame from JSON to send to one.
+
+The control plane is found at --endpoint, else PYLON_ENDPOINT, else `endpoint` in the
+config file (~/.config/pylon/pylonctl.toml), else http://127.0.0.1:7400. Admin commands
+need its admin token: --token, PYLON_TOKEN, or `token = \"...\"` in the config file.
+Every operator command prints a table, or the control plane's JSON with -o json.
 
 Examples:
-  pylonctl ykc types
+  pylonctl status
+  pylonctl edges list
+  pylonctl edges drain edge-3
+  pylonctl apps list
+  pylonctl shards show --pile 32010200000001
+  pylonctl entry 32010200000001 --transport tls
+  pylonctl routes watch --count 5 --endpoint http://10.0.0.5:7400
   pylonctl ykc decode '68 0D 00 01 00 03 32 01 02 00 00 00 01 01 00 F1 1A'
   pylonctl ykc encode Heartbeat '{\"pile_no\":\"32010200000001\",\"gun_no\":\"01\",\"gun_status\":0}'
   pylonctl completions bash > /etc/bash_completion.d/pylonctl
 
-Exit status: 0 on success, 2 when the input (a frame, JSON, a type) is invalid,
-1 on any other error.";
+Exit status:
+  0  success
+  1  any other error (e.g. the control plane answered with an error, or refused the token)
+  2  invalid input: a frame, JSON, frame type, pile number or config file; also a request
+     the control plane refused as invalid (HTTP 400)
+  3  the control plane could not be reached (connection refused, timed out, unknown host)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,6 +57,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[command(flatten)]
+    Ops(OpsCommand),
     /// Decode, encode and list frames of the YKC V1.6 charger protocol.
     #[command(
         subcommand,
@@ -70,6 +92,9 @@ pub enum Failure {
     BadInput(String),
     /// Anything else, e.g. stdout could not be written: exit status 1.
     Other(anyhow::Error),
+    /// The control plane could not be reached at all (refused, timed out, unknown host):
+    /// exit status 3.
+    Unreachable(String),
 }
 
 impl Failure {
@@ -77,6 +102,7 @@ impl Failure {
         match self {
             Failure::BadInput(_) => 2,
             Failure::Other(_) => 1,
+            Failure::Unreachable(_) => 3,
         }
     }
 }
@@ -84,7 +110,7 @@ impl Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::BadInput(msg) => f.write_str(msg),
+            Failure::BadInput(msg) | Failure::Unreachable(msg) => f.write_str(msg),
             Failure::Other(e) => write!(f, "{e:#}"),
         }
     }
@@ -99,6 +125,7 @@ impl From<io::Error> for Failure {
 /// Runs one parsed command, writing its output to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
     match cli.command {
+        Command::Ops(cmd) => ops_cli::run(cmd, &|key| std::env::var(key).ok(), out),
         Command::Ykc(cmd) => ykc_cli::run(cmd, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pylonctl", out);
@@ -145,6 +172,15 @@ mod tests {
         run(cli, &mut out).unwrap();
         let script = String::from_utf8(out).unwrap();
         assert!(script.contains("pylonctl") && script.contains("decode"));
+        assert!(script.contains("undrain") && script.contains("--grpc-endpoint"));
+    }
+
+    #[test]
+    fn exit_statuses_match_the_help() {
+        assert_eq!(Failure::BadInput(String::new()).exit_code(), 2);
+        assert_eq!(Failure::Other(anyhow::anyhow!("x")).exit_code(), 1);
+        assert_eq!(Failure::Unreachable(String::new()).exit_code(), 3);
+        assert!(LONG_ABOUT.contains("3  the control plane could not be reached"));
     }
 
     #[test]

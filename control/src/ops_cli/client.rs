@@ -1,0 +1,463 @@
+//! A small blocking HTTP client for the control plane's JSON API (see [`crate::api`]),
+//! whose errors say what an operator should do about them.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::api::ApiError;
+
+/// How long to wait for a TCP connection to the control plane.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a whole request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Talks to one control plane.
+pub struct Client {
+    endpoint: String,
+    token: Option<String>,
+    token_hint: String,
+    agent: ureq::Agent,
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    /// No HTTP conversation took place: refused, timed out, unknown host.
+    Unreachable { endpoint: String, reason: String },
+    /// The control plane answered with an error status.
+    Api {
+        method: &'static str,
+        path: String,
+        status: u16,
+        /// The [`ApiError`] body, if the body was one.
+        error: Option<ApiError>,
+        /// Whether a token was sent.
+        token_sent: bool,
+        /// Where the operator can put a token.
+        token_hint: String,
+    },
+    /// Something answered, but not with what the API promises.
+    BadReply {
+        endpoint: String,
+        method: &'static str,
+        path: String,
+        reason: String,
+    },
+}
+
+impl ClientError {
+    /// The HTTP status of an error reply.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Unreachable { endpoint, reason } => write!(
+                f,
+                "cannot reach the control plane at {endpoint}: {reason} (is pylon-control \
+                 running? set --endpoint or PYLON_ENDPOINT)"
+            ),
+            ClientError::Api {
+                method,
+                path,
+                status,
+                error,
+                token_sent,
+                token_hint,
+            } => {
+                match error {
+                    Some(e) => write!(f, "{} ({}, HTTP {status})", e.message, e.error)?,
+                    None => write!(f, "{method} {path} failed with HTTP {status}")?,
+                }
+                match (status, token_sent) {
+                    (401, false) => write!(
+                        f,
+                        "\nThis command needs the control plane's admin token: {token_hint}."
+                    ),
+                    (401, true) => write!(
+                        f,
+                        "\nThe control plane refused the token; check the token given by \
+                         --token, PYLON_TOKEN or the config file."
+                    ),
+                    // `admin_disabled`: the control plane has no admin token; its message
+                    // says how to give it one.
+                    (403, _) if error.as_ref().is_some_and(|e| e.error == "admin_disabled") => {
+                        Ok(())
+                    }
+                    (403, _) => write!(
+                        f,
+                        "\nThe token given is not allowed to do this; use the admin token \
+                         ({token_hint})."
+                    ),
+                    (404, _) if error.is_none() => write!(
+                        f,
+                        " (is the endpoint a Pylon control plane of the same version as \
+                         pylonctl?)"
+                    ),
+                    _ => Ok(()),
+                }
+            }
+            ClientError::BadReply {
+                endpoint,
+                method,
+                path,
+                reason,
+            } => write!(
+                f,
+                "the control plane at {endpoint} gave {method} {path} a reply pylonctl does \
+                 not understand: {reason} (is --endpoint the control plane's HTTP port, \
+                 7400 by default, and the same version as pylonctl?)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl Client {
+    /// `endpoint`: `http://host:port`, no trailing slash (see `config::normalize_http_endpoint`).
+    /// `token_hint`: where to put a token, for the message when one is needed.
+    pub fn new(endpoint: &str, token: Option<String>, token_hint: String) -> Self {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("pylonctl/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Client {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            token,
+            token_hint,
+            agent,
+        }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// An admin `GET`, with the token.
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, ClientError> {
+        self.call("GET", path, query, true)
+    }
+
+    /// A public `GET` (no token is sent).
+    pub fn get_public<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, ClientError> {
+        self.call("GET", path, query, false)
+    }
+
+    /// An admin `POST` with an empty body.
+    pub fn post<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call("POST", path, &[], true)
+    }
+
+    fn call<T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        path: &str,
+        query: &[(&str, &str)],
+        admin: bool,
+    ) -> Result<T, ClientError> {
+        let mut request = self
+            .agent
+            .request(method, &format!("{}{path}", self.endpoint))
+            .set("Accept", "application/json");
+        for (k, v) in query {
+            request = request.query(k, v);
+        }
+        let token = self.token.as_deref().filter(|_| admin);
+        if let Some(token) = token {
+            request = request.set("Authorization", &format!("Bearer {token}"));
+        }
+        let result = if method == "POST" {
+            request.send_bytes(&[])
+        } else {
+            request.call()
+        };
+        let bad_reply = |reason: String| ClientError::BadReply {
+            endpoint: self.endpoint.clone(),
+            method,
+            path: path.to_owned(),
+            reason,
+        };
+        match result {
+            Ok(response) => response
+                .into_json::<T>()
+                .map_err(|e| bad_reply(e.to_string())),
+            Err(ureq::Error::Status(status, response)) => {
+                let body = response.into_string().unwrap_or_default();
+                Err(ClientError::Api {
+                    method,
+                    path: path.to_owned(),
+                    status,
+                    error: serde_json::from_str::<ApiError>(&body).ok(),
+                    token_sent: token.is_some(),
+                    token_hint: self.token_hint.clone(),
+                })
+            }
+            Err(ureq::Error::Transport(t)) => Err(match t.kind() {
+                ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns | ureq::ErrorKind::Io => {
+                    ClientError::Unreachable {
+                        endpoint: self.endpoint.clone(),
+                        reason: transport_reason(&t),
+                    }
+                }
+                _ => bad_reply(t.to_string()),
+            }),
+        }
+    }
+}
+
+/// "connection refused", "timed out", ... from a transport error's chain of causes.
+fn transport_reason(t: &ureq::Transport) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io_reason(io);
+        }
+        source = e.source();
+    }
+    match t.kind() {
+        ureq::ErrorKind::Dns => format!(
+            "cannot resolve the host name{}",
+            t.message().map(|m| format!(" ({m})")).unwrap_or_default()
+        ),
+        _ => t.message().map_or_else(|| t.to_string(), str::to_owned),
+    }
+}
+
+/// A short, lower-case description of a socket error.
+pub fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => "connection refused".into(),
+        TimedOut | WouldBlock => "timed out".into(),
+        ConnectionReset => "connection reset".into(),
+        ConnectionAborted => "connection aborted".into(),
+        UnexpectedEof => "the connection closed before a reply".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Percent-encodes one path segment (an edge id may hold any character).
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+    use std::thread;
+
+    use super::*;
+    use crate::api::EdgeInfo;
+
+    /// Serves one canned `(status, body)` per connection, in order, on 127.0.0.1, and
+    /// sends each request's head (request line and headers) back over the channel.
+    pub(crate) fn serve(
+        replies: Vec<(u16, String)>,
+    ) -> (String, mpsc::Receiver<String>, thread::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = mpsc::channel();
+        let handle = thread::spawn(move || {
+            for (status, body) in replies {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                tx.send(head).unwrap();
+                let mut stream = reader.into_inner();
+                write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+            }
+        });
+        (endpoint, rx, handle)
+    }
+
+    pub(crate) fn sample_edges() -> Vec<EdgeInfo> {
+        vec![
+            EdgeInfo {
+                id: "edge-1".into(),
+                tcp_address: "10.0.0.1:7000".into(),
+                tls_address: "10.0.0.1:7443".into(),
+                capacity: 20000,
+                sessions: 1234,
+                draining: false,
+                leaving: false,
+                live: true,
+                version: "0.1.0".into(),
+            },
+            EdgeInfo {
+                id: "edge-2".into(),
+                tcp_address: "10.0.0.2:7000".into(),
+                tls_address: String::new(),
+                capacity: 20000,
+                sessions: 7,
+                draining: true,
+                leaving: false,
+                live: true,
+                version: "0.1.0".into(),
+            },
+        ]
+    }
+
+    /// A port nothing listens on.
+    pub(crate) fn refused_endpoint() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        format!("http://{addr}")
+    }
+
+    fn unauthorized() -> String {
+        serde_json::to_string(&ApiError {
+            error: "unauthorized".into(),
+            message: "this call needs the admin token".into(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_200_reply_is_parsed_and_the_token_is_sent() {
+        let edges = sample_edges();
+        let (endpoint, requests, server) =
+            serve(vec![(200, serde_json::to_string(&edges).unwrap())]);
+        let client = Client::new(&endpoint, Some("s3cret".into()), "hint".into());
+        let got: Vec<EdgeInfo> = client.get("/v1/admin/edges", &[]).unwrap();
+        assert_eq!(got, edges);
+        let head = requests.recv().unwrap();
+        assert!(head.starts_with("GET /v1/admin/edges HTTP/1.1"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("authorization: bearer s3cret"),
+            "{head}"
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn public_calls_send_no_token_and_encode_the_query() {
+        let (endpoint, requests, server) = serve(vec![(200, "{}".into())]);
+        let client = Client::new(&endpoint, Some("s3cret".into()), "hint".into());
+        let _: serde_json::Value = client
+            .get_public(
+                "/v1/entry",
+                &[("pile", "32010200000001"), ("transport", "tls")],
+            )
+            .unwrap();
+        let head = requests.recv().unwrap();
+        assert!(
+            head.starts_with("GET /v1/entry?pile=32010200000001&transport=tls HTTP/1.1"),
+            "{head}"
+        );
+        assert!(
+            !head.to_ascii_lowercase().contains("authorization"),
+            "{head}"
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_401_without_a_token_says_how_to_set_one() {
+        let (endpoint, _requests, server) =
+            serve(vec![(401, unauthorized()), (401, unauthorized())]);
+        let hint = "pass --token, set PYLON_TOKEN, or put token = \"...\" in \
+                    ~/.config/pylon/pylonctl.toml";
+        let client = Client::new(&endpoint, None, hint.into());
+        let err = client
+            .get::<Vec<EdgeInfo>>("/v1/admin/edges", &[])
+            .unwrap_err();
+        assert_eq!(err.status(), Some(401));
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("this call needs the admin token (unauthorized, HTTP 401)"),
+            "{msg}"
+        );
+        assert!(msg.contains(hint), "{msg}");
+
+        let client = Client::new(&endpoint, Some("wrong".into()), hint.into());
+        let msg = client
+            .get::<Vec<EdgeInfo>>("/v1/admin/edges", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("refused the token"), "{msg}");
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn connection_refused_names_the_endpoint() {
+        let endpoint = refused_endpoint();
+        let client = Client::new(&endpoint, None, "hint".into());
+        let err = client
+            .get::<Vec<EdgeInfo>>("/v1/admin/edges", &[])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot reach the control plane at {endpoint}: connection refused (is \
+                 pylon-control running? set --endpoint or PYLON_ENDPOINT)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_reply_of_the_wrong_shape_is_a_bad_reply() {
+        let (endpoint, _requests, server) =
+            serve(vec![(200, "<html>hi</html>".into()), (404, "nope".into())]);
+        let client = Client::new(&endpoint, None, "hint".into());
+        let err = client
+            .get::<Vec<EdgeInfo>>("/v1/admin/edges", &[])
+            .unwrap_err();
+        assert!(matches!(err, ClientError::BadReply { .. }), "{err:?}");
+        let err = client
+            .get::<Vec<EdgeInfo>>("/v1/admin/edges", &[])
+            .unwrap_err();
+        assert_eq!(err.status(), Some(404));
+        assert!(err.to_string().contains("HTTP 404"), "{err}");
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(path_segment("edge-1"), "edge-1");
+        assert_eq!(path_segment("a/b c"), "a%2Fb%20c");
+    }
+}

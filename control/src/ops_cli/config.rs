@@ -1,0 +1,371 @@
+//! Where `pylonctl` finds the control plane and its token.
+//!
+//! Every setting is taken from, in this order: its flag, its environment variable, the
+//! config file, the default. The environment is read through a lookup function so that
+//! resolution is a pure function of its inputs (and testable without touching the
+//! process environment).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::api::DEFAULT_HTTP_PORT;
+use crate::cli::Failure;
+
+pub const ENV_ENDPOINT: &str = "PYLON_ENDPOINT";
+pub const ENV_TOKEN: &str = "PYLON_TOKEN";
+pub const ENV_CONFIG: &str = "PYLONCTL_CONFIG";
+pub const ENV_GRPC_ENDPOINT: &str = "PYLON_GRPC_ENDPOINT";
+
+/// The config file's place under the user's config folder.
+pub const CONFIG_RELATIVE: &str = "pylon/pylonctl.toml";
+
+/// The control plane's HTTP address when nothing else names one.
+pub fn default_endpoint() -> String {
+    format!("http://127.0.0.1:{DEFAULT_HTTP_PORT}")
+}
+
+/// The settings given as flags (`None`: not given).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub endpoint: Option<String>,
+    pub token: Option<String>,
+    pub config: Option<PathBuf>,
+    pub grpc_endpoint: Option<String>,
+}
+
+/// The config file, `pylonctl.toml`. Unknown keys are refused so that a misspelt key is
+/// reported rather than silently ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub endpoint: Option<String>,
+    pub token: Option<String>,
+    pub grpc_endpoint: Option<String>,
+}
+
+/// The settings a command runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The control plane's HTTP base URL, `http://host:port` without a trailing slash.
+    pub endpoint: String,
+    pub token: Option<String>,
+    /// The gRPC address as given (flag, env or file); `None`: ask the control plane.
+    pub grpc_endpoint: Option<String>,
+    /// The config file consulted (it may not exist), for hints in error messages.
+    pub config_path: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Where to put the token, said in terms of this user's config file.
+    pub fn token_hint(&self) -> String {
+        let file = self.config_path.as_ref().map_or_else(
+            || "~/.config/pylon/pylonctl.toml".to_owned(),
+            |p| p.display().to_string(),
+        );
+        format!("pass --token, set {ENV_TOKEN}, or put token = \"...\" in {file}")
+    }
+}
+
+/// The default config file: `$XDG_CONFIG_HOME/pylon/pylonctl.toml`, else
+/// `$HOME/.config/pylon/pylonctl.toml`; `None` when neither variable is set.
+pub fn default_config_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let nonempty = |k: &str| env(k).filter(|v| !v.is_empty());
+    if let Some(xdg) = nonempty("XDG_CONFIG_HOME").filter(|v| Path::new(v).is_absolute()) {
+        return Some(Path::new(&xdg).join(CONFIG_RELATIVE));
+    }
+    nonempty("HOME").map(|home| Path::new(&home).join(".config").join(CONFIG_RELATIVE))
+}
+
+/// Reads and parses a config file. `explicit`: the user named it, so it must exist.
+pub fn load_config(path: &Path, explicit: bool) -> Result<ConfigFile, Failure> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => {
+            return Ok(ConfigFile::default())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Failure::BadInput(format!(
+                "the config file {} does not exist (named by --config or {ENV_CONFIG})",
+                path.display()
+            )))
+        }
+        Err(e) => {
+            return Err(Failure::Other(anyhow::anyhow!(
+                "cannot read the config file {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    toml::from_str(&text).map_err(|e| {
+        Failure::BadInput(format!(
+            "the config file {} is not valid: {}\nIt takes the keys endpoint, token and \
+             grpc_endpoint, e.g. endpoint = \"http://10.0.0.5:7400\".",
+            path.display(),
+            e.to_string().trim_end()
+        ))
+    })
+}
+
+/// Resolves every setting: flag > environment > config file > default.
+pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Failure> {
+    let nonempty = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    let env_var = |k: &str| nonempty(env(k));
+
+    let (config_path, explicit) = match (&flags.config, env_var(ENV_CONFIG)) {
+        (Some(path), _) => (Some(path.clone()), true),
+        (None, Some(path)) => (Some(PathBuf::from(path)), true),
+        (None, None) => (default_config_path(env), false),
+    };
+    let file = match &config_path {
+        Some(path) => load_config(path, explicit)?,
+        None => ConfigFile::default(),
+    };
+
+    let endpoint = nonempty(flags.endpoint.clone())
+        .or_else(|| env_var(ENV_ENDPOINT))
+        .or(nonempty(file.endpoint))
+        .unwrap_or_else(default_endpoint);
+    let token = nonempty(flags.token.clone())
+        .or_else(|| env_var(ENV_TOKEN))
+        .or(nonempty(file.token))
+        .map(|t| t.trim().to_owned());
+    let grpc_endpoint = nonempty(flags.grpc_endpoint.clone())
+        .or_else(|| env_var(ENV_GRPC_ENDPOINT))
+        .or(nonempty(file.grpc_endpoint));
+
+    Ok(Settings {
+        endpoint: normalize_http_endpoint(&endpoint)?,
+        token,
+        grpc_endpoint,
+        config_path,
+    })
+}
+
+/// `host:port` or `http://host:port/` -> `http://host:port`; refuses other schemes.
+pub fn normalize_http_endpoint(endpoint: &str) -> Result<String, Failure> {
+    let endpoint = endpoint.trim();
+    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("http", endpoint));
+    match scheme {
+        "http" => {}
+        "https" => {
+            return Err(Failure::BadInput(format!(
+                "the endpoint {endpoint} is https, but pylonctl speaks plain http to the \
+                 control plane: give an http:// URL"
+            )))
+        }
+        _ => {
+            return Err(Failure::BadInput(format!(
+                "the endpoint {endpoint} has the scheme {scheme}: give an http:// URL such as {}",
+                default_endpoint()
+            )))
+        }
+    }
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() {
+        return Err(Failure::BadInput(format!(
+            "the endpoint {endpoint:?} names no host: give an http:// URL such as {}",
+            default_endpoint()
+        )));
+    }
+    Ok(format!("http://{rest}"))
+}
+
+/// The host part of an `http://host:port/...` URL (`[::1]` keeps its brackets).
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let host = if authority.starts_with('[') {
+        &authority[..=authority.find(']')?]
+    } else {
+        authority.split(':').next()?
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn write_config(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join(CONFIG_RELATIVE);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file_beats_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let xdg = dir.path().to_str().unwrap();
+        write_config(
+            dir.path(),
+            "endpoint = \"http://file:7400\"\ntoken = \"file-token\"\ngrpc_endpoint = \"http://file:7401\"\n",
+        );
+
+        // Nothing but the default file.
+        let env = env_of(&[("XDG_CONFIG_HOME", xdg)]);
+        let s = resolve(&Flags::default(), &env).unwrap();
+        assert_eq!(s.endpoint, "http://file:7400");
+        assert_eq!(s.token.as_deref(), Some("file-token"));
+        assert_eq!(s.grpc_endpoint.as_deref(), Some("http://file:7401"));
+        assert_eq!(s.config_path, Some(dir.path().join(CONFIG_RELATIVE)));
+
+        // The environment beats the file.
+        let env = env_of(&[
+            ("XDG_CONFIG_HOME", xdg),
+            (ENV_ENDPOINT, "http://env:7400"),
+            (ENV_TOKEN, "env-token"),
+            (ENV_GRPC_ENDPOINT, "http://env:7401"),
+        ]);
+        let s = resolve(&Flags::default(), &env).unwrap();
+        assert_eq!(s.endpoint, "http://env:7400");
+        assert_eq!(s.token.as_deref(), Some("env-token"));
+        assert_eq!(s.grpc_endpoint.as_deref(), Some("http://env:7401"));
+
+        // Flags beat the environment.
+        let flags = Flags {
+            endpoint: Some("flag:7400".into()),
+            token: Some("flag-token".into()),
+            config: None,
+            grpc_endpoint: Some("http://flag:7401".into()),
+        };
+        let s = resolve(&flags, &env).unwrap();
+        assert_eq!(s.endpoint, "http://flag:7400");
+        assert_eq!(s.token.as_deref(), Some("flag-token"));
+        assert_eq!(s.grpc_endpoint.as_deref(), Some("http://flag:7401"));
+
+        // No file, no env, no flags: the defaults.
+        let empty = tempfile::tempdir().unwrap();
+        let env = env_of(&[("HOME", empty.path().to_str().unwrap())]);
+        let s = resolve(&Flags::default(), &env).unwrap();
+        assert_eq!(s.endpoint, "http://127.0.0.1:7400");
+        assert_eq!(s.token, None);
+        assert_eq!(s.grpc_endpoint, None);
+        assert_eq!(
+            s.config_path,
+            Some(empty.path().join(".config").join(CONFIG_RELATIVE))
+        );
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let dir = tempfile::tempdir().unwrap();
+        write_config(dir.path(), "token = \"file-token\"\n");
+        let env = env_of(&[
+            ("XDG_CONFIG_HOME", dir.path().to_str().unwrap()),
+            (ENV_TOKEN, ""),
+            (ENV_ENDPOINT, "  "),
+        ]);
+        let s = resolve(&Flags::default(), &env).unwrap();
+        assert_eq!(s.token.as_deref(), Some("file-token"));
+        assert_eq!(s.endpoint, default_endpoint());
+    }
+
+    #[test]
+    fn an_explicit_config_file_must_exist_the_default_need_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.toml");
+        let flags = Flags {
+            config: Some(missing.clone()),
+            ..Flags::default()
+        };
+        let err = resolve(&flags, &env_of(&[])).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("does not exist"), "{err}");
+
+        let env = env_of(&[(ENV_CONFIG, missing.to_str().unwrap())]);
+        assert!(resolve(&Flags::default(), &env).is_err());
+
+        let env = env_of(&[("XDG_CONFIG_HOME", dir.path().to_str().unwrap())]);
+        assert!(resolve(&Flags::default(), &env).is_ok());
+    }
+
+    #[test]
+    fn the_config_flag_beats_the_config_env_var() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.toml");
+        let b = dir.path().join("b.toml");
+        std::fs::write(&a, "endpoint = \"http://a:1\"").unwrap();
+        std::fs::write(&b, "endpoint = \"http://b:1\"").unwrap();
+        let env = env_of(&[(ENV_CONFIG, b.to_str().unwrap())]);
+        let flags = Flags {
+            config: Some(a.clone()),
+            ..Flags::default()
+        };
+        assert_eq!(resolve(&flags, &env).unwrap().endpoint, "http://a:1");
+        assert_eq!(
+            resolve(&Flags::default(), &env).unwrap().endpoint,
+            "http://b:1"
+        );
+    }
+
+    #[test]
+    fn a_bad_config_file_is_bad_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "tokne = \"x\"\n").unwrap();
+        let err = load_config(&path, true).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("tokne") && msg.contains("grpc_endpoint"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn default_config_path_prefers_xdg() {
+        let env = env_of(&[("XDG_CONFIG_HOME", "/x"), ("HOME", "/home/op")]);
+        assert_eq!(
+            default_config_path(&env),
+            Some(PathBuf::from("/x/pylon/pylonctl.toml"))
+        );
+        let env = env_of(&[("XDG_CONFIG_HOME", "relative"), ("HOME", "/home/op")]);
+        assert_eq!(
+            default_config_path(&env),
+            Some(PathBuf::from("/home/op/.config/pylon/pylonctl.toml"))
+        );
+        assert_eq!(default_config_path(&env_of(&[])), None);
+    }
+
+    #[test]
+    fn endpoints_are_normalised() {
+        assert_eq!(
+            normalize_http_endpoint("10.0.0.5:7400").unwrap(),
+            "http://10.0.0.5:7400"
+        );
+        assert_eq!(
+            normalize_http_endpoint("http://h:1/").unwrap(),
+            "http://h:1"
+        );
+        assert_eq!(
+            normalize_http_endpoint("https://h")
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert!(normalize_http_endpoint("ftp://h").is_err());
+        assert!(normalize_http_endpoint("http://").is_err());
+    }
+
+    #[test]
+    fn url_host_finds_the_host() {
+        assert_eq!(url_host("http://10.0.0.5:7400/x"), Some("10.0.0.5"));
+        assert_eq!(url_host("http://[::1]:7400"), Some("[::1]"));
+        assert_eq!(url_host("ctl.example:7400"), Some("ctl.example"));
+        assert_eq!(url_host("http://"), None);
+    }
+}
