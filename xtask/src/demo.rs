@@ -1,5 +1,7 @@
-//! `cargo xtask demo`: an edge, a simulated fleet over TCP and TLS, live session counts.
+//! `cargo xtask demo`: the control plane (embedded registry), two edges that register and
+//! follow routes, and simulated fleets (TCP and TLS) that ask dispatch where to connect.
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -14,15 +16,16 @@ pub struct DemoArgs {
     /// Stop after this many seconds (0: until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     duration: u64,
-    /// Edge plain TCP port.
+    /// First edge's plain TCP port; its TLS port is the next one, and the second edge
+    /// uses the two after those.
     #[arg(long, default_value_t = 8768)]
     tcp_port: u16,
-    /// Edge TLS port.
-    #[arg(long, default_value_t = 8769)]
-    tls_port: u16,
-    /// Edge admin/metrics port.
+    /// First edge's admin/metrics port; the second edge uses the next one.
     #[arg(long, default_value_t = 9100)]
     admin_port: u16,
+    /// Control-plane HTTP port (dispatch, admin API, metrics); gRPC is the next one.
+    #[arg(long, default_value_t = 7400)]
+    control_port: u16,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -30,6 +33,9 @@ static STOP: AtomicBool = AtomicBool::new(false);
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
+
+const ADMIN_TOKEN: &str = "demo-admin-token";
+const CLUSTER_TOKEN: &str = "demo-cluster-token";
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     procs::build_release()?;
@@ -39,99 +45,138 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    let admin = format!("127.0.0.1:{}", args.admin_port);
-    let mut edge = Proc::spawn(
-        "pylon-edge",
-        Command::new(procs::release_binary("pylon-edge"))
-            .args([
-                "--edge-id",
-                "demo-edge",
-                "--executors",
-                "2",
-                "--allow-all",
-                "--drain-grace",
-                "2",
-            ])
-            .args(["--tcp-listen", &format!("127.0.0.1:{}", args.tcp_port)])
-            .args(["--tls-listen", &format!("127.0.0.1:{}", args.tls_port)])
-            .args(["--admin-listen", &admin])
-            .arg("--tls-cert")
-            .arg(&certs.cert)
-            .arg("--tls-key")
-            .arg(&certs.key),
-        &dir.join("edge.log"),
+    let control_http = format!("127.0.0.1:{}", args.control_port);
+    let control_grpc = format!("127.0.0.1:{}", args.control_port + 1);
+    let mut control = Proc::spawn(
+        "pylon-control",
+        Command::new(procs::release_binary("pylon-control"))
+            .args(["--replica-id", "demo-control", "--registry", "embedded"])
+            .arg("--registry-file")
+            .arg(dir.join("registry.json"))
+            .args(["--http-listen", &control_http, "--grpc-listen", &control_grpc])
+            .args(["--admin-token", ADMIN_TOKEN, "--cluster-token", CLUSTER_TOKEN]),
+        &dir.join("control.log"),
     )?;
-    std::thread::sleep(Duration::from_millis(500));
-    anyhow::ensure!(
-        edge.is_running(),
-        "the edge did not start; see {}",
-        dir.join("edge.log").display()
-    );
+    wait_ready(&mut control, &format!("http://{control_http}/readyz"), &dir.join("control.log"))?;
 
-    let fleet =
-        |name: &str, port: u16, tls: bool, base: u64, sources: &str| -> anyhow::Result<Proc> {
-            let mut cmd = Command::new(procs::release_binary("pylon-fleet"));
-            cmd.args(["--target", &format!("127.0.0.1:{port}")])
-                .args(["--sessions", &args.chargers.to_string(), "--ramp", "100"])
-                .args([
-                    "--pile-base",
-                    &base.to_string(),
-                    "--source-ips",
-                    sources,
-                    "--progress-secs",
-                    "0",
-                ]);
-            if tls {
-                cmd.arg("--tls-ca").arg(&ca);
-            }
-            Proc::spawn(name, &mut cmd, &dir.join(format!("{name}.log")))
-        };
-    let _tcp = fleet(
-        "fleet-tcp",
-        args.tcp_port,
-        false,
-        10_000_000_000_000,
-        "127.2.0.1-127.2.0.10",
-    )?;
-    let _tls = fleet(
-        "fleet-tls",
-        args.tls_port,
-        true,
-        20_000_000_000_000,
-        "127.3.0.1-127.3.0.10",
-    )?;
+    let mut edges = Vec::new();
+    for i in 0..2u16 {
+        let id = format!("demo-edge-{}", i + 1);
+        let tcp = format!("127.0.0.1:{}", args.tcp_port + 2 * i);
+        let tls = format!("127.0.0.1:{}", args.tcp_port + 2 * i + 1);
+        let admin = format!("127.0.0.1:{}", args.admin_port + i);
+        let log = dir.join(format!("{id}.log"));
+        let mut edge = Proc::spawn(
+            &id,
+            Command::new(procs::release_binary("pylon-edge"))
+                .args(["--edge-id", &id, "--executors", "1", "--allow-all"])
+                .args(["--drain-grace", "2", "--drain-period", "10"])
+                .args(["--tcp-listen", &tcp, "--tls-listen", &tls, "--admin-listen", &admin])
+                .arg("--tls-cert")
+                .arg(&certs.cert)
+                .arg("--tls-key")
+                .arg(&certs.key)
+                .args(["--control", &format!("http://{control_grpc}")])
+                .args(["--control-token", CLUSTER_TOKEN]),
+            &log,
+        )?;
+        wait_ready(&mut edge, &format!("http://{admin}/readyz"), &log)?;
+        edges.push((id, admin, edge));
+    }
 
+    let dispatch = format!("http://{control_http}");
+    let fleet = |name: &str, tls: bool, base: u64, sources: &str| -> anyhow::Result<Proc> {
+        let mut cmd = Command::new(procs::release_binary("pylon-fleet"));
+        cmd.args(["--dispatch", &dispatch])
+            .args(["--sessions", &args.chargers.to_string(), "--ramp", "100"])
+            .args(["--pile-base", &base.to_string(), "--source-ips", sources])
+            .args(["--progress-secs", "0"]);
+        if tls {
+            cmd.arg("--tls-ca").arg(&ca);
+        }
+        Proc::spawn(name, &mut cmd, &dir.join(format!("{name}.log")))
+    };
+    let _tcp = fleet("fleet-tcp", false, 10_000_000_000_000, "127.2.0.1-127.2.0.10")?;
+    let _tls = fleet("fleet-tls", true, 20_000_000_000_000, "127.3.0.1-127.3.0.10")?;
+
+    println!("Pylon demo");
+    println!("  control plane: http://{control_http} (dispatch: /v1/entry?pile=..., metrics: /metrics), gRPC {control_grpc}");
+    for (id, admin, _) in &edges {
+        println!("  {id}: metrics at http://{admin}/metrics");
+    }
     println!(
-        "Pylon demo: edge on 127.0.0.1:{} (TCP) and :{} (TLS), metrics at http://{admin}/metrics",
-        args.tcp_port, args.tls_port
-    );
-    println!(
-        "{} simulated chargers per transport; logs in {}. Ctrl-C stops.",
+        "  {} simulated chargers per transport ask dispatch for their edge; logs in {}",
         args.chargers,
         dir.display()
     );
+    println!("Try, in another shell:");
+    println!("  export PYLON_ENDPOINT=http://{control_http} PYLON_TOKEN={ADMIN_TOKEN}");
+    println!("  cargo run -q -p pylon-control --bin pylonctl -- status");
+    println!("  cargo run -q -p pylon-control --bin pylonctl -- edges drain demo-edge-1   # watch the chargers move");
+    println!("Ctrl-C stops.");
     let start = Instant::now();
     while !STOP.load(Ordering::Relaxed)
         && (args.duration == 0 || start.elapsed().as_secs() < args.duration)
     {
         std::thread::sleep(Duration::from_secs(2));
-        if !edge.is_running() {
-            anyhow::bail!("the edge stopped; see {}", dir.join("edge.log").display());
+        anyhow::ensure!(
+            control.is_running(),
+            "the control plane stopped; see {}",
+            dir.join("control.log").display()
+        );
+        let mut line = format!("[{:>4}s]", start.elapsed().as_secs());
+        for (id, admin, edge) in &mut edges {
+            anyhow::ensure!(edge.is_running(), "{id} stopped; see its log in {}", dir.display());
+            let s = get_json(&format!("http://{admin}/v1/status"));
+            line.push_str(&format!(
+                " | {id} {}: tcp {} tls {} (routes v{})",
+                s["state"].as_str().unwrap_or("?"),
+                s["sessions"]["tcp"],
+                s["sessions"]["tls"],
+                s["route_version"]
+            ));
         }
-        match ureq::get(&format!("http://{admin}/v1/status")).call() {
-            Ok(r) => {
-                let s: serde_json::Value = r.into_json().unwrap_or_default();
-                println!(
-                    "[{:>4}s] sessions: tcp {} tls {} | connections: tcp {} tls {} | heartbeats answered {}",
-                    start.elapsed().as_secs(),
-                    s["sessions"]["tcp"], s["sessions"]["tls"],
-                    s["connections"]["tcp"], s["connections"]["tls"], s["heartbeats"]
-                );
-            }
-            Err(e) => println!("status unavailable: {e}"),
-        }
+        let edges_live = get_json_with_token(&format!("http://{control_http}/v1/admin/status"));
+        line.push_str(&format!(
+            " | control: {} edges live, {} draining",
+            edges_live["edges_live"], edges_live["edges_draining"]
+        ));
+        println!("{line}");
     }
     println!("stopping");
-    edge.terminate(Duration::from_secs(5));
+    for (_, _, edge) in &mut edges {
+        edge.terminate(Duration::from_secs(5));
+    }
+    control.terminate(Duration::from_secs(5));
     Ok(())
+}
+
+fn wait_ready(proc: &mut Proc, url: &str, log: &Path) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        if !proc.is_running() {
+            break;
+        }
+        if ureq::get(url).call().is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    anyhow::bail!("{} did not start; see {}", proc.name, log.display())
+}
+
+fn get_json(url: &str) -> serde_json::Value {
+    ureq::get(url)
+        .call()
+        .ok()
+        .and_then(|r| r.into_json().ok())
+        .unwrap_or_default()
+}
+
+fn get_json_with_token(url: &str) -> serde_json::Value {
+    ureq::get(url)
+        .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+        .call()
+        .ok()
+        .and_then(|r| r.into_json().ok())
+        .unwrap_or_default()
 }
