@@ -175,7 +175,9 @@ impl ClusterState {
     /// another shard count.
     pub fn shard_owners(&self, shard_count: u32) -> Vec<Option<String>> {
         match self.json::<ShardMapRecord>(SHARDS_KEY) {
-            Some(map) if map.shard_count == shard_count && map.owners.len() == shard_count as usize => {
+            Some(map)
+                if map.shard_count == shard_count && map.owners.len() == shard_count as usize =>
+            {
                 map.owners
                     .into_iter()
                     .map(|o| (!o.is_empty()).then_some(o))
@@ -294,12 +296,22 @@ mod tests {
             vec![
                 kv(&member_key(MemberKind::Edge, "e1"), edge("e1"), 1),
                 kv(&member_key(MemberKind::Edge, "e2"), edge("e2"), 2),
-                kv(&load_key(MemberKind::Edge, "e2"), LoadRecord { sessions: 10, leaving: false }, 3),
+                kv(
+                    &load_key(MemberKind::Edge, "e2"),
+                    LoadRecord {
+                        sessions: 10,
+                        leaving: false,
+                    },
+                    3,
+                ),
                 kv(&edge_settings_key("e1"), EdgeSettings { draining: true }, 4),
                 kv(&member_key(MemberKind::App, "a1"), app, 5),
                 kv(
                     SHARDS_KEY,
-                    ShardMapRecord { shard_count: 2, owners: vec!["a1".into(), "gone".into()] },
+                    ShardMapRecord {
+                        shard_count: 2,
+                        owners: vec!["a1".into(), "gone".into()],
+                    },
                     5,
                 ),
             ],

@@ -7,8 +7,7 @@ use pylon_proto::control::membership_server::Membership;
 use pylon_proto::control::routes_server::Routes;
 use pylon_proto::control::{
     AppliedReply, AppliedReport, KeepAliveReply, KeepAliveRequest, LeaveReply, LeaveRequest,
-    Member, MemberKind as ProtoKind, RegisterReply, RegisterRequest, RouteUpdate,
-    SubscribeRequest,
+    Member, MemberKind as ProtoKind, RegisterReply, RegisterRequest, RouteUpdate, SubscribeRequest,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -24,7 +23,9 @@ const MIN_TTL_SECS: u32 = 2;
 const MAX_TTL_SECS: u32 = 300;
 
 /// Checks the bearer token of every gRPC call: the cluster token or the admin token.
-pub fn authenticate(node: Arc<ControlNode>) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+pub fn authenticate(
+    node: Arc<ControlNode>,
+) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
     move |req: Request<()>| {
         let Some(cluster) = node.config.cluster_token.as_deref() else {
             return Ok(req);
@@ -49,7 +50,11 @@ pub fn authenticate(node: Arc<ControlNode>) -> impl Fn(Request<()>) -> Result<Re
 
 /// Compares tokens in time independent of where they differ.
 pub fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 fn registry_status(e: RegistryError) -> Status {
@@ -77,7 +82,11 @@ impl MembershipService {
             Ok(ProtoKind::App) => MemberKind::App,
             _ => return Err(self.invalid("member kind must be EDGE or APP".into())),
         };
-        for address in [&member.tcp_address, &member.tls_address, &member.grpc_address] {
+        for address in [
+            &member.tcp_address,
+            &member.tls_address,
+            &member.grpc_address,
+        ] {
             if !address.is_empty() {
                 validate_address(address).map_err(|m| self.invalid(m))?;
             }
@@ -106,11 +115,19 @@ impl MembershipService {
         })
     }
 
-    async fn write_load(&self, record: &MemberRecord, load: LoadRecord) -> Result<(), RegistryError> {
+    async fn write_load(
+        &self,
+        record: &MemberRecord,
+        load: LoadRecord,
+    ) -> Result<(), RegistryError> {
         let value = serde_json::to_vec(&load).unwrap_or_default();
         self.node
             .registry
-            .put(&load_key(record.kind, &record.id), value, Some(record.lease))
+            .put(
+                &load_key(record.kind, &record.id),
+                value,
+                Some(record.lease),
+            )
             .await?;
         self.node.load_written(record.kind, &record.id, load);
         Ok(())
@@ -234,7 +251,9 @@ impl Membership for MembershipService {
                 .filter(|m| m.record.lease == request.lease_id);
             // Not in the view yet (just registered): the next keep-alive writes it.
             if let Some(m) = member {
-                if m.load != load && node.load_changed(m.record.kind, &m.record.id, m.record.capacity, load) {
+                if m.load != load
+                    && node.load_changed(m.record.kind, &m.record.id, m.record.capacity, load)
+                {
                     if let Err(e) = self.write_load(&m.record, load).await {
                         tracing::warn!(member = %m.record.id, "cannot record load: {e}");
                     }

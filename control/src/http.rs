@@ -68,10 +68,19 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
 async fn entry(State(s): State<Http>, Query(query): Query<HashMap<String, String>>) -> Response {
     let started = Instant::now();
     let node = &s.node;
-    let count = |r: &str| node.metrics.dispatch_requests.get_or_create(&result(r)).inc();
+    let count = |r: &str| {
+        node.metrics
+            .dispatch_requests
+            .get_or_create(&result(r))
+            .inc()
+    };
     let Some(pile_text) = query.get("pile") else {
         count("bad_request");
-        return error(StatusCode::BAD_REQUEST, "bad_pile", "missing ?pile=<14-digit pile number>");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_pile",
+            "missing ?pile=<14-digit pile number>",
+        );
     };
     let pile = match parse_pile(pile_text) {
         Ok(p) => p,
@@ -171,7 +180,13 @@ async fn readyz(State(s): State<Http>) -> Response {
 }
 
 async fn require_admin(State(s): State<Http>, request: Request, next: Next) -> Response {
-    let count = |r: &str| s.node.metrics.admin_requests.get_or_create(&result(r)).inc();
+    let count = |r: &str| {
+        s.node
+            .metrics
+            .admin_requests
+            .get_or_create(&result(r))
+            .inc()
+    };
     let Some(expected) = s.node.config.admin_token.as_deref() else {
         count("unauthorized");
         return error(
@@ -310,7 +325,11 @@ async fn set_draining(node: &ControlNode, id: String, draining: bool) -> Respons
     };
     if let Err(e) = result {
         let e = node.registry_error("edge_settings", e);
-        return error(StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", e.to_string());
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "registry_unavailable",
+            e.to_string(),
+        );
     }
     tracing::info!(edge = %id, draining, "edge drain flag set by an operator");
     // Answer with what was written, which the mirror may not have seen yet.

@@ -9,7 +9,6 @@
 
 pub mod api;
 pub mod cli;
-pub mod ops_cli;
 pub mod cluster;
 pub mod config;
 pub mod dispatch;
@@ -19,6 +18,7 @@ pub mod leader;
 pub mod metrics;
 pub mod mirror;
 pub mod node;
+pub mod ops_cli;
 pub mod publisher;
 pub mod registry;
 pub mod server;

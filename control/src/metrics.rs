@@ -44,7 +44,8 @@ pub struct ControlMetrics {
     pub snapshots_sent: Counter,
     pub deltas_sent: Counter,
     pub subscribers: Gauge,
-    pub slowest_lag_seconds: prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub slowest_lag_seconds:
+        prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
     pub slowest_lag_updates: Gauge,
     pub edges_live: Gauge,
     pub edges_draining: Gauge,
@@ -100,7 +101,11 @@ impl ControlMetrics {
             "Admin API requests by result (ok, unauthorized, not_found, bad_request, error)",
             self.admin_requests.clone(),
         );
-        r.register("registrations", "Member registrations", self.registrations.clone());
+        r.register(
+            "registrations",
+            "Member registrations",
+            self.registrations.clone(),
+        );
         r.register(
             "keepalives",
             "Member keep-alives by result (ok, expired, error)",
@@ -182,7 +187,11 @@ impl ControlMetrics {
             "Registered edges an operator is draining",
             self.edges_draining.clone(),
         );
-        r.register("apps_live", "Registered app instances", self.apps_live.clone());
+        r.register(
+            "apps_live",
+            "Registered app instances",
+            self.apps_live.clone(),
+        );
         r.register(
             "shards_unowned",
             "Shards no registered app instance owns",

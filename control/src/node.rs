@@ -71,8 +71,7 @@ impl ControlNode {
         );
         if self.publisher.publish(table) {
             m.route_updates.inc();
-            m.route_version
-                .set(self.publisher.table().version as i64);
+            m.route_version.set(self.publisher.table().version as i64);
             m.route_snapshot_bytes
                 .set(self.publisher.snapshot_len() as i64);
         }
@@ -104,7 +103,13 @@ impl ControlNode {
 
     /// Whether `load` differs enough from what was last written for this member to be
     /// worth a registry write (leaving changed, or sessions moved by 1% of capacity).
-    pub fn load_changed(&self, kind: MemberKind, id: &str, capacity: u32, load: LoadRecord) -> bool {
+    pub fn load_changed(
+        &self,
+        kind: MemberKind,
+        id: &str,
+        capacity: u32,
+        load: LoadRecord,
+    ) -> bool {
         let written = self.written_loads.lock().unwrap_or_else(|p| p.into_inner());
         match written.get(&(kind, id.to_owned())) {
             None => true,

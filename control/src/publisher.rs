@@ -186,7 +186,12 @@ impl Publisher {
     pub async fn wait_applied(&self, version: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.lock().subscribers.values().all(|s| s.applied >= version) {
+            if self
+                .lock()
+                .subscribers
+                .values()
+                .all(|s| s.applied >= version)
+            {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -199,7 +204,9 @@ fn snapshot_update(state: &State) -> RouteUpdate {
     RouteUpdate {
         version: state.table.version,
         base_version: 0,
-        body: Some(route_update::Body::Snapshot(state.snapshot.as_ref().clone())),
+        body: Some(route_update::Body::Snapshot(
+            state.snapshot.as_ref().clone(),
+        )),
     }
 }
 
@@ -238,7 +245,10 @@ mod tests {
         let publisher = Publisher::new(table(1, &["e1"]));
         let mut sub = publisher.subscribe("edge/e1");
         assert_eq!(sub.first.version, 1);
-        assert!(!publisher.publish(table(2, &["e1"])), "same routes: nothing to publish");
+        assert!(
+            !publisher.publish(table(2, &["e1"])),
+            "same routes: nothing to publish"
+        );
         assert!(publisher.publish(table(3, &["e1", "e2"])));
         let delta = sub.updates.recv().await.unwrap();
         assert_eq!((delta.base_version, delta.version), (1, 3));

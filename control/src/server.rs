@@ -44,7 +44,9 @@ pub async fn open_registry(config: &Config) -> anyhow::Result<Arc<dyn Registry>>
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     config.validate()?;
     if config.cluster_token.is_none() {
-        tracing::warn!("no cluster token: anything that reaches the gRPC port may register as a member");
+        tracing::warn!(
+            "no cluster token: anything that reaches the gRPC port may register as a member"
+        );
     }
     if config.admin_token.is_none() {
         tracing::warn!("no admin token: the admin API (pylonctl) is off");
@@ -98,9 +100,14 @@ fn local(listener: &TcpListener) -> String {
         .map_or_else(|_| "?".into(), |a: SocketAddr| a.to_string())
 }
 
-async fn serve_grpc(node: Arc<ControlNode>, listener: TcpListener, mut stopped: watch::Receiver<bool>) {
+async fn serve_grpc(
+    node: Arc<ControlNode>,
+    listener: TcpListener,
+    mut stopped: watch::Receiver<bool>,
+) {
     let auth = authenticate(node.clone());
-    let membership = MembershipServer::with_interceptor(MembershipService { node: node.clone() }, auth.clone());
+    let membership =
+        MembershipServer::with_interceptor(MembershipService { node: node.clone() }, auth.clone());
     let routes = RoutesServer::with_interceptor(RoutesService { node: node.clone() }, auth);
     let result = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))

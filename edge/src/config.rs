@@ -183,9 +183,11 @@ impl Config {
     /// The address chargers should use for `listen`, or `None` when it cannot be told
     /// (a wildcard listen address without an explicit advertised one).
     fn advertised(explicit: &Option<String>, listen: Option<SocketAddr>) -> Option<String> {
-        explicit
-            .clone()
-            .or_else(|| listen.filter(|a| !a.ip().is_unspecified()).map(|a| a.to_string()))
+        explicit.clone().or_else(|| {
+            listen
+                .filter(|a| !a.ip().is_unspecified())
+                .map(|a| a.to_string())
+        })
     }
 
     pub fn advertise_tcp(&self) -> Option<String> {

@@ -109,7 +109,11 @@ impl ControlLink {
             .into_inner();
         self.lease = Some(reply.lease_id);
         self.shared.metrics.registrations.inc();
-        tracing::info!(lease = reply.lease_id, ttl = reply.ttl_seconds, "registered with the control plane");
+        tracing::info!(
+            lease = reply.lease_id,
+            ttl = reply.ttl_seconds,
+            "registered with the control plane"
+        );
         Ok(Duration::from_secs(reply.ttl_seconds.max(2).into()))
     }
 
@@ -127,7 +131,10 @@ impl ControlLink {
         match membership.keep_alive(request).await {
             Ok(_) => Ok(()),
             Err(status) if status.code() == Code::NotFound => {
-                tracing::warn!(lease, "the control plane no longer knows this edge's lease; registering again");
+                tracing::warn!(
+                    lease,
+                    "the control plane no longer knows this edge's lease; registering again"
+                );
                 self.lease = None;
                 self.register(membership).await.map(drop)
             }
@@ -217,7 +224,10 @@ impl ControlLink {
         }
         if drain {
             let period = Duration::from_secs(self.shared.config.control.drain_period_secs);
-            tracing::info!(?period, "an operator drained this edge: no new sessions; moving chargers off");
+            tracing::info!(
+                ?period,
+                "an operator drained this edge: no new sessions; moving chargers off"
+            );
             self.executors
                 .broadcast(|| ExecutorCommand::MoveOff { period });
         } else {

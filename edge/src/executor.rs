@@ -427,7 +427,13 @@ async fn move_off(exec: Rc<Executor>, period: Duration) {
     let total = exec.conns.borrow().len();
     let ticks = (period.as_secs_f64() / TICK.as_secs_f64()).ceil().max(1.0) as usize;
     let batch = total.div_ceil(ticks).max(1);
-    tracing::info!(executor = exec.id, sessions = total, batch, ?period, "moving chargers off this edge");
+    tracing::info!(
+        executor = exec.id,
+        sessions = total,
+        batch,
+        ?period,
+        "moving chargers off this edge"
+    );
     loop {
         runtime::sleep(TICK).await;
         if !exec.draining.get() || exec.stopping.get() {

@@ -10,10 +10,10 @@ use anyhow::Context;
 use clap::Parser;
 use prometheus_client::registry::Registry;
 use pylon_edge::allowlist::LoginPolicy;
+use pylon_edge::control::ControlLink;
 use pylon_edge::executor::{self, EdgeShared, ExecutorCommand, DRAINING, STOPPING};
 use pylon_edge::metrics::EdgeMetrics;
 use pylon_edge::uplink::LogUplink;
-use pylon_edge::control::ControlLink;
 use pylon_edge::{admin, runtime, tls, Config};
 
 /// The Pylon edge: accepts YKC chargers over TCP and TLS, answers their heartbeats and

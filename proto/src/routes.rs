@@ -31,7 +31,17 @@ pub fn shard_of(pile: &PileNo, shard_count: u32) -> u32 {
 }
 
 /// An edge as routes see it.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct EdgeRoute {
     pub id: String,
     /// `host:port` for plain TCP chargers, empty when not offered.
@@ -45,7 +55,17 @@ pub struct EdgeRoute {
 }
 
 /// An app-service instance as routes see it.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct AppRoute {
     pub id: String,
     pub grpc_address: String,
@@ -53,7 +73,18 @@ pub struct AppRoute {
 }
 
 /// The whole table at one version.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct RouteTable {
     pub version: u64,
     pub shard_count: u32,
@@ -287,9 +318,14 @@ impl RouteView {
     pub fn from_snapshot(bytes: &[u8]) -> Result<Self, RouteError> {
         let snapshot = aligned(bytes);
         let version = {
-            let table = rkyv::access::<ArchivedRouteTable, RkyvError>(&snapshot).map_err(invalid)?;
+            let table =
+                rkyv::access::<ArchivedRouteTable, RkyvError>(&snapshot).map_err(invalid)?;
             let apps = table.apps.len() as u32;
-            if table.shards.iter().any(|s| s.to_native() != NO_OWNER && s.to_native() >= apps) {
+            if table
+                .shards
+                .iter()
+                .any(|s| s.to_native() != NO_OWNER && s.to_native() >= apps)
+            {
                 return Err(RouteError::Invalid(
                     "a shard names an app index past the end of the app list".into(),
                 ));
@@ -386,7 +422,9 @@ impl RouteView {
         }
         let base = self.base();
         let idx = base.shards.get(shard as usize)?.to_native();
-        base.apps.get(idx as usize).map(|a| a.id.as_str().to_owned())
+        base.apps
+            .get(idx as usize)
+            .map(|a| a.id.as_str().to_owned())
     }
 
     /// The app instance owning `shard`, if it is live.
@@ -491,7 +529,11 @@ mod tests {
         t.apps = apps.to_vec();
         t.shards = owners
             .iter()
-            .map(|o| apps.iter().position(|a| a.id == *o).map_or(NO_OWNER, |i| i as u32))
+            .map(|o| {
+                apps.iter()
+                    .position(|a| a.id == *o)
+                    .map_or(NO_OWNER, |i| i as u32)
+            })
             .collect();
         t
     }
@@ -511,7 +553,12 @@ mod tests {
 
     #[test]
     fn diff_then_apply_reaches_the_new_table() {
-        let a = table(3, &[edge("e1", false), edge("e2", false)], &[app("a1")], &["a1", "a1", ""]);
+        let a = table(
+            3,
+            &[edge("e1", false), edge("e2", false)],
+            &[app("a1")],
+            &["a1", "a1", ""],
+        );
         let b = table(
             7,
             &[edge("e2", true), edge("e3", false)],
@@ -521,7 +568,9 @@ mod tests {
         let delta = a.diff(&b);
         assert_eq!(delta.base_version, 3);
         let mut applied = a.clone();
-        applied.apply(&RouteDelta::decode(&delta.encode()).unwrap()).unwrap();
+        applied
+            .apply(&RouteDelta::decode(&delta.encode()).unwrap())
+            .unwrap();
         assert_eq!(applied, b);
 
         let mut view = RouteView::from_snapshot(&a.encode()).unwrap();
@@ -555,7 +604,9 @@ mod tests {
             RouteView::from_snapshot(&[1, 2, 3, 4, 5, 6, 7]),
             Err(RouteError::Invalid(_))
         ));
-        let mut bytes = table(1, &[edge("e1", false)], &[app("a1")], &["a1"]).encode().to_vec();
+        let mut bytes = table(1, &[edge("e1", false)], &[app("a1")], &["a1"])
+            .encode()
+            .to_vec();
         let n = bytes.len();
         bytes[n - 8..].fill(0xFF);
         assert!(RouteView::from_snapshot(&bytes).is_err());
@@ -569,7 +620,9 @@ mod tests {
         for v in 2..200u64 {
             let mut next = t.clone();
             next.version = v;
-            next.edges = (0..(v % 7)).map(|i| edge(&format!("e{v}-{i}"), false)).collect();
+            next.edges = (0..(v % 7))
+                .map(|i| edge(&format!("e{v}-{i}"), false))
+                .collect();
             view.apply_delta(&t.diff(&next).encode()).unwrap();
             t = next;
         }

@@ -53,11 +53,25 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             .args(["--replica-id", "demo-control", "--registry", "embedded"])
             .arg("--registry-file")
             .arg(dir.join("registry.json"))
-            .args(["--http-listen", &control_http, "--grpc-listen", &control_grpc])
-            .args(["--admin-token", ADMIN_TOKEN, "--cluster-token", CLUSTER_TOKEN]),
+            .args([
+                "--http-listen",
+                &control_http,
+                "--grpc-listen",
+                &control_grpc,
+            ])
+            .args([
+                "--admin-token",
+                ADMIN_TOKEN,
+                "--cluster-token",
+                CLUSTER_TOKEN,
+            ]),
         &dir.join("control.log"),
     )?;
-    wait_ready(&mut control, &format!("http://{control_http}/readyz"), &dir.join("control.log"))?;
+    wait_ready(
+        &mut control,
+        &format!("http://{control_http}/readyz"),
+        &dir.join("control.log"),
+    )?;
 
     let mut edges = Vec::new();
     for i in 0..2u16 {
@@ -71,7 +85,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             Command::new(procs::release_binary("pylon-edge"))
                 .args(["--edge-id", &id, "--executors", "1", "--allow-all"])
                 .args(["--drain-grace", "2", "--drain-period", "10"])
-                .args(["--tcp-listen", &tcp, "--tls-listen", &tls, "--admin-listen", &admin])
+                .args([
+                    "--tcp-listen",
+                    &tcp,
+                    "--tls-listen",
+                    &tls,
+                    "--admin-listen",
+                    &admin,
+                ])
                 .arg("--tls-cert")
                 .arg(&certs.cert)
                 .arg("--tls-key")
@@ -96,8 +117,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
         Proc::spawn(name, &mut cmd, &dir.join(format!("{name}.log")))
     };
-    let _tcp = fleet("fleet-tcp", false, 10_000_000_000_000, "127.2.0.1-127.2.0.10")?;
-    let _tls = fleet("fleet-tls", true, 20_000_000_000_000, "127.3.0.1-127.3.0.10")?;
+    let _tcp = fleet(
+        "fleet-tcp",
+        false,
+        10_000_000_000_000,
+        "127.2.0.1-127.2.0.10",
+    )?;
+    let _tls = fleet(
+        "fleet-tls",
+        true,
+        20_000_000_000_000,
+        "127.3.0.1-127.3.0.10",
+    )?;
 
     println!("Pylon demo");
     println!("  control plane: http://{control_http} (dispatch: /v1/entry?pile=..., metrics: /metrics), gRPC {control_grpc}");
@@ -126,7 +157,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
         let mut line = format!("[{:>4}s]", start.elapsed().as_secs());
         for (id, admin, edge) in &mut edges {
-            anyhow::ensure!(edge.is_running(), "{id} stopped; see its log in {}", dir.display());
+            anyhow::ensure!(
+                edge.is_running(),
+                "{id} stopped; see its log in {}",
+                dir.display()
+            );
             let s = get_json(&format!("http://{admin}/v1/status"));
             line.push_str(&format!(
                 " | {id} {}: tcp {} tls {} (routes v{})",

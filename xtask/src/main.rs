@@ -1,6 +1,7 @@
 //! `cargo xtask`: set-up, demo, tests and benchmarks for Pylon.
 
 mod bench;
+mod bench_control;
 mod demo;
 mod procs;
 mod system;
@@ -27,6 +28,8 @@ enum Task {
     Demo(demo::DemoArgs),
     /// Measure the edge against the reference server.
     Bench(bench::BenchArgs),
+    /// Measure the control plane: dispatch, route push latency, snapshot size.
+    BenchControl(bench_control::BenchControlArgs),
 }
 
 fn main() {
@@ -35,6 +38,7 @@ fn main() {
         Task::Test { cargo_args } => test(&cargo_args),
         Task::Demo(args) => demo::run(args),
         Task::Bench(args) => bench::run(args),
+        Task::BenchControl(args) => bench_control::run(args),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");

@@ -63,7 +63,10 @@ struct Cli {
 
 fn main() {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pylon-control-bench: {e}");
@@ -109,7 +112,10 @@ async fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
     eprintln!("healthz reference: {reference}");
     members.store(true, Ordering::Relaxed);
     let ratio = dispatch["requests_per_sec"].as_f64().unwrap_or(0.0)
-        / reference["requests_per_sec"].as_f64().unwrap_or(1.0).max(1.0);
+        / reference["requests_per_sec"]
+            .as_f64()
+            .unwrap_or(1.0)
+            .max(1.0);
     Ok(serde_json::json!({
         "edges": cli.edges,
         "apps": cli.apps,
@@ -123,23 +129,52 @@ async fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
 
 /// Registers the members and keeps them alive until the returned flag is set.
 async fn register_members(cli: &Cli) -> anyhow::Result<Arc<AtomicBool>> {
-    let channel = channel(&cli.grpc).await.context("connecting to the control plane")?;
+    let channel = channel(&cli.grpc)
+        .await
+        .context("connecting to the control plane")?;
     let mut client = MembershipClient::new(channel);
     let mut leases = Vec::new();
     for i in 0..cli.edges + cli.apps {
         let is_edge = i < cli.edges;
-        let id = if is_edge { format!("bench-edge-{i:03}") } else { format!("bench-app-{i:03}") };
+        let id = if is_edge {
+            format!("bench-edge-{i:03}")
+        } else {
+            format!("bench-app-{i:03}")
+        };
         let member = Member {
             id: id.clone(),
-            kind: if is_edge { MemberKind::Edge } else { MemberKind::App }.into(),
-            tcp_address: if is_edge { format!("10.0.{}.{}:8768", i / 250, i % 250 + 1) } else { String::new() },
-            tls_address: if is_edge { format!("10.0.{}.{}:8769", i / 250, i % 250 + 1) } else { String::new() },
-            grpc_address: if is_edge { String::new() } else { format!("10.1.0.{}:7500", i % 250 + 1) },
+            kind: if is_edge {
+                MemberKind::Edge
+            } else {
+                MemberKind::App
+            }
+            .into(),
+            tcp_address: if is_edge {
+                format!("10.0.{}.{}:8768", i / 250, i % 250 + 1)
+            } else {
+                String::new()
+            },
+            tls_address: if is_edge {
+                format!("10.0.{}.{}:8769", i / 250, i % 250 + 1)
+            } else {
+                String::new()
+            },
+            grpc_address: if is_edge {
+                String::new()
+            } else {
+                format!("10.1.0.{}:7500", i % 250 + 1)
+            },
             capacity: 100_000,
             version: "bench".into(),
         };
         let reply = client
-            .register(with_token(RegisterRequest { member: Some(member), ttl_seconds: 30 }, &cli.cluster_token))
+            .register(with_token(
+                RegisterRequest {
+                    member: Some(member),
+                    ttl_seconds: 30,
+                },
+                &cli.cluster_token,
+            ))
             .await
             .with_context(|| format!("registering {id}"))?
             .into_inner();
@@ -152,7 +187,11 @@ async fn register_members(cli: &Cli) -> anyhow::Result<Arc<AtomicBool>> {
         while !stopped.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_secs(8)).await;
             for (id, lease) in &leases {
-                let request = KeepAliveRequest { member_id: id.clone(), lease_id: *lease, load: Some(Load::default()) };
+                let request = KeepAliveRequest {
+                    member_id: id.clone(),
+                    lease_id: *lease,
+                    load: Some(Load::default()),
+                };
                 let _ = client.keep_alive(with_token(request, &token)).await;
             }
         }
@@ -163,7 +202,12 @@ async fn register_members(cli: &Cli) -> anyhow::Result<Arc<AtomicBool>> {
 async fn snapshot_figures(cli: &Cli) -> anyhow::Result<serde_json::Value> {
     let mut routes = RoutesClient::new(channel(&cli.grpc).await?);
     let mut stream = routes
-        .subscribe(with_token(SubscribeRequest { subscriber_id: "bench/snapshot".into() }, &cli.admin_token))
+        .subscribe(with_token(
+            SubscribeRequest {
+                subscriber_id: "bench/snapshot".into(),
+            },
+            &cli.admin_token,
+        ))
         .await?
         .into_inner();
     let first = stream.message().await?.context("no snapshot")?;
@@ -209,7 +253,12 @@ async fn push_latency(cli: &Cli) -> anyhow::Result<serde_json::Value> {
     for n in 0..cli.subscribers {
         let mut routes = RoutesClient::new(channel(&cli.grpc).await?);
         let mut stream = routes
-            .subscribe(with_token(SubscribeRequest { subscriber_id: format!("bench/sub-{n:02}") }, &cli.admin_token))
+            .subscribe(with_token(
+                SubscribeRequest {
+                    subscriber_id: format!("bench/sub-{n:02}"),
+                },
+                &cli.admin_token,
+            ))
             .await?
             .into_inner();
         let state: Seen = Arc::default();
@@ -219,8 +268,12 @@ async fn push_latency(cli: &Cli) -> anyhow::Result<serde_json::Value> {
             let mut view: Option<RouteView> = None;
             while let Ok(Some(update)) = stream.message().await {
                 let ok = match update.body {
-                    Some(Body::Snapshot(b)) => RouteView::from_snapshot(&b).map(|v| view = Some(v)).is_ok(),
-                    Some(Body::Delta(b)) => view.as_mut().is_some_and(|v| v.apply_delta(&b).is_ok()),
+                    Some(Body::Snapshot(b)) => {
+                        RouteView::from_snapshot(&b).map(|v| view = Some(v)).is_ok()
+                    }
+                    Some(Body::Delta(b)) => {
+                        view.as_mut().is_some_and(|v| v.apply_delta(&b).is_ok())
+                    }
                     None => false,
                 };
                 if !ok {
@@ -240,7 +293,9 @@ async fn push_latency(cli: &Cli) -> anyhow::Result<serde_json::Value> {
         });
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut timeouts = 0;
     for i in 0..cli.changes {
@@ -259,7 +314,10 @@ async fn push_latency(cli: &Cli) -> anyhow::Result<serde_json::Value> {
         let deadline = t0 + Duration::from_secs(5);
         let done = loop {
             let all = seen.iter().all(|s| {
-                s.lock().ok().and_then(|s| s.get(&edge).copied()).is_some_and(|(d, at)| d == drain && at >= t0)
+                s.lock()
+                    .ok()
+                    .and_then(|s| s.get(&edge).copied())
+                    .is_some_and(|(d, at)| d == drain && at >= t0)
             });
             if all || Instant::now() > deadline {
                 break all;
@@ -373,7 +431,8 @@ async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> Option<u16> {
             .lines()
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
             })
             .unwrap_or(0);
         if filled >= end + 4 + length {

@@ -62,6 +62,9 @@ struct Cli {
     /// Leader lease TTL in seconds: how fast another replica takes over (default 5).
     #[arg(long)]
     leader_ttl: Option<u32>,
+    /// Threads serving requests (default 2).
+    #[arg(long, default_value_t = 2)]
+    worker_threads: usize,
     /// Log filter, e.g. info or pylon_control=debug (RUST_LOG works too).
     #[arg(long, default_value = "info")]
     log: String,
@@ -109,9 +112,10 @@ fn main() -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
     tracing_subscriber::fmt().with_env_filter(filter).init();
+    let workers = cli.worker_threads.max(1);
     let result = cli.into_config().and_then(|config| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(workers)
             .thread_name("control")
             .enable_all()
             .build()?;
