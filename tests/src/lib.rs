@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod edge;
+pub mod etcd;
 pub mod http;
 
 use std::net::{SocketAddr, TcpListener};

@@ -1,0 +1,261 @@
+//! Real `etcd` processes for a test: an N-member cluster on free loopback ports, with data
+//! and logs in a temporary directory, killed and removed on drop even when a test fails.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use etcd_client::{Client, ConnectOptions};
+
+use crate::free_port;
+
+/// How long a new cluster gets to elect a leader and answer.
+const START_LIMIT: Duration = Duration::from_secs(20);
+
+pub struct EtcdCluster {
+    members: Vec<Member>,
+    dir: tempfile::TempDir,
+}
+
+struct Member {
+    name: String,
+    client_port: u16,
+    log: PathBuf,
+    /// None once killed.
+    child: Option<Child>,
+    /// etcd's id for the member, learnt once the cluster answered.
+    id: u64,
+}
+
+impl EtcdCluster {
+    /// Starts `members` etcd processes forming one new cluster, and waits until every member
+    /// answers and knows the leader. Short heartbeat and election timeouts (50/500 ms) keep
+    /// leader fail-over fast.
+    pub async fn start(members: usize) -> anyhow::Result<EtcdCluster> {
+        if members == 0 {
+            bail!("an etcd cluster needs at least one member");
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("pylon-etcd-")
+            .tempdir()
+            .context("creating a directory for etcd")?;
+        let ports = distinct_ports(2 * members);
+        let ports: Vec<(u16, u16)> = ports.chunks(2).map(|p| (p[0], p[1])).collect();
+        let initial_cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = format!(
+            "pylon-test-{}-{}",
+            std::process::id(),
+            dir.path()
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("x")
+        );
+        let mut cluster = EtcdCluster {
+            members: Vec::with_capacity(members),
+            dir,
+        };
+        for (i, (client_port, peer_port)) in ports.into_iter().enumerate() {
+            let name = format!("m{i}");
+            let log = cluster.dir.path().join(format!("{name}.log"));
+            let log_file = std::fs::File::create(&log).context("creating an etcd log file")?;
+            let client_url = format!("http://127.0.0.1:{client_port}");
+            let peer_url = format!("http://127.0.0.1:{peer_port}");
+            let child = Command::new("etcd")
+                .arg("--name")
+                .arg(&name)
+                .arg("--data-dir")
+                .arg(cluster.dir.path().join(format!("{name}.data")))
+                .args(["--listen-client-urls", &client_url])
+                .args(["--advertise-client-urls", &client_url])
+                .args(["--listen-peer-urls", &peer_url])
+                .args(["--initial-advertise-peer-urls", &peer_url])
+                .args(["--initial-cluster", &initial_cluster])
+                .args(["--initial-cluster-state", "new"])
+                .args(["--initial-cluster-token", &token])
+                .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+                .args(["--logger", "zap", "--log-outputs", "stderr"])
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone().context("etcd log file handle")?)
+                .stderr(log_file)
+                .spawn();
+            let child = match child {
+                Ok(child) => child,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                    "etcd is not installed (no `etcd` on PATH); `cargo xtask test` installs it \
+                     (Debian package etcd-server)"
+                ),
+                Err(e) => return Err(e).context("starting etcd"),
+            };
+            cluster.members.push(Member {
+                name,
+                client_port,
+                log,
+                child: Some(child),
+                id: 0,
+            });
+        }
+        if let Err(e) = cluster.wait_ready().await {
+            bail!("{e:#}\n{}", cluster.log_tails(30));
+        }
+        Ok(cluster)
+    }
+
+    /// Polls every member until each reports the same leader.
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let mut last_error;
+        loop {
+            for (i, member) in self.members.iter_mut().enumerate() {
+                if let Some(child) = member.child.as_mut() {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        bail!("etcd member {i} ({}) exited with {status}", member.name);
+                    }
+                }
+            }
+            match self.statuses().await {
+                Ok(statuses) if statuses.iter().all(|(_, _, leader)| *leader != 0) => {
+                    let leader = statuses[0].2;
+                    if statuses.iter().all(|(_, _, l)| *l == leader) {
+                        for (i, id, _) in statuses {
+                            self.members[i].id = id;
+                        }
+                        return Ok(());
+                    }
+                    last_error = "the members do not agree on a leader yet".into();
+                }
+                Ok(_) => last_error = "no leader yet".into(),
+                Err(e) => last_error = format!("{e:#}"),
+            }
+            if start.elapsed() > START_LIMIT {
+                bail!("the etcd cluster did not become ready within {START_LIMIT:?}: {last_error}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// (index, member id, leader id) of every live member; an error if one does not answer.
+    async fn statuses(&self) -> anyhow::Result<Vec<(usize, u64, u64)>> {
+        let mut out = Vec::new();
+        for (i, member) in self.members.iter().enumerate() {
+            if member.child.is_none() {
+                continue;
+            }
+            let status = status(&member.endpoint())
+                .await
+                .with_context(|| format!("asking member {i} for its status"))?;
+            out.push((i, status.0, status.1));
+        }
+        Ok(out)
+    }
+
+    /// `http://127.0.0.1:<port>` of every member, dead or alive, in member order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(Member::endpoint).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// SIGKILLs member `i` (no-op if it is already dead).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The index of the current leader, as the live members see it; None if they know none
+    /// (or still name a member that was killed).
+    pub async fn leader_index(&self) -> Option<usize> {
+        for member in self.members.iter().filter(|m| m.child.is_some()) {
+            let Ok((_, leader)) = status(&member.endpoint()).await else {
+                continue;
+            };
+            if leader == 0 {
+                continue;
+            }
+            return self
+                .members
+                .iter()
+                .position(|m| m.id == leader && m.child.is_some());
+        }
+        None
+    }
+
+    /// The last `lines` lines of every member's log, for failure messages.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for member in &self.members {
+            let text = std::fs::read_to_string(&member.log).unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            let tail = &all[all.len().saturating_sub(lines)..];
+            out.push_str(&format!(
+                "--- etcd {} ({}), last {} lines of {}:\n{}\n",
+                member.name,
+                member.endpoint(),
+                tail.len(),
+                member.log.display(),
+                tail.join("\n")
+            ));
+        }
+        out
+    }
+}
+
+/// `n` ports, each free a moment ago and none twice.
+fn distinct_ports(n: usize) -> Vec<u16> {
+    let mut ports = Vec::with_capacity(n);
+    while ports.len() < n {
+        let port = free_port();
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
+impl Member {
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+}
+
+/// (member id, leader id) from one member, within a second.
+async fn status(endpoint: &str) -> anyhow::Result<(u64, u64)> {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_timeout(Duration::from_secs(1));
+    let ask = async {
+        let mut client = Client::connect([endpoint], Some(options)).await?;
+        let status = client.status().await?;
+        let member = status.header().map(|h| h.member_id()).unwrap_or_default();
+        Ok::<_, etcd_client::Error>((member, status.leader()))
+    };
+    match tokio::time::timeout(Duration::from_secs(1), ask).await {
+        Ok(result) => Ok(result?),
+        Err(_) => bail!("{endpoint} did not answer within 1s"),
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+        // The TempDir removes the data directories and logs after this.
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tails(15));
+        }
+    }
+}
