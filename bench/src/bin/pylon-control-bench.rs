@@ -300,7 +300,7 @@ async fn push_latency(cli: &Cli) -> anyhow::Result<serde_json::Value> {
     let mut timeouts = 0;
     for i in 0..cli.changes {
         let edge = format!("bench-edge-{:03}", i % cli.edges.max(1));
-        let drain = (i / cli.edges.max(1)) % 2 == 0;
+        let drain = (i / cli.edges.max(1)).is_multiple_of(2);
         let url = format!(
             "http://{}/v1/admin/edges/{edge}/{}",
             cli.http,
