@@ -98,6 +98,23 @@ impl EdgeProcess {
         );
     }
 
+    /// `/v1/status` as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&http::get(self.admin, "/v1/status").1).unwrap_or_default()
+    }
+
+    /// Logged-in sessions over both transports.
+    pub fn sessions(&self) -> i64 {
+        let s = self.status();
+        s["sessions"]["tcp"].as_i64().unwrap_or(0) + s["sessions"]["tls"].as_i64().unwrap_or(0)
+    }
+
+    /// SIGKILL: the edge vanishes without leaving the cluster.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn signal(&self, signal: libc::c_int) {
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, signal);
