@@ -2,4 +2,6 @@
 //! billing models, remote start and stop, real-time status, and transaction records
 //! that are durable before they are acknowledged.
 //!
-//! Not written yet: today the edge's standalone uplink counts and logs business frames.
+//! - [`store`]: the business store (SQLite embedded, PostgreSQL) behind one trait.
+
+pub mod store;
