@@ -6,7 +6,7 @@
 //! - `/pylon/load/{edge|app}/<id>`    -> [`LoadRecord`], on the member's lease
 //! - `/pylon/settings/edge/<id>`      -> [`EdgeSettings`], kept across restarts
 //! - `/pylon/shards`                  -> [`ShardMapRecord`], written by the leader only
-//! - `/pylon/leader`                  -> the leading replica's id, on its lease
+//! - `/pylon/leader`                  -> `<replica id>#<lease>` of the leader, on that lease
 
 use std::collections::BTreeMap;
 
@@ -19,6 +19,8 @@ use crate::registry::{KeyValue, LeaseId, Revision, WatchEvent};
 pub const ROOT: &str = "/pylon/";
 pub const SHARDS_KEY: &str = "/pylon/shards";
 pub const LEADER_KEY: &str = "/pylon/leader";
+/// Between the replica id and its lease in the leader key's value.
+pub const LEADER_SEPARATOR: char = '#';
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -166,9 +168,17 @@ impl ClusterState {
             .collect()
     }
 
+    /// The leading replica's id.
     pub fn leader(&self) -> Option<String> {
         let kv = self.keys.get(LEADER_KEY)?;
-        String::from_utf8(kv.value.clone()).ok()
+        let value = std::str::from_utf8(&kv.value).ok()?;
+        Some(
+            value
+                .split(LEADER_SEPARATOR)
+                .next()
+                .unwrap_or(value)
+                .to_owned(),
+        )
     }
 
     /// The stored shard map, or all-unowned when none is stored or it was made for

@@ -134,6 +134,40 @@ impl MembershipService {
     }
 }
 
+impl MembershipService {
+    /// The member's registration as the registry holds it now (the mirror may lag).
+    async fn current(&self, kind: MemberKind, id: &str) -> Result<Option<MemberRecord>, Status> {
+        if let Some(m) = self.node.view.load().state.member(kind, id) {
+            return Ok(Some(m.record));
+        }
+        let kv = self
+            .node
+            .registry
+            .get(&member_key(kind, id))
+            .await
+            .map_err(|e| registry_status(self.node.registry_error("get", e)))?;
+        Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+    }
+
+    /// The member `id` as registered under `lease`, of either kind; NOT_FOUND when the
+    /// id is registered under another lease (the caller was replaced) or not at all.
+    async fn owned(&self, id: &str, lease: i64) -> Result<MemberRecord, Status> {
+        for kind in [MemberKind::Edge, MemberKind::App] {
+            if let Some(record) = self.current(kind, id).await? {
+                if record.lease == lease {
+                    return Ok(record);
+                }
+                return Err(Status::not_found(format!(
+                    "member {id:?} is registered under another lease now: register again"
+                )));
+            }
+        }
+        Err(Status::not_found(format!(
+            "member {id:?} is not registered: register again"
+        )))
+    }
+}
+
 /// Member ids go into registry keys and metrics: keep them plain.
 fn validate_id(id: &str) -> Result<(), String> {
     let ok = !id.is_empty()
@@ -177,11 +211,22 @@ impl Membership for MembershipService {
             t => t.clamp(MIN_TTL_SECS, MAX_TTL_SECS),
         };
         let node = &self.node;
-        // A registration under this id already (a restarted process, usually): end its
-        // lease so its keys go and a stale process learns it was replaced.
-        if let Some(old) = node.view.load().state.member(record.kind, &record.id) {
-            tracing::info!(member = %record.id, old_lease = old.record.lease, "member registers again");
-            let _ = node.registry.revoke(old.record.lease).await;
+        let previous = self.current(record.kind, &record.id).await?;
+        if let Some(old) = &previous {
+            // The same addresses: the process restarted, or re-registers after losing its
+            // lease. Other addresses: a second process claims the id; refuse it rather
+            // than let the two evict each other forever.
+            let same_place = old.tcp_address == record.tcp_address
+                && old.tls_address == record.tls_address
+                && old.grpc_address == record.grpc_address;
+            if !same_place {
+                node.metrics.bad_member_requests.inc();
+                tracing::warn!(member = %record.id, "a second process claims a registered member id: refused");
+                return Err(Status::already_exists(format!(
+                    "member id {:?} is registered by another process (tcp {:?}, tls {:?}, grpc {:?}); give every {} its own id",
+                    record.id, old.tcp_address, old.tls_address, old.grpc_address, record.kind.as_str()
+                )));
+            }
         }
         let lease = node
             .registry
@@ -190,11 +235,17 @@ impl Membership for MembershipService {
             .map_err(|e| registry_status(node.registry_error("grant_lease", e)))?;
         record.lease = lease;
         let value = serde_json::to_vec(&record).unwrap_or_default();
+        // New keys first, then the old lease goes: the member never vanishes in between,
+        // and the old lease, now holding no keys, tells a stale process it was replaced.
         let written = async {
             self.write_load(&record, LoadRecord::default()).await?;
             node.registry
                 .put(&member_key(record.kind, &record.id), value, Some(lease))
-                .await
+                .await?;
+            if let Some(old) = previous.filter(|old| old.lease != lease) {
+                node.registry.revoke(old.lease).await?;
+            }
+            Ok::<_, RegistryError>(())
         }
         .await;
         if let Err(e) = written {
@@ -225,6 +276,16 @@ impl Membership for MembershipService {
     ) -> Result<Response<KeepAliveReply>, Status> {
         let request = request.into_inner();
         let node = &self.node;
+        let record = match self.owned(&request.member_id, request.lease_id).await {
+            Ok(record) => record,
+            Err(status) => {
+                node.metrics
+                    .keepalives
+                    .get_or_create(&result("expired"))
+                    .inc();
+                return Err(status);
+            }
+        };
         let ttl = match node.registry.keep_alive(request.lease_id).await {
             Ok(ttl) => ttl,
             Err(e) => {
@@ -244,19 +305,17 @@ impl Membership for MembershipService {
                 sessions: load.sessions,
                 leaving: load.leaving,
             };
-            let view = node.view.load();
-            let member = [MemberKind::Edge, MemberKind::App]
-                .into_iter()
-                .find_map(|kind| view.state.member(kind, &request.member_id))
-                .filter(|m| m.record.lease == request.lease_id);
-            // Not in the view yet (just registered): the next keep-alive writes it.
-            if let Some(m) = member {
-                if m.load != load
-                    && node.load_changed(m.record.kind, &m.record.id, m.record.capacity, load)
-                {
-                    if let Err(e) = self.write_load(&m.record, load).await {
-                        tracing::warn!(member = %m.record.id, "cannot record load: {e}");
-                    }
+            let stored = node
+                .view
+                .load()
+                .state
+                .member(record.kind, &record.id)
+                .map(|m| m.load);
+            if stored != Some(load)
+                && node.load_changed(record.kind, &record.id, record.capacity, load)
+            {
+                if let Err(e) = self.write_load(&record, load).await {
+                    tracing::warn!(member = %record.id, "cannot record load: {e}");
                 }
             }
         }
@@ -267,6 +326,7 @@ impl Membership for MembershipService {
 
     async fn leave(&self, request: Request<LeaveRequest>) -> Result<Response<LeaveReply>, Status> {
         let request = request.into_inner();
+        self.owned(&request.member_id, request.lease_id).await?;
         self.node
             .registry
             .revoke(request.lease_id)
@@ -290,6 +350,11 @@ impl Routes for RoutesService {
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let name = request.into_inner().subscriber_id;
+        if !self.node.ready.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Status::unavailable(
+                "this replica has not read the registry yet; retry shortly",
+            ));
+        }
         if name.is_empty() || name.len() > 128 {
             self.node.metrics.bad_member_requests.inc();
             return Err(Status::invalid_argument(

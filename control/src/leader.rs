@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::cluster::{ShardMapRecord, LEADER_KEY, SHARDS_KEY};
+use crate::cluster::{ShardMapRecord, LEADER_KEY, LEADER_SEPARATOR, SHARDS_KEY};
 use crate::node::ControlNode;
 use crate::registry::{LeaseId, RegistryError};
 use crate::shards;
@@ -24,6 +24,7 @@ pub async fn run(node: Arc<ControlNode>, mut shutdown: watch::Receiver<bool>) {
         }
         match campaign(&node, ttl).await {
             Ok(Some(lease)) => {
+                node.registry_ok();
                 set_leader(&node, true);
                 tracing::info!(replica = %node.config.replica_id, "this replica is the leader");
                 let resigned = lead(&node, lease, ttl, &mut shutdown).await;
@@ -58,8 +59,8 @@ fn set_leader(node: &ControlNode, leading: bool) {
 /// Tries to take the leader key; `Some(lease)` on success.
 async fn campaign(node: &ControlNode, ttl: Duration) -> Result<Option<LeaseId>, RegistryError> {
     let registry = &node.registry;
-    let me = node.config.replica_id.as_bytes().to_vec();
     let lease = registry.grant_lease(ttl).await?;
+    let me = leader_value(node, lease);
     let created = match registry.create(LEADER_KEY, me.clone(), Some(lease)).await {
         Ok(created) => created,
         Err(e) => {
@@ -82,8 +83,19 @@ async fn campaign(node: &ControlNode, ttl: Duration) -> Result<Option<LeaseId>, 
     Ok(None)
 }
 
+/// The leader key's value: this replica and its lease. Writes are fenced on the whole
+/// value, so a deposed leader (or a replica given the same id by mistake) cannot write.
+fn leader_value(node: &ControlNode, lease: LeaseId) -> Vec<u8> {
+    format!("{}{LEADER_SEPARATOR}{lease:x}", node.config.replica_id).into_bytes()
+}
+
 /// Waits until the leader key is gone (or a TTL passes: campaigning again is cheap).
 async fn wait_for_vacancy(node: &ControlNode, ttl: Duration, shutdown: &mut watch::Receiver<bool>) {
+    // The mirror may not show the key that just beat us yet: never campaign in a loop.
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        _ = shutdown.changed() => return,
+    }
     let mut changes = node.changes.subscribe();
     let deadline = tokio::time::sleep(ttl);
     tokio::pin!(deadline);
@@ -111,7 +123,7 @@ async fn lead(
     let mut changes = node.changes.subscribe();
     let mut last_refresh = tokio::time::Instant::now();
     loop {
-        match reconcile_shards(node).await {
+        match reconcile_shards(node, lease).await {
             Ok(true) => {}
             Ok(false) => return false,
             Err(e) => {
@@ -122,7 +134,10 @@ async fn lead(
         tokio::select! {
             _ = keepalive.tick() => {
                 match node.registry.keep_alive(lease).await {
-                    Ok(_) => last_refresh = tokio::time::Instant::now(),
+                    Ok(_) => {
+                        node.registry_ok();
+                        last_refresh = tokio::time::Instant::now();
+                    }
                     Err(RegistryError::LeaseNotFound(_)) => return false,
                     Err(e) => {
                         let e = node.registry_error("leader_keepalive", e);
@@ -141,7 +156,7 @@ async fn lead(
 }
 
 /// Writes a new shard map if the live app instances changed. `Ok(false)`: not the leader.
-async fn reconcile_shards(node: &ControlNode) -> Result<bool, RegistryError> {
+async fn reconcile_shards(node: &ControlNode, lease: LeaseId) -> Result<bool, RegistryError> {
     let view = node.view.load();
     let shard_count = node.config.shard_count;
     let current = view.state.shard_owners(shard_count);
@@ -157,12 +172,7 @@ async fn reconcile_shards(node: &ControlNode) -> Result<bool, RegistryError> {
     let value = serde_json::to_vec(&record).unwrap_or_default();
     let written = node
         .registry
-        .put_guarded(
-            LEADER_KEY,
-            node.config.replica_id.as_bytes(),
-            SHARDS_KEY,
-            value,
-        )
+        .put_guarded(LEADER_KEY, &leader_value(node, lease), SHARDS_KEY, value)
         .await?;
     if written {
         node.metrics.shard_moves.inc_by(moved as u64);

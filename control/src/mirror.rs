@@ -41,6 +41,7 @@ pub async fn run(node: Arc<ControlNode>) {
             while let Ok(event) = events.try_recv() {
                 state.apply(event);
             }
+            node.registry_ok();
             node.set_state(state.clone());
         }
         tracing::warn!("the registry watch ended; reading the registry again");

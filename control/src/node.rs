@@ -123,10 +123,13 @@ impl ControlNode {
     }
 
     pub fn load_written(&self, kind: MemberKind, id: &str, load: LoadRecord) {
-        self.written_loads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((kind, id.to_owned()), load);
+        let mut written = self.written_loads.lock().unwrap_or_else(|p| p.into_inner());
+        // Members come and go: forget those no longer registered now and then.
+        if written.len() > 1024 && written.len().is_power_of_two() {
+            let view = self.view.load();
+            written.retain(|(k, id), _| view.state.member(*k, id).is_some());
+        }
+        written.insert((kind, id.to_owned()), load);
     }
 
     /// Refreshes the subscriber-lag gauges (called before each scrape).

@@ -123,7 +123,7 @@ pub struct AuthConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            edge_id: "edge-1".into(),
+            edge_id: default_edge_id(),
             executors: 0,
             pin_cpus: false,
             tcp_listen: Some(([0, 0, 0, 0], 8768).into()),
@@ -142,6 +142,16 @@ impl Default for Config {
             control: ControlConfig::default(),
         }
     }
+}
+
+/// The host name: unique per machine, which is what one edge per machine needs. Several
+/// edges on one machine need `--edge-id` each (the control plane refuses duplicates).
+fn default_edge_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "edge-1".into())
 }
 
 impl Default for Limits {

@@ -65,9 +65,14 @@ impl ControlLink {
         let endpoints = self.shared.config.control.endpoints.clone();
         let mut backoff = Duration::from_millis(200);
         for endpoint in endpoints.iter().cycle() {
+            let started = tokio::time::Instant::now();
             match self.session(endpoint).await {
                 Ok(()) => return,
                 Err(e) => {
+                    // A session that worked for a while starts the backoff over.
+                    if started.elapsed() > Duration::from_secs(30) {
+                        backoff = Duration::from_millis(200);
+                    }
                     self.shared.metrics.control_connected.set(0);
                     self.shared.metrics.control_errors.inc();
                     tracing::warn!(%endpoint, "control plane link lost ({e}); retrying in {backoff:?}");
@@ -76,6 +81,15 @@ impl ControlLink {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
+    }
+
+    /// A unary call with a deadline of a third of the lease: a replica that hangs (say,
+    /// cut off from its registry) is left for another before the lease runs out.
+    fn unary<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        let ttl = self.shared.config.control.lease_ttl_secs.max(2);
+        request.set_timeout(Duration::from_secs(ttl.into()) / 3);
+        request
     }
 
     fn member(&self) -> Member {
@@ -101,10 +115,10 @@ impl ControlLink {
     async fn register(&mut self, membership: &mut Membership) -> Result<Duration, LinkError> {
         let ttl = self.shared.config.control.lease_ttl_secs;
         let reply = membership
-            .register(RegisterRequest {
+            .register(self.unary(RegisterRequest {
                 member: Some(self.member()),
                 ttl_seconds: ttl,
-            })
+            }))
             .await?
             .into_inner();
         self.lease = Some(reply.lease_id);
@@ -128,7 +142,7 @@ impl ControlLink {
             lease_id: lease,
             load: Some(self.load()),
         };
-        match membership.keep_alive(request).await {
+        match membership.keep_alive(self.unary(request)).await {
             Ok(_) => Ok(()),
             Err(status) if status.code() == Code::NotFound => {
                 tracing::warn!(
@@ -173,7 +187,7 @@ impl ControlLink {
                     let update = message?.ok_or(LinkError::StreamEnded)?;
                     let version = self.apply(update)?;
                     routes
-                        .report_applied(AppliedReport { subscriber_id: subscriber.clone(), version })
+                        .report_applied(self.unary(AppliedReport { subscriber_id: subscriber.clone(), version }))
                         .await?;
                 }
             }
@@ -213,8 +227,11 @@ impl ControlLink {
         };
         let version = view.version();
         metrics.route_version.set(version as i64);
-        let drain = view.edge(&self.shared.edge_id).is_some_and(|e| e.draining);
-        self.set_operator_drain(drain);
+        // Absent (e.g. between a lease lapse and re-registering): no change, so a drained
+        // edge does not briefly take chargers again.
+        if let Some(me) = view.edge(&self.shared.edge_id) {
+            self.set_operator_drain(me.draining);
+        }
         Ok(version)
     }
 

@@ -424,6 +424,8 @@ fn start_listeners(exec: &Rc<Executor>) -> bool {
 /// second), stopping early if the drain is lifted.
 async fn move_off(exec: Rc<Executor>, period: Duration) {
     const TICK: Duration = Duration::from_secs(1);
+    // Undrained (and maybe drained again) since: a newer move-off owns the work.
+    let generation = exec.listen_generation.get();
     let total = exec.conns.borrow().len();
     let ticks = (period.as_secs_f64() / TICK.as_secs_f64()).ceil().max(1.0) as usize;
     let batch = total.div_ceil(ticks).max(1);
@@ -436,7 +438,8 @@ async fn move_off(exec: Rc<Executor>, period: Duration) {
     );
     loop {
         runtime::sleep(TICK).await;
-        if !exec.draining.get() || exec.stopping.get() {
+        if !exec.draining.get() || exec.stopping.get() || exec.listen_generation.get() != generation
+        {
             return;
         }
         let victims: Vec<Rc<Conn>> = exec

@@ -33,7 +33,8 @@ struct Cli {
     /// TOML configuration file.
     #[arg(long, short, env = "PYLON_EDGE_CONFIG")]
     config: Option<PathBuf>,
-    /// Name of this edge in logs and metrics.
+    /// Name of this edge in logs, metrics and the control plane's registry (default: the
+    /// host name; give each edge of a cluster its own).
     #[arg(long)]
     edge_id: Option<String>,
     /// Executors (one per core); 0 means one per CPU.

@@ -226,8 +226,9 @@ pub fn edge_flags(id: &str, endpoints: &[String]) -> Vec<String> {
         endpoints.join(","),
         "--control-token".into(),
         CLUSTER_TOKEN.into(),
+        // Short enough for tests of expiry, long enough for a busy 2-core machine.
         "--lease-ttl".into(),
-        "2".into(),
+        "4".into(),
         "--drain-period".into(),
         "2".into(),
         "--allow-all".into(),
@@ -303,7 +304,7 @@ async fn keep_membership(
                             version: "test".into(),
                             ..Default::default()
                         }),
-                        ttl_seconds: 2,
+                        ttl_seconds: 4,
                     })
                     .await
                 {

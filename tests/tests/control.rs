@@ -440,10 +440,38 @@ fn bad_input_gets_typed_errors_and_counted() {
                 .unwrap_err();
             assert_eq!(status.code(), tonic::Code::InvalidArgument, "{member:?}");
         }
+        // A second process claiming a registered id (other addresses) is refused; the
+        // same process registering again (same addresses) replaces its registration.
+        let edge = |port: u16| Member {
+            id: "dup".into(),
+            kind: MemberKind::Edge.into(),
+            tcp_address: format!("127.0.0.1:{port}"),
+            capacity: 10,
+            ..Default::default()
+        };
+        let register = |m: Member| RegisterRequest {
+            member: Some(m),
+            ttl_seconds: 30,
+        };
+        let first = client
+            .register(register(edge(1000)))
+            .await
+            .expect("first registration");
+        let second = client
+            .register(register(edge(2000)))
+            .await
+            .map(drop)
+            .unwrap_err();
+        assert_eq!(second.code(), tonic::Code::AlreadyExists, "{second:?}");
+        let again = client
+            .register(register(edge(1000)))
+            .await
+            .expect("re-registration");
+        assert_ne!(again.into_inner().lease_id, first.into_inner().lease_id);
     });
-    assert!(c.metric("pylon_control_bad_member_requests_total", &[]) >= 6.0);
+    assert!(c.metric("pylon_control_bad_member_requests_total", &[]) >= 7.0);
     assert_eq!(pylon_tests::http::get(c.http, "/healthz").0, 200);
-    assert!(c.live_edges().is_empty());
+    assert_eq!(c.live_edges(), vec!["dup"]);
 }
 
 /// Subscribes like an edge does; returns the stream.
@@ -590,13 +618,23 @@ fn etcd_leader_loss_keeps_registration_dispatch_and_push_working() {
     // Registration: a new edge joins through the surviving members.
     let e3 = start_edge("e3");
     control.wait_live_edges(&["e1", "e2", "e3"]);
-    // Keep-alives: nobody expires over several lease TTLs.
-    std::thread::sleep(Duration::from_secs(5));
+    // Keep-alives: nobody expired (not even briefly, to register again) over two TTLs.
+    std::thread::sleep(Duration::from_secs(8));
     assert_eq!(
         control.live_edges(),
         vec!["e1", "e2", "e3"],
         "{}",
         etcd.log_tails(20)
+    );
+    assert_eq!(
+        control.metric("pylon_control_keepalives_total", &["result=\"expired\""]),
+        0.0,
+        "an edge lost its lease while the etcd leader changed"
+    );
+    assert_eq!(
+        control.metric("pylon_control_registrations_total", &[]),
+        3.0,
+        "an edge had to register again"
     );
     // Dispatch sends piles to the new edge.
     let to_e3 = piles(200)
