@@ -97,7 +97,10 @@ impl OrderState {
 
     /// Orders in these states still need the pile's attention.
     pub fn is_open(self) -> bool {
-        matches!(self, OrderState::Starting | OrderState::Charging | OrderState::Stopping)
+        matches!(
+            self,
+            OrderState::Starting | OrderState::Charging | OrderState::Stopping
+        )
     }
 }
 
