@@ -53,8 +53,8 @@ struct Cli {
     /// Route changes to time.
     #[arg(long, default_value_t = 200)]
     changes: u32,
-    /// Seconds of dispatch load (and as many of the reference).
-    #[arg(long, default_value_t = 10)]
+    /// Seconds of each load round (three rounds of dispatch and of the reference).
+    #[arg(long, default_value_t = 5)]
     seconds: u64,
     /// Concurrent keep-alive HTTP connections for the dispatch load.
     #[arg(long, default_value_t = 16)]
@@ -106,16 +106,24 @@ async fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
     eprintln!("snapshot: {snapshot}");
     let push = push_latency(&cli).await?;
     eprintln!("push: {push}");
-    let dispatch = load(&cli, "/v1/entry?pile=", true).await?;
-    eprintln!("dispatch: {dispatch}");
-    let reference = load(&cli, "/healthz", false).await?;
-    eprintln!("healthz reference: {reference}");
+    // Dispatch and the reference alternate over three rounds, so a burst of noise from
+    // elsewhere on this shared machine hits both; the round with the median ratio is kept.
+    let mut rounds = Vec::new();
+    for round in 0..3 {
+        let dispatch = load(&cli, "/v1/entry?pile=", true).await?;
+        let reference = load(&cli, "/healthz", false).await?;
+        let ratio = dispatch["requests_per_sec"].as_f64().unwrap_or(0.0)
+            / reference["requests_per_sec"]
+                .as_f64()
+                .unwrap_or(1.0)
+                .max(1.0);
+        eprintln!("round {round}: dispatch {dispatch}, healthz {reference}, ratio {ratio:.2}");
+        rounds.push((ratio, dispatch, reference));
+    }
     members.store(true, Ordering::Relaxed);
-    let ratio = dispatch["requests_per_sec"].as_f64().unwrap_or(0.0)
-        / reference["requests_per_sec"]
-            .as_f64()
-            .unwrap_or(1.0)
-            .max(1.0);
+    rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let ratios: Vec<f64> = rounds.iter().map(|r| r.0).collect();
+    let (ratio, dispatch, reference) = rounds.swap_remove(1);
     Ok(serde_json::json!({
         "edges": cli.edges,
         "apps": cli.apps,
@@ -124,6 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
         "dispatch": dispatch,
         "healthz_reference": reference,
         "dispatch_to_healthz_throughput": ratio,
+        "dispatch_to_healthz_throughput_all_rounds": ratios,
     }))
 }
 
