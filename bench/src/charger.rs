@@ -174,6 +174,12 @@ impl ChargerConn {
         Ok(seq)
     }
 
+    /// Sends a reply, echoing the request's sequence number.
+    pub async fn reply(&mut self, seq: u16, frame: &Frame) -> Result<(), ChargerError> {
+        let bytes = ykc::encode(seq, frame).map_err(|e| ChargerError::Protocol(e.to_string()))?;
+        self.send_raw(&bytes).await
+    }
+
     pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ChargerError> {
         self.stream.write_all(bytes).await?;
         self.stream.flush().await?;

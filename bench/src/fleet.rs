@@ -10,6 +10,7 @@ use rand::Rng;
 use tokio::sync::watch;
 
 use crate::charger::{self, Cadence, ChargerConn, ChargerError, Target};
+use crate::charging::{ChargeEvent, ChargingConfig, ChargingGun, Out};
 use crate::dispatch::Dispatch;
 use crate::stats::FleetStats;
 
@@ -25,6 +26,8 @@ pub struct FleetConfig {
     /// Ask the control plane for each pile's edge instead of connecting to `target.addr`
     /// (whose TLS settings still apply).
     pub dispatch: Option<Dispatch>,
+    /// Charge: answer remote starts and stops, start by card, send transaction records.
+    pub charging: Option<ChargingConfig>,
 }
 
 /// Runs the fleet until `stop` turns true.
@@ -83,6 +86,38 @@ async fn charger_loop(
             _ = stop.changed() => return,
         }
     }
+}
+
+/// Sends what the gun wants sent and counts what happened.
+async fn act(
+    conn: &mut ChargerConn,
+    stats: &FleetStats,
+    out: Vec<Out>,
+    events: Vec<ChargeEvent>,
+) -> Result<(), ChargerError> {
+    for item in out {
+        match item {
+            Out::Send(frame) => {
+                conn.send(&frame).await?;
+            }
+            Out::Reply(seq, frame) => conn.reply(seq, &frame).await?,
+        }
+    }
+    for event in events {
+        let counter = match event {
+            ChargeEvent::Started => &stats.charges,
+            ChargeEvent::StartRefused => {
+                stats.error("start_refused");
+                continue;
+            }
+            ChargeEvent::RecordSent => &stats.records_sent,
+            ChargeEvent::RecordRetransmitted => &stats.record_retransmits,
+            ChargeEvent::RecordConfirmed(_) => &stats.records_confirmed,
+            ChargeEvent::RecordAbandoned => &stats.records_abandoned,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// Connects to the pile's primary edge, or to the backups in turn if it does not answer.
@@ -154,6 +189,14 @@ async fn run_session(
     let mut realtime = tokio::time::interval_at(now + rt_offset, cadence.realtime_idle);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     realtime.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut gun = cfg.charging.map(|c| {
+        let offset = c.card_start_every.map_or(Duration::ZERO, |every| {
+            every.mul_f64(rand::thread_rng().gen_range(0.0..1.0))
+        });
+        ChargingGun::new(pile, c, Instant::now(), offset)
+    });
+    let mut charge_tick = tokio::time::interval(Duration::from_millis(500));
+    charge_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pending: Option<(u16, Instant)> = None;
     let mut unanswered = 0u32;
     let hb = charger::heartbeat_frame(pile);
@@ -175,6 +218,12 @@ async fn run_session(
                 conn.send(&rt).await?;
                 stats.realtime_sent.fetch_add(1, Ordering::Relaxed);
             }
+            _ = charge_tick.tick(), if gun.is_some() => {
+                if let Some(g) = gun.as_mut() {
+                    let (out, events) = g.tick(Instant::now());
+                    act(&mut conn, stats, out, events).await?;
+                }
+            }
             received = conn.recv() => match received? {
                 (seq, Frame::HeartbeatReply(_)) => {
                     if let Some((sent_seq, at)) = pending {
@@ -185,7 +234,13 @@ async fn run_session(
                         }
                     }
                 }
-                _ => { stats.downlinks.fetch_add(1, Ordering::Relaxed); }
+                (seq, frame) => {
+                    stats.downlinks.fetch_add(1, Ordering::Relaxed);
+                    if let Some(g) = gun.as_mut() {
+                        let (out, events) = g.receive(seq, &frame, Instant::now());
+                        act(&mut conn, stats, out, events).await?;
+                    }
+                }
             },
             _ = stop.changed() => return Ok(()),
         }

@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod charger;
+pub mod charging;
 pub mod dispatch;
 pub mod fleet;
 pub mod refserver;

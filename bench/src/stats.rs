@@ -17,6 +17,12 @@ pub struct FleetStats {
     pub heartbeats_ok: AtomicU64,
     pub realtime_sent: AtomicU64,
     pub downlinks: AtomicU64,
+    /// Charges started (remote or card), records sent, confirmed, sent again, given up.
+    pub charges: AtomicU64,
+    pub records_sent: AtomicU64,
+    pub records_confirmed: AtomicU64,
+    pub record_retransmits: AtomicU64,
+    pub records_abandoned: AtomicU64,
     /// Microseconds since `started` at which the last login succeeded.
     pub last_setup_us: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
@@ -39,6 +45,11 @@ impl Default for FleetStats {
             heartbeats_ok: AtomicU64::new(0),
             realtime_sent: AtomicU64::new(0),
             downlinks: AtomicU64::new(0),
+            charges: AtomicU64::new(0),
+            records_sent: AtomicU64::new(0),
+            records_confirmed: AtomicU64::new(0),
+            record_retransmits: AtomicU64::new(0),
+            records_abandoned: AtomicU64::new(0),
             last_setup_us: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
             rtt_us: Mutex::new(histogram()),
@@ -92,6 +103,11 @@ impl FleetStats {
             heartbeats_ok: self.heartbeats_ok.load(Ordering::Relaxed),
             realtime_sent: self.realtime_sent.load(Ordering::Relaxed),
             downlinks: self.downlinks.load(Ordering::Relaxed),
+            charges: self.charges.load(Ordering::Relaxed),
+            records_sent: self.records_sent.load(Ordering::Relaxed),
+            records_confirmed: self.records_confirmed.load(Ordering::Relaxed),
+            record_retransmits: self.record_retransmits.load(Ordering::Relaxed),
+            records_abandoned: self.records_abandoned.load(Ordering::Relaxed),
             errors: self.errors.lock().map(|e| e.clone()).unwrap_or_default(),
             rtt_us: hist(&self.rtt_us),
             setup_us: hist(&self.setup_us),
@@ -134,6 +150,16 @@ pub struct FleetReport {
     pub heartbeats_ok: u64,
     pub realtime_sent: u64,
     pub downlinks: u64,
+    #[serde(default)]
+    pub charges: u64,
+    #[serde(default)]
+    pub records_sent: u64,
+    #[serde(default)]
+    pub records_confirmed: u64,
+    #[serde(default)]
+    pub record_retransmits: u64,
+    #[serde(default)]
+    pub records_abandoned: u64,
     pub errors: BTreeMap<String, u64>,
     pub rtt_us: HistogramData,
     pub setup_us: HistogramData,
@@ -176,6 +202,11 @@ pub fn merge(reports: &[FleetReport]) -> (FleetReport, Latency, Latency) {
         total.heartbeats_ok += r.heartbeats_ok;
         total.realtime_sent += r.realtime_sent;
         total.downlinks += r.downlinks;
+        total.charges += r.charges;
+        total.records_sent += r.records_sent;
+        total.records_confirmed += r.records_confirmed;
+        total.record_retransmits += r.record_retransmits;
+        total.records_abandoned += r.records_abandoned;
         for (k, v) in &r.errors {
             *total.errors.entry(k.clone()).or_default() += v;
         }

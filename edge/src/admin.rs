@@ -23,13 +23,17 @@ struct AdminState {
     downlink: ExecutorHandle,
 }
 
-/// Starts the admin server on its own thread; returns once it is listening.
+/// A task for the control thread's runtime (the control-plane link, the business router).
+pub type Background = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Starts the admin server on its own thread, with `background` tasks beside it; returns
+/// once it is listening.
 pub fn start(
     addr: SocketAddr,
     shared: Arc<EdgeShared>,
     registry: Registry,
     downlink: ExecutorHandle,
-    control: Option<crate::control::ControlLink>,
+    background: Vec<Background>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -54,8 +58,8 @@ pub fn start(
         .name("edge-admin".into())
         .spawn(move || {
             let served = runtime.block_on(async {
-                if let Some(link) = control {
-                    tokio::spawn(link.run());
+                for task in background {
+                    tokio::spawn(task);
                 }
                 axum::serve(listener, app).await
             });

@@ -118,6 +118,9 @@ pub struct AuthConfig {
     pub allowlist: Option<PathBuf>,
     /// Accept every pile (standalone demos and benchmarks).
     pub allow_all: bool,
+    /// Let the app service owning each pile decide its login (the pile registry in the
+    /// business store) instead of a local list. Needs `control.endpoints`.
+    pub app_login: bool,
 }
 
 impl Default for Config {
@@ -244,8 +247,11 @@ impl Config {
                 );
             }
         }
-        if !self.auth.allow_all && self.auth.allowlist.is_none() {
-            anyhow::bail!("no login policy: give an allowlist file (auth.allowlist / --allowlist) or --allow-all");
+        if self.auth.app_login && self.control.endpoints.is_empty() {
+            anyhow::bail!("auth.app_login needs the control plane (control.endpoints / --control) to find the app service");
+        }
+        if !self.auth.allow_all && self.auth.allowlist.is_none() && !self.auth.app_login {
+            anyhow::bail!("no login policy: give an allowlist file (auth.allowlist / --allowlist), --app-login or --allow-all");
         }
         if self.limits.heartbeat_interval_secs == 0 || self.limits.max_frames_per_sec == 0 {
             anyhow::bail!(

@@ -20,6 +20,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
+use crate::appstream::ShardTable;
 use crate::executor::{EdgeShared, ExecutorCommand, ExecutorHandle, RUNNING};
 use crate::metrics::KindLabel;
 
@@ -44,6 +45,8 @@ enum LinkError {
 pub struct ControlLink {
     shared: Arc<EdgeShared>,
     executors: ExecutorHandle,
+    /// Where the shard owners go for the business-stream router.
+    shards: Option<tokio::sync::watch::Sender<Arc<ShardTable>>>,
     /// The lease from the last registration, kept across endpoint failovers.
     lease: Option<i64>,
     /// The route table as last applied.
@@ -51,10 +54,15 @@ pub struct ControlLink {
 }
 
 impl ControlLink {
-    pub fn new(shared: Arc<EdgeShared>, executors: ExecutorHandle) -> Self {
+    pub fn new(
+        shared: Arc<EdgeShared>,
+        executors: ExecutorHandle,
+        shards: Option<tokio::sync::watch::Sender<Arc<ShardTable>>>,
+    ) -> Self {
         ControlLink {
             shared,
             executors,
+            shards,
             lease: None,
             routes: None,
         }
@@ -227,6 +235,9 @@ impl ControlLink {
         };
         let version = view.version();
         metrics.route_version.set(version as i64);
+        if let Some(shards) = &self.shards {
+            shards.send_replace(Arc::new(ShardTable::from_view(view)));
+        }
         // Absent (e.g. between a lease lapse and re-registering): no change, so a drained
         // edge does not briefly take chargers again.
         if let Some(me) = view.edge(&self.shared.edge_id) {

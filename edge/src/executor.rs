@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::metrics::{EdgeMetrics, ExecutorMetrics, Transport};
 use crate::readiness::{self, Poller, Readiness, Token, LISTENER_TOKENS};
 use crate::runtime;
-use crate::session::{CloseReason, RateLimit, Session, SessionHost};
+use crate::session::{CloseReason, LoginDecision, RateLimit, Session, SessionHost};
 use crate::tls::TlsSession;
 use crate::uplink::{Uplink, UplinkFactory, UplinkMessage};
 
@@ -41,11 +41,17 @@ pub const STOPPING: u8 = 2;
 
 /// Messages to an executor from outside it.
 pub enum ExecutorCommand {
-    /// Send a frame to a pile, if it is connected here.
+    /// Send a frame to a pile, if it is connected here (a reply echoes `reply_to`).
     Downlink {
         pile: PileNo,
         frame: Frame,
+        reply_to: Option<u16>,
         reply: flume::Sender<DownlinkOutcome>,
+    },
+    /// The app service's verdict on a pending login (`None`: nobody could decide).
+    LoginVerdict {
+        session_id: u64,
+        accepted: Option<bool>,
     },
     /// A newer session of `pile` logged in elsewhere: close older ones here.
     Evict { pile: PileNo, newer_than: u64 },
@@ -82,6 +88,44 @@ pub struct ExecutorHandle {
 }
 
 impl ExecutorHandle {
+    /// Sends `frame` to `pile` on executor `executor`, where the pile logged in.
+    pub async fn send_to(
+        &self,
+        executor: usize,
+        pile: PileNo,
+        frame: Frame,
+        reply_to: Option<u16>,
+    ) -> DownlinkOutcome {
+        let Some(exec) = self.executors.get(executor) else {
+            return self.send(pile, frame).await;
+        };
+        let (tx, rx) = flume::bounded(1);
+        let cmd = ExecutorCommand::Downlink {
+            pile,
+            frame,
+            reply_to,
+            reply: tx,
+        };
+        if exec.send(cmd).is_err() {
+            return DownlinkOutcome::Failed {
+                reason: "edge is shutting down".into(),
+            };
+        }
+        rx.recv_async()
+            .await
+            .unwrap_or(DownlinkOutcome::NotConnected)
+    }
+
+    /// Delivers the app service's verdict on a pending login.
+    pub fn login_verdict(&self, executor: usize, session_id: u64, accepted: Option<bool>) {
+        if let Some(exec) = self.executors.get(executor) {
+            let _ = exec.send(ExecutorCommand::LoginVerdict {
+                session_id,
+                accepted,
+            });
+        }
+    }
+
     /// Sends `frame` to `pile` wherever it is connected in this process.
     pub async fn send(&self, pile: PileNo, frame: Frame) -> DownlinkOutcome {
         let (tx, rx) = flume::bounded(self.executors.len());
@@ -89,6 +133,7 @@ impl ExecutorHandle {
             let cmd = ExecutorCommand::Downlink {
                 pile,
                 frame: frame.clone(),
+                reply_to: None,
                 reply: tx.clone(),
             };
             if exec.send(cmd).is_err() {
@@ -105,6 +150,15 @@ impl ExecutorHandle {
             }
         }
         outcome
+    }
+
+    /// Executors in this process.
+    pub fn len(&self) -> usize {
+        self.executors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.executors.is_empty()
     }
 
     pub fn broadcast(&self, make: impl Fn() -> ExecutorCommand) {
@@ -151,13 +205,19 @@ pub fn command_channels(count: usize) -> (ExecutorHandle, Vec<flume::Receiver<Ex
     (ExecutorHandle { executors: txs }, rxs)
 }
 
+/// What the executor hands a connection to write.
+enum Outgoing {
+    Frame { frame: Frame, reply_to: Option<u16> },
+    LoginVerdict { accepted: bool },
+}
+
 /// The part of a connection that the executor can reach: its mailbox.
 struct Conn {
     id: u64,
     transport: Transport,
     waker: Cell<Option<Waker>>,
     close: Cell<Option<CloseReason>>,
-    downlink: RefCell<Vec<Frame>>,
+    downlink: RefCell<Vec<Outgoing>>,
     deadline_ms: Cell<u64>,
     deadline_reason: Cell<CloseReason>,
     /// The socket may have unread data. Cleared by a short read: with edge-triggered
@@ -261,8 +321,29 @@ impl Executor {
 
     fn handle(self: &Rc<Self>, cmd: ExecutorCommand) {
         match cmd {
-            ExecutorCommand::Downlink { pile, frame, reply } => {
-                let _ = reply.send(self.downlink(pile, frame));
+            ExecutorCommand::Downlink {
+                pile,
+                frame,
+                reply_to,
+                reply,
+            } => {
+                let _ = reply.send(self.downlink(pile, frame, reply_to));
+            }
+            ExecutorCommand::LoginVerdict {
+                session_id,
+                accepted,
+            } => {
+                if let Some(conn) = self.conns.borrow().get(&session_id) {
+                    match accepted {
+                        Some(accepted) => {
+                            conn.downlink
+                                .borrow_mut()
+                                .push(Outgoing::LoginVerdict { accepted });
+                            conn.wake();
+                        }
+                        None => conn.close(CloseReason::LoginUndecided),
+                    }
+                }
             }
             ExecutorCommand::Evict { pile, newer_than } => {
                 let id = self.piles.borrow().get(&pile).copied();
@@ -304,7 +385,7 @@ impl Executor {
         }
     }
 
-    fn downlink(&self, pile: PileNo, frame: Frame) -> DownlinkOutcome {
+    fn downlink(&self, pile: PileNo, frame: Frame, reply_to: Option<u16>) -> DownlinkOutcome {
         let Some(id) = self.piles.borrow().get(&pile).copied() else {
             return DownlinkOutcome::NotConnected;
         };
@@ -326,7 +407,7 @@ impl Executor {
                 reason: "the pile's send queue is full".into(),
             };
         }
-        queue.push(frame);
+        queue.push(Outgoing::Frame { frame, reply_to });
         drop(queue);
         conn.wake();
         self.metrics
@@ -546,12 +627,20 @@ struct Host<'a> {
 }
 
 impl SessionHost for Host<'_> {
-    fn allow_login(&mut self, pile: &PileNo) -> bool {
+    fn login_decision(&mut self, pile: &PileNo) -> LoginDecision {
+        if self.exec.shared.config.auth.app_login {
+            self.exec.metrics.login("asked");
+            return LoginDecision::Ask;
+        }
         let allowed = self.exec.shared.policy.allows(pile);
         self.exec
             .metrics
             .login(if allowed { "accepted" } else { "rejected" });
-        allowed
+        if allowed {
+            LoginDecision::Accept
+        } else {
+            LoginDecision::Reject
+        }
     }
 
     fn logged_in(&mut self, pile: PileNo) {
@@ -570,6 +659,7 @@ impl SessionHost for Host<'_> {
         }
         self.pile = Some(pile);
         exec.metrics.transport(self.conn.transport).sessions.inc();
+        exec.uplink.online(pile, self.conn.id, exec.id);
         tracing::debug!(executor = exec.id, session = self.conn.id, %pile, "logged in");
     }
 
@@ -667,6 +757,7 @@ async fn serve(exec: Rc<Executor>, stream: TcpStream, transport: Transport) {
             piles.remove(&pile);
         }
         counters.sessions.dec();
+        exec.uplink.offline(pile, id);
     }
     counters.connections.dec();
     exec.metrics.close(reason.as_str());
@@ -709,6 +800,11 @@ async fn drive(
             if !conn.readable.get() {
                 return Poll::Pending;
             }
+            // The app service is behind: leave the bytes in the socket (TCP backpressure)
+            // rather than buffer frames without bound.
+            if exec.uplink.poll_ready(cx).is_pending() {
+                return Poll::Pending;
+            }
             let mut buffer = exec.read_buffer.borrow_mut();
             match nonblocking(|| (&stream).read(&mut buffer[..])) {
                 Poll::Pending => {
@@ -740,11 +836,20 @@ async fn drive(
             Wake::Read(Ok(())) => None,
             Wake::Read(Err(reason)) => Some(reason),
             Wake::Downlink => {
-                let frames = std::mem::take(&mut *conn.downlink.borrow_mut());
+                let outgoing = std::mem::take(&mut *conn.downlink.borrow_mut());
                 let target = if tls.is_some() { &mut plain } else { &mut out };
-                for frame in &frames {
-                    if let Err(e) = session.encode_downlink(frame, host, target) {
-                        tracing::warn!(session = conn.id, "downlink frame not sent: {e}");
+                let mut verdict = Ok(());
+                for item in &outgoing {
+                    match item {
+                        Outgoing::Frame { frame, reply_to } => {
+                            if let Err(e) = session.encode_downlink(frame, *reply_to, host, target)
+                            {
+                                tracing::warn!(session = conn.id, "downlink frame not sent: {e}");
+                            }
+                        }
+                        Outgoing::LoginVerdict { accepted } => {
+                            verdict = verdict.and(session.login_verdict(*accepted, host, target));
+                        }
                     }
                 }
                 if let Some(tls) = tls.as_mut() {
@@ -753,7 +858,7 @@ async fn drive(
                     }
                     plain.clear();
                 }
-                None
+                verdict.err()
             }
         };
 

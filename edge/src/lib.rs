@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod allowlist;
+pub mod appstream;
 pub mod config;
 pub mod control;
 pub mod executor;

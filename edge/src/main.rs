@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Parser;
 use prometheus_client::registry::Registry;
 use pylon_edge::allowlist::LoginPolicy;
+use pylon_edge::appstream::{self, AppUplink};
 use pylon_edge::control::ControlLink;
 use pylon_edge::executor::{self, EdgeShared, ExecutorCommand, DRAINING, STOPPING};
 use pylon_edge::metrics::EdgeMetrics;
@@ -73,6 +74,9 @@ struct Cli {
     /// Let every pile log in (demos and benchmarks only).
     #[arg(long)]
     allow_all: bool,
+    /// Let the app service decide logins from its pile registry (needs --control).
+    #[arg(long)]
+    app_login: bool,
     /// Expected heartbeat interval in seconds (three missed close the session).
     #[arg(long)]
     heartbeat_interval: Option<u64>,
@@ -180,6 +184,7 @@ impl Cli {
             c.auth.allowlist = self.allowlist;
         }
         c.auth.allow_all |= self.allow_all;
+        c.auth.app_login |= self.app_login;
         c.validate()?;
         Ok(c)
     }
@@ -200,7 +205,8 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Arc::new(cli.into_config()?);
-    let policy = if config.auth.allow_all {
+    // With app logins, the app service's pile registry decides; the local policy is unused.
+    let policy = if config.auth.allow_all || config.auth.app_login {
         LoginPolicy::AllowAll
     } else {
         let path = config
@@ -220,9 +226,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
     let count = config.executor_count();
     let (handle, receivers) = executor::command_channels(count);
+    let with_control = !config.control.endpoints.is_empty();
+    // With a control plane, business frames go to the app instances owning their shards.
+    let (uplinks, uplink_events) = if with_control {
+        let (factory, events) = AppUplink::factory();
+        (factory, Some(events))
+    } else {
+        (LogUplink::factory(metrics.uplink_frames.clone()), None)
+    };
     let shared = Arc::new(EdgeShared {
         edge_id: config.edge_id.as_str().into(),
-        uplinks: LogUplink::factory(metrics.uplink_frames.clone()),
+        uplinks,
         config: config.clone(),
         metrics,
         policy: Arc::new(policy),
@@ -232,14 +246,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         operator_drain: Default::default(),
         peers: handle.clone(),
     });
-    let control = (!config.control.endpoints.is_empty())
-        .then(|| ControlLink::new(shared.clone(), handle.clone()));
+    let mut background: Vec<admin::Background> = Vec::new();
+    if let Some(events) = uplink_events {
+        let (shards_tx, shards_rx) = tokio::sync::watch::channel(Arc::default());
+        let link = ControlLink::new(shared.clone(), handle.clone(), Some(shards_tx));
+        background.push(Box::pin(link.run()));
+        background.push(Box::pin(appstream::run_router(
+            shared.clone(),
+            handle.clone(),
+            events,
+            shards_rx,
+        )));
+    }
     admin::start(
         config.admin_listen,
         shared.clone(),
         registry,
         handle.clone(),
-        control,
+        background,
     )?;
 
     let receivers = Arc::new(std::sync::Mutex::new(

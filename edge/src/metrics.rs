@@ -72,6 +72,11 @@ pub struct EdgeMetrics {
     pub route_version: Gauge,
     /// Route updates applied, by kind (snapshot, delta) or refused (invalid).
     pub route_updates: Family<KindLabel, Counter>,
+    /// Uplink events by what became of them (routed, no_owner_login, no_owner_dropped).
+    pub uplink_routing: Family<KindLabel, Counter>,
+    /// Business streams open to app instances.
+    pub app_streams: Gauge,
+    pub app_stream_errors: Counter,
 }
 
 impl EdgeMetrics {
@@ -163,6 +168,21 @@ impl EdgeMetrics {
             "route_updates",
             "Route updates by kind (snapshot, delta, invalid)",
             self.route_updates.clone(),
+        );
+        r.register(
+            "uplink_routing",
+            "Uplink events by outcome (routed, no_owner_login, no_owner_dropped)",
+            self.uplink_routing.clone(),
+        );
+        r.register(
+            "app_streams",
+            "Business streams open to app instances",
+            self.app_streams.clone(),
+        );
+        r.register(
+            "app_stream_errors",
+            "Business streams to app instances that failed",
+            self.app_stream_errors.clone(),
         );
     }
 }

@@ -15,6 +15,9 @@ pub enum CloseReason {
     HeartbeatTimeout,
     NotLoggedIn,
     LoginRejected,
+    /// No app instance could judge the login (none owns the pile's shard, or it did not
+    /// answer in time): closed without an answer, so the charger simply retries.
+    LoginUndecided,
     PileMismatch,
     Replaced,
     FrameRateExceeded,
@@ -39,6 +42,7 @@ impl CloseReason {
             CloseReason::HeartbeatTimeout => "heartbeat_timeout",
             CloseReason::NotLoggedIn => "not_logged_in",
             CloseReason::LoginRejected => "login_rejected",
+            CloseReason::LoginUndecided => "login_undecided",
             CloseReason::PileMismatch => "pile_mismatch",
             CloseReason::Replaced => "replaced",
             CloseReason::FrameRateExceeded => "frame_rate_exceeded",
@@ -53,9 +57,20 @@ impl CloseReason {
     }
 }
 
+/// Who decides whether a pile may log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginDecision {
+    Accept,
+    Reject,
+    /// Ask the app service; see [`Session::login_verdict`].
+    Ask,
+}
+
 /// What the session needs from the executor that runs it.
 pub trait SessionHost {
-    fn allow_login(&mut self, pile: &PileNo) -> bool;
+    /// Whether `pile` may log in, or whether the app service must decide (the login frame
+    /// then goes up like a business frame and the verdict comes back later).
+    fn login_decision(&mut self, pile: &PileNo) -> LoginDecision;
     /// The pile logged in on this connection (any older session of it must go).
     fn logged_in(&mut self, pile: PileNo);
     /// A valid frame arrived; the link is alive.
@@ -109,6 +124,8 @@ pub struct Session {
 #[derive(Debug)]
 struct Link {
     pile: Option<PileNo>,
+    /// A login waiting for the app service's verdict: the pile and the frame's sequence.
+    pending_login: Option<(PileNo, u16)>,
     budget: FrameBudget,
     limit: RateLimit,
     next_seq: u16,
@@ -120,6 +137,7 @@ impl Session {
             splitter: FrameSplitter::new(),
             link: Link {
                 pile: None,
+                pending_login: None,
                 budget: FrameBudget {
                     tokens: limit.burst,
                     last_ms: now_ms,
@@ -162,22 +180,75 @@ impl Session {
         result
     }
 
-    /// Appends a platform-initiated frame, numbered by this session's own sequence.
+    /// Appends a frame for the pile: a reply echoes `reply_to` (the request's sequence
+    /// number); a platform-initiated frame is numbered by this session's own sequence.
     pub fn encode_downlink(
         &mut self,
         frame: &Frame,
+        reply_to: Option<u16>,
         host: &mut dyn SessionHost,
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
-        let seq = self.link.next_seq;
-        self.link.next_seq = seq.wrapping_add(1);
+        let seq = reply_to.unwrap_or_else(|| {
+            let seq = self.link.next_seq;
+            self.link.next_seq = seq.wrapping_add(1);
+            seq
+        });
         ykc::encode_into(out, seq, frame).map_err(|e| e.to_string())?;
         host.frame_out(frame.frame_type());
         Ok(())
     }
 }
 
+impl Session {
+    /// The app service's verdict on the pending login: answers 0x02, and either the pile
+    /// is logged in or the connection must close.
+    pub fn login_verdict(
+        &mut self,
+        accepted: bool,
+        host: &mut dyn SessionHost,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CloseReason> {
+        let Some((pile, seq)) = self.link.pending_login.take() else {
+            // A late or repeated verdict: the login was settled already.
+            return Ok(());
+        };
+        self.link.settle_login(pile, seq, accepted, host, out)
+    }
+
+    pub fn login_pending(&self) -> bool {
+        self.link.pending_login.is_some()
+    }
+}
+
 impl Link {
+    fn settle_login(
+        &mut self,
+        pile: PileNo,
+        seq: u16,
+        accepted: bool,
+        host: &mut dyn SessionHost,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CloseReason> {
+        reply(
+            out,
+            seq,
+            LoginReply {
+                pile_no: pile,
+                result: u8::from(!accepted),
+            }
+            .into(),
+            host,
+        );
+        if !accepted {
+            return Err(CloseReason::LoginRejected);
+        }
+        self.pile = Some(pile);
+        host.logged_in(pile);
+        host.alive();
+        Ok(())
+    }
+
     fn on_frame(
         &mut self,
         raw: &RawFrame<'_>,
@@ -199,24 +270,27 @@ impl Link {
         }
         match (self.pile, frame) {
             (None, Frame::Login(login)) => {
-                let allowed = host.allow_login(&login.pile_no);
-                reply(
-                    out,
-                    raw.seq,
-                    LoginReply {
-                        pile_no: login.pile_no,
-                        result: u8::from(!allowed),
-                    }
-                    .into(),
-                    host,
-                );
-                if !allowed {
-                    return Err(CloseReason::LoginRejected);
+                if let Some((pending, _)) = self.pending_login {
+                    // A repeated login while the app decides: still waiting.
+                    return if pending == login.pile_no {
+                        Ok(())
+                    } else {
+                        Err(CloseReason::PileMismatch)
+                    };
                 }
-                self.pile = Some(login.pile_no);
-                host.logged_in(login.pile_no);
-                host.alive();
-                Ok(())
+                match host.login_decision(&login.pile_no) {
+                    LoginDecision::Accept => {
+                        self.settle_login(login.pile_no, raw.seq, true, host, out)
+                    }
+                    LoginDecision::Reject => {
+                        self.settle_login(login.pile_no, raw.seq, false, host, out)
+                    }
+                    LoginDecision::Ask => {
+                        self.pending_login = Some((login.pile_no, raw.seq));
+                        host.uplink(login.pile_no, raw.seq, Frame::Login(login));
+                        Ok(())
+                    }
+                }
             }
             (None, _) => Err(CloseReason::NotLoggedIn),
             (Some(pile), Frame::Login(login)) => {
@@ -285,11 +359,16 @@ mod tests {
         errors: Vec<&'static str>,
         now: u64,
         deny: bool,
+        ask: bool,
     }
 
     impl SessionHost for Host {
-        fn allow_login(&mut self, _: &PileNo) -> bool {
-            !self.deny
+        fn login_decision(&mut self, _: &PileNo) -> LoginDecision {
+            match (self.ask, self.deny) {
+                (true, _) => LoginDecision::Ask,
+                (false, true) => LoginDecision::Reject,
+                (false, false) => LoginDecision::Accept,
+            }
         }
         fn logged_in(&mut self, pile: PileNo) {
             self.logins.push(pile);
@@ -368,6 +447,38 @@ mod tests {
         assert!(matches!(&r[1], (9, Frame::HeartbeatReply(h)) if h.pile_no == pile()));
         assert_eq!(host.logins, vec![pile()]);
         assert_eq!(host.heartbeats, 1);
+    }
+
+    #[test]
+    fn the_app_decides_a_login_when_asked() {
+        let mut host = Host {
+            ask: true,
+            ..Default::default()
+        };
+        let mut s = Session::new(LIMIT, 0);
+        let mut out = Vec::new();
+        s.on_bytes(&login(), &mut host, &mut out).unwrap();
+        // No answer yet: the login went up, the session waits.
+        assert!(out.is_empty() && s.login_pending() && s.pile().is_none());
+        assert_eq!(host.uplinks, vec![(pile(), 0, 0x01)]);
+        // A retransmitted login while waiting changes nothing.
+        s.on_bytes(&login(), &mut host, &mut out).unwrap();
+        assert_eq!(host.uplinks.len(), 1);
+        s.login_verdict(true, &mut host, &mut out).unwrap();
+        assert!(matches!(&replies(&out)[0], (0, Frame::LoginReply(l)) if l.result == 0));
+        assert_eq!(s.pile(), Some(pile()));
+        assert_eq!(host.logins, vec![pile()]);
+        // A late second verdict is ignored.
+        assert_eq!(s.login_verdict(false, &mut host, &mut out), Ok(()));
+
+        let mut refused = Session::new(LIMIT, 0);
+        let mut out = Vec::new();
+        refused.on_bytes(&login(), &mut host, &mut out).unwrap();
+        assert_eq!(
+            refused.login_verdict(false, &mut host, &mut out),
+            Err(CloseReason::LoginRejected)
+        );
+        assert!(matches!(&replies(&out)[0], (0, Frame::LoginReply(l)) if l.result == 1));
     }
 
     #[test]

@@ -23,6 +23,18 @@ pub struct UplinkMessage {
 /// message to a channel or count it, nothing more.
 pub trait Uplink {
     fn send(&self, message: UplinkMessage);
+
+    /// A pile logged in on this executor.
+    fn online(&self, _pile: PileNo, _session_id: u64, _executor: usize) {}
+
+    /// A logged-in pile's session ended.
+    fn offline(&self, _pile: PileNo, _session_id: u64) {}
+
+    /// Pending while the uplink is too far behind to take more: connections then stop
+    /// reading (and `cx` is woken when it caught up).
+    fn poll_ready(&self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        std::task::Poll::Ready(())
+    }
 }
 
 /// Builds one uplink per executor (executors do not share state).

@@ -80,6 +80,20 @@ struct Cli {
     /// Do not print progress lines (reports are still written).
     #[arg(long)]
     quiet: bool,
+    /// Simulate charging: answer remote start/stop, send real-time data and transaction
+    /// records (resent until confirmed).
+    #[arg(long)]
+    charge: bool,
+    /// With --charge: start a charge by card this often (seconds) when idle; 0: only
+    /// remote starts.
+    #[arg(long, default_value_t = 0.0)]
+    card_start_secs: f64,
+    /// With --charge: how long a charge lasts unless stopped remotely (seconds).
+    #[arg(long, default_value_t = 60.0)]
+    charge_secs: f64,
+    /// With --charge: seconds to wait for a record's confirmation before sending it again.
+    #[arg(long, default_value_t = 5.0)]
+    confirm_timeout_secs: f64,
     /// Tokio worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -140,6 +154,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         None => None,
     };
     let cfg = FleetConfig {
+        charging: cli.charge.then(|| pylon_bench::charging::ChargingConfig {
+            session: Duration::from_secs_f64(cli.charge_secs.max(1.0)),
+            realtime_every: Duration::from_secs(15),
+            card_start_every: (cli.card_start_secs > 0.0)
+                .then(|| Duration::from_secs_f64(cli.card_start_secs)),
+            confirm_timeout: Duration::from_secs_f64(cli.confirm_timeout_secs.max(0.1)),
+        }),
         dispatch: cli.dispatch.clone().map(|url| Dispatch {
             url,
             transport: if tls.is_some() { "tls" } else { "tcp" },
@@ -179,10 +200,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let r = stats.report();
                     let (_, rtt, _) = stats::merge(std::slice::from_ref(&r));
                     if !quiet { eprintln!(
-                        "[fleet {}] connected {} | setups {} (+{}/s) | heartbeats {}/{} p99 {:.1} ms | errors {:?}",
+                        "[fleet {}] connected {} | setups {} (+{}/s) | heartbeats {}/{} p99 {:.1} ms | charges {} records {}/{} | errors {:?}",
                         std::process::id(), r.connected, r.setups,
                         (r.setups - last) / every.as_secs().max(1), r.heartbeats_ok, r.heartbeats_sent,
-                        rtt.p99_ms, r.errors
+                        rtt.p99_ms, r.charges, r.records_confirmed, r.records_sent, r.errors
                     ); }
                     last = r.setups;
                     if let Some(path) = &report_path {
