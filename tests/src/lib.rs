@@ -6,6 +6,7 @@ pub mod control;
 pub mod edge;
 pub mod etcd;
 pub mod http;
+pub mod postgres;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

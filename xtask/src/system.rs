@@ -2,21 +2,29 @@
 
 use std::process::Command;
 
-/// (command that must exist, Debian package that provides it)
+/// (command that must exist, Debian package that provides it). A command with a `/` is a
+/// path instead, and may hold shell glob characters: PostgreSQL's programs live in
+/// `/usr/lib/postgresql/<version>/bin`, which is not on PATH.
 ///
 /// Building the workspace: protoc compiles the gRPC services (etcd's and ours).
 pub const BUILD_PACKAGES: &[(&str, &str)] = &[("protoc", "protobuf-compiler")];
-/// Running the tests: certificates are made with openssl, and the registry tests start
-/// real etcd members.
+/// Running the tests: certificates are made with openssl, the registry tests start
+/// real etcd members, the store tests a throwaway PostgreSQL cluster.
 pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("protoc", "protobuf-compiler"),
     ("openssl", "openssl"),
     ("etcd", "etcd-server"),
+    ("/usr/lib/postgresql/*/bin/initdb", "postgresql"),
 ];
 
 fn have(command: &str) -> bool {
+    let check = if command.contains('/') {
+        format!("for f in {command}; do [ -x \"$f\" ] && exit 0; done; exit 1")
+    } else {
+        format!("command -v {command}")
+    };
     Command::new("sh")
-        .args(["-c", &format!("command -v {command}")])
+        .args(["-c", &check])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)

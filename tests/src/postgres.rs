@@ -1,0 +1,329 @@
+//! A throwaway PostgreSQL server for a test: `initdb` into a temporary directory, the
+//! server on a free loopback port (its unix socket in that directory too), one database
+//! `pylon`. Dropping it stops the server at once and removes everything, also when a test
+//! panics; the server also dies with the test process, since it is started with a
+//! parent-death signal.
+//!
+//! Debian keeps `initdb` and `postgres` in `/usr/lib/postgresql/<version>/bin`, off PATH.
+//! PostgreSQL refuses to run as root: as root, the cluster belongs to the `postgres` user.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::free_port;
+
+/// How long a new server gets to accept connections.
+const START_LIMIT: Duration = Duration::from_secs(30);
+/// Tries with another port when the one picked was taken in the meantime.
+const PORT_TRIES: usize = 3;
+
+pub struct PostgresCluster {
+    bin: PathBuf,
+    port: u16,
+    /// None once stopped.
+    server: Option<Child>,
+    log: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl PostgresCluster {
+    /// A new cluster with a database `pylon`, trust authentication for user `postgres`.
+    pub fn start() -> anyhow::Result<PostgresCluster> {
+        let bin = bin_dir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("pylon-pg-")
+            .tempdir()
+            .context("creating a directory for PostgreSQL")?;
+        let owner = owner()?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .context("giving the PostgreSQL directory to the postgres user")?;
+        }
+        let data = dir.path().join("data");
+        let log = dir.path().join("server.log");
+        // -N: initdb does not fsync the new files (saves seconds); the server itself runs
+        // with fsync on, as in production.
+        let output = command(&bin.join("initdb"), owner, dir.path())
+            .arg("-D")
+            .arg(&data)
+            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8"])
+            .args(["--locale=C", "--no-instructions", "-N"])
+            .stdin(Stdio::null())
+            .output()
+            .context("running initdb")?;
+        if !output.status.success() {
+            bail!(
+                "initdb failed ({}):\n{}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let mut cluster = PostgresCluster {
+            bin,
+            port: 0,
+            server: None,
+            log,
+            dir,
+        };
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            cluster.port = free_port();
+            match cluster.start_server(owner) {
+                Ok(()) => break,
+                Err(e) if tries < PORT_TRIES && cluster.log_tail(20).contains("in use") => {
+                    eprintln!(
+                        "postgres: port {} was taken, trying another: {e:#}",
+                        cluster.port
+                    );
+                }
+                Err(e) => bail!("{e:#}\n{}", cluster.log_tail(30)),
+            }
+        }
+        let output = Command::new(cluster.bin.join("createdb"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &cluster.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .arg("pylon")
+            .stdin(Stdio::null())
+            .output()
+            .context("running createdb")?;
+        if !output.status.success() {
+            bail!(
+                "createdb failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(cluster)
+    }
+
+    fn start_server(&mut self, owner: Option<(u32, u32)>) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .context("opening the PostgreSQL log")?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&self.log, Some(uid), Some(gid))
+                .context("giving the PostgreSQL log to the postgres user")?;
+        }
+        let mut server = command(&self.bin.join("postgres"), owner, self.dir.path());
+        server
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-p", &self.port.to_string()])
+            .arg("-k")
+            .arg(self.dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", "max_connections=100"])
+            .args(["-c", "shared_buffers=32MB"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("PostgreSQL log handle")?)
+            .stderr(log);
+        // SIGQUIT (PostgreSQL's immediate shutdown) when the test process dies, however
+        // it dies. Set after the uid change, which would clear it. The signal follows the
+        // death of the spawning *thread*, hence `spawn_from_lasting_thread`.
+        unsafe {
+            server.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let server = spawn_from_lasting_thread(server).context("starting postgres")?;
+        self.server = Some(server);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self
+                .server
+                .as_mut()
+                .and_then(|s| s.try_wait().ok().flatten())
+            {
+                self.server = None;
+                bail!("postgres exited with {status} while starting");
+            }
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(["-U", "postgres", "-d", "postgres", "-t", "1"])
+                .status()
+                .context("running pg_isready")?;
+            if ready.success() {
+                return Ok(());
+            }
+            if start.elapsed() > START_LIMIT {
+                self.stop();
+                bail!("postgres did not accept connections within {START_LIMIT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/pylon`
+    pub fn url(&self) -> String {
+        self.url_for("pylon")
+    }
+
+    /// The URL of another database on this server.
+    pub fn url_for(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server at once (immediate shutdown, like a crash: the next start would
+    /// recover from the WAL). No-op if it is stopped.
+    pub fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            unsafe {
+                libc::kill(server.id() as libc::pid_t, libc::SIGQUIT);
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match server.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        let _ = server.kill();
+                        let _ = server.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }
+    }
+
+    /// The last `lines` lines of the server log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let tail = &all[all.len().saturating_sub(lines)..];
+        format!(
+            "--- postgres log ({}), last {} lines:\n{}",
+            self.log.display(),
+            tail.len(),
+            tail.join("\n")
+        )
+    }
+}
+
+impl Drop for PostgresCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail(15));
+        }
+        self.stop();
+        // The TempDir removes the data directory after this (we are root or its owner).
+    }
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin` with initdb, or the directory of an
+/// `initdb` on PATH.
+fn bin_dir() -> anyhow::Result<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    if let Some((_, bin)) = found.pop() {
+        return Ok(bin);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if dir.join("initdb").exists() && dir.join("postgres").exists() {
+                return Ok(dir);
+            }
+        }
+    }
+    bail!(
+        "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb, no initdb on PATH); \
+         `cargo xtask test` installs it (Debian package postgresql)"
+    )
+}
+
+/// (uid, gid) to run PostgreSQL as when we are root; None to run it as ourselves.
+fn owner() -> anyhow::Result<Option<(u32, u32)>> {
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    // getpwnam_r: tests start clusters from several threads at once.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    let rc = unsafe {
+        libc::getpwnam_r(
+            c"postgres".as_ptr(),
+            &mut entry,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        bail!(
+            "PostgreSQL refuses to run as root and there is no `postgres` user to run it as \
+             (the Debian package postgresql creates it)"
+        );
+    }
+    Ok(Some((entry.pw_uid, entry.pw_gid)))
+}
+
+/// `program` run as `owner` (if any) from `dir`.
+fn command(program: &Path, owner: Option<(u32, u32)>, dir: &Path) -> Command {
+    let mut command = Command::new(program);
+    command.current_dir(dir).env("LC_ALL", "C");
+    if let Some((uid, gid)) = owner {
+        command.uid(uid).gid(gid);
+    }
+    command
+}
+
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns `command` from a thread that lives as long as the process, so that a
+/// parent-death signal fires when the process ends, not when the (test or blocking-pool)
+/// thread that asked for the server does.
+fn spawn_from_lasting_thread(command: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (requests, queue) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("postgres-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in queue {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("starting the postgres spawner thread");
+        Mutex::new(requests)
+    });
+    let (reply, answer) = mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send((command, reply))
+        .map_err(|_| std::io::Error::other("the postgres spawner thread is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| std::io::Error::other("the postgres spawner thread is gone"))?
+}
