@@ -10,7 +10,7 @@ use pylon_proto::ykc::frames::{
     CardStartRequest, RealtimeData, RemoteRebootReply, RemoteStartReply, RemoteStopReply,
     TimeSyncReply, TransactionRecord,
 };
-use pylon_proto::ykc::{Bcd, Frame, PileNo, Scaled, TradeNo};
+use pylon_proto::ykc::{Bcd, Cp56Time2a, Frame, PileNo, Scaled, TradeNo};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ChargingConfig {
@@ -109,10 +109,15 @@ impl ChargingGun {
         let secs = now.duration_since(started).as_secs_f64().max(1.0);
         let energy = (7.0 * secs / 3600.0 * 10_000.0) as u32;
         let amount = (f64::from(energy) * 1.4) as u32;
+        let end = cp56_now();
+        let start = cp56_at(std::time::SystemTime::now() - now.duration_since(started));
         TransactionRecord {
             trade_no,
             pile_no: self.pile,
             gun_no: GUN,
+            start_time: start,
+            end_time: end,
+            trade_time: end,
             flat_unit_price: Scaled(140_000),
             flat_energy: Scaled(energy),
             flat_amount: Scaled(amount),
@@ -310,6 +315,33 @@ impl ChargingGun {
         }
         (out, events)
     }
+}
+
+/// Piles keep local time; the simulated ones live in China (UTC+8).
+const PILE_UTC_OFFSET_SECS: i32 = 8 * 3600;
+
+/// A wall-clock time as a pile's CP56Time2a stamp.
+pub fn cp56_at(at: std::time::SystemTime) -> Cp56Time2a {
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let t = time::OffsetDateTime::from_unix_timestamp(since.as_secs() as i64)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .to_offset(
+            time::UtcOffset::from_whole_seconds(PILE_UTC_OFFSET_SECS)
+                .unwrap_or(time::UtcOffset::UTC),
+        );
+    Cp56Time2a::new(
+        t.year().clamp(2000, 2099) as u16,
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        u16::from(t.second()) * 1000 + (since.subsec_millis() as u16),
+    )
+    .unwrap_or_default()
+}
+
+pub fn cp56_now() -> Cp56Time2a {
+    cp56_at(std::time::SystemTime::now())
 }
 
 /// A card number for card starts (never logged by the platform).

@@ -1,6 +1,7 @@
 //! Test harness for multi-process tests: real binaries, real sockets, real TLS, on free
 //! loopback ports, cleaned up on drop even when a test fails.
 
+pub mod app;
 pub mod certs;
 pub mod control;
 pub mod edge;

@@ -1,5 +1,6 @@
 //! `cargo xtask demo`: the control plane (embedded registry), two edges that register and
-//! follow routes, and simulated fleets (TCP and TLS) that ask dispatch where to connect.
+//! follow routes, one app instance on SQLite, and simulated fleets (TCP and TLS) that ask
+//! dispatch where to connect and charge continuously (start, real-time data, stop, record).
 
 use std::path::Path;
 use std::process::Command;
@@ -26,6 +27,9 @@ pub struct DemoArgs {
     /// Control-plane HTTP port (dispatch, admin API, metrics); gRPC is the next one.
     #[arg(long, default_value_t = 7400)]
     control_port: u16,
+    /// App-service gRPC port (business streams); its operator API is at +10.
+    #[arg(long, default_value_t = 7500)]
+    app_port: u16,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -73,6 +77,40 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         &dir.join("control.log"),
     )?;
 
+    let app_grpc = format!("127.0.0.1:{}", args.app_port);
+    let app_http = format!("127.0.0.1:{}", args.app_port + 10);
+    let mut app = Proc::spawn(
+        "pylon-app",
+        Command::new(procs::release_binary("pylon-app"))
+            .args(["--app-id", "demo-app", "--store", "sqlite"])
+            .arg("--sqlite")
+            .arg(dir.join("app.db"))
+            .args(["--grpc-listen", &app_grpc, "--http-listen", &app_http])
+            .args(["--control", &format!("http://{control_grpc}")])
+            .args([
+                "--admin-token",
+                ADMIN_TOKEN,
+                "--cluster-token",
+                CLUSTER_TOKEN,
+            ]),
+        &dir.join("app.log"),
+    )?;
+    wait_ready(
+        &mut app,
+        &format!("http://{app_http}/readyz"),
+        &dir.join("app.log"),
+    )?;
+    // The pile registry: the fleets' piles may log in.
+    for base in [10_000_000_000_000u64, 20_000_000_000_000] {
+        let piles: Vec<serde_json::Value> = (0..args.chargers)
+            .map(|i| serde_json::json!({"pile_no": format!("{:014}", base + i)}))
+            .collect();
+        ureq::post(&format!("http://{app_http}/v1/piles"))
+            .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+            .send_json(serde_json::Value::Array(piles))
+            .map_err(|e| anyhow::anyhow!("registering the demo piles: {e}"))?;
+    }
+
     let mut edges = Vec::new();
     for i in 0..2u16 {
         let id = format!("demo-edge-{}", i + 1);
@@ -83,7 +121,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let mut edge = Proc::spawn(
             &id,
             Command::new(procs::release_binary("pylon-edge"))
-                .args(["--edge-id", &id, "--executors", "1", "--allow-all"])
+                .args(["--edge-id", &id, "--executors", "1", "--app-login"])
                 .args(["--drain-grace", "2", "--drain-period", "10"])
                 .args([
                     "--tcp-listen",
@@ -111,7 +149,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         cmd.args(["--dispatch", &dispatch])
             .args(["--sessions", &args.chargers.to_string(), "--ramp", "100"])
             .args(["--pile-base", &base.to_string(), "--source-ips", sources])
-            .args(["--progress-secs", "0"]);
+            .args(["--progress-secs", "0"])
+            // Every charger charges now and then: a card start, 30 s of charging with
+            // real-time data, the transaction record, confirmed once stored.
+            .args(["--charge", "--card-start-secs", "60", "--charge-secs", "30"]);
         if tls {
             cmd.arg("--tls-ca").arg(&ca);
         }
@@ -144,6 +185,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  export PYLON_ENDPOINT=http://{control_http} PYLON_TOKEN={ADMIN_TOKEN}");
     println!("  cargo run -q -p pylon-control --bin pylonctl -- status");
     println!("  cargo run -q -p pylon-control --bin pylonctl -- edges drain demo-edge-1   # watch the chargers move");
+    println!("  cargo run -q -p pylon-control --bin pylonctl -- charge open --app-endpoint http://{app_http}");
+    println!("  app operator API: http://{app_http}/v1/stats, /v1/piles/10000000000000 (bearer {ADMIN_TOKEN})");
     println!("Ctrl-C stops.");
     let start = Instant::now();
     while !STOP.load(Ordering::Relaxed)
@@ -176,12 +219,23 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             " | control: {} edges live, {} draining",
             edges_live["edges_live"], edges_live["edges_draining"]
         ));
+        anyhow::ensure!(
+            app.is_running(),
+            "the app service stopped; see {}",
+            dir.join("app.log").display()
+        );
+        let stats = get_json_with_token(&format!("http://{app_http}/v1/stats"));
+        line.push_str(&format!(
+            " | app: {} piles online, {} records stored",
+            stats["piles_online"], stats["records"]
+        ));
         println!("{line}");
     }
     println!("stopping");
     for (_, _, edge) in &mut edges {
         edge.terminate(Duration::from_secs(5));
     }
+    app.terminate(Duration::from_secs(5));
     control.terminate(Duration::from_secs(5));
     Ok(())
 }

@@ -33,6 +33,8 @@ pub fn build_release() -> anyhow::Result<()> {
         "pylon-bench",
         "-p",
         "pylon-control",
+        "-p",
+        "pylon-app",
     ])
 }
 

@@ -1,0 +1,701 @@
+//! The charging business: what the platform does with each frame a pile sends, and the
+//! commands operators send to piles.
+//!
+//! Frames arrive decoded (the codec is `pylon_proto::ykc`); state lives in the [`Store`].
+//! Each handler returns the replies for the edge the frame came from; commands for piles
+//! go out through the [`Directory`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pylon_proto::ykc::frames::{
+    BillingModelVerifyReply, CardStartReply, ParallelStartReply, RemoteStart, RemoteStop,
+    TransactionConfirm,
+};
+use pylon_proto::ykc::{Bcd, Frame, PileNo, Scaled, TradeNo};
+use serde_json::Value;
+use time::UtcOffset;
+use tokio::sync::oneshot;
+
+use crate::clock::{self, now_ms};
+use crate::directory::{Directory, Location, SendError};
+use crate::metrics::AppMetrics;
+use crate::store::{
+    GunStatus, Order, OrderOrigin, OrderState, SessionEvent, Store, StoreError, Stored,
+    TransactionRecord,
+};
+
+/// The spec's limit for a pile to confirm a remote start (appendix, 注意事项 1).
+pub const START_CONFIRM_LIMIT: Duration = Duration::from_secs(90);
+
+/// A business frame as it reaches the business logic.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub edge: Arc<str>,
+    pub pile: PileNo,
+    pub session_id: u64,
+    pub executor: u32,
+    pub seq: u16,
+    pub frame: Frame,
+}
+
+/// What to send back to the edge the frame came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// The verdict on a login (0x01); the edge answers 0x02 and closes refused piles.
+    Login { accepted: bool },
+    /// A frame for the pile, echoing the request's sequence number.
+    Frame(Frame),
+}
+
+/// Why a frame could not be handled as the pile meant it (counted, answered if the
+/// protocol has an answer, never fatal).
+#[derive(Debug, thiserror::Error)]
+pub enum BusinessError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// Operator-facing errors of commands.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("no pile {0} is registered")]
+    UnknownPile(String),
+    #[error("pile {0} is disabled")]
+    DisabledPile(String),
+    #[error("no order {0}")]
+    UnknownOrder(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the pile did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+type WaiterKey = (String, u8);
+
+pub struct Business {
+    pub store: Arc<dyn Store>,
+    pub directory: Arc<Directory>,
+    pub metrics: Arc<AppMetrics>,
+    /// The piles' local time zone (their CP56Time2a stamps are local time).
+    pub offset: UtcOffset,
+    /// Balance granted to a charge a pile starts itself (card or VIN), in 0.01 yuan.
+    pub pile_start_balance: u32,
+    /// Operator commands waiting for a pile's reply, by (pile, reply frame type).
+    waiters: Mutex<HashMap<WaiterKey, Vec<oneshot::Sender<Frame>>>>,
+    trade_seq: AtomicU16,
+    command_ids: AtomicU64,
+    /// Fault injection for tests (`PYLON_APP_FAULT=kill_after_store`): the process kills
+    /// itself (SIGKILL) right after committing a new transaction record, before the
+    /// confirmation leaves.
+    kill_after_store: bool,
+}
+
+fn digits<const N: usize>(b: &Bcd<N>) -> String {
+    b.to_string()
+}
+
+fn gun_text(gun: &Bcd<1>) -> String {
+    digits(gun)
+}
+
+fn gun_number(gun: &Bcd<1>) -> u8 {
+    gun.to_u64() as u8
+}
+
+/// The `trade_no` and `gun_no` of a frame, from its JSON fields (every charging-process
+/// frame names both).
+fn trade_and_gun(frame: &Frame) -> (String, String) {
+    let fields = frame.fields_json();
+    let text = |k: &str| {
+        fields
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (text("trade_no"), text("gun_no"))
+}
+
+impl Business {
+    pub fn new(
+        store: Arc<dyn Store>,
+        directory: Arc<Directory>,
+        metrics: Arc<AppMetrics>,
+        offset: UtcOffset,
+        pile_start_balance: u32,
+    ) -> Self {
+        Business {
+            store,
+            directory,
+            metrics,
+            offset,
+            pile_start_balance,
+            waiters: Mutex::new(HashMap::new()),
+            trade_seq: AtomicU16::new(0),
+            command_ids: AtomicU64::new(1),
+            kill_after_store: std::env::var("PYLON_APP_FAULT")
+                .is_ok_and(|f| f == "kill_after_store"),
+        }
+    }
+
+    fn next_trade_no(&self, pile: &PileNo, gun: u8) -> TradeNo {
+        let seq = self.trade_seq.fetch_add(1, Ordering::Relaxed) % 10_000;
+        clock::trade_no(pile, gun, now_ms(), self.offset, seq)
+    }
+
+    /// Handles one frame from a pile; returns the replies for its edge.
+    pub async fn handle(&self, incoming: &Incoming) -> Result<Vec<Reply>, BusinessError> {
+        let pile = digits(&incoming.pile);
+        let frame = &incoming.frame;
+        self.metrics.frame(frame.frame_type());
+        match frame {
+            Frame::Login(_) => self.login(incoming, &pile).await,
+            Frame::BillingModelVerify(v) => {
+                let known = self.store.pile(&pile).await?;
+                let current = known.as_ref().map(|p| p.billing_model);
+                let result = u8::from(current != Some(v.billing_model_no.to_u64() as u16));
+                Ok(vec![Reply::Frame(
+                    BillingModelVerifyReply {
+                        pile_no: incoming.pile,
+                        billing_model_no: v.billing_model_no,
+                        result,
+                    }
+                    .into(),
+                )])
+            }
+            Frame::BillingModelRequest(_) => {
+                let model_no = self.store.pile(&pile).await?.map_or(1, |p| p.billing_model);
+                Ok(vec![Reply::Frame(
+                    self.billing_model_frame(&pile, model_no, 0x0A).await?,
+                )])
+            }
+            Frame::RealtimeData(r) => {
+                let status = GunStatus {
+                    pile_no: pile.clone(),
+                    gun_no: gun_text(&r.gun_no),
+                    status: r.status,
+                    data: frame.fields_json(),
+                    updated_at: now_ms(),
+                };
+                self.store.set_gun_status(&status).await?;
+                Ok(vec![])
+            }
+            Frame::CardStartRequest(c) => {
+                let (accepted, reason) = self.may_start(&pile).await?;
+                let trade_no = self.next_trade_no(&incoming.pile, gun_number(&c.gun_no));
+                if accepted {
+                    self.open_order(
+                        &pile,
+                        &c.gun_no,
+                        &trade_no,
+                        OrderOrigin::Pile,
+                        OrderState::Charging,
+                    )
+                    .await?;
+                }
+                Ok(vec![Reply::Frame(
+                    CardStartReply {
+                        trade_no,
+                        pile_no: incoming.pile,
+                        gun_no: c.gun_no,
+                        logical_card_no: Bcd::default(),
+                        balance: Scaled(if accepted { self.pile_start_balance } else { 0 }),
+                        auth_result: u8::from(accepted),
+                        failure_reason: reason,
+                    }
+                    .into(),
+                )])
+            }
+            Frame::ParallelStartRequest(p) => {
+                let (accepted, reason) = self.may_start(&pile).await?;
+                let trade_no = self.next_trade_no(&incoming.pile, gun_number(&p.gun_no));
+                if accepted {
+                    self.open_order(
+                        &pile,
+                        &p.gun_no,
+                        &trade_no,
+                        OrderOrigin::Parallel,
+                        OrderState::Charging,
+                    )
+                    .await?;
+                }
+                Ok(vec![Reply::Frame(
+                    ParallelStartReply {
+                        trade_no,
+                        pile_no: incoming.pile,
+                        gun_no: p.gun_no,
+                        logical_card_no: Bcd::default(),
+                        balance: Scaled(if accepted { self.pile_start_balance } else { 0 }),
+                        auth_result: u8::from(accepted),
+                        failure_reason: reason,
+                        parallel_no: p.parallel_no,
+                    }
+                    .into(),
+                )])
+            }
+            Frame::RemoteStartReply(r) => {
+                self.event(&pile, frame).await?;
+                let trade_no = digits(&r.trade_no);
+                let (state, failure) = if r.result == 1 {
+                    (OrderState::Charging, None)
+                } else {
+                    (
+                        OrderState::Failed,
+                        Some(format!(
+                            "the pile refused to start (reason {:#04x})",
+                            r.failure_reason
+                        )),
+                    )
+                };
+                self.move_open_order(&trade_no, state, failure.as_deref())
+                    .await?;
+                self.wake(&pile, frame);
+                Ok(vec![])
+            }
+            Frame::RemoteStopReply(r) => {
+                self.event(&pile, frame).await?;
+                if r.result != 1 {
+                    tracing::warn!(%pile, gun = %gun_text(&r.gun_no), reason = r.failure_reason, "the pile refused to stop");
+                }
+                self.wake(&pile, frame);
+                Ok(vec![])
+            }
+            Frame::TransactionRecord(t) => self.transaction(incoming, &pile, t).await,
+            // Replies to commands, and reports without an answer: kept as events.
+            Frame::BalanceUpdateReply(_)
+            | Frame::OfflineCardSyncReply(_)
+            | Frame::OfflineCardClearReply(_)
+            | Frame::OfflineCardQueryReply(_)
+            | Frame::WorkingParamsReply(_)
+            | Frame::TimeSyncReply(_)
+            | Frame::BillingModelSetReply(_)
+            | Frame::ParkingLockReply(_)
+            | Frame::RemoteRebootReply(_)
+            | Frame::RemoteUpdateReply(_)
+            | Frame::ParallelRemoteStartReply(_) => {
+                self.event(&pile, frame).await?;
+                self.wake(&pile, frame);
+                Ok(vec![])
+            }
+            Frame::ChargeHandshake(_)
+            | Frame::ParameterConfig(_)
+            | Frame::ChargeEnd(_)
+            | Frame::ErrorReport(_)
+            | Frame::BmsAbort(_)
+            | Frame::ChargerAbort(_)
+            | Frame::BmsDemandChargerOutput(_)
+            | Frame::BmsInfo(_)
+            | Frame::ParkingLockStatus(_) => {
+                self.event(&pile, frame).await?;
+                Ok(vec![])
+            }
+            other => Err(BusinessError::Rejected(format!(
+                "{} ({:#04x}) is not a frame a pile sends",
+                other.name(),
+                other.frame_type()
+            ))),
+        }
+    }
+
+    async fn login(&self, incoming: &Incoming, pile: &str) -> Result<Vec<Reply>, BusinessError> {
+        let known = self.store.pile(pile).await?;
+        let accepted = known.as_ref().is_some_and(|p| p.enabled);
+        let result = match &known {
+            Some(_) if accepted => "accepted",
+            Some(_) => "disabled",
+            None => "unknown",
+        };
+        self.metrics.login(result);
+        if accepted {
+            self.store.record_login(pile, now_ms()).await?;
+            self.directory.pile_online(
+                pile,
+                Location {
+                    edge: incoming.edge.clone(),
+                    executor: incoming.executor,
+                    session_id: incoming.session_id,
+                },
+            );
+        } else {
+            tracing::info!(%pile, result, "login refused");
+        }
+        Ok(vec![Reply::Login { accepted }])
+    }
+
+    /// Whether a pile may start a charge itself, and the spec's failure reason if not.
+    async fn may_start(&self, pile: &str) -> Result<(bool, u8), BusinessError> {
+        Ok(match self.store.pile(pile).await? {
+            Some(p) if p.enabled => (true, 0),
+            // 0x05: 桩停用 (pile disabled); unknown piles cannot be logged in anyway.
+            _ => (false, 0x05),
+        })
+    }
+
+    async fn open_order(
+        &self,
+        pile: &str,
+        gun: &Bcd<1>,
+        trade_no: &TradeNo,
+        origin: OrderOrigin,
+        state: OrderState,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        self.store
+            .insert_order(&Order {
+                trade_no: digits(trade_no),
+                pile_no: pile.to_owned(),
+                gun_no: gun_text(gun),
+                state,
+                origin,
+                balance: i64::from(self.pile_start_balance),
+                created_at: now,
+                updated_at: now,
+                failure: None,
+            })
+            .await?;
+        self.metrics.order(origin.as_str());
+        Ok(())
+    }
+
+    /// Moves an order that is still open; a closed order stays as it is.
+    async fn move_open_order(
+        &self,
+        trade_no: &str,
+        state: OrderState,
+        failure: Option<&str>,
+    ) -> Result<(), StoreError> {
+        match self.store.order(trade_no).await? {
+            Some(order) if order.state.is_open() => {
+                self.store
+                    .update_order(trade_no, state, failure, now_ms())
+                    .await?;
+            }
+            Some(order) => {
+                tracing::info!(
+                    trade_no,
+                    state = order.state.as_str(),
+                    "reply for a closed order ignored"
+                );
+                self.metrics.unexpected("closed_order");
+            }
+            None => {
+                tracing::warn!(trade_no, "reply for an unknown order");
+                self.metrics.unexpected("unknown_order");
+            }
+        }
+        Ok(())
+    }
+
+    async fn event(&self, pile: &str, frame: &Frame) -> Result<(), StoreError> {
+        let (trade_no, gun_no) = trade_and_gun(frame);
+        self.store
+            .append_event(&SessionEvent {
+                pile_no: pile.to_owned(),
+                gun_no,
+                trade_no,
+                frame_type: frame.frame_type(),
+                fields: redact(frame.fields_json()),
+                at: now_ms(),
+            })
+            .await
+    }
+
+    /// Stores a transaction record, then (only then) confirms it.
+    async fn transaction(
+        &self,
+        incoming: &Incoming,
+        pile: &str,
+        t: &pylon_proto::ykc::frames::TransactionRecord,
+    ) -> Result<Vec<Reply>, BusinessError> {
+        let started = Instant::now();
+        let trade_no = digits(&t.trade_no);
+        let confirm = |result: u8| {
+            Reply::Frame(
+                TransactionConfirm {
+                    trade_no: t.trade_no,
+                    result,
+                }
+                .into(),
+            )
+        };
+        if self.store.pile(pile).await?.is_none() {
+            self.metrics.record("unknown_pile");
+            tracing::warn!(%pile, %trade_no, "transaction record for an unknown pile: refused");
+            return Ok(vec![confirm(1)]);
+        }
+        let record = TransactionRecord {
+            trade_no: trade_no.clone(),
+            pile_no: pile.to_owned(),
+            gun_no: gun_text(&t.gun_no),
+            start_time: clock::from_cp56(&t.start_time, self.offset).unwrap_or(0),
+            end_time: clock::from_cp56(&t.end_time, self.offset).unwrap_or_else(now_ms),
+            total_energy: i64::from(t.total_energy.0),
+            total_amount: i64::from(t.total_amount.0),
+            stop_reason: t.stop_reason,
+            fields: incoming.frame.fields_json(),
+            received_at: now_ms(),
+        };
+        let stored = self.store.store_record(&record).await?;
+        if self.kill_after_store && stored == Stored::New {
+            tracing::warn!(%trade_no, "fault injection: killed after storing, before confirming");
+            // SAFETY: plain libc calls on this process.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+        self.metrics.record(match stored {
+            Stored::New => "new",
+            Stored::Duplicate => "duplicate",
+        });
+        self.metrics
+            .confirm_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(vec![confirm(0)])
+    }
+
+    /// The billing model as a frame of `frame_type` (0x0A reply or 0x58 set).
+    pub async fn billing_model_frame(
+        &self,
+        pile: &str,
+        model_no: u16,
+        frame_type: u8,
+    ) -> Result<Frame, BusinessError> {
+        let mut fields = match self.store.billing_model(model_no).await? {
+            Some(model) => model.fields,
+            None => default_billing_model(),
+        };
+        if let Value::Object(map) = &mut fields {
+            map.insert("pile_no".into(), Value::String(pile.to_owned()));
+            map.insert(
+                "billing_model_no".into(),
+                Value::String(format!("{model_no:04}")),
+            );
+        }
+        Frame::from_fields_json(frame_type, fields).map_err(|e| {
+            BusinessError::Rejected(format!("billing model {model_no} is not valid: {e}"))
+        })
+    }
+
+    fn wake(&self, pile: &str, frame: &Frame) {
+        let key = (pile.to_owned(), frame.frame_type());
+        let waiters = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        for waiter in waiters.into_iter().flatten() {
+            let _ = waiter.send(frame.clone());
+        }
+    }
+
+    /// Sends `frame` to `pile` and waits up to `limit` for its reply of `reply_type`.
+    pub async fn command(
+        &self,
+        pile: &str,
+        frame: Frame,
+        reply_type: u8,
+        limit: Duration,
+    ) -> Result<Frame, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((pile.to_owned(), reply_type))
+            .or_default()
+            .push(tx);
+        let id = self.command_ids.fetch_add(1, Ordering::Relaxed);
+        let sent = self.directory.send(pile, &frame, None, id).await;
+        self.metrics.command(
+            frame.name(),
+            if sent.is_ok() {
+                "sent"
+            } else {
+                "not_connected"
+            },
+        );
+        sent?;
+        match tokio::time::timeout(limit, rx).await {
+            Ok(Ok(reply)) => {
+                self.metrics.command(frame.name(), "answered");
+                Ok(reply)
+            }
+            _ => {
+                self.metrics.command(frame.name(), "timeout");
+                Err(CommandError::Timeout(limit))
+            }
+        }
+    }
+
+    /// Remote start (0x34): opens an order and sends the command. The order fails if the
+    /// pile does not confirm within [`START_CONFIRM_LIMIT`].
+    pub async fn start_charge(
+        self: &Arc<Self>,
+        pile: &str,
+        gun: u8,
+        balance: u32,
+    ) -> Result<Order, CommandError> {
+        let pile_no = PileNo::parse(pile).map_err(CommandError::Invalid)?;
+        match self.store.pile(pile).await? {
+            None => return Err(CommandError::UnknownPile(pile.to_owned())),
+            Some(p) if !p.enabled => return Err(CommandError::DisabledPile(pile.to_owned())),
+            Some(_) => {}
+        }
+        let gun_no = Bcd::<1>::from_u64(u64::from(gun));
+        let gun_str = gun_text(&gun_no);
+        if let Some(open) = self
+            .store
+            .open_orders(Some(pile))
+            .await?
+            .into_iter()
+            .find(|o| o.gun_no == gun_str)
+        {
+            return Err(CommandError::Conflict(format!(
+                "gun {gun_str} of pile {pile} already has open order {} ({})",
+                open.trade_no,
+                open.state.as_str()
+            )));
+        }
+        if self.directory.location(pile).is_none() {
+            return Err(SendError::NotConnected(pile.to_owned()).into());
+        }
+        let trade_no = self.next_trade_no(&pile_no, gun);
+        let now = now_ms();
+        let order = Order {
+            trade_no: digits(&trade_no),
+            pile_no: pile.to_owned(),
+            gun_no: gun_str,
+            state: OrderState::Starting,
+            origin: OrderOrigin::Operator,
+            balance: i64::from(balance),
+            created_at: now,
+            updated_at: now,
+            failure: None,
+        };
+        self.store.insert_order(&order).await?;
+        self.metrics.order("operator");
+        let command = RemoteStart {
+            trade_no,
+            pile_no,
+            gun_no,
+            logical_card_no: Bcd::default(),
+            physical_card_no: Default::default(),
+            balance: Scaled(balance),
+        };
+        let id = self.command_ids.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.directory.send(pile, &command.into(), None, id).await {
+            self.metrics.command("RemoteStart", "not_connected");
+            self.store
+                .update_order(
+                    &order.trade_no,
+                    OrderState::Failed,
+                    Some(&e.to_string()),
+                    now_ms(),
+                )
+                .await?;
+            return Err(e.into());
+        }
+        self.metrics.command("RemoteStart", "sent");
+        let this = self.clone();
+        let trade = order.trade_no.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(START_CONFIRM_LIMIT).await;
+            if let Ok(Some(o)) = this.store.order(&trade).await {
+                if o.state == OrderState::Starting {
+                    let why = "the pile did not confirm the start within 90 s";
+                    let _ = this
+                        .store
+                        .update_order(&trade, OrderState::Failed, Some(why), now_ms())
+                        .await;
+                    this.metrics.command("RemoteStart", "timeout");
+                    tracing::warn!(trade_no = %trade, "{why}: order closed");
+                }
+            }
+        });
+        Ok(order)
+    }
+
+    /// Remote stop (0x36) of an open order.
+    pub async fn stop_charge(&self, trade_no: &str) -> Result<Order, CommandError> {
+        let order = self
+            .store
+            .order(trade_no)
+            .await?
+            .ok_or_else(|| CommandError::UnknownOrder(trade_no.to_owned()))?;
+        if !order.state.is_open() {
+            return Err(CommandError::Conflict(format!(
+                "order {trade_no} is {} already",
+                order.state.as_str()
+            )));
+        }
+        let pile_no = PileNo::parse(&order.pile_no).map_err(CommandError::Invalid)?;
+        let gun: u64 = order.gun_no.parse().unwrap_or(1);
+        let command = RemoteStop {
+            pile_no,
+            gun_no: Bcd::<1>::from_u64(gun),
+        };
+        let id = self.command_ids.fetch_add(1, Ordering::Relaxed);
+        let sent = self
+            .directory
+            .send(&order.pile_no, &command.into(), None, id)
+            .await;
+        self.metrics.command(
+            "RemoteStop",
+            if sent.is_ok() {
+                "sent"
+            } else {
+                "not_connected"
+            },
+        );
+        sent?;
+        // 0x35's rule: the platform closes the order once it sent 0x36; the record that
+        // follows finishes it.
+        self.store
+            .update_order(trade_no, OrderState::Stopping, None, now_ms())
+            .await?;
+        Ok(Order {
+            state: OrderState::Stopping,
+            ..order
+        })
+    }
+}
+
+/// Card numbers are kept out of anything that may reach a log or an event list.
+fn redact(mut fields: Value) -> Value {
+    if let Value::Object(map) = &mut fields {
+        for key in [
+            "physical_card_no",
+            "account_or_card_no",
+            "logical_card_no",
+            "password_md5",
+        ] {
+            if let Some(v) = map.get_mut(key) {
+                *v = Value::String("(redacted)".into());
+            }
+        }
+    }
+    fields
+}
+
+/// Model 1 when none is stored: one flat rate all day (1.0000 yuan/kWh energy, 0.4000
+/// service).
+pub fn default_billing_model() -> Value {
+    serde_json::json!({
+        "sharp_energy_rate": 1.0, "sharp_service_rate": 0.4,
+        "peak_energy_rate": 1.0, "peak_service_rate": 0.4,
+        "flat_energy_rate": 1.0, "flat_service_rate": 0.4,
+        "valley_energy_rate": 1.0, "valley_service_rate": 0.4,
+        "loss_ratio": 0,
+        "period_rates": vec![2; 48],
+    })
+}

@@ -1,0 +1,132 @@
+//! App-service configuration: a TOML file, with command-line flags overriding it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Default port for the business stream from edges (gRPC).
+pub const DEFAULT_GRPC_PORT: u16 = 7500;
+/// Default port for the operator API and /metrics.
+pub const DEFAULT_HTTP_PORT: u16 = 7510;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This instance's id in the control plane's registry (unique per instance).
+    pub app_id: String,
+    /// Where edges open their business streams.
+    pub grpc_listen: SocketAddr,
+    /// The address edges should use, when it differs from `grpc_listen`.
+    pub grpc_advertise: Option<String>,
+    /// Operator API (piles, orders, records, commands), /metrics, /healthz, /readyz.
+    pub http_listen: SocketAddr,
+    /// Bearer token of the operator API: the control plane's admin token.
+    pub admin_token: Option<String>,
+    /// Cluster token: presented to the control plane, and required from edges.
+    pub cluster_token: Option<String>,
+    /// Control-plane gRPC endpoints; empty: do not register (tests, single-edge setups).
+    pub control: Vec<String>,
+    /// Lease TTL asked of the control plane.
+    pub lease_ttl_secs: u32,
+    /// Piles this instance takes (its weight for the operator; shards are split evenly).
+    pub capacity: u32,
+    /// The piles' local time zone, in minutes east of UTC (China: 480).
+    pub pile_utc_offset_minutes: i32,
+    /// Balance granted to a charge a pile starts itself (card/VIN), in 0.01 yuan.
+    pub pile_start_balance: u32,
+    pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// One file on this machine (WAL, synchronous commits).
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    /// The SQLite file.
+    pub path: PathBuf,
+    /// The PostgreSQL URL, e.g. `postgres://pylon@db:5432/pylon`.
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: StoreBackend::Sqlite,
+            path: PathBuf::from("pylon-app.db"),
+            url: String::new(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            app_id: default_app_id(),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_GRPC_PORT)),
+            grpc_advertise: None,
+            http_listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
+            admin_token: None,
+            cluster_token: None,
+            control: Vec::new(),
+            lease_ttl_secs: 10,
+            capacity: 1_000_000,
+            pile_utc_offset_minutes: 480,
+            pile_start_balance: 10_000,
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+fn default_app_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "app".into());
+    format!("app-{host}")
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.store.backend != StoreBackend::Postgres || !self.store.url.is_empty(),
+            "the postgres store needs store.url (or --postgres-url)"
+        );
+        anyhow::ensure!(
+            (-720..=840).contains(&self.pile_utc_offset_minutes),
+            "pile_utc_offset_minutes must be within -720..=840"
+        );
+        if !self.control.is_empty() && self.grpc_listen.ip().is_unspecified() {
+            anyhow::ensure!(
+                self.grpc_advertise.is_some(),
+                "grpc_listen is a wildcard address: set grpc_advertise (--grpc-advertise) to the address edges should use"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn grpc_address(&self) -> String {
+        self.grpc_advertise
+            .clone()
+            .unwrap_or_else(|| self.grpc_listen.to_string())
+    }
+
+    pub fn offset(&self) -> time::UtcOffset {
+        time::UtcOffset::from_whole_seconds(self.pile_utc_offset_minutes * 60)
+            .unwrap_or(time::UtcOffset::UTC)
+    }
+}

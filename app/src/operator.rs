@@ -1,0 +1,577 @@
+//! The operator API (HTTP/JSON, the control plane's admin token as bearer token), plus
+//! `/metrics`, `/healthz` and `/readyz`.
+//!
+//! - `GET  /v1/piles?after=&limit=`                  piles, by number
+//! - `POST /v1/piles`                                 add or change piles (a JSON list)
+//! - `GET  /v1/piles/{pile}`                          pile, connection, guns, open orders
+//! - `PUT  /v1/piles/{pile}`                          add or change one pile
+//! - `GET  /v1/piles/{pile}/records?from=&to=&limit=` transaction records, newest first
+//! - `GET  /v1/piles/{pile}/history?gun=&from=&to=`   status changes of a gun
+//! - `POST /v1/piles/{pile}/charge`                   remote start `{gun, balance}`
+//! - `POST /v1/piles/{pile}/commands`                 any command `{type, fields}`; waits for the reply
+//! - `GET  /v1/orders?pile=&from=&to=`                open orders (all, or one pile's history)
+//! - `GET  /v1/orders/{trade_no}`                     an order and its events
+//! - `POST /v1/orders/{trade_no}/stop`                remote stop
+//! - `GET  /v1/records/{trade_no}`                    one transaction record
+//! - `GET|PUT /v1/billing-models/{n}`                 billing models
+//! - `GET  /v1/stats`                                 records stored, piles and edges connected
+//!
+//! Times are Unix milliseconds; amounts and energies the protocol's integers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prometheus_client::registry::Registry as MetricsRegistry;
+use pylon_proto::ykc::{Frame, FrameType, PileNo};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::business::{Business, CommandError};
+use crate::clock::now_ms;
+use crate::directory::SendError;
+use crate::store::{BillingModel, Pile, StoreError};
+
+#[derive(Clone)]
+struct Api {
+    business: Arc<Business>,
+    token: Option<Arc<str>>,
+    metrics: Arc<MetricsRegistry>,
+}
+
+pub fn router(business: Arc<Business>, token: Option<String>, metrics: MetricsRegistry) -> Router {
+    let api = Api {
+        business,
+        token: token.map(Into::into),
+        metrics: Arc::new(metrics),
+    };
+    let protected = Router::new()
+        .route("/v1/piles", get(list_piles).post(upsert_piles))
+        .route("/v1/piles/{pile}", get(pile_detail).put(upsert_pile))
+        .route("/v1/piles/{pile}/records", get(pile_records))
+        .route("/v1/piles/{pile}/history", get(pile_history))
+        .route("/v1/piles/{pile}/charge", post(start_charge))
+        .route("/v1/piles/{pile}/commands", post(send_command))
+        .route("/v1/orders", get(list_orders))
+        .route("/v1/orders/{trade_no}", get(order_detail))
+        .route("/v1/orders/{trade_no}/stop", post(stop_charge))
+        .route("/v1/records/{trade_no}", get(record_detail))
+        .route("/v1/billing-models/{n}", get(get_model).put(put_model))
+        .route("/v1/stats", get(stats))
+        .layer(middleware::from_fn_with_state(api.clone(), require_token));
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(protected)
+        .with_state(api)
+}
+
+type ApiResult = Result<Response, Response>;
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"error": code, "message": message.into()})),
+    )
+        .into_response()
+}
+
+fn store_error(e: StoreError) -> Response {
+    match e {
+        StoreError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", m),
+        StoreError::Unavailable(m) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", m)
+        }
+        other => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_error",
+            other.to_string(),
+        ),
+    }
+}
+
+fn command_error(e: CommandError) -> Response {
+    let message = e.to_string();
+    match e {
+        CommandError::UnknownPile(_) => error(StatusCode::NOT_FOUND, "no_such_pile", message),
+        CommandError::UnknownOrder(_) => error(StatusCode::NOT_FOUND, "no_such_order", message),
+        CommandError::DisabledPile(_) => error(StatusCode::CONFLICT, "pile_disabled", message),
+        CommandError::Conflict(_) => error(StatusCode::CONFLICT, "conflict", message),
+        CommandError::Send(SendError::Encode(_)) | CommandError::Invalid(_) => {
+            error(StatusCode::BAD_REQUEST, "bad_request", message)
+        }
+        CommandError::Send(_) => error(StatusCode::CONFLICT, "not_connected", message),
+        CommandError::Timeout(_) => error(StatusCode::GATEWAY_TIMEOUT, "no_reply", message),
+        CommandError::Store(e) => store_error(e),
+    }
+}
+
+fn pile_no(text: &str) -> Result<PileNo, Response> {
+    if text.len() != 14 {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_pile",
+            format!(
+                "a pile number has 14 digits; {text:?} has {}",
+                text.chars().count()
+            ),
+        ));
+    }
+    PileNo::parse(text).map_err(|e| error(StatusCode::BAD_REQUEST, "bad_pile", e))
+}
+
+fn number<T: std::str::FromStr>(
+    q: &HashMap<String, String>,
+    key: &str,
+    default: T,
+) -> Result<T, Response> {
+    match q.get(key) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!("{key}={v:?} is not a number"),
+            )
+        }),
+    }
+}
+
+async fn require_token(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let Some(expected) = api.token.as_deref() else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "operator_api_disabled",
+            "the operator API is off: start pylon-app with --admin-token (or PYLON_ADMIN_TOKEN)",
+        );
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let ok = presented.is_some_and(|t| {
+        t.len() == expected.len()
+            && t.bytes()
+                .zip(expected.bytes())
+                .fold(0u8, |a, (x, y)| a | (x ^ y))
+                == 0
+    });
+    if !ok {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong token (send Authorization: Bearer <admin token>)",
+        );
+    }
+    next.run(request).await
+}
+
+async fn metrics_text(State(api): State<Api>) -> Response {
+    let mut body = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &api.metrics) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn readyz(State(api): State<Api>) -> Response {
+    match api.business.store.record_count().await {
+        Ok(_) => "ready\n".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PileInput {
+    #[serde(default)]
+    pile_no: Option<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default = "model_one")]
+    billing_model: u16,
+    #[serde(default)]
+    name: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn model_one() -> u16 {
+    1
+}
+
+async fn save_pile(api: &Api, pile_no_text: &str, input: PileInput) -> Result<Pile, Response> {
+    pile_no(pile_no_text)?;
+    let existing = api
+        .business
+        .store
+        .pile(pile_no_text)
+        .await
+        .map_err(store_error)?;
+    let pile = Pile {
+        pile_no: pile_no_text.to_owned(),
+        enabled: input.enabled,
+        billing_model: input.billing_model,
+        name: input.name,
+        last_login_at: existing.and_then(|p| p.last_login_at),
+    };
+    api.business
+        .store
+        .upsert_pile(&pile)
+        .await
+        .map_err(store_error)?;
+    Ok(pile)
+}
+
+async fn list_piles(State(api): State<Api>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+    let limit = number(&q, "limit", 100u32)?.min(10_000);
+    let piles = api
+        .business
+        .store
+        .piles(q.get("after").map(String::as_str), limit)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(piles).into_response())
+}
+
+async fn upsert_piles(State(api): State<Api>, Json(inputs): Json<Vec<PileInput>>) -> ApiResult {
+    let mut upserted = 0;
+    for mut input in inputs {
+        let Some(no) = input.pile_no.take() else {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "bad_pile",
+                "every pile needs a pile_no",
+            ));
+        };
+        save_pile(&api, &no, input).await?;
+        upserted += 1;
+    }
+    Ok(Json(json!({ "upserted": upserted })).into_response())
+}
+
+async fn upsert_pile(
+    State(api): State<Api>,
+    Path(pile): Path<String>,
+    Json(input): Json<PileInput>,
+) -> ApiResult {
+    Ok(Json(save_pile(&api, &pile, input).await?).into_response())
+}
+
+async fn pile_detail(State(api): State<Api>, Path(pile): Path<String>) -> ApiResult {
+    pile_no(&pile)?;
+    let store = &api.business.store;
+    let Some(record) = store.pile(&pile).await.map_err(store_error)? else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "no_such_pile",
+            format!("no pile {pile} is registered"),
+        ));
+    };
+    let guns = store.gun_statuses(&pile).await.map_err(store_error)?;
+    let open_orders = store.open_orders(Some(&pile)).await.map_err(store_error)?;
+    let online = api
+        .business
+        .directory
+        .location(&pile)
+        .map(|l| json!({"edge": &*l.edge, "executor": l.executor, "session_id": l.session_id}));
+    Ok(Json(json!({
+        "pile": record, "online": online, "guns": guns, "open_orders": open_orders,
+    }))
+    .into_response())
+}
+
+fn range(q: &HashMap<String, String>) -> Result<(i64, i64, u32), Response> {
+    Ok((
+        number(q, "from", 0i64)?,
+        number(q, "to", i64::MAX)?,
+        number(q, "limit", 100u32)?.min(10_000),
+    ))
+}
+
+async fn pile_records(
+    State(api): State<Api>,
+    Path(pile): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    pile_no(&pile)?;
+    let (from, to, limit) = range(&q)?;
+    let records = api
+        .business
+        .store
+        .records(&pile, from, to, limit)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(records).into_response())
+}
+
+async fn pile_history(
+    State(api): State<Api>,
+    Path(pile): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    pile_no(&pile)?;
+    let (from, to, limit) = range(&q)?;
+    let gun = q.get("gun").cloned().unwrap_or_else(|| "01".into());
+    let history = api
+        .business
+        .store
+        .status_history(&pile, &gun, from, to, limit)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(history).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChargeRequest {
+    #[serde(default = "gun_one")]
+    gun: u8,
+    /// 0.01 yuan.
+    balance: u32,
+}
+
+fn gun_one() -> u8 {
+    1
+}
+
+async fn start_charge(
+    State(api): State<Api>,
+    Path(pile): Path<String>,
+    Json(request): Json<ChargeRequest>,
+) -> ApiResult {
+    pile_no(&pile)?;
+    if !(1..=99).contains(&request.gun) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_gun",
+            "gun must be 1 to 99",
+        ));
+    }
+    let order = api
+        .business
+        .start_charge(&pile, request.gun, request.balance)
+        .await
+        .map_err(command_error)?;
+    Ok((StatusCode::CREATED, Json(order)).into_response())
+}
+
+async fn stop_charge(State(api): State<Api>, Path(trade_no): Path<String>) -> ApiResult {
+    let order = api
+        .business
+        .stop_charge(&trade_no)
+        .await
+        .map_err(command_error)?;
+    Ok(Json(order).into_response())
+}
+
+async fn list_orders(
+    State(api): State<Api>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let store = &api.business.store;
+    let orders = match q.get("pile") {
+        Some(pile) if q.contains_key("from") || q.contains_key("to") => {
+            pile_no(pile)?;
+            let (from, to, limit) = range(&q)?;
+            store.orders(pile, from, to, limit).await
+        }
+        Some(pile) => {
+            pile_no(pile)?;
+            store.open_orders(Some(pile)).await
+        }
+        None => store.open_orders(None).await,
+    }
+    .map_err(store_error)?;
+    Ok(Json(orders).into_response())
+}
+
+async fn order_detail(State(api): State<Api>, Path(trade_no): Path<String>) -> ApiResult {
+    let store = &api.business.store;
+    let Some(order) = store.order(&trade_no).await.map_err(store_error)? else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "no_such_order",
+            format!("no order {trade_no}"),
+        ));
+    };
+    let events = store.events(&trade_no).await.map_err(store_error)?;
+    let record = store.record(&trade_no).await.map_err(store_error)?;
+    Ok(Json(json!({"order": order, "events": events, "record": record})).into_response())
+}
+
+async fn record_detail(State(api): State<Api>, Path(trade_no): Path<String>) -> ApiResult {
+    match api
+        .business
+        .store
+        .record(&trade_no)
+        .await
+        .map_err(store_error)?
+    {
+        Some(record) => Ok(Json(record).into_response()),
+        None => Err(error(
+            StatusCode::NOT_FOUND,
+            "no_such_record",
+            format!("no record {trade_no}"),
+        )),
+    }
+}
+
+async fn stats(State(api): State<Api>) -> ApiResult {
+    let records = api
+        .business
+        .store
+        .record_count()
+        .await
+        .map_err(store_error)?;
+    Ok(Json(json!({
+        "records": records,
+        "store": api.business.store.backend(),
+        "piles_online": api.business.directory.online_count(),
+        "edges": api.business.directory.edge_count(),
+    }))
+    .into_response())
+}
+
+async fn get_model(State(api): State<Api>, Path(n): Path<u16>) -> ApiResult {
+    match api
+        .business
+        .store
+        .billing_model(n)
+        .await
+        .map_err(store_error)?
+    {
+        Some(model) => Ok(Json(model).into_response()),
+        None => Err(error(
+            StatusCode::NOT_FOUND,
+            "no_such_model",
+            format!("no billing model {n}"),
+        )),
+    }
+}
+
+async fn put_model(
+    State(api): State<Api>,
+    Path(n): Path<u16>,
+    Json(fields): Json<Value>,
+) -> ApiResult {
+    // Checked by building the frame it will become.
+    let mut probe = fields.clone();
+    if let Value::Object(map) = &mut probe {
+        map.insert("pile_no".into(), json!("00000000000000"));
+        map.insert("billing_model_no".into(), json!(format!("{n:04}")));
+    }
+    if let Err(e) = Frame::from_fields_json(0x0A, probe) {
+        return Err(error(StatusCode::BAD_REQUEST, "bad_model", e));
+    }
+    let model = BillingModel {
+        model_no: n,
+        fields,
+        updated_at: now_ms(),
+    };
+    api.business
+        .store
+        .upsert_billing_model(&model)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(model).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandRequest {
+    /// Frame type code (`"0x56"`) or name (`"TimeSync"`).
+    #[serde(rename = "type")]
+    frame_type: String,
+    /// The frame's fields; `pile_no` is filled in. TimeSync defaults to the current time.
+    #[serde(default)]
+    fields: Value,
+    #[serde(default = "ten")]
+    timeout_secs: u64,
+}
+
+fn ten() -> u64 {
+    10
+}
+
+/// The frame a pile answers a command with.
+fn reply_type(command: u8) -> Option<u8> {
+    Some(match command {
+        0x12 => 0x13,
+        0x42 => 0x41,
+        0x44 => 0x43,
+        0x46 => 0x45,
+        0x48 => 0x47,
+        0x52 => 0x51,
+        0x56 => 0x55,
+        0x58 => 0x57,
+        0x62 => 0x63,
+        0x92 => 0x91,
+        0x94 => 0x93,
+        0xA4 => 0xA3,
+        _ => return None,
+    })
+}
+
+async fn send_command(
+    State(api): State<Api>,
+    Path(pile): Path<String>,
+    Json(request): Json<CommandRequest>,
+) -> ApiResult {
+    pile_no(&pile)?;
+    let Some(frame_type) = FrameType::lookup(&request.frame_type) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_type",
+            format!("no frame type {:?}", request.frame_type),
+        ));
+    };
+    let code = frame_type.code;
+    let Some(reply) = reply_type(code) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "not_a_command",
+            format!("{} ({code:#04x}) is not a command an operator sends; use /charge or /orders/{{trade_no}}/stop for charging", frame_type.name),
+        ));
+    };
+    let mut fields = match request.fields {
+        Value::Null => json!({}),
+        v => v,
+    };
+    if let Value::Object(map) = &mut fields {
+        map.insert("pile_no".into(), json!(pile));
+        if code == 0x56 && !map.contains_key("current_time") {
+            let now = crate::clock::to_cp56(now_ms(), api.business.offset);
+            map.insert(
+                "current_time".into(),
+                serde_json::to_value(now).unwrap_or(Value::Null),
+            );
+        }
+    }
+    let frame = Frame::from_fields_json(code, fields)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_fields", e))?;
+    let limit = Duration::from_secs(request.timeout_secs.clamp(1, 120));
+    let answer = api
+        .business
+        .command(&pile, frame, reply, limit)
+        .await
+        .map_err(command_error)?;
+    Ok(Json(json!({"reply": answer.name(), "fields": answer.fields_json()})).into_response())
+}

@@ -1,0 +1,138 @@
+//! Wires one app-service instance together: store, business logic, the business stream
+//! server for edges, the operator API, and registration with the control plane.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use prometheus_client::registry::Registry as MetricsRegistry;
+use pylon_proto::app::business_server::BusinessServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Status};
+
+use crate::business::Business;
+use crate::config::{Config, StoreBackend};
+use crate::directory::Directory;
+use crate::metrics::AppMetrics;
+use crate::store::postgres::PostgresStore;
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+use crate::stream::BusinessService;
+use crate::{membership, operator};
+
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match config.store.backend {
+        StoreBackend::Sqlite => {
+            let path = &config.store.path;
+            SqliteStore::open(path)
+                .with_context(|| format!("opening the SQLite store {}", path.display()))?
+                as Arc<dyn Store>
+        }
+        StoreBackend::Postgres => PostgresStore::connect(&config.store.url)
+            .await
+            .context("connecting to the PostgreSQL store")?
+            as Arc<dyn Store>,
+    })
+}
+
+/// Edges present the cluster token on their business streams.
+fn authenticate(
+    token: Option<String>,
+) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |request: Request<()>| {
+        let Some(expected) = token.as_deref() else {
+            return Ok(request);
+        };
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ok = presented.is_some_and(|t| {
+            t.len() == expected.len()
+                && t.bytes()
+                    .zip(expected.bytes())
+                    .fold(0u8, |a, (x, y)| a | (x ^ y))
+                    == 0
+        });
+        if ok {
+            Ok(request)
+        } else {
+            Err(Status::unauthenticated("missing or wrong cluster token"))
+        }
+    }
+}
+
+/// Runs the instance until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    config.validate()?;
+    let config = Arc::new(config);
+    let grpc_listener = TcpListener::bind(config.grpc_listen)
+        .await
+        .with_context(|| format!("listening for edges on {}", config.grpc_listen))?;
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("listening for the operator API on {}", config.http_listen))?;
+    let store = open_store(&config).await?;
+    let metrics = Arc::new(AppMetrics::default());
+    let mut registry = MetricsRegistry::default();
+    metrics.register(&mut registry);
+    let directory = Arc::new(Directory::default());
+    let business = Arc::new(Business::new(
+        store.clone(),
+        directory.clone(),
+        metrics,
+        config.offset(),
+        config.pile_start_balance,
+    ));
+
+    let (stop, stopped) = watch::channel(false);
+    let service = BusinessServer::with_interceptor(
+        BusinessService::new(business.clone()),
+        authenticate(config.cluster_token.clone()),
+    );
+    let mut grpc_stopped = stopped.clone();
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
+                let _ = grpc_stopped.changed().await;
+            }),
+    );
+    let app = operator::router(business.clone(), config.admin_token.clone(), registry);
+    let mut http_stopped = stopped.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stopped.changed().await;
+            })
+            .await
+    });
+    let member = (!config.control.is_empty()).then(|| {
+        tokio::spawn(membership::run(
+            config.clone(),
+            directory.clone(),
+            stopped.clone(),
+        ))
+    });
+    tracing::info!(
+        app = %config.app_id, store = store.backend(), grpc = %config.grpc_address(),
+        http = %config.http_listen, "pylon-app started"
+    );
+
+    shutdown.await;
+    tracing::info!("stopping");
+    let _ = stop.send(true);
+    if let Some(member) = member {
+        let _ = tokio::time::timeout(Duration::from_secs(3), member).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), grpc).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), http).await;
+    tracing::info!("pylon-app stopped");
+    Ok(())
+}

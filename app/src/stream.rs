@@ -1,0 +1,300 @@
+//! The business stream from each edge (gRPC `Business.Exchange`).
+//!
+//! Frames are handled in lanes keyed by pile, so one pile's frames stay in order while
+//! different piles' frames (and their store commits) overlap. Each lane is a bounded
+//! queue: when the store is slow the lanes fill, the reader stops reading, and HTTP/2 flow
+//! control slows the edge down. Acknowledgements report the highest id below which every
+//! uplink is handled, so the edge can forget them.
+
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use pylon_proto::app::business_server::Business as BusinessRpc;
+use pylon_proto::app::{
+    app_message, edge_message, Ack, AppMessage, EdgeMessage, LoginVerdict, Uplink,
+};
+use pylon_proto::ykc::{Frame, PileNo};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::business::{Business, Incoming, Reply};
+use crate::directory::{EdgeStream, Location};
+
+/// Lanes per edge stream.
+const LANES: usize = 16;
+/// Frames queued per lane before the stream stops reading.
+const LANE_DEPTH: usize = 256;
+/// Messages queued towards an edge before senders wait.
+const OUTBOUND_DEPTH: usize = 4096;
+
+pub struct BusinessService {
+    pub business: Arc<Business>,
+    streams: AtomicU64,
+}
+
+impl BusinessService {
+    pub fn new(business: Arc<Business>) -> Self {
+        BusinessService {
+            business,
+            streams: AtomicU64::new(1),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl BusinessRpc for BusinessService {
+    type ExchangeStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<AppMessage, Status>> + Send>>;
+
+    async fn exchange(
+        &self,
+        request: Request<Streaming<EdgeMessage>>,
+    ) -> Result<Response<Self::ExchangeStream>, Status> {
+        let mut inbound = request.into_inner();
+        let edge: Arc<str> = match inbound.message().await? {
+            Some(EdgeMessage {
+                body: Some(edge_message::Body::Hello(hello)),
+            }) if !hello.edge_id.is_empty() => hello.edge_id.into(),
+            _ => {
+                self.business.metrics.frame_error("no_hello");
+                return Err(Status::invalid_argument(
+                    "a business stream starts with Hello{edge_id}",
+                ));
+            }
+        };
+        let (tx, rx) = mpsc::channel(OUTBOUND_DEPTH);
+        let stream_id = self.streams.fetch_add(1, Ordering::Relaxed);
+        let business = self.business.clone();
+        business.directory.edge_connected(
+            edge.clone(),
+            EdgeStream {
+                stream_id,
+                tx: tx.clone(),
+            },
+        );
+        business.metrics.edge_streams.inc();
+        tracing::info!(%edge, stream_id, "edge connected");
+        tokio::spawn(run(business, edge, stream_id, inbound, tx));
+        Ok(Response::new(Box::pin(tokio_stream::StreamExt::map(
+            ReceiverStream::new(rx),
+            Ok,
+        ))))
+    }
+}
+
+/// What lanes tell the acknowledger.
+struct Done(u64);
+
+async fn run(
+    business: Arc<Business>,
+    edge: Arc<str>,
+    stream_id: u64,
+    mut inbound: Streaming<EdgeMessage>,
+    tx: mpsc::Sender<AppMessage>,
+) {
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
+    let acker = tokio::spawn(acknowledge(done_rx, tx.clone()));
+    let lanes: Vec<mpsc::Sender<Uplink>> = (0..LANES)
+        .map(|_| {
+            let (lane_tx, lane_rx) = mpsc::channel(LANE_DEPTH);
+            tokio::spawn(lane(
+                business.clone(),
+                edge.clone(),
+                lane_rx,
+                tx.clone(),
+                done_tx.clone(),
+            ));
+            lane_tx
+        })
+        .collect();
+    drop(done_tx);
+    loop {
+        let message = match inbound.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(status) => {
+                tracing::info!(%edge, "edge stream ended: {status}");
+                break;
+            }
+        };
+        match message.body {
+            Some(edge_message::Body::Uplink(up)) => {
+                business.metrics.uplinks_in_flight.inc();
+                let lane = lane_of(&up.pile);
+                if lanes[lane].send(up).await.is_err() {
+                    break;
+                }
+            }
+            Some(edge_message::Body::Online(online)) => {
+                business.directory.pile_online(
+                    &online.pile,
+                    Location {
+                        edge: edge.clone(),
+                        executor: online.executor,
+                        session_id: online.session_id,
+                    },
+                );
+            }
+            Some(edge_message::Body::Offline(offline)) => {
+                business
+                    .directory
+                    .pile_offline(&offline.pile, offline.session_id);
+            }
+            Some(edge_message::Body::Result(result)) => {
+                if result.outcome != "queued" {
+                    business.metrics.command("downlink", &result.outcome);
+                    tracing::debug!(command = result.command_id, outcome = %result.outcome, detail = %result.detail, "downlink not delivered");
+                }
+            }
+            Some(edge_message::Body::Hello(_)) | None => {
+                business.metrics.frame_error("unexpected_message");
+            }
+        }
+        business
+            .metrics
+            .piles_online
+            .set(business.directory.online_count() as i64);
+    }
+    drop(lanes);
+    let _ = acker.await;
+    business.directory.edge_gone(&edge, stream_id);
+    business.metrics.edge_streams.dec();
+    tracing::info!(%edge, stream_id, "edge disconnected");
+}
+
+fn lane_of(pile: &str) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    pile.hash(&mut h);
+    (h.finish() % LANES as u64) as usize
+}
+
+async fn lane(
+    business: Arc<Business>,
+    edge: Arc<str>,
+    mut uplinks: mpsc::Receiver<Uplink>,
+    tx: mpsc::Sender<AppMessage>,
+    done: mpsc::UnboundedSender<Done>,
+) {
+    while let Some(up) = uplinks.recv().await {
+        let id = up.id;
+        handle_one(&business, &edge, up, &tx).await;
+        business.metrics.uplinks_in_flight.dec();
+        if done.send(Done(id)).is_err() {
+            return;
+        }
+    }
+}
+
+async fn handle_one(
+    business: &Business,
+    edge: &Arc<str>,
+    up: Uplink,
+    tx: &mpsc::Sender<AppMessage>,
+) {
+    let pile = match PileNo::parse(&up.pile) {
+        Ok(p) if up.pile.len() == 14 => p,
+        _ => {
+            business.metrics.frame_error("bad_pile");
+            return;
+        }
+    };
+    let frame = match u8::try_from(up.frame_type)
+        .map_err(|_| "frame type out of range".to_string())
+        .and_then(|t| Frame::decode_body(t, &up.body).map_err(|e| e.to_string()))
+    {
+        Ok(f) => f,
+        Err(e) => {
+            business.metrics.frame_error("decode");
+            tracing::warn!(pile = %up.pile, frame_type = up.frame_type, "undecodable business frame: {e}");
+            return;
+        }
+    };
+    let incoming = Incoming {
+        edge: edge.clone(),
+        pile,
+        session_id: up.session_id,
+        executor: up.executor,
+        seq: up.seq as u16,
+        frame,
+    };
+    let replies = match business.handle(&incoming).await {
+        Ok(replies) => replies,
+        Err(e) => {
+            business.metrics.frame_error(match &e {
+                crate::business::BusinessError::Store(_) => "store",
+                crate::business::BusinessError::Rejected(_) => "rejected",
+            });
+            tracing::warn!(pile = %up.pile, frame = incoming.frame.name(), "frame not handled: {e}");
+            return;
+        }
+    };
+    for reply in replies {
+        let message = match reply {
+            Reply::Login { accepted } => app_message::Body::Verdict(LoginVerdict {
+                pile: up.pile.clone(),
+                session_id: up.session_id,
+                executor: up.executor,
+                seq: up.seq,
+                accepted,
+            }),
+            Reply::Frame(frame) => {
+                let mut body = Vec::new();
+                if let Err(e) = frame.encode_body(&mut body) {
+                    business.metrics.frame_error("encode");
+                    tracing::error!(frame = frame.name(), "cannot encode a reply: {e}");
+                    continue;
+                }
+                app_message::Body::Downlink(pylon_proto::app::Downlink {
+                    command_id: 0,
+                    pile: up.pile.clone(),
+                    frame_type: u32::from(frame.frame_type()),
+                    body,
+                    reply_to_seq: Some(up.seq),
+                })
+            }
+        };
+        if tx
+            .send(AppMessage {
+                body: Some(message),
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Turns completions (in any order) into a watermark: every id up to it is handled.
+async fn acknowledge(mut done: mpsc::UnboundedReceiver<Done>, tx: mpsc::Sender<AppMessage>) {
+    let mut watermark: Option<u64> = None;
+    let mut ahead = BTreeSet::new();
+    while let Some(Done(id)) = done.recv().await {
+        ahead.insert(id);
+        // Whatever else finished meanwhile joins this acknowledgement.
+        while let Ok(Done(id)) = done.try_recv() {
+            ahead.insert(id);
+        }
+        let before = watermark;
+        // Edge ids start at 1 and grow by one per uplink.
+        while let Some(&first) = ahead.first() {
+            let next = watermark.map_or(1, |w| w + 1);
+            if first > next {
+                break;
+            }
+            ahead.pop_first();
+            watermark = Some(watermark.map_or(first, |w| w.max(first)));
+        }
+        if let (Some(w), true) = (watermark, watermark != before) {
+            let ack = AppMessage {
+                body: Some(app_message::Body::Ack(Ack { up_to: w })),
+            };
+            if tx.send(ack).await.is_err() {
+                return;
+            }
+        }
+    }
+}

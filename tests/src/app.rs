@@ -1,0 +1,178 @@
+//! A real `pylon-app` instance for a test.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::control::{ADMIN_TOKEN, CLUSTER_TOKEN};
+use crate::{binary, free_port, http, local};
+
+pub enum Store {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+pub struct AppOptions<'a> {
+    pub dir: &'a Path,
+    pub id: &'a str,
+    /// Control-plane gRPC endpoints to register with.
+    pub control: Vec<String>,
+    pub store: Store,
+    /// Environment for the process (e.g. fault injection).
+    pub env: Vec<(String, String)>,
+}
+
+pub struct AppProcess {
+    child: Child,
+    pub id: String,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl AppProcess {
+    pub fn start(opts: AppOptions<'_>) -> AppProcess {
+        Self::start_on(opts, local(free_port()), local(free_port()))
+    }
+
+    /// Starts on given addresses (to restart an instance where it was).
+    pub fn start_on(opts: AppOptions<'_>, grpc: SocketAddr, http_addr: SocketAddr) -> AppProcess {
+        let log = opts
+            .dir
+            .join(format!("app-{}-{}.log", opts.id, grpc.port()));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("creating the app log");
+        let mut cmd = Command::new(binary("pylon-app"));
+        cmd.args(["--app-id", opts.id])
+            .args(["--grpc-listen", &grpc.to_string()])
+            .args(["--http-listen", &http_addr.to_string()])
+            .args([
+                "--admin-token",
+                ADMIN_TOKEN,
+                "--cluster-token",
+                CLUSTER_TOKEN,
+            ])
+            .args(["--lease-ttl", "4"]);
+        if !opts.control.is_empty() {
+            cmd.args(["--control", &opts.control.join(",")]);
+        }
+        match &opts.store {
+            Store::Sqlite(path) => {
+                cmd.args(["--store", "sqlite", "--sqlite"]).arg(path);
+            }
+            Store::Postgres(url) => {
+                cmd.args(["--store", "postgres", "--postgres-url", url]);
+            }
+        }
+        cmd.envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", "pylon_app=debug,info")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log file handle"))
+            .stderr(log_file);
+        let child = cmd.spawn().expect("starting pylon-app");
+        let mut app = AppProcess {
+            child,
+            id: opts.id.to_owned(),
+            grpc,
+            http: http_addr,
+            log,
+        };
+        let ready = (0..300).any(|_| {
+            if let Ok(Some(_)) = app.child.try_wait() {
+                return true;
+            }
+            let up = http::get(app.http, "/readyz").0 == 200;
+            if !up {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            up
+        });
+        assert!(
+            ready && app.is_running(),
+            "pylon-app did not become ready; log:\n{}",
+            app.log_text()
+        );
+        app
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// An operator API call with the admin token; returns (status, body).
+    pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("http://{}{path}", self.http);
+        let request = ureq::request(method, &url)
+            .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+            .timeout(Duration::from_secs(30));
+        let result = match body {
+            Some(b) => request
+                .set("content-type", "application/json")
+                .send_string(&b.to_string()),
+            None => request.call(),
+        };
+        let (code, text) = match result {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        };
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Registers piles `first..first+count` (enabled, billing model 1).
+    pub fn add_piles(&self, first: u64, count: u64) {
+        let piles: Vec<Value> = (first..first + count)
+            .map(|n| serde_json::json!({"pile_no": format!("{n:014}")}))
+            .collect();
+        let (code, body) = self.api("POST", "/v1/piles", Some(Value::Array(piles)));
+        assert_eq!(code, 200, "adding piles: {body}");
+    }
+
+    pub fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        http::metric(&http::get(self.http, "/metrics").1, name, labels)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let _ = self.wait_exit(Duration::from_secs(10));
+    }
+}
+
+impl Drop for AppProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

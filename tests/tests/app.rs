@@ -1,0 +1,679 @@
+//! The charging business end to end with real processes: control plane, edges that let the
+//! app decide logins, `pylon-app` on SQLite or PostgreSQL, and chargers on real sockets.
+
+use std::time::Duration;
+
+use pylon_bench::charger::{ChargerConn, ChargerError, Target};
+use pylon_proto::app::business_client::BusinessClient;
+use pylon_proto::app::{app_message, edge_message, EdgeMessage, Hello, Uplink};
+use pylon_proto::ykc::frames::{
+    RealtimeData, RemoteStartReply, RemoteStopReply, TimeSyncReply, TransactionRecord,
+};
+use pylon_proto::ykc::{Bcd, Frame, PileNo, Scaled};
+use pylon_tests::app::{AppOptions, AppProcess, Store};
+use pylon_tests::certs::TestCerts;
+use pylon_tests::control::{edge_flags, Backend, ControlOptions, ControlProcess, CLUSTER_TOKEN};
+use pylon_tests::edge::{EdgeOptions, EdgeProcess};
+use pylon_tests::wait_for;
+use serde_json::json;
+use tempfile::TempDir;
+
+const FIRST_PILE: u64 = 32_010_200_000_001;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn pile(n: u64) -> PileNo {
+    PileNo::from_u64(FIRST_PILE + n)
+}
+
+fn pile_text(n: u64) -> String {
+    format!("{:014}", FIRST_PILE + n)
+}
+
+struct Platform {
+    edges: Vec<EdgeProcess>,
+    app: AppProcess,
+    control: ControlProcess,
+    certs: TestCerts,
+    dir: TempDir,
+}
+
+impl Platform {
+    fn start(edges: usize, app_env: Vec<(String, String)>) -> Platform {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let certs = TestCerts::generate(dir.path()).expect("certs");
+        let control = ControlProcess::start(ControlOptions {
+            dir: dir.path(),
+            replica: "c1",
+            backend: Backend::Embedded(dir.path().join("registry.json")),
+            extra: vec![],
+        });
+        let app = AppProcess::start(AppOptions {
+            dir: dir.path(),
+            id: "app-1",
+            control: vec![control.grpc_url()],
+            store: Store::Sqlite(dir.path().join("app.db")),
+            env: app_env,
+        });
+        let mut platform = Platform {
+            edges: Vec::new(),
+            app,
+            control,
+            certs,
+            dir,
+        };
+        for i in 0..edges {
+            platform.add_edge(&format!("e{}", i + 1));
+        }
+        platform.wait_owned();
+        platform.app.add_piles(FIRST_PILE, 20);
+        platform
+    }
+
+    fn add_edge(&mut self, id: &str) {
+        let mut flags = edge_flags(id, &[self.control.grpc_url()]);
+        flags.retain(|f| f != "--allow-all");
+        flags.push("--app-login".into());
+        self.edges.push(EdgeProcess::start(EdgeOptions {
+            certs: &self.certs,
+            dir: self.dir.path(),
+            executors: 2,
+            extra: flags,
+            with_rsa: false,
+            tls_only: false,
+        }));
+    }
+
+    /// Waits until every shard is owned and every edge applied that table.
+    fn wait_owned(&self) {
+        wait_for("shards owned by the app", Duration::from_secs(20), || {
+            (self.control.status()["shards_unowned"] == 0).then_some(())
+        });
+        let version = self.control.status()["route_version"].as_i64().unwrap_or(0);
+        for edge in &self.edges {
+            wait_for(
+                "edges to apply the shard map",
+                Duration::from_secs(20),
+                || (edge.status()["route_version"].as_i64() >= Some(version)).then_some(()),
+            );
+        }
+    }
+
+    fn target(&self, edge: usize) -> Target {
+        Target {
+            addr: self.edges[edge].tcp,
+            tls: None,
+        }
+    }
+}
+
+async fn connect(target: &Target, n: u64) -> Result<ChargerConn, ChargerError> {
+    let mut conn = ChargerConn::connect(target, None).await?;
+    conn.login(pile(n)).await?;
+    Ok(conn)
+}
+
+/// The next frame that is not a heartbeat reply.
+async fn next(conn: &mut ChargerConn, what: &'static str) -> (u16, Frame) {
+    loop {
+        let (seq, frame) = conn
+            .recv_timeout(what, Duration::from_secs(15))
+            .await
+            .unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
+        if !matches!(frame, Frame::HeartbeatReply(_)) {
+            return (seq, frame);
+        }
+    }
+}
+
+fn record(n: u64, trade_no: pylon_proto::ykc::TradeNo) -> Frame {
+    let now = pylon_bench::charging::cp56_now();
+    TransactionRecord {
+        trade_no,
+        pile_no: pile(n),
+        gun_no: Bcd([1]),
+        start_time: now,
+        end_time: now,
+        trade_time: now,
+        total_energy: Scaled(123_456),
+        total_amount: Scaled(172_838),
+        stop_reason: 0x40,
+        ..Default::default()
+    }
+    .into()
+}
+
+fn order_state(app: &AppProcess, trade: &str) -> String {
+    app.api("GET", &format!("/v1/orders/{trade}"), None).1["order"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn a_charging_session_end_to_end_and_downlinks_to_either_edge() {
+    let p = Platform::start(2, vec![]);
+    let rt = runtime();
+    let (mut a, mut b) = rt.block_on(async {
+        let a = connect(&p.target(0), 1)
+            .await
+            .expect("pile 1 logs in on edge 1");
+        let b = connect(&p.target(1), 2)
+            .await
+            .expect("pile 2 logs in on edge 2");
+        // Not in the pile registry: refused by the app, closed by the edge.
+        let stranger = PileNo::from_u64(32_010_299_999_999);
+        let mut s = ChargerConn::connect(&p.target(0), None)
+            .await
+            .expect("connect");
+        assert!(matches!(
+            s.login(stranger).await,
+            Err(ChargerError::LoginRefused)
+        ));
+        (a, b)
+    });
+    assert_eq!(
+        p.app
+            .metric("pylon_app_logins_total", &["result=\"unknown\""]),
+        1.0
+    );
+
+    // Remote start: the order waits for the pile, which confirms.
+    let (code, order) = p.app.api(
+        "POST",
+        &format!("/v1/piles/{}/charge", pile_text(1)),
+        Some(json!({"gun": 1, "balance": 5000})),
+    );
+    assert_eq!(code, 201, "{order}");
+    let trade = order["trade_no"].as_str().expect("trade number").to_owned();
+    assert_eq!(order["state"], "starting");
+    assert_eq!(&trade[..16], &format!("{}01", pile_text(1)));
+    let trade_no = rt.block_on(async {
+        let (seq, frame) = next(&mut a, "remote start").await;
+        let Frame::RemoteStart(start) = frame else {
+            panic!("expected 0x34, got {frame:?}");
+        };
+        assert_eq!(start.trade_no.to_string(), trade);
+        assert_eq!(start.balance.0, 5000);
+        let reply = RemoteStartReply {
+            trade_no: start.trade_no,
+            pile_no: pile(1),
+            gun_no: Bcd([1]),
+            result: 1,
+            failure_reason: 0,
+        };
+        a.reply(seq, &reply.into()).await.expect("reply 0x33");
+        let realtime = RealtimeData {
+            trade_no: start.trade_no,
+            pile_no: pile(1),
+            gun_no: Bcd([1]),
+            status: 3,
+            ..Default::default()
+        };
+        a.send(&realtime.into()).await.expect("send 0x13");
+        start.trade_no
+    });
+    wait_for("the order to be charging", Duration::from_secs(10), || {
+        (order_state(&p.app, &trade) == "charging").then_some(())
+    });
+    wait_for(
+        "the gun status to show charging",
+        Duration::from_secs(10),
+        || {
+            let detail = p
+                .app
+                .api("GET", &format!("/v1/piles/{}", pile_text(1)), None)
+                .1;
+            (detail["guns"][0]["status"] == 3).then_some(())
+        },
+    );
+
+    // Remote stop, then the record: stored before it is confirmed.
+    let (code, stopped) = p.app.api("POST", &format!("/v1/orders/{trade}/stop"), None);
+    assert_eq!(
+        (code, stopped["state"].as_str()),
+        (200, Some("stopping")),
+        "{stopped}"
+    );
+    rt.block_on(async {
+        let (seq, frame) = next(&mut a, "remote stop").await;
+        assert!(matches!(frame, Frame::RemoteStop(_)), "{frame:?}");
+        let reply = RemoteStopReply {
+            pile_no: pile(1),
+            gun_no: Bcd([1]),
+            result: 1,
+            failure_reason: 0,
+        };
+        a.reply(seq, &reply.into()).await.expect("reply 0x35");
+        for attempt in 0..2 {
+            // The second time is a retransmission: stored once, confirmed again.
+            a.send(&record(1, trade_no)).await.expect("send 0x3B");
+            let (_, frame) = next(&mut a, "record confirmation").await;
+            let Frame::TransactionConfirm(c) = frame else {
+                panic!("attempt {attempt}: expected 0x40, got {frame:?}");
+            };
+            assert_eq!((c.trade_no, c.result), (trade_no, 0));
+        }
+    });
+    assert_eq!(order_state(&p.app, &trade), "finished");
+    let (code, stored) = p.app.api("GET", &format!("/v1/records/{trade}"), None);
+    assert_eq!(
+        (code, stored["total_energy"].as_i64()),
+        (200, Some(123_456)),
+        "{stored}"
+    );
+    let records = p
+        .app
+        .api("GET", &format!("/v1/piles/{}/records", pile_text(1)), None)
+        .1;
+    assert_eq!(records.as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        p.app
+            .metric("pylon_app_records_total", &["result=\"duplicate\""]),
+        1.0
+    );
+    let detail = p.app.api("GET", &format!("/v1/orders/{trade}"), None).1;
+    assert!(
+        detail["events"].as_array().is_some_and(|e| !e.is_empty()),
+        "{detail}"
+    );
+
+    // A command to the pile on the other edge, answered by the pile.
+    std::thread::scope(|scope| {
+        let pile_b = scope.spawn(|| {
+            rt.block_on(async {
+                let (seq, frame) = next(&mut b, "time sync").await;
+                let Frame::TimeSync(t) = frame else {
+                    panic!("expected 0x56, got {frame:?}");
+                };
+                let reply = TimeSyncReply {
+                    pile_no: pile(2),
+                    current_time: t.current_time,
+                };
+                b.reply(seq, &reply.into()).await.expect("reply 0x55");
+            })
+        });
+        let (code, answer) = p.app.api(
+            "POST",
+            &format!("/v1/piles/{}/commands", pile_text(2)),
+            Some(json!({"type": "TimeSync"})),
+        );
+        assert_eq!(
+            (code, answer["reply"].as_str()),
+            (200, Some("TimeSyncReply")),
+            "{answer}"
+        );
+        let _ = pile_b.join();
+    });
+}
+
+#[test]
+fn a_record_stored_by_an_instance_killed_before_confirming_exists_once() {
+    let fault = vec![(
+        "PYLON_APP_FAULT".to_string(),
+        "kill_after_store".to_string(),
+    )];
+    let mut p = Platform::start(1, fault);
+    let rt = runtime();
+    let mut a = rt.block_on(connect(&p.target(0), 3)).expect("login");
+    let trade_no =
+        pylon_proto::ykc::TradeNo::parse("32010200000004012611241820300001").expect("trade number");
+    rt.block_on(a.send(&record(3, trade_no)))
+        .expect("send 0x3B");
+    assert!(
+        p.app.wait_exit(Duration::from_secs(15)).is_some(),
+        "the instance should have killed itself after storing"
+    );
+    // No confirmation came: the instance died between commit and answer.
+    let (grpc, http) = (p.app.grpc, p.app.http);
+    p.app = AppProcess::start_on(
+        AppOptions {
+            dir: p.dir.path(),
+            id: "app-1",
+            control: vec![p.control.grpc_url()],
+            store: Store::Sqlite(p.dir.path().join("app.db")),
+            env: vec![],
+        },
+        grpc,
+        http,
+    );
+    // The charger retransmits until confirmed (the edge may also resend its copy).
+    rt.block_on(async {
+        let mut confirmed = false;
+        for _ in 0..10 {
+            a.send(&record(3, trade_no)).await.expect("retransmit 0x3B");
+            match a.recv_timeout("confirmation", Duration::from_secs(3)).await {
+                Ok((_, Frame::TransactionConfirm(c))) if c.trade_no == trade_no => {
+                    assert_eq!(c.result, 0);
+                    confirmed = true;
+                    break;
+                }
+                Ok(_) | Err(ChargerError::Timeout(_)) => continue,
+                Err(e) => panic!("the charger lost its session: {e}"),
+            }
+        }
+        assert!(confirmed, "the record was never confirmed");
+    });
+    let records = p
+        .app
+        .api("GET", &format!("/v1/piles/{}/records", pile_text(3)), None)
+        .1;
+    assert_eq!(records.as_array().map(Vec::len), Some(1), "{records}");
+    assert!(
+        p.app
+            .metric("pylon_app_records_total", &["result=\"duplicate\""])
+            >= 1.0
+    );
+    assert_eq!(
+        p.app.metric("pylon_app_records_total", &["result=\"new\""]),
+        0.0
+    );
+}
+
+#[test]
+fn bad_business_input_gets_errors_and_metrics_not_crashes() {
+    let p = Platform::start(1, vec![]);
+    let app = &p.app;
+    // Operator API mistakes.
+    for (method, path, body, code, error) in [
+        (
+            "POST",
+            "/v1/orders/123/stop".to_string(),
+            None,
+            404,
+            "no_such_order",
+        ),
+        (
+            "POST",
+            format!("/v1/piles/{}/charge", "32019999999999"),
+            Some(json!({"balance": 1})),
+            404,
+            "no_such_pile",
+        ),
+        (
+            "POST",
+            format!("/v1/piles/{}/charge", pile_text(5)),
+            Some(json!({"balance": 1})),
+            409,
+            "not_connected",
+        ),
+        (
+            "POST",
+            "/v1/piles/12ab/charge".to_string(),
+            Some(json!({"balance": 1})),
+            400,
+            "bad_pile",
+        ),
+        (
+            "POST",
+            format!("/v1/piles/{}/commands", pile_text(5)),
+            Some(json!({"type": "RemoteStart"})),
+            400,
+            "not_a_command",
+        ),
+        (
+            "PUT",
+            "/v1/billing-models/7".to_string(),
+            Some(json!({"loss_ratio": "lots"})),
+            400,
+            "bad_model",
+        ),
+    ] {
+        let (status, answer) = app.api(method, &path, body);
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (code, Some(error)),
+            "{method} {path}: {answer}"
+        );
+    }
+    // Garbage on the business stream itself, as a broken edge might send.
+    let rt = runtime();
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.grpc))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let token: tonic::metadata::MetadataValue<_> =
+            format!("Bearer {CLUSTER_TOKEN}").parse().expect("ascii");
+        let mut client =
+            BusinessClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
+                r.metadata_mut().insert("authorization", token.clone());
+                Ok(r)
+            });
+        let uplink = |id: u64, pile: &str, frame_type: u32, body: Vec<u8>| EdgeMessage {
+            body: Some(edge_message::Body::Uplink(Uplink {
+                id,
+                pile: pile.into(),
+                session_id: 1,
+                executor: 0,
+                seq: 1,
+                frame_type,
+                body,
+            })),
+        };
+        let mut start_reply = Vec::new();
+        Frame::from(RemoteStartReply {
+            trade_no: pylon_proto::ykc::TradeNo::parse("1").expect("digits"),
+            pile_no: pile(5),
+            gun_no: Bcd([1]),
+            result: 1,
+            failure_reason: 0,
+        })
+        .encode_body(&mut start_reply)
+        .expect("encode");
+        let messages = vec![
+            EdgeMessage {
+                body: Some(edge_message::Body::Hello(Hello {
+                    edge_id: "rogue".into(),
+                })),
+            },
+            uplink(1, "12", 0x13, vec![]),
+            uplink(2, &pile_text(5), 0x3B, vec![1, 2, 3]),
+            uplink(3, &pile_text(5), 0x02, vec![0; 8]),
+            uplink(4, &pile_text(5), 0x33, start_reply),
+        ];
+        let mut inbound = client
+            .exchange(tokio_stream::iter(messages))
+            .await
+            .expect("stream accepted")
+            .into_inner();
+        let mut acked = 0;
+        while acked < 4 {
+            let message = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+                .await
+                .expect("an answer in time")
+                .expect("stream")
+                .expect("message");
+            if let Some(app_message::Body::Ack(ack)) = message.body {
+                acked = ack.up_to;
+            }
+        }
+    });
+    let m = |labels: &[&str]| app.metric("pylon_app_frame_errors_total", labels);
+    assert_eq!(m(&["kind=\"bad_pile\""]), 1.0);
+    assert_eq!(m(&["kind=\"decode\""]), 1.0, "the short 0x3B");
+    assert_eq!(
+        m(&["kind=\"rejected\""]),
+        1.0,
+        "0x02 does not come from piles"
+    );
+    assert_eq!(
+        app.metric("pylon_app_unexpected_total", &["kind=\"unknown_order\""]),
+        1.0
+    );
+    assert_eq!(pylon_tests::http::get(app.http, "/readyz").0, 200);
+}
+
+/// A `pylon-fleet` that charges, stopped with SIGINT (it then writes its final report).
+struct ChargingFleet {
+    child: std::process::Child,
+    report: std::path::PathBuf,
+}
+
+impl ChargingFleet {
+    fn start(dir: &std::path::Path, edge: std::net::SocketAddr, sessions: u64) -> Self {
+        let report = dir.join("fleet.json");
+        let log = std::fs::File::create(dir.join("fleet.log")).expect("fleet log");
+        let child = std::process::Command::new(pylon_tests::binary("pylon-fleet"))
+            .args([
+                "--target",
+                &edge.to_string(),
+                "--sessions",
+                &sessions.to_string(),
+            ])
+            .args(["--pile-base", &FIRST_PILE.to_string(), "--ramp", "500"])
+            .args(["--charge", "--card-start-secs", "1", "--charge-secs", "1"])
+            .args([
+                "--confirm-timeout-secs",
+                "2",
+                "--progress-secs",
+                "1",
+                "--quiet",
+            ])
+            .arg("--report")
+            .arg(&report)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting pylon-fleet");
+        ChargingFleet { child, report }
+    }
+
+    fn report(&self) -> serde_json::Value {
+        std::fs::read_to_string(&self.report)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    fn confirmed(&self) -> u64 {
+        self.report()["records_confirmed"].as_u64().unwrap_or(0)
+    }
+
+    fn wait_confirmed(&self, at_least: u64) {
+        wait_for(
+            &format!("{at_least} confirmed records"),
+            Duration::from_secs(30),
+            || (self.confirmed() >= at_least).then_some(()),
+        );
+    }
+
+    /// Stops the fleet and returns its final report.
+    fn stop(mut self) -> serde_json::Value {
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
+        }
+        let _ = self.child.wait();
+        self.report()
+    }
+}
+
+impl Drop for ChargingFleet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn app_instances_join_and_leave_under_load_without_losing_records() {
+    let pg = pylon_tests::postgres::PostgresCluster::start().expect("a PostgreSQL cluster");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCerts::generate(dir.path()).expect("certs");
+    let control = ControlProcess::start(ControlOptions {
+        dir: dir.path(),
+        replica: "c1",
+        backend: Backend::Embedded(dir.path().join("registry.json")),
+        extra: vec![],
+    });
+    let app = |id: &str| {
+        AppProcess::start(AppOptions {
+            dir: dir.path(),
+            id,
+            control: vec![control.grpc_url()],
+            store: Store::Postgres(pg.url()),
+            env: vec![],
+        })
+    };
+    let app1 = app("app-1");
+    let mut flags = edge_flags("e1", &[control.grpc_url()]);
+    flags.retain(|f| f != "--allow-all");
+    flags.push("--app-login".into());
+    let edge = EdgeProcess::start(EdgeOptions {
+        certs: &certs,
+        dir: dir.path(),
+        executors: 2,
+        extra: flags,
+        with_rsa: false,
+        tls_only: false,
+    });
+    let per_app = |id: &str| {
+        control.get("/v1/admin/shards")["per_app"][id]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    wait_for("app-1 to own every shard", Duration::from_secs(20), || {
+        (per_app("app-1") == 1024).then_some(())
+    });
+    app1.add_piles(FIRST_PILE, 100);
+    let fleet = ChargingFleet::start(dir.path(), edge.tcp, 100);
+    fleet.wait_confirmed(50);
+
+    // A second instance joins: half the shards (and their piles) move to it.
+    let mut app2 = app("app-2");
+    wait_for("the shards to split", Duration::from_secs(20), || {
+        (per_app("app-2") == 512).then_some(())
+    });
+    let before = fleet.confirmed();
+    fleet.wait_confirmed(before + 50);
+    assert!(
+        app2.metric("pylon_app_records_total", &["result=\"new\""]) > 0.0,
+        "app-2 took records"
+    );
+
+    // It leaves again: everything returns to app-1.
+    app2.terminate();
+    wait_for(
+        "app-1 to own every shard again",
+        Duration::from_secs(20),
+        || (per_app("app-1") == 1024).then_some(()),
+    );
+    let before = fleet.confirmed();
+    fleet.wait_confirmed(before + 50);
+
+    // Every pile is still reachable for downlink.
+    for n in (0..100).step_by(10) {
+        let (code, answer) = app1.api(
+            "POST",
+            &format!("/v1/piles/{}/commands", pile_text(n)),
+            Some(json!({"type": "TimeSync"})),
+        );
+        assert_eq!(code, 200, "pile {}: {answer}", pile_text(n));
+    }
+    let report = fleet.stop();
+    let stored = app1.api("GET", "/v1/stats", None).1["records"]
+        .as_u64()
+        .unwrap_or(0);
+    let confirmed = report["records_confirmed"].as_u64().unwrap_or(0);
+    let sent = report["records_sent"].as_u64().unwrap_or(0);
+    assert_eq!(report["records_abandoned"], 0, "{report}");
+    assert!(
+        stored >= confirmed,
+        "confirmed {confirmed} but stored {stored}: {report}"
+    );
+    assert!(
+        stored <= sent,
+        "stored {stored} of {sent} sent: duplicates? {report}"
+    );
+    assert!(
+        report["errors"].get("closed").is_none(),
+        "chargers lost their sessions: {report}"
+    );
+}
