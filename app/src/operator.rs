@@ -18,6 +18,9 @@
 //!
 //! Times are Unix milliseconds; amounts and energies the protocol's integers.
 
+// Handlers answer errors as ready-made responses; their size does not matter here.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

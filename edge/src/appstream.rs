@@ -44,6 +44,8 @@ const WINDOW: usize = 4096;
 const LINK_QUEUE: usize = 1024;
 
 /// What executors tell the router.
+// Nearly every event is a frame, so boxing the big variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum UplinkEvent {
     Frame(UplinkMessage),
@@ -205,6 +207,7 @@ impl ShardTable {
 }
 
 /// What the router passes to a link.
+#[allow(clippy::large_enum_variant)]
 enum LinkInput {
     Event(UplinkEvent),
     /// The instance no longer owns anything here: hand back what is unacknowledged.
