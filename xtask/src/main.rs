@@ -1,6 +1,7 @@
 //! `cargo xtask`: set-up, demo, tests and benchmarks for Pylon.
 
 mod bench;
+mod bench_app;
 mod bench_control;
 mod demo;
 mod procs;
@@ -30,6 +31,8 @@ enum Task {
     Bench(bench::BenchArgs),
     /// Measure the control plane: dispatch, route push latency, snapshot size.
     BenchControl(bench_control::BenchControlArgs),
+    /// Measure the charging business on SQLite and PostgreSQL: records/s, command latency.
+    BenchApp(bench_app::BenchAppArgs),
 }
 
 fn main() {
@@ -39,6 +42,7 @@ fn main() {
         Task::Demo(args) => demo::run(args),
         Task::Bench(args) => bench::run(args),
         Task::BenchControl(args) => bench_control::run(args),
+        Task::BenchApp(args) => bench_app::run(args),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");
