@@ -5,6 +5,7 @@ pub mod charger;
 pub mod charging;
 pub mod dispatch;
 pub mod fleet;
+pub mod postgres;
 pub mod refserver;
 pub mod stats;
 pub mod tls;

@@ -1,4 +1,4 @@
-//! A throwaway PostgreSQL server for a test: `initdb` into a temporary directory, the
+//! A throwaway PostgreSQL server for a test or a benchmark: `initdb` into a temporary directory, the
 //! server on a free loopback port (its unix socket in that directory too), one database
 //! `pylon`. Dropping it stops the server at once and removes everything, also when a test
 //! panics; the server also dies with the test process, since it is started with a
@@ -15,7 +15,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::free_port;
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_or(0, |a| a.port())
+}
 
 /// How long a new server gets to accept connections.
 const START_LIMIT: Duration = Duration::from_secs(30);

@@ -7,7 +7,8 @@ pub mod control;
 pub mod edge;
 pub mod etcd;
 pub mod http;
-pub mod postgres;
+/// A throwaway PostgreSQL server (shared with the benchmarks).
+pub use pylon_bench::postgres;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
