@@ -1,6 +1,6 @@
 //! The `pylonctl` command line: one clap enum with a variant per command group. The
-//! operator commands (status, edges, apps, shards, entry, routes) live in
-//! [`crate::ops_cli`] and are flattened in beside `ykc` and `completions`.
+//! operator commands (status, edges, apps, shards, entry, routes; piles, records, charge)
+//! live in [`crate::ops_cli`] and are flattened in beside `ykc` and `completions`.
 
 use std::io::{self, Write};
 
@@ -16,13 +16,18 @@ pylonctl is the operator's tool for the Pylon EV-charger platform.
 It asks a running control plane (pylon-control) how the platform is doing: which edges
 and app instances are registered, how chargers are split into shards, which edge a
 charger is sent to, and how the route table changes. It drains edges for maintenance.
-Offline, it speaks the YKC V1.6 charger protocol: paste a frame captured from a charger
-to see what it says, or build a frame from JSON to send to one.
+Through the app service (pylon-app), it runs the charging business: registers chargers
+(piles), shows their guns and connection, starts and stops charges, and reads the
+transaction records. Offline, it speaks the YKC V1.6 charger protocol: paste a frame
+captured from a charger to see what it says, or build a frame from JSON to send to one.
 
 The control plane is found at --endpoint, else PYLON_ENDPOINT, else `endpoint` in the
-config file (~/.config/pylon/pylonctl.toml), else http://127.0.0.1:7400. Admin commands
-need its admin token: --token, PYLON_TOKEN, or `token = \"...\"` in the config file.
-Every operator command prints a table, or the control plane's JSON with -o json.
+config file (~/.config/pylon/pylonctl.toml), else http://127.0.0.1:7400. The app
+service (for piles, records and charge) is found at --app-endpoint, else
+PYLON_APP_ENDPOINT, else `app_endpoint` in the config file, else http://127.0.0.1:7510.
+Admin commands, and all of piles, records and charge, need the control plane's admin
+token: --token, PYLON_TOKEN, or `token = \"...\"` in the config file. Every operator
+command prints a table, or the server's JSON with -o json.
 
 Examples:
   pylonctl status
@@ -32,16 +37,23 @@ Examples:
   pylonctl shards show --pile 32010200000001
   pylonctl entry 32010200000001 --transport tls
   pylonctl routes watch --count 5 --endpoint http://10.0.0.5:7400
+  pylonctl piles add --range 32010200000001 100
+  pylonctl piles show 32010200000001
+  pylonctl charge start 32010200000001 --gun 1 --balance 50.00
+  pylonctl charge show 32010200000001012405010800000001
+  pylonctl records list 32010200000001 --from 2024-05-01 --app-endpoint http://10.0.0.7:7510
   pylonctl ykc decode '68 0D 00 01 00 03 32 01 02 00 00 00 01 01 00 F1 1A'
   pylonctl ykc encode Heartbeat '{\"pile_no\":\"32010200000001\",\"gun_no\":\"01\",\"gun_status\":0}'
   pylonctl completions bash > /etc/bash_completion.d/pylonctl
 
 Exit status:
   0  success
-  1  any other error (e.g. the control plane answered with an error, or refused the token)
-  2  invalid input: a frame, JSON, frame type, pile number or config file; also a request
-     the control plane refused as invalid (HTTP 400)
-  3  the control plane could not be reached (connection refused, timed out, unknown host)";
+  1  any other error (e.g. the server answered with an error, such as a pile that is not
+     connected, or refused the token)
+  2  invalid input: a frame, JSON, frame type, pile or trade number, balance, time or
+     config file; also a request the server refused as invalid (HTTP 400)
+  3  the control plane could not be reached (connection refused, timed out, unknown host);
+     for piles, records and charge, the app service";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -92,8 +104,8 @@ pub enum Failure {
     BadInput(String),
     /// Anything else, e.g. stdout could not be written: exit status 1.
     Other(anyhow::Error),
-    /// The control plane could not be reached at all (refused, timed out, unknown host):
-    /// exit status 3.
+    /// The control plane (or, for `piles`/`records`/`charge`, the app service) could not
+    /// be reached at all (refused, timed out, unknown host): exit status 3.
     Unreachable(String),
 }
 
@@ -173,6 +185,7 @@ mod tests {
         let script = String::from_utf8(out).unwrap();
         assert!(script.contains("pylonctl") && script.contains("decode"));
         assert!(script.contains("undrain") && script.contains("--grpc-endpoint"));
+        assert!(script.contains("records") && script.contains("--app-endpoint"));
     }
 
     #[test]

@@ -1,15 +1,21 @@
 //! The operator commands of `pylonctl`: `status`, `edges`, `apps`, `shards`, `entry` and
 //! `routes`, which talk to a running control plane over its HTTP/JSON API
-//! ([`crate::api`]) and, for `routes watch`, its gRPC route stream.
+//! ([`crate::api`]) and, for `routes watch`, its gRPC route stream; and `piles`,
+//! `records` and `charge`, which talk to the app service's operator API.
 //!
-//! - [`config`]: where the endpoint and token come from (flag > env > file > default).
+//! - [`config`]: where the endpoints and token come from (flag > env > file > default).
 //! - [`client`]: the HTTP client and its errors.
 //! - [`output`]: tables and `key: value` blocks for people (`--output json` prints replies).
 //! - [`watch`]: `routes watch`, on a small current-thread tokio runtime.
+//! - [`business`]: `piles`, `records` and `charge`; [`business_output`] prints them and
+//!   [`units`] reads and writes their money, energy and times.
 
+pub mod business;
+pub mod business_output;
 pub mod client;
 pub mod config;
 pub mod output;
+pub mod units;
 pub mod watch;
 
 use std::io::Write;
@@ -20,6 +26,7 @@ use pylon_proto::routes::{AppRoute, EdgeRoute, RouteTable};
 use pylon_proto::ykc::PileNo;
 use serde::{Deserialize, Serialize};
 
+use self::business::{ChargeArgs, PilesArgs, RecordsArgs};
 use self::client::{path_segment, Client, ClientError};
 use self::config::{Flags, Settings};
 use crate::api::{
@@ -48,7 +55,8 @@ pub struct ConnectOptions {
 
     /// The config file [env: PYLONCTL_CONFIG] [default: ~/.config/pylon/pylonctl.toml]
     ///
-    /// TOML with the keys `endpoint`, `token` and `grpc_endpoint`, e.g.
+    /// TOML with the keys `endpoint`, `token`, `grpc_endpoint` and
+    /// `app_endpoint` (for `piles`, `records` and `charge`), e.g.
     ///     endpoint = "http://10.0.0.5:7400"
     ///     token = "..."
     /// The default is $XDG_CONFIG_HOME/pylon/pylonctl.toml, else
@@ -224,6 +232,15 @@ pub enum OpsCommand {
     /// Show the route table, or watch its updates live.
     #[command(long_about = ROUTES_ABOUT)]
     Routes(RoutesArgs),
+    /// Register, enable, disable and inspect piles (app service).
+    #[command(long_about = business::PILES_ABOUT)]
+    Piles(PilesArgs),
+    /// List and show transaction records (app service).
+    #[command(long_about = business::RECORDS_ABOUT)]
+    Records(RecordsArgs),
+    /// Start, stop and follow charges (app service).
+    #[command(long_about = business::CHARGE_ABOUT)]
+    Charge(ChargeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -373,6 +390,7 @@ impl Ctx {
             token: connect.token.clone(),
             config: connect.config.clone(),
             grpc_endpoint,
+            ..Flags::default()
         };
         let settings = config::resolve(&flags, env)?;
         let client = Client::new(
@@ -496,6 +514,9 @@ pub fn run(
                 )
             }
         },
+        OpsCommand::Piles(args) => business::run_piles(args, env, out),
+        OpsCommand::Records(args) => business::run_records(args, env, out),
+        OpsCommand::Charge(args) => business::run_charge(args, env, out),
     }
 }
 

@@ -1,10 +1,12 @@
-//! A small blocking HTTP client for the control plane's JSON API (see [`crate::api`]),
+//! A small blocking HTTP client for the control plane's JSON API (see [`crate::api`])
+//! and the app service's operator API (`pylon-app`, same error body and admin token),
 //! whose errors say what an operator should do about them.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::api::ApiError;
 
@@ -13,11 +15,56 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a whole request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Talks to one control plane.
+/// The server a [`Client`] talks to, for its error messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Service {
+    #[default]
+    ControlPlane,
+    /// The app service's operator API.
+    App,
+}
+
+impl Service {
+    /// "the control plane" / "the app service".
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::ControlPlane => "the control plane",
+            Service::App => "the app service",
+        }
+    }
+
+    /// Which program to check, and where its address is set.
+    fn unreachable_hint(self) -> &'static str {
+        match self {
+            Service::ControlPlane => "is pylon-control running? set --endpoint or PYLON_ENDPOINT",
+            Service::App => {
+                "is pylon-app running, with its operator API on that address? set \
+                 --app-endpoint, PYLON_APP_ENDPOINT or app_endpoint in the config file"
+            }
+        }
+    }
+
+    /// What the endpoint should be, for replies that are not the API's.
+    fn endpoint_hint(self) -> &'static str {
+        match self {
+            Service::ControlPlane => {
+                "is --endpoint the control plane's HTTP port, 7400 by default, and the same \
+                 version as pylonctl?"
+            }
+            Service::App => {
+                "is --app-endpoint the app service's HTTP port, 7510 by default, and the \
+                 same version as pylonctl?"
+            }
+        }
+    }
+}
+
+/// Talks to one control plane or app service.
 pub struct Client {
     endpoint: String,
     token: Option<String>,
     token_hint: String,
+    service: Service,
     agent: ureq::Agent,
 }
 
@@ -25,9 +72,14 @@ pub struct Client {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientError {
     /// No HTTP conversation took place: refused, timed out, unknown host.
-    Unreachable { endpoint: String, reason: String },
-    /// The control plane answered with an error status.
+    Unreachable {
+        service: Service,
+        endpoint: String,
+        reason: String,
+    },
+    /// The server answered with an error status.
     Api {
+        service: Service,
         method: &'static str,
         path: String,
         status: u16,
@@ -40,6 +92,7 @@ pub enum ClientError {
     },
     /// Something answered, but not with what the API promises.
     BadReply {
+        service: Service,
         endpoint: String,
         method: &'static str,
         path: String,
@@ -55,17 +108,39 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// The API's error code (`no_such_pile`, ...) of an error reply that had one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { error: Some(e), .. } => Some(&e.error),
+            _ => None,
+        }
+    }
+
+    /// The API's message of an error reply that had one.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { error: Some(e), .. } => Some(&e.message),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientError::Unreachable { endpoint, reason } => write!(
+            ClientError::Unreachable {
+                service,
+                endpoint,
+                reason,
+            } => write!(
                 f,
-                "cannot reach the control plane at {endpoint}: {reason} (is pylon-control \
-                 running? set --endpoint or PYLON_ENDPOINT)"
+                "cannot reach {} at {endpoint}: {reason} ({})",
+                service.name(),
+                service.unreachable_hint()
             ),
             ClientError::Api {
+                service,
                 method,
                 path,
                 status,
@@ -80,16 +155,32 @@ impl fmt::Display for ClientError {
                 match (status, token_sent) {
                     (401, false) => write!(
                         f,
-                        "\nThis command needs the control plane's admin token: {token_hint}."
+                        "\nThis command needs the control plane's admin token{}: {token_hint}.",
+                        match service {
+                            Service::ControlPlane => "",
+                            Service::App => " (the app service uses the same one)",
+                        }
                     ),
                     (401, true) => write!(
                         f,
-                        "\nThe control plane refused the token; check the token given by \
-                         --token, PYLON_TOKEN or the config file."
+                        "\n{} refused the token; check the token given by --token, \
+                         PYLON_TOKEN or the config file{}.",
+                        capitalized(service.name()),
+                        match service {
+                            Service::ControlPlane => "",
+                            Service::App => {
+                                " (the app service must be started with the control \
+                                 plane's admin token)"
+                            }
+                        }
                     ),
-                    // `admin_disabled`: the control plane has no admin token; its message
-                    // says how to give it one.
-                    (403, _) if error.as_ref().is_some_and(|e| e.error == "admin_disabled") => {
+                    // `admin_disabled` / `operator_api_disabled`: the server has no admin
+                    // token; its message says how to give it one.
+                    (403, _)
+                        if error.as_ref().is_some_and(|e| {
+                            e.error == "admin_disabled" || e.error == "operator_api_disabled"
+                        }) =>
+                    {
                         Ok(())
                     }
                     (403, _) => write!(
@@ -97,24 +188,22 @@ impl fmt::Display for ClientError {
                         "\nThe token given is not allowed to do this; use the admin token \
                          ({token_hint})."
                     ),
-                    (404, _) if error.is_none() => write!(
-                        f,
-                        " (is the endpoint a Pylon control plane of the same version as \
-                         pylonctl?)"
-                    ),
+                    (404, _) if error.is_none() => write!(f, " ({})", service.endpoint_hint()),
                     _ => Ok(()),
                 }
             }
             ClientError::BadReply {
+                service,
                 endpoint,
                 method,
                 path,
                 reason,
             } => write!(
                 f,
-                "the control plane at {endpoint} gave {method} {path} a reply pylonctl does \
-                 not understand: {reason} (is --endpoint the control plane's HTTP port, \
-                 7400 by default, and the same version as pylonctl?)"
+                "{} at {endpoint} gave {method} {path} a reply pylonctl does not \
+                 understand: {reason} ({})",
+                service.name(),
+                service.endpoint_hint()
             ),
         }
     }
@@ -122,10 +211,32 @@ impl fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 impl Client {
     /// `endpoint`: `http://host:port`, no trailing slash (see `config::normalize_http_endpoint`).
     /// `token_hint`: where to put a token, for the message when one is needed.
     pub fn new(endpoint: &str, token: Option<String>, token_hint: String) -> Self {
+        Self::for_service(Service::ControlPlane, endpoint, token, token_hint)
+    }
+
+    /// A client of the app service's operator API (`--app-endpoint`).
+    pub fn app(endpoint: &str, token: Option<String>, token_hint: String) -> Self {
+        Self::for_service(Service::App, endpoint, token, token_hint)
+    }
+
+    fn for_service(
+        service: Service,
+        endpoint: &str,
+        token: Option<String>,
+        token_hint: String,
+    ) -> Self {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
@@ -135,7 +246,19 @@ impl Client {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             token,
             token_hint,
+            service,
             agent,
+        }
+    }
+
+    /// The error for a reply that parsed as JSON but not as what the command expects.
+    pub fn bad_reply(&self, method: &'static str, path: &str, reason: String) -> ClientError {
+        ClientError::BadReply {
+            service: self.service,
+            endpoint: self.endpoint.clone(),
+            method,
+            path: path.to_owned(),
+            reason,
         }
     }
 
@@ -166,12 +289,53 @@ impl Client {
         self.call("POST", path, &[], true)
     }
 
+    /// An admin `POST` with a JSON body.
+    pub fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call_with_body("POST", path, body)
+    }
+
+    /// An admin `PUT` with a JSON body.
+    pub fn put_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call_with_body("PUT", path, body)
+    }
+
+    fn call_with_body<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| self.bad_reply(method, path, format!("cannot encode the request: {e}")))?;
+        self.send(method, path, &[], true, Some(&body))
+    }
+
     fn call<T: DeserializeOwned>(
         &self,
         method: &'static str,
         path: &str,
         query: &[(&str, &str)],
         admin: bool,
+    ) -> Result<T, ClientError> {
+        self.send(method, path, query, admin, None)
+    }
+
+    /// `body`: JSON to send; `None` sends nothing (an empty body for `POST`).
+    fn send<T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        path: &str,
+        query: &[(&str, &str)],
+        admin: bool,
+        body: Option<&[u8]>,
     ) -> Result<T, ClientError> {
         let mut request = self
             .agent
@@ -184,17 +348,14 @@ impl Client {
         if let Some(token) = token {
             request = request.set("Authorization", &format!("Bearer {token}"));
         }
-        let result = if method == "POST" {
-            request.send_bytes(&[])
-        } else {
-            request.call()
+        let result = match body {
+            Some(body) => request
+                .set("Content-Type", "application/json")
+                .send_bytes(body),
+            None if method == "POST" => request.send_bytes(&[]),
+            None => request.call(),
         };
-        let bad_reply = |reason: String| ClientError::BadReply {
-            endpoint: self.endpoint.clone(),
-            method,
-            path: path.to_owned(),
-            reason,
-        };
+        let bad_reply = |reason: String| self.bad_reply(method, path, reason);
         match result {
             Ok(response) => response
                 .into_json::<T>()
@@ -202,6 +363,7 @@ impl Client {
             Err(ureq::Error::Status(status, response)) => {
                 let body = response.into_string().unwrap_or_default();
                 Err(ClientError::Api {
+                    service: self.service,
                     method,
                     path: path.to_owned(),
                     status,
@@ -213,6 +375,7 @@ impl Client {
             Err(ureq::Error::Transport(t)) => Err(match t.kind() {
                 ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns | ureq::ErrorKind::Io => {
                     ClientError::Unreachable {
+                        service: self.service,
                         endpoint: self.endpoint.clone(),
                         reason: transport_reason(&t),
                     }

@@ -1,4 +1,4 @@
-//! Where `pylonctl` finds the control plane and its token.
+//! Where `pylonctl` finds the control plane, the app service and the admin token.
 //!
 //! Every setting is taken from, in this order: its flag, its environment variable, the
 //! config file, the default. The environment is read through a lookup function so that
@@ -17,6 +17,11 @@ pub const ENV_ENDPOINT: &str = "PYLON_ENDPOINT";
 pub const ENV_TOKEN: &str = "PYLON_TOKEN";
 pub const ENV_CONFIG: &str = "PYLONCTL_CONFIG";
 pub const ENV_GRPC_ENDPOINT: &str = "PYLON_GRPC_ENDPOINT";
+pub const ENV_APP_ENDPOINT: &str = "PYLON_APP_ENDPOINT";
+
+/// The app service's HTTP port (operator API) when nothing else names one; the same
+/// as `pylon-app`'s default.
+pub const DEFAULT_APP_HTTP_PORT: u16 = 7510;
 
 /// The config file's place under the user's config folder.
 pub const CONFIG_RELATIVE: &str = "pylon/pylonctl.toml";
@@ -26,6 +31,21 @@ pub fn default_endpoint() -> String {
     format!("http://127.0.0.1:{DEFAULT_HTTP_PORT}")
 }
 
+/// The app service's HTTP address when nothing else names one.
+pub fn default_app_endpoint() -> String {
+    format!("http://127.0.0.1:{DEFAULT_APP_HTTP_PORT}")
+}
+
+/// Which server a command talks to: its address must be valid, the other's need not be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Target {
+    /// The control plane (`--endpoint`).
+    #[default]
+    ControlPlane,
+    /// The app service's operator API (`--app-endpoint`).
+    App,
+}
+
 /// The settings given as flags (`None`: not given).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Flags {
@@ -33,6 +53,9 @@ pub struct Flags {
     pub token: Option<String>,
     pub config: Option<PathBuf>,
     pub grpc_endpoint: Option<String>,
+    pub app_endpoint: Option<String>,
+    /// The server the command talks to.
+    pub target: Target,
 }
 
 /// The config file, `pylonctl.toml`. Unknown keys are refused so that a misspelt key is
@@ -43,6 +66,7 @@ pub struct ConfigFile {
     pub endpoint: Option<String>,
     pub token: Option<String>,
     pub grpc_endpoint: Option<String>,
+    pub app_endpoint: Option<String>,
 }
 
 /// The settings a command runs with.
@@ -53,6 +77,9 @@ pub struct Settings {
     pub token: Option<String>,
     /// The gRPC address as given (flag, env or file); `None`: ask the control plane.
     pub grpc_endpoint: Option<String>,
+    /// The app service's HTTP base URL, `http://host:port` without a trailing slash.
+    /// Only checked when [`Flags::target`] is [`Target::App`]; otherwise as given.
+    pub app_endpoint: String,
     /// The config file consulted (it may not exist), for hints in error messages.
     pub config_path: Option<PathBuf>,
 }
@@ -100,8 +127,8 @@ pub fn load_config(path: &Path, explicit: bool) -> Result<ConfigFile, Failure> {
     };
     toml::from_str(&text).map_err(|e| {
         Failure::BadInput(format!(
-            "the config file {} is not valid: {}\nIt takes the keys endpoint, token and \
-             grpc_endpoint, e.g. endpoint = \"http://10.0.0.5:7400\".",
+            "the config file {} is not valid: {}\nIt takes the keys endpoint, token, \
+             grpc_endpoint and app_endpoint, e.g. endpoint = \"http://10.0.0.5:7400\".",
             path.display(),
             e.to_string().trim_end()
         ))
@@ -134,39 +161,66 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
     let grpc_endpoint = nonempty(flags.grpc_endpoint.clone())
         .or_else(|| env_var(ENV_GRPC_ENDPOINT))
         .or(nonempty(file.grpc_endpoint));
+    let app_endpoint = nonempty(flags.app_endpoint.clone())
+        .or_else(|| env_var(ENV_APP_ENDPOINT))
+        .or(nonempty(file.app_endpoint))
+        .unwrap_or_else(default_app_endpoint);
 
+    // Only the address the command uses must be valid: a stray PYLON_APP_ENDPOINT does
+    // not break `pylonctl edges list`, nor a stray PYLON_ENDPOINT `pylonctl piles list`.
+    let (endpoint, app_endpoint) = match flags.target {
+        Target::ControlPlane => (
+            normalize_http_endpoint(&endpoint)?,
+            normalize_app_endpoint(&app_endpoint).unwrap_or(app_endpoint),
+        ),
+        Target::App => (
+            normalize_http_endpoint(&endpoint).unwrap_or(endpoint),
+            normalize_app_endpoint(&app_endpoint)?,
+        ),
+    };
     Ok(Settings {
-        endpoint: normalize_http_endpoint(&endpoint)?,
+        endpoint,
         token,
         grpc_endpoint,
+        app_endpoint,
         config_path,
     })
 }
 
 /// `host:port` or `http://host:port/` -> `http://host:port`; refuses other schemes.
 pub fn normalize_http_endpoint(endpoint: &str) -> Result<String, Failure> {
+    normalize_url(endpoint, "the control plane", &default_endpoint())
+}
+
+/// [`normalize_http_endpoint`] for `--app-endpoint`, with messages naming the app service.
+pub fn normalize_app_endpoint(endpoint: &str) -> Result<String, Failure> {
+    normalize_url(endpoint, "the app service", &default_app_endpoint())
+        .map_err(|e| Failure::BadInput(format!("--app-endpoint / {ENV_APP_ENDPOINT}: {e}")))
+}
+
+/// `server`: who is reached there, for messages; `example`: a valid URL to suggest.
+fn normalize_url(endpoint: &str, server: &str, example: &str) -> Result<String, Failure> {
     let endpoint = endpoint.trim();
     let (scheme, rest) = endpoint.split_once("://").unwrap_or(("http", endpoint));
     match scheme {
         "http" => {}
         "https" => {
             return Err(Failure::BadInput(format!(
-                "the endpoint {endpoint} is https, but pylonctl speaks plain http to the \
-                 control plane: give an http:// URL"
+                "the endpoint {endpoint} is https, but pylonctl speaks plain http to \
+                 {server}: give an http:// URL"
             )))
         }
         _ => {
             return Err(Failure::BadInput(format!(
-                "the endpoint {endpoint} has the scheme {scheme}: give an http:// URL such as {}",
-                default_endpoint()
+                "the endpoint {endpoint} has the scheme {scheme}: give an http:// URL such as \
+                 {example}"
             )))
         }
     }
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() {
         return Err(Failure::BadInput(format!(
-            "the endpoint {endpoint:?} names no host: give an http:// URL such as {}",
-            default_endpoint()
+            "the endpoint {endpoint:?} names no host: give an http:// URL such as {example}"
         )));
     }
     Ok(format!("http://{rest}"))
@@ -212,7 +266,8 @@ mod tests {
         let xdg = dir.path().to_str().unwrap();
         write_config(
             dir.path(),
-            "endpoint = \"http://file:7400\"\ntoken = \"file-token\"\ngrpc_endpoint = \"http://file:7401\"\n",
+            "endpoint = \"http://file:7400\"\ntoken = \"file-token\"\ngrpc_endpoint = \"http://file:7401\"\n\
+             app_endpoint = \"file:7510\"\n",
         );
 
         // Nothing but the default file.
@@ -221,6 +276,7 @@ mod tests {
         assert_eq!(s.endpoint, "http://file:7400");
         assert_eq!(s.token.as_deref(), Some("file-token"));
         assert_eq!(s.grpc_endpoint.as_deref(), Some("http://file:7401"));
+        assert_eq!(s.app_endpoint, "http://file:7510");
         assert_eq!(s.config_path, Some(dir.path().join(CONFIG_RELATIVE)));
 
         // The environment beats the file.
@@ -229,11 +285,13 @@ mod tests {
             (ENV_ENDPOINT, "http://env:7400"),
             (ENV_TOKEN, "env-token"),
             (ENV_GRPC_ENDPOINT, "http://env:7401"),
+            (ENV_APP_ENDPOINT, "http://env:7510/"),
         ]);
         let s = resolve(&Flags::default(), &env).unwrap();
         assert_eq!(s.endpoint, "http://env:7400");
         assert_eq!(s.token.as_deref(), Some("env-token"));
         assert_eq!(s.grpc_endpoint.as_deref(), Some("http://env:7401"));
+        assert_eq!(s.app_endpoint, "http://env:7510");
 
         // Flags beat the environment.
         let flags = Flags {
@@ -241,11 +299,14 @@ mod tests {
             token: Some("flag-token".into()),
             config: None,
             grpc_endpoint: Some("http://flag:7401".into()),
+            app_endpoint: Some("flag:7510".into()),
+            target: Target::App,
         };
         let s = resolve(&flags, &env).unwrap();
         assert_eq!(s.endpoint, "http://flag:7400");
         assert_eq!(s.token.as_deref(), Some("flag-token"));
         assert_eq!(s.grpc_endpoint.as_deref(), Some("http://flag:7401"));
+        assert_eq!(s.app_endpoint, "http://flag:7510");
 
         // No file, no env, no flags: the defaults.
         let empty = tempfile::tempdir().unwrap();
@@ -254,9 +315,45 @@ mod tests {
         assert_eq!(s.endpoint, "http://127.0.0.1:7400");
         assert_eq!(s.token, None);
         assert_eq!(s.grpc_endpoint, None);
+        assert_eq!(s.app_endpoint, "http://127.0.0.1:7510");
         assert_eq!(
             s.config_path,
             Some(empty.path().join(".config").join(CONFIG_RELATIVE))
+        );
+    }
+
+    #[test]
+    fn only_the_targeted_endpoint_must_be_valid() {
+        let env = env_of(&[
+            (ENV_ENDPOINT, "ftp://ctl"),
+            (ENV_APP_ENDPOINT, "https://app"),
+        ]);
+        let control = Flags::default();
+        let app = Flags {
+            target: Target::App,
+            ..Flags::default()
+        };
+        let err = resolve(&control, &env).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("ftp://ctl"), "{err}");
+        let err = resolve(&app, &env).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("--app-endpoint / PYLON_APP_ENDPOINT: the endpoint https://app")
+                && msg.contains("the app service"),
+            "{msg}"
+        );
+
+        let env = env_of(&[(ENV_ENDPOINT, "ftp://ctl")]);
+        assert_eq!(
+            resolve(&app, &env).unwrap().app_endpoint,
+            default_app_endpoint()
+        );
+        let env = env_of(&[(ENV_APP_ENDPOINT, "https://app")]);
+        assert_eq!(
+            resolve(&control, &env).unwrap().endpoint,
+            default_endpoint()
         );
     }
 
@@ -321,7 +418,7 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         let msg = err.to_string();
         assert!(
-            msg.contains("tokne") && msg.contains("grpc_endpoint"),
+            msg.contains("tokne") && msg.contains("app_endpoint"),
             "{msg}"
         );
     }

@@ -1,0 +1,1754 @@
+//! `pylonctl piles|records|charge`: the charging business, through the app service's
+//! operator API (`pylon-app`, HTTP/JSON, the control plane's admin token as bearer
+//! token; documented in `app/src/operator.rs`).
+//!
+//! The app service is a server of its own, found at `--app-endpoint` (flag >
+//! `PYLON_APP_ENDPOINT` > `app_endpoint` in the config file > http://127.0.0.1:7510).
+//! pylonctl does not depend on `pylon-app`: the replies are read into the small structs
+//! below, only as far as the tables need; `--output json` prints the replies unchanged.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::business_output as render;
+use super::client::{path_segment, Client, ClientError};
+use super::config::{self, Flags, Target};
+use super::units::{parse_balance, parse_time};
+use super::{parse_pile, OutputFormat};
+use crate::cli::Failure;
+
+/// Piles per `POST /v1/piles` when adding many: the app service stores them one by one.
+const ADD_BATCH: usize = 500;
+/// The most piles one `piles add --range` adds.
+const MAX_RANGE: u64 = 100_000;
+/// The largest 14-digit pile number.
+const MAX_PILE: u64 = 99_999_999_999_999;
+
+/// Where the app service is, how to prove who you are, and how to print; every
+/// `piles`, `records` and `charge` command takes these, before or after its subcommand.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Connection and output")]
+pub struct AppConnectOptions {
+    /// The app service's HTTP address (its operator API) [env: PYLON_APP_ENDPOINT] [default: http://127.0.0.1:7510]
+    ///
+    /// Taken from, in order: this flag, PYLON_APP_ENDPOINT, `app_endpoint` in
+    /// the config file, http://127.0.0.1:7510. With several app instances, use
+    /// the one that owns the pile's shard (`pylonctl shards show --pile P`): only
+    /// it knows whether the pile is connected.
+    #[arg(long, global = true, value_name = "URL", verbatim_doc_comment)]
+    pub app_endpoint: Option<String>,
+
+    /// The admin token, sent as `Authorization: Bearer <TOKEN>` [env: PYLON_TOKEN]
+    ///
+    /// The control plane's admin token, which the app service shares. Taken
+    /// from, in order: this flag, PYLON_TOKEN, `token` in the config file.
+    /// Prefer the variable or the file: other users can see a flag in `ps`.
+    #[arg(long, global = true, value_name = "TOKEN", verbatim_doc_comment)]
+    pub token: Option<String>,
+
+    /// The config file [env: PYLONCTL_CONFIG] [default: ~/.config/pylon/pylonctl.toml]
+    ///
+    /// TOML with the keys `endpoint`, `token`, `grpc_endpoint` and
+    /// `app_endpoint`, e.g.
+    ///     app_endpoint = "http://10.0.0.7:7510"
+    ///     token = "..."
+    /// The default is $XDG_CONFIG_HOME/pylon/pylonctl.toml, else
+    /// ~/.config/pylon/pylonctl.toml, and need not exist; a file named by this
+    /// flag or by PYLONCTL_CONFIG must.
+    #[arg(long, global = true, value_name = "FILE", verbatim_doc_comment)]
+    pub config: Option<PathBuf>,
+
+    /// How to print replies: `table` for people, `json` for scripts
+    ///
+    /// `json` prints the app service's reply as it is.
+    #[arg(
+        long,
+        short = 'o',
+        global = true,
+        value_enum,
+        default_value_t = OutputFormat::Table,
+        value_name = "FORMAT",
+        verbatim_doc_comment
+    )]
+    pub output: OutputFormat,
+}
+
+pub const PILES_ABOUT: &str = "\
+Register chargers (piles) with the platform, enable and disable them, and see how one
+is doing: its connection, its guns and its open orders. A pile must be registered and
+enabled to log in. Talks to the app service (--app-endpoint).
+
+Examples:
+  pylonctl piles list
+  pylonctl piles add 32010200000001 --name 'Lot B #1'
+  pylonctl piles add --range 32010200000001 100 --model 2
+  pylonctl piles show 32010200000001
+  pylonctl piles disable 32010200000001";
+
+const PILES_LIST_ABOUT: &str = "\
+List the registered piles, by number, a page at a time: whether each is enabled, its
+billing model, its name and when it last logged in (UTC).
+
+Examples:
+  pylonctl piles list
+  pylonctl piles list --after 32010200000100 --limit 500
+  pylonctl piles list -o json | jq -r '.[] | select(.enabled | not) | .pile_no'";
+
+const PILES_ADD_ABOUT: &str = "\
+Register piles so that they may log in: the numbers given, or with --range a block of
+COUNT numbers from FIRST up. A pile registered already is updated: it takes the given
+--disabled, --model and --name (its last login is kept). Running the same command twice
+is harmless.
+
+Examples:
+  pylonctl piles add 32010200000001
+  pylonctl piles add 32010200000001 32010200000002 --name 'Lot B' --model 2
+  pylonctl piles add --range 32010200000001 100
+  pylonctl piles add --range 32010200001000 20 --disabled";
+
+const PILES_SHOW_ABOUT: &str = "\
+Show one pile: its registration, where it is connected (edge, executor and session, or
+offline), each gun's status (offline, fault, idle or charging) and its open orders.
+
+Examples:
+  pylonctl piles show 32010200000001
+  pylonctl piles show 32010200000001 -o json | jq .guns";
+
+const PILES_DISABLE_ABOUT: &str = "\
+Disable a pile: it may no longer log in, and no charge may start on it. A session open
+now lasts until the pile reconnects. Its billing model and name are kept.
+
+Examples:
+  pylonctl piles disable 32010200000001";
+
+const PILES_ENABLE_ABOUT: &str = "\
+Enable a pile that was disabled: it may log in and charge again.
+
+Examples:
+  pylonctl piles enable 32010200000001";
+
+pub const RECORDS_ABOUT: &str = "\
+Read the transaction records piles send when a charge ends (frame 0x3B): energy, amount,
+times and why it stopped. Talks to the app service (--app-endpoint).
+
+Examples:
+  pylonctl records list 32010200000001
+  pylonctl records list 32010200000001 --from 2024-05-01 --to 2024-05-02
+  pylonctl records show 32010200000001012405010800000001";
+
+const RECORDS_LIST_ABOUT: &str = "\
+List a pile's transaction records, newest first, by the time the charge ended:
+trade number, gun, start and end (UTC), energy in kWh, amount in yuan and the stop
+reason (the protocol's hex code).
+
+--from and --to take Unix milliseconds, an RFC 3339 time (2024-05-01T08:00:00Z,
+2024-05-01T16:00:00+08:00) or a date (2024-05-01, meaning its midnight UTC); --from is
+included, --to is not.
+
+Examples:
+  pylonctl records list 32010200000001
+  pylonctl records list 32010200000001 --from 2024-05-01T00:00:00+08:00 --limit 1000
+  pylonctl records list 32010200000001 -o json | jq '[.[].total_energy] | add'";
+
+const RECORDS_SHOW_ABOUT: &str = "\
+Show one transaction record, with every field of the frame the pile sent.
+
+Examples:
+  pylonctl records show 32010200000001012405010800000001
+  pylonctl records show 32010200000001012405010800000001 -o json";
+
+pub const CHARGE_ABOUT: &str = "\
+Start and stop charges remotely, and follow them. The pile must be online (see
+`pylonctl piles show`). Talks to the app service (--app-endpoint).
+
+Examples:
+  pylonctl charge start 32010200000001 --gun 1 --balance 50.00
+  pylonctl charge show 32010200000001012405010800000001
+  pylonctl charge stop 32010200000001012405010800000001
+  pylonctl charge open --pile 32010200000001";
+
+const CHARGE_START_ABOUT: &str = "\
+Start a charge on a gun of an online pile (the protocol's remote start, frame 0x34),
+granting it a balance in yuan (at most two decimals). The order is created at once in
+state `starting`; the pile confirms within 90 s and the order moves to `charging`, or to
+`failed`. Prints the order's trade number, to follow it with `pylonctl charge show`.
+
+Examples:
+  pylonctl charge start 32010200000001 --balance 50
+  pylonctl charge start 32010200000001 --gun 2 --balance 12.50";
+
+const CHARGE_STOP_ABOUT: &str = "\
+Stop a charge (the protocol's remote stop, frame 0x36). The order moves to `stopping`,
+and to `finished` when the pile sends its transaction record.
+
+Examples:
+  pylonctl charge stop 32010200000001012405010800000001";
+
+const CHARGE_SHOW_ABOUT: &str = "\
+Show an order: its state, what the pile reported during the charge (events by frame
+type) and, once the charge has ended, its transaction record.
+
+Examples:
+  pylonctl charge show 32010200000001012405010800000001
+  pylonctl charge show 32010200000001012405010800000001 -o json | jq .events";
+
+const CHARGE_OPEN_ABOUT: &str = "\
+List the open orders (starting, charging or stopping), oldest first: all of them, or
+one pile's.
+
+Examples:
+  pylonctl charge open
+  pylonctl charge open --pile 32010200000001";
+
+#[derive(Debug, Args)]
+pub struct PilesArgs {
+    #[command(subcommand)]
+    pub command: PilesCommand,
+    #[command(flatten)]
+    pub connect: AppConnectOptions,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub enum PilesCommand {
+    /// List registered piles: enabled, billing model, name, last login.
+    #[command(long_about = PILES_LIST_ABOUT)]
+    List {
+        /// Start after this pile number (the last one of the previous page).
+        #[arg(long, value_name = "PILE")]
+        after: Option<String>,
+        /// At most this many piles (1 to 10000).
+        #[arg(long, value_name = "N", default_value_t = 100,
+              value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+    },
+    /// Register piles (or update registered ones), one by one or a numbered block.
+    #[command(long_about = PILES_ADD_ABOUT)]
+    Add(PilesAddArgs),
+    /// Show a pile: registration, connection, guns, open orders.
+    #[command(long_about = PILES_SHOW_ABOUT)]
+    Show {
+        /// The pile number: 14 digits, e.g. 32010200000001.
+        pile: String,
+    },
+    /// Disable a pile: it may not log in or charge.
+    #[command(long_about = PILES_DISABLE_ABOUT)]
+    Disable {
+        /// The pile number: 14 digits, e.g. 32010200000001.
+        pile: String,
+    },
+    /// Enable a disabled pile again.
+    #[command(long_about = PILES_ENABLE_ABOUT)]
+    Enable {
+        /// The pile number: 14 digits, e.g. 32010200000001.
+        pile: String,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq, Args)]
+pub struct PilesAddArgs {
+    /// The pile numbers: 14 digits each, e.g. 32010200000001.
+    #[arg(
+        value_name = "PILE",
+        required_unless_present = "range",
+        conflicts_with = "range"
+    )]
+    pub piles: Vec<String>,
+    /// Add COUNT piles numbered FIRST, FIRST+1, ... (COUNT at most 100000).
+    #[arg(long, num_args = 2, value_names = ["FIRST", "COUNT"])]
+    pub range: Option<Vec<String>>,
+    /// Register them disabled: they may not log in until `pylonctl piles enable`.
+    #[arg(long)]
+    pub disabled: bool,
+    /// The billing model they use (1 to 9999).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=9999))]
+    pub model: u16,
+    /// A name for operators, e.g. where the piles stand (default: none).
+    #[arg(long, value_name = "TEXT")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordsArgs {
+    #[command(subcommand)]
+    pub command: RecordsCommand,
+    #[command(flatten)]
+    pub connect: AppConnectOptions,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub enum RecordsCommand {
+    /// List a pile's transaction records, newest first.
+    #[command(long_about = RECORDS_LIST_ABOUT)]
+    List {
+        /// The pile number: 14 digits, e.g. 32010200000001.
+        pile: String,
+        /// Only charges that ended at or after this time (RFC 3339, a date or Unix ms).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        from: Option<i64>,
+        /// Only charges that ended before this time (RFC 3339, a date or Unix ms).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        to: Option<i64>,
+        /// At most this many records (1 to 10000).
+        #[arg(long, value_name = "N", default_value_t = 100,
+              value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+    },
+    /// Show one transaction record with all its fields.
+    #[command(long_about = RECORDS_SHOW_ABOUT)]
+    Show {
+        /// The trade number: 32 digits.
+        trade_no: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ChargeArgs {
+    #[command(subcommand)]
+    pub command: ChargeCommand,
+    #[command(flatten)]
+    pub connect: AppConnectOptions,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub enum ChargeCommand {
+    /// Start a charge on an online pile, with a balance in yuan.
+    #[command(long_about = CHARGE_START_ABOUT)]
+    Start {
+        /// The pile number: 14 digits, e.g. 32010200000001.
+        pile: String,
+        /// The gun (1 to 99).
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u8).range(1..=99))]
+        gun: u8,
+        /// The balance granted to the charge, in yuan: e.g. 50, 50.5 or 50.00.
+        #[arg(long, value_name = "YUAN", value_parser = parse_balance,
+              allow_negative_numbers = true)]
+        balance: u32,
+    },
+    /// Stop a charge.
+    #[command(long_about = CHARGE_STOP_ABOUT)]
+    Stop {
+        /// The order's trade number: 32 digits.
+        trade_no: String,
+    },
+    /// Show an order: state, events, and its record once finished.
+    #[command(long_about = CHARGE_SHOW_ABOUT)]
+    Show {
+        /// The order's trade number: 32 digits.
+        trade_no: String,
+    },
+    /// List open orders, of all piles or one.
+    #[command(long_about = CHARGE_OPEN_ABOUT)]
+    Open {
+        /// Only this pile's open orders.
+        #[arg(long, value_name = "PILE")]
+        pile: Option<String>,
+    },
+}
+
+/// A pile, as `GET /v1/piles` and `PUT /v1/piles/{pile}` give it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Pile {
+    pub pile_no: String,
+    pub enabled: bool,
+    pub billing_model: u16,
+    #[serde(default)]
+    pub name: String,
+    pub last_login_at: Option<i64>,
+}
+
+/// Where a pile is connected.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Location {
+    pub edge: String,
+    pub executor: u32,
+    pub session_id: u64,
+}
+
+/// A gun's latest status.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Gun {
+    pub gun_no: String,
+    /// 0 offline, 1 fault, 2 idle, 3 charging.
+    pub status: u8,
+    pub updated_at: i64,
+}
+
+/// `GET /v1/piles/{pile}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PileDetail {
+    pub pile: Pile,
+    pub online: Option<Location>,
+    pub guns: Vec<Gun>,
+    pub open_orders: Vec<Order>,
+}
+
+/// A charging order.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Order {
+    pub trade_no: String,
+    pub pile_no: String,
+    pub gun_no: String,
+    /// starting, charging, stopping, finished or failed.
+    pub state: String,
+    /// operator, pile or parallel.
+    pub origin: String,
+    /// 0.01 yuan.
+    pub balance: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub failure: Option<String>,
+}
+
+/// One event of an order (a frame the pile sent during the charge).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Event {
+    pub frame_type: u8,
+    pub at: i64,
+}
+
+/// A transaction record (frame 0x3B).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Record {
+    pub trade_no: String,
+    pub pile_no: String,
+    pub gun_no: String,
+    pub start_time: i64,
+    pub end_time: i64,
+    /// 0.0001 kWh.
+    pub total_energy: i64,
+    /// 0.0001 yuan.
+    pub total_amount: i64,
+    pub stop_reason: u8,
+    #[serde(default)]
+    pub fields: Value,
+    pub received_at: i64,
+}
+
+/// `GET /v1/orders/{trade_no}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct OrderDetail {
+    pub order: Order,
+    pub events: Vec<Event>,
+    pub record: Option<Record>,
+}
+
+/// A pile as `POST /v1/piles` and `PUT /v1/piles/{pile}` take it.
+#[derive(Debug, Serialize)]
+struct PileInput<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pile_no: Option<&'a str>,
+    enabled: bool,
+    billing_model: u16,
+    name: &'a str,
+}
+
+/// A validated trade number (32 digits).
+pub fn parse_trade_no(text: &str) -> Result<String, Failure> {
+    let t = text.trim();
+    if t.len() == 32 && t.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(t.to_owned());
+    }
+    let why = if !t.bytes().all(|b| b.is_ascii_digit()) {
+        "it is not all digits".to_owned()
+    } else {
+        format!("it has {} digits", t.len())
+    };
+    Err(Failure::BadInput(format!(
+        "{t:?} is not a trade number: {why} (a trade number is 32 digits, as `pylonctl \
+         charge open` and `pylonctl records list` show them)"
+    )))
+}
+
+/// The piles `piles add` registers, validated, without repeats.
+fn piles_to_add(args: &PilesAddArgs) -> Result<Vec<String>, Failure> {
+    if let Some(range) = &args.range {
+        let [first, count] = range.as_slice() else {
+            return Err(Failure::BadInput(
+                "--range takes two values: the first pile number and how many".into(),
+            ));
+        };
+        let first = parse_pile(first)?;
+        let count: u64 = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_RANGE).contains(n))
+            .ok_or_else(|| {
+                Failure::BadInput(format!(
+                    "--range {first} {count}: the count must be a number from 1 to {MAX_RANGE}"
+                ))
+            })?;
+        let start: u64 = first
+            .parse()
+            .map_err(|_| Failure::BadInput(format!("{first:?} is not a pile number")))?;
+        let last = start + count - 1;
+        if last > MAX_PILE {
+            return Err(Failure::BadInput(format!(
+                "--range {first} {count} goes past the last pile number, {MAX_PILE}"
+            )));
+        }
+        return Ok((start..=last).map(|n| format!("{n:014}")).collect());
+    }
+    let mut piles: Vec<String> = Vec::with_capacity(args.piles.len());
+    for p in &args.piles {
+        let p = parse_pile(p)?;
+        if !piles.contains(&p) {
+            piles.push(p);
+        }
+    }
+    Ok(piles)
+}
+
+/// What a command was about, to explain the app service's errors in its terms.
+#[derive(Debug, Clone, Copy, Default)]
+struct About<'a> {
+    pile: Option<&'a str>,
+    trade_no: Option<&'a str>,
+    /// What the pile must be online for ("start a charge").
+    action: Option<&'static str>,
+}
+
+/// The app service's error, said so that an operator new to Pylon knows what to do.
+/// Unknown codes, 400s (exit status 2), tokens and unreachable servers keep the client's
+/// own messages.
+fn explain(e: ClientError, about: About<'_>) -> Failure {
+    // A trade number starts with its pile's number.
+    let pile = about
+        .pile
+        .or_else(|| about.trade_no.and_then(|t| t.get(..14)));
+    let message = e.message().unwrap_or_default().trim_end_matches('.');
+    let text = match (e.code(), pile, about.trade_no) {
+        (Some("no_such_pile"), Some(p), _) => format!(
+            "no pile {p} is registered; register it with `pylonctl piles add {p}` (`pylonctl \
+             piles list` lists the registered piles)"
+        ),
+        (Some("no_such_order"), _, Some(t)) => format!(
+            "there is no order {t}; `pylonctl charge open` lists the open orders, `pylonctl \
+             records list <pile>` the finished charges"
+        ),
+        (Some("no_such_record"), _, Some(t)) => format!(
+            "there is no transaction record {t} (yet): a pile sends it when a charge has \
+             ended; `pylonctl charge show {t}` shows how the order stands"
+        ),
+        (Some("not_connected"), Some(p), _) => {
+            let mut text = format!(
+                "pile {p} is not connected to any edge right now; it must be online to {} \
+                 (`pylonctl piles show {p}` shows its connection)",
+                about.action.unwrap_or("receive commands")
+            );
+            if let Some(t) = about.trade_no {
+                text.push_str(&format!(
+                    ".\nOrder {t} stays open; stop it again once the pile is back online"
+                ));
+            }
+            text.push_str(&format!(
+                ".\nIf several app instances run, --app-endpoint must be the one that owns the \
+                 pile's shard: see `pylonctl shards show --pile {p}`"
+            ));
+            text
+        }
+        (Some("conflict"), _, Some(t)) => format!(
+            "{message}: there is nothing to stop (`pylonctl charge show {t}` shows the order)"
+        ),
+        (Some("conflict"), Some(p), None) => format!(
+            "{message}.\nStop that charge first (`pylonctl charge stop <trade no>`) or use \
+             another gun (--gun); `pylonctl charge open --pile {p}` lists the pile's open \
+             orders"
+        ),
+        (Some("pile_disabled"), Some(p), _) => format!(
+            "pile {p} is disabled, so it may not charge; enable it with `pylonctl piles \
+             enable {p}`"
+        ),
+        (Some("no_reply"), _, _) => format!(
+            "{message}: the pile may be busy or just gone offline{}; try again",
+            pile.map(|p| format!(" (`pylonctl piles show {p}`)"))
+                .unwrap_or_default()
+        ),
+        (Some("store_unavailable"), _, _) => format!(
+            "the app service cannot use its database right now ({message}). Try again \
+             shortly; if it lasts, check pylon-app's log and its store (the SQLite file, \
+             or the PostgreSQL server)"
+        ),
+        (Some("operator_api_disabled"), _, _) => "the app service's operator API is off: \
+             start pylon-app with --admin-token (or PYLON_ADMIN_TOKEN) set to the control \
+             plane's admin token, the one pylonctl sends"
+            .to_owned(),
+        _ => return Failure::from(e),
+    };
+    Failure::Other(anyhow::anyhow!(text))
+}
+
+/// What every `piles`, `records` and `charge` command runs with.
+struct AppCtx {
+    client: Client,
+    output: OutputFormat,
+}
+
+impl AppCtx {
+    fn new(
+        connect: &AppConnectOptions,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, Failure> {
+        let flags = Flags {
+            token: connect.token.clone(),
+            config: connect.config.clone(),
+            app_endpoint: connect.app_endpoint.clone(),
+            target: Target::App,
+            ..Flags::default()
+        };
+        let settings = config::resolve(&flags, env)?;
+        Ok(AppCtx {
+            client: Client::app(
+                &settings.app_endpoint,
+                settings.token.clone(),
+                settings.token_hint(),
+            ),
+            output: connect.output,
+        })
+    }
+
+    fn get(&self, path: &str, query: &[(&str, &str)], about: About<'_>) -> Result<Value, Failure> {
+        self.client.get(path, query).map_err(|e| explain(e, about))
+    }
+
+    /// The reply as `T`, for the tables and for the commands that use what they read.
+    fn typed<T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        path: &str,
+        reply: &Value,
+    ) -> Result<T, Failure> {
+        T::deserialize(reply)
+            .map_err(|e| Failure::from(self.client.bad_reply(method, path, e.to_string())))
+    }
+
+    /// Prints `reply` as it came (`-o json`) or, read as `T`, as `text(T)`.
+    fn emit<T: DeserializeOwned>(
+        &self,
+        out: &mut dyn Write,
+        method: &'static str,
+        path: &str,
+        reply: &Value,
+        text: impl FnOnce(&T) -> String,
+    ) -> Result<(), Failure> {
+        match self.output {
+            OutputFormat::Json => print_json(out, reply),
+            OutputFormat::Table => {
+                let typed: T = self.typed(method, path, reply)?;
+                out.write_all(text(&typed).as_bytes())?;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn print_json(out: &mut dyn Write, value: &Value) -> Result<(), Failure> {
+    let json = serde_json::to_string_pretty(value)
+        .map_err(|e| Failure::Other(anyhow::anyhow!("cannot print JSON: {e}")))?;
+    writeln!(out, "{json}")?;
+    Ok(())
+}
+
+/// Runs `pylonctl piles ...`.
+pub fn run_piles(
+    args: PilesArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    match args.command {
+        PilesCommand::List { after, limit } => {
+            let after = after.as_deref().map(parse_pile).transpose()?;
+            let ctx = AppCtx::new(&args.connect, env)?;
+            let limit_text = limit.to_string();
+            let mut query = vec![("limit", limit_text.as_str())];
+            if let Some(after) = &after {
+                query.push(("after", after));
+            }
+            let path = "/v1/piles";
+            let reply = ctx.get(path, &query, About::default())?;
+            ctx.emit(out, "GET", path, &reply, |piles: &Vec<Pile>| {
+                render::piles(piles, after.as_deref(), limit)
+            })
+        }
+        PilesCommand::Add(add) => {
+            let numbers = piles_to_add(&add)?;
+            let ctx = AppCtx::new(&args.connect, env)?;
+            let name = add.name.as_deref().unwrap_or("");
+            let mut upserted: u64 = 0;
+            // Piles of the batches the app service took.
+            let mut done: usize = 0;
+            for batch in numbers.chunks(ADD_BATCH) {
+                let inputs: Vec<PileInput<'_>> = batch
+                    .iter()
+                    .map(|p| PileInput {
+                        pile_no: Some(p),
+                        enabled: !add.disabled,
+                        billing_model: add.model,
+                        name,
+                    })
+                    .collect();
+                let reply: Value = ctx.client.post_json("/v1/piles", &inputs).map_err(|e| {
+                    let failure = explain(e, About::default());
+                    match done.checked_sub(1).and_then(|i| numbers.get(i)) {
+                        None => failure,
+                        Some(last) => Failure::Other(anyhow::anyhow!(
+                            "{failure}\nThe first {done} of {} piles (up to {last}) were \
+                             saved before this error; running the command again is harmless",
+                            numbers.len(),
+                        )),
+                    }
+                })?;
+                done += batch.len();
+                upserted += reply
+                    .get("upserted")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(batch.len() as u64);
+            }
+            match ctx.output {
+                OutputFormat::Json => print_json(out, &json!({ "upserted": upserted })),
+                OutputFormat::Table => {
+                    let text = render::piles_added(
+                        &numbers,
+                        !add.disabled,
+                        add.model,
+                        add.name.as_deref(),
+                    );
+                    out.write_all(text.as_bytes())?;
+                    Ok(())
+                }
+            }
+        }
+        PilesCommand::Show { pile } => {
+            let pile = parse_pile(&pile)?;
+            let ctx = AppCtx::new(&args.connect, env)?;
+            let path = format!("/v1/piles/{}", path_segment(&pile));
+            let about = About {
+                pile: Some(&pile),
+                ..About::default()
+            };
+            let reply = ctx.get(&path, &[], about)?;
+            ctx.emit(out, "GET", &path, &reply, render::pile_detail)
+        }
+        PilesCommand::Disable { pile } => set_enabled(args.connect, &pile, false, env, out),
+        PilesCommand::Enable { pile } => set_enabled(args.connect, &pile, true, env, out),
+    }
+}
+
+/// `piles enable|disable`: reads the pile, then writes it back with `enabled` changed.
+fn set_enabled(
+    connect: AppConnectOptions,
+    pile: &str,
+    enabled: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let pile = parse_pile(pile)?;
+    let ctx = AppCtx::new(&connect, env)?;
+    let path = format!("/v1/piles/{}", path_segment(&pile));
+    let about = About {
+        pile: Some(&pile),
+        ..About::default()
+    };
+    let detail: PileDetail = ctx.typed("GET", &path, &ctx.get(&path, &[], about)?)?;
+    let was = detail.pile.enabled;
+    let input = PileInput {
+        pile_no: None,
+        enabled,
+        billing_model: detail.pile.billing_model,
+        name: &detail.pile.name,
+    };
+    let reply: Value = ctx
+        .client
+        .put_json(&path, &input)
+        .map_err(|e| explain(e, about))?;
+    ctx.emit(out, "PUT", &path, &reply, |p: &Pile| {
+        render::pile_enabled(p, was)
+    })
+}
+
+/// Runs `pylonctl records ...`.
+pub fn run_records(
+    args: RecordsArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    match args.command {
+        RecordsCommand::List {
+            pile,
+            from,
+            to,
+            limit,
+        } => {
+            let pile = parse_pile(&pile)?;
+            if let (Some(from), Some(to)) = (from, to) {
+                if from >= to {
+                    return Err(Failure::BadInput(
+                        "--from must be before --to (--from is included, --to is not)".into(),
+                    ));
+                }
+            }
+            let ctx = AppCtx::new(&args.connect, env)?;
+            let path = format!("/v1/piles/{}/records", path_segment(&pile));
+            let (from, to, limit_text) = (
+                from.map(|t| t.to_string()),
+                to.map(|t| t.to_string()),
+                limit.to_string(),
+            );
+            let mut query = vec![("limit", limit_text.as_str())];
+            if let Some(from) = &from {
+                query.push(("from", from));
+            }
+            if let Some(to) = &to {
+                query.push(("to", to));
+            }
+            let about = About {
+                pile: Some(&pile),
+                ..About::default()
+            };
+            let reply = ctx.get(&path, &query, about)?;
+            ctx.emit(out, "GET", &path, &reply, |records: &Vec<Record>| {
+                render::records(records, &pile, limit)
+            })
+        }
+        RecordsCommand::Show { trade_no } => {
+            let trade_no = parse_trade_no(&trade_no)?;
+            let ctx = AppCtx::new(&args.connect, env)?;
+            let path = format!("/v1/records/{trade_no}");
+            let about = About {
+                trade_no: Some(&trade_no),
+                ..About::default()
+            };
+            let reply = ctx.get(&path, &[], about)?;
+            ctx.emit(out, "GET", &path, &reply, render::record)
+        }
+    }
+}
+
+/// Runs `pylonctl charge ...`.
+pub fn run_charge(
+    args: ChargeArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    match args.command {
+        ChargeCommand::Start { pile, gun, balance } => {
+            let pile = parse_pile(&pile)?;
+            let ctx = AppCtx::new(&args.connect, env)?;
+            let path = format!("/v1/piles/{}/charge", path_segment(&pile));
+            let about = About {
+                pile: Some(&pile),
+                action: Some("start a charge"),
+                ..About::default()
+            };
+            let reply: Value = ctx
+                .client
+                .post_json(&path, &json!({ "gun": gun, "balance": balance }))
+                .map_err(|e| explain(e, about))?;
+            ctx.emit(out, "POST", &path, &reply, render::charge_started)
+        }
+        ChargeCommand::Stop { trade_no } => {
+            let trade_no = parse_trade_no(&trade_no)?;
+            let ctx = AppCtx::new(&args.connect, env)?;
+            let path = format!("/v1/orders/{trade_no}/stop");
+            let about = About {
+                trade_no: Some(&trade_no),
+                action: Some("stop a charge"),
+                ..About::default()
+            };
+            let reply: Value = ctx.client.post(&path).map_err(|e| explain(e, about))?;
+            ctx.emit(out, "POST", &path, &reply, render::charge_stopped)
+        }
+        ChargeCommand::Show { trade_no } => {
+            let trade_no = parse_trade_no(&trade_no)?;
+            let ctx = AppCtx::new(&args.connect, env)?;
+            let path = format!("/v1/orders/{trade_no}");
+            let about = About {
+                trade_no: Some(&trade_no),
+                ..About::default()
+            };
+            let reply = ctx.get(&path, &[], about)?;
+            ctx.emit(out, "GET", &path, &reply, render::order_detail)
+        }
+        ChargeCommand::Open { pile } => {
+            let pile = pile.as_deref().map(parse_pile).transpose()?;
+            let ctx = AppCtx::new(&args.connect, env)?;
+            let path = "/v1/orders";
+            let query: Vec<(&str, &str)> = pile.iter().map(|p| ("pile", p.as_str())).collect();
+            let about = About {
+                pile: pile.as_deref(),
+                ..About::default()
+            };
+            let reply = ctx.get(path, &query, about)?;
+            ctx.emit(out, "GET", path, &reply, |orders: &Vec<Order>| {
+                render::open_orders(orders, pile.as_deref())
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+    use std::thread;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::ops_cli::business_output::tests::{
+        sample_detail_json, sample_order_json, sample_record_json,
+    };
+    use crate::ops_cli::client::tests::refused_endpoint;
+    use crate::ops_cli::OpsCommand;
+
+    const PILE: &str = "32010200000001";
+    const TRADE: &str = "32010200000001012405010800000001";
+
+    fn parse(args: &[&str]) -> Result<OpsCommand, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("pylonctl").chain(args.iter().copied()))?;
+        match cli.command {
+            Command::Ops(cmd) => Ok(cmd),
+            other => panic!("{args:?} parsed as {other:?}"),
+        }
+    }
+
+    fn piles(args: &[&str]) -> PilesArgs {
+        match parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}")) {
+            OpsCommand::Piles(a) => a,
+            other => panic!("{args:?} parsed as {other:?}"),
+        }
+    }
+
+    fn records(args: &[&str]) -> RecordsArgs {
+        match parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}")) {
+            OpsCommand::Records(a) => a,
+            other => panic!("{args:?} parsed as {other:?}"),
+        }
+    }
+
+    fn charge(args: &[&str]) -> ChargeArgs {
+        match parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}")) {
+            OpsCommand::Charge(a) => a,
+            other => panic!("{args:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_business_command_parses() {
+        let a = piles(&["piles", "list"]);
+        assert_eq!(
+            a.command,
+            PilesCommand::List {
+                after: None,
+                limit: 100
+            }
+        );
+        assert_eq!(a.connect, AppConnectOptions::default());
+        let a = piles(&[
+            "piles",
+            "--app-endpoint",
+            "http://a:7510",
+            "list",
+            "--after",
+            PILE,
+            "--limit",
+            "5",
+            "-o",
+            "json",
+        ]);
+        assert_eq!(
+            a.command,
+            PilesCommand::List {
+                after: Some(PILE.into()),
+                limit: 5
+            }
+        );
+        assert_eq!(a.connect.app_endpoint.as_deref(), Some("http://a:7510"));
+        assert_eq!(a.connect.output, OutputFormat::Json);
+
+        let a = piles(&["piles", "add", PILE, "32010200000002"]);
+        assert_eq!(
+            a.command,
+            PilesCommand::Add(PilesAddArgs {
+                piles: vec![PILE.into(), "32010200000002".into()],
+                range: None,
+                disabled: false,
+                model: 1,
+                name: None,
+            })
+        );
+        let a = piles(&[
+            "piles",
+            "add",
+            "--range",
+            PILE,
+            "100",
+            "--disabled",
+            "--model",
+            "7",
+            "--name",
+            "Lot B",
+            "--token",
+            "t",
+        ]);
+        assert_eq!(
+            a.command,
+            PilesCommand::Add(PilesAddArgs {
+                piles: vec![],
+                range: Some(vec![PILE.into(), "100".into()]),
+                disabled: true,
+                model: 7,
+                name: Some("Lot B".into()),
+            })
+        );
+        assert_eq!(a.connect.token.as_deref(), Some("t"));
+        assert_eq!(
+            piles(&["piles", "show", PILE]).command,
+            PilesCommand::Show { pile: PILE.into() }
+        );
+        assert_eq!(
+            piles(&["piles", "disable", PILE]).command,
+            PilesCommand::Disable { pile: PILE.into() }
+        );
+        let a = piles(&["piles", "enable", PILE, "--config", "/c.toml"]);
+        assert_eq!(a.command, PilesCommand::Enable { pile: PILE.into() });
+        assert_eq!(a.connect.config, Some(PathBuf::from("/c.toml")));
+
+        assert_eq!(
+            records(&["records", "list", PILE]).command,
+            RecordsCommand::List {
+                pile: PILE.into(),
+                from: None,
+                to: None,
+                limit: 100
+            }
+        );
+        assert_eq!(
+            records(&[
+                "records",
+                "list",
+                PILE,
+                "--from",
+                "2024-05-01T16:00:00+08:00",
+                "--to",
+                "1714554000000",
+                "--limit",
+                "10"
+            ])
+            .command,
+            RecordsCommand::List {
+                pile: PILE.into(),
+                from: Some(1_714_550_400_000),
+                to: Some(1_714_554_000_000),
+                limit: 10
+            }
+        );
+        assert_eq!(
+            records(&["records", "show", TRADE]).command,
+            RecordsCommand::Show {
+                trade_no: TRADE.into()
+            }
+        );
+
+        assert_eq!(
+            charge(&["charge", "start", PILE, "--balance", "50"]).command,
+            ChargeCommand::Start {
+                pile: PILE.into(),
+                gun: 1,
+                balance: 5000
+            }
+        );
+        assert_eq!(
+            charge(&["charge", "start", PILE, "--gun", "2", "--balance", "0.01"]).command,
+            ChargeCommand::Start {
+                pile: PILE.into(),
+                gun: 2,
+                balance: 1
+            }
+        );
+        assert_eq!(
+            charge(&["charge", "stop", TRADE]).command,
+            ChargeCommand::Stop {
+                trade_no: TRADE.into()
+            }
+        );
+        assert_eq!(
+            charge(&["charge", "show", TRADE]).command,
+            ChargeCommand::Show {
+                trade_no: TRADE.into()
+            }
+        );
+        assert_eq!(
+            charge(&["charge", "open"]).command,
+            ChargeCommand::Open { pile: None }
+        );
+        assert_eq!(
+            charge(&["charge", "open", "--pile", PILE]).command,
+            ChargeCommand::Open {
+                pile: Some(PILE.into())
+            }
+        );
+
+        for bad in [
+            &["piles"][..],
+            &["piles", "add"],
+            &["piles", "add", PILE, "--range", PILE, "3"],
+            &["piles", "add", "--range", PILE],
+            &["piles", "add", PILE, "--model", "0"],
+            &["piles", "list", "--limit", "0"],
+            &["piles", "list", "-o", "yaml"],
+            &["piles", "show"],
+            &["piles", "list", "--endpoint", "http://x:7400"],
+            &["records", "list"],
+            &["records", "list", PILE, "--from", "yesterday"],
+            &["records", "list", PILE, "--to", "2024-05-01T08:00:00"],
+            &["charge", "start", PILE],
+            &["charge", "start", PILE, "--balance", "1.234"],
+            &["charge", "start", PILE, "--balance", "-1"],
+            &["charge", "start", PILE, "--balance", "0"],
+            &["charge", "start", PILE, "--balance", "5", "--gun", "0"],
+            &["charge", "start", PILE, "--balance", "5", "--gun", "100"],
+            &["charge", "stop"],
+            &["charge", "open", "--pile"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
+        let err = parse(&["charge", "start", PILE, "--balance", "-1"]).unwrap_err();
+        assert!(err.to_string().contains("negative"), "{err}");
+    }
+
+    #[test]
+    fn trade_numbers_are_32_digits() {
+        assert_eq!(parse_trade_no(TRADE).unwrap(), TRADE);
+        for bad in [
+            "",
+            "123",
+            &format!("{TRADE}0"),
+            "3201020000000101240501080000000x",
+        ] {
+            let err = parse_trade_no(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+            assert!(err.to_string().contains("32 digits"), "{err}");
+        }
+    }
+
+    #[test]
+    fn ranges_are_expanded_and_checked() {
+        let add = |piles: &[&str], range: Option<[&str; 2]>| PilesAddArgs {
+            piles: piles.iter().map(|p| p.to_string()).collect(),
+            range: range.map(|r| r.iter().map(|s| s.to_string()).collect()),
+            disabled: false,
+            model: 1,
+            name: None,
+        };
+        assert_eq!(
+            piles_to_add(&add(&[], Some(["32010200000099", "3"]))).unwrap(),
+            ["32010200000099", "32010200000100", "32010200000101"]
+        );
+        assert_eq!(
+            piles_to_add(&add(&[PILE, "32010200000002", PILE], None)).unwrap(),
+            [PILE, "32010200000002"]
+        );
+        for bad in [
+            add(&["123"], None),
+            add(&[], Some(["123", "3"])),
+            add(&[], Some([PILE, "0"])),
+            add(&[], Some([PILE, "100001"])),
+            add(&[], Some([PILE, "many"])),
+            add(&[], Some(["99999999999999", "2"])),
+        ] {
+            assert_eq!(piles_to_add(&bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    /// One request as the test server saw it.
+    struct Seen {
+        head: String,
+        body: String,
+    }
+
+    impl Seen {
+        fn json(&self) -> Value {
+            serde_json::from_str(&self.body).unwrap()
+        }
+    }
+
+    /// Serves one canned `(status, body)` per connection, in order, on 127.0.0.1; reads
+    /// each request's head and body (by Content-Length) and sends them over the channel.
+    fn serve(
+        replies: Vec<(u16, String)>,
+    ) -> (String, mpsc::Receiver<Seen>, thread::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = mpsc::channel();
+        let handle = thread::spawn(move || {
+            for (status, body) in replies {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut head = String::new();
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                    head.push_str(&line);
+                }
+                let mut request_body = vec![0; length];
+                reader.read_exact(&mut request_body).unwrap();
+                tx.send(Seen {
+                    head,
+                    body: String::from_utf8(request_body).unwrap(),
+                })
+                .unwrap();
+                let mut stream = reader.into_inner();
+                write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+            }
+        });
+        (endpoint, rx, handle)
+    }
+
+    fn api_error(code: &str, message: &str) -> String {
+        json!({"error": code, "message": message}).to_string()
+    }
+
+    /// Runs `pylonctl <args>` with the app service at `endpoint` (through
+    /// PYLON_APP_ENDPOINT), the control plane nowhere, and no config file.
+    fn run_at(endpoint: &str, token: Option<&str>, args: &[&str]) -> Result<String, Failure> {
+        let mut env: HashMap<String, String> = [
+            (config::ENV_APP_ENDPOINT.to_string(), endpoint.to_string()),
+            (
+                config::ENV_ENDPOINT.to_string(),
+                "ftp://not-used".to_string(),
+            ),
+        ]
+        .into();
+        if let Some(token) = token {
+            env.insert(config::ENV_TOKEN.into(), token.into());
+        }
+        let cmd = parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let mut out = Vec::new();
+        crate::ops_cli::run(cmd, &|k| env.get(k).cloned(), &mut out)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn charge_start_posts_the_balance_in_fen_and_prints_the_order() {
+        let mut order = sample_order_json();
+        order["state"] = json!("starting");
+        let body = order.to_string();
+        let (endpoint, requests, server) = serve(vec![(201, body.clone()), (201, body)]);
+        let text = run_at(
+            &endpoint,
+            Some("s3cret"),
+            &["charge", "start", PILE, "--gun", "2", "--balance", "50.5"],
+        )
+        .unwrap();
+        let typed: Order = serde_json::from_value(order.clone()).unwrap();
+        assert_eq!(text, render::charge_started(&typed));
+        assert!(text.contains("pylonctl charge show 32010200000001012405010800000001"));
+        let seen = requests.recv().unwrap();
+        assert!(
+            seen.head
+                .starts_with("POST /v1/piles/32010200000001/charge HTTP/1.1"),
+            "{}",
+            seen.head
+        );
+        let head = seen.head.to_ascii_lowercase();
+        assert!(head.contains("authorization: bearer s3cret"), "{head}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert_eq!(seen.json(), json!({"gun": 2, "balance": 5050}));
+
+        let text = run_at(
+            &endpoint,
+            Some("s3cret"),
+            &["charge", "start", PILE, "--balance", "1", "-o", "json"],
+        )
+        .unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), order);
+        assert_eq!(
+            requests.recv().unwrap().json(),
+            json!({"gun": 1, "balance": 100})
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn not_connected_says_the_pile_must_be_online() {
+        let reply = api_error(
+            "not_connected",
+            "pile 32010200000001 is not connected to any edge this instance knows",
+        );
+        let (endpoint, requests, server) = serve(vec![(409, reply.clone()), (409, reply)]);
+        let err = run_at(
+            &endpoint,
+            Some("t"),
+            &["charge", "start", PILE, "--balance", "50"],
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(
+                "pile 32010200000001 is not connected to any edge right now; it must be online \
+                 to start a charge (`pylonctl piles show 32010200000001` shows its connection)"
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("pylonctl shards show --pile 32010200000001"),
+            "{msg}"
+        );
+        requests.recv().unwrap();
+
+        // Stop: the pile is read from the trade number.
+        let err = run_at(&endpoint, Some("t"), &["charge", "stop", TRADE]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("pile 32010200000001 is not connected to any edge right now; it must be online to stop a charge"),
+            "{msg}"
+        );
+        assert!(msg.contains(&format!("Order {TRADE} stays open")), "{msg}");
+        let seen = requests.recv().unwrap();
+        assert!(
+            seen.head
+                .starts_with(&format!("POST /v1/orders/{TRADE}/stop HTTP/1.1")),
+            "{}",
+            seen.head
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn an_unreachable_app_service_is_exit_status_3() {
+        let endpoint = refused_endpoint();
+        for args in [
+            &["charge", "start", PILE, "--balance", "50"][..],
+            &["piles", "list"],
+            &["records", "show", TRADE],
+        ] {
+            let err = run_at(&endpoint, Some("t"), args).unwrap_err();
+            assert_eq!(err.exit_code(), 3, "{args:?}");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "cannot reach the app service at {endpoint}: connection refused (is \
+                     pylon-app running, with its operator API on that address? set \
+                     --app-endpoint, PYLON_APP_ENDPOINT or app_endpoint in the config file)"
+                )
+            );
+        }
+        // Bad input is refused before any request.
+        let err = run_at(&endpoint, Some("t"), &["piles", "show", "3201"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("14 digits"), "{err}");
+        let err = run_at(&endpoint, Some("t"), &["charge", "show", "42"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = run_at(&endpoint, Some("t"), &["charge", "open", "--pile", "x"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = run_at(
+            &endpoint,
+            Some("t"),
+            &[
+                "records",
+                "list",
+                PILE,
+                "--from",
+                "2024-05-02",
+                "--to",
+                "2024-05-01",
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = run_at("https://app", Some("t"), &["piles", "list"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--app-endpoint"), "{err}");
+    }
+
+    #[test]
+    fn api_errors_are_explained() {
+        let (endpoint, _requests, server) = serve(vec![
+            (
+                404,
+                api_error("no_such_pile", "no pile 32010200000001 is registered"),
+            ),
+            (
+                409,
+                api_error("pile_disabled", "pile 32010200000001 is disabled"),
+            ),
+            (
+                409,
+                api_error(
+                    "conflict",
+                    "gun 01 of pile 32010200000001 already has open order 3201 (charging)",
+                ),
+            ),
+            (
+                409,
+                api_error("conflict", &format!("order {TRADE} is finished already")),
+            ),
+            (
+                404,
+                api_error("no_such_order", &format!("no order {TRADE}")),
+            ),
+            (
+                404,
+                api_error("no_such_record", &format!("no record {TRADE}")),
+            ),
+            (
+                503,
+                api_error(
+                    "store_unavailable",
+                    "the store is unavailable: pool timed out",
+                ),
+            ),
+            (400, api_error("bad_pile", "a pile number has 14 digits")),
+            (
+                403,
+                api_error(
+                    "operator_api_disabled",
+                    "the operator API is off: start pylon-app with --admin-token",
+                ),
+            ),
+            (401, api_error("unauthorized", "missing or wrong token")),
+            (404, "not found".into()),
+        ]);
+        let fail = |token: Option<&str>, args: &[&str]| {
+            let err = run_at(&endpoint, token, args).unwrap_err();
+            (err.exit_code(), err.to_string())
+        };
+        let t = Some("t");
+        assert_eq!(
+            fail(t, &["piles", "show", PILE]),
+            (
+                1,
+                "no pile 32010200000001 is registered; register it with `pylonctl piles add \
+                 32010200000001` (`pylonctl piles list` lists the registered piles)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            fail(t, &["charge", "start", PILE, "--balance", "5"]),
+            (
+                1,
+                "pile 32010200000001 is disabled, so it may not charge; enable it with \
+                 `pylonctl piles enable 32010200000001`"
+                    .into()
+            )
+        );
+        let (code, msg) = fail(t, &["charge", "start", PILE, "--balance", "5"]);
+        assert_eq!(code, 1);
+        assert!(
+            msg.starts_with("gun 01 of pile 32010200000001 already has open order 3201 (charging).\nStop that charge first"),
+            "{msg}"
+        );
+        assert_eq!(
+            fail(t, &["charge", "stop", TRADE]),
+            (
+                1,
+                format!(
+                    "order {TRADE} is finished already: there is nothing to stop (`pylonctl \
+                     charge show {TRADE}` shows the order)"
+                )
+            )
+        );
+        let (code, msg) = fail(t, &["charge", "show", TRADE]);
+        assert_eq!(code, 1);
+        assert!(
+            msg.starts_with(&format!("there is no order {TRADE};")),
+            "{msg}"
+        );
+        let (code, msg) = fail(t, &["records", "show", TRADE]);
+        assert_eq!(code, 1);
+        assert!(
+            msg.contains("a pile sends it when a charge has ended"),
+            "{msg}"
+        );
+        let (code, msg) = fail(t, &["piles", "list"]);
+        assert_eq!(code, 1);
+        assert!(
+            msg.starts_with("the app service cannot use its database right now (the store is unavailable: pool timed out)"),
+            "{msg}"
+        );
+        assert_eq!(
+            fail(t, &["piles", "list"]),
+            (2, "a pile number has 14 digits (bad_pile, HTTP 400)".into())
+        );
+        let (code, msg) = fail(t, &["charge", "open"]);
+        assert_eq!(code, 1);
+        assert!(
+            msg.contains("set to the control plane's admin token"),
+            "{msg}"
+        );
+        let (code, msg) = fail(None, &["charge", "open"]);
+        assert_eq!(code, 1);
+        assert!(
+            msg.contains("needs the control plane's admin token (the app service uses the same one): pass --token"),
+            "{msg}"
+        );
+        let (code, msg) = fail(t, &["charge", "open"]);
+        assert_eq!(code, 1);
+        assert!(
+            msg.contains("is --app-endpoint the app service's HTTP port, 7510"),
+            "{msg}"
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn piles_show_and_list_print_tables_or_the_json() {
+        let detail = sample_detail_json();
+        let list = json!([detail["pile"].clone()]);
+        let (endpoint, requests, server) = serve(vec![
+            (200, detail.to_string()),
+            (200, detail.to_string()),
+            (200, list.to_string()),
+        ]);
+        let text = run_at(&endpoint, Some("t"), &["piles", "show", PILE]).unwrap();
+        let typed: PileDetail = serde_json::from_value(detail.clone()).unwrap();
+        assert_eq!(text, render::pile_detail(&typed));
+        assert!(requests
+            .recv()
+            .unwrap()
+            .head
+            .starts_with("GET /v1/piles/32010200000001 HTTP/1.1"));
+        let json = run_at(&endpoint, Some("t"), &["piles", "show", PILE, "-o", "json"]).unwrap();
+        // The reply as it came, fields pylonctl does not read included.
+        assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), detail);
+        requests.recv().unwrap();
+        let text = run_at(
+            &endpoint,
+            Some("t"),
+            &["piles", "list", "--after", "32010200000000", "--limit", "1"],
+        )
+        .unwrap();
+        assert!(text.starts_with("PILE "), "{text}");
+        assert!(
+            text.ends_with("pylonctl piles list --after 32010200000001 --limit 1\n"),
+            "{text}"
+        );
+        assert!(requests
+            .recv()
+            .unwrap()
+            .head
+            .starts_with("GET /v1/piles?limit=1&after=32010200000000 HTTP/1.1"));
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn piles_add_posts_lists_in_batches() {
+        let (endpoint, requests, server) = serve(vec![
+            (200, json!({"upserted": 2}).to_string()),
+            (200, json!({"upserted": 500}).to_string()),
+            (200, json!({"upserted": 1}).to_string()),
+        ]);
+        let text = run_at(
+            &endpoint,
+            Some("t"),
+            &[
+                "piles",
+                "add",
+                PILE,
+                "32010200000002",
+                "--model",
+                "3",
+                "--name",
+                "Lot B",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            text,
+            "2 piles added or updated (enabled, billing model 3, name \"Lot B\"): \
+             32010200000001, 32010200000002\n"
+        );
+        let seen = requests.recv().unwrap();
+        assert!(
+            seen.head.starts_with("POST /v1/piles HTTP/1.1"),
+            "{}",
+            seen.head
+        );
+        assert_eq!(
+            seen.json(),
+            json!([
+                {"pile_no": PILE, "enabled": true, "billing_model": 3, "name": "Lot B"},
+                {"pile_no": "32010200000002", "enabled": true, "billing_model": 3, "name": "Lot B"}
+            ])
+        );
+
+        let json = run_at(
+            &endpoint,
+            Some("t"),
+            &[
+                "piles",
+                "add",
+                "--range",
+                PILE,
+                "501",
+                "--disabled",
+                "-o",
+                "json",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&json).unwrap(),
+            json!({"upserted": 501})
+        );
+        let first = requests.recv().unwrap().json();
+        let second = requests.recv().unwrap().json();
+        assert_eq!(first.as_array().unwrap().len(), 500);
+        assert_eq!(
+            second,
+            json!([{"pile_no": "32010200000501", "enabled": false, "billing_model": 1, "name": ""}])
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_failed_batch_says_what_was_saved() {
+        let (endpoint, _requests, server) = serve(vec![
+            (200, json!({"upserted": 500}).to_string()),
+            (503, api_error("store_unavailable", "down")),
+        ]);
+        let err = run_at(
+            &endpoint,
+            Some("t"),
+            &["piles", "add", "--range", PILE, "600"],
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.ends_with(
+                "The first 500 of 600 piles (up to 32010200000500) were saved before this \
+                 error; running the command again is harmless"
+            ),
+            "{msg}"
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn disable_reads_the_pile_and_keeps_its_model_and_name() {
+        let mut detail = sample_detail_json();
+        detail["pile"]["billing_model"] = json!(4);
+        let mut disabled = detail["pile"].clone();
+        disabled["enabled"] = json!(false);
+        let (endpoint, requests, server) =
+            serve(vec![(200, detail.to_string()), (200, disabled.to_string())]);
+        let text = run_at(&endpoint, Some("t"), &["piles", "disable", PILE]).unwrap();
+        assert!(
+            text.starts_with("pile 32010200000001 is disabled: it may no longer log in"),
+            "{text}"
+        );
+        assert!(requests
+            .recv()
+            .unwrap()
+            .head
+            .starts_with("GET /v1/piles/32010200000001 HTTP/1.1"));
+        let put = requests.recv().unwrap();
+        assert!(
+            put.head
+                .starts_with("PUT /v1/piles/32010200000001 HTTP/1.1"),
+            "{}",
+            put.head
+        );
+        assert_eq!(
+            put.json(),
+            json!({"enabled": false, "billing_model": 4, "name": "Lot B #1"})
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn records_list_sends_the_range_in_milliseconds() {
+        let list = json!([sample_record_json()]);
+        let (endpoint, requests, server) = serve(vec![(200, list.to_string())]);
+        let text = run_at(
+            &endpoint,
+            Some("t"),
+            &[
+                "records",
+                "list",
+                PILE,
+                "--from",
+                "2024-05-01",
+                "--to",
+                "2024-05-02T00:00:00Z",
+                "--limit",
+                "50",
+            ],
+        )
+        .unwrap();
+        let typed: Vec<Record> = serde_json::from_value(list).unwrap();
+        assert_eq!(text, render::records(&typed, PILE, 50));
+        let head = requests.recv().unwrap().head;
+        assert!(
+            head.starts_with(
+                "GET /v1/piles/32010200000001/records?limit=50&from=1714521600000&to=1714608000000 HTTP/1.1"
+            ),
+            "{head}"
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn charge_show_and_open_read_orders() {
+        let detail = json!({"order": sample_order_json(), "events": [], "record": null});
+        let open = json!([sample_order_json()]);
+        let (endpoint, requests, server) =
+            serve(vec![(200, detail.to_string()), (200, open.to_string())]);
+        let text = run_at(&endpoint, Some("t"), &["charge", "show", TRADE]).unwrap();
+        assert!(text.starts_with(&format!("trade no:  {TRADE}\n")), "{text}");
+        assert!(requests
+            .recv()
+            .unwrap()
+            .head
+            .starts_with(&format!("GET /v1/orders/{TRADE} HTTP/1.1")));
+        let text = run_at(&endpoint, Some("t"), &["charge", "open", "--pile", PILE]).unwrap();
+        assert!(text.starts_with("TRADE NO "), "{text}");
+        assert!(requests
+            .recv()
+            .unwrap()
+            .head
+            .starts_with("GET /v1/orders?pile=32010200000001 HTTP/1.1"));
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_reply_of_the_wrong_shape_is_reported() {
+        let (endpoint, _requests, server) = serve(vec![(200, json!({"piles": []}).to_string())]);
+        let err = run_at(&endpoint, Some("t"), &["piles", "list"]).unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+        assert!(
+            err.to_string().starts_with(&format!(
+                "the app service at {endpoint} gave GET /v1/piles a reply"
+            )),
+            "{err}"
+        );
+        server.join().unwrap();
+    }
+}
