@@ -32,7 +32,9 @@ const CLUSTER: &str = "bench-cluster-token";
 const PILE_BASE: u64 = 30_000_000_000_000;
 
 fn port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn get(url: &str) -> Value {
@@ -72,20 +74,35 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn start(dir: &Path, name: &str, edge: &str, sessions: u64, extra: &[&str]) -> anyhow::Result<Fleet> {
+    fn start(
+        dir: &Path,
+        name: &str,
+        edge: &str,
+        sessions: u64,
+        extra: &[&str],
+    ) -> anyhow::Result<Fleet> {
         let report = dir.join(format!("{name}.json"));
         let proc = Proc::spawn(
             name,
             Command::new(procs::release_binary("pylon-fleet"))
                 .args(["--target", edge, "--sessions", &sessions.to_string()])
                 .args(["--pile-base", &PILE_BASE.to_string(), "--ramp", "2000"])
-                .args(["--source-ips", "127.5.0.1-127.5.0.40", "--progress-secs", "1", "--quiet"])
+                .args([
+                    "--source-ips",
+                    "127.5.0.1-127.5.0.40",
+                    "--progress-secs",
+                    "1",
+                    "--quiet",
+                ])
                 .arg("--report")
                 .arg(&report)
                 .args(extra),
             &dir.join(format!("{name}.log")),
         )?;
-        Ok(Fleet { _proc: proc, report })
+        Ok(Fleet {
+            _proc: proc,
+            report,
+        })
     }
 
     fn report(&self) -> Value {
@@ -105,7 +122,10 @@ fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> anyhow::Result
         "postgres" => Some(PostgresCluster::start()?),
         _ => None,
     };
-    let (c_http, c_grpc) = (format!("127.0.0.1:{}", port()?), format!("127.0.0.1:{}", port()?));
+    let (c_http, c_grpc) = (
+        format!("127.0.0.1:{}", port()?),
+        format!("127.0.0.1:{}", port()?),
+    );
     let _control = Proc::spawn(
         "pylon-control",
         Command::new(procs::release_binary("pylon-control"))
@@ -118,7 +138,10 @@ fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> anyhow::Result
     wait("the control plane", Duration::from_secs(20), || {
         ureq::get(&format!("http://{c_http}/readyz")).call().is_ok()
     })?;
-    let (a_grpc, a_http) = (format!("127.0.0.1:{}", port()?), format!("127.0.0.1:{}", port()?));
+    let (a_grpc, a_http) = (
+        format!("127.0.0.1:{}", port()?),
+        format!("127.0.0.1:{}", port()?),
+    );
     let mut app_cmd = Command::new(procs::release_binary("pylon-app"));
     app_cmd
         .args(["--app-id", "bench-app", "--log", "warn"])
@@ -127,7 +150,9 @@ fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> anyhow::Result
         .args(["--admin-token", ADMIN, "--cluster-token", CLUSTER]);
     match &pg {
         Some(pg) => app_cmd.args(["--store", "postgres", "--postgres-url", &pg.url()]),
-        None => app_cmd.args(["--store", "sqlite", "--sqlite"]).arg(dir.join("app.db")),
+        None => app_cmd
+            .args(["--store", "sqlite", "--sqlite"])
+            .arg(dir.join("app.db")),
     };
     let app = Proc::spawn("pylon-app", &mut app_cmd, &dir.join("app.log"))?;
     wait("the app service", Duration::from_secs(20), || {
@@ -138,15 +163,29 @@ fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> anyhow::Result
         "pylon-edge",
         Command::new(procs::release_binary("pylon-edge"))
             .args(["--edge-id", "bench-edge", "--executors", "1", "--app-login"])
-            .args(["--tcp-listen", &edge_addr, "--admin-listen", &format!("127.0.0.1:{}", port()?)])
-            .args(["--control", &format!("http://{c_grpc}"), "--control-token", CLUSTER])
+            .args([
+                "--tcp-listen",
+                &edge_addr,
+                "--admin-listen",
+                &format!("127.0.0.1:{}", port()?),
+            ])
+            .args([
+                "--control",
+                &format!("http://{c_grpc}"),
+                "--control-token",
+                CLUSTER,
+            ])
             .env("RUST_LOG", "warn"),
         &dir.join("edge.log"),
     )?;
-    wait("the shards to be owned and pushed", Duration::from_secs(30), || {
-        get(&format!("http://{c_http}/v1/admin/status"))["shards_unowned"] == 0
-            && std::net::TcpStream::connect(&edge_addr).is_ok()
-    })?;
+    wait(
+        "the shards to be owned and pushed",
+        Duration::from_secs(30),
+        || {
+            get(&format!("http://{c_http}/v1/admin/status"))["shards_unowned"] == 0
+                && std::net::TcpStream::connect(&edge_addr).is_ok()
+        },
+    )?;
     std::thread::sleep(Duration::from_secs(2));
     let piles = args.sessions.max(args.charging);
     for chunk in (0..piles).collect::<Vec<_>>().chunks(2000) {
@@ -161,14 +200,19 @@ fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> anyhow::Result
     }
 
     // Command round trips with every session connected.
-    eprintln!("== {backend}: {} sessions, {} commands", args.sessions, args.commands);
+    eprintln!(
+        "== {backend}: {} sessions, {} commands",
+        args.sessions, args.commands
+    );
     let fleet = Fleet::start(&dir, "fleet-idle", &edge_addr, args.sessions, &["--charge"])?;
     wait("every session to log in", Duration::from_secs(120), || {
         fleet.report()["connected"].as_u64() == Some(args.sessions)
     })?;
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut failed = 0;
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(15)).build();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(15))
+        .build();
     for i in 0..u64::from(args.commands) {
         let pile = format!("{:014}", PILE_BASE + (i * 7919) % args.sessions);
         let t0 = Instant::now();
@@ -188,29 +232,50 @@ fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> anyhow::Result
 
     // Records: every pile charges for a second, sends its record, waits for the
     // confirmation, and starts again a second later.
-    eprintln!("== {backend}: {} charging sessions, {} s", args.charging, args.hold);
+    eprintln!(
+        "== {backend}: {} charging sessions, {} s",
+        args.charging, args.hold
+    );
     let fleet = Fleet::start(
         &dir,
         "fleet-charging",
         &edge_addr,
         args.charging,
-        &["--charge", "--card-start-secs", "1", "--charge-secs", "1", "--confirm-timeout-secs", "10"],
+        &[
+            "--charge",
+            "--card-start-secs",
+            "1",
+            "--charge-secs",
+            "1",
+            "--confirm-timeout-secs",
+            "10",
+        ],
     )?;
-    wait("the charging sessions to log in", Duration::from_secs(120), || {
-        fleet.report()["connected"].as_u64() == Some(args.charging)
-    })?;
+    wait(
+        "the charging sessions to log in",
+        Duration::from_secs(120),
+        || fleet.report()["connected"].as_u64() == Some(args.charging),
+    )?;
     std::thread::sleep(Duration::from_secs(5));
     let metrics = format!("http://{a_http}/metrics");
     let new = |m: &str| metric(m, "pylon_app_records_total", "result=\"new\"");
     let confirm_sum = |m: &str| metric(m, "pylon_app_confirm_seconds_sum", "");
     let confirm_count = |m: &str| metric(m, "pylon_app_confirm_seconds_count", "");
-    let (r0, s0, c0) = (new(&metrics), confirm_sum(&metrics), confirm_count(&metrics));
+    let (r0, s0, c0) = (
+        new(&metrics),
+        confirm_sum(&metrics),
+        confirm_count(&metrics),
+    );
     let cpu0 = procs::cpu_seconds(app.pid());
     let confirmed0 = fleet.report()["records_confirmed"].as_u64().unwrap_or(0);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(args.hold));
     let elapsed = t0.elapsed().as_secs_f64();
-    let (r1, s1, c1) = (new(&metrics), confirm_sum(&metrics), confirm_count(&metrics));
+    let (r1, s1, c1) = (
+        new(&metrics),
+        confirm_sum(&metrics),
+        confirm_count(&metrics),
+    );
     let cpu1 = procs::cpu_seconds(app.pid());
     let report = fleet.report();
     let confirmed1 = report["records_confirmed"].as_u64().unwrap_or(0);
@@ -244,26 +309,54 @@ pub fn run(args: BenchAppArgs) -> anyhow::Result<()> {
         results.push(result);
     }
     let ratio = results[1]["records_stored_per_sec"].as_f64().unwrap_or(0.0)
-        / results[0]["records_stored_per_sec"].as_f64().unwrap_or(1.0).max(1.0);
+        / results[0]["records_stored_per_sec"]
+            .as_f64()
+            .unwrap_or(1.0)
+            .max(1.0);
     let mut md = String::from("## Charging business (records, commands)\n\n| figure | SQLite | PostgreSQL |\n|---|---|---|\n");
     let row = |name: &str, f: &dyn Fn(&Value) -> String| {
         format!("| {name} | {} | {} |\n", f(&results[0]), f(&results[1]))
     };
-    md += &row("records stored per second", &|r| format!("{:.0}", r["records_stored_per_sec"].as_f64().unwrap_or(0.0)));
-    md += &row("records confirmed per second (fleet)", &|r| format!("{:.0}", r["records_confirmed_per_sec"].as_f64().unwrap_or(0.0)));
-    md += &row("store + confirm, mean (ms)", &|r| format!("{:.2}", r["store_and_confirm_ms_mean"].as_f64().unwrap_or(0.0)));
-    md += &row("app CPU per record (ms)", &|r| format!("{:.3}", r["app_cpu_ms_per_record"].as_f64().unwrap_or(0.0)));
-    md += &row("record retransmits / abandoned", &|r| format!("{} / {}", r["retransmits"], r["abandoned"]));
+    md += &row("records stored per second", &|r| {
+        format!("{:.0}", r["records_stored_per_sec"].as_f64().unwrap_or(0.0))
+    });
+    md += &row("records confirmed per second (fleet)", &|r| {
+        format!(
+            "{:.0}",
+            r["records_confirmed_per_sec"].as_f64().unwrap_or(0.0)
+        )
+    });
+    md += &row("store + confirm, mean (ms)", &|r| {
+        format!(
+            "{:.2}",
+            r["store_and_confirm_ms_mean"].as_f64().unwrap_or(0.0)
+        )
+    });
+    md += &row("app CPU per record (ms)", &|r| {
+        format!("{:.3}", r["app_cpu_ms_per_record"].as_f64().unwrap_or(0.0))
+    });
+    md += &row("record retransmits / abandoned", &|r| {
+        format!("{} / {}", r["retransmits"], r["abandoned"])
+    });
     md += &row(
-        &format!("command round trip p50 / p99 / max (ms), {} sessions", args.sessions),
+        &format!(
+            "command round trip p50 / p99 / max (ms), {} sessions",
+            args.sessions
+        ),
         &|r| {
             let c = &r["command_round_trip_ms"];
-            format!("{} / {} / {} ({} failed)", c["p50"], c["p99"], c["max"], c["failed"])
+            format!(
+                "{} / {} / {} ({} failed)",
+                c["p50"], c["p99"], c["max"], c["failed"]
+            )
         },
     );
     md += &format!("\nPostgreSQL / SQLite records per second: {ratio:.2}\n");
     std::fs::write(out.join("app-latest.md"), &md)?;
-    std::fs::write(out.join("app-latest.json"), serde_json::to_string_pretty(&results)?)?;
+    std::fs::write(
+        out.join("app-latest.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
     println!("{md}");
     Ok(())
 }
