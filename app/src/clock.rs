@@ -83,7 +83,7 @@ mod tests {
     fn trade_numbers_follow_the_spec() {
         let pile = PileNo::parse("32010200000001").unwrap();
         // 2026-11-24 10:20:30 UTC = 18:20:30 in China.
-        let ms = 1_795_516_830_000;
+        let ms = 1_795_515_630_000;
         let no = trade_no(&pile, 1, ms, UtcOffset::from_hms(8, 0, 0).unwrap(), 7);
         assert_eq!(no.to_string(), "32010200000001012611241820300007");
     }
