@@ -10,7 +10,6 @@ use prometheus_client::registry::Registry as MetricsRegistry;
 use pylon_proto::app::business_server::BusinessServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Status};
 
 use crate::business::Business;
@@ -100,9 +99,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(5)))
             .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
-                let _ = grpc_stopped.changed().await;
-            }),
+            // Small messages both ways: no Nagle delays (tonic's server default leaves it on).
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+                async move {
+                    let _ = grpc_stopped.changed().await;
+                },
+            ),
     );
     let app = operator::router(business.clone(), config.admin_token.clone(), registry);
     let mut http_stopped = stopped.clone();

@@ -12,7 +12,6 @@ use pylon_proto::control::membership_server::MembershipServer;
 use pylon_proto::control::routes_server::RoutesServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::{Backend, Config};
 use crate::grpc::{authenticate, MembershipService, RoutesService};
@@ -114,9 +113,12 @@ async fn serve_grpc(
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .add_service(membership)
         .add_service(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            let _ = stopped.changed().await;
-        })
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move {
+                let _ = stopped.changed().await;
+            },
+        )
         .await;
     if let Err(e) = result {
         tracing::error!("the gRPC server failed: {e}");

@@ -589,22 +589,29 @@ async fn stream(
                         executors.login_verdict(v.executor as usize, v.session_id, Some(v.accepted));
                     }
                     Some(app_message::Body::Downlink(d)) => {
-                        let outcome = deliver(executors, state, &d).await;
-                        if d.command_id != 0 && !matches!(outcome, DownlinkOutcome::Queued { .. }) {
-                            let (label, detail) = match &outcome {
-                                DownlinkOutcome::NotConnected => ("not_connected", String::new()),
-                                DownlinkOutcome::Failed { reason } => ("failed", reason.clone()),
-                                DownlinkOutcome::Queued { .. } => ("queued", String::new()),
-                            };
-                            let result = EdgeMessage {
-                                body: Some(edge_message::Body::Result(CommandResult {
-                                    command_id: d.command_id,
-                                    outcome: label.into(),
-                                    detail,
-                                })),
-                            };
-                            let _ = out.try_send(result);
-                        }
+                        // Queued without waiting (one wait per frame would cap a stream
+                        // at the executors' wake-up rate); the outcome is reported
+                        // back only for commands that asked.
+                        let outcome = deliver(executors, state, &d);
+                        let out = out.clone();
+                        tokio::spawn(async move {
+                            let outcome = outcome.await;
+                            if d.command_id != 0 && !matches!(outcome, DownlinkOutcome::Queued { .. }) {
+                                    let (label, detail) = match &outcome {
+                                        DownlinkOutcome::NotConnected => ("not_connected", String::new()),
+                                        DownlinkOutcome::Failed { reason } => ("failed", reason.clone()),
+                                        DownlinkOutcome::Queued { .. } => ("queued", String::new()),
+                                    };
+                                    let result = EdgeMessage {
+                                        body: Some(edge_message::Body::Result(CommandResult {
+                                            command_id: d.command_id,
+                                            outcome: label.into(),
+                                            detail,
+                                        })),
+                                    };
+                                    let _ = out.send(result).await;
+                            }
+                        });
                     }
                     None => {}
                 }
@@ -615,40 +622,55 @@ async fn stream(
     result
 }
 
-/// Hands a downlink to the executor holding the pile.
-async fn deliver(
+/// Hands a downlink to the executor holding the pile; the returned future resolves to
+/// the outcome (nothing waits for it unless the app asked).
+fn deliver(
     executors: &ExecutorHandle,
     state: &LinkState,
     d: &pylon_proto::app::Downlink,
-) -> DownlinkOutcome {
-    let Ok(pile) = PileNo::parse(&d.pile) else {
-        return DownlinkOutcome::Failed {
-            reason: format!("{:?} is not a pile number", d.pile),
-        };
-    };
-    let frame = match u8::try_from(d.frame_type)
-        .map_err(|_| "frame type out of range".to_string())
-        .and_then(|t| Frame::decode_body(t, &d.body).map_err(|e| e.to_string()))
-    {
-        Ok(frame) => frame,
-        Err(e) => return DownlinkOutcome::Failed { reason: e },
-    };
+) -> impl std::future::Future<Output = DownlinkOutcome> + Send + 'static {
+    let parsed = PileNo::parse(&d.pile)
+        .map_err(|_| format!("{:?} is not a pile number", d.pile))
+        .and_then(|pile| {
+            let frame = u8::try_from(d.frame_type)
+                .map_err(|_| "frame type out of range".to_string())
+                .and_then(|t| Frame::decode_body(t, &d.body).map_err(|e| e.to_string()))?;
+            Ok((pile, frame))
+        });
     let reply_to = d.reply_to_seq.map(|s| s as u16);
-    match state.online.get(&pile) {
-        Some((_, executor)) => executors.send_to(*executor, pile, frame, reply_to).await,
-        // Not announced (yet): ask every executor.
-        None if reply_to.is_none() => executors.send(pile, frame).await,
-        None => {
-            let mut found = DownlinkOutcome::NotConnected;
-            for executor in 0..executors.len() {
-                found = executors
-                    .send_to(executor, pile, frame.clone(), reply_to)
-                    .await;
-                if !matches!(found, DownlinkOutcome::NotConnected) {
-                    break;
-                }
-            }
-            found
+    let executors = executors.clone();
+    let known = parsed
+        .as_ref()
+        .ok()
+        .and_then(|(pile, _)| state.online.get(pile).map(|(_, executor)| *executor));
+    // Queued now, in arrival order, when the pile's executor is known.
+    let queued = match (&parsed, known) {
+        (Ok((pile, frame)), Some(executor)) => {
+            Some(executors.enqueue_to(executor, *pile, frame.clone(), reply_to))
         }
+        _ => None,
+    };
+    async move {
+        let (pile, frame) = match parsed {
+            Ok(p) => p,
+            Err(reason) => return DownlinkOutcome::Failed { reason },
+        };
+        if let Some(rx) = queued {
+            return rx
+                .recv_async()
+                .await
+                .unwrap_or(DownlinkOutcome::NotConnected);
+        }
+        // Not announced (yet): ask every executor.
+        let mut found = DownlinkOutcome::NotConnected;
+        for executor in 0..executors.len() {
+            found = executors
+                .send_to(executor, pile, frame.clone(), reply_to)
+                .await;
+            if !matches!(found, DownlinkOutcome::NotConnected) {
+                break;
+            }
+        }
+        found
     }
 }

@@ -88,7 +88,33 @@ pub struct ExecutorHandle {
 }
 
 impl ExecutorHandle {
-    /// Sends `frame` to `pile` on executor `executor`, where the pile logged in.
+    /// Queues `frame` for `pile` on executor `executor` (where the pile logged in) without
+    /// waiting; the outcome arrives on the returned channel. Frames queued for one
+    /// executor are written in the order they were queued.
+    pub fn enqueue_to(
+        &self,
+        executor: usize,
+        pile: PileNo,
+        frame: Frame,
+        reply_to: Option<u16>,
+    ) -> flume::Receiver<DownlinkOutcome> {
+        let (tx, rx) = flume::bounded(1);
+        let cmd = ExecutorCommand::Downlink {
+            pile,
+            frame,
+            reply_to,
+            reply: tx.clone(),
+        };
+        let sent = self.executors.get(executor).map(|exec| exec.send(cmd));
+        if !matches!(sent, Some(Ok(()))) {
+            let _ = tx.send(DownlinkOutcome::Failed {
+                reason: "no such executor, or the edge is shutting down".into(),
+            });
+        }
+        rx
+    }
+
+    /// Sends `frame` to `pile` on executor `executor` and waits for the outcome.
     pub async fn send_to(
         &self,
         executor: usize,
@@ -96,22 +122,8 @@ impl ExecutorHandle {
         frame: Frame,
         reply_to: Option<u16>,
     ) -> DownlinkOutcome {
-        let Some(exec) = self.executors.get(executor) else {
-            return self.send(pile, frame).await;
-        };
-        let (tx, rx) = flume::bounded(1);
-        let cmd = ExecutorCommand::Downlink {
-            pile,
-            frame,
-            reply_to,
-            reply: tx,
-        };
-        if exec.send(cmd).is_err() {
-            return DownlinkOutcome::Failed {
-                reason: "edge is shutting down".into(),
-            };
-        }
-        rx.recv_async()
+        self.enqueue_to(executor, pile, frame, reply_to)
+            .recv_async()
             .await
             .unwrap_or(DownlinkOutcome::NotConnected)
     }
