@@ -189,6 +189,8 @@ impl Business {
                     updated_at: now_ms(),
                 };
                 self.store.set_gun_status(&status).await?;
+                // Also the answer to a read request (0x12).
+                self.wake(&pile, frame);
                 Ok(vec![])
             }
             Frame::CardStartRequest(c) => {
@@ -524,7 +526,13 @@ impl Business {
                 "not_connected"
             },
         );
-        sent?;
+        if let Err(e) = sent {
+            self.waiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&(pile.to_owned(), reply_type));
+            return Err(e.into());
+        }
         match tokio::time::timeout(limit, rx).await {
             Ok(Ok(reply)) => {
                 self.metrics.command(frame.name(), "answered");
@@ -532,6 +540,14 @@ impl Business {
             }
             _ => {
                 self.metrics.command(frame.name(), "timeout");
+                // Forget this waiter (and any other whose caller gave up).
+                let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(list) = waiters.get_mut(&(pile.to_owned(), reply_type)) {
+                    list.retain(|w| !w.is_closed());
+                    if list.is_empty() {
+                        waiters.remove(&(pile.to_owned(), reply_type));
+                    }
+                }
                 Err(CommandError::Timeout(limit))
             }
         }
@@ -659,10 +675,17 @@ impl Business {
         );
         sent?;
         // 0x35's rule: the platform closes the order once it sent 0x36; the record that
-        // follows finishes it.
-        self.store
-            .update_order(trade_no, OrderState::Stopping, None, now_ms())
-            .await?;
+        // follows finishes it (unless it already did while we were sending).
+        if self
+            .store
+            .order(trade_no)
+            .await?
+            .is_some_and(|o| o.state.is_open())
+        {
+            self.store
+                .update_order(trade_no, OrderState::Stopping, None, now_ms())
+                .await?;
+        }
         Ok(Order {
             state: OrderState::Stopping,
             ..order

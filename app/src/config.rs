@@ -110,6 +110,10 @@ impl Config {
             (-720..=840).contains(&self.pile_utc_offset_minutes),
             "pile_utc_offset_minutes must be within -720..=840"
         );
+        anyhow::ensure!(
+            self.control.is_empty() || self.cluster_token.is_some(),
+            "a cluster token is needed with a control plane (--cluster-token or PYLON_CLUSTER_TOKEN): without one, anything that reaches the business port could pose as an edge"
+        );
         if !self.control.is_empty() && self.grpc_listen.ip().is_unspecified() {
             anyhow::ensure!(
                 self.grpc_advertise.is_some(),

@@ -49,8 +49,12 @@ impl Directory {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A (new) stream from `edge`: what we knew of its piles is replaced by what it
+    /// announces on this stream.
     pub fn edge_connected(&self, edge: Arc<str>, stream: EdgeStream) {
-        self.lock().edges.insert(edge, stream);
+        let mut inner = self.lock();
+        inner.piles.retain(|_, l| l.edge != edge);
+        inner.edges.insert(edge, stream);
     }
 
     /// Forgets the edge's stream, unless a newer stream of that edge replaced it.
@@ -69,13 +73,14 @@ impl Directory {
         self.lock().piles.insert(pile.to_owned(), location);
     }
 
-    /// Forgets the pile unless it logged in again elsewhere since.
-    pub fn pile_offline(&self, pile: &str, session_id: u64) {
+    /// Forgets the pile unless it logged in again since (on this edge or another: session
+    /// ids are per edge, so both must match).
+    pub fn pile_offline(&self, pile: &str, edge: &str, session_id: u64) {
         let mut inner = self.lock();
         if inner
             .piles
             .get(pile)
-            .is_some_and(|l| l.session_id == session_id)
+            .is_some_and(|l| l.session_id == session_id && &*l.edge == edge)
         {
             inner.piles.remove(pile);
         }

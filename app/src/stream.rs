@@ -12,15 +12,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pylon_proto::app::business_server::Business as BusinessRpc;
+use std::time::Duration;
+
 use pylon_proto::app::{
-    app_message, edge_message, Ack, AppMessage, EdgeMessage, LoginVerdict, Uplink,
+    app_message, edge_message, Ack, AppMessage, EdgeMessage, LoginVerdict, PileOffline, PileOnline,
+    Uplink,
 };
 use pylon_proto::ykc::{Frame, PileNo};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::business::{Business, Incoming, Reply};
+use crate::business::{Business, BusinessError, Incoming, Reply};
 use crate::directory::{EdgeStream, Location};
 
 /// Lanes per edge stream.
@@ -88,6 +91,13 @@ impl BusinessRpc for BusinessService {
 /// What lanes tell the acknowledger.
 struct Done(u64);
 
+/// What a lane works through, in the order the edge sent it for that pile.
+enum LaneItem {
+    Uplink(Uplink),
+    Online(PileOnline),
+    Offline(PileOffline),
+}
+
 async fn run(
     business: Arc<Business>,
     edge: Arc<str>,
@@ -97,7 +107,7 @@ async fn run(
 ) {
     let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
     let acker = tokio::spawn(acknowledge(done_rx, tx.clone()));
-    let lanes: Vec<mpsc::Sender<Uplink>> = (0..LANES)
+    let lanes: Vec<mpsc::Sender<LaneItem>> = (0..LANES)
         .map(|_| {
             let (lane_tx, lane_rx) = mpsc::channel(LANE_DEPTH);
             tokio::spawn(lane(
@@ -120,38 +130,36 @@ async fn run(
                 break;
             }
         };
-        match message.body {
+        // Logins, logouts and frames of one pile go through its lane, in order.
+        let item = match message.body {
             Some(edge_message::Body::Uplink(up)) => {
                 business.metrics.uplinks_in_flight.inc();
-                let lane = lane_of(&up.pile);
-                if lanes[lane].send(up).await.is_err() {
-                    break;
-                }
+                LaneItem::Uplink(up)
             }
-            Some(edge_message::Body::Online(online)) => {
-                business.directory.pile_online(
-                    &online.pile,
-                    Location {
-                        edge: edge.clone(),
-                        executor: online.executor,
-                        session_id: online.session_id,
-                    },
-                );
-            }
-            Some(edge_message::Body::Offline(offline)) => {
-                business
-                    .directory
-                    .pile_offline(&offline.pile, offline.session_id);
-            }
+            Some(edge_message::Body::Online(online)) => LaneItem::Online(online),
+            Some(edge_message::Body::Offline(offline)) => LaneItem::Offline(offline),
             Some(edge_message::Body::Result(result)) => {
-                if result.outcome != "queued" {
-                    business.metrics.command("downlink", &result.outcome);
-                    tracing::debug!(command = result.command_id, outcome = %result.outcome, detail = %result.detail, "downlink not delivered");
-                }
+                let outcome = match result.outcome.as_str() {
+                    "not_connected" => "not_connected",
+                    "failed" => "failed",
+                    _ => "other",
+                };
+                business.metrics.command("downlink", outcome);
+                tracing::debug!(command = result.command_id, outcome = %result.outcome, detail = %result.detail, "downlink not delivered");
+                continue;
             }
             Some(edge_message::Body::Hello(_)) | None => {
                 business.metrics.frame_error("unexpected_message");
+                continue;
             }
+        };
+        let pile = match &item {
+            LaneItem::Uplink(u) => &u.pile,
+            LaneItem::Online(o) => &o.pile,
+            LaneItem::Offline(o) => &o.pile,
+        };
+        if lanes[lane_of(pile)].send(item).await.is_err() {
+            break;
         }
         business
             .metrics
@@ -174,31 +182,56 @@ fn lane_of(pile: &str) -> usize {
 async fn lane(
     business: Arc<Business>,
     edge: Arc<str>,
-    mut uplinks: mpsc::Receiver<Uplink>,
+    mut items: mpsc::Receiver<LaneItem>,
     tx: mpsc::Sender<AppMessage>,
     done: mpsc::UnboundedSender<Done>,
 ) {
-    while let Some(up) = uplinks.recv().await {
-        let id = up.id;
-        handle_one(&business, &edge, up, &tx).await;
-        business.metrics.uplinks_in_flight.dec();
-        if done.send(Done(id)).is_err() {
-            return;
+    while let Some(item) = items.recv().await {
+        match item {
+            LaneItem::Uplink(up) => {
+                let id = up.id;
+                let handled = handle_one(&business, &edge, up, &tx).await;
+                business.metrics.uplinks_in_flight.dec();
+                // Not handled (the stream closed while the store was down): no ack, so
+                // the edge keeps the frame and sends it again.
+                if !handled || done.send(Done(id)).is_err() {
+                    return;
+                }
+            }
+            LaneItem::Online(online) => business.directory.pile_online(
+                &online.pile,
+                Location {
+                    edge: edge.clone(),
+                    executor: online.executor,
+                    session_id: online.session_id,
+                },
+            ),
+            LaneItem::Offline(offline) => {
+                business
+                    .directory
+                    .pile_offline(&offline.pile, &edge, offline.session_id)
+            }
         }
+        business
+            .metrics
+            .piles_online
+            .set(business.directory.online_count() as i64);
     }
 }
 
+/// Handles one uplink; false when it could not be (the store stayed down until the
+/// stream closed), so it must not be acknowledged.
 async fn handle_one(
     business: &Business,
     edge: &Arc<str>,
     up: Uplink,
     tx: &mpsc::Sender<AppMessage>,
-) {
+) -> bool {
     let pile = match PileNo::parse(&up.pile) {
         Ok(p) if up.pile.len() == 14 => p,
         _ => {
             business.metrics.frame_error("bad_pile");
-            return;
+            return true;
         }
     };
     let frame = match u8::try_from(up.frame_type)
@@ -209,7 +242,7 @@ async fn handle_one(
         Err(e) => {
             business.metrics.frame_error("decode");
             tracing::warn!(pile = %up.pile, frame_type = up.frame_type, "undecodable business frame: {e}");
-            return;
+            return true;
         }
     };
     let incoming = Incoming {
@@ -220,15 +253,26 @@ async fn handle_one(
         seq: up.seq as u16,
         frame,
     };
-    let replies = match business.handle(&incoming).await {
-        Ok(replies) => replies,
-        Err(e) => {
-            business.metrics.frame_error(match &e {
-                crate::business::BusinessError::Store(_) => "store",
-                crate::business::BusinessError::Rejected(_) => "rejected",
-            });
-            tracing::warn!(pile = %up.pile, frame = incoming.frame.name(), "frame not handled: {e}");
-            return;
+    // A store error is retried (this pile's lane waits): a record must be committed
+    // before it is confirmed, and acknowledging it to the edge unhandled would lose it.
+    let mut backoff = Duration::from_millis(100);
+    let replies = loop {
+        match business.handle(&incoming).await {
+            Ok(replies) => break replies,
+            Err(BusinessError::Rejected(e)) => {
+                business.metrics.frame_error("rejected");
+                tracing::warn!(pile = %up.pile, frame = incoming.frame.name(), "frame refused: {e}");
+                return true;
+            }
+            Err(BusinessError::Store(e)) => {
+                business.metrics.frame_error("store");
+                tracing::warn!(pile = %up.pile, frame = incoming.frame.name(), "store error, retrying in {backoff:?}: {e}");
+                if tx.is_closed() {
+                    return false;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
         }
     };
     for reply in replies {
@@ -263,9 +307,10 @@ async fn handle_one(
             .await
             .is_err()
         {
-            return;
+            return false;
         }
     }
+    true
 }
 
 /// Turns completions (in any order) into a watermark: every id up to it is handled.

@@ -5,12 +5,16 @@
 //!   channel; when it is full the executor keeps a short backlog and its connections stop
 //!   reading until it drains (TCP backpressure to the chargers, no unbounded buffering).
 //! - The router (on the tokio control thread) picks the owner of each pile's shard from the
-//!   pushed route table and passes the frame to that instance's link.
+//!   pushed route table and passes the frame to that instance's link without waiting: a
+//!   slow instance's frames wait in its own overflow, others go on. Frames whose shard has
+//!   no owner (between an instance's death and the reassignment) wait for one. Only when
+//!   the router holds too much in all does it stop taking frames from the executors.
 //! - A link holds one `Business.Exchange` stream per app instance. Frames stay in its
 //!   window until the instance acknowledges them; on reconnect they are sent again, and
 //!   when the shard map moves the instance's piles elsewhere they go back to the router
-//!   for the new owner. When ownership moves, the new owner is told which of its piles are
-//!   connected here.
+//!   for the new owner once the old one had a few seconds to acknowledge what it has. When
+//!   ownership moves, the new owner is told which of its piles are connected here and the
+//!   old one that they left.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -27,7 +31,6 @@ use pylon_proto::app::{
 use pylon_proto::routes::{shard_of, RouteView};
 use pylon_proto::ykc::{Frame, PileNo};
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
 use crate::executor::{DownlinkOutcome, EdgeShared, ExecutorHandle};
@@ -210,13 +213,53 @@ impl ShardTable {
 #[allow(clippy::large_enum_variant)]
 enum LinkInput {
     Event(UplinkEvent),
-    /// The instance no longer owns anything here: hand back what is unacknowledged.
-    Close,
 }
 
 struct LinkHandle {
     target: Arc<AppTarget>,
     tx: mpsc::Sender<LinkInput>,
+    /// Set when the instance owns nothing here any more: the link drains and hands
+    /// back what is unacknowledged.
+    close: watch::Sender<bool>,
+    /// Events waiting because the link's queue is full (a slow or unreachable instance):
+    /// only this instance's piles wait; the router goes on with the others.
+    overflow: VecDeque<LinkInput>,
+}
+
+impl LinkHandle {
+    /// Moves waiting events into the link's queue while it has room.
+    fn flush(&mut self) {
+        while let Some(input) = self.overflow.pop_front() {
+            match self.tx.try_send(input) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(input)) => {
+                    self.overflow.push_front(input);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.overflow.clear();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Events the router holds in all (per-instance overflow and frames without an owner)
+/// before it stops taking more from the executors, which then stop reading sockets.
+const ROUTER_HOLD: usize = 65_536;
+
+/// The router's state: links, who is online, and frames waiting for an owner.
+struct Router {
+    shared: Arc<EdgeShared>,
+    executors: ExecutorHandle,
+    returns: mpsc::UnboundedSender<Vec<UplinkMessage>>,
+    links: HashMap<String, LinkHandle>,
+    online: HashMap<PileNo, (u64, usize)>,
+    table: Arc<ShardTable>,
+    /// Frames whose shard has no owner right now (between an instance's death and the
+    /// reassignment): sent once one is assigned.
+    unowned: VecDeque<UplinkMessage>,
 }
 
 /// Routes executor events to app instances; runs until the executors are gone.
@@ -227,38 +270,39 @@ pub async fn run_router(
     mut table: watch::Receiver<Arc<ShardTable>>,
 ) {
     let (returns_tx, mut returns) = mpsc::unbounded_channel::<Vec<UplinkMessage>>();
-    let mut links: HashMap<String, LinkHandle> = HashMap::new();
-    let mut online: HashMap<PileNo, (u64, usize)> = HashMap::new();
-    let mut current = table.borrow().clone();
+    let mut router = Router {
+        shared,
+        executors,
+        returns: returns_tx,
+        links: HashMap::new(),
+        online: HashMap::new(),
+        table: table.borrow().clone(),
+        unowned: VecDeque::new(),
+    };
+    let mut flush = tokio::time::interval(Duration::from_millis(5));
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let room = router.held() < ROUTER_HOLD;
         tokio::select! {
-            event = events.recv_async() => {
+            event = events.recv_async(), if room => {
                 let Ok(event) = event else { return };
-                match &event {
-                    UplinkEvent::Online { pile, session_id, executor } => {
-                        online.insert(*pile, (*session_id, *executor));
-                    }
-                    UplinkEvent::Offline { pile, session_id } => {
-                        if online.get(pile).is_some_and(|(s, _)| s == session_id) {
-                            online.remove(pile);
-                        }
-                    }
-                    UplinkEvent::Frame(_) => {}
-                }
-                route(&shared, &executors, &current, &mut links, &returns_tx, event).await;
+                router.track(&event);
+                router.route(event);
             }
             changed = table.changed() => {
                 if changed.is_err() {
                     return;
                 }
                 let next = table.borrow_and_update().clone();
-                reassign(&shared, &executors, &current, &next, &mut links, &returns_tx, &online).await;
-                current = next;
+                router.reassign(next);
             }
             Some(frames) = returns.recv() => {
                 for frame in frames {
-                    route(&shared, &executors, &current, &mut links, &returns_tx, UplinkEvent::Frame(frame)).await;
+                    router.route(UplinkEvent::Frame(frame));
                 }
+            }
+            _ = flush.tick(), if router.held() > 0 => {
+                router.links.values_mut().for_each(LinkHandle::flush);
             }
         }
     }
@@ -272,84 +316,128 @@ fn count(shared: &EdgeShared, kind: &str) {
         .inc();
 }
 
-async fn route(
-    shared: &Arc<EdgeShared>,
-    executors: &ExecutorHandle,
-    table: &ShardTable,
-    links: &mut HashMap<String, LinkHandle>,
-    returns: &mpsc::UnboundedSender<Vec<UplinkMessage>>,
-    event: UplinkEvent,
-) {
-    let Some(target) = table.owner(&event.pile()) else {
-        match event {
-            // Nobody can judge the login now: close unanswered, the charger retries.
-            UplinkEvent::Frame(m) if matches!(m.frame, Frame::Login(_)) => {
-                executors.login_verdict(m.executor, m.session_id, None);
-                count(shared, "no_owner_login");
-            }
-            UplinkEvent::Frame(_) => count(shared, "no_owner_dropped"),
-            _ => {}
-        }
-        return;
-    };
-    let link = links.entry(target.id.clone()).or_insert_with(|| {
-        spawn_link(
-            shared.clone(),
-            executors.clone(),
-            target.clone(),
-            returns.clone(),
-        )
-    });
-    if link.target.grpc_address != target.grpc_address {
-        // The instance restarted elsewhere: a new link for the new address.
-        let _ = link.tx.try_send(LinkInput::Close);
-        *link = spawn_link(
-            shared.clone(),
-            executors.clone(),
-            target.clone(),
-            returns.clone(),
-        );
+impl Router {
+    fn held(&self) -> usize {
+        self.unowned.len() + self.links.values().map(|l| l.overflow.len()).sum::<usize>()
     }
-    // Waits while the instance's queue is full: backpressure.
-    if link.tx.send(LinkInput::Event(event)).await.is_ok() {
-        count(shared, "routed");
-    }
-}
 
-/// The shard map changed: close links to instances that own nothing now, and tell new
-/// owners which of their piles are connected here.
-async fn reassign(
-    shared: &Arc<EdgeShared>,
-    executors: &ExecutorHandle,
-    before: &ShardTable,
-    after: &ShardTable,
-    links: &mut HashMap<String, LinkHandle>,
-    returns: &mpsc::UnboundedSender<Vec<UplinkMessage>>,
-    online: &HashMap<PileNo, (u64, usize)>,
-) {
-    let owners: std::collections::HashSet<&str> = after
-        .owners
-        .iter()
-        .flatten()
-        .map(|t| t.id.as_str())
-        .collect();
-    links.retain(|id, link| {
-        let keep = owners.contains(id.as_str());
-        if !keep {
-            let _ = link.tx.try_send(LinkInput::Close);
+    fn track(&mut self, event: &UplinkEvent) {
+        match event {
+            UplinkEvent::Online {
+                pile,
+                session_id,
+                executor,
+            } => {
+                self.online.insert(*pile, (*session_id, *executor));
+            }
+            UplinkEvent::Offline { pile, session_id } => {
+                if self.online.get(pile).is_some_and(|(s, _)| s == session_id) {
+                    self.online.remove(pile);
+                }
+            }
+            UplinkEvent::Frame(_) => {}
         }
-        keep
-    });
-    for (pile, (session_id, executor)) in online {
-        let was = before.owner(pile).map(|t| t.id.as_str());
-        let now = after.owner(pile);
-        if now.map(|t| t.id.as_str()) != was && now.is_some() {
-            let event = UplinkEvent::Online {
-                pile: *pile,
-                session_id: *session_id,
-                executor: *executor,
-            };
-            route(shared, executors, after, links, returns, event).await;
+    }
+
+    fn link(&mut self, target: &Arc<AppTarget>) -> &mut LinkHandle {
+        let replace = self
+            .links
+            .get(&target.id)
+            .is_some_and(|l| l.target.grpc_address != target.grpc_address);
+        if replace {
+            // The instance restarted elsewhere: a new link for the new address.
+            if let Some(old) = self.links.remove(&target.id) {
+                let _ = old.close.send(true);
+            }
+        }
+        let (shared, executors, returns) = (&self.shared, &self.executors, &self.returns);
+        self.links.entry(target.id.clone()).or_insert_with(|| {
+            spawn_link(
+                shared.clone(),
+                executors.clone(),
+                target.clone(),
+                returns.clone(),
+            )
+        })
+    }
+
+    fn route(&mut self, event: UplinkEvent) {
+        let Some(target) = self.table.owner(&event.pile()).cloned() else {
+            match event {
+                UplinkEvent::Frame(m) if self.unowned.len() < ROUTER_HOLD => {
+                    count(&self.shared, "held_no_owner");
+                    self.unowned.push_back(m);
+                }
+                UplinkEvent::Frame(m) => {
+                    count(&self.shared, "dropped_no_owner");
+                    if matches!(m.frame, Frame::Login(_)) {
+                        self.executors.login_verdict(m.executor, m.session_id, None);
+                    }
+                }
+                // The new owner learns who is online when it is assigned.
+                _ => {}
+            }
+            return;
+        };
+        let link = self.link(&target);
+        let input = LinkInput::Event(event);
+        if link.overflow.is_empty() {
+            match link.tx.try_send(input) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(input)) => link.overflow.push_back(input),
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        } else {
+            link.overflow.push_back(input);
+        }
+        count(&self.shared, "routed");
+    }
+
+    /// The shard map changed: links to instances that own nothing now drain and close,
+    /// new owners learn which of their piles are connected here (old owners that they
+    /// left), and frames waiting for an owner go out.
+    fn reassign(&mut self, next: Arc<ShardTable>) {
+        let before = std::mem::replace(&mut self.table, next);
+        let owners: std::collections::HashSet<String> = self
+            .table
+            .owners
+            .iter()
+            .flatten()
+            .map(|t| t.id.clone())
+            .collect();
+        self.links.retain(|id, link| {
+            let keep = owners.contains(id);
+            if !keep {
+                let _ = link.close.send(true);
+            }
+            keep
+        });
+        let moved: Vec<(PileNo, u64, usize, Option<Arc<AppTarget>>)> = self
+            .online
+            .iter()
+            .filter_map(|(pile, (session_id, executor))| {
+                let was = before.owner(pile);
+                let now = self.table.owner(pile);
+                (now.map(|t| &t.id) != was.map(|t| &t.id) && now.is_some())
+                    .then(|| (*pile, *session_id, *executor, was.cloned()))
+            })
+            .collect();
+        for (pile, session_id, executor, was) in moved {
+            // The old owner forgets the pile (it may still be around), the new one learns it.
+            if let Some(old) = was.and_then(|t| self.links.get_mut(&t.id)) {
+                old.overflow
+                    .push_back(LinkInput::Event(UplinkEvent::Offline { pile, session_id }));
+                old.flush();
+            }
+            self.route(UplinkEvent::Online {
+                pile,
+                session_id,
+                executor,
+            });
+        }
+        let waiting: Vec<UplinkMessage> = self.unowned.drain(..).collect();
+        for frame in waiting {
+            self.route(UplinkEvent::Frame(frame));
         }
     }
 }
@@ -361,8 +449,21 @@ fn spawn_link(
     returns: mpsc::UnboundedSender<Vec<UplinkMessage>>,
 ) -> LinkHandle {
     let (tx, rx) = mpsc::channel(LINK_QUEUE);
-    tokio::spawn(run_link(shared, executors, target.clone(), rx, returns));
-    LinkHandle { target, tx }
+    let (close, closed) = watch::channel(false);
+    tokio::spawn(run_link(
+        shared,
+        executors,
+        target.clone(),
+        rx,
+        closed,
+        returns,
+    ));
+    LinkHandle {
+        target,
+        tx,
+        close,
+        overflow: VecDeque::new(),
+    }
 }
 
 fn pile_text(pile: &PileNo) -> String {
@@ -395,6 +496,15 @@ fn online_proto(pile: &PileNo, session_id: u64, executor: usize) -> EdgeMessage 
     }
 }
 
+fn offline_proto(pile: &PileNo, session_id: u64) -> EdgeMessage {
+    EdgeMessage {
+        body: Some(edge_message::Body::Offline(PileOffline {
+            pile: pile_text(pile),
+            session_id,
+        })),
+    }
+}
+
 /// A link's state that outlives any one stream.
 struct LinkState {
     unacked: VecDeque<(u64, UplinkMessage)>,
@@ -403,11 +513,48 @@ struct LinkState {
     online: HashMap<PileNo, (u64, usize)>,
 }
 
+impl LinkState {
+    /// Takes an event; a frame gets the next id. Returns what to send, if anything.
+    fn take(&mut self, event: UplinkEvent) -> Option<EdgeMessage> {
+        match event {
+            UplinkEvent::Frame(m) => {
+                let message = uplink_proto(self.next_id, &m)?;
+                self.unacked.push_back((self.next_id, m));
+                self.next_id += 1;
+                Some(message)
+            }
+            UplinkEvent::Online {
+                pile,
+                session_id,
+                executor,
+            } => {
+                self.online.insert(pile, (session_id, executor));
+                Some(online_proto(&pile, session_id, executor))
+            }
+            UplinkEvent::Offline { pile, session_id } => {
+                if self
+                    .online
+                    .get(&pile)
+                    .is_some_and(|(s, _)| *s == session_id)
+                {
+                    self.online.remove(&pile);
+                }
+                Some(offline_proto(&pile, session_id))
+            }
+        }
+    }
+}
+
+/// How long a closing link waits for the old owner to acknowledge what it has before
+/// handing the rest to the new owner.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
 async fn run_link(
     shared: Arc<EdgeShared>,
     executors: ExecutorHandle,
     target: Arc<AppTarget>,
     mut input: mpsc::Receiver<LinkInput>,
+    mut closed: watch::Receiver<bool>,
     returns: mpsc::UnboundedSender<Vec<UplinkMessage>>,
 ) {
     let mut state = LinkState {
@@ -417,30 +564,47 @@ async fn run_link(
     };
     let mut backoff = Duration::from_millis(100);
     loop {
-        let closed = match stream(&shared, &executors, &target, &mut input, &mut state).await {
-            Ok(closed) => closed,
+        let outcome = stream(
+            &shared,
+            &executors,
+            &target,
+            &mut input,
+            &mut closed,
+            &mut state,
+        )
+        .await;
+        let done = match outcome {
+            Ok(()) => true,
             Err(e) => {
                 shared.metrics.app_stream_errors.inc();
                 tracing::warn!(app = %target.id, address = %target.grpc_address, "business stream lost: {e}");
-                // Meanwhile the instance may have been replaced: a close waiting in the
-                // queue ends the link.
-                let mut closed = false;
+                // While away, take events up to the window (they go out on the next
+                // stream); beyond it they wait in the router.
                 let wait = tokio::time::sleep(backoff);
                 tokio::pin!(wait);
-                loop {
+                let mut done = *closed.borrow();
+                while !done {
                     tokio::select! {
                         _ = &mut wait => break,
-                        inp = input.recv() => match inp {
-                            None | Some(LinkInput::Close) => { closed = true; break; }
-                            Some(LinkInput::Event(e)) => absorb(&mut state, e),
+                        _ = closed.changed() => done = true,
+                        inp = input.recv(), if state.unacked.len() < WINDOW => match inp {
+                            None => done = true,
+                            Some(LinkInput::Event(e)) => {
+                                let _ = state.take(e);
+                            }
                         },
                     }
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
-                closed
+                done
             }
         };
-        if closed {
+        if done {
+            // Anything still queued for this link goes back too.
+            input.close();
+            while let Ok(LinkInput::Event(e)) = input.try_recv() {
+                let _ = state.take(e);
+            }
             let frames: Vec<UplinkMessage> = state.unacked.drain(..).map(|(_, m)| m).collect();
             if !frames.is_empty() {
                 tracing::info!(app = %target.id, frames = frames.len(), "handing unacknowledged frames to the new owner");
@@ -451,41 +615,15 @@ async fn run_link(
     }
 }
 
-/// Takes an event while no stream is up (it is sent when one is).
-fn absorb(state: &mut LinkState, event: UplinkEvent) {
-    match event {
-        UplinkEvent::Frame(m) => {
-            let id = state.next_id;
-            state.next_id += 1;
-            state.unacked.push_back((id, m));
-        }
-        UplinkEvent::Online {
-            pile,
-            session_id,
-            executor,
-        } => {
-            state.online.insert(pile, (session_id, executor));
-        }
-        UplinkEvent::Offline { pile, session_id } => {
-            if state
-                .online
-                .get(&pile)
-                .is_some_and(|(s, _)| *s == session_id)
-            {
-                state.online.remove(&pile);
-            }
-        }
-    }
-}
-
-/// One stream's life. `Ok(true)`: the link is closed for good; `Err`: reconnect.
+/// One stream's life. `Ok`: the link is closed for good (after draining); `Err`: reconnect.
 async fn stream(
     shared: &Arc<EdgeShared>,
     executors: &ExecutorHandle,
     target: &AppTarget,
     input: &mut mpsc::Receiver<LinkInput>,
+    closed: &mut watch::Receiver<bool>,
     state: &mut LinkState,
-) -> Result<bool, String> {
+) -> Result<(), String> {
     let channel = Endpoint::from_shared(format!("http://{}", target.grpc_address))
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(3))
@@ -506,69 +644,63 @@ async fn stream(
         }
         Ok(r)
     });
-    let (out, out_rx) = mpsc::channel::<EdgeMessage>(WINDOW);
+    // Unbounded on purpose: uplinks are bounded by the window, announcements by the
+    // piles connected here; sending must never wait, or acknowledgements (which free
+    // the window) would not be read: the edge and the instance would wait on each other.
+    let (out, out_rx) = mpsc::unbounded_channel::<EdgeMessage>();
     let hello = EdgeMessage {
         body: Some(edge_message::Body::Hello(Hello {
             edge_id: shared.edge_id.to_string(),
         })),
     };
-    out.try_send(hello).map_err(|e| e.to_string())?;
+    let send = |message: EdgeMessage| {
+        out.send(message)
+            .map_err(|_| "the stream closed".to_string())
+    };
+    send(hello)?;
     let mut inbound = client
-        .exchange(ReceiverStream::new(out_rx))
+        .exchange(tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx))
         .await
         .map_err(|e| format!("the instance refused the stream: {e}"))?
         .into_inner();
     // A fresh stream: ids start at 1 again, and the instance learns our piles first.
     for (pile, (session_id, executor)) in &state.online {
-        out.send(online_proto(pile, *session_id, *executor))
-            .await
-            .map_err(|e| e.to_string())?;
+        send(online_proto(pile, *session_id, *executor))?;
     }
-    let resent: Vec<UplinkMessage> = state.unacked.drain(..).map(|(_, m)| m).collect();
     state.next_id = 1;
-    for m in resent {
-        let id = state.next_id;
-        state.next_id += 1;
-        if let Some(message) = uplink_proto(id, &m) {
-            out.send(message).await.map_err(|e| e.to_string())?;
+    let mut kept = VecDeque::with_capacity(state.unacked.len());
+    for (_, m) in state.unacked.drain(..) {
+        if let Some(message) = uplink_proto(state.next_id, &m) {
+            kept.push_back((state.next_id, m));
+            state.next_id += 1;
+            // A closed stream ends this attempt; the frames stay unacknowledged.
+            let _ = out.send(message);
         }
-        state.unacked.push_back((id, m));
     }
+    state.unacked = kept;
     shared.metrics.app_streams.inc();
     tracing::info!(app = %target.id, address = %target.grpc_address, "business stream open");
+    let mut draining: Option<tokio::time::Instant> = None;
     let result = loop {
+        if let Some(since) = draining {
+            if state.unacked.is_empty() || since.elapsed() >= DRAIN_LIMIT {
+                break Ok(());
+            }
+        }
         tokio::select! {
-            inp = input.recv(), if state.unacked.len() < WINDOW => {
+            _ = closed.changed(), if draining.is_none() => {
+                // Let the old owner finish what it has before the rest moves on.
+                draining = Some(tokio::time::Instant::now());
+            }
+            _ = tokio::time::sleep(Duration::from_millis(100)), if draining.is_some() => {}
+            inp = input.recv(), if state.unacked.len() < WINDOW && draining.is_none() => {
                 match inp {
-                    None | Some(LinkInput::Close) => break Ok(true),
-                    Some(LinkInput::Event(UplinkEvent::Frame(m))) => {
-                        let id = state.next_id;
-                        state.next_id += 1;
-                        match uplink_proto(id, &m) {
-                            Some(message) => {
-                                state.unacked.push_back((id, m));
-                                if out.send(message).await.is_err() {
-                                    break Err("the stream closed".to_string());
-                                }
+                    None => break Ok(()),
+                    Some(LinkInput::Event(event)) => {
+                        if let Some(message) = state.take(event) {
+                            if out.send(message).is_err() {
+                                break Err("the stream closed".to_string());
                             }
-                            None => state.next_id -= 1,
-                        }
-                    }
-                    Some(LinkInput::Event(UplinkEvent::Online { pile, session_id, executor })) => {
-                        state.online.insert(pile, (session_id, executor));
-                        if out.send(online_proto(&pile, session_id, executor)).await.is_err() {
-                            break Err("the stream closed".to_string());
-                        }
-                    }
-                    Some(LinkInput::Event(UplinkEvent::Offline { pile, session_id })) => {
-                        if state.online.get(&pile).is_some_and(|(s, _)| *s == session_id) {
-                            state.online.remove(&pile);
-                        }
-                        let message = EdgeMessage {
-                            body: Some(edge_message::Body::Offline(PileOffline { pile: pile_text(&pile), session_id })),
-                        };
-                        if out.send(message).await.is_err() {
-                            break Err("the stream closed".to_string());
                         }
                     }
                 }
@@ -597,19 +729,19 @@ async fn stream(
                         tokio::spawn(async move {
                             let outcome = outcome.await;
                             if d.command_id != 0 && !matches!(outcome, DownlinkOutcome::Queued { .. }) {
-                                    let (label, detail) = match &outcome {
-                                        DownlinkOutcome::NotConnected => ("not_connected", String::new()),
-                                        DownlinkOutcome::Failed { reason } => ("failed", reason.clone()),
-                                        DownlinkOutcome::Queued { .. } => ("queued", String::new()),
-                                    };
-                                    let result = EdgeMessage {
-                                        body: Some(edge_message::Body::Result(CommandResult {
-                                            command_id: d.command_id,
-                                            outcome: label.into(),
-                                            detail,
-                                        })),
-                                    };
-                                    let _ = out.send(result).await;
+                                let (label, detail) = match &outcome {
+                                    DownlinkOutcome::NotConnected => ("not_connected", String::new()),
+                                    DownlinkOutcome::Failed { reason } => ("failed", reason.clone()),
+                                    DownlinkOutcome::Queued { .. } => ("queued", String::new()),
+                                };
+                                let result = EdgeMessage {
+                                    body: Some(edge_message::Body::Result(CommandResult {
+                                        command_id: d.command_id,
+                                        outcome: label.into(),
+                                        detail,
+                                    })),
+                                };
+                                let _ = out.send(result);
                             }
                         });
                     }

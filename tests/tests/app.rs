@@ -648,6 +648,12 @@ fn app_instances_join_and_leave_under_load_without_losing_records() {
     let before = fleet.confirmed();
     fleet.wait_confirmed(before + 50);
 
+    // app-1 learnt again where every pile is (it was told to forget those that moved).
+    wait_for(
+        "app-1 to know all 100 piles online",
+        Duration::from_secs(10),
+        || (app1.api("GET", "/v1/stats", None).1["piles_online"] == 100).then_some(()),
+    );
     // Every pile is still reachable for downlink.
     for n in (0..100).step_by(10) {
         let (code, answer) = app1.api(
