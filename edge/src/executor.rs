@@ -105,8 +105,11 @@ impl ExecutorHandle {
             reply_to,
             reply: tx.clone(),
         };
-        let sent = self.executors.get(executor).map(|exec| exec.send(cmd));
-        if !matches!(sent, Some(Ok(()))) {
+        let sent = self
+            .executors
+            .get(executor)
+            .is_some_and(|exec| exec.send(cmd).is_ok());
+        if !sent {
             let _ = tx.send(DownlinkOutcome::Failed {
                 reason: "no such executor, or the edge is shutting down".into(),
             });
