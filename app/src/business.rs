@@ -95,6 +95,9 @@ pub struct Business {
     waiters: Mutex<HashMap<WaiterKey, Vec<oneshot::Sender<Frame>>>>,
     trade_seq: AtomicU16,
     command_ids: AtomicU64,
+    /// Guns with a remote start being opened: two concurrent starts of one gun would
+    /// both pass the open-order check.
+    starting: Mutex<std::collections::HashSet<(String, u8)>>,
     /// Fault injection for tests (`PYLON_APP_FAULT=kill_after_store`): the process kills
     /// itself (SIGKILL) right after committing a new transaction record, before the
     /// confirmation leaves.
@@ -144,6 +147,7 @@ impl Business {
             waiters: Mutex::new(HashMap::new()),
             trade_seq: AtomicU16::new(0),
             command_ids: AtomicU64::new(1),
+            starting: Mutex::new(std::collections::HashSet::new()),
             kill_after_store: std::env::var("PYLON_APP_FAULT")
                 .is_ok_and(|f| f == "kill_after_store"),
         }
@@ -195,6 +199,23 @@ impl Business {
             }
             Frame::CardStartRequest(c) => {
                 let (accepted, reason) = self.may_start(&pile).await?;
+                // A retransmitted request (our reply was lost) gets the same order again.
+                if let Some(order) = self.recent_pile_order(&pile, &c.gun_no).await? {
+                    if let Ok(trade_no) = TradeNo::parse(&order.trade_no) {
+                        return Ok(vec![Reply::Frame(
+                            CardStartReply {
+                                trade_no,
+                                pile_no: incoming.pile,
+                                gun_no: c.gun_no,
+                                logical_card_no: Bcd::default(),
+                                balance: Scaled(order.balance.clamp(0, i64::from(u32::MAX)) as u32),
+                                auth_result: 1,
+                                failure_reason: 0,
+                            }
+                            .into(),
+                        )]);
+                    }
+                }
                 let trade_no = self.next_trade_no(&incoming.pile, gun_number(&c.gun_no));
                 if accepted {
                     self.open_order(
@@ -335,6 +356,28 @@ impl Business {
         Ok(vec![Reply::Login { accepted }])
     }
 
+    /// An order the pile started itself on this gun moments ago (so a repeated 0x31 is the
+    /// same request, not a new charge).
+    async fn recent_pile_order(
+        &self,
+        pile: &str,
+        gun: &Bcd<1>,
+    ) -> Result<Option<Order>, StoreError> {
+        let gun = gun_text(gun);
+        let now = now_ms();
+        Ok(self
+            .store
+            .open_orders(Some(pile))
+            .await?
+            .into_iter()
+            .find(|o| {
+                o.gun_no == gun
+                    && o.origin == OrderOrigin::Pile
+                    && o.state == OrderState::Charging
+                    && now - o.created_at < 30_000
+            }))
+    }
+
     /// Whether a pile may start a charge itself, and the spec's failure reason if not.
     async fn may_start(&self, pile: &str) -> Result<(bool, u8), BusinessError> {
         Ok(match self.store.pile(pile).await? {
@@ -370,19 +413,23 @@ impl Business {
         Ok(())
     }
 
-    /// Moves an order that is still open; a closed order stays as it is.
+    /// Settles a start: only an order still `starting` moves (a late reply after the 90 s
+    /// limit, or after a stop, changes nothing).
     async fn move_open_order(
         &self,
         trade_no: &str,
         state: OrderState,
         failure: Option<&str>,
     ) -> Result<(), StoreError> {
+        let moved = self
+            .store
+            .move_order(trade_no, &[OrderState::Starting], state, failure, now_ms())
+            .await?;
+        if moved {
+            return Ok(());
+        }
         match self.store.order(trade_no).await? {
-            Some(order) if order.state.is_open() => {
-                self.store
-                    .update_order(trade_no, state, failure, now_ms())
-                    .await?;
-            }
+            Some(order) if order.state.is_open() => {}
             Some(order) => {
                 tracing::info!(
                     trade_no,
@@ -561,6 +608,31 @@ impl Business {
         gun: u8,
         balance: u32,
     ) -> Result<Order, CommandError> {
+        let key = (pile.to_owned(), gun);
+        if !self
+            .starting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone())
+        {
+            return Err(CommandError::Conflict(format!(
+                "gun {gun:02} of pile {pile} is being started already"
+            )));
+        }
+        let result = self.start_charge_guarded(pile, gun, balance).await;
+        self.starting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        result
+    }
+
+    async fn start_charge_guarded(
+        self: &Arc<Self>,
+        pile: &str,
+        gun: u8,
+        balance: u32,
+    ) -> Result<Order, CommandError> {
         let pile_no = PileNo::parse(pile).map_err(CommandError::Invalid)?;
         match self.store.pile(pile).await? {
             None => return Err(CommandError::UnknownPile(pile.to_owned())),
@@ -622,23 +694,36 @@ impl Business {
             return Err(e.into());
         }
         self.metrics.command("RemoteStart", "sent");
-        let this = self.clone();
-        let trade = order.trade_no.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(START_CONFIRM_LIMIT).await;
-            if let Ok(Some(o)) = this.store.order(&trade).await {
-                if o.state == OrderState::Starting {
-                    let why = "the pile did not confirm the start within 90 s";
-                    let _ = this
-                        .store
-                        .update_order(&trade, OrderState::Failed, Some(why), now_ms())
-                        .await;
-                    this.metrics.command("RemoteStart", "timeout");
-                    tracing::warn!(trade_no = %trade, "{why}: order closed");
+        Ok(order)
+    }
+
+    /// Closes orders whose pile did not confirm the start within [`START_CONFIRM_LIMIT`].
+    /// Runs from the store, so a restart of the instance does not forget a pending start.
+    pub async fn fail_unconfirmed_starts(&self) -> Result<usize, StoreError> {
+        let now = now_ms();
+        let limit = START_CONFIRM_LIMIT.as_millis() as i64;
+        let mut failed = 0;
+        for order in self.store.open_orders(None).await? {
+            if order.state == OrderState::Starting && now - order.created_at >= limit {
+                let why = "the pile did not confirm the start within 90 s";
+                if self
+                    .store
+                    .move_order(
+                        &order.trade_no,
+                        &[OrderState::Starting],
+                        OrderState::Failed,
+                        Some(why),
+                        now,
+                    )
+                    .await?
+                {
+                    self.metrics.command("RemoteStart", "timeout");
+                    tracing::warn!(trade_no = %order.trade_no, "{why}: order closed");
+                    failed += 1;
                 }
             }
-        });
-        Ok(order)
+        }
+        Ok(failed)
     }
 
     /// Remote stop (0x36) of an open order.
@@ -676,16 +761,15 @@ impl Business {
         sent?;
         // 0x35's rule: the platform closes the order once it sent 0x36; the record that
         // follows finishes it (unless it already did while we were sending).
-        if self
-            .store
-            .order(trade_no)
-            .await?
-            .is_some_and(|o| o.state.is_open())
-        {
-            self.store
-                .update_order(trade_no, OrderState::Stopping, None, now_ms())
-                .await?;
-        }
+        self.store
+            .move_order(
+                trade_no,
+                &[OrderState::Starting, OrderState::Charging],
+                OrderState::Stopping,
+                None,
+                now_ms(),
+            )
+            .await?;
         Ok(Order {
             state: OrderState::Stopping,
             ..order
@@ -721,4 +805,46 @@ pub fn default_billing_model() -> Value {
         "loss_ratio": 0,
         "period_rates": vec![2; 48],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn unconfirmed_starts_fail_after_90_s_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("b.db")).unwrap();
+        let business = Business::new(
+            store.clone(),
+            Arc::default(),
+            Arc::default(),
+            UtcOffset::UTC,
+            100,
+        );
+        let order = |trade_no: &str, age_ms: i64| Order {
+            trade_no: trade_no.into(),
+            pile_no: "32010200000001".into(),
+            gun_no: "01".into(),
+            state: OrderState::Starting,
+            origin: OrderOrigin::Operator,
+            balance: 100,
+            created_at: now_ms() - age_ms,
+            updated_at: now_ms() - age_ms,
+            failure: None,
+        };
+        let old = order("32010200000001010000000000000001", 91_000);
+        let fresh = order("32010200000001010000000000000002", 10_000);
+        store.insert_order(&old).await.unwrap();
+        store.insert_order(&fresh).await.unwrap();
+        assert_eq!(business.fail_unconfirmed_starts().await.unwrap(), 1);
+        let old = store.order(&old.trade_no).await.unwrap().unwrap();
+        assert_eq!(old.state, OrderState::Failed);
+        assert!(old.failure.unwrap().contains("90 s"));
+        let fresh = store.order(&fresh.trade_no).await.unwrap().unwrap();
+        assert_eq!(fresh.state, OrderState::Starting);
+        // Idempotent: nothing more to close.
+        assert_eq!(business.fail_unconfirmed_starts().await.unwrap(), 0);
+    }
 }

@@ -116,6 +116,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             })
             .await
     });
+    // Starts the piles did not confirm in time are closed from the store, so they are
+    // closed even across a restart.
+    let sweeper = {
+        let business = business.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                if let Err(e) = business.fail_unconfirmed_starts().await {
+                    tracing::warn!("cannot check unconfirmed starts: {e}");
+                }
+            }
+        })
+    };
     let member = (!config.control.is_empty()).then(|| {
         tokio::spawn(membership::run(
             config.clone(),
@@ -130,6 +144,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     shutdown.await;
     tracing::info!("stopping");
+    sweeper.abort();
     let _ = stop.send(true);
     if let Some(member) = member {
         let _ = tokio::time::timeout(Duration::from_secs(3), member).await;

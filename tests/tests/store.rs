@@ -177,7 +177,7 @@ macro_rules! conformance {
 
 conformance!(
     store: piles, billing_models, gun_status, concurrent_gun_status, events, orders,
-        store_record, concurrent_store_record, records_by_pile_and_time;
+        conditional_order_moves, store_record, concurrent_store_record, records_by_pile_and_time;
     harness: reopen, corrupt_data,
 );
 
@@ -476,6 +476,41 @@ async fn events(store: Arc<dyn Store>) {
     assert_eq!(store.events(&b).await.unwrap(), vec![stored[1].clone()]);
     assert_eq!(store.events("").await.unwrap(), vec![stored[5].clone()]);
     assert_eq!(store.events(&trade(PILE, "01", 3)).await.unwrap(), vec![]);
+}
+
+/// A move happens only from the states given: a late reply cannot undo a stop.
+async fn conditional_order_moves(store: Arc<dyn Store>) {
+    let t = 1_700_000_000_000;
+    let o = order(&trade(PILE, "01", 7), PILE, t);
+    store.insert_order(&o).await.unwrap();
+    let open = [OrderState::Starting, OrderState::Charging];
+    assert!(store
+        .move_order(&o.trade_no, &open, OrderState::Stopping, None, t + 1)
+        .await
+        .unwrap());
+    // A start confirmation arriving now finds the order no longer starting.
+    assert!(!store
+        .move_order(
+            &o.trade_no,
+            &[OrderState::Starting],
+            OrderState::Charging,
+            None,
+            t + 2
+        )
+        .await
+        .unwrap());
+    let now = store.order(&o.trade_no).await.unwrap().unwrap();
+    assert_eq!((now.state, now.updated_at), (OrderState::Stopping, t + 1));
+    assert!(!store
+        .move_order(
+            &trade(PILE, "01", 8),
+            &open,
+            OrderState::Failed,
+            Some("x"),
+            t
+        )
+        .await
+        .unwrap());
 }
 
 async fn orders(store: Arc<dyn Store>) {

@@ -245,6 +245,16 @@ pub trait Store: Send + Sync + 'static {
         failure: Option<&str>,
         at: i64,
     ) -> Result<bool>;
+    /// Moves an order to `state` only if it is in one of `from` (a compare-and-set, so
+    /// concurrent replies, timeouts and stops cannot undo each other); false otherwise.
+    async fn move_order(
+        &self,
+        trade_no: &str,
+        from: &[OrderState],
+        state: OrderState,
+        failure: Option<&str>,
+        at: i64,
+    ) -> Result<bool>;
     async fn order(&self, trade_no: &str) -> Result<Option<Order>>;
     /// Open orders (starting, charging, stopping), of one pile or all, oldest first.
     async fn open_orders(&self, pile_no: Option<&str>) -> Result<Vec<Order>>;

@@ -671,6 +671,26 @@ impl Store for PostgresStore {
         Ok(updated > 0)
     }
 
+    async fn move_order(
+        &self,
+        trade_no: &str,
+        from: &[OrderState],
+        state: OrderState,
+        failure: Option<&str>,
+        at: i64,
+    ) -> Result<bool> {
+        let client = self.client().await?;
+        let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        let updated = execute(
+            &client,
+            "UPDATE orders SET state = $2, failure = $3, updated_at = $4
+             WHERE trade_no = $1 AND state = ANY($5)",
+            &[&trade_no, &state.as_str(), &failure, &at, &from],
+        )
+        .await?;
+        Ok(updated > 0)
+    }
+
     async fn order(&self, trade_no: &str) -> Result<Option<Order>> {
         let client = self.client().await?;
         query_opt(

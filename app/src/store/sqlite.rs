@@ -915,6 +915,36 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn move_order(
+        &self,
+        trade_no: &str,
+        from: &[OrderState],
+        state: OrderState,
+        failure: Option<&str>,
+        at: i64,
+    ) -> Result<bool> {
+        let trade_no = trade_no.to_owned();
+        let failure = failure.map(str::to_owned);
+        // The states are our own constants, never user input.
+        let states = from
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(",");
+        self.write(move |conn| {
+            let updated = execute(
+                conn,
+                &format!(
+                    "UPDATE orders SET state = ?2, failure = ?3, updated_at = ?4
+                     WHERE trade_no = ?1 AND state IN ({states})"
+                ),
+                params![trade_no, state.as_str(), failure, at],
+            )?;
+            Ok(updated > 0)
+        })
+        .await
+    }
+
     async fn order(&self, trade_no: &str) -> Result<Option<Order>> {
         let trade_no = trade_no.to_owned();
         self.read(move |conn| {
