@@ -1,5 +1,24 @@
-//! Loader for Pylon's kernel programs (XDP SYN spreading across cores and edge hosts,
-//! the SYN-flood guard, kernel-level TCP metrics).
+//! Loader for Pylon's kernel programs. The programs are C (`src/bpf/*.bpf.c`), compiled
+//! by clang into `obj/*.bpf.o` (committed, so building Pylon needs no clang; `cargo xtask
+//! build-ebpf` regenerates them and CI checks they match the sources).
 //!
-//! Not written yet: the edge runs without eBPF (plain SO_REUSEPORT spreading), which is
-//! also its fallback when it lacks the privileges to load programs.
+//! - [`reuseport::CpuListenerSelector`]: an SK_REUSEPORT program that hands each new
+//!   connection to the listener of the executor on the CPU that received the SYN.
+//!
+//! Everything here needs privileges (CAP_BPF or root). The edge runs without eBPF (plain
+//! SO_REUSEPORT spreading) when they are missing: see `--ebpf off|auto|on`.
+
+pub mod reuseport;
+
+/// Why a kernel program could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error("loading the eBPF object failed (missing privileges or kernel support?): {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("the eBPF program could not be loaded or attached: {0}")]
+    Program(#[from] aya::programs::ProgramError),
+    #[error("an eBPF map operation failed: {0}")]
+    Map(#[from] aya::maps::MapError),
+    #[error("the eBPF object has no {0} (object and loader out of step?)")]
+    Missing(&'static str),
+}

@@ -70,6 +70,21 @@ pub fn start(
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
+    if let Some(selectors) = &s.shared.selectors {
+        for (transport, selections) in ["tcp", "tls"].into_iter().zip(selectors.selections()) {
+            let Some(sel) = selections else { continue };
+            for (outcome, n) in [("by_cpu", sel.by_cpu), ("fallback", sel.fallback)] {
+                s.shared
+                    .metrics
+                    .ebpf_selections
+                    .get_or_create(&crate::metrics::EbpfLabel {
+                        transport: transport.into(),
+                        outcome: outcome.into(),
+                    })
+                    .set(n as i64);
+            }
+        }
+    }
     let mut text = String::new();
     match prometheus_client::encoding::text::encode(&mut text, &s.registry) {
         Ok(()) => (

@@ -35,6 +35,8 @@ pub struct Config {
     /// Longest time (µs) an executor parks in `epoll_wait` before it lets glommio's
     /// reactor run (timers, messages from other threads); also glommio's preemption tick.
     pub park_timeout_us: u64,
+    /// Kernel help for spreading connections over executors: off, auto or on.
+    pub ebpf: crate::ebpf::EbpfMode,
     pub control: ControlConfig,
 }
 
@@ -142,6 +144,7 @@ impl Default for Config {
             io_memory: 256 * 1024,
             ring_depth: 4096,
             park_timeout_us: 10_000,
+            ebpf: crate::ebpf::EbpfMode::Off,
             control: ControlConfig::default(),
         }
     }

@@ -195,6 +195,8 @@ pub struct EdgeShared {
     pub state: AtomicU8,
     /// An operator drained this edge through the control plane (see `control`).
     pub operator_drain: std::sync::atomic::AtomicBool,
+    /// The kernel's per-CPU listener selection, when eBPF is on.
+    pub selectors: Option<Arc<crate::ebpf::ListenerSelectors>>,
     pub peers: ExecutorHandle,
 }
 
@@ -505,6 +507,13 @@ fn start_listeners(exec: &Rc<Executor>) -> bool {
         });
         match listening {
             Ok(listener) => {
+                if let Some(selectors) = &exec.shared.selectors {
+                    // Executor i runs on CPU i when pinned; unpinned, SYNs still spread
+                    // by CPU, just without the locality.
+                    if let Err(e) = selectors.register(slot, exec.id as u32, &listener) {
+                        tracing::warn!(executor = exec.id, %addr, "eBPF listener selection not set up: {e}");
+                    }
+                }
                 runtime::spawn(accept_loop(exec.clone(), listener, transport, addr, slot));
             }
             Err(e) => {

@@ -74,6 +74,10 @@ struct Cli {
     /// Let every pile log in (demos and benchmarks only).
     #[arg(long)]
     allow_all: bool,
+    /// Kernel help for spreading connections: off (plain SO_REUSEPORT), auto (use it when
+    /// it loads), on (refuse to start without it). Needs root or CAP_BPF.
+    #[arg(long, value_enum)]
+    ebpf: Option<pylon_edge::ebpf::EbpfMode>,
     /// Let the app service decide logins from its pile registry (needs --control).
     #[arg(long)]
     app_login: bool,
@@ -185,6 +189,9 @@ impl Cli {
         }
         c.auth.allow_all |= self.allow_all;
         c.auth.app_login |= self.app_login;
+        if let Some(mode) = self.ebpf {
+            c.ebpf = mode;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -226,6 +233,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
     let count = config.executor_count();
     let (handle, receivers) = executor::command_channels(count);
+    let selectors = pylon_edge::ebpf::ListenerSelectors::load(
+        config.ebpf,
+        [config.tcp_listen.is_some(), config.tls_listen.is_some()],
+    )?
+    .map(Arc::new);
     let with_control = !config.control.endpoints.is_empty();
     // With a control plane, business frames go to the app instances owning their shards.
     let (uplinks, uplink_events) = if with_control {
@@ -244,6 +256,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         session_ids: AtomicU64::new(1),
         state: AtomicU8::new(executor::RUNNING),
         operator_drain: Default::default(),
+        selectors,
         peers: handle.clone(),
     });
     let mut background: Vec<admin::Background> = Vec::new();

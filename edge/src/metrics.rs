@@ -48,6 +48,13 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EbpfLabel {
+    pub transport: String,
+    /// `by_cpu` (the SYN's CPU chose) or `fallback` (no listener for that CPU).
+    pub outcome: String,
+}
+
 /// All metric families of one edge process.
 #[derive(Clone, Default)]
 pub struct EdgeMetrics {
@@ -76,6 +83,8 @@ pub struct EdgeMetrics {
     pub uplink_routing: Family<KindLabel, Counter>,
     /// Business streams open to app instances.
     pub app_streams: Gauge,
+    /// The kernel's listener selections (eBPF), by transport and outcome.
+    pub ebpf_selections: Family<EbpfLabel, Gauge>,
     pub app_stream_errors: Counter,
 }
 
@@ -178,6 +187,11 @@ impl EdgeMetrics {
             "app_streams",
             "Business streams open to app instances",
             self.app_streams.clone(),
+        );
+        r.register(
+            "ebpf_selections",
+            "New connections placed by the eBPF listener selection, by outcome",
+            self.ebpf_selections.clone(),
         );
         r.register(
             "app_stream_errors",

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_app;
 mod bench_control;
+mod build_ebpf;
 mod demo;
 mod procs;
 mod system;
@@ -33,6 +34,8 @@ enum Task {
     BenchControl(bench_control::BenchControlArgs),
     /// Measure the charging business on SQLite and PostgreSQL: records/s, command latency.
     BenchApp(bench_app::BenchAppArgs),
+    /// Compile the kernel programs (ebpf/src/bpf/*.bpf.c) into ebpf/obj, or --check them.
+    BuildEbpf(build_ebpf::BuildEbpfArgs),
 }
 
 fn main() {
@@ -43,6 +46,7 @@ fn main() {
         Task::Bench(args) => bench::run(args),
         Task::BenchControl(args) => bench_control::run(args),
         Task::BenchApp(args) => bench_app::run(args),
+        Task::BuildEbpf(args) => build_ebpf::run(args),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");
@@ -52,6 +56,8 @@ fn main() {
 
 fn test(cargo_args: &[String]) -> anyhow::Result<()> {
     system::ensure_packages(system::TEST_PACKAGES)?;
+    // The committed kernel objects must be what their sources compile to.
+    build_ebpf::run(build_ebpf::BuildEbpfArgs::check())?;
     // Multi-process tests start the workspace's binaries, so build them first.
     procs::cargo(&["build", "--workspace", "--bins"])?;
     let mut args = vec!["test", "--workspace"];

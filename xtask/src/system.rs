@@ -9,17 +9,21 @@ use std::process::Command;
 /// Building the workspace: protoc compiles the gRPC services (etcd's and ours).
 pub const BUILD_PACKAGES: &[(&str, &str)] = &[("protoc", "protobuf-compiler")];
 /// Running the tests: certificates are made with openssl, the registry tests start
-/// real etcd members, the store tests a throwaway PostgreSQL cluster.
+/// real etcd members, the store tests a throwaway PostgreSQL cluster; clang and libbpf
+/// rebuild the kernel programs to check the committed objects.
 pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("protoc", "protobuf-compiler"),
     ("openssl", "openssl"),
     ("etcd", "etcd-server"),
     ("/usr/lib/postgresql/*/bin/initdb", "postgresql"),
+    // The committed eBPF objects are checked against their sources.
+    ("clang", "clang"),
+    ("/usr/include/bpf/bpf_helpers.h", "libbpf-dev"),
 ];
 
 fn have(command: &str) -> bool {
     let check = if command.contains('/') {
-        format!("for f in {command}; do [ -x \"$f\" ] && exit 0; done; exit 1")
+        format!("for f in {command}; do [ -e \"$f\" ] && exit 0; done; exit 1")
     } else {
         format!("command -v {command}")
     };

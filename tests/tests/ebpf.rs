@@ -1,0 +1,100 @@
+//! The edge with its eBPF listener selection (`--ebpf on`): a connection is served by the
+//! executor on the CPU that received its SYN. On loopback that is the connecting
+//! thread's CPU, so pinned client threads decide it.
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use pylon_tests::certs::TestCerts;
+use pylon_tests::edge::{EdgeOptions, EdgeProcess};
+use pylon_tests::wait_for;
+
+fn pin_to(cpu: usize) {
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+}
+
+fn connect_from(cpu: usize, addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
+    std::thread::spawn(move || {
+        pin_to(cpu);
+        (0..n)
+            .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect"))
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .expect("client thread")
+}
+
+#[test]
+fn each_executor_serves_the_connections_of_its_cpu() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED (loudly): eBPF needs root; CI runs as root");
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("SKIPPED: needs two CPUs");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCerts::generate(dir.path()).expect("certs");
+    let edge = EdgeProcess::start(EdgeOptions {
+        certs: &certs,
+        dir: dir.path(),
+        executors: 2,
+        extra: vec![
+            "--allow-all".into(),
+            "--pin-cpus".into(),
+            "--ebpf".into(),
+            "on".into(),
+        ],
+        with_rsa: false,
+        tls_only: false,
+    });
+    let on = |executor: &str| {
+        edge.metric(
+            "pylon_edge_connections",
+            &[&format!("executor=\"{executor}\""), "transport=\"tcp\""],
+        )
+    };
+    // Every connection from CPU 1 to executor 1 (plain SO_REUSEPORT would split them).
+    let held = connect_from(1, edge.tcp, 300);
+    wait_for(
+        "300 connections on executor 1",
+        Duration::from_secs(10),
+        || (on("1") == 300.0).then_some(()),
+    );
+    assert_eq!(on("0"), 0.0);
+    drop(held);
+    wait_for("the connections to close", Duration::from_secs(10), || {
+        (on("0") + on("1") == 0.0).then_some(())
+    });
+    // Clients alternating CPUs: an even spread (the bar is max/min <= 1.1).
+    let mut held = Vec::new();
+    for round in 0..10 {
+        held.extend(connect_from(round % 2, edge.tcp, 200));
+    }
+    wait_for("2,000 connections", Duration::from_secs(15), || {
+        (on("0") + on("1") == 2000.0).then_some(())
+    });
+    let (a, b) = (on("0"), on("1"));
+    assert!(a.max(b) / a.min(b).max(1.0) <= 1.1, "spread {a} / {b}");
+    let by_cpu = edge.metric(
+        "pylon_edge_ebpf_selections",
+        &["transport=\"tcp\"", "outcome=\"by_cpu\""],
+    );
+    // (The harness's readiness probe connected too.)
+    assert!(by_cpu >= 2300.0, "{by_cpu}");
+    let fallback = edge.metric(
+        "pylon_edge_ebpf_selections",
+        &["transport=\"tcp\"", "outcome=\"fallback\""],
+    );
+    assert_eq!(fallback, 0.0);
+    drop(held);
+}
