@@ -4,11 +4,14 @@
 //!
 //! - [`reuseport::CpuListenerSelector`]: an SK_REUSEPORT program that hands each new
 //!   connection to the listener of the executor on the CPU that received the SYN.
+//! - [`synguard::SynGuard`]: an XDP program that limits SYNs per source and drops those
+//!   of blocklisted sources.
 //!
 //! Everything here needs privileges (CAP_BPF or root). The edge runs without eBPF (plain
 //! SO_REUSEPORT spreading) when they are missing: see `--ebpf off|auto|on`.
 
 pub mod reuseport;
+pub mod synguard;
 
 /// Why a kernel program could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -19,6 +19,9 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     // The committed eBPF objects are checked against their sources.
     ("clang", "clang"),
     ("/usr/include/bpf/bpf_helpers.h", "libbpf-dev"),
+    // The XDP tests build network namespaces and veth pairs.
+    ("ip", "iproute2"),
+    ("ethtool", "ethtool"),
 ];
 
 fn have(command: &str) -> bool {
