@@ -6,12 +6,15 @@
 //!   connection to the listener of the executor on the CPU that received the SYN.
 //! - [`synguard::SynGuard`]: an XDP program that limits SYNs per source and drops those
 //!   of blocklisted sources.
+//! - [`tcpmetrics::TcpMetrics`]: `tp_btf` programs counting TCP state changes and
+//!   retransmissions on the edge's ports.
 //!
 //! Everything here needs privileges (CAP_BPF or root). The edge runs without eBPF (plain
 //! SO_REUSEPORT spreading) when they are missing: see `--ebpf off|auto|on`.
 
 pub mod reuseport;
 pub mod synguard;
+pub mod tcpmetrics;
 
 /// Why a kernel program could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +25,8 @@ pub enum EbpfError {
     Program(#[from] aya::programs::ProgramError),
     #[error("an eBPF map operation failed: {0}")]
     Map(#[from] aya::maps::MapError),
+    #[error("the kernel's BTF cannot be read (/sys/kernel/btf/vmlinux): {0}")]
+    Btf(String),
     #[error("the eBPF object has no {0} (object and loader out of step?)")]
     Missing(&'static str),
 }

@@ -100,6 +100,18 @@ impl SynGuard {
         }
     }
 
+    /// The blocklisted sources.
+    pub fn blocked(&self) -> Vec<Ipv4Addr> {
+        let mut list: Vec<Ipv4Addr> = self
+            .blocklist
+            .keys()
+            .filter_map(Result::ok)
+            .map(|k| Ipv4Addr::from(k.to_ne_bytes()))
+            .collect();
+        list.sort();
+        list
+    }
+
     pub fn counts(&self) -> GuardCounts {
         let sum = |index: u32| {
             self.verdicts

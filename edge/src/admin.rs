@@ -52,6 +52,12 @@ pub fn start(
         .route("/readyz", get(readyz))
         .route("/v1/status", get(status))
         .route("/v1/downlink", post(send_downlink))
+        .route("/v1/guard", get(guard_status))
+        .route("/v1/guard/blocklist", post(guard_block))
+        .route(
+            "/v1/guard/blocklist/{source}",
+            axum::routing::delete(guard_unblock),
+        )
         .with_state(state);
     tracing::info!(%addr, "admin server listening");
     Ok(std::thread::Builder::new()
@@ -83,6 +89,38 @@ async fn metrics(State(s): State<AdminState>) -> Response {
                     })
                     .set(n as i64);
             }
+        }
+    }
+    if let Some(tcp) = &s.shared.tcp_metrics {
+        let counts = tcp.counts();
+        s.shared
+            .metrics
+            .tcp_retransmits
+            .set(counts.retransmits as i64);
+        for (state, n) in counts.entered {
+            s.shared
+                .metrics
+                .tcp_state_entries
+                .get_or_create(&crate::metrics::StateLabel {
+                    state: state.into(),
+                })
+                .set(n as i64);
+        }
+    }
+    if let Some(guard) = &s.shared.syn_guard {
+        let counts = guard.lock().unwrap_or_else(|p| p.into_inner()).counts();
+        for (verdict, n) in [
+            ("passed", counts.passed),
+            ("dropped_rate", counts.dropped_rate),
+            ("dropped_blocked", counts.dropped_blocked),
+        ] {
+            s.shared
+                .metrics
+                .syn_guard
+                .get_or_create(&crate::metrics::VerdictLabel {
+                    verdict: verdict.into(),
+                })
+                .set(n as i64);
         }
     }
     let mut text = String::new();
@@ -194,4 +232,104 @@ async fn send_downlink(State(s): State<AdminState>, body: axum::body::Bytes) -> 
             .inc();
     }
     (status, Json(outcome)).into_response()
+}
+
+fn no_guard() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({
+            "error": "no_guard",
+            "message": "this edge runs without the SYN-flood guard (start it with --syn-guard <interface>)",
+        })),
+    )
+        .into_response()
+}
+
+async fn guard_status(State(s): State<AdminState>) -> Response {
+    let Some(guard) = &s.shared.syn_guard else {
+        return no_guard();
+    };
+    let guard = guard.lock().unwrap_or_else(|p| p.into_inner());
+    let counts = guard.counts();
+    Json(serde_json::json!({
+        "passed": counts.passed,
+        "dropped_rate": counts.dropped_rate,
+        "dropped_blocked": counts.dropped_blocked,
+        "blocklist": guard.blocked().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlockRequest {
+    source: String,
+}
+
+fn parse_source(text: &str) -> Result<std::net::Ipv4Addr, Response> {
+    text.parse().map_err(|_| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({
+                "error": "bad_source",
+                "message": format!("{text:?} is not an IPv4 address"),
+            })),
+        )
+            .into_response()
+    })
+}
+
+async fn guard_block(State(s): State<AdminState>, body: axum::body::Bytes) -> Response {
+    let Some(guard) = &s.shared.syn_guard else {
+        return no_guard();
+    };
+    let request: BlockRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({"error": "bad_request", "message": e.to_string()})),
+            )
+                .into_response()
+        }
+    };
+    let source = match parse_source(&request.source) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let result = guard
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .block(source);
+    match result {
+        Ok(()) => {
+            tracing::info!(%source, "source blocklisted");
+            Json(serde_json::json!({"blocked": source.to_string()})).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn guard_unblock(
+    State(s): State<AdminState>,
+    axum::extract::Path(source): axum::extract::Path<String>,
+) -> Response {
+    let Some(guard) = &s.shared.syn_guard else {
+        return no_guard();
+    };
+    let source = match parse_source(&source) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let result = guard
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .unblock(source);
+    match result {
+        Ok(()) => {
+            tracing::info!(%source, "source taken off the blocklist");
+            Json(serde_json::json!({"unblocked": source.to_string()})).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }

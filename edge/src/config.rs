@@ -37,6 +37,7 @@ pub struct Config {
     pub park_timeout_us: u64,
     /// Kernel help for spreading connections over executors: off, auto or on.
     pub ebpf: crate::ebpf::EbpfMode,
+    pub syn_guard: crate::ebpf::SynGuardConfig,
     pub control: ControlConfig,
 }
 
@@ -145,6 +146,7 @@ impl Default for Config {
             ring_depth: 4096,
             park_timeout_us: 10_000,
             ebpf: crate::ebpf::EbpfMode::Off,
+            syn_guard: Default::default(),
             control: ControlConfig::default(),
         }
     }

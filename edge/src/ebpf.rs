@@ -9,6 +9,7 @@ use std::net::TcpListener;
 use std::sync::Mutex;
 
 use pylon_ebpf::reuseport::{CpuListenerSelector, Selections};
+use pylon_ebpf::synguard::{GuardConfig, SynGuard};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -82,4 +83,52 @@ impl ListenerSelectors {
             })
             .collect()
     }
+}
+
+/// The SYN-flood guard on the edge's interface (`[syn_guard]` / `--syn-guard <iface>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SynGuardConfig {
+    /// The interface chargers' SYNs arrive on; empty: no guard.
+    pub interface: String,
+    /// SYNs per second each source address may send to the edge's ports.
+    pub rate_per_sec: u64,
+    /// SYNs a source may send at once.
+    pub burst: u64,
+    /// Run the XDP program in the driver (native) or in the stack (generic).
+    pub native: bool,
+}
+
+impl Default for SynGuardConfig {
+    fn default() -> Self {
+        SynGuardConfig {
+            interface: String::new(),
+            rate_per_sec: 20,
+            burst: 40,
+            native: false,
+        }
+    }
+}
+
+/// Loads and attaches the guard for the edge's ports.
+pub fn start_syn_guard(config: &SynGuardConfig, ports: &[u16]) -> anyhow::Result<SynGuard> {
+    let mut guard = SynGuard::load()?;
+    guard.set_limit(GuardConfig {
+        rate_per_sec: config.rate_per_sec,
+        burst: config.burst.max(1),
+    })?;
+    for &port in ports {
+        guard.watch_port(port)?;
+    }
+    let mode = if config.native {
+        aya::programs::XdpMode::Driver
+    } else {
+        aya::programs::XdpMode::Skb
+    };
+    guard.attach(&config.interface, mode)?;
+    tracing::info!(
+        interface = %config.interface, rate = config.rate_per_sec, burst = config.burst,
+        native = config.native, ?ports, "SYN-flood guard attached"
+    );
+    Ok(guard)
 }

@@ -197,6 +197,10 @@ pub struct EdgeShared {
     pub operator_drain: std::sync::atomic::AtomicBool,
     /// The kernel's per-CPU listener selection, when eBPF is on.
     pub selectors: Option<Arc<crate::ebpf::ListenerSelectors>>,
+    /// The SYN-flood guard, when configured (its blocklist is managed through the admin API).
+    pub syn_guard: Option<std::sync::Mutex<pylon_ebpf::synguard::SynGuard>>,
+    /// Kernel-level TCP metrics of the edge's ports (with `--ebpf auto|on`).
+    pub tcp_metrics: Option<pylon_ebpf::tcpmetrics::TcpMetrics>,
     pub peers: ExecutorHandle,
 }
 

@@ -78,6 +78,19 @@ struct Cli {
     /// it loads), on (refuse to start without it). Needs root or CAP_BPF.
     #[arg(long, value_enum)]
     ebpf: Option<pylon_edge::ebpf::EbpfMode>,
+    /// Guard against SYN floods on this interface (XDP): SYNs to the edge's ports are
+    /// limited per source, and blocklisted sources are dropped (see the admin API).
+    #[arg(long)]
+    syn_guard: Option<String>,
+    /// SYNs per second each source may send (with --syn-guard).
+    #[arg(long)]
+    syn_rate: Option<u64>,
+    /// SYNs a source may send at once (with --syn-guard).
+    #[arg(long)]
+    syn_burst: Option<u64>,
+    /// Run the guard in the driver (native XDP) instead of the stack (generic).
+    #[arg(long)]
+    syn_guard_native: bool,
     /// Let the app service decide logins from its pile registry (needs --control).
     #[arg(long)]
     app_login: bool,
@@ -192,6 +205,16 @@ impl Cli {
         if let Some(mode) = self.ebpf {
             c.ebpf = mode;
         }
+        if let Some(interface) = self.syn_guard {
+            c.syn_guard.interface = interface;
+        }
+        if let Some(rate) = self.syn_rate {
+            c.syn_guard.rate_per_sec = rate;
+        }
+        if let Some(burst) = self.syn_burst {
+            c.syn_guard.burst = burst;
+        }
+        c.syn_guard.native |= self.syn_guard_native;
         c.validate()?;
         Ok(c)
     }
@@ -238,6 +261,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         [config.tcp_listen.is_some(), config.tls_listen.is_some()],
     )?
     .map(Arc::new);
+    let syn_guard = if config.syn_guard.interface.is_empty() {
+        None
+    } else {
+        let ports: Vec<u16> = [config.tcp_listen, config.tls_listen]
+            .iter()
+            .flatten()
+            .map(|a| a.port())
+            .collect();
+        let guard = pylon_edge::ebpf::start_syn_guard(&config.syn_guard, &ports)
+            .context("starting the SYN-flood guard (needs root or CAP_BPF + CAP_NET_ADMIN)")?;
+        Some(std::sync::Mutex::new(guard))
+    };
+    let tcp_metrics = if config.ebpf == pylon_edge::ebpf::EbpfMode::Off {
+        None
+    } else {
+        let ports: Vec<u16> = [config.tcp_listen, config.tls_listen]
+            .iter()
+            .flatten()
+            .map(|a| a.port())
+            .collect();
+        match pylon_ebpf::tcpmetrics::TcpMetrics::start(&ports) {
+            Ok(m) => Some(m),
+            Err(e) if config.ebpf == pylon_edge::ebpf::EbpfMode::Auto => {
+                tracing::warn!("kernel TCP metrics unavailable: {e}");
+                None
+            }
+            Err(e) => anyhow::bail!("--ebpf on: cannot start the kernel TCP metrics: {e}"),
+        }
+    };
     let with_control = !config.control.endpoints.is_empty();
     // With a control plane, business frames go to the app instances owning their shards.
     let (uplinks, uplink_events) = if with_control {
@@ -257,6 +309,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         state: AtomicU8::new(executor::RUNNING),
         operator_drain: Default::default(),
         selectors,
+        syn_guard,
+        tcp_metrics,
         peers: handle.clone(),
     });
     let mut background: Vec<admin::Background> = Vec::new();

@@ -55,6 +55,16 @@ pub struct EbpfLabel {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabel {
+    pub verdict: String,
+}
+
 /// All metric families of one edge process.
 #[derive(Clone, Default)]
 pub struct EdgeMetrics {
@@ -85,6 +95,11 @@ pub struct EdgeMetrics {
     pub app_streams: Gauge,
     /// The kernel's listener selections (eBPF), by transport and outcome.
     pub ebpf_selections: Family<EbpfLabel, Gauge>,
+    /// SYNs to the edge's ports by the guard's verdict (passed, dropped_rate, dropped_blocked).
+    pub syn_guard: Family<VerdictLabel, Gauge>,
+    /// Kernel TCP metrics (tp_btf): entries into each state, and retransmissions.
+    pub tcp_state_entries: Family<StateLabel, Gauge>,
+    pub tcp_retransmits: Gauge,
     pub app_stream_errors: Counter,
 }
 
@@ -192,6 +207,21 @@ impl EdgeMetrics {
             "ebpf_selections",
             "New connections placed by the eBPF listener selection, by outcome",
             self.ebpf_selections.clone(),
+        );
+        r.register(
+            "tcp_state_entries",
+            "Sockets on the edge's ports entering each TCP state (kernel, tp_btf)",
+            self.tcp_state_entries.clone(),
+        );
+        r.register(
+            "tcp_retransmits",
+            "TCP retransmissions on the edge's ports (kernel, tp_btf)",
+            self.tcp_retransmits.clone(),
+        );
+        r.register(
+            "syn_guard",
+            "SYNs to the edge's ports by the SYN-flood guard's verdict",
+            self.syn_guard.clone(),
         );
         r.register(
             "app_stream_errors",

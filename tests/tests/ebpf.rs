@@ -96,5 +96,8 @@ fn each_executor_serves_the_connections_of_its_cpu() {
         &["transport=\"tcp\"", "outcome=\"fallback\""],
     );
     assert_eq!(fallback, 0.0);
+    // The kernel's own view of those connections (tp_btf), on the edge's /metrics.
+    let established = edge.metric("pylon_edge_tcp_state_entries", &["state=\"established\""]);
+    assert!(established >= 2300.0, "{established}");
     drop(held);
 }

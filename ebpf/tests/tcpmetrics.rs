@@ -1,0 +1,41 @@
+//! The tp_btf TCP metrics in the real kernel: connections to a watched port are counted,
+//! connections to other ports are not.
+
+use std::net::{TcpListener, TcpStream};
+
+use pylon_ebpf::tcpmetrics::TcpMetrics;
+
+#[test]
+fn state_changes_on_watched_ports_are_counted() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED (loudly): tp_btf programs need root; CI runs as root");
+        return;
+    }
+    let watched = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let other = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = watched.local_addr().expect("addr").port();
+    let metrics = TcpMetrics::start(&[port]).expect("loading the tp_btf programs");
+    let before = metrics.counts();
+    for listener in [&watched, &other] {
+        let addr = listener.local_addr().expect("addr");
+        for _ in 0..10 {
+            let client = TcpStream::connect(addr).expect("connect");
+            let (server, _) = listener.accept().expect("accept");
+            drop(client);
+            drop(server);
+        }
+    }
+    let entered = |c: &pylon_ebpf::tcpmetrics::TcpCounts, state: &str| {
+        c.entered
+            .iter()
+            .find(|(name, _)| *name == state)
+            .map_or(0, |(_, n)| *n)
+    };
+    let after = metrics.counts();
+    let delta = |state: &str| entered(&after, state) - entered(&before, state);
+    // The 10 server-side sockets of the watched port (their handshake, and their close
+    // after the client's), and none of the other port's.
+    for state in ["syn_recv", "established", "close_wait", "last_ack"] {
+        assert_eq!(delta(state), 10, "{state}: {after:?}");
+    }
+}
