@@ -4,6 +4,8 @@
 //!
 //! - [`reuseport::CpuListenerSelector`]: an SK_REUSEPORT program that hands each new
 //!   connection to the listener of the executor on the CPU that received the SYN.
+//! - [`cpuspread::CpuSpreader`]: XDP + CPUMAP spreading SYNs over CPUs by a hash of their
+//!   4-tuple, for NICs that spread poorly.
 //! - [`synguard::SynGuard`]: an XDP program that limits SYNs per source and drops those
 //!   of blocklisted sources.
 //! - [`tcpmetrics::TcpMetrics`]: `tp_btf` programs counting TCP state changes and
@@ -12,6 +14,7 @@
 //! Everything here needs privileges (CAP_BPF or root). The edge runs without eBPF (plain
 //! SO_REUSEPORT spreading) when they are missing: see `--ebpf off|auto|on`.
 
+pub mod cpuspread;
 pub mod reuseport;
 pub mod synguard;
 pub mod tcpmetrics;
@@ -25,6 +28,8 @@ pub enum EbpfError {
     Program(#[from] aya::programs::ProgramError),
     #[error("an eBPF map operation failed: {0}")]
     Map(#[from] aya::maps::MapError),
+    #[error("an XDP map operation failed: {0}")]
+    Xdp(String),
     #[error("the kernel's BTF cannot be read (/sys/kernel/btf/vmlinux): {0}")]
     Btf(String),
     #[error("the eBPF object has no {0} (object and loader out of step?)")]

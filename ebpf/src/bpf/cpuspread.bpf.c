@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+// Pylon: spread SYNs over CPUs by a hash of their 4-tuple (XDP + CPUMAP), for NICs that
+// spread poorly. The CPU that then processes a SYN is the one whose executor gets the
+// connection (see reuseport.bpf.c). Other packets are left where they arrived.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define MAX_CPUS 256
+
+struct {
+	__uint(type, BPF_MAP_TYPE_CPUMAP);
+	__uint(max_entries, MAX_CPUS);
+	__type(key, __u32);
+	__type(value, struct bpf_cpumap_val);
+} cpus SEC(".maps");
+
+// [0]: how many CPUs (entries of `cpus`, from 0) to spread over.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} spread SEC(".maps");
+
+// SYNs sent to each CPU.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_CPUS);
+	__type(key, __u32);
+	__type(value, __u64);
+} sent SEC(".maps");
+
+static __always_inline __u32 mix(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x7feb352d;
+	h ^= h >> 15;
+	h *= 0x846ca68b;
+	h ^= h >> 16;
+	return h;
+}
+
+SEC("xdp")
+int spread_syns(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return XDP_PASS;
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_TCP || ip->ihl < 5)
+		return XDP_PASS;
+	struct tcphdr *tcp = (void *)ip + ip->ihl * 4;
+	if ((void *)(tcp + 1) > end)
+		return XDP_PASS;
+	if (!tcp->syn || tcp->ack)
+		return XDP_PASS;
+	__u32 zero = 0;
+	__u32 *count = bpf_map_lookup_elem(&spread, &zero);
+	if (!count || *count == 0 || *count > MAX_CPUS)
+		return XDP_PASS;
+	__u32 h = mix(ip->saddr ^ mix(ip->daddr ^ mix(((__u32)tcp->source << 16) | tcp->dest)));
+	__u32 cpu = h % *count;
+	__u64 *n = bpf_map_lookup_elem(&sent, &cpu);
+	if (n)
+		*n += 1;
+	return bpf_redirect_map(&cpus, cpu, XDP_PASS);
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,75 @@
+//! Spreading SYNs over CPUs (`src/bpf/cpuspread.bpf.c`): XDP with a CPUMAP, for NICs that
+//! deliver every SYN to the same CPU.
+
+use aya::maps::{Array, CpuMap, MapData, PerCpuArray};
+use aya::programs::{Xdp, XdpMode};
+use aya::Ebpf;
+
+use crate::EbpfError;
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!("../obj/cpuspread.bpf.o");
+
+/// Packets queued per CPU before the redirect drops (the kernel's usual size).
+const QUEUE_SIZE: u32 = 2048;
+
+pub struct CpuSpreader {
+    ebpf: Ebpf,
+    sent: PerCpuArray<MapData, u64>,
+    cpus: u32,
+}
+
+impl CpuSpreader {
+    /// Loads the program to spread SYNs over CPUs `0..cpus`.
+    pub fn load(cpus: u32) -> Result<Self, EbpfError> {
+        let mut ebpf = Ebpf::load(OBJECT)?;
+        let mut cpu_map = CpuMap::try_from(
+            ebpf.take_map("cpus")
+                .ok_or(EbpfError::Missing("map `cpus`"))?,
+        )?;
+        for cpu in 0..cpus {
+            cpu_map
+                .set(cpu, QUEUE_SIZE, None, 0)
+                .map_err(|e| EbpfError::Xdp(e.to_string()))?;
+        }
+        let mut spread: Array<MapData, u32> = Array::try_from(
+            ebpf.take_map("spread")
+                .ok_or(EbpfError::Missing("map `spread`"))?,
+        )?;
+        spread.set(0, cpus, 0)?;
+        let sent = PerCpuArray::try_from(
+            ebpf.take_map("sent")
+                .ok_or(EbpfError::Missing("map `sent`"))?,
+        )?;
+        let program: &mut Xdp = ebpf
+            .program_mut("spread_syns")
+            .ok_or(EbpfError::Missing("program `spread_syns`"))?
+            .try_into()?;
+        program.load()?;
+        // The maps stay referenced by the program; only `sent` is read from here.
+        drop((cpu_map, spread));
+        Ok(CpuSpreader { ebpf, sent, cpus })
+    }
+
+    /// Attaches to `interface` (in the calling thread's network namespace).
+    pub fn attach(&mut self, interface: &str, mode: XdpMode) -> Result<(), EbpfError> {
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut("spread_syns")
+            .ok_or(EbpfError::Missing("program `spread_syns`"))?
+            .try_into()?;
+        program.attach(interface, mode)?;
+        Ok(())
+    }
+
+    /// SYNs sent to each CPU so far.
+    pub fn sent(&self) -> Vec<u64> {
+        (0..self.cpus)
+            .map(|cpu| {
+                self.sent
+                    .get(&cpu, 0)
+                    .map(|values| values.iter().sum())
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+}
