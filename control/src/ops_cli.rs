@@ -1,7 +1,8 @@
 //! The operator commands of `pylonctl`: `status`, `edges`, `apps`, `shards`, `entry` and
 //! `routes`, which talk to a running control plane over its HTTP/JSON API
 //! ([`crate::api`]) and, for `routes watch`, its gRPC route stream; and `piles`,
-//! `records` and `charge`, which talk to the app service's operator API.
+//! `records` and `charge`, which talk to the app service's operator API; and `guard`,
+//! which talks to an edge's admin API.
 //!
 //! - [`config`]: where the endpoints and token come from (flag > env > file > default).
 //! - [`client`]: the HTTP client and its errors.
@@ -9,11 +10,13 @@
 //! - [`watch`]: `routes watch`, on a small current-thread tokio runtime.
 //! - [`business`]: `piles`, `records` and `charge`; [`business_output`] prints them and
 //!   [`units`] reads and writes their money, energy and times.
+//! - [`guard`]: `guard status|block|unblock`, an edge's SYN-flood guard.
 
 pub mod business;
 pub mod business_output;
 pub mod client;
 pub mod config;
+pub mod guard;
 pub mod output;
 pub mod units;
 pub mod watch;
@@ -29,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use self::business::{ChargeArgs, PilesArgs, RecordsArgs};
 use self::client::{path_segment, Client, ClientError};
 use self::config::{Flags, Settings};
+use self::guard::GuardArgs;
 use crate::api::{
     AppInfo, EdgeInfo, EntryReply, PileShardReply, ShardMapReply, StatusReply, Transport,
 };
@@ -55,8 +59,8 @@ pub struct ConnectOptions {
 
     /// The config file [env: PYLONCTL_CONFIG] [default: ~/.config/pylon/pylonctl.toml]
     ///
-    /// TOML with the keys `endpoint`, `token`, `grpc_endpoint` and
-    /// `app_endpoint` (for `piles`, `records` and `charge`), e.g.
+    /// TOML with the keys `endpoint`, `token`, `grpc_endpoint`, `app_endpoint`
+    /// (for `piles`, `records` and `charge`) and `edge_admin` (for `guard`), e.g.
     ///     endpoint = "http://10.0.0.5:7400"
     ///     token = "..."
     /// The default is $XDG_CONFIG_HOME/pylon/pylonctl.toml, else
@@ -241,6 +245,9 @@ pub enum OpsCommand {
     /// Start, stop and follow charges (app service).
     #[command(long_about = business::CHARGE_ABOUT)]
     Charge(ChargeArgs),
+    /// Show an edge's SYN-flood guard; block and unblock sources (edge admin API).
+    #[command(long_about = guard::GUARD_ABOUT)]
+    Guard(GuardArgs),
 }
 
 #[derive(Debug, Args)]
@@ -517,6 +524,7 @@ pub fn run(
         OpsCommand::Piles(args) => business::run_piles(args, env, out),
         OpsCommand::Records(args) => business::run_records(args, env, out),
         OpsCommand::Charge(args) => business::run_charge(args, env, out),
+        OpsCommand::Guard(args) => guard::run_guard(args, env, out),
     }
 }
 

@@ -53,8 +53,8 @@ pub struct AppConnectOptions {
 
     /// The config file [env: PYLONCTL_CONFIG] [default: ~/.config/pylon/pylonctl.toml]
     ///
-    /// TOML with the keys `endpoint`, `token`, `grpc_endpoint` and
-    /// `app_endpoint`, e.g.
+    /// TOML with the keys `endpoint`, `token`, `grpc_endpoint`, `app_endpoint`
+    /// and `edge_admin`, e.g.
     ///     app_endpoint = "http://10.0.0.7:7510"
     ///     token = "..."
     /// The default is $XDG_CONFIG_HOME/pylon/pylonctl.toml, else
@@ -894,7 +894,7 @@ pub fn run_charge(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashMap;
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
@@ -1172,20 +1172,20 @@ mod tests {
     }
 
     /// One request as the test server saw it.
-    struct Seen {
-        head: String,
-        body: String,
+    pub(crate) struct Seen {
+        pub(crate) head: String,
+        pub(crate) body: String,
     }
 
     impl Seen {
-        fn json(&self) -> Value {
+        pub(crate) fn json(&self) -> Value {
             serde_json::from_str(&self.body).unwrap()
         }
     }
 
     /// Serves one canned `(status, body)` per connection, in order, on 127.0.0.1; reads
     /// each request's head and body (by Content-Length) and sends them over the channel.
-    fn serve(
+    pub(crate) fn serve(
         replies: Vec<(u16, String)>,
     ) -> (String, mpsc::Receiver<Seen>, thread::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

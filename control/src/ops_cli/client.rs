@@ -1,6 +1,7 @@
-//! A small blocking HTTP client for the control plane's JSON API (see [`crate::api`])
-//! and the app service's operator API (`pylon-app`, same error body and admin token),
-//! whose errors say what an operator should do about them.
+//! A small blocking HTTP client for the control plane's JSON API (see [`crate::api`]),
+//! the app service's operator API (`pylon-app`, same error body and admin token) and
+//! the edge's admin API (`pylon-edge`, same error body, no token), whose errors say
+//! what an operator should do about them.
 
 use std::fmt;
 use std::time::Duration;
@@ -22,6 +23,8 @@ pub enum Service {
     ControlPlane,
     /// The app service's operator API.
     App,
+    /// An edge's admin API (`pylon-edge --admin-listen`), which takes no token.
+    EdgeAdmin,
 }
 
 impl Service {
@@ -30,6 +33,7 @@ impl Service {
         match self {
             Service::ControlPlane => "the control plane",
             Service::App => "the app service",
+            Service::EdgeAdmin => "the edge",
         }
     }
 
@@ -40,6 +44,10 @@ impl Service {
             Service::App => {
                 "is pylon-app running, with its operator API on that address? set \
                  --app-endpoint, PYLON_APP_ENDPOINT or app_endpoint in the config file"
+            }
+            Service::EdgeAdmin => {
+                "is pylon-edge running, with its admin server on that address? set \
+                 --edge-admin, PYLON_EDGE_ADMIN or edge_admin in the config file"
             }
         }
     }
@@ -55,11 +63,15 @@ impl Service {
                 "is --app-endpoint the app service's HTTP port, 7510 by default, and the \
                  same version as pylonctl?"
             }
+            Service::EdgeAdmin => {
+                "is --edge-admin the edge's admin port, 9100 by default, and the same \
+                 version as pylonctl?"
+            }
         }
     }
 }
 
-/// Talks to one control plane or app service.
+/// Talks to one control plane, app service or edge.
 pub struct Client {
     endpoint: String,
     token: Option<String>,
@@ -157,7 +169,7 @@ impl fmt::Display for ClientError {
                         f,
                         "\nThis command needs the control plane's admin token{}: {token_hint}.",
                         match service {
-                            Service::ControlPlane => "",
+                            Service::ControlPlane | Service::EdgeAdmin => "",
                             Service::App => " (the app service uses the same one)",
                         }
                     ),
@@ -167,7 +179,7 @@ impl fmt::Display for ClientError {
                          PYLON_TOKEN or the config file{}.",
                         capitalized(service.name()),
                         match service {
-                            Service::ControlPlane => "",
+                            Service::ControlPlane | Service::EdgeAdmin => "",
                             Service::App => {
                                 " (the app service must be started with the control \
                                  plane's admin token)"
@@ -231,6 +243,11 @@ impl Client {
         Self::for_service(Service::App, endpoint, token, token_hint)
     }
 
+    /// A client of an edge's admin API (`--edge-admin`): it sends no token.
+    pub fn edge_admin(endpoint: &str) -> Self {
+        Self::for_service(Service::EdgeAdmin, endpoint, None, String::new())
+    }
+
     fn for_service(
         service: Service,
         endpoint: &str,
@@ -287,6 +304,11 @@ impl Client {
     /// An admin `POST` with an empty body.
     pub fn post<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.call("POST", path, &[], true)
+    }
+
+    /// An admin `DELETE` with no body.
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call("DELETE", path, &[], true)
     }
 
     /// An admin `POST` with a JSON body.
@@ -616,6 +638,52 @@ pub(crate) mod tests {
         assert_eq!(err.status(), Some(404));
         assert!(err.to_string().contains("HTTP 404"), "{err}");
         server.join().unwrap();
+    }
+
+    #[test]
+    fn the_edge_admin_client_deletes_without_a_token() {
+        let (endpoint, requests, server) = serve(vec![
+            (200, r#"{"unblocked":"203.0.113.7"}"#.into()),
+            (
+                404,
+                r#"{"error":"no_guard","message":"no guard here"}"#.into(),
+            ),
+        ]);
+        let client = Client::edge_admin(&endpoint);
+        let got: serde_json::Value = client.delete("/v1/guard/blocklist/203.0.113.7").unwrap();
+        assert_eq!(got["unblocked"], "203.0.113.7");
+        let head = requests.recv().unwrap();
+        assert!(
+            head.starts_with("DELETE /v1/guard/blocklist/203.0.113.7 HTTP/1.1"),
+            "{head}"
+        );
+        assert!(
+            !head.to_ascii_lowercase().contains("authorization"),
+            "{head}"
+        );
+        let err = client
+            .get::<serde_json::Value>("/v1/guard", &[])
+            .unwrap_err();
+        assert_eq!((err.status(), err.code()), (Some(404), Some("no_guard")));
+        assert_eq!(err.to_string(), "no guard here (no_guard, HTTP 404)");
+        server.join().unwrap();
+
+        let endpoint = refused_endpoint();
+        let err = Client::edge_admin(&endpoint)
+            .get::<serde_json::Value>("/v1/guard", &[])
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ClientError::Unreachable {
+                service: Service::EdgeAdmin,
+                ..
+            }
+        ));
+        assert!(
+            err.to_string()
+                .contains("set --edge-admin, PYLON_EDGE_ADMIN"),
+            "{err}"
+        );
     }
 
     #[test]

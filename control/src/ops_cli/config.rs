@@ -1,4 +1,5 @@
-//! Where `pylonctl` finds the control plane, the app service and the admin token.
+//! Where `pylonctl` finds the control plane, the app service, the edge's admin API and
+//! the admin token.
 //!
 //! Every setting is taken from, in this order: its flag, its environment variable, the
 //! config file, the default. The environment is read through a lookup function so that
@@ -18,10 +19,15 @@ pub const ENV_TOKEN: &str = "PYLON_TOKEN";
 pub const ENV_CONFIG: &str = "PYLONCTL_CONFIG";
 pub const ENV_GRPC_ENDPOINT: &str = "PYLON_GRPC_ENDPOINT";
 pub const ENV_APP_ENDPOINT: &str = "PYLON_APP_ENDPOINT";
+pub const ENV_EDGE_ADMIN: &str = "PYLON_EDGE_ADMIN";
 
 /// The app service's HTTP port (operator API) when nothing else names one; the same
 /// as `pylon-app`'s default.
 pub const DEFAULT_APP_HTTP_PORT: u16 = 7510;
+
+/// The edge's admin HTTP port when nothing else names one; the same as `pylon-edge`'s
+/// default `--admin-listen` (127.0.0.1:9100).
+pub const DEFAULT_EDGE_ADMIN_PORT: u16 = 9100;
 
 /// The config file's place under the user's config folder.
 pub const CONFIG_RELATIVE: &str = "pylon/pylonctl.toml";
@@ -36,6 +42,11 @@ pub fn default_app_endpoint() -> String {
     format!("http://127.0.0.1:{DEFAULT_APP_HTTP_PORT}")
 }
 
+/// The edge's admin HTTP address when nothing else names one.
+pub fn default_edge_admin() -> String {
+    format!("http://127.0.0.1:{DEFAULT_EDGE_ADMIN_PORT}")
+}
+
 /// Which server a command talks to: its address must be valid, the other's need not be.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Target {
@@ -44,6 +55,8 @@ pub enum Target {
     ControlPlane,
     /// The app service's operator API (`--app-endpoint`).
     App,
+    /// An edge's admin API (`--edge-admin`).
+    EdgeAdmin,
 }
 
 /// The settings given as flags (`None`: not given).
@@ -54,6 +67,7 @@ pub struct Flags {
     pub config: Option<PathBuf>,
     pub grpc_endpoint: Option<String>,
     pub app_endpoint: Option<String>,
+    pub edge_admin: Option<String>,
     /// The server the command talks to.
     pub target: Target,
 }
@@ -67,6 +81,7 @@ pub struct ConfigFile {
     pub token: Option<String>,
     pub grpc_endpoint: Option<String>,
     pub app_endpoint: Option<String>,
+    pub edge_admin: Option<String>,
 }
 
 /// The settings a command runs with.
@@ -80,6 +95,9 @@ pub struct Settings {
     /// The app service's HTTP base URL, `http://host:port` without a trailing slash.
     /// Only checked when [`Flags::target`] is [`Target::App`]; otherwise as given.
     pub app_endpoint: String,
+    /// The edge's admin base URL, `http://host:port` without a trailing slash. Only
+    /// checked when [`Flags::target`] is [`Target::EdgeAdmin`]; otherwise as given.
+    pub edge_admin: String,
     /// The config file consulted (it may not exist), for hints in error messages.
     pub config_path: Option<PathBuf>,
 }
@@ -128,7 +146,8 @@ pub fn load_config(path: &Path, explicit: bool) -> Result<ConfigFile, Failure> {
     toml::from_str(&text).map_err(|e| {
         Failure::BadInput(format!(
             "the config file {} is not valid: {}\nIt takes the keys endpoint, token, \
-             grpc_endpoint and app_endpoint, e.g. endpoint = \"http://10.0.0.5:7400\".",
+             grpc_endpoint, app_endpoint and edge_admin, e.g. endpoint = \
+             \"http://10.0.0.5:7400\".",
             path.display(),
             e.to_string().trim_end()
         ))
@@ -165,24 +184,29 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
         .or_else(|| env_var(ENV_APP_ENDPOINT))
         .or(nonempty(file.app_endpoint))
         .unwrap_or_else(default_app_endpoint);
+    let edge_admin = nonempty(flags.edge_admin.clone())
+        .or_else(|| env_var(ENV_EDGE_ADMIN))
+        .or(nonempty(file.edge_admin))
+        .unwrap_or_else(default_edge_admin);
 
     // Only the address the command uses must be valid: a stray PYLON_APP_ENDPOINT does
     // not break `pylonctl edges list`, nor a stray PYLON_ENDPOINT `pylonctl piles list`.
-    let (endpoint, app_endpoint) = match flags.target {
-        Target::ControlPlane => (
-            normalize_http_endpoint(&endpoint)?,
-            normalize_app_endpoint(&app_endpoint).unwrap_or(app_endpoint),
-        ),
-        Target::App => (
-            normalize_http_endpoint(&endpoint).unwrap_or(endpoint),
-            normalize_app_endpoint(&app_endpoint)?,
-        ),
+    let check = |target: Target,
+                 value: String,
+                 normalize: fn(&str) -> Result<String, Failure>|
+     -> Result<String, Failure> {
+        if flags.target == target {
+            normalize(&value)
+        } else {
+            Ok(normalize(&value).unwrap_or(value))
+        }
     };
     Ok(Settings {
-        endpoint,
+        endpoint: check(Target::ControlPlane, endpoint, normalize_http_endpoint)?,
         token,
         grpc_endpoint,
-        app_endpoint,
+        app_endpoint: check(Target::App, app_endpoint, normalize_app_endpoint)?,
+        edge_admin: check(Target::EdgeAdmin, edge_admin, normalize_edge_admin)?,
         config_path,
     })
 }
@@ -196,6 +220,12 @@ pub fn normalize_http_endpoint(endpoint: &str) -> Result<String, Failure> {
 pub fn normalize_app_endpoint(endpoint: &str) -> Result<String, Failure> {
     normalize_url(endpoint, "the app service", &default_app_endpoint())
         .map_err(|e| Failure::BadInput(format!("--app-endpoint / {ENV_APP_ENDPOINT}: {e}")))
+}
+
+/// [`normalize_http_endpoint`] for `--edge-admin`, with messages naming the edge.
+pub fn normalize_edge_admin(endpoint: &str) -> Result<String, Failure> {
+    normalize_url(endpoint, "the edge's admin API", &default_edge_admin())
+        .map_err(|e| Failure::BadInput(format!("--edge-admin / {ENV_EDGE_ADMIN}: {e}")))
 }
 
 /// `server`: who is reached there, for messages; `example`: a valid URL to suggest.
@@ -267,7 +297,7 @@ mod tests {
         write_config(
             dir.path(),
             "endpoint = \"http://file:7400\"\ntoken = \"file-token\"\ngrpc_endpoint = \"http://file:7401\"\n\
-             app_endpoint = \"file:7510\"\n",
+             app_endpoint = \"file:7510\"\nedge_admin = \"file:9100\"\n",
         );
 
         // Nothing but the default file.
@@ -277,6 +307,7 @@ mod tests {
         assert_eq!(s.token.as_deref(), Some("file-token"));
         assert_eq!(s.grpc_endpoint.as_deref(), Some("http://file:7401"));
         assert_eq!(s.app_endpoint, "http://file:7510");
+        assert_eq!(s.edge_admin, "http://file:9100");
         assert_eq!(s.config_path, Some(dir.path().join(CONFIG_RELATIVE)));
 
         // The environment beats the file.
@@ -286,12 +317,14 @@ mod tests {
             (ENV_TOKEN, "env-token"),
             (ENV_GRPC_ENDPOINT, "http://env:7401"),
             (ENV_APP_ENDPOINT, "http://env:7510/"),
+            (ENV_EDGE_ADMIN, "http://env:9100/"),
         ]);
         let s = resolve(&Flags::default(), &env).unwrap();
         assert_eq!(s.endpoint, "http://env:7400");
         assert_eq!(s.token.as_deref(), Some("env-token"));
         assert_eq!(s.grpc_endpoint.as_deref(), Some("http://env:7401"));
         assert_eq!(s.app_endpoint, "http://env:7510");
+        assert_eq!(s.edge_admin, "http://env:9100");
 
         // Flags beat the environment.
         let flags = Flags {
@@ -300,6 +333,7 @@ mod tests {
             config: None,
             grpc_endpoint: Some("http://flag:7401".into()),
             app_endpoint: Some("flag:7510".into()),
+            edge_admin: Some("flag:9100".into()),
             target: Target::App,
         };
         let s = resolve(&flags, &env).unwrap();
@@ -307,6 +341,7 @@ mod tests {
         assert_eq!(s.token.as_deref(), Some("flag-token"));
         assert_eq!(s.grpc_endpoint.as_deref(), Some("http://flag:7401"));
         assert_eq!(s.app_endpoint, "http://flag:7510");
+        assert_eq!(s.edge_admin, "http://flag:9100");
 
         // No file, no env, no flags: the defaults.
         let empty = tempfile::tempdir().unwrap();
@@ -316,6 +351,7 @@ mod tests {
         assert_eq!(s.token, None);
         assert_eq!(s.grpc_endpoint, None);
         assert_eq!(s.app_endpoint, "http://127.0.0.1:7510");
+        assert_eq!(s.edge_admin, "http://127.0.0.1:9100");
         assert_eq!(
             s.config_path,
             Some(empty.path().join(".config").join(CONFIG_RELATIVE))
@@ -354,6 +390,30 @@ mod tests {
         assert_eq!(
             resolve(&control, &env).unwrap().endpoint,
             default_endpoint()
+        );
+
+        // The edge's admin address is checked only for the guard commands.
+        let edge = Flags {
+            target: Target::EdgeAdmin,
+            ..Flags::default()
+        };
+        let env = env_of(&[(ENV_ENDPOINT, "ftp://ctl"), (ENV_EDGE_ADMIN, "ftp://edge")]);
+        let err = resolve(&edge, &env).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("--edge-admin / PYLON_EDGE_ADMIN: the endpoint ftp://edge")
+                && msg.contains("http://127.0.0.1:9100"),
+            "{msg}"
+        );
+        assert!(resolve(&app, &env).is_ok());
+        let env = env_of(&[
+            (ENV_ENDPOINT, "ftp://ctl"),
+            (ENV_EDGE_ADMIN, "10.0.0.3:9100"),
+        ]);
+        assert_eq!(
+            resolve(&edge, &env).unwrap().edge_admin,
+            "http://10.0.0.3:9100"
         );
     }
 
@@ -418,7 +478,7 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         let msg = err.to_string();
         assert!(
-            msg.contains("tokne") && msg.contains("app_endpoint"),
+            msg.contains("tokne") && msg.contains("app_endpoint") && msg.contains("edge_admin"),
             "{msg}"
         );
     }
