@@ -50,6 +50,20 @@ impl CpuSpreader {
         Ok(CpuSpreader { ebpf, sent, cpus })
     }
 
+    /// Mean time of one run on `packet` in the kernel, and the verdict (see [`crate::cost`]).
+    pub fn cost(
+        &self,
+        packet: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration), EbpfError> {
+        let program: &Xdp = self
+            .ebpf
+            .program("spread_syns")
+            .ok_or(EbpfError::Missing("program `spread_syns`"))?
+            .try_into()?;
+        crate::cost::xdp_cost(program, packet, repeat)
+    }
+
     /// Attaches to `interface` (in the calling thread's network namespace).
     pub fn attach(&mut self, interface: &str, mode: XdpMode) -> Result<(), EbpfError> {
         let program: &mut Xdp = self

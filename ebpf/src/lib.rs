@@ -14,7 +14,9 @@
 //! Everything here needs privileges (CAP_BPF or root). The edge runs without eBPF (plain
 //! SO_REUSEPORT spreading) when they are missing: see `--ebpf off|auto|on`.
 
+pub mod cost;
 pub mod cpuspread;
+pub mod netns;
 pub mod reuseport;
 pub mod synguard;
 pub mod tcpmetrics;

@@ -64,6 +64,20 @@ impl SynGuard {
         })
     }
 
+    /// Mean time of one run on `packet` in the kernel, and the verdict (see [`crate::cost`]).
+    pub fn cost(
+        &self,
+        packet: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration), EbpfError> {
+        let program: &Xdp = self
+            .ebpf
+            .program("syn_guard")
+            .ok_or(EbpfError::Missing("program `syn_guard`"))?
+            .try_into()?;
+        crate::cost::xdp_cost(program, packet, repeat)
+    }
+
     /// Attaches to `interface` (in the calling thread's network namespace). Detached when
     /// the guard is dropped.
     pub fn attach(&mut self, interface: &str, mode: XdpMode) -> Result<(), EbpfError> {

@@ -3,14 +3,12 @@
 //! alone then gives every connection to that CPU's listener, and with the XDP CPUMAP
 //! spreader in front, the two listeners share the connections evenly.
 
-mod common;
-
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use aya::programs::XdpMode;
-use common::{in_netns, is_root, pin_to, Pair};
 use pylon_ebpf::cpuspread::CpuSpreader;
+use pylon_ebpf::netns::{in_netns, is_root, pin_to, Pair};
 use pylon_ebpf::reuseport::CpuListenerSelector;
 use socket2::{Domain, Socket, Type};
 

@@ -1,12 +1,10 @@
 //! The SYN-flood guard in the real kernel, on a veth pair between two network namespaces
 //! this test creates (and removes, even when it fails), in generic and native XDP mode.
 
-mod common;
-
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::time::{Duration, Instant};
 
-use common::{in_netns, Pair};
+use pylon_ebpf::netns::{in_netns, Pair};
 
 use aya::programs::XdpMode;
 use pylon_ebpf::synguard::{GuardConfig, SynGuard};

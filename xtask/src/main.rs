@@ -3,6 +3,7 @@
 mod bench;
 mod bench_app;
 mod bench_control;
+mod bench_ebpf;
 mod build_ebpf;
 mod demo;
 mod procs;
@@ -34,6 +35,8 @@ enum Task {
     BenchControl(bench_control::BenchControlArgs),
     /// Measure the charging business on SQLite and PostgreSQL: records/s, command latency.
     BenchApp(bench_app::BenchAppArgs),
+    /// Measure the kernel programs: per-packet cost, connections during a SYN flood (root).
+    BenchEbpf(bench_ebpf::BenchEbpfArgs),
     /// Compile the kernel programs (ebpf/src/bpf/*.bpf.c) into ebpf/obj, or --check them.
     BuildEbpf(build_ebpf::BuildEbpfArgs),
 }
@@ -47,6 +50,7 @@ fn main() {
         Task::BenchControl(args) => bench_control::run(args),
         Task::BenchApp(args) => bench_app::run(args),
         Task::BuildEbpf(args) => build_ebpf::run(args),
+        Task::BenchEbpf(args) => bench_ebpf::run(args),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");
