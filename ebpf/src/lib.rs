@@ -6,6 +6,8 @@
 //!   connection to the listener of the executor on the CPU that received the SYN.
 //! - [`cpuspread::CpuSpreader`]: XDP + CPUMAP spreading SYNs over CPUs by a hash of their
 //!   4-tuple, for NICs that spread poorly.
+//! - [`balancer::Balancer`]: an XDP L4 balancer for a VIP across edge hosts (Maglev for
+//!   new flows, an LRU connection table for established ones, L2 direct server return).
 //! - [`synguard::SynGuard`]: an XDP program that limits SYNs per source and drops those
 //!   of blocklisted sources.
 //! - [`tcpmetrics::TcpMetrics`]: `tp_btf` programs counting TCP state changes and
@@ -14,6 +16,7 @@
 //! Everything here needs privileges (CAP_BPF or root). The edge runs without eBPF (plain
 //! SO_REUSEPORT spreading) when they are missing: see `--ebpf off|auto|on`.
 
+pub mod balancer;
 pub mod cost;
 pub mod cpuspread;
 pub mod netns;

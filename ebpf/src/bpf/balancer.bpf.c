@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+// Pylon L4 balancer (XDP): TCP to the VIP goes to an edge host chosen by Maglev
+// consistent hashing over the live edges; an LRU connection table keeps every flow on
+// the edge it started on, so removing or draining an edge moves only new flows.
+// Forwarding is direct server return at L2: the frame's MACs are rewritten and it is
+// redirected to the edge's interface; the edges hold the VIP on a loopback address.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+// Must match pylon-ebpf (`balancer.rs`): a prime, the Maglev table size.
+#define TABLE_SIZE 65537
+#define MAX_BACKENDS 256
+
+struct vip {
+	__u32 addr; // network order
+	__u16 port; // host order
+	__u16 pad;
+};
+
+struct backend {
+	__u32 ifindex;
+	__u8 mac[6];     // the edge's interface
+	__u8 src_mac[6]; // ours on that link
+};
+
+struct flow {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vip);
+} vips SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct backend);
+} backends SEC(".maps");
+
+// Maglev lookup table: slot -> backend index (see pylon-ebpf for how it is built).
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TABLE_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+} table SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 20);
+	__type(key, struct flow);
+	__type(value, __u32);
+} flows SEC(".maps");
+
+// [0] new flows placed, [1] packets of known flows, [2] forwarded, [3] no backend.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+static __always_inline void count(__u32 slot)
+{
+	__u64 *n = bpf_map_lookup_elem(&stats, &slot);
+	if (n)
+		*n += 1;
+}
+
+static __always_inline __u32 mix(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x7feb352d;
+	h ^= h >> 15;
+	h *= 0x846ca68b;
+	h ^= h >> 16;
+	return h;
+}
+
+SEC("xdp")
+int balance(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return XDP_PASS;
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_TCP || ip->ihl < 5)
+		return XDP_PASS;
+	struct tcphdr *tcp = (void *)ip + ip->ihl * 4;
+	if ((void *)(tcp + 1) > end)
+		return XDP_PASS;
+	__u32 zero = 0;
+	struct vip *vip = bpf_map_lookup_elem(&vips, &zero);
+	if (!vip || ip->daddr != vip->addr || bpf_ntohs(tcp->dest) != vip->port)
+		return XDP_PASS;
+
+	struct flow key = {
+		.saddr = ip->saddr,
+		.daddr = ip->daddr,
+		.sport = tcp->source,
+		.dport = tcp->dest,
+	};
+	__u32 index;
+	__u32 *known = bpf_map_lookup_elem(&flows, &key);
+	if (known) {
+		index = *known;
+		count(1);
+	} else {
+		__u32 h = mix(key.saddr ^ mix(key.daddr ^ mix(((__u32)key.sport << 16) | key.dport)));
+		__u32 slot = h % TABLE_SIZE;
+		__u32 *chosen = bpf_map_lookup_elem(&table, &slot);
+		if (!chosen || *chosen >= MAX_BACKENDS) {
+			count(3);
+			return XDP_PASS;
+		}
+		index = *chosen;
+		bpf_map_update_elem(&flows, &key, &index, BPF_ANY);
+		count(0);
+	}
+	struct backend *b = bpf_map_lookup_elem(&backends, &index);
+	if (!b || b->ifindex == 0) {
+		count(3);
+		return XDP_PASS;
+	}
+	__builtin_memcpy(eth->h_dest, b->mac, 6);
+	__builtin_memcpy(eth->h_source, b->src_mac, 6);
+	count(2);
+	return bpf_redirect(b->ifindex, 0);
+}
+
+char LICENSE[] SEC("license") = "GPL";
