@@ -38,6 +38,9 @@ pub struct Config {
     /// Kernel help for spreading connections over executors: off, auto or on.
     pub ebpf: crate::ebpf::EbpfMode,
     pub syn_guard: crate::ebpf::SynGuardConfig,
+    /// Spread SYNs arriving on this interface over the executors' CPUs (XDP + CPUMAP);
+    /// empty: leave spreading to the NIC.
+    pub xdp_spread: String,
     pub control: ControlConfig,
 }
 
@@ -147,6 +150,7 @@ impl Default for Config {
             park_timeout_us: 10_000,
             ebpf: crate::ebpf::EbpfMode::Off,
             syn_guard: Default::default(),
+            xdp_spread: String::new(),
             control: ControlConfig::default(),
         }
     }

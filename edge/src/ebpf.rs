@@ -95,7 +95,8 @@ pub struct SynGuardConfig {
     pub rate_per_sec: u64,
     /// SYNs a source may send at once.
     pub burst: u64,
-    /// Run the XDP program in the driver (native) or in the stack (generic).
+    /// Run the XDP programs (this guard and `xdp_spread`) in the driver (native) or in
+    /// the stack (generic).
     pub native: bool,
 }
 
@@ -131,4 +132,22 @@ pub fn start_syn_guard(config: &SynGuardConfig, ports: &[u16]) -> anyhow::Result
         native = config.native, ?ports, "SYN-flood guard attached"
     );
     Ok(guard)
+}
+
+/// Loads the SYN spreader (XDP + CPUMAP) on `interface` over CPUs `0..cpus` (the
+/// executors' CPUs when pinned): for NICs that deliver every SYN to one CPU.
+pub fn start_cpu_spreader(
+    interface: &str,
+    cpus: u32,
+    native: bool,
+) -> anyhow::Result<pylon_ebpf::cpuspread::CpuSpreader> {
+    let mut spreader = pylon_ebpf::cpuspread::CpuSpreader::load(cpus)?;
+    let mode = if native {
+        aya::programs::XdpMode::Driver
+    } else {
+        aya::programs::XdpMode::Skb
+    };
+    spreader.attach(interface, mode)?;
+    tracing::info!(interface, cpus, native, "XDP spreads SYNs over the executors' CPUs");
+    Ok(spreader)
 }

@@ -199,6 +199,8 @@ pub struct EdgeShared {
     pub selectors: Option<Arc<crate::ebpf::ListenerSelectors>>,
     /// The SYN-flood guard, when configured (its blocklist is managed through the admin API).
     pub syn_guard: Option<std::sync::Mutex<pylon_ebpf::synguard::SynGuard>>,
+    /// The XDP SYN spreader, when configured (`--xdp-spread <iface>`).
+    pub cpu_spreader: Option<pylon_ebpf::cpuspread::CpuSpreader>,
     /// Kernel-level TCP metrics of the edge's ports (with `--ebpf auto|on`).
     pub tcp_metrics: Option<pylon_ebpf::tcpmetrics::TcpMetrics>,
     pub peers: ExecutorHandle,

@@ -78,6 +78,10 @@ struct Cli {
     /// it loads), on (refuse to start without it). Needs root or CAP_BPF.
     #[arg(long, value_enum)]
     ebpf: Option<pylon_edge::ebpf::EbpfMode>,
+    /// Spread SYNs arriving on this interface over the executors' CPUs (XDP + CPUMAP), for
+    /// NICs that spread poorly; pair with --pin-cpus and --ebpf on.
+    #[arg(long)]
+    xdp_spread: Option<String>,
     /// Guard against SYN floods on this interface (XDP): SYNs to the edge's ports are
     /// limited per source, and blocklisted sources are dropped (see the admin API).
     #[arg(long)]
@@ -88,9 +92,10 @@ struct Cli {
     /// SYNs a source may send at once (with --syn-guard).
     #[arg(long)]
     syn_burst: Option<u64>,
-    /// Run the guard in the driver (native XDP) instead of the stack (generic).
+    /// Run the XDP programs (--syn-guard, --xdp-spread) in the driver (native) instead of
+    /// the stack (generic).
     #[arg(long)]
-    syn_guard_native: bool,
+    xdp_native: bool,
     /// Let the app service decide logins from its pile registry (needs --control).
     #[arg(long)]
     app_login: bool,
@@ -205,6 +210,9 @@ impl Cli {
         if let Some(mode) = self.ebpf {
             c.ebpf = mode;
         }
+        if let Some(interface) = self.xdp_spread {
+            c.xdp_spread = interface;
+        }
         if let Some(interface) = self.syn_guard {
             c.syn_guard.interface = interface;
         }
@@ -214,7 +222,7 @@ impl Cli {
         if let Some(burst) = self.syn_burst {
             c.syn_guard.burst = burst;
         }
-        c.syn_guard.native |= self.syn_guard_native;
+        c.syn_guard.native |= self.xdp_native;
         c.validate()?;
         Ok(c)
     }
@@ -273,6 +281,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .context("starting the SYN-flood guard (needs root or CAP_BPF + CAP_NET_ADMIN)")?;
         Some(std::sync::Mutex::new(guard))
     };
+    let cpu_spreader = if config.xdp_spread.is_empty() {
+        None
+    } else {
+        Some(
+            pylon_edge::ebpf::start_cpu_spreader(
+                &config.xdp_spread,
+                config.executor_count() as u32,
+                config.syn_guard.native,
+            )
+            .context("starting the XDP SYN spreader (needs root)")?,
+        )
+    };
     let tcp_metrics = if config.ebpf == pylon_edge::ebpf::EbpfMode::Off {
         None
     } else {
@@ -311,6 +331,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         selectors,
         syn_guard,
         tcp_metrics,
+        cpu_spreader,
         peers: handle.clone(),
     });
     let mut background: Vec<admin::Background> = Vec::new();
