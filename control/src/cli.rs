@@ -1,6 +1,6 @@
 //! The `pylonctl` command line: one clap enum with a variant per command group. The
 //! operator commands (status, edges, apps, shards, entry, routes; piles, records, charge;
-//! guard) live in [`crate::ops_cli`] and are flattened in beside `ykc` and `completions`.
+//! guard, top) live in [`crate::ops_cli`] and are flattened in beside `ykc` and `completions`.
 
 use std::io::{self, Write};
 
@@ -19,15 +19,18 @@ charger is sent to, and how the route table changes. It drains edges for mainten
 Through the app service (pylon-app), it runs the charging business: registers chargers
 (piles), shows their guns and connection, starts and stops charges, and reads the
 transaction records. Through an edge's admin API (pylon-edge), it shows the edge's
-SYN-flood guard and blocks or unblocks sources. Offline, it speaks the YKC V1.6 charger protocol: paste a frame
-captured from a charger to see what it says, or build a frame from JSON to send to one.
+SYN-flood guard and blocks or unblocks sources, and watches edges live (top: sessions,
+connections per executor, heartbeat and frame rates, the kernel's eBPF counts).
+Offline, it speaks the YKC V1.6 charger protocol: paste a frame captured from a charger
+to see what it says, or build a frame from JSON to send to one.
 
 The control plane is found at --endpoint, else PYLON_ENDPOINT, else `endpoint` in the
 config file (~/.config/pylon/pylonctl.toml), else http://127.0.0.1:7400. The app
 service (for piles, records and charge) is found at --app-endpoint, else
 PYLON_APP_ENDPOINT, else `app_endpoint` in the config file, else http://127.0.0.1:7510.
-An edge's admin API (for guard) is found at --edge-admin, else PYLON_EDGE_ADMIN, else
-`edge_admin` in the config file, else http://127.0.0.1:9100; it takes no token.
+An edge's admin API (for guard and top) is found at --edge-admin, else PYLON_EDGE_ADMIN, else
+`edge_admin` in the config file, else http://127.0.0.1:9100; it takes no token (top
+takes --edge-admin once per edge, for several).
 Admin commands, and all of piles, records and charge, need the control plane's admin
 token: --token, PYLON_TOKEN, or `token = \"...\"` in the config file. Every operator
 command prints a table, or the server's JSON with -o json.
@@ -47,6 +50,7 @@ Examples:
   pylonctl records list 32010200000001 --from 2024-05-01 --app-endpoint http://10.0.0.7:7510
   pylonctl guard status
   pylonctl guard block 203.0.113.7 --edge-admin http://10.0.0.3:9100
+  pylonctl top --edge-admin http://10.0.0.3:9100 --edge-admin http://10.0.0.4:9100
   pylonctl ykc decode '68 0D 00 01 00 03 32 01 02 00 00 00 01 01 00 F1 1A'
   pylonctl ykc encode Heartbeat '{\"pile_no\":\"32010200000001\",\"gun_no\":\"01\",\"gun_status\":0}'
   pylonctl completions bash > /etc/bash_completion.d/pylonctl
@@ -58,7 +62,8 @@ Exit status:
   2  invalid input: a frame, JSON, frame type, pile or trade number, balance, time, IPv4
      address or config file; also a request the server refused as invalid (HTTP 400)
   3  the control plane could not be reached (connection refused, timed out, unknown host);
-     for piles, records and charge, the app service; for guard, the edge";
+     for piles, records and charge, the app service; for guard, the edge; for top,
+     every edge, at every refresh of --count";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -110,8 +115,8 @@ pub enum Failure {
     /// Anything else, e.g. stdout could not be written: exit status 1.
     Other(anyhow::Error),
     /// The control plane (or, for `piles`/`records`/`charge`, the app service; for
-    /// `guard`, the edge) could not be reached at all (refused, timed out, unknown host):
-    /// exit status 3.
+    /// `guard`, the edge; for `top`, every edge) could not be reached at all (refused,
+    /// timed out, unknown host): exit status 3.
     Unreachable(String),
 }
 
@@ -193,6 +198,7 @@ mod tests {
         assert!(script.contains("undrain") && script.contains("--grpc-endpoint"));
         assert!(script.contains("records") && script.contains("--app-endpoint"));
         assert!(script.contains("unblock") && script.contains("--edge-admin"));
+        assert!(script.contains("top") && script.contains("--interval"));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The operator commands of `pylonctl`: `status`, `edges`, `apps`, `shards`, `entry` and
 //! `routes`, which talk to a running control plane over its HTTP/JSON API
 //! ([`crate::api`]) and, for `routes watch`, its gRPC route stream; and `piles`,
-//! `records` and `charge`, which talk to the app service's operator API; and `guard`,
-//! which talks to an edge's admin API.
+//! `records` and `charge`, which talk to the app service's operator API; and `guard` and
+//! `top`, which talk to edges' admin APIs.
 //!
 //! - [`config`]: where the endpoints and token come from (flag > env > file > default).
 //! - [`client`]: the HTTP client and its errors.
@@ -11,6 +11,7 @@
 //! - [`business`]: `piles`, `records` and `charge`; [`business_output`] prints them and
 //!   [`units`] reads and writes their money, energy and times.
 //! - [`guard`]: `guard status|block|unblock`, an edge's SYN-flood guard.
+//! - [`top`]: `top`, a live view of edges from their Prometheus metrics.
 
 pub mod business;
 pub mod business_output;
@@ -18,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod guard;
 pub mod output;
+pub mod top;
 pub mod units;
 pub mod watch;
 
@@ -33,6 +35,7 @@ use self::business::{ChargeArgs, PilesArgs, RecordsArgs};
 use self::client::{path_segment, Client, ClientError};
 use self::config::{Flags, Settings};
 use self::guard::GuardArgs;
+use self::top::TopArgs;
 use crate::api::{
     AppInfo, EdgeInfo, EntryReply, PileShardReply, ShardMapReply, StatusReply, Transport,
 };
@@ -248,6 +251,9 @@ pub enum OpsCommand {
     /// Show an edge's SYN-flood guard; block and unblock sources (edge admin API).
     #[command(long_about = guard::GUARD_ABOUT)]
     Guard(GuardArgs),
+    /// Watch edges live: sessions, connections, rates (edge metrics).
+    #[command(long_about = top::TOP_ABOUT)]
+    Top(TopArgs),
 }
 
 #[derive(Debug, Args)]
@@ -525,6 +531,7 @@ pub fn run(
         OpsCommand::Records(args) => business::run_records(args, env, out),
         OpsCommand::Charge(args) => business::run_charge(args, env, out),
         OpsCommand::Guard(args) => guard::run_guard(args, env, out),
+        OpsCommand::Top(args) => top::run_top(args, env, out),
     }
 }
 

@@ -254,18 +254,20 @@ impl Client {
         token: Option<String>,
         token_hint: String,
     ) -> Self {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("pylonctl/", env!("CARGO_PKG_VERSION")))
-            .build();
         Client {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             token,
             token_hint,
             service,
-            agent,
+            agent: agent(CONNECT_TIMEOUT, REQUEST_TIMEOUT),
         }
+    }
+
+    /// The same client with other time limits: `connect` for the TCP connection, `total`
+    /// for a whole request (e.g. shorter than a refresh interval, for `pylonctl top`).
+    pub fn with_timeouts(mut self, connect: Duration, total: Duration) -> Self {
+        self.agent = agent(connect, total);
+        self
     }
 
     /// The error for a reply that parsed as JSON but not as what the command expects.
@@ -299,6 +301,22 @@ impl Client {
         query: &[(&str, &str)],
     ) -> Result<T, ClientError> {
         self.call("GET", path, query, false)
+    }
+
+    /// A public `GET` of a text resource such as `/metrics` (no token is sent): the body
+    /// as it came.
+    pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        match self
+            .agent
+            .get(&format!("{}{path}", self.endpoint))
+            .set("Accept", "text/plain, */*")
+            .call()
+        {
+            Ok(response) => response
+                .into_string()
+                .map_err(|e| self.bad_reply("GET", path, e.to_string())),
+            Err(e) => Err(self.failed("GET", path, e, false)),
+        }
     }
 
     /// An admin `POST` with an empty body.
@@ -377,24 +395,37 @@ impl Client {
             None if method == "POST" => request.send_bytes(&[]),
             None => request.call(),
         };
-        let bad_reply = |reason: String| self.bad_reply(method, path, reason);
         match result {
             Ok(response) => response
                 .into_json::<T>()
-                .map_err(|e| bad_reply(e.to_string())),
-            Err(ureq::Error::Status(status, response)) => {
+                .map_err(|e| self.bad_reply(method, path, e.to_string())),
+            Err(e) => Err(self.failed(method, path, e, token.is_some())),
+        }
+    }
+
+    /// What a request that got no successful reply comes to.
+    fn failed(
+        &self,
+        method: &'static str,
+        path: &str,
+        error: ureq::Error,
+        token_sent: bool,
+    ) -> ClientError {
+        let bad_reply = |reason: String| self.bad_reply(method, path, reason);
+        match error {
+            ureq::Error::Status(status, response) => {
                 let body = response.into_string().unwrap_or_default();
-                Err(ClientError::Api {
+                ClientError::Api {
                     service: self.service,
                     method,
                     path: path.to_owned(),
                     status,
                     error: serde_json::from_str::<ApiError>(&body).ok(),
-                    token_sent: token.is_some(),
+                    token_sent,
                     token_hint: self.token_hint.clone(),
-                })
+                }
             }
-            Err(ureq::Error::Transport(t)) => Err(match t.kind() {
+            ureq::Error::Transport(t) => match t.kind() {
                 ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns | ureq::ErrorKind::Io => {
                     ClientError::Unreachable {
                         service: self.service,
@@ -403,9 +434,17 @@ impl Client {
                     }
                 }
                 _ => bad_reply(t.to_string()),
-            }),
+            },
         }
     }
+}
+
+fn agent(connect: Duration, total: Duration) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(connect)
+        .timeout(total)
+        .user_agent(concat!("pylonctl/", env!("CARGO_PKG_VERSION")))
+        .build()
 }
 
 /// "connection refused", "timed out", ... from a transport error's chain of causes.

@@ -1,0 +1,1382 @@
+//! `pylonctl top`: a live view of one or more edges, read from their Prometheus metrics
+//! (`GET /metrics` on the edge's admin API, `edge/src/admin.rs`; no token).
+//!
+//! Every `--interval` the edges are read at once (one thread each), and each gets a
+//! block: sessions and connections by transport, connections by executor, and rates
+//! (heartbeats, frames in, and the kernel's eBPF counts when the edge exports them)
+//! from the change since the edge's previous sample. The text exposition format is
+//! parsed here, as far as `top` needs it ([`parse_metrics`]).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use serde::Serialize;
+
+use super::client::{Client, ClientError};
+use super::config::{self, Flags, Target};
+use super::units::format_time;
+use super::OutputFormat;
+use crate::cli::Failure;
+
+pub const TOP_ABOUT: &str = "\
+Watch one or more edges live, from their Prometheus metrics (GET /metrics on the edge's
+admin API, which takes no token). Every --interval seconds (2 by default) pylonctl reads
+every edge's metrics and prints one block per edge:
+
+  sessions        logged-in charger sessions, in all and by transport
+  connections     open charger connections, in all and by transport
+  executors       open connections on each executor (thread), to show their spread
+  heartbeats/s    heartbeats the edge answered
+  frames in/s     frames received from chargers, of every type
+  kernel (eBPF)   only for an edge that runs the kernel programs (pylon-edge --ebpf,
+                  --syn-guard):
+    placed/s      new connections the eBPF listener selection placed by the SYN's
+                  CPU, and those it had to place elsewhere (fallback)
+    tcp entries/s sockets on the edge's ports entering ESTABLISHED, CLOSE_WAIT and
+                  SYN_RECV
+    retransmits/s TCP retransmissions on the edge's ports
+    syn guard/s   SYNs the SYN-flood guard passed, and dropped (rate or blocklist)
+
+A rate (/s) is the change between two refreshes, so the first refresh shows \"-\" for
+every rate; \"-\" also stands for a metric the edge does not export. An edge that
+cannot be reached shows \"unreachable\", and is tried again at every refresh.
+
+Give --edge-admin once per edge. Without it, the edge is PYLON_EDGE_ADMIN, else
+`edge_admin` in the config file, else http://127.0.0.1:9100. Runs until Ctrl-C, or
+for --count refreshes; with -o json, each refresh is one JSON object on a line of its
+own. Exit status 3 when --count refreshes ran and no edge could be reached at all.
+
+Examples:
+  pylonctl top
+  pylonctl top --edge-admin http://10.0.0.3:9100 --edge-admin http://10.0.0.4:9100
+  pylonctl top --interval 10
+  pylonctl top --count 2 -o json | tail -n1 | jq '.edges[] | {edge, heartbeats_per_sec}'";
+
+/// The default `--interval`, in seconds.
+pub const DEFAULT_INTERVAL: &str = "2";
+
+/// The path of the edge's Prometheus metrics.
+pub const METRICS_PATH: &str = "/metrics";
+
+// The metrics `top` reads (`edge/src/metrics.rs`; counters end in `_total`).
+pub const SESSIONS: &str = "pylon_edge_sessions";
+pub const CONNECTIONS: &str = "pylon_edge_connections";
+pub const HEARTBEATS: &str = "pylon_edge_heartbeats_total";
+pub const FRAMES_IN: &str = "pylon_edge_frames_in_total";
+pub const EBPF_SELECTIONS: &str = "pylon_edge_ebpf_selections";
+pub const TCP_STATE_ENTRIES: &str = "pylon_edge_tcp_state_entries";
+/// Exported (as 0) by every edge, with or without the kernel programs: it is shown with
+/// [`TCP_STATE_ENTRIES`], which only an edge running them exports.
+pub const TCP_RETRANSMITS: &str = "pylon_edge_tcp_retransmits";
+pub const SYN_GUARD: &str = "pylon_edge_syn_guard";
+
+/// Executors per line of the executors row.
+const EXECUTORS_PER_LINE: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct TopArgs {
+    /// An edge's admin HTTP address; repeat for several edges [env: PYLON_EDGE_ADMIN] [default: http://127.0.0.1:9100]
+    ///
+    /// Without this flag: PYLON_EDGE_ADMIN, else `edge_admin` in the config
+    /// file, else http://127.0.0.1:9100 (one edge). It is pylon-edge's
+    /// --admin-listen, which is 127.0.0.1:9100 unless set otherwise.
+    #[arg(
+        long,
+        value_name = "URL",
+        help_heading = "Connection and output",
+        verbatim_doc_comment
+    )]
+    pub edge_admin: Vec<String>,
+
+    /// Seconds between refreshes, e.g. 2 or 0.5 (at least 0.1)
+    #[arg(long, value_name = "SECS", default_value = DEFAULT_INTERVAL, value_parser = parse_interval)]
+    pub interval: Duration,
+
+    /// Stop after this many refreshes (the first shows no rates yet) [default: until Ctrl-C]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// The config file [env: PYLONCTL_CONFIG] [default: ~/.config/pylon/pylonctl.toml]
+    ///
+    /// TOML; `top` reads its key `edge_admin`, e.g.
+    ///     edge_admin = "http://10.0.0.3:9100"
+    /// A file named by this flag or by PYLONCTL_CONFIG must exist.
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Connection and output",
+        verbatim_doc_comment
+    )]
+    pub config: Option<PathBuf>,
+
+    /// How to print: `table` for people, `json` for scripts (one object per refresh)
+    #[arg(
+        long,
+        short = 'o',
+        value_enum,
+        default_value_t = OutputFormat::Table,
+        value_name = "FORMAT",
+        help_heading = "Connection and output"
+    )]
+    pub output: OutputFormat,
+}
+
+/// `--interval`: seconds, decimals allowed, from 0.1 to a day.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds (e.g. 2 or 0.5)"))?;
+    if !(0.1..=86_400.0).contains(&secs) {
+        return Err(format!(
+            "{text} seconds is out of range: give from 0.1 to 86400"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+// ---------------------------------------------------------------------------------------
+// The text exposition format
+
+/// One sample: `name{label="value",...} value [timestamp]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The samples of one `/metrics` reply.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Metrics {
+    pub samples: Vec<Sample>,
+}
+
+/// Reads the Prometheus / OpenMetrics text format, as far as `top` needs it: comments
+/// (`# HELP`, `# TYPE`, `# EOF`) and blank lines are skipped, and so is any line that is
+/// not a sample, so that one odd line does not hide the rest.
+pub fn parse_metrics(text: &str) -> Metrics {
+    Metrics {
+        samples: text.lines().filter_map(parse_sample).collect(),
+    }
+}
+
+fn parse_sample(line: &str) -> Option<Sample> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let name_end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .unwrap_or(line.len());
+    let name = &line[..name_end];
+    if name.is_empty() {
+        return None;
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = Vec::new();
+    if let Some(after) = rest.strip_prefix('{') {
+        let (parsed, after) = parse_labels(after)?;
+        labels = parsed;
+        rest = after;
+    }
+    // The value, then an optional timestamp.
+    let value = rest.split_whitespace().next()?.parse().ok()?;
+    Some(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
+}
+
+/// `key="value",...}` -> the labels and what follows the `}`.
+fn parse_labels(mut s: &str) -> Option<(Vec<(String, String)>, &str)> {
+    let mut labels = Vec::new();
+    loop {
+        s = s.trim_start();
+        if let Some(after) = s.strip_prefix('}') {
+            return Some((labels, after));
+        }
+        let (key, after) = s.split_once('=')?;
+        let quoted = after.trim_start().strip_prefix('"')?;
+        let mut chars = quoted.char_indices();
+        let mut value = String::new();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        labels.push((key.trim().to_owned(), value));
+        let after = quoted[end + 1..].trim_start();
+        s = after.strip_prefix(',').unwrap_or(after);
+    }
+}
+
+impl Metrics {
+    fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        filter: &'a [(&str, &str)],
+    ) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.samples
+            .iter()
+            .filter(move |s| s.name == name && filter.iter().all(|(k, v)| s.label(k) == Some(*v)))
+    }
+
+    /// Whether any sample of `name` is there.
+    pub fn has(&self, name: &str) -> bool {
+        self.matching(name, &[]).next().is_some()
+    }
+
+    /// The sum of the samples of `name` whose labels include `filter`; `None` when there
+    /// is none.
+    pub fn sum(&self, name: &str, filter: &[(&str, &str)]) -> Option<f64> {
+        self.matching(name, filter)
+            .map(|s| s.value)
+            .fold(None, |acc, v| Some(acc.unwrap_or(0.0) + v))
+    }
+
+    /// The samples of `name`, summed by the value of their label `key` (samples without
+    /// it are left out).
+    pub fn sum_by(&self, name: &str, key: &str) -> BTreeMap<String, f64> {
+        let mut by = BTreeMap::new();
+        for s in self.matching(name, &[]) {
+            if let Some(v) = s.label(key) {
+                *by.entry(v.to_owned()).or_insert(0.0) += s.value;
+            }
+        }
+        by
+    }
+
+    /// Whether the reply is an edge's: it has some `pylon_edge_` metric.
+    pub fn is_edge(&self) -> bool {
+        self.samples
+            .iter()
+            .any(|s| s.name.starts_with("pylon_edge_"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// What a refresh shows
+
+/// A gauge in all and by transport.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Split {
+    pub total: i64,
+    pub by_transport: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecutorConnections {
+    pub executor: String,
+    pub connections: i64,
+}
+
+/// New connections placed per second by the eBPF listener selection (both transports).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Placed {
+    pub by_cpu: Option<f64>,
+    pub fallback: Option<f64>,
+}
+
+/// The kernel's TCP counts of the edge's ports, per second.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TcpRates {
+    pub established: Option<f64>,
+    pub close_wait: Option<f64>,
+    pub syn_recv: Option<f64>,
+    pub retransmits: Option<f64>,
+}
+
+/// SYNs per second by the SYN-flood guard's verdict; `dropped` is both kinds of drop.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SynGuardRates {
+    pub passed: Option<f64>,
+    pub dropped: Option<f64>,
+    pub dropped_rate: Option<f64>,
+    pub dropped_blocked: Option<f64>,
+}
+
+/// What the edge's eBPF programs counted; each part is there only when the edge
+/// exports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Kernel {
+    pub placed_per_sec: Option<Placed>,
+    pub tcp_per_sec: Option<TcpRates>,
+    pub syn_guard_per_sec: Option<SynGuardRates>,
+}
+
+/// One edge's figures at one refresh. `None`: not exported, or (for a rate) no
+/// earlier sample to compare with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EdgeStats {
+    pub sessions: Option<Split>,
+    pub connections: Option<Split>,
+    pub executors: Vec<ExecutorConnections>,
+    pub heartbeats_per_sec: Option<f64>,
+    pub frames_in_per_sec: Option<f64>,
+    pub kernel: Option<Kernel>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EdgeStatus {
+    Ok,
+    /// No HTTP conversation: refused, timed out, unknown host.
+    Unreachable,
+    /// It answered, but not with an edge's metrics.
+    Error,
+}
+
+/// One edge's block.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EdgeReport {
+    pub edge: String,
+    pub status: EdgeStatus,
+    /// Why it is unreachable ("connection refused") or what went wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(flatten)]
+    pub stats: Option<EdgeStats>,
+}
+
+/// One refresh: one JSON object with `-o json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Refresh {
+    /// UTC, whole seconds.
+    pub time: String,
+    /// 1 for the first.
+    pub refresh: u64,
+    pub interval_secs: f64,
+    pub edges: Vec<EdgeReport>,
+    /// `--count`, for the header.
+    #[serde(skip)]
+    pub count: Option<u64>,
+}
+
+/// The figures of `cur`, with rates from the change since `prev` (`(sample, seconds
+/// before cur)`). A rate is `None` without an earlier sample, without the metric in
+/// both, or when it went down (the edge restarted).
+pub fn edge_stats(cur: &Metrics, prev: Option<(&Metrics, f64)>) -> EdgeStats {
+    let rate = |name: &str, filter: &[(&str, &str)]| -> Option<f64> {
+        let (before, secs) = prev?;
+        let delta = cur.sum(name, filter)? - before.sum(name, filter)?;
+        (secs > 0.0 && delta >= 0.0).then(|| round3(delta / secs))
+    };
+    let split = |name: &str| -> Option<Split> {
+        Some(Split {
+            total: count(cur.sum(name, &[])?),
+            by_transport: cur
+                .sum_by(name, "transport")
+                .into_iter()
+                .map(|(k, v)| (k, count(v)))
+                .collect(),
+        })
+    };
+    let mut executors: Vec<ExecutorConnections> = cur
+        .sum_by(CONNECTIONS, "executor")
+        .into_iter()
+        .map(|(executor, v)| ExecutorConnections {
+            executor,
+            connections: count(v),
+        })
+        .collect();
+    // By number where they are numbers (10 after 9), else by name.
+    executors.sort_by(|a, b| {
+        let n = |e: &ExecutorConnections| e.executor.parse::<u64>().ok();
+        n(a).cmp(&n(b)).then_with(|| a.executor.cmp(&b.executor))
+    });
+
+    let placed = cur.has(EBPF_SELECTIONS).then(|| Placed {
+        by_cpu: rate(EBPF_SELECTIONS, &[("outcome", "by_cpu")]),
+        fallback: rate(EBPF_SELECTIONS, &[("outcome", "fallback")]),
+    });
+    let state = |s: &str| rate(TCP_STATE_ENTRIES, &[("state", s)]);
+    let tcp = cur.has(TCP_STATE_ENTRIES).then(|| TcpRates {
+        established: state("established"),
+        close_wait: state("close_wait"),
+        syn_recv: state("syn_recv"),
+        retransmits: rate(TCP_RETRANSMITS, &[]),
+    });
+    let verdict = |v: &str| rate(SYN_GUARD, &[("verdict", v)]);
+    let guard = cur.has(SYN_GUARD).then(|| {
+        let (dropped_rate, dropped_blocked) = (verdict("dropped_rate"), verdict("dropped_blocked"));
+        SynGuardRates {
+            passed: verdict("passed"),
+            dropped: match (dropped_rate, dropped_blocked) {
+                (Some(a), Some(b)) => Some(round3(a + b)),
+                (a, b) => a.or(b),
+            },
+            dropped_rate,
+            dropped_blocked,
+        }
+    });
+    let kernel = (placed.is_some() || tcp.is_some() || guard.is_some()).then_some(Kernel {
+        placed_per_sec: placed,
+        tcp_per_sec: tcp,
+        syn_guard_per_sec: guard,
+    });
+
+    EdgeStats {
+        sessions: split(SESSIONS),
+        connections: split(CONNECTIONS),
+        executors,
+        heartbeats_per_sec: rate(HEARTBEATS, &[]),
+        frames_in_per_sec: rate(FRAMES_IN, &[]),
+        kernel,
+    }
+}
+
+fn count(v: f64) -> i64 {
+    v.round() as i64
+}
+
+/// To a thousandth, so that JSON shows 41.5 rather than 41.49999999.
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+// ---------------------------------------------------------------------------------------
+// Printing
+
+fn rate_text(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
+}
+
+fn split_text(s: &Option<Split>) -> String {
+    match s {
+        None => "-".to_owned(),
+        Some(s) if s.by_transport.is_empty() => s.total.to_string(),
+        Some(s) => {
+            let parts: Vec<String> = s
+                .by_transport
+                .iter()
+                .map(|(t, n)| format!("{t} {n}"))
+                .collect();
+            format!("{}  ({})", s.total, parts.join(", "))
+        }
+    }
+}
+
+/// `2s`, `0.5s`.
+fn secs_text(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+/// Rows of `key  value`, keys (with their indent) padded to one width.
+fn rows_text(rows: &[(String, String)]) -> String {
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    rows.iter()
+        .map(|(k, v)| {
+            let line = format!("  {k}{}  {v}", " ".repeat(width - k.chars().count()));
+            format!("{}\n", line.trim_end())
+        })
+        .collect()
+}
+
+/// One edge's block: `EDGE <url>`, then its figures, or why there are none.
+pub fn render_edge(r: &EdgeReport) -> String {
+    let mut out = format!("EDGE {}\n", r.edge);
+    let error = r.error.as_deref().unwrap_or("no reason given");
+    let s = match (&r.status, &r.stats) {
+        (EdgeStatus::Unreachable, _) => {
+            out.push_str(&format!("  unreachable ({error})\n"));
+            return out;
+        }
+        (EdgeStatus::Error, _) | (EdgeStatus::Ok, None) => {
+            out.push_str(&format!("  error: {error}\n"));
+            return out;
+        }
+        (EdgeStatus::Ok, Some(s)) => s,
+    };
+    let mut rows: Vec<(String, String)> = vec![
+        ("sessions".into(), split_text(&s.sessions)),
+        ("connections".into(), split_text(&s.connections)),
+    ];
+    match (
+        s.executors.iter().map(|e| e.connections).min(),
+        s.executors.iter().map(|e| e.connections).max(),
+    ) {
+        (Some(min), Some(max)) => {
+            rows.push((
+                "executors".into(),
+                format!("{}, connections min {min}, max {max}", s.executors.len()),
+            ));
+            for chunk in s.executors.chunks(EXECUTORS_PER_LINE) {
+                let cells: Vec<String> = chunk
+                    .iter()
+                    .map(|e| format!("{}: {}", e.executor, e.connections))
+                    .collect();
+                rows.push((String::new(), cells.join("  ")));
+            }
+        }
+        _ => rows.push(("executors".into(), "-".into())),
+    }
+    rows.push(("heartbeats/s".into(), rate_text(s.heartbeats_per_sec)));
+    rows.push(("frames in/s".into(), rate_text(s.frames_in_per_sec)));
+    if let Some(k) = &s.kernel {
+        rows.push(("kernel (eBPF)".into(), String::new()));
+        if let Some(p) = &k.placed_per_sec {
+            rows.push((
+                "  placed/s".into(),
+                format!(
+                    "by cpu {}  fallback {}",
+                    rate_text(p.by_cpu),
+                    rate_text(p.fallback)
+                ),
+            ));
+        }
+        if let Some(t) = &k.tcp_per_sec {
+            rows.push((
+                "  tcp entries/s".into(),
+                format!(
+                    "established {}  close_wait {}  syn_recv {}",
+                    rate_text(t.established),
+                    rate_text(t.close_wait),
+                    rate_text(t.syn_recv)
+                ),
+            ));
+            rows.push(("  retransmits/s".into(), rate_text(t.retransmits)));
+        }
+        if let Some(g) = &k.syn_guard_per_sec {
+            rows.push((
+                "  syn guard/s".into(),
+                format!(
+                    "passed {}  dropped {}",
+                    rate_text(g.passed),
+                    rate_text(g.dropped)
+                ),
+            ));
+        }
+    }
+    out.push_str(&rows_text(&rows));
+    out
+}
+
+/// A refresh for people: a header line, then a block per edge, each followed by a
+/// blank line.
+pub fn render_refresh(r: &Refresh, interval: Duration) -> String {
+    let of = r.count.map(|n| format!(" of {n}")).unwrap_or_default();
+    let first = if r.refresh == 1 {
+        "  (rates from the next refresh on)"
+    } else {
+        ""
+    };
+    let mut out = format!(
+        "pylonctl top  {}  every {}  refresh {}{of}{first}\n\n",
+        r.time,
+        secs_text(interval),
+        r.refresh
+    );
+    for edge in &r.edges {
+        out.push_str(&render_edge(edge));
+        out.push('\n');
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Running
+
+/// The edges' admin URLs: every `--edge-admin`, checked (duplicates once), else the one
+/// from PYLON_EDGE_ADMIN, the config file or the default.
+pub fn resolve_edges(
+    args: &TopArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, Failure> {
+    let one = |edge_admin: Option<String>| -> Result<String, Failure> {
+        let flags = Flags {
+            config: args.config.clone(),
+            edge_admin,
+            target: Target::EdgeAdmin,
+            ..Flags::default()
+        };
+        Ok(config::resolve(&flags, env)?.edge_admin)
+    };
+    if args.edge_admin.is_empty() {
+        return Ok(vec![one(None)?]);
+    }
+    let mut edges = Vec::new();
+    for given in &args.edge_admin {
+        if given.trim().is_empty() {
+            return Err(Failure::BadInput(
+                "--edge-admin is empty: give an http:// URL such as http://127.0.0.1:9100".into(),
+            ));
+        }
+        let edge = one(Some(given.clone()))?;
+        if !edges.contains(&edge) {
+            edges.push(edge);
+        }
+    }
+    Ok(edges)
+}
+
+/// One edge's `/metrics`, read as the edge's: a reply without any `pylon_edge_` metric
+/// is not from an edge's admin server.
+fn fetch(client: &Client) -> Result<Metrics, ClientError> {
+    let metrics = parse_metrics(&client.get_text(METRICS_PATH)?);
+    if metrics.is_edge() {
+        Ok(metrics)
+    } else {
+        Err(client.bad_reply("GET", METRICS_PATH, "it holds no pylon_edge_ metric".into()))
+    }
+}
+
+/// Every edge's metrics, read at once, each with the moment its reply came.
+fn fetch_all(clients: &[Client]) -> Vec<(Instant, Result<Metrics, ClientError>)> {
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = clients
+            .iter()
+            .map(|client| {
+                scope.spawn(move || {
+                    let result = fetch(client);
+                    (Instant::now(), result)
+                })
+            })
+            .collect();
+        readers
+            .into_iter()
+            .map(|reader| reader.join().expect("a metrics reader panicked"))
+            .collect()
+    })
+}
+
+fn now_text() -> String {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    format_time(ms)
+}
+
+/// Runs `pylonctl top`.
+pub fn run_top(
+    args: TopArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let edges = resolve_edges(&args, env)?;
+    // A slow edge holds up a refresh by at most this much.
+    let timeout = args
+        .interval
+        .clamp(Duration::from_secs(1), Duration::from_secs(10));
+    let clients: Vec<Client> = edges
+        .iter()
+        .map(|edge| Client::edge_admin(edge).with_timeouts(timeout, timeout))
+        .collect();
+    let mut previous: Vec<Option<(Instant, Metrics)>> = vec![None; clients.len()];
+    let mut ever_read = false;
+    // The first failure of each kind, for the exit status when no edge was ever read.
+    let mut first_unreachable: Option<ClientError> = None;
+    let mut first_error: Option<ClientError> = None;
+
+    let mut next = Instant::now();
+    let mut refresh = 0u64;
+    loop {
+        refresh += 1;
+        if refresh > 1 {
+            next += args.interval;
+            let now = Instant::now();
+            match next.checked_duration_since(now) {
+                Some(wait) => std::thread::sleep(wait),
+                // Reading took longer than the interval: start again from now.
+                None => next = now,
+            }
+        }
+        let time = now_text();
+        let mut reports = Vec::with_capacity(clients.len());
+        for ((edge, (at, result)), prev) in edges
+            .iter()
+            .zip(fetch_all(&clients))
+            .zip(previous.iter_mut())
+        {
+            let report = match result {
+                Ok(metrics) => {
+                    ever_read = true;
+                    let before = prev
+                        .as_ref()
+                        .map(|(t, m)| (m, at.saturating_duration_since(*t).as_secs_f64()));
+                    let stats = edge_stats(&metrics, before);
+                    *prev = Some((at, metrics));
+                    EdgeReport {
+                        edge: edge.clone(),
+                        status: EdgeStatus::Ok,
+                        error: None,
+                        stats: Some(stats),
+                    }
+                }
+                Err(e) => {
+                    // Rates start afresh once it is back (it may have restarted).
+                    *prev = None;
+                    let (status, error) = match &e {
+                        ClientError::Unreachable { reason, .. } => {
+                            (EdgeStatus::Unreachable, reason.clone())
+                        }
+                        other => (EdgeStatus::Error, other.to_string()),
+                    };
+                    let first = match status {
+                        EdgeStatus::Unreachable => &mut first_unreachable,
+                        _ => &mut first_error,
+                    };
+                    if first.is_none() {
+                        *first = Some(e);
+                    }
+                    EdgeReport {
+                        edge: edge.clone(),
+                        status,
+                        error: Some(error),
+                        stats: None,
+                    }
+                }
+            };
+            reports.push(report);
+        }
+        let shown = Refresh {
+            time,
+            refresh,
+            interval_secs: args.interval.as_secs_f64(),
+            edges: reports,
+            count: args.count,
+        };
+        match args.output {
+            OutputFormat::Json => {
+                let line = serde_json::to_string(&shown)
+                    .map_err(|e| Failure::Other(anyhow::anyhow!("cannot print JSON: {e}")))?;
+                writeln!(out, "{line}")?;
+            }
+            OutputFormat::Table => {
+                out.write_all(render_refresh(&shown, args.interval).as_bytes())?
+            }
+        }
+        out.flush()?;
+        if args.count == Some(refresh) {
+            break;
+        }
+    }
+
+    if ever_read {
+        return Ok(());
+    }
+    let several = |e: ClientError| {
+        if edges.len() > 1 {
+            format!("no edge gave its metrics; the first: {e}")
+        } else {
+            e.to_string()
+        }
+    };
+    match (first_error, first_unreachable) {
+        // Something answered, but not with an edge's metrics.
+        (Some(e), _) => Err(Failure::Other(anyhow::anyhow!(several(e)))),
+        (None, Some(e)) => Err(Failure::Unreachable(several(e))),
+        (None, None) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use clap::Parser;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::ops_cli::client::tests::{refused_endpoint, serve};
+    use crate::ops_cli::OpsCommand;
+
+    /// An edge's `/metrics` as prometheus-client writes it, trimmed.
+    const SAMPLE_1: &str = r#"# HELP pylon_edge_connections Open charger connections.
+# TYPE pylon_edge_connections gauge
+pylon_edge_connections{executor="0",transport="tcp"} 300
+pylon_edge_connections{executor="0",transport="tls"} 10
+pylon_edge_connections{executor="1",transport="tcp"} 295
+pylon_edge_connections{executor="1",transport="tls"} 10
+pylon_edge_connections{executor="10",transport="tcp"} 320
+# HELP pylon_edge_sessions Logged-in charger sessions.
+# TYPE pylon_edge_sessions gauge
+pylon_edge_sessions{executor="0",transport="tcp"} 298
+pylon_edge_sessions{executor="0",transport="tls"} 10
+pylon_edge_sessions{executor="1",transport="tcp"} 290
+pylon_edge_sessions{executor="10",transport="tcp"} 318
+# HELP pylon_edge_frames_in Frames received by type.
+# TYPE pylon_edge_frames_in counter
+pylon_edge_frames_in_total{frame_type="Heartbeat"} 1000
+pylon_edge_frames_in_total{frame_type="Login"} 916
+# HELP pylon_edge_heartbeats Heartbeats answered by the edge.
+# TYPE pylon_edge_heartbeats counter
+pylon_edge_heartbeats_total 1000
+# TYPE pylon_edge_ebpf_selections gauge
+pylon_edge_ebpf_selections{transport="tcp",outcome="by_cpu"} 900
+pylon_edge_ebpf_selections{transport="tcp",outcome="fallback"} 4
+pylon_edge_ebpf_selections{transport="tls",outcome="by_cpu"} 20
+pylon_edge_ebpf_selections{transport="tls",outcome="fallback"} 0
+# TYPE pylon_edge_tcp_state_entries gauge
+pylon_edge_tcp_state_entries{state="established"} 930
+pylon_edge_tcp_state_entries{state="syn_recv"} 940
+pylon_edge_tcp_state_entries{state="close_wait"} 5
+pylon_edge_tcp_state_entries{state="last_ack"} 5
+# TYPE pylon_edge_tcp_retransmits gauge
+pylon_edge_tcp_retransmits 17
+# TYPE pylon_edge_syn_guard gauge
+pylon_edge_syn_guard{verdict="passed"} 2000
+pylon_edge_syn_guard{verdict="dropped_rate"} 50
+pylon_edge_syn_guard{verdict="dropped_blocked"} 7
+# EOF
+"#;
+
+    /// [`SAMPLE_1`] two seconds later.
+    const SAMPLE_2: &str = r#"# TYPE pylon_edge_connections gauge
+pylon_edge_connections{executor="0",transport="tcp"} 305
+pylon_edge_connections{executor="0",transport="tls"} 10
+pylon_edge_connections{executor="1",transport="tcp"} 296
+pylon_edge_connections{executor="1",transport="tls"} 11
+pylon_edge_connections{executor="10",transport="tcp"} 321
+pylon_edge_sessions{executor="0",transport="tcp"} 300
+pylon_edge_sessions{executor="0",transport="tls"} 10
+pylon_edge_sessions{executor="1",transport="tcp"} 294
+pylon_edge_sessions{executor="10",transport="tcp"} 320
+pylon_edge_frames_in_total{frame_type="Heartbeat"} 1083
+pylon_edge_frames_in_total{frame_type="Login"} 920
+pylon_edge_heartbeats_total 1083
+pylon_edge_ebpf_selections{transport="tcp",outcome="by_cpu"} 910
+pylon_edge_ebpf_selections{transport="tcp",outcome="fallback"} 5
+pylon_edge_ebpf_selections{transport="tls",outcome="by_cpu"} 21
+pylon_edge_ebpf_selections{transport="tls",outcome="fallback"} 0
+pylon_edge_tcp_state_entries{state="established"} 942
+pylon_edge_tcp_state_entries{state="syn_recv"} 953
+pylon_edge_tcp_state_entries{state="close_wait"} 7
+pylon_edge_tcp_state_entries{state="last_ack"} 7
+pylon_edge_tcp_retransmits 18
+pylon_edge_syn_guard{verdict="passed"} 2025
+pylon_edge_syn_guard{verdict="dropped_rate"} 54
+pylon_edge_syn_guard{verdict="dropped_blocked"} 7
+# EOF
+"#;
+
+    /// An edge without the kernel programs: the plain retransmits gauge is there anyway.
+    const PLAIN: &str = "pylon_edge_connections{executor=\"0\",transport=\"tcp\"} 3\n\
+                         pylon_edge_tcp_retransmits 0\n";
+
+    fn parse(args: &[&str]) -> Result<TopArgs, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("pylonctl").chain(args.iter().copied()))?;
+        match cli.command {
+            Command::Ops(OpsCommand::Top(args)) => Ok(args),
+            other => panic!("{args:?} parsed as {other:?}"),
+        }
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Runs `pylonctl <args>` with no config file and `PYLON_EDGE_ADMIN` as given.
+    fn run(edge_admin_env: Option<&str>, args: &[&str]) -> Result<String, Failure> {
+        let mut env = env_of(&[(config::ENV_ENDPOINT, "ftp://not-used")]);
+        if let Some(e) = edge_admin_env {
+            env.insert(config::ENV_EDGE_ADMIN.into(), e.into());
+        }
+        let cmd = parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let mut out = Vec::new();
+        run_top(cmd, &|k| env.get(k).cloned(), &mut out)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    fn two_samples() -> EdgeStats {
+        edge_stats(
+            &parse_metrics(SAMPLE_2),
+            Some((&parse_metrics(SAMPLE_1), 2.0)),
+        )
+    }
+
+    #[test]
+    fn top_parses() {
+        let a = parse(&["top"]).unwrap();
+        assert!(a.edge_admin.is_empty());
+        assert_eq!(a.interval, Duration::from_secs(2));
+        assert_eq!((a.count, a.output), (None, OutputFormat::Table));
+
+        let a = parse(&[
+            "top",
+            "--edge-admin",
+            "http://10.0.0.3:9100",
+            "--edge-admin",
+            "10.0.0.4:9100",
+            "--interval",
+            "0.5",
+            "--count",
+            "2",
+            "-o",
+            "json",
+            "--config",
+            "/c.toml",
+        ])
+        .unwrap();
+        assert_eq!(a.edge_admin, ["http://10.0.0.3:9100", "10.0.0.4:9100"]);
+        assert_eq!(a.interval, Duration::from_millis(500));
+        assert_eq!(a.count, Some(2));
+        assert_eq!(a.output, OutputFormat::Json);
+        assert_eq!(a.config, Some(PathBuf::from("/c.toml")));
+
+        for bad in [
+            &["top", "--interval", "0"][..],
+            &["top", "--interval", "0.01"],
+            &["top", "--interval", "-1"],
+            &["top", "--interval", "2s"],
+            &["top", "--interval", "NaN"],
+            &["top", "--count", "0"],
+            &["top", "--count", "-1"],
+            &["top", "--edge-admin"],
+            &["top", "edge-1"],
+            // The edge's admin API takes no token.
+            &["top", "--token", "t"],
+            &["top", "--endpoint", "http://ctl:7400"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
+        let err = parse(&["top", "--interval", "0"]).unwrap_err().to_string();
+        assert!(err.contains("from 0.1 to 86400"), "{err}");
+    }
+
+    #[test]
+    fn the_edges_come_from_the_flags_else_the_environment() {
+        let env = env_of(&[(config::ENV_EDGE_ADMIN, "10.0.0.9:9100")]);
+        let env = |k: &str| env.get(k).cloned();
+        let edges = |args: &[&str]| resolve_edges(&parse(args).unwrap(), &env);
+        assert_eq!(edges(&["top"]).unwrap(), ["http://10.0.0.9:9100"]);
+        assert_eq!(
+            edges(&[
+                "top",
+                "--edge-admin",
+                "10.0.0.3:9100/",
+                "--edge-admin",
+                "http://10.0.0.4:9100",
+                "--edge-admin",
+                "http://10.0.0.3:9100",
+            ])
+            .unwrap(),
+            ["http://10.0.0.3:9100", "http://10.0.0.4:9100"]
+        );
+        let nothing = |_: &str| None;
+        assert_eq!(
+            resolve_edges(&parse(&["top"]).unwrap(), &nothing).unwrap(),
+            ["http://127.0.0.1:9100"]
+        );
+        for bad in [
+            &["top", "--edge-admin", "https://10.0.0.3:9100"][..],
+            &["top", "--edge-admin", "http://a:1", "--edge-admin", " "],
+        ] {
+            let err = edges(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}: {err}");
+            assert!(err.to_string().contains("--edge-admin"), "{err}");
+        }
+    }
+
+    #[test]
+    fn metrics_are_parsed_from_the_text_format() {
+        let m = parse_metrics(SAMPLE_1);
+        assert_eq!(m.samples.len(), 24);
+        assert_eq!(
+            m.samples[0],
+            Sample {
+                name: CONNECTIONS.into(),
+                labels: vec![
+                    ("executor".into(), "0".into()),
+                    ("transport".into(), "tcp".into())
+                ],
+                value: 300.0,
+            }
+        );
+        assert_eq!(m.sum(HEARTBEATS, &[]), Some(1000.0));
+        assert_eq!(m.sum(FRAMES_IN, &[]), Some(1916.0));
+        assert_eq!(m.sum(CONNECTIONS, &[("transport", "tls")]), Some(20.0));
+        assert_eq!(m.sum(CONNECTIONS, &[("transport", "quic")]), None);
+        assert_eq!(m.sum("pylon_edge_nothing", &[]), None);
+        assert_eq!(
+            m.sum_by(SESSIONS, "transport"),
+            BTreeMap::from([("tcp".into(), 906.0), ("tls".into(), 10.0)])
+        );
+        assert!(m.is_edge());
+
+        // Escapes, spaces, timestamps, other number forms; odd lines are skipped.
+        let m = parse_metrics(
+            "x{a=\"q\\\"u,o}te\" , b = \"back\\\\slash\\nnl\",} 1.5e3 1714550400000\n\
+             \n   # comment\n\
+             y 7\n\
+             z{} -2\n\
+             w +Inf\n\
+             broken{a=\"1\" 3\n\
+             novalue{a=\"1\"}\n\
+             notanumber 12abc\n\
+             {a=\"1\"} 4\n",
+        );
+        let by_name: Vec<(&str, f64)> = m
+            .samples
+            .iter()
+            .map(|s| (s.name.as_str(), s.value))
+            .collect();
+        assert_eq!(
+            by_name,
+            [("x", 1500.0), ("y", 7.0), ("z", -2.0), ("w", f64::INFINITY)]
+        );
+        assert_eq!(m.samples[0].label("a"), Some("q\"u,o}te"));
+        assert_eq!(m.samples[0].label("b"), Some("back\\slash\nnl"));
+        assert!(!m.is_edge());
+        assert_eq!(parse_metrics(""), Metrics::default());
+    }
+
+    #[test]
+    fn rates_come_from_two_samples() {
+        let s = two_samples();
+        assert_eq!(
+            s.sessions,
+            Some(Split {
+                total: 924,
+                by_transport: BTreeMap::from([("tcp".into(), 914), ("tls".into(), 10)]),
+            })
+        );
+        assert_eq!(s.connections.as_ref().map(|c| c.total), Some(943));
+        let executors: Vec<(&str, i64)> = s
+            .executors
+            .iter()
+            .map(|e| (e.executor.as_str(), e.connections))
+            .collect();
+        assert_eq!(executors, [("0", 315), ("1", 307), ("10", 321)]);
+        assert_eq!(s.heartbeats_per_sec, Some(41.5));
+        assert_eq!(s.frames_in_per_sec, Some(43.5));
+        let k = s.kernel.unwrap();
+        assert_eq!(
+            k.placed_per_sec,
+            Some(Placed {
+                by_cpu: Some(5.5),
+                fallback: Some(0.5)
+            })
+        );
+        assert_eq!(
+            k.tcp_per_sec,
+            Some(TcpRates {
+                established: Some(6.0),
+                close_wait: Some(1.0),
+                syn_recv: Some(6.5),
+                retransmits: Some(0.5),
+            })
+        );
+        assert_eq!(
+            k.syn_guard_per_sec,
+            Some(SynGuardRates {
+                passed: Some(12.5),
+                dropped: Some(2.0),
+                dropped_rate: Some(2.0),
+                dropped_blocked: Some(0.0),
+            })
+        );
+
+        // The first sample: figures, but no rates.
+        let first = edge_stats(&parse_metrics(SAMPLE_1), None);
+        assert_eq!(first.sessions.as_ref().map(|s| s.total), Some(916));
+        assert_eq!(first.heartbeats_per_sec, None);
+        let k = first.kernel.unwrap();
+        assert_eq!(k.placed_per_sec.unwrap().by_cpu, None);
+        assert_eq!(k.syn_guard_per_sec.unwrap().dropped, None);
+
+        // Backwards (the edge restarted): no rate rather than a negative one.
+        let back = edge_stats(
+            &parse_metrics(SAMPLE_1),
+            Some((&parse_metrics(SAMPLE_2), 2.0)),
+        );
+        assert_eq!(back.heartbeats_per_sec, None);
+        // No time between the samples: no rate.
+        let same = edge_stats(
+            &parse_metrics(SAMPLE_2),
+            Some((&parse_metrics(SAMPLE_1), 0.0)),
+        );
+        assert_eq!(same.heartbeats_per_sec, None);
+
+        // Without the kernel programs: no kernel part, and missing metrics are None.
+        let plain = edge_stats(&parse_metrics(PLAIN), Some((&parse_metrics(PLAIN), 2.0)));
+        assert_eq!(plain.kernel, None);
+        assert_eq!(plain.sessions, None);
+        assert_eq!(plain.heartbeats_per_sec, None);
+        assert_eq!(plain.connections.unwrap().total, 3);
+    }
+
+    fn ok(edge: &str, stats: EdgeStats) -> EdgeReport {
+        EdgeReport {
+            edge: edge.into(),
+            status: EdgeStatus::Ok,
+            error: None,
+            stats: Some(stats),
+        }
+    }
+
+    #[test]
+    fn an_edge_renders_as_a_block() {
+        assert_eq!(
+            render_edge(&ok("http://10.0.0.3:9100", two_samples())),
+            "\
+EDGE http://10.0.0.3:9100
+  sessions         924  (tcp 914, tls 10)
+  connections      943  (tcp 922, tls 21)
+  executors        3, connections min 307, max 321
+                   0: 315  1: 307  10: 321
+  heartbeats/s     41.5
+  frames in/s      43.5
+  kernel (eBPF)
+    placed/s       by cpu 5.5  fallback 0.5
+    tcp entries/s  established 6.0  close_wait 1.0  syn_recv 6.5
+    retransmits/s  0.5
+    syn guard/s    passed 12.5  dropped 2.0
+"
+        );
+        assert_eq!(
+            render_edge(&ok(
+                "http://e:9100",
+                edge_stats(&parse_metrics(PLAIN), None)
+            )),
+            "\
+EDGE http://e:9100
+  sessions      -
+  connections   3  (tcp 3)
+  executors     1, connections min 3, max 3
+                0: 3
+  heartbeats/s  -
+  frames in/s   -
+"
+        );
+        // Many executors wrap.
+        let many: String = (0..10)
+            .map(|i| format!("pylon_edge_connections{{executor=\"{i}\",transport=\"tcp\"}} {i}\n"))
+            .collect();
+        let text = render_edge(&ok(
+            "http://e:9100",
+            edge_stats(&parse_metrics(&many), None),
+        ));
+        assert!(
+            text.contains(
+                "  executors     10, connections min 0, max 9\n\
+                 \x20               0: 0  1: 1  2: 2  3: 3  4: 4  5: 5  6: 6  7: 7\n\
+                 \x20               8: 8  9: 9\n"
+            ),
+            "{text}"
+        );
+        // Only the edge's metrics, none of these: every figure is "-".
+        let text = render_edge(&ok(
+            "http://e:9100",
+            edge_stats(&parse_metrics("pylon_edge_other 1\n"), None),
+        ));
+        assert!(text.contains("  executors     -\n"), "{text}");
+
+        let unreachable = EdgeReport {
+            edge: "http://10.0.0.4:9100".into(),
+            status: EdgeStatus::Unreachable,
+            error: Some("connection refused".into()),
+            stats: None,
+        };
+        assert_eq!(
+            render_edge(&unreachable),
+            "EDGE http://10.0.0.4:9100\n  unreachable (connection refused)\n"
+        );
+        let failed = EdgeReport {
+            status: EdgeStatus::Error,
+            error: Some("GET /metrics failed with HTTP 404".into()),
+            ..unreachable.clone()
+        };
+        assert_eq!(
+            render_edge(&failed),
+            "EDGE http://10.0.0.4:9100\n  error: GET /metrics failed with HTTP 404\n"
+        );
+
+        let refresh = Refresh {
+            time: "2024-05-01T08:00:00Z".into(),
+            refresh: 1,
+            interval_secs: 0.5,
+            edges: vec![unreachable],
+            count: Some(3),
+        };
+        assert_eq!(
+            render_refresh(&refresh, Duration::from_millis(500)),
+            "pylonctl top  2024-05-01T08:00:00Z  every 0.5s  refresh 1 of 3  \
+             (rates from the next refresh on)\n\n\
+             EDGE http://10.0.0.4:9100\n  unreachable (connection refused)\n\n"
+        );
+        let json = serde_json::to_value(&refresh).unwrap();
+        assert_eq!(
+            json,
+            json!({
+                "time": "2024-05-01T08:00:00Z",
+                "refresh": 1,
+                "interval_secs": 0.5,
+                "edges": [{
+                    "edge": "http://10.0.0.4:9100",
+                    "status": "unreachable",
+                    "error": "connection refused",
+                }],
+            })
+        );
+    }
+
+    fn metrics_replies(bodies: &[&str]) -> Vec<(u16, String)> {
+        bodies.iter().map(|b| (200, b.to_string())).collect()
+    }
+
+    #[test]
+    fn two_refreshes_against_a_live_edge_and_a_dead_one() {
+        let (endpoint, requests, server) = serve(metrics_replies(&[SAMPLE_1, SAMPLE_2]));
+        let dead = refused_endpoint();
+        let text = run(
+            None,
+            &[
+                "top",
+                "--edge-admin",
+                &endpoint,
+                "--edge-admin",
+                &dead,
+                "--interval",
+                "0.1",
+                "--count",
+                "2",
+            ],
+        )
+        .unwrap();
+        server.join().unwrap();
+        for _ in 0..2 {
+            let head = requests.recv().unwrap();
+            assert!(head.starts_with("GET /metrics HTTP/1.1"), "{head}");
+            assert!(
+                !head.to_ascii_lowercase().contains("authorization"),
+                "{head}"
+            );
+        }
+        let refreshes: Vec<&str> = text.split("pylonctl top  ").skip(1).collect();
+        assert_eq!(refreshes.len(), 2, "{text}");
+        assert!(
+            refreshes[0].contains("every 0.1s  refresh 1 of 2  (rates"),
+            "{text}"
+        );
+        assert!(refreshes[1].contains("refresh 2 of 2\n"), "{text}");
+        assert!(refreshes[0].contains("  heartbeats/s     -\n"), "{text}");
+        assert!(
+            refreshes[0].contains("  sessions         916  (tcp 906, tls 10)\n"),
+            "{text}"
+        );
+        // The rates' figures depend on the time between the replies: only their form
+        // is checked.
+        let line = refreshes[1]
+            .lines()
+            .find(|l| l.starts_with("  heartbeats/s"))
+            .unwrap();
+        let rate: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(rate > 0.0, "{line}");
+        for refresh in &refreshes {
+            assert!(
+                refresh.contains(&format!(
+                    "EDGE {dead}\n  unreachable (connection refused)\n"
+                )),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_prints_one_object_per_refresh() {
+        let (endpoint, _requests, server) = serve(metrics_replies(&[SAMPLE_1, SAMPLE_2]));
+        let text = run(
+            Some(&endpoint),
+            &["top", "--interval", "0.1", "--count", "2", "-o", "json"],
+        )
+        .unwrap();
+        server.join().unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let edge = &lines[0]["edges"][0];
+        assert_eq!(edge["edge"], json!(endpoint));
+        assert_eq!(edge["status"], "ok");
+        assert_eq!(edge["sessions"]["total"], 916);
+        assert_eq!(edge["heartbeats_per_sec"], Value::Null);
+        assert_eq!(edge["kernel"]["syn_guard_per_sec"]["passed"], Value::Null);
+        assert_eq!(lines[1]["refresh"], 2);
+        assert_eq!(lines[1]["interval_secs"], 0.1);
+        let edge = &lines[1]["edges"][0];
+        assert!(edge["heartbeats_per_sec"].as_f64().unwrap() > 0.0, "{edge}");
+        assert_eq!(
+            edge["executors"][2],
+            json!({"executor": "10", "connections": 321})
+        );
+        assert!(edge.get("error").is_none(), "{edge}");
+    }
+
+    #[test]
+    fn no_edge_ever_reached_is_3_and_a_non_edge_is_1() {
+        let dead = refused_endpoint();
+        let err = run(Some(&dead), &["top", "--interval", "0.1", "--count", "2"]).unwrap_err();
+        assert_eq!(err.exit_code(), 3);
+        assert!(
+            err.to_string().starts_with(&format!(
+                "cannot reach the edge at {dead}: connection refused"
+            )),
+            "{err}"
+        );
+
+        // Something that is not an edge's admin server answers: exit status 1, and what
+        // it is said at every refresh.
+        let (endpoint, _requests, server) = serve(vec![
+            (404, "not found".into()),
+            (200, "# nothing\ncontrol_up 1\n".into()),
+        ]);
+        let cmd = parse(&[
+            "top",
+            "--edge-admin",
+            &endpoint,
+            "--edge-admin",
+            &dead,
+            "--interval",
+            "0.1",
+            "--count",
+            "2",
+        ])
+        .unwrap();
+        let mut out = Vec::new();
+        let err = run_top(cmd, &|_| None, &mut out).unwrap_err();
+        server.join().unwrap();
+        assert_eq!(err.exit_code(), 1, "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(
+                "no edge gave its metrics; the first: GET /metrics failed with HTTP 404"
+            ),
+            "{msg}"
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("  error: GET /metrics failed with HTTP 404 (is --edge-admin"),
+            "{text}"
+        );
+        assert!(text.contains("holds no pylon_edge_ metric"), "{text}");
+        assert!(text.contains("unreachable (connection refused)"), "{text}");
+    }
+}
