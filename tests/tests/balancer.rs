@@ -1,0 +1,262 @@
+//! `pylon-balancer` following a real control plane: the control plane and the balancer run
+//! in the balancer's namespace (the balancer must see that namespace's interfaces), three
+//! edge namespaces hold the VIP, and draining an edge through the admin API takes it out
+//! of the Maglev table while its established flows keep working.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pylon_ebpf::netns::{
+    build_topology, connect_vip, counts, echo_servers, in_netns, is_root, mac, ping, LB_EDGES,
+};
+use pylon_proto::control::membership_client::MembershipClient;
+use pylon_proto::control::{KeepAliveRequest, Member, MemberKind, RegisterRequest};
+use pylon_tests::control::{ADMIN_TOKEN, CLUSTER_TOKEN};
+use pylon_tests::{binary, wait_for};
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_in(ns: &str, program: &str, args: &[String], log: &std::path::Path) -> Killed {
+    let log = std::fs::File::create(log).expect("log");
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(binary(program))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawning in the namespace");
+    Killed(child)
+}
+
+fn auth<T>(message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {CLUSTER_TOKEN}").parse().expect("ascii"),
+    );
+    r
+}
+
+/// Registers the edges and keeps their leases alive from inside `ns` until `stop`.
+fn keep_edges_registered(
+    ns: String,
+    grpc: String,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        in_netns(&ns.clone(), move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let mut client = loop {
+                    match MembershipClient::connect(grpc.clone()).await {
+                        Ok(c) => break c,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                };
+                let mut leases = Vec::new();
+                for i in 0..LB_EDGES {
+                    let member = Member {
+                        id: format!("edge-{i}"),
+                        kind: MemberKind::Edge.into(),
+                        tcp_address: "10.90.0.1:9000".into(),
+                        capacity: 1000,
+                        ..Default::default()
+                    };
+                    let reply = client
+                        .register(auth(RegisterRequest {
+                            member: Some(member),
+                            ttl_seconds: 10,
+                        }))
+                        .await
+                        .expect("register");
+                    leases.push((format!("edge-{i}"), reply.into_inner().lease_id));
+                }
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    for (id, lease) in &leases {
+                        let _ = client
+                            .keep_alive(auth(KeepAliveRequest {
+                                member_id: id.clone(),
+                                lease_id: *lease,
+                                load: None,
+                            }))
+                            .await;
+                    }
+                }
+            })
+        })
+    })
+}
+
+fn admin(ns: &str, method: &'static str, path: String) -> (u16, serde_json::Value) {
+    in_netns(ns, move || {
+        let url = format!("http://127.0.0.1:17400{path}");
+        match ureq::request(method, &url)
+            .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+            .call()
+        {
+            Ok(r) => (r.status(), r.into_json().unwrap_or_default()),
+            Err(ureq::Error::Status(c, r)) => (c, r.into_json().unwrap_or_default()),
+            Err(_) => (0, serde_json::Value::Null),
+        }
+    })
+}
+
+#[test]
+fn the_balancer_follows_the_control_planes_edges_and_drains() {
+    if !is_root() {
+        eprintln!("SKIPPED (loudly): XDP and network namespaces need root; CI runs as root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let t = build_topology("pb");
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted = echo_servers(&t, &stop);
+    let _control = spawn_in(
+        &t.balancer,
+        "pylon-control",
+        &[
+            "--registry-file".into(),
+            dir.path().join("registry.json").display().to_string(),
+            "--http-listen".into(),
+            "127.0.0.1:17400".into(),
+            "--grpc-listen".into(),
+            "127.0.0.1:17401".into(),
+            "--admin-token".into(),
+            ADMIN_TOKEN.into(),
+            "--cluster-token".into(),
+            CLUSTER_TOKEN.into(),
+        ],
+        &dir.path().join("control.log"),
+    );
+    let members = keep_edges_registered(
+        t.balancer.clone(),
+        "http://127.0.0.1:17401".into(),
+        stop.clone(),
+    );
+    let ns = t.balancer.clone();
+    wait_for("three edges registered", Duration::from_secs(20), || {
+        let (_, edges) = admin(&ns, "GET", "/v1/admin/edges".into());
+        (edges.as_array().map(Vec::len) == Some(LB_EDGES)).then_some(())
+    });
+    let mut config = String::from(
+        "vip = \"10.90.0.1\"\nport = 9000\ninterface = \"vl\"\ncontrol = [\"http://127.0.0.1:17401\"]\n",
+    );
+    for (i, edge) in t.edges.iter().enumerate() {
+        let m = mac(edge, "vk");
+        config.push_str(&format!(
+            "[[edges]]\nedge_id = \"edge-{i}\"\ninterface = \"vb{i}\"\nmac = \"{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\"\n",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        ));
+    }
+    let config_path = dir.path().join("balancer.toml");
+    std::fs::write(&config_path, config).expect("config");
+    let _balancer = spawn_in(
+        &t.balancer,
+        "pylon-balancer",
+        &[
+            "--config".into(),
+            config_path.display().to_string(),
+            "--admin-listen".into(),
+            "127.0.0.1:19200".into(),
+            "--token".into(),
+            CLUSTER_TOKEN.into(),
+        ],
+        &dir.path().join("balancer.log"),
+    );
+    let client = t.client.clone();
+    // New flows reach all three edges once the balancer has the table.
+    let log = dir.path().join("balancer.log");
+    wait_for(
+        "connections through the balancer",
+        Duration::from_secs(20),
+        || {
+            let c = client.clone();
+            in_netns(&c, || {
+                std::net::TcpStream::connect_timeout(
+                    &"10.90.0.1:9000".parse().expect("addr"),
+                    Duration::from_millis(300),
+                )
+                .is_ok()
+            })
+            .then_some(())
+        },
+    );
+    let before = counts(&accepted);
+    in_netns(&client, || {
+        for _ in 0..150 {
+            let mut s = connect_vip();
+            assert!(ping(&mut s));
+        }
+    });
+    let spread: Vec<usize> = counts(&accepted)
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a - b)
+        .collect();
+    assert!(
+        spread.iter().all(|&n| n >= 20),
+        "{spread:?}: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    // Established flows, then edge-2 is drained through the control plane.
+    let mut held = in_netns(&client, || {
+        (0..20).map(|_| connect_vip()).collect::<Vec<_>>()
+    });
+    let (code, _) = admin(&t.balancer, "POST", "/v1/admin/edges/edge-2/drain".into());
+    assert_eq!(code, 200);
+    let on_edge2 = counts(&accepted)[2];
+    wait_for(
+        "the balancer to take edge-2 out",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| {
+                    l.contains("edges taking new flows")
+                        && l.contains("edge-0")
+                        && !l.contains("edge-2")
+                })
+                .then_some(())
+        },
+    );
+    held = in_netns(&client, move || {
+        for s in &mut held {
+            assert!(
+                ping(s),
+                "an established flow broke when its edge was drained"
+            );
+        }
+        held
+    });
+    in_netns(&client, || {
+        for _ in 0..60 {
+            let mut s = connect_vip();
+            assert!(ping(&mut s));
+        }
+    });
+    assert_eq!(
+        counts(&accepted)[2],
+        on_edge2,
+        "a drained edge got new flows"
+    );
+    drop(held);
+    stop.store(true, Ordering::Relaxed);
+    let _ = members.join();
+}
