@@ -34,7 +34,18 @@ pub struct CpuListenerSelector {
 impl CpuListenerSelector {
     /// Loads the program into the kernel.
     pub fn load() -> Result<Self, EbpfError> {
-        let mut ebpf = Ebpf::load(OBJECT)?;
+        Self::load_shared(None)
+    }
+
+    /// Loads the program with its listener array pinned at `pin` (on a bpffs mount), so
+    /// that several processes serving one port share it: each fills the slots of its own
+    /// CPUs, and whichever attached last selects for all of them.
+    pub fn load_shared(pin: Option<&std::path::Path>) -> Result<Self, EbpfError> {
+        let mut loader = aya::EbpfLoader::new();
+        if let Some(path) = pin {
+            loader.map_pin_path("listeners", path);
+        }
+        let mut ebpf = loader.load(OBJECT)?;
         let listeners = ReusePortSockArray::try_from(
             ebpf.take_map("listeners")
                 .ok_or(EbpfError::Missing("map `listeners`"))?,

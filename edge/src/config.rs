@@ -37,6 +37,12 @@ pub struct Config {
     pub park_timeout_us: u64,
     /// Kernel help for spreading connections over executors: off, auto or on.
     pub ebpf: crate::ebpf::EbpfMode,
+    /// A bpffs directory where edge processes serving the same ports share their listener
+    /// arrays (several processes per host); none: this process alone.
+    pub ebpf_pin_dir: Option<PathBuf>,
+    /// The CPU of executor 0 (executor i runs on CPU first_cpu + i when pinned): lets
+    /// several edge processes on one host take different CPUs.
+    pub first_cpu: usize,
     pub syn_guard: crate::ebpf::SynGuardConfig,
     /// Spread SYNs arriving on this interface over the executors' CPUs (XDP + CPUMAP);
     /// empty: leave spreading to the NIC.
@@ -149,6 +155,8 @@ impl Default for Config {
             ring_depth: 4096,
             park_timeout_us: 10_000,
             ebpf: crate::ebpf::EbpfMode::Off,
+            ebpf_pin_dir: None,
+            first_cpu: 0,
             syn_guard: Default::default(),
             xdp_spread: String::new(),
             control: ControlConfig::default(),

@@ -32,17 +32,24 @@ pub struct ListenerSelectors {
 impl ListenerSelectors {
     /// Loads a selector for each configured listener; `None` when eBPF is off or (auto)
     /// unavailable.
-    pub fn load(mode: EbpfMode, listeners: [bool; 2]) -> anyhow::Result<Option<Self>> {
+    /// `pin_dir`: a bpffs directory where the listener arrays are shared with the other
+    /// edge processes serving the same ports (one array per port).
+    pub fn load(
+        mode: EbpfMode,
+        ports: [Option<u16>; 2],
+        pin_dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Option<Self>> {
         if mode == EbpfMode::Off {
             return Ok(None);
         }
         let mut slots = Vec::new();
-        for wanted in listeners {
-            if !wanted {
+        for port in ports {
+            let Some(port) = port else {
                 slots.push(None);
                 continue;
-            }
-            match CpuListenerSelector::load() {
+            };
+            let pin = pin_dir.map(|d| d.join(format!("pylon-listeners-{port}")));
+            match CpuListenerSelector::load_shared(pin.as_deref()) {
                 Ok(selector) => slots.push(Some(Mutex::new(selector))),
                 Err(e) if mode == EbpfMode::Auto => {
                     tracing::warn!("eBPF listener selection unavailable, using plain SO_REUSEPORT spreading: {e}");
@@ -148,6 +155,11 @@ pub fn start_cpu_spreader(
         aya::programs::XdpMode::Skb
     };
     spreader.attach(interface, mode)?;
-    tracing::info!(interface, cpus, native, "XDP spreads SYNs over the executors' CPUs");
+    tracing::info!(
+        interface,
+        cpus,
+        native,
+        "XDP spreads SYNs over the executors' CPUs"
+    );
     Ok(spreader)
 }

@@ -516,7 +516,9 @@ fn start_listeners(exec: &Rc<Executor>) -> bool {
                 if let Some(selectors) = &exec.shared.selectors {
                     // Executor i runs on CPU i when pinned; unpinned, SYNs still spread
                     // by CPU, just without the locality.
-                    if let Err(e) = selectors.register(slot, exec.id as u32, &listener) {
+                    // Executor i's CPU (when pinned): the slot SYNs on that CPU select.
+                    let cpu = (exec.shared.config.first_cpu + exec.id) as u32;
+                    if let Err(e) = selectors.register(slot, cpu, &listener) {
                         tracing::warn!(executor = exec.id, %addr, "eBPF listener selection not set up: {e}");
                     }
                 }

@@ -78,6 +78,13 @@ struct Cli {
     /// it loads), on (refuse to start without it). Needs root or CAP_BPF.
     #[arg(long, value_enum)]
     ebpf: Option<pylon_edge::ebpf::EbpfMode>,
+    /// A bpffs directory (e.g. /sys/fs/bpf) where edge processes serving the same ports
+    /// share their per-CPU listener arrays; give each process its own --first-cpu.
+    #[arg(long)]
+    ebpf_pin_dir: Option<PathBuf>,
+    /// The CPU of executor 0 with --pin-cpus (executor i runs on first-cpu + i).
+    #[arg(long)]
+    first_cpu: Option<usize>,
     /// Spread SYNs arriving on this interface over the executors' CPUs (XDP + CPUMAP), for
     /// NICs that spread poorly; pair with --pin-cpus and --ebpf on.
     #[arg(long)]
@@ -210,6 +217,12 @@ impl Cli {
         if let Some(mode) = self.ebpf {
             c.ebpf = mode;
         }
+        if self.ebpf_pin_dir.is_some() {
+            c.ebpf_pin_dir = self.ebpf_pin_dir;
+        }
+        if let Some(cpu) = self.first_cpu {
+            c.first_cpu = cpu;
+        }
         if let Some(interface) = self.xdp_spread {
             c.xdp_spread = interface;
         }
@@ -266,7 +279,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let (handle, receivers) = executor::command_channels(count);
     let selectors = pylon_edge::ebpf::ListenerSelectors::load(
         config.ebpf,
-        [config.tcp_listen.is_some(), config.tls_listen.is_some()],
+        [
+            config.tcp_listen.map(|a| a.port()),
+            config.tls_listen.map(|a| a.port()),
+        ],
+        config.ebpf_pin_dir.as_deref(),
     )?
     .map(Arc::new);
     let syn_guard = if config.syn_guard.interface.is_empty() {
@@ -361,6 +378,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let executors = runtime::start_executors(
         count,
         config.pin_cpus,
+        config.first_cpu,
         config.io_memory,
         config.ring_depth,
         Duration::from_micros(config.park_timeout_us),

@@ -22,9 +22,12 @@ impl ExecutorThread {
 }
 
 /// Starts `count` executors, one thread each; `run(i)` builds executor `i`'s main future.
+/// Pinned, executor `i` runs on CPU `first_cpu + i` (modulo the CPUs).
+#[allow(clippy::too_many_arguments)]
 pub fn start_executors<F, Fut>(
     count: usize,
     pin_cpus: bool,
+    first_cpu: usize,
     io_memory: usize,
     ring_depth: usize,
     preempt: Duration,
@@ -38,7 +41,7 @@ where
     (0..count)
         .map(|i| {
             let placement = if pin_cpus {
-                glommio::Placement::Fixed(i % cpus)
+                glommio::Placement::Fixed((first_cpu + i) % cpus)
             } else {
                 glommio::Placement::Unbound
             };

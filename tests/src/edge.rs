@@ -30,13 +30,23 @@ pub struct EdgeOptions<'a> {
 
 impl EdgeProcess {
     pub fn start(opts: EdgeOptions<'_>) -> EdgeProcess {
-        let (tcp, tls, admin) = (local(free_port()), local(free_port()), local(free_port()));
+        let (mut tcp, tls, admin) = (local(free_port()), local(free_port()), local(free_port()));
+        // A TCP address given in `extra` (several processes sharing one port) wins.
+        let given_tcp = opts
+            .extra
+            .iter()
+            .position(|a| a == "--tcp-listen")
+            .and_then(|i| opts.extra.get(i + 1))
+            .and_then(|a| a.parse().ok());
+        if let Some(addr) = given_tcp {
+            tcp = addr;
+        }
         let log = opts.dir.join(format!("edge-{}.log", tcp.port()));
         let log_file = std::fs::File::create(&log).expect("creating the edge log");
         let mut cmd = Command::new(binary("pylon-edge"));
         if opts.tls_only {
             cmd.arg("--no-tcp");
-        } else {
+        } else if given_tcp.is_none() {
             cmd.arg("--tcp-listen").arg(tcp.to_string());
         }
         cmd.arg("--tls-listen")

@@ -101,3 +101,94 @@ fn each_executor_serves_the_connections_of_its_cpu() {
     assert!(established >= 2300.0, "{established}");
     drop(held);
 }
+
+/// Mounts a bpffs on a temporary directory; unmounted on drop.
+struct Bpffs(tempfile::TempDir);
+
+impl Bpffs {
+    fn mount() -> Bpffs {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(status.success(), "mounting a bpffs");
+        Bpffs(dir)
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[test]
+fn two_edge_processes_share_one_listener_array() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED (loudly): eBPF needs root; CI runs as root");
+        return;
+    }
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("SKIPPED: needs two CPUs");
+        return;
+    }
+    let bpffs = Bpffs::mount();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCerts::generate(dir.path()).expect("certs");
+    let port = pylon_tests::free_port();
+    let addr = pylon_tests::local(port);
+    // One executor each, on CPU 0 and CPU 1, one port, one shared array (this machine's
+    // file limit is why production-sized hosts here run several processes).
+    let start = |cpu: usize| {
+        EdgeProcess::start(EdgeOptions {
+            certs: &certs,
+            dir: dir.path(),
+            executors: 1,
+            extra: vec![
+                "--allow-all".into(),
+                "--pin-cpus".into(),
+                "--first-cpu".into(),
+                cpu.to_string(),
+                "--ebpf".into(),
+                "on".into(),
+                "--ebpf-pin-dir".into(),
+                bpffs.0.path().display().to_string(),
+                "--tcp-listen".into(),
+                addr.to_string(),
+            ],
+            with_rsa: false,
+            tls_only: false,
+        })
+    };
+    let a = start(0);
+    let b = start(1);
+    let on = |edge: &EdgeProcess| {
+        edge.metric(
+            "pylon_edge_connections",
+            &["executor=\"0\"", "transport=\"tcp\""],
+        )
+    };
+    let held = connect_from(1, addr, 200);
+    wait_for(
+        "CPU 1's connections on the second process",
+        Duration::from_secs(10),
+        || (on(&b) == 200.0).then_some(()),
+    );
+    assert_eq!(on(&a), 0.0);
+    drop(held);
+    wait_for("the connections to close", Duration::from_secs(10), || {
+        (on(&a) + on(&b) == 0.0).then_some(())
+    });
+    let held = connect_from(0, addr, 200);
+    wait_for(
+        "CPU 0's connections on the first process",
+        Duration::from_secs(10),
+        || (on(&a) == 200.0).then_some(()),
+    );
+    assert_eq!(on(&b), 0.0);
+    drop(held);
+}
