@@ -39,9 +39,18 @@ pub struct TcpMetrics {
 }
 
 impl TcpMetrics {
-    /// Loads and attaches the programs, counting sockets on `ports`.
+    /// Loads and attaches the programs, counting sockets on `ports` in this process's
+    /// network namespace.
     pub fn start(ports: &[u16]) -> Result<Self, EbpfError> {
         let mut ebpf = Ebpf::load(OBJECT)?;
+        let inum = std::fs::metadata("/proc/thread-self/ns/net")
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m) as u32)
+            .unwrap_or(0);
+        let mut netns: aya::maps::Array<MapData, u32> = aya::maps::Array::try_from(
+            ebpf.take_map("netns")
+                .ok_or(EbpfError::Missing("map `netns`"))?,
+        )?;
+        netns.set(0, inum, 0)?;
         let mut watched: HashMap<MapData, u16, u8> = HashMap::try_from(
             ebpf.take_map("ports")
                 .ok_or(EbpfError::Missing("map `ports`"))?,
@@ -65,8 +74,8 @@ impl TcpMetrics {
             program.load(tracepoint, &btf)?;
             program.attach()?;
         }
-        // The ports map stays referenced by the programs.
-        drop(watched);
+        // Loaded programs hold the maps; our handles may go now.
+        drop((watched, netns));
         Ok(TcpMetrics {
             _ebpf: ebpf,
             counters,

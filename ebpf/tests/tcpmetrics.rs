@@ -1,5 +1,5 @@
 //! The tp_btf TCP metrics in the real kernel: connections to a watched port are counted,
-//! connections to other ports are not.
+//! connections to other ports, or in another network namespace, are not.
 
 use std::net::{TcpListener, TcpStream};
 
@@ -38,4 +38,26 @@ fn state_changes_on_watched_ports_are_counted() {
     for state in ["syn_recv", "established", "close_wait", "last_ack"] {
         assert_eq!(delta(state), 10, "{state}: {after:?}");
     }
+
+    // The same port in another namespace is not ours.
+    let pair = pylon_ebpf::netns::Pair::new("tm");
+    let before = metrics.counts();
+    pylon_ebpf::netns::in_netns(&pair.server, move || {
+        let l = TcpListener::bind(("127.0.0.1", port)).expect("listener in the other namespace");
+        let ip = std::process::Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status();
+        drop(ip);
+        for _ in 0..5 {
+            let c = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+            let (s, _) = l.accept().expect("accept");
+            drop((c, s));
+        }
+    });
+    let after = metrics.counts();
+    assert_eq!(
+        entered(&after, "established"),
+        entered(&before, "established"),
+        "{after:?}"
+    );
 }

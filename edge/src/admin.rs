@@ -91,6 +91,17 @@ async fn metrics(State(s): State<AdminState>) -> Response {
             }
         }
     }
+    if let Some(spreader) = &s.shared.cpu_spreader {
+        for (cpu, n) in spreader.sent().into_iter().enumerate() {
+            s.shared
+                .metrics
+                .xdp_spread_syns
+                .get_or_create(&crate::metrics::CpuLabel {
+                    cpu: cpu.to_string(),
+                })
+                .set(n as i64);
+        }
+    }
     if let Some(tcp) = &s.shared.tcp_metrics {
         let counts = tcp.counts();
         s.shared

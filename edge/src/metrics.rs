@@ -56,6 +56,11 @@ pub struct EbpfLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CpuLabel {
+    pub cpu: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub state: String,
 }
@@ -97,6 +102,8 @@ pub struct EdgeMetrics {
     pub ebpf_selections: Family<EbpfLabel, Gauge>,
     /// SYNs to the edge's ports by the guard's verdict (passed, dropped_rate, dropped_blocked).
     pub syn_guard: Family<VerdictLabel, Gauge>,
+    /// SYNs the XDP spreader sent to each CPU.
+    pub xdp_spread_syns: Family<CpuLabel, Gauge>,
     /// Kernel TCP metrics (tp_btf): entries into each state, and retransmissions.
     pub tcp_state_entries: Family<StateLabel, Gauge>,
     pub tcp_retransmits: Gauge,
@@ -207,6 +214,11 @@ impl EdgeMetrics {
             "ebpf_selections",
             "New connections placed by the eBPF listener selection, by outcome",
             self.ebpf_selections.clone(),
+        );
+        r.register(
+            "xdp_spread_syns",
+            "SYNs the XDP spreader sent to each CPU",
+            self.xdp_spread_syns.clone(),
         );
         r.register(
             "tcp_state_entries",

@@ -24,10 +24,21 @@ struct sock_common {
 			__u16 skc_num;
 		};
 	};
+	struct {
+		struct net *net;
+	} skc_net;
 } __attribute__((preserve_access_index));
 
 struct sock {
 	struct sock_common __sk_common;
+} __attribute__((preserve_access_index));
+
+struct ns_common {
+	unsigned int inum;
+} __attribute__((preserve_access_index));
+
+struct net {
+	struct ns_common ns;
 } __attribute__((preserve_access_index));
 
 struct sk_buff;
@@ -52,10 +63,27 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+// [0]: the edge's network namespace (inode number); 0 watches every namespace.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} netns SEC(".maps");
+
 static __always_inline int watched(const struct sock *sk)
 {
 	__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	return bpf_map_lookup_elem(&ports, &port) != 0;
+	if (!bpf_map_lookup_elem(&ports, &port))
+		return 0;
+	__u32 zero = 0;
+	__u32 *want = bpf_map_lookup_elem(&netns, &zero);
+	if (want && *want) {
+		__u32 inum = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+		if (inum != *want)
+			return 0;
+	}
+	return 1;
 }
 
 static __always_inline void count(__u32 slot)
