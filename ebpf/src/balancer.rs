@@ -40,6 +40,7 @@ struct BackendEntry {
     ifindex: u32,
     mac: [u8; 6],
     src_mac: [u8; 6],
+    active: u32,
 }
 
 // SAFETY: as `struct backend`: integers and byte arrays, no padding.
@@ -176,6 +177,7 @@ impl Balancer {
                     ifindex: b.ifindex,
                     mac: b.mac,
                     src_mac: b.src_mac,
+                    active: u32::from(b.active),
                 },
                 0,
             )?;
@@ -242,6 +244,6 @@ mod tests {
     #[test]
     fn entry_layouts_match_the_c_structs() {
         assert_eq!(std::mem::size_of::<Vip>(), 8);
-        assert_eq!(std::mem::size_of::<BackendEntry>(), 16);
+        assert_eq!(std::mem::size_of::<BackendEntry>(), 20);
     }
 }

@@ -15,18 +15,25 @@ const QUEUE_SIZE: u32 = 2048;
 pub struct CpuSpreader {
     ebpf: Ebpf,
     sent: PerCpuArray<MapData, u64>,
+    first: u32,
     cpus: u32,
 }
 
 impl CpuSpreader {
     /// Loads the program to spread SYNs over CPUs `0..cpus`.
     pub fn load(cpus: u32) -> Result<Self, EbpfError> {
+        Self::load_range(0, cpus)
+    }
+
+    /// Loads the program to spread SYNs over CPUs `first..first + cpus` (an edge process
+    /// started with `--first-cpu`).
+    pub fn load_range(first: u32, cpus: u32) -> Result<Self, EbpfError> {
         let mut ebpf = Ebpf::load(OBJECT)?;
         let mut cpu_map = CpuMap::try_from(
             ebpf.take_map("cpus")
                 .ok_or(EbpfError::Missing("map `cpus`"))?,
         )?;
-        for cpu in 0..cpus {
+        for cpu in first..first + cpus {
             cpu_map
                 .set(cpu, QUEUE_SIZE, None, 0)
                 .map_err(|e| EbpfError::Xdp(e.to_string()))?;
@@ -36,6 +43,7 @@ impl CpuSpreader {
                 .ok_or(EbpfError::Missing("map `spread`"))?,
         )?;
         spread.set(0, cpus, 0)?;
+        spread.set(1, first, 0)?;
         let sent = PerCpuArray::try_from(
             ebpf.take_map("sent")
                 .ok_or(EbpfError::Missing("map `sent`"))?,
@@ -47,7 +55,12 @@ impl CpuSpreader {
         program.load()?;
         // The maps stay referenced by the program; only `sent` is read from here.
         drop((cpu_map, spread));
-        Ok(CpuSpreader { ebpf, sent, cpus })
+        Ok(CpuSpreader {
+            ebpf,
+            sent,
+            first,
+            cpus,
+        })
     }
 
     /// Mean time of one run on `packet` in the kernel, and the verdict (see [`crate::cost`]).
@@ -75,9 +88,9 @@ impl CpuSpreader {
         Ok(())
     }
 
-    /// SYNs sent to each CPU so far.
+    /// SYNs sent to each CPU so far (from the first one).
     pub fn sent(&self) -> Vec<u64> {
-        (0..self.cpus)
+        (self.first..self.first + self.cpus)
             .map(|cpu| {
                 self.sent
                     .get(&cpu, 0)

@@ -131,8 +131,14 @@ pub fn pin_to(cpu: usize) {
     }
 }
 
+/// Whether the kernel tests can run. Without root they skip, unless
+/// `PYLON_REQUIRE_ROOT=1` (CI) makes that a failure rather than a silent pass.
 pub fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
+    let root = unsafe { libc::geteuid() == 0 };
+    if !root && std::env::var("PYLON_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
+        panic!("PYLON_REQUIRE_ROOT=1 but the tests are not running as root");
+    }
+    root
 }
 
 /// Edge namespaces of [`build_topology`].

@@ -90,7 +90,11 @@ impl SynGuard {
         Ok(())
     }
 
-    pub fn set_limit(&mut self, config: GuardConfig) -> Result<(), EbpfError> {
+    /// Sets the budget; rates above 1e9/s and bursts above 1e12 are capped (the kernel's
+    /// arithmetic stays within 64 bits).
+    pub fn set_limit(&mut self, mut config: GuardConfig) -> Result<(), EbpfError> {
+        config.rate_per_sec = config.rate_per_sec.min(1_000_000_000);
+        config.burst = config.burst.min(1_000_000_000_000);
         self.config.set(0, config, 0)?;
         Ok(())
     }

@@ -8,10 +8,6 @@ use std::time::Duration;
 use pylon_ebpf::reuseport::CpuListenerSelector;
 use socket2::{Domain, Socket, Type};
 
-fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn listener(addr: SocketAddr) -> TcpListener {
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
     s.set_reuse_port(true).expect("SO_REUSEPORT");
@@ -43,7 +39,7 @@ fn drain(l: &TcpListener) -> usize {
 
 #[test]
 fn connections_go_to_the_listener_of_the_cpu_that_got_the_syn() {
-    if !is_root() {
+    if !pylon_ebpf::netns::is_root() {
         eprintln!("SKIPPED: loading eBPF programs needs root; run the tests as root (CI does)");
         return;
     }

@@ -7,7 +7,7 @@ use pylon_ebpf::tcpmetrics::TcpMetrics;
 
 #[test]
 fn state_changes_on_watched_ports_are_counted() {
-    if unsafe { libc::geteuid() } != 0 {
+    if !pylon_ebpf::netns::is_root() {
         eprintln!("SKIPPED (loudly): tp_btf programs need root; CI runs as root");
         return;
     }
@@ -20,8 +20,11 @@ fn state_changes_on_watched_ports_are_counted() {
         let addr = listener.local_addr().expect("addr");
         for _ in 0..10 {
             let client = TcpStream::connect(addr).expect("connect");
-            let (server, _) = listener.accept().expect("accept");
+            let (mut server, _) = listener.accept().expect("accept");
             drop(client);
+            // The client's FIN has arrived (CLOSE_WAIT) before the server closes.
+            let mut rest = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut server, &mut rest);
             drop(server);
         }
     }

@@ -264,6 +264,9 @@ impl Config {
                 );
             }
         }
+        if !self.xdp_spread.is_empty() && self.xdp_spread == self.syn_guard.interface {
+            anyhow::bail!("--xdp-spread and --syn-guard name the same interface ({}); an interface takes one XDP program: put the guard on the interface facing the chargers and spread on another, or use one of them", self.xdp_spread);
+        }
         if self.auth.app_login && self.control.endpoints.is_empty() {
             anyhow::bail!("auth.app_login needs the control plane (control.endpoints / --control) to find the app service");
         }

@@ -36,19 +36,25 @@ impl ListenerSelectors {
     /// edge processes serving the same ports (one array per port).
     pub fn load(
         mode: EbpfMode,
-        ports: [Option<u16>; 2],
+        listeners: [Option<std::net::SocketAddr>; 2],
         pin_dir: Option<&std::path::Path>,
     ) -> anyhow::Result<Option<Self>> {
         if mode == EbpfMode::Off {
             return Ok(None);
         }
         let mut slots = Vec::new();
-        for port in ports {
-            let Some(port) = port else {
+        for addr in listeners {
+            let Some(addr) = addr else {
                 slots.push(None);
                 continue;
             };
-            let pin = pin_dir.map(|d| d.join(format!("pylon-listeners-{port}")));
+            // One array per reuseport group: address, port and network namespace.
+            let netns = std::fs::metadata("/proc/self/ns/net")
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .unwrap_or(0);
+            let name = format!("pylon-listeners-{}-{}-{netns}", addr.ip(), addr.port())
+                .replace([':', '.'], "_");
+            let pin = pin_dir.map(|d| d.join(name));
             match CpuListenerSelector::load_shared(pin.as_deref()) {
                 Ok(selector) => slots.push(Some(Mutex::new(selector))),
                 Err(e) if mode == EbpfMode::Auto => {
@@ -145,10 +151,11 @@ pub fn start_syn_guard(config: &SynGuardConfig, ports: &[u16]) -> anyhow::Result
 /// executors' CPUs when pinned): for NICs that deliver every SYN to one CPU.
 pub fn start_cpu_spreader(
     interface: &str,
+    first_cpu: u32,
     cpus: u32,
     native: bool,
 ) -> anyhow::Result<pylon_ebpf::cpuspread::CpuSpreader> {
-    let mut spreader = pylon_ebpf::cpuspread::CpuSpreader::load(cpus)?;
+    let mut spreader = pylon_ebpf::cpuspread::CpuSpreader::load_range(first_cpu, cpus)?;
     let mode = if native {
         aya::programs::XdpMode::Driver
     } else {

@@ -279,10 +279,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let (handle, receivers) = executor::command_channels(count);
     let selectors = pylon_edge::ebpf::ListenerSelectors::load(
         config.ebpf,
-        [
-            config.tcp_listen.map(|a| a.port()),
-            config.tls_listen.map(|a| a.port()),
-        ],
+        [config.tcp_listen, config.tls_listen],
         config.ebpf_pin_dir.as_deref(),
     )?
     .map(Arc::new);
@@ -304,6 +301,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(
             pylon_edge::ebpf::start_cpu_spreader(
                 &config.xdp_spread,
+                config.first_cpu as u32,
                 config.executor_count() as u32,
                 config.syn_guard.native,
             )

@@ -33,7 +33,7 @@ fn connect_from(cpu: usize, addr: std::net::SocketAddr, n: usize) -> Vec<TcpStre
 
 #[test]
 fn each_executor_serves_the_connections_of_its_cpu() {
-    if unsafe { libc::geteuid() } != 0 {
+    if !pylon_ebpf::netns::is_root() {
         eprintln!("SKIPPED (loudly): eBPF needs root; CI runs as root");
         return;
     }
@@ -95,7 +95,9 @@ fn each_executor_serves_the_connections_of_its_cpu() {
         "pylon_edge_ebpf_selections",
         &["transport=\"tcp\"", "outcome=\"fallback\""],
     );
-    assert_eq!(fallback, 0.0);
+    // Only the harness's unpinned readiness probe may have landed on a CPU without an
+    // executor (hosts with more than two CPUs).
+    assert!(fallback <= 1.0, "{fallback}");
     // The kernel's own view of those connections (tp_btf), on the edge's /metrics.
     let established = edge.metric("pylon_edge_tcp_state_entries", &["state=\"established\""]);
     assert!(established >= 2300.0, "{established}");
@@ -128,7 +130,7 @@ impl Drop for Bpffs {
 
 #[test]
 fn two_edge_processes_share_one_listener_array() {
-    if unsafe { libc::geteuid() } != 0 {
+    if !pylon_ebpf::netns::is_root() {
         eprintln!("SKIPPED (loudly): eBPF needs root; CI runs as root");
         return;
     }

@@ -52,6 +52,17 @@ fn compile(ebpf: &Path, source: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The object without debug sections and `.comment` (via llvm-objcopy when present).
+fn comparable(object: &Path, scratch: &Path) -> anyhow::Result<Vec<u8>> {
+    let stripped = Command::new("llvm-objcopy")
+        .args(["--strip-debug", "--remove-section=.comment"])
+        .arg(object)
+        .arg(scratch)
+        .status()
+        .is_ok_and(|s| s.success());
+    Ok(std::fs::read(if stripped { scratch } else { object }).unwrap_or_default())
+}
+
 fn object_name(source: &Path) -> String {
     let name = source
         .file_name()
@@ -75,8 +86,11 @@ pub fn run(args: BuildEbpfArgs) -> anyhow::Result<()> {
         };
         compile(&ebpf, &source, &target)?;
         if args.check {
-            let fresh = std::fs::read(&target)?;
-            let committed = std::fs::read(obj.join(&name)).unwrap_or_default();
+            // Compared without DWARF and the compiler's identification, which differ
+            // between clang builds; code, maps and BTF must match.
+            let fresh = comparable(&target, &scratch.join(format!("{name}.fresh")))?;
+            let committed =
+                comparable(&obj.join(&name), &scratch.join(format!("{name}.committed")))?;
             if fresh != committed {
                 stale.push(name);
             }

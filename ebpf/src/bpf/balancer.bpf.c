@@ -27,6 +27,7 @@ struct backend {
 	__u32 ifindex;
 	__u8 mac[6];     // the edge's interface
 	__u8 src_mac[6]; // ours on that link
+	__u32 active;    // takes new flows
 };
 
 struct flow {
@@ -116,8 +117,11 @@ int balance(struct xdp_md *ctx)
 		.dport = tcp->dest,
 	};
 	__u32 index;
+	int syn = tcp->syn && !tcp->ack;
 	__u32 *known = bpf_map_lookup_elem(&flows, &key);
-	if (known) {
+	struct backend *pinned = known ? bpf_map_lookup_elem(&backends, known) : 0;
+	// A flow stays on its edge; a new SYN on a reused 4-tuple whose edge left picks again.
+	if (known && !(syn && (!pinned || !pinned->active))) {
 		index = *known;
 		count(1);
 	} else {
@@ -129,7 +133,9 @@ int balance(struct xdp_md *ctx)
 			return XDP_PASS;
 		}
 		index = *chosen;
-		bpf_map_update_elem(&flows, &key, &index, BPF_ANY);
+		// Only a SYN starts a flow: stray packets must not evict real ones.
+		if (syn)
+			bpf_map_update_elem(&flows, &key, &index, BPF_ANY);
 		count(0);
 	}
 	struct backend *b = bpf_map_lookup_elem(&backends, &index);

@@ -20,10 +20,10 @@ struct {
 	__type(value, struct bpf_cpumap_val);
 } cpus SEC(".maps");
 
-// [0]: how many CPUs (entries of `cpus`, from 0) to spread over.
+// [0]: how many CPUs to spread over, [1]: the first of them (CPUs first .. first+count).
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u32);
 } spread SEC(".maps");
@@ -62,12 +62,15 @@ int spread_syns(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (!tcp->syn || tcp->ack)
 		return XDP_PASS;
-	__u32 zero = 0;
+	__u32 zero = 0, one = 1;
 	__u32 *count = bpf_map_lookup_elem(&spread, &zero);
-	if (!count || *count == 0 || *count > MAX_CPUS)
+	__u32 *first = bpf_map_lookup_elem(&spread, &one);
+	if (!count || !first || *count == 0 || *count > MAX_CPUS)
 		return XDP_PASS;
 	__u32 h = mix(ip->saddr ^ mix(ip->daddr ^ mix(((__u32)tcp->source << 16) | tcp->dest)));
-	__u32 cpu = h % *count;
+	__u32 cpu = *first + h % *count;
+	if (cpu >= MAX_CPUS)
+		return XDP_PASS;
 	__u64 *n = bpf_map_lookup_elem(&sent, &cpu);
 	if (n)
 		*n += 1;

@@ -13,8 +13,8 @@
 
 // Layout shared with pylon-ebpf (`synguard.rs`); sizes are checked there.
 struct guard_config {
-	__u64 rate_per_sec; // SYNs per second refilled per source
-	__u64 burst;        // bucket size
+	__u64 rate_per_sec; // SYNs per second refilled per source (at most 1e9)
+	__u64 burst;        // bucket size (at most 1e12)
 };
 
 struct bucket {
@@ -83,8 +83,12 @@ static __always_inline int within_budget(__u32 source, const struct guard_config
 		bpf_map_update_elem(&buckets, &source, &fresh, BPF_ANY);
 		return cap >= 1000;
 	}
-	// Refill: rate tokens per second, in thousandths.
-	__u64 elapsed = now - b->last_ns;
+	// Refill: rate tokens per second, in thousandths. Another CPU may have moved
+	// last_ns past our `now`; and past 10 s any bucket is full anyway, which also keeps
+	// the product below 2^64 (rate is at most 1e9, checked by the loader).
+	__u64 elapsed = now > b->last_ns ? now - b->last_ns : 0;
+	if (elapsed > 10000000000ULL)
+		elapsed = 10000000000ULL;
 	__u64 refill = elapsed / 1000 * cfg->rate_per_sec / 1000;
 	__u64 tokens = b->tokens_milli + refill;
 	if (tokens > cap)
