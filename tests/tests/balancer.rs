@@ -216,7 +216,12 @@ fn the_balancer_follows_the_control_planes_edges_and_drains() {
 
     // Established flows, then edge-2 is drained through the control plane.
     let mut held = in_netns(&client, || {
-        (0..20).map(|_| connect_vip()).collect::<Vec<_>>()
+        let mut held: Vec<_> = (0..20).map(|_| connect_vip()).collect();
+        // Every held flow answered, so every accept has been counted.
+        for s in &mut held {
+            assert!(ping(s));
+        }
+        held
     });
     let (code, _) = admin(&t.balancer, "POST", "/v1/admin/edges/edge-2/drain".into());
     assert_eq!(code, 200);
