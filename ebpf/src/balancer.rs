@@ -137,10 +137,7 @@ impl Balancer {
             },
             0,
         )?;
-        let program: &mut Xdp = ebpf
-            .program_mut("balance")
-            .ok_or(EbpfError::Missing("program `balance`"))?
-            .try_into()?;
+        let program = crate::xdp_mut(&mut ebpf, "balance")?;
         program.load()?;
         Ok(Balancer {
             ebpf,
@@ -197,12 +194,7 @@ impl Balancer {
     }
 
     pub fn stats(&self) -> BalancerStats {
-        let sum = |slot: u32| {
-            self.stats
-                .get(&slot, 0)
-                .map(|values| values.iter().sum())
-                .unwrap_or(0)
-        };
+        let sum = |slot: u32| crate::per_cpu_sum(&self.stats, slot);
         BalancerStats {
             new_flows: sum(0),
             known_flow_packets: sum(1),

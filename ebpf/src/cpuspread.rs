@@ -48,10 +48,7 @@ impl CpuSpreader {
             ebpf.take_map("sent")
                 .ok_or(EbpfError::Missing("map `sent`"))?,
         )?;
-        let program: &mut Xdp = ebpf
-            .program_mut("spread_syns")
-            .ok_or(EbpfError::Missing("program `spread_syns`"))?
-            .try_into()?;
+        let program = crate::xdp_mut(&mut ebpf, "spread_syns")?;
         program.load()?;
         // The maps stay referenced by the program; only `sent` is read from here.
         drop((cpu_map, spread));
@@ -69,11 +66,7 @@ impl CpuSpreader {
         packet: &[u8],
         repeat: u32,
     ) -> Result<(u32, std::time::Duration), EbpfError> {
-        let program: &Xdp = self
-            .ebpf
-            .program("spread_syns")
-            .ok_or(EbpfError::Missing("program `spread_syns`"))?
-            .try_into()?;
+        let program = crate::xdp(&self.ebpf, "spread_syns")?;
         crate::cost::xdp_cost(program, packet, repeat)
     }
 
@@ -91,12 +84,7 @@ impl CpuSpreader {
     /// SYNs sent to each CPU so far (from the first one).
     pub fn sent(&self) -> Vec<u64> {
         (self.first..self.first + self.cpus)
-            .map(|cpu| {
-                self.sent
-                    .get(&cpu, 0)
-                    .map(|values| values.iter().sum())
-                    .unwrap_or(0)
-            })
+            .map(|cpu| crate::per_cpu_sum(&self.sent, cpu))
             .collect()
     }
 }

@@ -42,3 +42,34 @@ pub enum EbpfError {
     #[error("the eBPF object has no {0} (object and loader out of step?)")]
     Missing(&'static str),
 }
+
+/// The XDP program `name` of a loaded object.
+pub(crate) fn xdp_mut<'a>(
+    ebpf: &'a mut aya::Ebpf,
+    name: &'static str,
+) -> Result<&'a mut aya::programs::Xdp, EbpfError> {
+    Ok(ebpf
+        .program_mut(name)
+        .ok_or(EbpfError::Missing(name))?
+        .try_into()?)
+}
+
+pub(crate) fn xdp<'a>(
+    ebpf: &'a aya::Ebpf,
+    name: &'static str,
+) -> Result<&'a aya::programs::Xdp, EbpfError> {
+    Ok(ebpf
+        .program(name)
+        .ok_or(EbpfError::Missing(name))?
+        .try_into()?)
+}
+
+/// Entry `index` of a per-CPU counter array, summed over CPUs (0 when unreadable).
+pub(crate) fn per_cpu_sum(
+    map: &aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    index: u32,
+) -> u64 {
+    map.get(&index, 0)
+        .map(|values| values.iter().sum())
+        .unwrap_or(0)
+}

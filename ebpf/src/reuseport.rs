@@ -86,12 +86,7 @@ impl CpuListenerSelector {
 
     /// Selections so far, summed over CPUs.
     pub fn selections(&self) -> Selections {
-        let sum = |index: u32| {
-            self.selections
-                .get(&index, 0)
-                .map(|values| values.iter().sum())
-                .unwrap_or(0)
-        };
+        let sum = |index: u32| crate::per_cpu_sum(&self.selections, index);
         Selections {
             by_cpu: sum(0),
             fallback: sum(1),

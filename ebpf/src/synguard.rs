@@ -50,10 +50,7 @@ impl SynGuard {
         let ports = HashMap::try_from(take("ports")?)?;
         let blocklist = HashMap::try_from(take("blocklist")?)?;
         let verdicts = PerCpuArray::try_from(take("verdicts")?)?;
-        let program: &mut Xdp = ebpf
-            .program_mut("syn_guard")
-            .ok_or(EbpfError::Missing("program `syn_guard`"))?
-            .try_into()?;
+        let program = crate::xdp_mut(&mut ebpf, "syn_guard")?;
         program.load()?;
         Ok(SynGuard {
             ebpf,
@@ -70,11 +67,7 @@ impl SynGuard {
         packet: &[u8],
         repeat: u32,
     ) -> Result<(u32, std::time::Duration), EbpfError> {
-        let program: &Xdp = self
-            .ebpf
-            .program("syn_guard")
-            .ok_or(EbpfError::Missing("program `syn_guard`"))?
-            .try_into()?;
+        let program = crate::xdp(&self.ebpf, "syn_guard")?;
         crate::cost::xdp_cost(program, packet, repeat)
     }
 
@@ -131,12 +124,7 @@ impl SynGuard {
     }
 
     pub fn counts(&self) -> GuardCounts {
-        let sum = |index: u32| {
-            self.verdicts
-                .get(&index, 0)
-                .map(|values| values.iter().sum())
-                .unwrap_or(0)
-        };
+        let sum = |index: u32| crate::per_cpu_sum(&self.verdicts, index);
         GuardCounts {
             passed: sum(0),
             dropped_rate: sum(1),

@@ -83,12 +83,7 @@ impl TcpMetrics {
     }
 
     pub fn counts(&self) -> TcpCounts {
-        let sum = |slot: u32| {
-            self.counters
-                .get(&slot, 0)
-                .map(|values| values.iter().sum())
-                .unwrap_or(0)
-        };
+        let sum = |slot: u32| crate::per_cpu_sum(&self.counters, slot);
         TcpCounts {
             retransmits: sum(0),
             entered: STATES.iter().map(|(n, name)| (*name, sum(*n))).collect(),

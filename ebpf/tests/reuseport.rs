@@ -5,6 +5,8 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
+use pylon_ebpf::netns::pin_to;
+
 use pylon_ebpf::reuseport::CpuListenerSelector;
 use socket2::{Domain, Socket, Type};
 
@@ -15,18 +17,6 @@ fn listener(addr: SocketAddr) -> TcpListener {
     s.listen(1024).expect("listen");
     s.set_nonblocking(true).expect("nonblocking");
     s.into()
-}
-
-fn pin_to(cpu: usize) {
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0,
-            "pinning to CPU {cpu}"
-        );
-    }
 }
 
 fn drain(l: &TcpListener) -> usize {

@@ -5,20 +5,11 @@
 use std::net::TcpStream;
 use std::time::Duration;
 
+use pylon_ebpf::netns::pin_to;
+
 use pylon_tests::certs::TestCerts;
 use pylon_tests::edge::{EdgeOptions, EdgeProcess};
 use pylon_tests::wait_for;
-
-fn pin_to(cpu: usize) {
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0
-        );
-    }
-}
 
 fn connect_from(cpu: usize, addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
     std::thread::spawn(move || {

@@ -5,13 +5,7 @@
 // Forwarding is direct server return at L2: the frame's MACs are rewritten and it is
 // redirected to the edge's interface; the edges hold the VIP on a loopback address.
 
-#include <linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/in.h>
-#include <linux/ip.h>
-#include <linux/tcp.h>
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
+#include "common.h"
 
 // Must match pylon-ebpf (`balancer.rs`): a prime, the Maglev table size.
 #define TABLE_SIZE 65537
@@ -81,29 +75,12 @@ static __always_inline void count(__u32 slot)
 		*n += 1;
 }
 
-static __always_inline __u32 mix(__u32 h)
-{
-	h ^= h >> 16;
-	h *= 0x7feb352d;
-	h ^= h >> 15;
-	h *= 0x846ca68b;
-	h ^= h >> 16;
-	return h;
-}
-
 SEC("xdp")
 int balance(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
-		return XDP_PASS;
-	struct iphdr *ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_TCP || ip->ihl < 5)
-		return XDP_PASS;
-	struct tcphdr *tcp = (void *)ip + ip->ihl * 4;
-	if ((void *)(tcp + 1) > end)
+	struct iphdr *ip;
+	struct tcphdr *tcp = tcp_of(ctx, &ip);
+	if (!tcp)
 		return XDP_PASS;
 	__u32 zero = 0;
 	struct vip *vip = bpf_map_lookup_elem(&vips, &zero);
@@ -125,8 +102,7 @@ int balance(struct xdp_md *ctx)
 		index = *known;
 		count(1);
 	} else {
-		__u32 h = mix(key.saddr ^ mix(key.daddr ^ mix(((__u32)key.sport << 16) | key.dport)));
-		__u32 slot = h % TABLE_SIZE;
+		__u32 slot = flow_hash(ip, tcp) % TABLE_SIZE;
 		__u32 *chosen = bpf_map_lookup_elem(&table, &slot);
 		if (!chosen || *chosen >= MAX_BACKENDS) {
 			count(3);
@@ -143,6 +119,9 @@ int balance(struct xdp_md *ctx)
 		count(3);
 		return XDP_PASS;
 	}
+	struct ethhdr *eth = (void *)(long)ctx->data;
+	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
+		return XDP_PASS;
 	__builtin_memcpy(eth->h_dest, b->mac, 6);
 	__builtin_memcpy(eth->h_source, b->src_mac, 6);
 	count(2);

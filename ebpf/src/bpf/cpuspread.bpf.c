@@ -3,13 +3,7 @@
 // spread poorly. The CPU that then processes a SYN is the one whose executor gets the
 // connection (see reuseport.bpf.c). Other packets are left where they arrived.
 
-#include <linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/in.h>
-#include <linux/ip.h>
-#include <linux/tcp.h>
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
+#include "common.h"
 
 #define MAX_CPUS 256
 
@@ -36,39 +30,19 @@ struct {
 	__type(value, __u64);
 } sent SEC(".maps");
 
-static __always_inline __u32 mix(__u32 h)
-{
-	h ^= h >> 16;
-	h *= 0x7feb352d;
-	h ^= h >> 15;
-	h *= 0x846ca68b;
-	h ^= h >> 16;
-	return h;
-}
-
 SEC("xdp")
 int spread_syns(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
-		return XDP_PASS;
-	struct iphdr *ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_TCP || ip->ihl < 5)
-		return XDP_PASS;
-	struct tcphdr *tcp = (void *)ip + ip->ihl * 4;
-	if ((void *)(tcp + 1) > end)
-		return XDP_PASS;
-	if (!tcp->syn || tcp->ack)
+	struct iphdr *ip;
+	struct tcphdr *tcp = tcp_of(ctx, &ip);
+	if (!tcp || !tcp->syn || tcp->ack)
 		return XDP_PASS;
 	__u32 zero = 0, one = 1;
 	__u32 *count = bpf_map_lookup_elem(&spread, &zero);
 	__u32 *first = bpf_map_lookup_elem(&spread, &one);
 	if (!count || !first || *count == 0 || *count > MAX_CPUS)
 		return XDP_PASS;
-	__u32 h = mix(ip->saddr ^ mix(ip->daddr ^ mix(((__u32)tcp->source << 16) | tcp->dest)));
-	__u32 cpu = *first + h % *count;
+	__u32 cpu = *first + flow_hash(ip, tcp) % *count;
 	if (cpu >= MAX_CPUS)
 		return XDP_PASS;
 	__u64 *n = bpf_map_lookup_elem(&sent, &cpu);

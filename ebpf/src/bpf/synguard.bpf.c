@@ -3,13 +3,7 @@
 // token bucket, and never from a blocklisted source. Everything else passes untouched.
 // Counts what it passed and what it dropped, and why.
 
-#include <linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/in.h>
-#include <linux/ip.h>
-#include <linux/tcp.h>
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
+#include "common.h"
 
 // Layout shared with pylon-ebpf (`synguard.rs`); sizes are checked there.
 struct guard_config {
@@ -105,18 +99,9 @@ static __always_inline int within_budget(__u32 source, const struct guard_config
 SEC("xdp")
 int syn_guard(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
-		return XDP_PASS;
-	struct iphdr *ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_TCP || ip->ihl < 5)
-		return XDP_PASS;
-	struct tcphdr *tcp = (void *)ip + ip->ihl * 4;
-	if ((void *)(tcp + 1) > end)
-		return XDP_PASS;
-	if (!tcp->syn || tcp->ack)
+	struct iphdr *ip;
+	struct tcphdr *tcp = tcp_of(ctx, &ip);
+	if (!tcp || !tcp->syn || tcp->ack)
 		return XDP_PASS;
 	__u16 port = bpf_ntohs(tcp->dest);
 	if (!bpf_map_lookup_elem(&ports, &port))
