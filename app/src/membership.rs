@@ -16,15 +16,8 @@ use crate::directory::Directory;
 
 /// A call with the cluster token and a deadline.
 fn authed<T>(config: &Config, deadline: Duration, message: T) -> Request<T> {
-    let mut request = Request::new(message);
+    let mut request = pylon_proto::auth::with_bearer(message, config.cluster_token.as_deref());
     request.set_timeout(deadline);
-    if let Some(value) = config
-        .cluster_token
-        .as_ref()
-        .and_then(|t| format!("Bearer {t}").parse().ok())
-    {
-        request.metadata_mut().insert("authorization", value);
-    }
     request
 }
 

@@ -158,16 +158,8 @@ async fn require_token(State(api): State<Api>, request: Request, next: Next) -> 
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let ok = presented.is_some_and(|t| {
-        t.len() == expected.len()
-            && t.bytes()
-                .zip(expected.bytes())
-                .fold(0u8, |a, (x, y)| a | (x ^ y))
-                == 0
-    });
-    if !ok {
+        .and_then(|v| v.to_str().ok());
+    if !pylon_proto::auth::bearer_matches(presented, expected) {
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

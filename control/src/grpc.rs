@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use pylon_proto::auth::bearer_matches;
 use pylon_proto::control::membership_server::Membership;
 use pylon_proto::control::routes_server::Routes;
 use pylon_proto::control::{
@@ -30,31 +31,21 @@ pub fn authenticate(
         let Some(cluster) = node.config.cluster_token.as_deref() else {
             return Ok(req);
         };
-        let presented = req
+        let header = req
             .metadata()
             .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(|v| v.to_str().ok());
         let admin = node.config.admin_token.as_deref();
-        match presented {
-            Some(t) if same_token(t, cluster) || admin.is_some_and(|a| same_token(t, a)) => Ok(req),
-            _ => {
-                node.metrics.bad_member_requests.inc();
-                Err(Status::unauthenticated(
-                    "missing or wrong token: send `authorization: Bearer <cluster token>`",
-                ))
-            }
+        let accepted =
+            bearer_matches(header, cluster) || admin.is_some_and(|a| bearer_matches(header, a));
+        if accepted {
+            return Ok(req);
         }
+        node.metrics.bad_member_requests.inc();
+        Err(Status::unauthenticated(
+            "missing or wrong token: send `authorization: Bearer <cluster token>`",
+        ))
     }
-}
-
-/// Compares tokens in time independent of where they differ.
-pub fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 fn registry_status(e: RegistryError) -> Status {
@@ -427,12 +418,5 @@ mod tests {
         assert!(validate_address("host").is_err());
         assert!(validate_address("host:0").is_err());
         assert!(validate_address(":80").is_err());
-    }
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(same_token("abc", "abc"));
-        assert!(!same_token("abc", "abd"));
-        assert!(!same_token("abc", "abcd"));
     }
 }

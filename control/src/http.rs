@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry as MetricsRegistry;
+use pylon_proto::auth::bearer_matches;
 use pylon_proto::routes::shard_of;
 use pylon_proto::ykc::PileNo;
 
@@ -21,7 +22,6 @@ use crate::api::{
 };
 use crate::cluster::{edge_settings_key, EdgeSettings, MemberKind};
 use crate::dispatch;
-use crate::grpc::same_token;
 use crate::metrics::result;
 use crate::node::ControlNode;
 
@@ -198,9 +198,8 @@ async fn require_admin(State(s): State<Http>, request: Request, next: Next) -> R
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if !presented.is_some_and(|t| same_token(t, expected)) {
+        .and_then(|v| v.to_str().ok());
+    if !bearer_matches(presented, expected) {
         count("unauthorized");
         return error(
             StatusCode::UNAUTHORIZED,

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use pylon_proto::control::{route_update, RouteUpdate};
 use pylon_proto::routes::RouteTable;
@@ -181,23 +181,6 @@ impl Publisher {
         lags.sort_by(|a, b| b.seconds.total_cmp(&a.seconds).then(a.name.cmp(&b.name)));
         lags
     }
-
-    /// Waits until every subscriber named in `names` applied `version` (for tests/bench).
-    pub async fn wait_applied(&self, version: u64, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self
-                .lock()
-                .subscribers
-                .values()
-                .all(|s| s.applied >= version)
-            {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        false
-    }
 }
 
 fn snapshot_update(state: &State) -> RouteUpdate {
@@ -256,7 +239,6 @@ mod tests {
         assert_eq!(lags[0].behind, 2);
         publisher.applied("edge/e1", 3);
         assert_eq!(publisher.lags()[0].behind, 0);
-        assert!(publisher.wait_applied(3, Duration::from_millis(10)).await);
         drop(sub);
         assert!(publisher.lags().is_empty());
     }

@@ -4,8 +4,10 @@
 //!   over byte buffers, shared by the edge, the app service, the bench and the fuzz targets.
 //! - [`control`]: the internal gRPC services of the control plane (`proto/control.proto`).
 //! - [`app`]: the business stream between edges and app instances (`proto/app.proto`).
+//! - [`auth`]: bearer tokens on the internal and admin APIs.
 //! - [`routes`]: the route table pushed to edges and app instances, as rkyv types.
 
+pub mod auth;
 pub mod routes;
 pub mod ykc;
 

@@ -90,11 +90,7 @@ async fn channel(url: &str) -> anyhow::Result<Channel> {
 }
 
 fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Ok(value) = format!("Bearer {token}").parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
+    pylon_proto::auth::with_bearer(message, Some(token))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {

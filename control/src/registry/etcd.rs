@@ -149,11 +149,6 @@ impl EtcdRegistry {
         Ok(registry)
     }
 
-    /// The endpoints, as given to [`EtcdRegistry::connect`].
-    pub fn endpoints(&self) -> &[String] {
-        &self.endpoints
-    }
-
     /// Runs `op` on the current endpoint, failing over to the next ones as described in the
     /// module documentation.
     async fn call<T, F, Fut>(&self, what: &str, op: F) -> Result<T>

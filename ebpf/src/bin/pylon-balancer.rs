@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Parser;
 use pylon_ebpf::balancer::Balancer;
 use pylon_ebpf::follow::{self, EdgeLink, ResolvedLink};
+use pylon_proto::auth::with_bearer;
 use pylon_proto::control::route_update::Body;
 use pylon_proto::control::routes_client::RoutesClient;
 use pylon_proto::control::{AppliedReport, SubscribeRequest};
@@ -136,15 +137,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     })
 }
 
-/// A call with the cluster token.
-fn authed<T>(token: Option<&str>, message: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    if let Some(v) = token.and_then(|t| format!("Bearer {t}").parse().ok()) {
-        r.metadata_mut().insert("authorization", v);
-    }
-    r
-}
-
 /// Follows the route table, failing over between control-plane replicas, and installs
 /// the backends whenever the set of edges taking new flows changes.
 async fn follow_routes(
@@ -163,7 +155,7 @@ async fn follow_routes(
                 .await?;
             let mut client = RoutesClient::new(channel);
             let mut stream = client
-                .subscribe(authed(token, SubscribeRequest { subscriber_id: subscriber.clone() }))
+                .subscribe(with_bearer(SubscribeRequest { subscriber_id: subscriber.clone() }, token))
                 .await?
                 .into_inner();
             let mut view: Option<RouteView> = None;
@@ -187,7 +179,7 @@ async fn follow_routes(
                     installed = active;
                 }
                 let _ = client
-                    .report_applied(authed(token, AppliedReport { subscriber_id: subscriber.clone(), version: v.version() }))
+                    .report_applied(with_bearer(AppliedReport { subscriber_id: subscriber.clone(), version: v.version() }, token))
                     .await;
             }
             Ok(())
