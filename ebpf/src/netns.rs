@@ -131,14 +131,50 @@ pub fn pin_to(cpu: usize) {
     }
 }
 
-/// Whether the kernel tests can run. Without root they skip, unless
-/// `PYLON_REQUIRE_ROOT=1` (CI) makes that a failure rather than a silent pass.
-pub fn is_root() -> bool {
+/// Whether a kernel test can run here: as root (eBPF, XDP and network namespaces need it)
+/// with at least `min_cpus` CPUs. When it cannot, the skip is printed and recorded for the
+/// summary `cargo xtask test` prints at the end (file named by `PYLON_SKIP_REPORT`), so a
+/// skip is never silent. `PYLON_REQUIRE_ROOT=1` turns "not root" into a failure.
+pub fn kernel_test_can_run(min_cpus: usize) -> bool {
     let root = unsafe { libc::geteuid() == 0 };
-    if !root && std::env::var("PYLON_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
-        panic!("PYLON_REQUIRE_ROOT=1 but the tests are not running as root");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let reason = if !root {
+        if std::env::var("PYLON_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
+            panic!("PYLON_REQUIRE_ROOT=1 but the tests are not running as root");
+        }
+        "not root: eBPF, XDP and network namespaces need root (or CAP_BPF + CAP_NET_ADMIN + CAP_SYS_ADMIN)".to_owned()
+    } else if cpus < min_cpus {
+        format!("{cpus} CPU(s): this test needs {min_cpus}")
+    } else {
+        return true;
+    };
+    record_skip(&reason);
+    false
+}
+
+/// Prints a skip and appends it to the run's skip report, if there is one.
+fn record_skip(reason: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|s| s.rsplit_once('-').map_or(s.clone(), |(name, _hash)| name.to_owned()))
+        .unwrap_or_default();
+    eprintln!("SKIPPED {binary}::{test}: {reason}");
+    if let Some(path) = std::env::var_os("PYLON_SKIP_REPORT") {
+        use std::io::Write;
+        // One short line in one append: lines of parallel tests do not interleave.
+        let line = format!("{binary}::{test}\t{reason}\n");
+        let written = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("could not record the skip: {e}");
+        }
     }
-    root
 }
 
 /// Edge namespaces of [`build_topology`].

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use aya::programs::XdpMode;
 use pylon_ebpf::cpuspread::CpuSpreader;
-use pylon_ebpf::netns::{in_netns, is_root, pin_to, Pair};
+use pylon_ebpf::netns::{in_netns, pin_to, Pair};
 use pylon_ebpf::reuseport::CpuListenerSelector;
 use socket2::{Domain, Socket, Type};
 
@@ -93,12 +93,7 @@ fn spread(mode: XdpMode) {
 
 #[test]
 fn syns_spread_over_cpus_reach_their_cpus_listeners_evenly() {
-    if !is_root() {
-        eprintln!("SKIPPED (loudly): XDP and network namespaces need root; CI runs as root");
-        return;
-    }
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        eprintln!("SKIPPED: needs two CPUs");
+    if !pylon_ebpf::netns::kernel_test_can_run(2) {
         return;
     }
     spread(XdpMode::Skb);

@@ -29,13 +29,7 @@ fn drain(l: &TcpListener) -> usize {
 
 #[test]
 fn connections_go_to_the_listener_of_the_cpu_that_got_the_syn() {
-    if !pylon_ebpf::netns::is_root() {
-        eprintln!("SKIPPED: loading eBPF programs needs root; run the tests as root (CI does)");
-        return;
-    }
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cpus < 2 {
-        eprintln!("SKIPPED: one CPU only");
+    if !pylon_ebpf::netns::kernel_test_can_run(2) {
         return;
     }
     let probe = TcpListener::bind("127.0.0.1:0").expect("probe");

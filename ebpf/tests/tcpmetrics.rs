@@ -7,8 +7,7 @@ use pylon_ebpf::tcpmetrics::TcpMetrics;
 
 #[test]
 fn state_changes_on_watched_ports_are_counted() {
-    if !pylon_ebpf::netns::is_root() {
-        eprintln!("SKIPPED (loudly): tp_btf programs need root; CI runs as root");
+    if !pylon_ebpf::netns::kernel_test_can_run(1) {
         return;
     }
     let watched = TcpListener::bind("127.0.0.1:0").expect("listener");

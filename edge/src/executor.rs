@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 
+use futures_lite::FutureExt;
 use pylon_proto::ykc::{CrcOrder, Frame, PileNo};
 use rustc_hash::FxHashMap;
 use rustls::ServerConfig;
@@ -26,7 +28,7 @@ use crate::metrics::{EdgeMetrics, ExecutorMetrics, Transport};
 use crate::readiness::{self, Poller, Readiness, Token, LISTENER_TOKENS};
 use crate::runtime;
 use crate::session::{CloseReason, LoginDecision, RateLimit, Session, SessionHost};
-use crate::tls::TlsSession;
+use crate::tls::{TlsError, TlsSession};
 use crate::uplink::{Uplink, UplinkFactory, UplinkMessage};
 
 /// Size of each executor's read buffer, shared by all its connections.
@@ -456,10 +458,7 @@ pub async fn run(id: usize, shared: Arc<EdgeShared>, commands: flume::Receiver<E
     let limits = &shared.config.limits;
     let poller = match Poller::new() {
         Ok(p) => p,
-        Err(e) => {
-            tracing::error!(executor = id, "cannot create the epoll set: {e}");
-            return;
-        }
+        Err(e) => runtime::fatal(&format!("executor {id} cannot create its epoll set: {e}")),
     };
     let exec = Rc::new(Executor {
         id,
@@ -482,7 +481,7 @@ pub async fn run(id: usize, shared: Arc<EdgeShared>, commands: flume::Receiver<E
     });
 
     if !start_listeners(&exec) {
-        return;
+        runtime::fatal(&format!("executor {id} cannot listen"));
     }
     runtime::spawn(poll_readiness(exec.clone()));
 
@@ -780,7 +779,22 @@ async fn serve(exec: Rc<Executor>, stream: TcpStream, transport: Transport) {
         conn: &conn,
         pile: None,
     };
-    let reason = drive(&exec, &conn, &mut host, stream, transport).await;
+    // A panic while serving this connection is a bug; it must cost this connection only.
+    // Everything `drive` touches of the executor is released by unwinding (RefCell
+    // guards), and the bookkeeping below runs either way, so no session is left behind.
+    let served = AssertUnwindSafe(drive(&exec, &conn, &mut host, stream, transport))
+        .catch_unwind()
+        .await;
+    let reason = served.unwrap_or_else(|panic| {
+        tracing::error!(
+            executor = exec.id,
+            session = id,
+            pile = ?host.pile,
+            "serving a connection panicked: {}; closed it",
+            runtime::panic_message(&*panic)
+        );
+        CloseReason::Panic
+    });
 
     exec.conns.borrow_mut().remove(&id);
     if let Some(pile) = host.pile {
@@ -808,10 +822,7 @@ async fn drive(
     let mut tls = match (transport, &exec.shared.tls) {
         (Transport::Tls, Some(cfg)) => match TlsSession::new(cfg.clone()) {
             Ok(t) => Some(t),
-            Err(e) => {
-                exec.metrics.handshake(transport, e.kind());
-                return CloseReason::TlsError(e.kind());
-            }
+            Err(e) => return tls_failed(exec, &e, true),
         },
         _ => None,
     };
@@ -886,7 +897,7 @@ async fn drive(
                 }
                 if let Some(tls) = tls.as_mut() {
                     if let Err(e) = tls.send(&plain, &mut out) {
-                        return CloseReason::TlsError(e.kind());
+                        return tls_failed(exec, &e, false);
                     }
                     plain.clear();
                 }
@@ -933,17 +944,7 @@ fn receive_tls(
             result = session.on_bytes(bytes, host, plain);
         }
     });
-    let received = match received {
-        Ok(r) => r,
-        Err(e) => {
-            if was_handshaking {
-                exec.metrics.handshake(Transport::Tls, e.kind());
-            } else {
-                exec.metrics.decode_error(e.kind());
-            }
-            return Err(CloseReason::TlsError(e.kind()));
-        }
-    };
+    let received = received.map_err(|e| tls_failed(exec, &e, was_handshaking))?;
     if was_handshaking && !tls.is_handshaking() {
         exec.metrics.handshake(Transport::Tls, "ok");
         if session.pile().is_none() {
@@ -956,13 +957,26 @@ fn receive_tls(
     }
     if !plain.is_empty() {
         tls.send(plain, out)
-            .map_err(|e| CloseReason::TlsError(e.kind()))?;
+            .map_err(|e| tls_failed(exec, &e, false))?;
         plain.clear();
     }
     if received.peer_closed {
         return Err(result.err().unwrap_or(CloseReason::PeerClosed));
     }
     result
+}
+
+/// Counts a failed TLS session (as a failed handshake, or a decode error after it) and
+/// gives the close reason.
+fn tls_failed(exec: &Executor, e: &TlsError, handshaking: bool) -> CloseReason {
+    if handshaking {
+        exec.metrics.handshake(Transport::Tls, e.kind());
+    } else {
+        exec.metrics.decode_error(e.kind());
+    }
+    exec.metrics.tls_error(e.detail());
+    tracing::debug!(executor = exec.id, "TLS session failed: {e}");
+    CloseReason::TlsError
 }
 
 /// Writes all of `data`, giving up when the connection is told to close meanwhile.

@@ -81,6 +81,8 @@ pub struct EdgeMetrics {
     pub frames_in: Family<FrameTypeLabel, Counter>,
     pub frames_out: Family<FrameTypeLabel, Counter>,
     pub decode_errors: Family<KindLabel, Counter>,
+    /// TLS sessions that failed, by what went wrong (error class or the peer's alert).
+    pub tls_errors: Family<KindLabel, Counter>,
     pub heartbeats: Counter,
     pub bytes_in: Family<TransportLabel, Counter>,
     pub bytes_out: Family<TransportLabel, Counter>,
@@ -133,6 +135,11 @@ impl EdgeMetrics {
             "closes",
             "Closed connections by reason",
             self.closes.clone(),
+        );
+        r.register(
+            "tls_errors",
+            "Failed TLS sessions by error class or the alert the peer sent",
+            self.tls_errors.clone(),
         );
         r.register(
             "frames_in",
@@ -347,6 +354,13 @@ impl ExecutorMetrics {
     pub fn decode_error(&self, kind: &str) {
         self.all
             .decode_errors
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+    }
+
+    pub fn tls_error(&self, kind: &str) {
+        self.all
+            .tls_errors
             .get_or_create(&KindLabel { kind: kind.into() })
             .inc();
     }

@@ -10,7 +10,8 @@ pub enum CloseReason {
     PeerClosed,
     IoError,
     TlsHandshakeTimeout,
-    TlsError(&'static str),
+    /// The TLS session failed (the detail is counted in `pylon_edge_tls_errors_total`).
+    TlsError,
     LoginTimeout,
     HeartbeatTimeout,
     NotLoggedIn,
@@ -29,6 +30,8 @@ pub enum CloseReason {
     /// An operator drained the edge: the charger should reconnect elsewhere.
     Moved,
     Shutdown,
+    /// Serving this connection panicked (a bug): it was closed, nothing else touched.
+    Panic,
 }
 
 impl CloseReason {
@@ -37,7 +40,7 @@ impl CloseReason {
             CloseReason::PeerClosed => "peer_closed",
             CloseReason::IoError => "io_error",
             CloseReason::TlsHandshakeTimeout => "tls_handshake_timeout",
-            CloseReason::TlsError(kind) => kind,
+            CloseReason::TlsError => "tls_error",
             CloseReason::LoginTimeout => "login_timeout",
             CloseReason::HeartbeatTimeout => "heartbeat_timeout",
             CloseReason::NotLoggedIn => "not_logged_in",
@@ -53,6 +56,7 @@ impl CloseReason {
             CloseReason::Drain => "drain",
             CloseReason::Moved => "moved",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::Panic => "panic",
         }
     }
 }

@@ -135,6 +135,8 @@ fn suites_allow(suites: &[CipherSuite], key: SignatureAlgorithm) -> bool {
 pub enum TlsError {
     Protocol(rustls::Error),
     Encode(String),
+    /// The session failed earlier; rustls is not called again.
+    Failed,
 }
 
 impl fmt::Display for TlsError {
@@ -142,12 +144,13 @@ impl fmt::Display for TlsError {
         match self {
             TlsError::Protocol(e) => write!(f, "{e}"),
             TlsError::Encode(e) => write!(f, "encoding TLS data: {e}"),
+            TlsError::Failed => f.write_str("the TLS session failed earlier"),
         }
     }
 }
 
 impl TlsError {
-    /// A short label for metrics.
+    /// A short label for the handshake metric (`result`).
     pub fn kind(&self) -> &'static str {
         match self {
             TlsError::Protocol(rustls::Error::InvalidCertificate(_)) => "tls_bad_certificate",
@@ -156,7 +159,57 @@ impl TlsError {
             TlsError::Protocol(rustls::Error::AlertReceived(_)) => "tls_alert",
             TlsError::Protocol(_) => "tls_protocol",
             TlsError::Encode(_) => "tls_encode",
+            TlsError::Failed => "tls_failed",
         }
+    }
+
+    /// What went wrong, finer than [`kind`](Self::kind) but from a fixed set (the `kind`
+    /// label of `pylon_edge_tls_errors_total`): the error class, or the alert the peer sent.
+    pub fn detail(&self) -> &'static str {
+        use rustls::Error as E;
+        let TlsError::Protocol(e) = self else {
+            return self.kind().trim_start_matches("tls_");
+        };
+        match e {
+            E::InvalidMessage(_) => "invalid_message",
+            E::PeerSentOversizedRecord => "oversized_record",
+            E::DecryptError => "decrypt_error",
+            E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
+                "unexpected_message"
+            }
+            E::PeerMisbehaved(_) => "peer_misbehaved",
+            E::PeerIncompatible(_) => "peer_incompatible",
+            E::InvalidCertificate(_) => "bad_certificate",
+            E::NoCertificatesPresented => "no_certificate",
+            E::AlertReceived(alert) => alert_label(*alert),
+            E::HandshakeNotComplete => "handshake_not_complete",
+            _ => "other",
+        }
+    }
+}
+
+/// `alert_<description>` for the alerts a charger plausibly sends; the rest share a label.
+fn alert_label(alert: rustls::AlertDescription) -> &'static str {
+    use rustls::AlertDescription as A;
+    match alert {
+        A::CloseNotify => "alert_close_notify",
+        A::UnexpectedMessage => "alert_unexpected_message",
+        A::BadRecordMac => "alert_bad_record_mac",
+        A::RecordOverflow => "alert_record_overflow",
+        A::HandshakeFailure => "alert_handshake_failure",
+        A::BadCertificate => "alert_bad_certificate",
+        A::UnsupportedCertificate => "alert_unsupported_certificate",
+        A::CertificateExpired => "alert_certificate_expired",
+        A::CertificateUnknown => "alert_certificate_unknown",
+        A::IllegalParameter => "alert_illegal_parameter",
+        A::UnknownCA => "alert_unknown_ca",
+        A::DecodeError => "alert_decode_error",
+        A::DecryptError => "alert_decrypt_error",
+        A::ProtocolVersion => "alert_protocol_version",
+        A::InsufficientSecurity => "alert_insufficient_security",
+        A::InternalError => "alert_internal_error",
+        A::UserCanceled => "alert_user_canceled",
+        _ => "alert_other",
     }
 }
 
@@ -166,11 +219,20 @@ pub struct Received {
     pub peer_closed: bool,
 }
 
-/// One server-side TLS session.
+/// One server-side TLS session over rustls's unbuffered API, sans-io: bytes in, bytes out.
+///
+/// The API's contract, kept here and nowhere else: each `process_tls_records` call gets the
+/// bytes the previous calls did not discard, unchanged and at the front of its buffer
+/// (rustls remembers offsets into them, e.g. of a handshake message split over records),
+/// and `discard` bytes leave the front only after the state they came with is handled.
+/// After an error, one further call takes out the alert rustls queued, over the same
+/// remaining bytes; then the session is failed and rustls is never called again.
 pub struct TlsSession {
     conn: UnbufferedServerConnection,
-    /// Tail of an incomplete record; empty (and unallocated) most of the time.
+    /// Received bytes rustls has not discarded yet (an incomplete record, or handshake
+    /// records it holds offsets into); empty (and unallocated) most of the time.
     incoming: Vec<u8>,
+    failed: bool,
 }
 
 impl TlsSession {
@@ -178,6 +240,7 @@ impl TlsSession {
         Ok(TlsSession {
             conn: UnbufferedServerConnection::new(config).map_err(TlsError::Protocol)?,
             incoming: Vec::new(),
+            failed: false,
         })
     }
 
@@ -192,114 +255,181 @@ impl TlsSession {
 
     /// Processes bytes read from the socket. Decrypted application data goes to
     /// `on_plain`; TLS records to send (handshake messages, alerts) are appended to `out`.
+    /// `data` may be used as scratch space (records are decrypted in place).
     pub fn receive(
         &mut self,
         data: &mut [u8],
         out: &mut Vec<u8>,
         on_plain: &mut dyn FnMut(&[u8]),
     ) -> Result<Received, TlsError> {
-        if self.incoming.is_empty() {
-            let (used, received) = process(&mut self.conn, data, out, on_plain)?;
-            if used < data.len() {
+        if self.failed {
+            return Err(TlsError::Failed);
+        }
+        let result = if self.incoming.is_empty() {
+            // The common case: whole records, processed in the caller's buffer.
+            let (used, result) = process(&mut self.conn, data, out, on_plain);
+            if result.is_ok() && used < data.len() {
                 self.incoming.extend_from_slice(&data[used..]);
             }
-            return Ok(received);
+            result
+        } else {
+            let mut incoming = std::mem::take(&mut self.incoming);
+            incoming.extend_from_slice(data);
+            let (used, result) = process(&mut self.conn, &mut incoming, out, on_plain);
+            if result.is_ok() && used < incoming.len() {
+                incoming.drain(..used);
+                self.incoming = incoming;
+            }
+            result
+        };
+        if result.is_err() {
+            self.fail();
         }
-        let mut incoming = std::mem::take(&mut self.incoming);
-        incoming.extend_from_slice(data);
-        let (used, received) = process(&mut self.conn, &mut incoming, out, on_plain)?;
-        if used < incoming.len() {
-            incoming.drain(..used);
-            self.incoming = incoming;
-        }
-        Ok(received)
+        result
     }
 
     /// Encrypts application data into `out`.
     pub fn send(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
-        loop {
-            let status = self.conn.process_tls_records(&mut []);
-            match status.state.map_err(TlsError::Protocol)? {
-                ConnectionState::EncodeTlsData(mut e) => {
-                    write_with(out, 1024, |buf| e.encode(buf).map_err(encode_size))?
+        if self.failed {
+            return Err(TlsError::Failed);
+        }
+        let result = self.encrypt(plain, out);
+        if result.is_err() {
+            self.fail();
+        }
+        result
+    }
+
+    fn encrypt(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
+        // Bounded: each round either hands out queued TLS data or ends.
+        for _ in 0..MAX_STATES_PER_CALL {
+            // Over the bytes still held: rustls may hold offsets into them.
+            let status = self.conn.process_tls_records(&mut self.incoming);
+            let discard = status.discard;
+            let step = match status.state {
+                Err(e) => Err(TlsError::Protocol(e)),
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    write_with(out, 1024, |buf| e.encode(buf).map_err(encode_size)).map(|()| false)
                 }
-                ConnectionState::TransmitTlsData(t) => t.done(),
-                ConnectionState::WriteTraffic(mut w) => {
-                    return write_with(out, plain.len() + 64, |buf| {
+                Ok(ConnectionState::TransmitTlsData(t)) => {
+                    t.done();
+                    Ok(false)
+                }
+                Ok(ConnectionState::WriteTraffic(mut w)) => {
+                    write_with(out, plain.len() + 64, |buf| {
                         w.encrypt(plain, buf).map_err(encrypt_size)
-                    });
+                    })
+                    .map(|()| true)
                 }
-                other => {
-                    return Err(TlsError::Encode(format!(
-                        "cannot send application data in state {other:?}"
-                    )))
-                }
+                Ok(other) => Err(TlsError::Encode(format!(
+                    "cannot send application data in state {other:?}"
+                ))),
+            };
+            self.incoming.drain(..discard.min(self.incoming.len()));
+            if step? {
+                return Ok(());
             }
         }
+        Err(TlsError::Encode(
+            "no state to send application data in".into(),
+        ))
+    }
+
+    /// Marks the session failed; it holds nothing any more.
+    fn fail(&mut self) {
+        self.failed = true;
+        self.incoming = Vec::new();
     }
 }
 
-/// Drives the connection over `incoming`; returns how many bytes were consumed.
+/// A bound on the states one call walks through, so that no input makes a call spin.
+/// A flight of handshake messages is a handful of states; application data one per record.
+const MAX_STATES_PER_CALL: usize = 64;
+
+/// Drives the connection over `incoming`; returns how many bytes rustls discarded (also
+/// on error, so the caller knows what is left) and what happened.
 fn process(
     conn: &mut UnbufferedServerConnection,
     incoming: &mut [u8],
     out: &mut Vec<u8>,
     on_plain: &mut dyn FnMut(&[u8]),
-) -> Result<(usize, Received), TlsError> {
+) -> (usize, Result<Received, TlsError>) {
     let mut used = 0;
     let mut received = Received::default();
     loop {
         let status = conn.process_tls_records(&mut incoming[used..]);
         let mut discard = status.discard;
-        let state = match status.state {
-            Ok(state) => state,
-            Err(e) => {
-                // Let the peer know why, when rustls queued an alert for it.
-                let _ = flush_alerts(conn, out);
-                return Err(TlsError::Protocol(e));
-            }
+        let step = match status.state {
+            Err(e) => Err(TlsError::Protocol(e)),
+            Ok(state) => handle_incoming_state(state, &mut discard, out, on_plain, &mut received),
         };
-        let mut done = false;
-        match state {
-            ConnectionState::ReadTraffic(mut r) => {
-                while let Some(record) = r.next_record() {
-                    let record = record.map_err(TlsError::Protocol)?;
-                    discard += record.discard;
-                    on_plain(record.payload);
-                }
-            }
-            ConnectionState::ReadEarlyData(mut r) => {
-                while let Some(record) = r.next_record() {
-                    let record = record.map_err(TlsError::Protocol)?;
-                    discard += record.discard;
-                    on_plain(record.payload);
-                }
-            }
-            ConnectionState::EncodeTlsData(mut e) => {
-                write_with(out, 4096, |buf| e.encode(buf).map_err(encode_size))?;
-            }
-            // Queued bytes in `out` are always written, in order, before anything else.
-            ConnectionState::TransmitTlsData(t) => t.done(),
-            ConnectionState::BlockedHandshake | ConnectionState::WriteTraffic(_) => done = true,
-            ConnectionState::PeerClosed | ConnectionState::Closed => {
-                received.peer_closed = true;
-                done = true;
-            }
-            _ => done = true,
-        }
         used += discard;
-        if done {
-            return Ok((used, received));
+        match step {
+            Ok(true) => return (used, Ok(received)),
+            Ok(false) => continue,
+            Err(e) => {
+                // Let the peer know why, when rustls queued an alert for it: over the same
+                // bytes, minus what was discarded, as the contract wants.
+                flush_alerts(conn, &mut incoming[used..], out);
+                return (used, Err(e));
+            }
         }
     }
 }
 
-fn flush_alerts(conn: &mut UnbufferedServerConnection, out: &mut Vec<u8>) -> Result<(), TlsError> {
-    let status = conn.process_tls_records(&mut []);
-    if let Ok(ConnectionState::EncodeTlsData(mut e)) = status.state {
-        write_with(out, 64, |buf| e.encode(buf).map_err(encode_size))?;
+/// Handles one state reached while receiving; true when nothing more can be done now.
+fn handle_incoming_state(
+    state: ConnectionState<'_, '_, rustls::server::ServerConnectionData>,
+    discard: &mut usize,
+    out: &mut Vec<u8>,
+    on_plain: &mut dyn FnMut(&[u8]),
+    received: &mut Received,
+) -> Result<bool, TlsError> {
+    match state {
+        ConnectionState::ReadTraffic(mut r) => {
+            while let Some(record) = r.next_record() {
+                let record = record.map_err(TlsError::Protocol)?;
+                *discard += record.discard;
+                on_plain(record.payload);
+            }
+            Ok(false)
+        }
+        ConnectionState::ReadEarlyData(mut r) => {
+            while let Some(record) = r.next_record() {
+                let record = record.map_err(TlsError::Protocol)?;
+                *discard += record.discard;
+                on_plain(record.payload);
+            }
+            Ok(false)
+        }
+        ConnectionState::EncodeTlsData(mut e) => {
+            write_with(out, 4096, |buf| e.encode(buf).map_err(encode_size))?;
+            Ok(false)
+        }
+        // Queued bytes in `out` are always written, in order, before anything else.
+        ConnectionState::TransmitTlsData(t) => {
+            t.done();
+            Ok(false)
+        }
+        ConnectionState::PeerClosed | ConnectionState::Closed => {
+            received.peer_closed = true;
+            Ok(true)
+        }
+        // BlockedHandshake and WriteTraffic: waiting for more bytes.
+        _ => Ok(true),
     }
-    Ok(())
+}
+
+/// After an error: takes out the alert rustls queued, if any, with one more call over what
+/// the failed call left undiscarded. One call only: rustls hands out queued records before
+/// it looks at the input again, and a second call would make it process the same bad bytes
+/// again (and send a second fatal alert, which it asserts against). Errors here change
+/// nothing: the session is closing.
+fn flush_alerts(conn: &mut UnbufferedServerConnection, incoming: &mut [u8], out: &mut Vec<u8>) {
+    let status = conn.process_tls_records(incoming);
+    if let Ok(ConnectionState::EncodeTlsData(mut e)) = status.state {
+        let _ = write_with(out, 64, |buf| e.encode(buf).map_err(encode_size));
+    }
 }
 
 /// Lets `f` write into the spare end of `out`, growing it as often as `f` asks.
@@ -347,3 +477,6 @@ fn encrypt_size(e: EncryptError) -> Result<usize, String> {
         other => Err(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pylon_ebpf::netns::{
-    build_topology, connect_vip, counts, echo_servers, in_netns, is_root, mac, ping, LB_EDGES,
+    build_topology, connect_vip, counts, echo_servers, in_netns, mac, ping, LB_EDGES,
 };
 use pylon_proto::control::membership_client::MembershipClient;
 use pylon_proto::control::{KeepAliveRequest, Member, MemberKind, RegisterRequest};
@@ -118,8 +118,7 @@ fn admin(ns: &str, method: &'static str, path: String) -> (u16, serde_json::Valu
 
 #[test]
 fn the_balancer_follows_the_control_planes_edges_and_drains() {
-    if !is_root() {
-        eprintln!("SKIPPED (loudly): XDP and network namespaces need root; CI runs as root");
+    if !pylon_ebpf::netns::kernel_test_can_run(1) {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");

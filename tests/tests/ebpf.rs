@@ -24,13 +24,7 @@ fn connect_from(cpu: usize, addr: std::net::SocketAddr, n: usize) -> Vec<TcpStre
 
 #[test]
 fn each_executor_serves_the_connections_of_its_cpu() {
-    if !pylon_ebpf::netns::is_root() {
-        eprintln!("SKIPPED (loudly): eBPF needs root; CI runs as root");
-        return;
-    }
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cpus < 2 {
-        eprintln!("SKIPPED: needs two CPUs");
+    if !pylon_ebpf::netns::kernel_test_can_run(2) {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
@@ -121,12 +115,7 @@ impl Drop for Bpffs {
 
 #[test]
 fn two_edge_processes_share_one_listener_array() {
-    if !pylon_ebpf::netns::is_root() {
-        eprintln!("SKIPPED (loudly): eBPF needs root; CI runs as root");
-        return;
-    }
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        eprintln!("SKIPPED: needs two CPUs");
+    if !pylon_ebpf::netns::kernel_test_can_run(2) {
         return;
     }
     let bpffs = Bpffs::mount();

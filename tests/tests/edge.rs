@@ -600,3 +600,258 @@ async fn a_tls_only_edge_serves_tls() {
     .await
     .is_err());
 }
+
+/// A TLS charger driven by hand over a blocking socket, for what tokio-rustls will not do:
+/// send its ClientHello one byte per write, or forge a record after the handshake.
+struct HandTls {
+    stream: rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+    splitter: ykc::FrameSplitter,
+}
+
+impl HandTls {
+    fn connect(
+        addr: std::net::SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+        trickle: bool,
+    ) -> Self {
+        use std::io::Write;
+        let mut sock = std::net::TcpStream::connect(addr).expect("connect");
+        sock.set_nodelay(true).expect("nodelay");
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        let mut conn = rustls::ClientConnection::new(config, name()).expect("client");
+        let mut hello = Vec::new();
+        conn.write_tls(&mut hello).expect("client hello");
+        if trickle {
+            for byte in hello {
+                sock.write_all(&[byte]).expect("one byte of the hello");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        } else {
+            sock.write_all(&hello).expect("hello");
+        }
+        HandTls {
+            stream: rustls::StreamOwned::new(conn, sock),
+            splitter: ykc::FrameSplitter::new(),
+        }
+    }
+
+    fn send(&mut self, seq: u16, frame: &Frame) {
+        use std::io::Write;
+        let bytes = ykc::encode(seq, frame).expect("encode");
+        self.stream.write_all(&bytes).expect("send frame");
+        self.stream.flush().expect("flush");
+    }
+
+    fn recv(&mut self) -> (u16, Frame) {
+        use std::io::Read;
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = self.stream.read(&mut buf).expect("read");
+            assert!(n > 0, "the edge closed the connection");
+            let mut got = None;
+            self.splitter.feed(&buf[..n], |event| {
+                if let ykc::SplitEvent::Frame(raw) = event {
+                    if got.is_none() {
+                        got = Some((raw.seq, ykc::decode(&raw).expect("decodable frame")));
+                    }
+                }
+                true
+            });
+            if let Some(frame) = got {
+                return frame;
+            }
+        }
+    }
+
+    /// Logs in and has one heartbeat answered.
+    fn login_and_heartbeat(&mut self, p: PileNo) {
+        self.send(0, &charger::login_frame(p));
+        assert!(matches!(self.recv().1, Frame::LoginReply(_)));
+        self.send(1, &charger::heartbeat_frame(p));
+        assert!(matches!(self.recv(), (1, Frame::HeartbeatReply(_))));
+    }
+
+    /// Writes bytes under TLS, as a forged record, and expects the edge to hang up.
+    fn forge_and_expect_close(mut self, record: &[u8]) {
+        use std::io::{Read, Write};
+        self.stream.sock.write_all(record).expect("forged record");
+        let mut buf = [0u8; 256];
+        loop {
+            match self.stream.sock.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    }
+}
+
+/// Sends `bytes` to the TLS port and expects the edge to close; returns what it answered.
+async fn raw_tls_attempt(edge: &EdgeProcess, bytes: &[u8], half_close: bool) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(edge.tls)
+        .await
+        .expect("connect");
+    s.write_all(bytes).await.expect("send");
+    if half_close {
+        s.shutdown().await.expect("half close");
+    }
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut seen)).await;
+    assert!(read.is_ok(), "the edge should close the connection");
+    seen
+}
+
+/// Pseudo-random bytes (xorshift), the same on every run.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Hostile TLS input costs only the connection that sent it: a record header followed by
+/// garbage (once an executor-killing panic), a truncated record, a bad length, an alert, a
+/// plaintext YKC frame, a forged record after a TLS 1.2 or 1.3 handshake; a ClientHello in
+/// one-byte writes simply works. Meanwhile the TCP and TLS chargers around them, spread by
+/// SO_REUSEPORT over both executors, keep being answered, and the edge keeps counting right.
+#[tokio::test]
+async fn hostile_tls_input_costs_only_its_own_connection() {
+    let w = world(&["--tls-handshake-timeout", "3"]);
+    let mut healthy = Vec::new();
+    for i in 0..16 {
+        let target = if i % 2 == 0 {
+            w.tcp()
+        } else {
+            w.tls(TlsVersions::Both)
+        };
+        let p = pile(3000 + i);
+        healthy.push((p, logged_in(&target, p).await));
+    }
+    for executor in ["0", "1"] {
+        let held: f64 = ["tcp", "tls"]
+            .iter()
+            .map(|t| {
+                w.edge.metric(
+                    "pylon_edge_connections",
+                    &[
+                        &format!("executor=\"{executor}\""),
+                        &format!("transport=\"{t}\""),
+                    ],
+                )
+            })
+            .sum();
+        assert!(held > 0.0, "executor {executor} holds none of the chargers");
+    }
+    async fn all_answered(healthy: &mut [(PileNo, ChargerConn)]) {
+        for (p, c) in healthy.iter_mut() {
+            heartbeat_ok(c, *p).await;
+        }
+    }
+
+    let hello = {
+        let config = client_config(&w.certs.ca, None, TlsVersions::Both).expect("config");
+        let mut conn = rustls::ClientConnection::new(config, name()).expect("client");
+        let mut hello = Vec::new();
+        conn.write_tls(&mut hello).expect("client hello");
+        hello
+    };
+    let mut bad_length = vec![0x16, 0x03, 0x01, 0xff, 0xff];
+    bad_length.extend(noise(7, 64));
+    let plaintext_login = ykc::encode(0, &charger::login_frame(pile(1))).expect("encode");
+
+    // Eight times, so that both executors get some.
+    for round in 0..8u64 {
+        let mut garbage = vec![0x16, 0x03, 0x01, 0x02, 0x00];
+        garbage.extend(noise(round + 1, 512));
+        raw_tls_attempt(&w.edge, &garbage, false).await;
+        all_answered(&mut healthy).await;
+    }
+    let cases: [(&str, &[u8], bool, bool); 4] = [
+        ("truncated record", &hello[..hello.len() - 10], true, false),
+        ("bad record length", &bad_length, false, true),
+        (
+            "unexpected alert",
+            &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28],
+            false,
+            false,
+        ),
+        ("plaintext YKC frame", &plaintext_login, false, true),
+    ];
+    for (what, bytes, half_close, alert_back) in cases {
+        let seen = raw_tls_attempt(&w.edge, bytes, half_close).await;
+        if alert_back {
+            assert_eq!(seen.first(), Some(&0x15), "{what}: a TLS alert comes back");
+        }
+        all_answered(&mut healthy).await;
+        eprintln!("{what}: closed; the others are answered");
+    }
+
+    for (i, versions) in [TlsVersions::Only12, TlsVersions::Only13]
+        .into_iter()
+        .enumerate()
+    {
+        let config = client_config(&w.certs.ca, None, versions).expect("config");
+        let addr = w.edge.tls;
+        let p = pile(3100 + i as u64);
+        tokio::task::spawn_blocking(move || {
+            // One byte per write: the hello arrives in many reads, and still works.
+            let mut slow = HandTls::connect(addr, config.clone(), true);
+            slow.login_and_heartbeat(p);
+            // A record that does not authenticate, after the handshake: closed.
+            let mut forged = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+            forged.extend(noise(99, 32));
+            slow.forge_and_expect_close(&forged);
+        })
+        .await
+        .expect("hand-driven TLS charger");
+        all_answered(&mut healthy).await;
+        eprintln!("{versions:?}: one-byte hello served, forged record closed");
+    }
+
+    for kind in [
+        "invalid_message",
+        "alert_handshake_failure",
+        "decrypt_error",
+    ] {
+        w.edge.wait_metric(
+            "pylon_edge_tls_errors_total",
+            &[&format!("kind=\"{kind}\"")],
+            1.0,
+        );
+    }
+    // 13 hostile connections: the TLS errors, and a garbage hello whose random length
+    // (under 64 KiB) left it waiting for more until the handshake deadline.
+    wait_for(
+        "every hostile connection closed and counted",
+        Duration::from_secs(10),
+        || {
+            let closed = w
+                .edge
+                .metric("pylon_edge_closes_total", &["reason=\"tls_error\""])
+                + w.edge.metric(
+                    "pylon_edge_closes_total",
+                    &["reason=\"tls_handshake_timeout\""],
+                );
+            (closed >= 13.0).then_some(())
+        },
+    );
+    assert_eq!(
+        w.edge
+            .metric("pylon_edge_closes_total", &["reason=\"panic\""]),
+        0.0
+    );
+    // Exactly the healthy sessions are counted: nothing dead, nothing lost.
+    wait_for(
+        "the session count to settle",
+        Duration::from_secs(10),
+        || (w.edge.sessions() == healthy.len() as i64).then_some(()),
+    );
+    all_answered(&mut healthy).await;
+    assert!(w.edge.log_text().lines().all(|l| !l.contains("panicked")));
+}

@@ -30,7 +30,7 @@ fn ns(d: Duration) -> f64 {
 
 pub fn run(args: BenchEbpfArgs) -> anyhow::Result<()> {
     anyhow::ensure!(unsafe { libc::geteuid() } == 0, "bench-ebpf needs root");
-    crate::system::ensure_packages(crate::system::TEST_PACKAGES)?;
+    crate::system::ensure(crate::system::FOR_ALL)?;
     let mut md = String::from(
         "## eBPF programs\n\n| program, packet | verdict | ns per packet |\n|---|---|---|\n",
     );

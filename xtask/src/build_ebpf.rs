@@ -19,12 +19,6 @@ impl BuildEbpfArgs {
     }
 }
 
-/// What compiling the programs needs.
-pub const PACKAGES: &[(&str, &str)] = &[
-    ("clang", "clang"),
-    ("/usr/include/bpf/bpf_helpers.h", "libbpf-dev"),
-];
-
 fn sources(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut sources: Vec<PathBuf> = std::fs::read_dir(dir.join("src/bpf"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -72,7 +66,7 @@ fn object_name(source: &Path) -> String {
 }
 
 pub fn run(args: BuildEbpfArgs) -> anyhow::Result<()> {
-    crate::system::ensure_packages(PACKAGES)?;
+    crate::system::ensure(crate::system::FOR_EBPF)?;
     let ebpf = crate::procs::root().join("ebpf");
     let obj = ebpf.join("obj");
     let scratch = tempfile_dir()?;

@@ -42,6 +42,7 @@ const ADMIN_TOKEN: &str = "demo-admin-token";
 const CLUSTER_TOKEN: &str = "demo-cluster-token";
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    crate::system::prepare("demo", crate::system::FOR_BUILD)?;
     procs::build_release()?;
     let dir = procs::root().join("target/demo");
     let (ca, certs) = procs::edge_certs(&dir.join("certs"))?;

@@ -7,6 +7,7 @@ mod bench_ebpf;
 mod build_ebpf;
 mod demo;
 mod procs;
+mod skips;
 mod system;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
+    /// List what Pylon needs on this machine, found or missing, and how to install it.
+    Doctor,
     /// Install what is missing, build, and run every test.
     Test {
         /// Extra arguments passed to `cargo test` (after `--`).
@@ -44,6 +47,7 @@ enum Task {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.task {
+        Task::Doctor => system::doctor(),
         Task::Test { cargo_args } => test(&cargo_args),
         Task::Demo(args) => demo::run(args),
         Task::Bench(args) => bench::run(args),
@@ -59,7 +63,7 @@ fn main() {
 }
 
 fn test(cargo_args: &[String]) -> anyhow::Result<()> {
-    system::ensure_packages(system::TEST_PACKAGES)?;
+    system::prepare("test", system::FOR_TEST)?;
     // The committed kernel objects must be what their sources compile to.
     build_ebpf::run(build_ebpf::BuildEbpfArgs::check())?;
     // Multi-process tests start the workspace's binaries, so build them first.
@@ -69,5 +73,10 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
         args.push("--");
         args.extend(cargo_args.iter().map(String::as_str));
     }
-    procs::cargo(&args)
+    // Tests that cannot run here (kernel tests without root, ...) say so in a file that is
+    // summed up at the end, pass or fail, where nobody can miss it.
+    let report = skips::Report::new()?;
+    let result = procs::cargo_with_env(&args, &[(skips::ENV, report.path())]);
+    report.print_summary();
+    result
 }

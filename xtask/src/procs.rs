@@ -11,9 +11,15 @@ pub fn root() -> PathBuf {
 }
 
 pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    cargo_with_env(args, &[])
+}
+
+/// Runs cargo with extra environment variables.
+pub fn cargo_with_env(args: &[&str], env: &[(&str, &Path)]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(root())
         .status()?;
     anyhow::ensure!(status.success(), "cargo {} failed", args.join(" "));
@@ -23,7 +29,7 @@ pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
 /// Builds the release binaries the demo and the bench run. Always the same package set,
 /// so switching between tasks does not rebuild dependencies with other features.
 pub fn build_release() -> anyhow::Result<()> {
-    crate::system::ensure_packages(crate::system::BUILD_PACKAGES)?;
+    crate::system::ensure(crate::system::FOR_BUILD)?;
     cargo(&[
         "build",
         "--release",
