@@ -159,7 +159,10 @@ fn record_skip(reason: &str) {
     let binary = std::env::current_exe()
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .map(|s| s.rsplit_once('-').map_or(s.clone(), |(name, _hash)| name.to_owned()))
+        .map(|s| {
+            s.rsplit_once('-')
+                .map_or(s.clone(), |(name, _hash)| name.to_owned())
+        })
         .unwrap_or_default();
     eprintln!("SKIPPED {binary}::{test}: {reason}");
     if let Some(path) = std::env::var_os("PYLON_SKIP_REPORT") {

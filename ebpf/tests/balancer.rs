@@ -9,8 +9,8 @@ use std::sync::Arc;
 use aya::programs::XdpMode;
 use pylon_ebpf::balancer::{Backend, Balancer};
 use pylon_ebpf::netns::{
-    build_topology, connect_vip, counts, echo_servers, in_netns, link, mac, ping,
-    LB_EDGES, VIP, VIP_PORT,
+    build_topology, connect_vip, counts, echo_servers, in_netns, link, mac, ping, LB_EDGES, VIP,
+    VIP_PORT,
 };
 
 const EDGES: usize = LB_EDGES;

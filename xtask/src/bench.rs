@@ -229,7 +229,10 @@ fn run_one(
     let rtt_skip = stats::merge(&hold_start).0.rtt_us;
     while hold.elapsed().as_secs() < args.duration {
         std::thread::sleep(Duration::from_secs(1));
-        let (total, rtt, _) = stats::merge(&read_reports(&report_paths));
+        let (total, _, _) = stats::merge(&read_reports(&report_paths));
+        // The same measure as the final report: round trips of the hold so far, without the
+        // ramp's (whose handshakes queue heartbeats behind them).
+        let rtt = hold_latency(&total, &rtt_skip);
         eprint!(
             "\r  hold {:>4}s: connected {:>7} | heartbeats {:>9} p99 {:.1} ms | errors {:?}      ",
             hold.elapsed().as_secs(),

@@ -112,36 +112,41 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("registering the demo piles: {e}"))?;
     }
 
-    let mut edges = Vec::new();
-    for i in 0..2u16 {
+    let start_edge = |i: usize, append: bool| -> anyhow::Result<Proc> {
         let id = format!("demo-edge-{}", i + 1);
-        let tcp = format!("127.0.0.1:{}", args.tcp_port + 2 * i);
-        let tls = format!("127.0.0.1:{}", args.tcp_port + 2 * i + 1);
-        let admin = format!("127.0.0.1:{}", args.admin_port + i);
+        let tcp = format!("127.0.0.1:{}", args.tcp_port + 2 * i as u16);
+        let tls = format!("127.0.0.1:{}", args.tcp_port + 2 * i as u16 + 1);
+        let admin = format!("127.0.0.1:{}", args.admin_port + i as u16);
         let log = dir.join(format!("{id}.log"));
-        let mut edge = Proc::spawn(
-            &id,
-            Command::new(procs::release_binary("pylon-edge"))
-                .args(["--edge-id", &id, "--executors", "1", "--app-login"])
-                .args(["--drain-grace", "2", "--drain-period", "10"])
-                .args([
-                    "--tcp-listen",
-                    &tcp,
-                    "--tls-listen",
-                    &tls,
-                    "--admin-listen",
-                    &admin,
-                ])
-                .arg("--tls-cert")
-                .arg(&certs.cert)
-                .arg("--tls-key")
-                .arg(&certs.key)
-                .args(["--control", &format!("http://{control_grpc}")])
-                .args(["--control-token", CLUSTER_TOKEN]),
-            &log,
-        )?;
+        let mut cmd = Command::new(procs::release_binary("pylon-edge"));
+        cmd.args(["--edge-id", &id, "--executors", "1", "--app-login"])
+            .args(["--drain-grace", "2", "--drain-period", "10"])
+            .args([
+                "--tcp-listen",
+                &tcp,
+                "--tls-listen",
+                &tls,
+                "--admin-listen",
+                &admin,
+            ])
+            .arg("--tls-cert")
+            .arg(&certs.cert)
+            .arg("--tls-key")
+            .arg(&certs.key)
+            .args(["--control", &format!("http://{control_grpc}")])
+            .args(["--control-token", CLUSTER_TOKEN]);
+        let mut edge = Proc::spawn_logging(&id, &mut cmd, &log, append)?;
         wait_ready(&mut edge, &format!("http://{admin}/readyz"), &log)?;
-        edges.push((id, admin, edge));
+        Ok(edge)
+    };
+    let mut edges = Vec::new();
+    for i in 0..2 {
+        edges.push(Edge {
+            id: format!("demo-edge-{}", i + 1),
+            admin: format!("127.0.0.1:{}", args.admin_port + i as u16),
+            proc: Some(start_edge(i, false)?),
+            down_since: None,
+        });
     }
 
     let dispatch = format!("http://{control_http}");
@@ -174,8 +179,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     println!("Pylon demo");
     println!("  control plane: http://{control_http} (dispatch: /v1/entry?pile=..., metrics: /metrics), gRPC {control_grpc}");
-    for (id, admin, _) in &edges {
-        println!("  {id}: metrics at http://{admin}/metrics");
+    for edge in &edges {
+        println!("  {}: metrics at http://{}/metrics", edge.id, edge.admin);
     }
     println!(
         "  {} simulated chargers per transport ask dispatch for their edge; logs in {}",
@@ -188,6 +193,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  cargo run -q -p pylon-control --bin pylonctl -- edges drain demo-edge-1   # watch the chargers move");
     println!("  cargo run -q -p pylon-control --bin pylonctl -- charge open --app-endpoint http://{app_http}");
     println!("  app operator API: http://{app_http}/v1/stats, /v1/piles/10000000000000 (bearer {ADMIN_TOKEN})");
+    println!("  kill -9 an edge (pids: {}) and watch its chargers move to the other one; the demo restarts it after {} s",
+        edges.iter().filter_map(|e| e.proc.as_ref().map(|p| p.pid().to_string())).collect::<Vec<_>>().join(", "),
+        EDGE_RESTART.as_secs());
     println!("Ctrl-C stops.");
     let start = Instant::now();
     while !STOP.load(Ordering::Relaxed)
@@ -200,15 +208,37 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             dir.join("control.log").display()
         );
         let mut line = format!("[{:>4}s]", start.elapsed().as_secs());
-        for (id, admin, edge) in &mut edges {
-            anyhow::ensure!(
-                edge.is_running(),
-                "{id} stopped; see its log in {}",
-                dir.display()
-            );
-            let s = get_json(&format!("http://{admin}/v1/status"));
+        for (i, edge) in edges.iter_mut().enumerate() {
+            // An edge that dies is the point of the demo, not its end: its chargers find the
+            // other edge through dispatch, and it comes back after a while.
+            if let Some(status) = edge.exited() {
+                println!(
+                    "{} is DOWN ({status}): its chargers reconnect through dispatch to the other edge; restarting it in {} s",
+                    edge.id,
+                    EDGE_RESTART.as_secs()
+                );
+            }
+            if edge.down_since.is_some_and(|t| t.elapsed() >= EDGE_RESTART) {
+                match start_edge(i, true) {
+                    Ok(p) => {
+                        println!("{} restarted (pid {})", edge.id, p.pid());
+                        edge.proc = Some(p);
+                        edge.down_since = None;
+                    }
+                    Err(e) => {
+                        println!("{} did not restart: {e:#}; trying again", edge.id);
+                        edge.down_since = Some(Instant::now());
+                    }
+                }
+            }
+            if edge.proc.is_none() {
+                line.push_str(&format!(" | {} DOWN", edge.id));
+                continue;
+            }
+            let s = get_json(&format!("http://{}/v1/status", edge.admin));
             line.push_str(&format!(
-                " | {id} {}: tcp {} tls {} (routes v{})",
+                " | {} {}: tcp {} tls {} (routes v{})",
+                edge.id,
                 s["state"].as_str().unwrap_or("?"),
                 s["sessions"]["tcp"],
                 s["sessions"]["tls"],
@@ -233,12 +263,36 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("{line}");
     }
     println!("stopping");
-    for (_, _, edge) in &mut edges {
-        edge.terminate(Duration::from_secs(5));
+    for edge in &mut edges {
+        if let Some(p) = edge.proc.as_mut() {
+            p.terminate(Duration::from_secs(5));
+        }
     }
     app.terminate(Duration::from_secs(5));
     control.terminate(Duration::from_secs(5));
     Ok(())
+}
+
+/// How long a dead edge stays down before the demo starts it again.
+const EDGE_RESTART: Duration = Duration::from_secs(5);
+
+/// One of the demo's edges, which may die and come back.
+struct Edge {
+    id: String,
+    admin: String,
+    /// None while it is down.
+    proc: Option<Proc>,
+    down_since: Option<Instant>,
+}
+
+impl Edge {
+    /// How it ended, if it has just been found dead (then it is marked down).
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.proc.as_mut()?.child.try_wait().ok()??;
+        self.proc = None;
+        self.down_since = Some(Instant::now());
+        Some(status)
+    }
 }
 
 fn wait_ready(proc: &mut Proc, url: &str, log: &Path) -> anyhow::Result<()> {

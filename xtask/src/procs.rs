@@ -63,7 +63,22 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> anyhow::Result<Proc> {
-        let file = std::fs::File::create(log)?;
+        Proc::spawn_logging(name, cmd, log, false)
+    }
+
+    /// Like [`spawn`](Self::spawn); with `append`, the log keeps what earlier runs wrote.
+    pub fn spawn_logging(
+        name: &str,
+        cmd: &mut Command,
+        log: &Path,
+        append: bool,
+    ) -> anyhow::Result<Proc> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(log)?;
         let child = cmd
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)

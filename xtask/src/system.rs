@@ -75,9 +75,24 @@ use Probe::{Command as Cmd, File};
 
 /// Everything, once. Add a line here when code starts calling or including something new.
 pub const REQUIREMENTS: &[Requirement] = &[
-    req(Cmd("cc"), "gcc", Use::Build, "C parts of ring, SQLite and glommio's liburing"),
-    req(File("/usr/include/stdio.h"), "libc6-dev", Use::Build, "C library headers for the same"),
-    req(Cmd("protoc"), "protobuf-compiler", Use::Build, "compiles the gRPC services (ours and etcd's)"),
+    req(
+        Cmd("cc"),
+        "gcc",
+        Use::Build,
+        "C parts of ring, SQLite and glommio's liburing",
+    ),
+    req(
+        File("/usr/include/stdio.h"),
+        "libc6-dev",
+        Use::Build,
+        "C library headers for the same",
+    ),
+    req(
+        Cmd("protoc"),
+        "protobuf-compiler",
+        Use::Build,
+        "compiles the gRPC services (ours and etcd's)",
+    ),
     req(
         File("/usr/include/google/protobuf/descriptor.proto"),
         "libprotobuf-dev",
@@ -90,8 +105,18 @@ pub const REQUIREMENTS: &[Requirement] = &[
         Use::Build,
         "the same (struct.proto)",
     ),
-    req(Cmd("openssl"), "openssl", Use::Test, "makes the RSA keys of the test certificates"),
-    req(Cmd("etcd"), "etcd-server", Use::Test, "the registry tests' real etcd members"),
+    req(
+        Cmd("openssl"),
+        "openssl",
+        Use::Test,
+        "makes the RSA keys of the test certificates",
+    ),
+    req(
+        Cmd("etcd"),
+        "etcd-server",
+        Use::Test,
+        "the registry tests' real etcd members",
+    ),
     req(
         File("/usr/lib/postgresql/*/bin/initdb"),
         "postgresql",
@@ -104,8 +129,18 @@ pub const REQUIREMENTS: &[Requirement] = &[
         Use::Test,
         "the PostgreSQL server itself",
     ),
-    req(Cmd("mount"), "mount", Use::Test, "a private bpffs for the shared-listener test"),
-    req(Cmd("clang"), "clang", Use::Ebpf, "compiles the kernel programs (*.bpf.c)"),
+    req(
+        Cmd("mount"),
+        "mount",
+        Use::Test,
+        "a private bpffs for the shared-listener test",
+    ),
+    req(
+        Cmd("clang"),
+        "clang",
+        Use::Ebpf,
+        "compiles the kernel programs (*.bpf.c)",
+    ),
     req(
         Cmd("llvm-objcopy"),
         "llvm",
@@ -130,9 +165,24 @@ pub const REQUIREMENTS: &[Requirement] = &[
         Use::Ebpf,
         "the architecture's UAPI headers",
     ),
-    req(Cmd("ip"), "iproute2", Use::Kernel, "network namespaces and veth pairs"),
-    req(Cmd("ethtool"), "ethtool", Use::Kernel, "turns veth offloads off for XDP"),
-    req(Cmd("taskset"), "util-linux", Use::Bench, "pins the control plane in bench-control"),
+    req(
+        Cmd("ip"),
+        "iproute2",
+        Use::Kernel,
+        "network namespaces and veth pairs",
+    ),
+    req(
+        Cmd("ethtool"),
+        "ethtool",
+        Use::Kernel,
+        "turns veth offloads off for XDP",
+    ),
+    req(
+        Cmd("taskset"),
+        "util-linux",
+        Use::Bench,
+        "pins the control plane in bench-control",
+    ),
 ];
 
 /// What the test run needs: everything but the benchmarks' extras.
@@ -193,7 +243,9 @@ fn file_exists(pattern: &str) -> bool {
 }
 
 fn wanted(uses: &[Use]) -> impl Iterator<Item = &'static Requirement> + '_ {
-    REQUIREMENTS.iter().filter(move |r| uses.contains(&r.used_for))
+    REQUIREMENTS
+        .iter()
+        .filter(move |r| uses.contains(&r.used_for))
 }
 
 /// The packages providing what is missing, each once, in table order.
@@ -254,7 +306,9 @@ pub fn doctor() -> anyhow::Result<()> {
     println!("Missing packages: {}", missing.join(" "));
     println!("Install them with:\n  {}", install_command(&missing));
     if is_root() {
-        println!("(`cargo xtask test` and `cargo xtask demo` do this themselves when run as root.)");
+        println!(
+            "(`cargo xtask test` and `cargo xtask demo` do this themselves when run as root.)"
+        );
     }
     anyhow::bail!("{} package(s) missing", missing.len())
 }
