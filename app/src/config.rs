@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::Deserialize;
 
 /// Default port for the business stream from edges (gRPC).
@@ -96,9 +95,7 @@ fn default_app_id() -> String {
 
 impl Config {
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        pylon_service::config::from_toml_file(path)
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {

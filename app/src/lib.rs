@@ -16,6 +16,7 @@ pub mod directory;
 pub mod membership;
 pub mod metrics;
 pub mod operator;
+pub mod process;
 pub mod server;
 pub mod store;
 pub mod stream;

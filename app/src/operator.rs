@@ -70,7 +70,7 @@ pub fn router(business: Arc<Business>, token: Option<String>, metrics: MetricsRe
         .layer(middleware::from_fn_with_state(api.clone(), require_token));
     Router::new()
         .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(pylon_service::health::healthz))
         .route("/readyz", get(readyz))
         .merge(protected)
         .with_state(api)
@@ -170,18 +170,7 @@ async fn require_token(State(api): State<Api>, request: Request, next: Next) -> 
 }
 
 async fn metrics_text(State(api): State<Api>) -> Response {
-    let mut body = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &api.metrics) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    pylon_service::health::metrics(&api.metrics)
 }
 
 async fn readyz(State(api): State<Api>) -> Response {

@@ -48,7 +48,7 @@ pub fn router(node: Arc<ControlNode>, metrics: MetricsRegistry) -> Router {
     Router::new()
         .route("/v1/entry", get(entry))
         .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(pylon_service::health::healthz))
         .route("/readyz", get(readyz))
         .merge(admin)
         .with_state(state)
@@ -157,26 +157,15 @@ fn parse_pile(text: &str) -> Result<PileNo, String> {
 
 async fn metrics_text(State(s): State<Http>) -> Response {
     s.node.update_lag_metrics();
-    let mut body = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &s.metrics) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    pylon_service::health::metrics(&s.metrics)
 }
 
 async fn readyz(State(s): State<Http>) -> Response {
-    if s.node.is_ready() {
-        "ready\n".into_response()
+    pylon_service::health::readiness(if s.node.is_ready() {
+        Ok(())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "registry not reachable\n").into_response()
-    }
+        Err("registry not reachable")
+    })
 }
 
 async fn require_admin(State(s): State<Http>, request: Request, next: Next) -> Response {

@@ -1,14 +1,10 @@
-//! Pylon's control plane, and the `pylonctl` operator CLI.
+//! Pylon's control plane (the operator CLI is `pylonctl`, in `ctl/`).
 //!
 //! - [`registry`]: membership and settings storage (embedded file or etcd) behind one trait.
-//! - [`api`]: the HTTP/JSON API types shared by the server and `pylonctl`.
-//! - [`cli`]: the command line as a whole (clap definitions, exit statuses, completions).
-//! - [`ops_cli`]: `pylonctl status|edges|apps|shards|entry|routes`, the operator commands
-//!   that talk to a running control plane.
-//! - [`ykc_cli`]: `pylonctl ykc ...`, decoding, encoding and listing YKC V1.6 frames.
+//! - [`api`]: the HTTP/JSON API types, defined in `pylon_proto::api::control` and shared
+//!   with `pylonctl`.
 
-pub mod api;
-pub mod cli;
+pub use pylon_proto::api::control as api;
 pub mod cluster;
 pub mod config;
 pub mod dispatch;
@@ -18,9 +14,8 @@ pub mod leader;
 pub mod metrics;
 pub mod mirror;
 pub mod node;
-pub mod ops_cli;
+pub mod process;
 pub mod publisher;
 pub mod registry;
 pub mod server;
 pub mod shards;
-pub mod ykc_cli;

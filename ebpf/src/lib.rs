@@ -8,7 +8,7 @@
 //!   4-tuple, for NICs that spread poorly.
 //! - [`balancer::Balancer`]: an XDP L4 balancer for a VIP across edge hosts (Maglev for
 //!   new flows, an LRU connection table for established ones, L2 direct server return).
-//!   [`follow`] maps the control plane's route table to its backends (`pylon-balancer`).
+//!   The process that runs it is `pylon-balancer` (`balancer/`).
 //! - [`synguard::SynGuard`]: an XDP program that limits SYNs per source and drops those
 //!   of blocklisted sources.
 //! - [`tcpmetrics::TcpMetrics`]: `tp_btf` programs counting TCP state changes and
@@ -20,7 +20,6 @@
 pub mod balancer;
 pub mod cost;
 pub mod cpuspread;
-pub mod follow;
 pub mod netns;
 pub mod reuseport;
 pub mod synguard;

@@ -48,7 +48,7 @@ pub fn start(
     };
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(pylon_service::health::healthz))
         .route("/readyz", get(readyz))
         .route("/v1/status", get(status))
         .route("/v1/downlink", post(send_downlink))
@@ -134,28 +134,13 @@ async fn metrics(State(s): State<AdminState>) -> Response {
                 .set(n as i64);
         }
     }
-    let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &s.registry) {
-        Ok(()) => (
-            [(
-                "content-type",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
+    pylon_service::health::metrics(&s.registry)
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
-    if s.shared.state.load(Ordering::Relaxed) == RUNNING
-        && !s.shared.operator_drain.load(Ordering::Relaxed)
-    {
-        "ready\n".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
-    }
+    let taking_work = s.shared.state.load(Ordering::Relaxed) == RUNNING
+        && !s.shared.operator_drain.load(Ordering::Relaxed);
+    pylon_service::health::readiness(if taking_work { Ok(()) } else { Err("draining") })
 }
 
 async fn status(State(s): State<AdminState>) -> Json<serde_json::Value> {

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,10 +195,8 @@ impl Limits {
 }
 
 impl Config {
-    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        pylon_service::config::from_toml_file(path)
     }
 
     pub fn executor_count(&self) -> usize {

@@ -13,6 +13,7 @@ pub mod control;
 pub mod ebpf;
 pub mod executor;
 pub mod metrics;
+pub mod process;
 pub mod readiness;
 pub mod runtime;
 pub mod session;

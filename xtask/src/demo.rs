@@ -189,9 +189,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("Try, in another shell:");
     println!("  export PYLON_ENDPOINT=http://{control_http} PYLON_TOKEN={ADMIN_TOKEN}");
-    println!("  cargo run -q -p pylon-control --bin pylonctl -- status");
-    println!("  cargo run -q -p pylon-control --bin pylonctl -- edges drain demo-edge-1   # watch the chargers move");
-    println!("  cargo run -q -p pylon-control --bin pylonctl -- charge open --app-endpoint http://{app_http}");
+    println!("  cargo run -q -p pylon-ctl --bin pylonctl -- status");
+    println!("  cargo run -q -p pylon-ctl --bin pylonctl -- edges drain demo-edge-1   # watch the chargers move");
+    println!("  cargo run -q -p pylon-ctl --bin pylonctl -- charge open --app-endpoint http://{app_http}");
     println!("  app operator API: http://{app_http}/v1/stats, /v1/piles/10000000000000 (bearer {ADMIN_TOKEN})");
     println!("  kill -9 an edge (pids: {}) and watch its chargers move to the other one; the demo restarts it after {} s",
         edges.iter().filter_map(|e| e.proc.as_ref().map(|p| p.pid().to_string())).collect::<Vec<_>>().join(", "),

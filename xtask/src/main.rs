@@ -5,6 +5,7 @@ mod bench_app;
 mod bench_control;
 mod bench_ebpf;
 mod build_ebpf;
+mod codegen;
 mod demo;
 mod procs;
 mod skips;
@@ -42,6 +43,8 @@ enum Task {
     BenchEbpf(bench_ebpf::BenchEbpfArgs),
     /// Compile the kernel programs (ebpf/src/bpf/*.bpf.c) into ebpf/obj, or --check them.
     BuildEbpf(build_ebpf::BuildEbpfArgs),
+    /// Generate proto's gRPC code (proto/src/*.generated.rs) from proto/proto, or --check it.
+    Codegen(codegen::CodegenArgs),
 }
 
 fn main() {
@@ -54,6 +57,7 @@ fn main() {
         Task::BenchControl(args) => bench_control::run(args),
         Task::BenchApp(args) => bench_app::run(args),
         Task::BuildEbpf(args) => build_ebpf::run(args),
+        Task::Codegen(args) => codegen::run(args),
         Task::BenchEbpf(args) => bench_ebpf::run(args),
     };
     if let Err(e) = result {
@@ -64,8 +68,9 @@ fn main() {
 
 fn test(cargo_args: &[String]) -> anyhow::Result<()> {
     system::prepare("test", system::FOR_TEST)?;
-    // The committed kernel objects must be what their sources compile to.
+    // Committed generated code must be what its sources give: kernel objects, gRPC code.
     build_ebpf::run(build_ebpf::BuildEbpfArgs::check())?;
+    codegen::run(codegen::CodegenArgs::check())?;
     // Multi-process tests start the workspace's binaries, so build them first.
     procs::cargo(&["build", "--workspace", "--bins"])?;
     let mut args = vec!["test", "--workspace"];

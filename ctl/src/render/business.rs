@@ -1,14 +1,14 @@
 //! How `pylonctl piles|records|charge` print the app service's replies for people, in
-//! the style of [`super::output`]: aligned columns and `key: value` blocks, times in
+//! the style of [`super::control`]: aligned columns and `key: value` blocks, times in
 //! UTC, money in yuan and energy in kWh.
 
 use std::fmt::Write as _;
 
 use pylon_proto::ykc::FrameType;
 
-use super::business::{Gun, Order, OrderDetail, Pile, PileDetail, Record};
-use super::output::{fields, table};
-use super::units::{format_amount, format_energy, format_fen, format_time, format_time_or};
+use super::control::{fields, table};
+use crate::commands::business::{Gun, Order, OrderDetail, Pile, PileDetail, Record};
+use crate::units::{format_amount, format_energy, format_fen, format_time, format_time_or};
 
 fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.into()

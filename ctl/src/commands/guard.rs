@@ -16,11 +16,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::client::{path_segment, Client, ClientError};
-use super::config::{self, Flags, Target};
-use super::output::table;
 use super::OutputFormat;
 use crate::cli::Failure;
+use crate::client::{path_segment, Client, ClientError};
+use crate::config::{self, Flags, Target};
+use crate::render::control::table;
 
 /// What `GET /v1/guard` and the failures of every guard command say when the edge runs
 /// without the guard.
@@ -340,9 +340,9 @@ mod tests {
 
     use super::*;
     use crate::cli::{Cli, Command};
-    use crate::ops_cli::business::tests::serve;
-    use crate::ops_cli::client::tests::refused_endpoint;
-    use crate::ops_cli::OpsCommand;
+    use crate::client::tests::refused_endpoint;
+    use crate::commands::business::tests::serve;
+    use crate::commands::OpsCommand;
 
     fn parse(args: &[&str]) -> Result<GuardArgs, clap::Error> {
         let cli = Cli::try_parse_from(std::iter::once("pylonctl").chain(args.iter().copied()))?;

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Args;
 use serde::Serialize;
 
-use super::client::{Client, ClientError};
-use super::config::{self, Flags, Target};
-use super::units::format_time;
 use super::OutputFormat;
 use crate::cli::Failure;
+use crate::client::{Client, ClientError};
+use crate::config::{self, Flags, Target};
+use crate::units::format_time;
 
 pub const TOP_ABOUT: &str = "\
 Watch one or more edges live, from their Prometheus metrics (GET /metrics on the edge's
@@ -801,8 +801,8 @@ mod tests {
 
     use super::*;
     use crate::cli::{Cli, Command};
-    use crate::ops_cli::client::tests::{refused_endpoint, serve};
-    use crate::ops_cli::OpsCommand;
+    use crate::client::tests::{refused_endpoint, serve};
+    use crate::commands::OpsCommand;
 
     /// An edge's `/metrics` as prometheus-client writes it, trimmed.
     const SAMPLE_1: &str = r#"# HELP pylon_edge_connections Open charger connections.

@@ -1,10 +1,10 @@
-//! `pylon-control`: one replica of the Pylon control plane.
+//! The `pylon-control` process: its command line and [`run`]. one replica of the Pylon control plane.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::config::{Backend, Config};
 use clap::Parser;
-use pylon_control::config::{Backend, Config};
 
 /// The Pylon control plane: the registry of edges and app instances, entry-address
 /// dispatch for chargers (GET /v1/entry?pile=...), the shard map, route push to edges, and
@@ -25,7 +25,7 @@ use pylon_control::config::{Backend, Config};
 /// SIGTERM or Ctrl-C stops the replica; a leader hands over leadership on the way out.
 #[derive(Parser, Debug)]
 #[command(name = "pylon-control", version, verbatim_doc_comment)]
-struct Cli {
+pub struct Cli {
     /// TOML configuration file.
     #[arg(long, short, env = "PYLON_CONTROL_CONFIG")]
     config: Option<PathBuf>,
@@ -65,9 +65,8 @@ struct Cli {
     /// Threads serving requests (default 2).
     #[arg(long, default_value_t = 2)]
     worker_threads: usize,
-    /// Log filter, e.g. info or pylon_control=debug (RUST_LOG works too).
-    #[arg(long, default_value = "info")]
-    log: String,
+    #[command(flatten)]
+    pub log: pylon_service::logging::LogArgs,
 }
 
 impl Cli {
@@ -107,42 +106,19 @@ impl Cli {
     }
 }
 
-fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+/// Runs the control service until the first SIGTERM or SIGINT (a second stops at once).
+pub fn run(cli: Cli) -> anyhow::Result<()> {
     let workers = cli.worker_threads.max(1);
-    let result = cli.into_config().and_then(|config| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name("control")
-            .enable_all()
-            .build()?;
-        runtime.block_on(pylon_control::server::run(config, shutdown_signal()))
-    });
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("pylon-control: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    let config = cli.into_config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("control")
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let shutdown = pylon_service::signals::drain_on_first_signal("pylon-control")?;
+        crate::server::run(config, shutdown).await
+    })
 }
 
 #[cfg(test)]

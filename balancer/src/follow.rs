@@ -3,7 +3,7 @@
 use pylon_proto::routes::RouteTable;
 use serde::Deserialize;
 
-use crate::balancer::Backend;
+use pylon_ebpf::balancer::Backend;
 
 /// How the balancer host reaches one edge (from its configuration file).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -15,12 +15,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::business_output as render;
-use super::client::{path_segment, Client, ClientError};
-use super::config::{self, Flags, Target};
-use super::units::{parse_balance, parse_time};
 use super::{parse_pile, OutputFormat};
 use crate::cli::Failure;
+use crate::client::{path_segment, Client, ClientError};
+use crate::config::{self, Flags, Target};
+use crate::render::business as render;
+use crate::units::{parse_balance, parse_time};
 
 /// Piles per `POST /v1/piles` when adding many: the app service stores them one by one.
 const ADD_BATCH: usize = 500;
@@ -905,11 +905,11 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::cli::{Cli, Command};
-    use crate::ops_cli::business_output::tests::{
+    use crate::client::tests::refused_endpoint;
+    use crate::commands::OpsCommand;
+    use crate::render::business::tests::{
         sample_detail_json, sample_order_json, sample_record_json,
     };
-    use crate::ops_cli::client::tests::refused_endpoint;
-    use crate::ops_cli::OpsCommand;
 
     const PILE: &str = "32010200000001";
     const TRADE: &str = "32010200000001012405010800000001";
@@ -1250,7 +1250,7 @@ pub(crate) mod tests {
         }
         let cmd = parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         let mut out = Vec::new();
-        crate::ops_cli::run(cmd, &|k| env.get(k).cloned(), &mut out)?;
+        crate::commands::run(cmd, &|k| env.get(k).cloned(), &mut out)?;
         Ok(String::from_utf8(out).unwrap())
     }
 

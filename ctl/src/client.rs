@@ -1,4 +1,4 @@
-//! A small blocking HTTP client for the control plane's JSON API (see [`crate::api`]),
+//! A small blocking HTTP client for the control plane's JSON API (see [`pylon_proto::api::control`]),
 //! the app service's operator API (`pylon-app`, same error body and admin token) and
 //! the edge's admin API (`pylon-edge`, same error body, no token), whose errors say
 //! what an operator should do about them.
@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::api::ApiError;
+use pylon_proto::api::control::ApiError;
 
 /// How long to wait for a TCP connection to the control plane.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -499,7 +499,7 @@ pub(crate) mod tests {
     use std::thread;
 
     use super::*;
-    use crate::api::EdgeInfo;
+    use pylon_proto::api::control::EdgeInfo;
 
     /// Serves one canned `(status, body)` per connection, in order, on 127.0.0.1, and
     /// sends each request's head (request line and headers) back over the channel.

@@ -1,14 +1,14 @@
 //! The `pylonctl` command line: one clap enum with a variant per command group. The
 //! operator commands (status, edges, apps, shards, entry, routes; piles, records, charge;
-//! guard, top) live in [`crate::ops_cli`] and are flattened in beside `ykc` and `completions`.
+//! guard, top) live in [`crate::commands`] and are flattened in beside `ykc` and `completions`.
 
 use std::io::{self, Write};
 
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
-use crate::ops_cli::{self, OpsCommand};
-use crate::ykc_cli::{self, YkcCommand};
+use crate::commands::ykc::{self, YkcCommand};
+use crate::commands::{self, OpsCommand};
 
 const LONG_ABOUT: &str = "\
 pylonctl is the operator's tool for the Pylon EV-charger platform.
@@ -148,8 +148,8 @@ impl From<io::Error> for Failure {
 /// Runs one parsed command, writing its output to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
     match cli.command {
-        Command::Ops(cmd) => ops_cli::run(cmd, &|key| std::env::var(key).ok(), out),
-        Command::Ykc(cmd) => ykc_cli::run(cmd, out),
+        Command::Ops(cmd) => commands::run(cmd, &|key| std::env::var(key).ok(), out),
+        Command::Ykc(cmd) => ykc::run(cmd, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pylonctl", out);
             Ok(())

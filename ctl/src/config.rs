@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::api::DEFAULT_HTTP_PORT;
 use crate::cli::Failure;
+use pylon_proto::api::control::DEFAULT_HTTP_PORT;
 
 pub const ENV_ENDPOINT: &str = "PYLON_ENDPOINT";
 pub const ENV_TOKEN: &str = "PYLON_TOKEN";

@@ -1,5 +1,12 @@
 //! `pylon-balancer`: the XDP L4 balancer for a VIP in front of several edge hosts,
-//! following the control plane's edge list and drain flags.
+//! following the control plane's edge list and drain flags. The kernel program and its
+//! loader are `pylon_ebpf::balancer`; this crate is the process around them.
+//!
+//! - [`follow`]: which edges take new flows, from the control plane's route table.
+//! - [`run`]: the process: load and attach, follow routes, serve `/metrics`, `/healthz`
+//!   and `/readyz` (ready once the first route table is installed).
+
+pub mod follow;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -7,9 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use pylon_ebpf::balancer::Balancer;
-use pylon_ebpf::follow::{self, EdgeLink, ResolvedLink};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::follow::{EdgeLink, ResolvedLink};
 use pylon_proto::auth::with_bearer;
 use pylon_proto::control::route_update::Body;
 use pylon_proto::control::routes_client::RoutesClient;
@@ -36,17 +44,20 @@ use serde::Deserialize;
 ///   mac = "02:00:0a:00:00:11"
 ///
 /// Needs root (or CAP_BPF and CAP_NET_ADMIN). /metrics and /healthz on --admin-listen.
-#[derive(Parser, Debug)]
+#[derive(clap::Parser, Debug)]
 #[command(name = "pylon-balancer", version, verbatim_doc_comment)]
-struct Cli {
+pub struct Cli {
+    /// The configuration file (TOML, as above).
     #[arg(long, short)]
     config: PathBuf,
-    /// /metrics and /healthz.
+    /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:9200")]
     admin_listen: SocketAddr,
     /// Cluster token for the control plane.
     #[arg(long, env = "PYLON_CLUSTER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    #[command(flatten)]
+    pub log: pylon_service::logging::LogArgs,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,23 +72,8 @@ struct Config {
     edges: Vec<EdgeLink>,
 }
 
-fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    match run(Cli::parse()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("pylon-balancer: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Loads and attaches the balancer, then follows the control plane until stopped.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&cli.config)
         .with_context(|| format!("reading {}", cli.config.display()))?;
     let config: Config =
@@ -111,8 +107,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(cli.admin_listen).await?;
         let metrics_balancer = balancer.clone();
+        let ready = Arc::new(AtomicBool::new(false));
+        let ready_flag = ready.clone();
         let app = axum::Router::new()
             .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+            // Ready once a route table is installed: before, no edge takes new flows.
+            .route(
+                "/readyz",
+                axum::routing::get(move || {
+                    let ready = ready_flag.load(Ordering::Relaxed);
+                    async move {
+                        if ready {
+                            (axum::http::StatusCode::OK, "ready\n")
+                        } else {
+                            (
+                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                "waiting for the first route table\n",
+                            )
+                        }
+                    }
+                }),
+            )
             .route(
                 "/metrics",
                 axum::routing::get(move || {
@@ -132,7 +147,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        follow_routes(&config.control, cli.token.as_deref(), &links, &balancer).await;
+        // The first SIGTERM or SIGINT stops following and detaches (by dropping the
+        // program); a second one exits at once.
+        let shutdown = pylon_service::signals::drain_on_first_signal("pylon-balancer")?;
+        tokio::select! {
+            () = follow_routes(&config.control, cli.token.as_deref(), &links, &balancer, &ready) => {}
+            () = shutdown => tracing::info!("stopping: the balancer's XDP program is detached"),
+        }
         anyhow::Ok(())
     })
 }
@@ -144,13 +165,19 @@ async fn follow_routes(
     token: Option<&str>,
     links: &[ResolvedLink],
     balancer: &Mutex<Balancer>,
+    ready: &AtomicBool,
 ) {
     let subscriber = format!("balancer/{}", std::process::id());
     let mut installed: Vec<bool> = Vec::new();
     for endpoint in endpoints.iter().cycle() {
         let result: anyhow::Result<()> = async {
+            // HTTP/2 keep-alive: a replica that dies silently must not leave the balancer
+            // on a frozen table.
             let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())?
                 .connect_timeout(Duration::from_secs(3))
+                .http2_keep_alive_interval(Duration::from_secs(5))
+                .keep_alive_timeout(Duration::from_secs(5))
+                .keep_alive_while_idle(true)
                 .connect()
                 .await?;
             let mut client = RoutesClient::new(channel);
@@ -178,6 +205,7 @@ async fn follow_routes(
                     tracing::info!(active = ?backends.iter().filter(|b| b.active).map(|b| &b.name).collect::<Vec<_>>(), "edges taking new flows");
                     installed = active;
                 }
+                ready.store(true, Ordering::Relaxed);
                 let _ = client
                     .report_applied(with_bearer(AppliedReport { subscriber_id: subscriber.clone(), version: v.version() }, token))
                     .await;

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use pylon_proto::routes::{RouteChange, RouteDelta, RouteTable, RouteView, NO_OWNER};
 
-use crate::api::{AppInfo, EdgeInfo, EntryReply, PileShardReply, ShardMapReply, StatusReply};
+use pylon_proto::api::control::{
+    AppInfo, EdgeInfo, EntryReply, PileShardReply, ShardMapReply, StatusReply,
+};
 
 /// Columns separated by two spaces, each as wide as its widest cell; no trailing blanks.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -399,8 +401,8 @@ mod tests {
     use pylon_proto::routes::{AppRoute, EdgeRoute, ShardMove};
 
     use super::*;
-    use crate::api::{EntryAddress, SubscriberInfo, Transport};
-    use crate::ops_cli::client::tests::sample_edges;
+    use crate::client::tests::sample_edges;
+    use pylon_proto::api::control::{EntryAddress, SubscriberInfo, Transport};
 
     #[test]
     fn edges_render_as_aligned_columns() {

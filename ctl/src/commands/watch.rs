@@ -13,9 +13,9 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Endpoint;
 use tonic::Code;
 
-use super::client::io_reason;
-use super::config::url_host;
 use crate::cli::Failure;
+use crate::client::io_reason;
+use crate::config::url_host;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -174,7 +174,7 @@ fn describe(
             Ok(if json {
                 json!({"version": table.version, "kind": "snapshot", "table": table}).to_string()
             } else {
-                super::output::snapshot_line(&table)
+                crate::render::control::snapshot_line(&table)
             })
         }
         Some(Body::Delta(bytes)) => {
@@ -182,7 +182,7 @@ fn describe(
             let mut line = if json {
                 delta_json(&delta).to_string()
             } else {
-                super::output::delta_line(&delta, view.as_ref())
+                crate::render::control::delta_line(&delta, view.as_ref())
             };
             if let Some(v) = view.as_mut() {
                 if let Err(e) = v.apply(delta) {

@@ -1,99 +1,21 @@
-//! The operator commands of `pylonctl`: `status`, `edges`, `apps`, `shards`, `entry` and
-//! `routes`, which talk to a running control plane over its HTTP/JSON API
-//! ([`crate::api`]) and, for `routes watch`, its gRPC route stream; and `piles`,
-//! `records` and `charge`, which talk to the app service's operator API; and `guard` and
-//! `top`, which talk to edges' admin APIs.
-//!
-//! - [`config`]: where the endpoints and token come from (flag > env > file > default).
-//! - [`client`]: the HTTP client and its errors.
-//! - [`output`]: tables and `key: value` blocks for people (`--output json` prints replies).
-//! - [`watch`]: `routes watch`, on a small current-thread tokio runtime.
-//! - [`business`]: `piles`, `records` and `charge`; [`business_output`] prints them and
-//!   [`units`] reads and writes their money, energy and times.
-//! - [`guard`]: `guard status|block|unblock`, an edge's SYN-flood guard.
-//! - [`top`]: `top`, a live view of edges from their Prometheus metrics.
-
-pub mod business;
-pub mod business_output;
-pub mod client;
-pub mod config;
-pub mod guard;
-pub mod output;
-pub mod top;
-pub mod units;
-pub mod watch;
+//! The control plane's command groups: `status`, `edges`, `apps`, `shards`, `entry` and
+//! `routes show`, over its HTTP/JSON API ([`pylon_proto::api::control`]); `routes watch`
+//! is in [`super::watch`].
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use pylon_proto::routes::{AppRoute, EdgeRoute, RouteTable};
-use pylon_proto::ykc::PileNo;
-use serde::{Deserialize, Serialize};
-
-use self::business::{ChargeArgs, PilesArgs, RecordsArgs};
-use self::client::{path_segment, Client, ClientError};
-use self::config::{Flags, Settings};
-use self::guard::GuardArgs;
-use self::top::TopArgs;
-use crate::api::{
+use pylon_proto::api::control::{
     AppInfo, EdgeInfo, EntryReply, PileShardReply, ShardMapReply, StatusReply, Transport,
 };
+use pylon_proto::routes::{AppRoute, EdgeRoute, RouteTable};
+use serde::Deserialize;
+
+use super::{parse_pile, watch, ConnectOptions, Ctx, OutputFormat};
 use crate::cli::Failure;
-
-/// Where the control plane is, how to prove who you are, and how to print; every
-/// operator command takes these, before or after its subcommand.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
-#[command(next_help_heading = "Connection and output")]
-pub struct ConnectOptions {
-    /// The control plane's HTTP address [env: PYLON_ENDPOINT] [default: http://127.0.0.1:7400]
-    ///
-    /// Taken from, in order: this flag, PYLON_ENDPOINT, `endpoint` in the
-    /// config file, http://127.0.0.1:7400.
-    #[arg(long, global = true, value_name = "URL", verbatim_doc_comment)]
-    pub endpoint: Option<String>,
-
-    /// The admin token, sent as `Authorization: Bearer <TOKEN>` [env: PYLON_TOKEN]
-    ///
-    /// Taken from, in order: this flag, PYLON_TOKEN, `token` in the config file.
-    /// Prefer the variable or the file: other users can see a flag in `ps`.
-    #[arg(long, global = true, value_name = "TOKEN", verbatim_doc_comment)]
-    pub token: Option<String>,
-
-    /// The config file [env: PYLONCTL_CONFIG] [default: ~/.config/pylon/pylonctl.toml]
-    ///
-    /// TOML with the keys `endpoint`, `token`, `grpc_endpoint`, `app_endpoint`
-    /// (for `piles`, `records` and `charge`) and `edge_admin` (for `guard`), e.g.
-    ///     endpoint = "http://10.0.0.5:7400"
-    ///     token = "..."
-    /// The default is $XDG_CONFIG_HOME/pylon/pylonctl.toml, else
-    /// ~/.config/pylon/pylonctl.toml, and need not exist; a file named by this
-    /// flag or by PYLONCTL_CONFIG must.
-    #[arg(long, global = true, value_name = "FILE", verbatim_doc_comment)]
-    pub config: Option<PathBuf>,
-
-    /// How to print replies: `table` for people, `json` for scripts
-    ///
-    /// `json` prints the control plane's reply as it is (for `routes watch`,
-    /// one JSON object per line).
-    #[arg(
-        long,
-        short = 'o',
-        global = true,
-        value_enum,
-        default_value_t = OutputFormat::Table,
-        value_name = "FORMAT",
-        verbatim_doc_comment
-    )]
-    pub output: OutputFormat,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    #[default]
-    Table,
-    Json,
-}
+use crate::client::path_segment;
+use crate::config;
+use crate::render::control as output;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TransportArg {
@@ -110,7 +32,7 @@ impl From<TransportArg> for Transport {
     }
 }
 
-const STATUS_ABOUT: &str = "\
+pub(super) const STATUS_ABOUT: &str = "\
 Show the control plane at a glance: this replica and the leader, the registry backend
 and whether it answers, the route-table version, how many edges are live or draining,
 how many app instances are live, unowned shards, and every route subscriber with the
@@ -121,7 +43,7 @@ Examples:
   pylonctl status --endpoint http://10.0.0.5:7400
   pylonctl status -o json | jq .subscribers";
 
-const EDGES_ABOUT: &str = "\
+pub(super) const EDGES_ABOUT: &str = "\
 List edges (the gateways chargers connect to) and drain them for maintenance.
 
 Examples:
@@ -130,7 +52,7 @@ Examples:
   pylonctl edges undrain edge-3
   pylonctl edges list -o json | jq -r '.[] | select(.live | not) | .id'";
 
-const EDGES_LIST_ABOUT: &str = "\
+pub(super) const EDGES_LIST_ABOUT: &str = "\
 List the registered edges: their TCP and TLS addresses, sessions against capacity,
 state and version.
 
@@ -141,7 +63,7 @@ Examples:
   pylonctl edges list
   pylonctl edges list -o json";
 
-const EDGES_DRAIN_ABOUT: &str = "\
+pub(super) const EDGES_DRAIN_ABOUT: &str = "\
 Drain an edge: it takes no new sessions, and its chargers are moved to other edges.
 Use it before maintenance; `pylonctl edges list` shows the sessions going down.
 It lasts until `pylonctl edges undrain`.
@@ -149,13 +71,13 @@ It lasts until `pylonctl edges undrain`.
 Examples:
   pylonctl edges drain edge-3";
 
-const EDGES_UNDRAIN_ABOUT: &str = "\
+pub(super) const EDGES_UNDRAIN_ABOUT: &str = "\
 Undo `pylonctl edges drain`: the edge takes new sessions again.
 
 Examples:
   pylonctl edges undrain edge-3";
 
-const APPS_ABOUT: &str = "\
+pub(super) const APPS_ABOUT: &str = "\
 List app-service instances (the charging business), each with its gRPC address,
 load, the number of shards of chargers it owns, state and version.
 
@@ -163,7 +85,7 @@ Examples:
   pylonctl apps list
   pylonctl apps list -o json";
 
-const SHARDS_ABOUT: &str = "\
+pub(super) const SHARDS_ABOUT: &str = "\
 Show how chargers are split among app instances. Chargers hash into a fixed number
 of shards; each shard is owned by one app instance.
 
@@ -176,7 +98,7 @@ Examples:
   pylonctl shards show --pile 32010200000001
   pylonctl shards show -o json | jq '.owners[17]'";
 
-const ENTRY_ABOUT: &str = "\
+pub(super) const ENTRY_ABOUT: &str = "\
 Ask the control plane which edge a charger should connect to, exactly as a charger
 would (GET /v1/entry, which needs no token): the primary address, the backups in
 order, the transport and how long the answer may be reused.
@@ -185,7 +107,7 @@ Examples:
   pylonctl entry 32010200000001
   pylonctl entry 32010200000001 --transport tls";
 
-const ROUTES_ABOUT: &str = "\
+pub(super) const ROUTES_ABOUT: &str = "\
 Show the route table the control plane pushes to edges and app instances, or follow
 its updates live.
 
@@ -194,7 +116,7 @@ Examples:
   pylonctl routes watch
   pylonctl routes watch --count 1 -o json";
 
-const ROUTES_SHOW_ABOUT: &str = "\
+pub(super) const ROUTES_SHOW_ABOUT: &str = "\
 Show the current route table: its version, its edges (addresses, capacity, draining),
 its app instances and how many shards each owns (the per-shard list only with -o json).
 
@@ -202,7 +124,7 @@ Examples:
   pylonctl routes show
   pylonctl routes show -o json | jq .version";
 
-const ROUTES_WATCH_ABOUT: &str = "\
+pub(super) const ROUTES_WATCH_ABOUT: &str = "\
 Subscribe to the route stream (gRPC) and print one line per update as it arrives: the
 full table first (a snapshot), then each change (a delta: edges and apps added,
 updated, drained or removed, shards moved). Runs until Ctrl-C, or until --count
@@ -217,44 +139,6 @@ Examples:
   pylonctl routes watch
   pylonctl routes watch --count 1
   pylonctl routes watch --grpc-endpoint http://10.0.0.5:7401 -o json";
-
-/// The operator commands, flattened into the top-level command list.
-#[derive(Debug, Subcommand)]
-pub enum OpsCommand {
-    /// Show the control plane's health, membership counts and route subscribers.
-    #[command(long_about = STATUS_ABOUT)]
-    Status(StatusArgs),
-    /// List, drain and undrain edges.
-    #[command(long_about = EDGES_ABOUT)]
-    Edges(EdgesArgs),
-    /// List app-service instances.
-    #[command(long_about = APPS_ABOUT)]
-    Apps(AppsArgs),
-    /// Show the shard map, or which shard and app instance serve one pile.
-    #[command(long_about = SHARDS_ABOUT)]
-    Shards(ShardsArgs),
-    /// Ask which edge a charger should connect to (as the charger would).
-    #[command(long_about = ENTRY_ABOUT)]
-    Entry(EntryArgs),
-    /// Show the route table, or watch its updates live.
-    #[command(long_about = ROUTES_ABOUT)]
-    Routes(RoutesArgs),
-    /// Register, enable, disable and inspect piles (app service).
-    #[command(long_about = business::PILES_ABOUT)]
-    Piles(PilesArgs),
-    /// List and show transaction records (app service).
-    #[command(long_about = business::RECORDS_ABOUT)]
-    Records(RecordsArgs),
-    /// Start, stop and follow charges (app service).
-    #[command(long_about = business::CHARGE_ABOUT)]
-    Charge(ChargeArgs),
-    /// Show an edge's SYN-flood guard; block and unblock sources (edge admin API).
-    #[command(long_about = guard::GUARD_ABOUT)]
-    Guard(GuardArgs),
-    /// Watch edges live: sessions, connections, rates (edge metrics).
-    #[command(long_about = top::TOP_ABOUT)]
-    Top(TopArgs),
-}
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -358,180 +242,122 @@ pub enum RoutesCommand {
     },
 }
 
-impl From<ClientError> for Failure {
-    fn from(e: ClientError) -> Self {
-        match e {
-            ClientError::Unreachable { .. } => Failure::Unreachable(e.to_string()),
-            // The control plane refused what we sent as invalid.
-            ClientError::Api { status: 400, .. } => Failure::BadInput(e.to_string()),
-            e => Failure::Other(e.into()),
-        }
-    }
-}
-
-/// A validated pile number in its 14-digit form.
-pub fn parse_pile(pile: &str) -> Result<String, Failure> {
-    let pile = pile.trim();
-    let bad = |why: String| {
-        Failure::BadInput(format!(
-            "{pile:?} is not a pile number: {why} (a pile number is 14 digits, e.g. \
-             32010200000001)"
-        ))
-    };
-    let parsed = PileNo::parse(pile).map_err(bad)?;
-    if pile.len() != 14 {
-        return Err(bad(format!("it has {} digits", pile.len())));
-    }
-    Ok(parsed.to_string())
-}
-
-/// What every operator command runs with.
-struct Ctx {
-    settings: Settings,
-    client: Client,
-    output: OutputFormat,
-}
-
-impl Ctx {
-    fn new(
-        connect: &ConnectOptions,
-        grpc_endpoint: Option<String>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, Failure> {
-        let flags = Flags {
-            endpoint: connect.endpoint.clone(),
-            token: connect.token.clone(),
-            config: connect.config.clone(),
-            grpc_endpoint,
-            ..Flags::default()
-        };
-        let settings = config::resolve(&flags, env)?;
-        let client = Client::new(
-            &settings.endpoint,
-            settings.token.clone(),
-            settings.token_hint(),
-        );
-        Ok(Ctx {
-            settings,
-            client,
-            output: connect.output,
-        })
-    }
-
-    /// Prints `value` as JSON, or as `text(value)` for people.
-    fn emit<T: Serialize>(
-        &self,
-        out: &mut dyn Write,
-        value: &T,
-        text: impl FnOnce(&T) -> String,
-    ) -> Result<(), Failure> {
-        match self.output {
-            OutputFormat::Json => {
-                let json = serde_json::to_string_pretty(value)
-                    .map_err(|e| Failure::Other(anyhow::anyhow!("cannot print JSON: {e}")))?;
-                writeln!(out, "{json}")?;
-            }
-            OutputFormat::Table => out.write_all(text(value).as_bytes())?,
-        }
-        Ok(())
-    }
-}
-
-/// Runs one operator command. `env` looks up environment variables (the process's own in
-/// `pylonctl`; a fixed map in tests).
-pub fn run(
-    cmd: OpsCommand,
+/// `pylonctl status`.
+pub fn status(
+    args: StatusArgs,
     env: &dyn Fn(&str) -> Option<String>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    match cmd {
-        OpsCommand::Status(args) => {
-            let ctx = Ctx::new(&args.connect, None, env)?;
-            let status: StatusReply = ctx.client.get("/v1/admin/status", &[])?;
-            ctx.emit(out, &status, output::status)
+    let ctx = Ctx::new(&args.connect, None, env)?;
+    let status: StatusReply = ctx.client.get("/v1/admin/status", &[])?;
+    ctx.emit(out, &status, output::status)
+}
+
+/// `pylonctl edges list|drain|undrain`.
+pub fn edges(
+    args: EdgesArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let ctx = Ctx::new(&args.connect, None, env)?;
+    match args.command {
+        EdgesCommand::List => {
+            let edges: Vec<EdgeInfo> = ctx.client.get("/v1/admin/edges", &[])?;
+            ctx.emit(out, &edges, |e| output::edges(e))
         }
-        OpsCommand::Edges(args) => {
+        EdgesCommand::Drain { id } => set_draining(&ctx, &id, true, out),
+        EdgesCommand::Undrain { id } => set_draining(&ctx, &id, false, out),
+    }
+}
+
+/// `pylonctl apps list`.
+pub fn apps(
+    args: AppsArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let ctx = Ctx::new(&args.connect, None, env)?;
+    match args.command {
+        AppsCommand::List => {
+            let apps: Vec<AppInfo> = ctx.client.get("/v1/admin/apps", &[])?;
+            ctx.emit(out, &apps, |a| output::apps(a))
+        }
+    }
+}
+
+/// `pylonctl shards show [--pile]`.
+pub fn shards(
+    args: ShardsArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let ctx = Ctx::new(&args.connect, None, env)?;
+    match args.command {
+        ShardsCommand::Show { pile: None } => {
+            let map: ShardMapReply = ctx.client.get("/v1/admin/shards", &[])?;
+            ctx.emit(out, &map, output::shard_map)
+        }
+        ShardsCommand::Show { pile: Some(pile) } => {
+            let pile = parse_pile(&pile)?;
+            let reply: PileShardReply = ctx.client.get("/v1/admin/shards", &[("pile", &pile)])?;
+            ctx.emit(out, &reply, output::pile_shard)
+        }
+    }
+}
+
+/// `pylonctl entry <pile>`: dispatch, as a charger asks it.
+pub fn entry(
+    args: EntryArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let pile = parse_pile(&args.pile)?;
+    let ctx = Ctx::new(&args.connect, None, env)?;
+    let transport = args.transport.map(|t| Transport::from(t).to_string());
+    let mut query = vec![("pile", pile.as_str())];
+    if let Some(t) = &transport {
+        query.push(("transport", t));
+    }
+    let reply: EntryReply = ctx.client.get_public("/v1/entry", &query)?;
+    ctx.emit(out, &reply, output::entry)
+}
+
+/// `pylonctl routes show|watch`.
+pub fn routes(
+    args: RoutesArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    match args.command {
+        RoutesCommand::Show => {
             let ctx = Ctx::new(&args.connect, None, env)?;
-            match args.command {
-                EdgesCommand::List => {
-                    let edges: Vec<EdgeInfo> = ctx.client.get("/v1/admin/edges", &[])?;
-                    ctx.emit(out, &edges, |e| output::edges(e))
+            let table: RouteTableJson = ctx.client.get("/v1/admin/routes", &[])?;
+            ctx.emit(out, &RouteTable::from(table), output::route_table)
+        }
+        RoutesCommand::Watch {
+            count,
+            grpc_endpoint,
+        } => {
+            let ctx = Ctx::new(&args.connect, grpc_endpoint, env)?;
+            let grpc_url = match &ctx.settings.grpc_endpoint {
+                Some(url) => config::normalize_http_endpoint(url)?,
+                None => {
+                    let status: StatusReply = ctx.client.get("/v1/admin/status", &[])?;
+                    watch::grpc_url_from_status(&status.grpc_address, ctx.client.endpoint())
                 }
-                EdgesCommand::Drain { id } => set_draining(&ctx, &id, true, out),
-                EdgesCommand::Undrain { id } => set_draining(&ctx, &id, false, out),
-            }
+            };
+            watch::watch(
+                watch::WatchOptions {
+                    grpc_url,
+                    token: ctx.settings.token.clone(),
+                    token_hint: ctx.settings.token_hint(),
+                    count,
+                    json: ctx.output == OutputFormat::Json,
+                    subscriber_id: watch::subscriber_id(env),
+                },
+                out,
+            )
         }
-        OpsCommand::Apps(args) => {
-            let ctx = Ctx::new(&args.connect, None, env)?;
-            match args.command {
-                AppsCommand::List => {
-                    let apps: Vec<AppInfo> = ctx.client.get("/v1/admin/apps", &[])?;
-                    ctx.emit(out, &apps, |a| output::apps(a))
-                }
-            }
-        }
-        OpsCommand::Shards(args) => {
-            let ctx = Ctx::new(&args.connect, None, env)?;
-            match args.command {
-                ShardsCommand::Show { pile: None } => {
-                    let map: ShardMapReply = ctx.client.get("/v1/admin/shards", &[])?;
-                    ctx.emit(out, &map, output::shard_map)
-                }
-                ShardsCommand::Show { pile: Some(pile) } => {
-                    let pile = parse_pile(&pile)?;
-                    let reply: PileShardReply =
-                        ctx.client.get("/v1/admin/shards", &[("pile", &pile)])?;
-                    ctx.emit(out, &reply, output::pile_shard)
-                }
-            }
-        }
-        OpsCommand::Entry(args) => {
-            let pile = parse_pile(&args.pile)?;
-            let ctx = Ctx::new(&args.connect, None, env)?;
-            let transport = args.transport.map(|t| Transport::from(t).to_string());
-            let mut query = vec![("pile", pile.as_str())];
-            if let Some(t) = &transport {
-                query.push(("transport", t));
-            }
-            let reply: EntryReply = ctx.client.get_public("/v1/entry", &query)?;
-            ctx.emit(out, &reply, output::entry)
-        }
-        OpsCommand::Routes(args) => match args.command {
-            RoutesCommand::Show => {
-                let ctx = Ctx::new(&args.connect, None, env)?;
-                let table: RouteTableJson = ctx.client.get("/v1/admin/routes", &[])?;
-                ctx.emit(out, &RouteTable::from(table), output::route_table)
-            }
-            RoutesCommand::Watch {
-                count,
-                grpc_endpoint,
-            } => {
-                let ctx = Ctx::new(&args.connect, grpc_endpoint, env)?;
-                let grpc_url = match &ctx.settings.grpc_endpoint {
-                    Some(url) => config::normalize_http_endpoint(url)?,
-                    None => {
-                        let status: StatusReply = ctx.client.get("/v1/admin/status", &[])?;
-                        watch::grpc_url_from_status(&status.grpc_address, ctx.client.endpoint())
-                    }
-                };
-                watch::watch(
-                    watch::WatchOptions {
-                        grpc_url,
-                        token: ctx.settings.token.clone(),
-                        token_hint: ctx.settings.token_hint(),
-                        count,
-                        json: ctx.output == OutputFormat::Json,
-                        subscriber_id: watch::subscriber_id(env),
-                    },
-                    out,
-                )
-            }
-        },
-        OpsCommand::Piles(args) => business::run_piles(args, env, out),
-        OpsCommand::Records(args) => business::run_records(args, env, out),
-        OpsCommand::Charge(args) => business::run_charge(args, env, out),
-        OpsCommand::Guard(args) => guard::run_guard(args, env, out),
-        OpsCommand::Top(args) => top::run_top(args, env, out),
     }
 }
 
@@ -617,10 +443,13 @@ mod tests {
     use pylon_proto::routes::NO_OWNER;
     use tokio_stream::{Stream, StreamExt};
 
-    use super::client::tests::{refused_endpoint, sample_edges, serve};
     use super::*;
-    use crate::api::ApiError;
+    use std::path::PathBuf;
+
     use crate::cli::{Cli, Command};
+    use crate::client::tests::{refused_endpoint, sample_edges, serve};
+    use crate::commands::{run, OpsCommand};
+    use pylon_proto::api::control::ApiError;
 
     fn parse(args: &[&str]) -> OpsCommand {
         let cli = Cli::try_parse_from(std::iter::once("pylonctl").chain(args.iter().copied()))

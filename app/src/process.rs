@@ -1,0 +1,125 @@
+//! The `pylon-app` process: its command line and [`run`]. one instance of the charging business service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::config::{Config, StoreBackend};
+use clap::Parser;
+
+/// The Pylon charging business service: checks logins against the pile registry, serves
+/// billing models, runs remote start and stop, keeps the status of every pile and gun, and
+/// stores transaction records before confirming them to the pile.
+///
+/// Edges open a business stream to it (gRPC); operators use its HTTP API (or pylonctl
+/// piles|records|charge) with the control plane's admin token. It registers with the
+/// control plane, which assigns it a share of the piles (shards).
+///
+/// Settings come from a TOML file (--config) and the flags below, which override it.
+/// Examples:
+///
+///   pylon-app --app-id app-1 --control http://127.0.0.1:7401 --sqlite /var/lib/pylon/app.db
+///   pylon-app --app-id app-2 --store postgres --postgres-url postgres://pylon@db/pylon \
+///       --grpc-listen 0.0.0.0:7500 --grpc-advertise 10.0.0.8:7500 --control http://10.0.0.5:7401
+///
+/// SIGTERM or Ctrl-C stops the instance; it leaves the cluster so its piles move at once.
+#[derive(Parser, Debug)]
+#[command(name = "pylon-app", version, verbatim_doc_comment)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, short, env = "PYLON_APP_CONFIG")]
+    config: Option<PathBuf>,
+    /// This instance's id in the registry (default: app-<hostname>).
+    #[arg(long)]
+    app_id: Option<String>,
+    /// Business stream from edges (default 127.0.0.1:7500).
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
+    /// The address edges should use, if not --grpc-listen.
+    #[arg(long)]
+    grpc_advertise: Option<String>,
+    /// Operator API, /metrics, /healthz (default 127.0.0.1:7510).
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// Control-plane gRPC endpoints, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    control: Vec<String>,
+    /// Bearer token of the operator API (the control plane's admin token).
+    #[arg(long, env = "PYLON_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Cluster token, presented to the control plane and required from edges.
+    #[arg(long, env = "PYLON_CLUSTER_TOKEN", hide_env_values = true)]
+    cluster_token: Option<String>,
+    /// Where business data lives: sqlite (one file) or postgres.
+    #[arg(long, value_enum)]
+    store: Option<StoreBackend>,
+    /// The SQLite file (default ./pylon-app.db).
+    #[arg(long)]
+    sqlite: Option<PathBuf>,
+    /// The PostgreSQL URL.
+    #[arg(long, env = "PYLON_POSTGRES_URL", hide_env_values = true)]
+    postgres_url: Option<String>,
+    /// Lease TTL asked of the control plane, in seconds.
+    #[arg(long)]
+    lease_ttl: Option<u32>,
+    /// The piles' local time zone in minutes east of UTC (default 480, China).
+    #[arg(long, allow_hyphen_values = true)]
+    pile_utc_offset_minutes: Option<i32>,
+    #[command(flatten)]
+    pub log: pylon_service::logging::LogArgs,
+}
+
+impl Cli {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        macro_rules! set {
+            ($($flag:ident => $($field:ident).+),* $(,)?) => {$(
+                if let Some(v) = self.$flag { c.$($field).+ = v; }
+            )*};
+        }
+        set!(app_id => app_id, grpc_listen => grpc_listen, http_listen => http_listen,
+             store => store.backend, sqlite => store.path, postgres_url => store.url,
+             lease_ttl => lease_ttl_secs, pile_utc_offset_minutes => pile_utc_offset_minutes);
+        if self.grpc_advertise.is_some() {
+            c.grpc_advertise = self.grpc_advertise;
+        }
+        if !self.control.is_empty() {
+            c.control = self.control;
+        }
+        if self.admin_token.is_some() {
+            c.admin_token = self.admin_token;
+        }
+        if self.cluster_token.is_some() {
+            c.cluster_token = self.cluster_token;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// Runs the app service until the first SIGTERM or SIGINT (a second stops at once).
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.into_config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("app")
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let shutdown = pylon_service::signals::drain_on_first_signal("pylon-app")?;
+        crate::server::run(config, shutdown).await
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,232 @@
+//! The commands of `pylonctl`, one file per group. Here: the options every operator
+//! command shares, the dispatch, and the control plane's groups (`status`, `edges`, `apps`,
+//! `shards`, `entry`, `routes show`), which talk to its HTTP/JSON API
+//! ([`pylon_proto::api::control`]).
+//!
+//! - [`control`]: `status`, `edges`, `apps`, `shards`, `entry`, `routes show`.
+//! - [`watch`]: `routes watch`, the control plane's gRPC route stream.
+//! - [`business`]: `piles`, `records` and `charge`, through the app service's operator API.
+//! - [`guard`]: `guard status|block|unblock`, an edge's SYN-flood guard.
+//! - [`top`]: `top`, a live view of edges from their Prometheus metrics.
+//! - [`ykc`]: `ykc decode|encode|types`, offline.
+
+pub mod business;
+pub mod control;
+pub mod guard;
+pub mod top;
+pub mod watch;
+pub mod ykc;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+use pylon_proto::ykc::PileNo;
+use serde::Serialize;
+
+use self::business::{ChargeArgs, PilesArgs, RecordsArgs};
+pub use self::control::{
+    AppsArgs, AppsCommand, EdgesArgs, EdgesCommand, EntryArgs, RoutesArgs, RoutesCommand,
+    ShardsArgs, ShardsCommand, StatusArgs, TransportArg,
+};
+use self::control::{
+    APPS_ABOUT, EDGES_ABOUT, ENTRY_ABOUT, ROUTES_ABOUT, SHARDS_ABOUT, STATUS_ABOUT,
+};
+use self::guard::GuardArgs;
+use self::top::TopArgs;
+use crate::cli::Failure;
+use crate::client::{Client, ClientError};
+use crate::config::{self, Flags, Settings};
+
+/// Where the control plane is, how to prove who you are, and how to print; every
+/// operator command takes these, before or after its subcommand.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Connection and output")]
+pub struct ConnectOptions {
+    /// The control plane's HTTP address [env: PYLON_ENDPOINT] [default: http://127.0.0.1:7400]
+    ///
+    /// Taken from, in order: this flag, PYLON_ENDPOINT, `endpoint` in the
+    /// config file, http://127.0.0.1:7400.
+    #[arg(long, global = true, value_name = "URL", verbatim_doc_comment)]
+    pub endpoint: Option<String>,
+
+    /// The admin token, sent as `Authorization: Bearer <TOKEN>` [env: PYLON_TOKEN]
+    ///
+    /// Taken from, in order: this flag, PYLON_TOKEN, `token` in the config file.
+    /// Prefer the variable or the file: other users can see a flag in `ps`.
+    #[arg(long, global = true, value_name = "TOKEN", verbatim_doc_comment)]
+    pub token: Option<String>,
+
+    /// The config file [env: PYLONCTL_CONFIG] [default: ~/.config/pylon/pylonctl.toml]
+    ///
+    /// TOML with the keys `endpoint`, `token`, `grpc_endpoint`, `app_endpoint`
+    /// (for `piles`, `records` and `charge`) and `edge_admin` (for `guard`), e.g.
+    ///     endpoint = "http://10.0.0.5:7400"
+    ///     token = "..."
+    /// The default is $XDG_CONFIG_HOME/pylon/pylonctl.toml, else
+    /// ~/.config/pylon/pylonctl.toml, and need not exist; a file named by this
+    /// flag or by PYLONCTL_CONFIG must.
+    #[arg(long, global = true, value_name = "FILE", verbatim_doc_comment)]
+    pub config: Option<PathBuf>,
+
+    /// How to print replies: `table` for people, `json` for scripts
+    ///
+    /// `json` prints the control plane's reply as it is (for `routes watch`,
+    /// one JSON object per line).
+    #[arg(
+        long,
+        short = 'o',
+        global = true,
+        value_enum,
+        default_value_t = OutputFormat::Table,
+        value_name = "FORMAT",
+        verbatim_doc_comment
+    )]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+/// The operator commands, flattened into the top-level command list.
+#[derive(Debug, Subcommand)]
+pub enum OpsCommand {
+    /// Show the control plane's health, membership counts and route subscribers.
+    #[command(long_about = STATUS_ABOUT)]
+    Status(StatusArgs),
+    /// List, drain and undrain edges.
+    #[command(long_about = EDGES_ABOUT)]
+    Edges(EdgesArgs),
+    /// List app-service instances.
+    #[command(long_about = APPS_ABOUT)]
+    Apps(AppsArgs),
+    /// Show the shard map, or which shard and app instance serve one pile.
+    #[command(long_about = SHARDS_ABOUT)]
+    Shards(ShardsArgs),
+    /// Ask which edge a charger should connect to (as the charger would).
+    #[command(long_about = ENTRY_ABOUT)]
+    Entry(EntryArgs),
+    /// Show the route table, or watch its updates live.
+    #[command(long_about = ROUTES_ABOUT)]
+    Routes(RoutesArgs),
+    /// Register, enable, disable and inspect piles (app service).
+    #[command(long_about = business::PILES_ABOUT)]
+    Piles(PilesArgs),
+    /// List and show transaction records (app service).
+    #[command(long_about = business::RECORDS_ABOUT)]
+    Records(RecordsArgs),
+    /// Start, stop and follow charges (app service).
+    #[command(long_about = business::CHARGE_ABOUT)]
+    Charge(ChargeArgs),
+    /// Show an edge's SYN-flood guard; block and unblock sources (edge admin API).
+    #[command(long_about = guard::GUARD_ABOUT)]
+    Guard(GuardArgs),
+    /// Watch edges live: sessions, connections, rates (edge metrics).
+    #[command(long_about = top::TOP_ABOUT)]
+    Top(TopArgs),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Unreachable { .. } => Failure::Unreachable(e.to_string()),
+            // The control plane refused what we sent as invalid.
+            ClientError::Api { status: 400, .. } => Failure::BadInput(e.to_string()),
+            e => Failure::Other(e.into()),
+        }
+    }
+}
+
+/// A validated pile number in its 14-digit form.
+pub fn parse_pile(pile: &str) -> Result<String, Failure> {
+    let pile = pile.trim();
+    let bad = |why: String| {
+        Failure::BadInput(format!(
+            "{pile:?} is not a pile number: {why} (a pile number is 14 digits, e.g. \
+             32010200000001)"
+        ))
+    };
+    let parsed = PileNo::parse(pile).map_err(bad)?;
+    if pile.len() != 14 {
+        return Err(bad(format!("it has {} digits", pile.len())));
+    }
+    Ok(parsed.to_string())
+}
+
+/// What every operator command runs with.
+pub(crate) struct Ctx {
+    pub(crate) settings: Settings,
+    pub(crate) client: Client,
+    pub(crate) output: OutputFormat,
+}
+
+impl Ctx {
+    pub(crate) fn new(
+        connect: &ConnectOptions,
+        grpc_endpoint: Option<String>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, Failure> {
+        let flags = Flags {
+            endpoint: connect.endpoint.clone(),
+            token: connect.token.clone(),
+            config: connect.config.clone(),
+            grpc_endpoint,
+            ..Flags::default()
+        };
+        let settings = config::resolve(&flags, env)?;
+        let client = Client::new(
+            &settings.endpoint,
+            settings.token.clone(),
+            settings.token_hint(),
+        );
+        Ok(Ctx {
+            settings,
+            client,
+            output: connect.output,
+        })
+    }
+
+    /// Prints `value` as JSON, or as `text(value)` for people.
+    pub(crate) fn emit<T: Serialize>(
+        &self,
+        out: &mut dyn Write,
+        value: &T,
+        text: impl FnOnce(&T) -> String,
+    ) -> Result<(), Failure> {
+        match self.output {
+            OutputFormat::Json => {
+                let json = serde_json::to_string_pretty(value)
+                    .map_err(|e| Failure::Other(anyhow::anyhow!("cannot print JSON: {e}")))?;
+                writeln!(out, "{json}")?;
+            }
+            OutputFormat::Table => out.write_all(text(value).as_bytes())?,
+        }
+        Ok(())
+    }
+}
+
+/// Runs one operator command. `env` looks up environment variables (the process's own in
+/// `pylonctl`; a fixed map in tests).
+pub fn run(
+    cmd: OpsCommand,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    match cmd {
+        OpsCommand::Status(args) => control::status(args, env, out),
+        OpsCommand::Edges(args) => control::edges(args, env, out),
+        OpsCommand::Apps(args) => control::apps(args, env, out),
+        OpsCommand::Shards(args) => control::shards(args, env, out),
+        OpsCommand::Entry(args) => control::entry(args, env, out),
+        OpsCommand::Routes(args) => control::routes(args, env, out),
+        OpsCommand::Piles(args) => business::run_piles(args, env, out),
+        OpsCommand::Records(args) => business::run_records(args, env, out),
+        OpsCommand::Charge(args) => business::run_charge(args, env, out),
+        OpsCommand::Guard(args) => guard::run_guard(args, env, out),
+        OpsCommand::Top(args) => top::run_top(args, env, out),
+    }
+}

@@ -1,0 +1,15 @@
+//! `pylonctl`, the operator's command line for Pylon.
+//!
+//! - [`cli`]: the command line as a whole (clap definitions, exit statuses, completions).
+//! - [`commands`]: one module per command group, and the dispatch.
+//! - [`render`]: how replies are printed for people (tables, `key: value` blocks).
+//! - [`client`]: the blocking HTTP client and its errors.
+//! - [`config`]: where endpoints and the token come from (flag > env > file > default).
+//! - [`units`]: money, energy and times as operators type and read them.
+
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod config;
+pub mod render;
+pub mod units;

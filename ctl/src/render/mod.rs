@@ -1,0 +1,8 @@
+//! Replies printed for people: aligned tables and `key: value` blocks (`--output json`
+//! prints the servers' replies as they are).
+//!
+//! - [`control`]: the control plane's replies (status, edges, apps, shards, entry, routes).
+//! - [`business`]: the app service's (piles, guns, orders, records).
+
+pub mod business;
+pub mod control;

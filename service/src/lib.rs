@@ -1,0 +1,13 @@
+//! What every long-running Pylon process (edge, control plane, app service, balancer) does
+//! alike, written once:
+//!
+//! - [`signals`]: the first SIGTERM or SIGINT drains, the second stops at once.
+//! - [`config`]: TOML settings files, with errors that name the file and line.
+//! - [`health`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`logging`]: `tracing` set up from `--log` / `RUST_LOG`, as text or JSON
+//!   (`--log-format json`).
+
+pub mod config;
+pub mod health;
+pub mod logging;
+pub mod signals;
