@@ -35,6 +35,11 @@ use crate::uplink::{Uplink, UplinkFactory, UplinkMessage};
 const READ_BUFFER: usize = 64 * 1024;
 /// A connection whose output buffer grows past this keeps it; smaller ones are freed.
 const KEEP_BUFFER: usize = 512;
+/// One TLS record at most: 16 KiB of payload plus expansion and header.
+const TLS_RECORD_HOLD: usize = 18 * 1024;
+/// What a TLS session may hold during the handshake: rustls's largest handshake message
+/// (64 KiB) and the record around its last piece.
+const TLS_HANDSHAKE_HOLD: usize = 64 * 1024 + TLS_RECORD_HOLD;
 
 /// Lifecycle of the whole edge process.
 pub const RUNNING: u8 = 0;
@@ -249,6 +254,10 @@ struct Conn {
     /// readiness, data arriving after it raises a new event, so no extra read (that
     /// would only say WouldBlock) is needed before waiting.
     readable: Cell<bool>,
+    /// The peer hung up (or the socket failed). The end of stream came with the event
+    /// that brought the last data, and no new event follows it: a short read must not
+    /// clear `readable`, or the close would only be noticed at the next deadline.
+    hangup: Cell<bool>,
 }
 
 impl Conn {
@@ -333,6 +342,9 @@ impl Executor {
         } else if let Some(conn) = self.conns.borrow().get(&token) {
             if readiness.readable {
                 conn.readable.set(true);
+            }
+            if readiness.hangup {
+                conn.hangup.set(true);
             }
             conn.wake();
         }
@@ -762,6 +774,7 @@ async fn serve(exec: Rc<Executor>, stream: TcpStream, transport: Transport) {
         deadline_ms: Cell::new(now + first_deadline * 1000),
         deadline_reason: Cell::new(first_reason),
         readable: Cell::new(true),
+        hangup: Cell::new(false),
     });
     exec.conns.borrow_mut().insert(id, conn.clone());
     if let Err(e) = exec.poller.register(stream.as_raw_fd(), id) {
@@ -857,7 +870,7 @@ async fn drive(
                 Poll::Ready(Ok(0)) => Poll::Ready(Wake::Close(CloseReason::PeerClosed)),
                 Poll::Ready(Err(_)) => Poll::Ready(Wake::Close(CloseReason::IoError)),
                 Poll::Ready(Ok(n)) => {
-                    if n < buffer.len() {
+                    if n < buffer.len() && !conn.hangup.get() {
                         conn.readable.set(false);
                     }
                     counters.bytes_in.inc_by(n as u64);
@@ -952,7 +965,15 @@ fn receive_tls(
             host.conn.set_deadline(deadline, CloseReason::LoginTimeout);
         }
     }
-    if tls.buffered() > pylon_proto::ykc::frame::MAX_FRAME + 18 * 1024 {
+    // Held TLS bytes: after the handshake, at most one record and a frame; during it,
+    // handshake messages rustls reassembles across records (up to 64 KiB, e.g. a long
+    // client-certificate chain).
+    let limit = if tls.is_handshaking() {
+        TLS_HANDSHAKE_HOLD
+    } else {
+        pylon_proto::ykc::frame::MAX_FRAME + TLS_RECORD_HOLD
+    };
+    if tls.buffered() > limit {
         return Err(CloseReason::BufferLimit);
     }
     if !plain.is_empty() {

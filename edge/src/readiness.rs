@@ -77,10 +77,9 @@ impl Poller {
         unsafe { events.set_len(n as usize) };
         for e in events.iter() {
             let (token, mask) = (e.u64, e.events);
-            let readable = mask
-                & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32
-                != 0;
-            on_ready(token, Readiness { readable });
+            let hangup = mask & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0;
+            let readable = hangup || mask & libc::EPOLLIN as u32 != 0;
+            on_ready(token, Readiness { readable, hangup });
         }
         n as usize
     }
@@ -91,6 +90,9 @@ impl Poller {
 pub struct Readiness {
     /// New data, end of stream or an error: worth reading.
     pub readable: bool,
+    /// The peer closed its side, or the socket failed: no further event will come, so
+    /// reading must go on until it says so (0 or an error), even after a short read.
+    pub hangup: bool,
 }
 
 /// A non-blocking listener shared with other executors and processes (SO_REUSEPORT).

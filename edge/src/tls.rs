@@ -248,7 +248,8 @@ impl TlsSession {
         self.conn.is_handshaking()
     }
 
-    /// Bytes held for an incomplete record.
+    /// Received bytes held: an incomplete record, or handshake records rustls is still
+    /// reassembling a message from.
     pub fn buffered(&self) -> usize {
         self.incoming.len()
     }
@@ -342,8 +343,9 @@ impl TlsSession {
     }
 }
 
-/// A bound on the states one call walks through, so that no input makes a call spin.
-/// A flight of handshake messages is a handful of states; application data one per record.
+/// A bound on the states one `send` walks through before it can encrypt (queued handshake
+/// records to hand out first), so that no state of rustls makes it spin. `process` needs
+/// none: every state it handles consumes input, a queued record or decrypted data.
 const MAX_STATES_PER_CALL: usize = 64;
 
 /// Drives the connection over `incoming`; returns how many bytes rustls discarded (also
@@ -420,11 +422,13 @@ fn handle_incoming_state(
     }
 }
 
-/// After an error: takes out the alert rustls queued, if any, with one more call over what
-/// the failed call left undiscarded. One call only: rustls hands out queued records before
-/// it looks at the input again, and a second call would make it process the same bad bytes
-/// again (and send a second fatal alert, which it asserts against). Errors here change
-/// nothing: the session is closing.
+/// After an error: takes out what rustls queued, with one more call over what the failed
+/// call left undiscarded. One call only: rustls hands out queued records before it looks
+/// at the input again, and a second call would make it process the same bad bytes again
+/// (and send a second fatal alert, which it asserts against). So only the first queued
+/// record leaves: normally the alert; if a flight was queued just before the error (a
+/// ServerHello, in TLS 1.3), that flight goes and the alert does not, which costs nothing
+/// as the connection closes anyway. Errors here change nothing: the session is closing.
 fn flush_alerts(conn: &mut UnbufferedServerConnection, incoming: &mut [u8], out: &mut Vec<u8>) {
     let status = conn.process_tls_records(incoming);
     if let Ok(ConnectionState::EncodeTlsData(mut e)) = status.state {

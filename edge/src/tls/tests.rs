@@ -187,7 +187,7 @@ fn a_record_header_then_garbage_fails_cleanly() {
             rng_state ^= rng_state << 17;
             rng_state as u8
         }));
-        // Every round starts with a ClientHello type, as the real attack would.
+        // Half the rounds claim a ClientHello, half a random handshake type.
         if round % 2 == 0 {
             bytes[5] = 0x01;
         }
@@ -206,7 +206,7 @@ fn a_record_header_then_garbage_fails_cleanly() {
 }
 
 #[test]
-fn a_truncated_record_waits_then_a_bad_continuation_fails() {
+fn a_truncated_record_waits_for_the_rest() {
     let mut c = client(Version::Tls13);
     let hello = client_output(&mut c);
     let mut s = server();
@@ -214,10 +214,26 @@ fn a_truncated_record_waits_then_a_bad_continuation_fails() {
     assert_eq!(error_of(&fed), None);
     assert!(fed.out.is_empty());
     assert_eq!(s.buffered(), hello.len() - 10);
-    // The rest of the record arrives, and then some: the hello completes.
+    // The rest of the record arrives: the hello completes.
     let fed = feed(&mut s, &hello[hello.len() - 10..]);
     assert_eq!(error_of(&fed), None);
     assert!(!fed.out.is_empty(), "the server's first flight");
+    assert_eq!(s.buffered(), 0);
+}
+
+#[test]
+fn a_truncated_record_with_a_bad_continuation_fails() {
+    let mut c = client(Version::Tls13);
+    let hello = client_output(&mut c);
+    let mut s = server();
+    assert_eq!(error_of(&feed(&mut s, &hello[..hello.len() - 10])), None);
+    // The record's last ten bytes, then a record of another type: the hello's extensions
+    // are cut short, or the record interleaves the handshake message. Either way: fatal.
+    let mut rest = vec![0u8; 10];
+    rest.extend([0x17, 0x03, 0x03, 0x00, 0x01, 0x00]);
+    let fed = feed(&mut s, &rest);
+    assert!(error_of(&fed).is_some(), "{:?}", fed.result);
+    assert_failed_for_good(&mut s);
 }
 
 #[test]
@@ -411,7 +427,8 @@ proptest! {
         feed_hostile(&mut s, &pieces(&hello, &cuts));
     }
 
-    /// Unmutated, any cutting of the client's bytes gives the same conversation.
+    /// Unmutated, any cutting of the client's bytes gives the same conversation, with
+    /// downlinks sent between the pieces (while part of a record is held).
     #[test]
     fn any_cutting_of_a_real_conversation_works(
         tls13 in any::<bool>(),
@@ -419,7 +436,19 @@ proptest! {
         text in proptest::collection::vec(any::<u8>(), 1..300),
     ) {
         let (mut c, mut s) = handshake(if tls13 { Version::Tls13 } else { Version::Tls12 }, chunk);
-        prop_assert_eq!(client_says(&mut c, &mut s, &text, chunk), text.clone());
+        std::io::Write::write_all(&mut c.writer(), &text).expect("client write");
+        let mut up = Vec::new();
+        let mut down = Vec::new();
+        for (i, piece) in client_output(&mut c).chunks(chunk).enumerate() {
+            let fed = feed(&mut s, piece);
+            prop_assert_eq!(error_of(&fed), None);
+            up.extend_from_slice(&fed.plain);
+            let downlink = format!("downlink {i}");
+            prop_assert_eq!(server_says(&mut c, &mut s, downlink.as_bytes()), downlink.into_bytes());
+            down.push(i);
+        }
+        prop_assert_eq!(up, text.clone());
+        prop_assert!(!down.is_empty());
         prop_assert_eq!(server_says(&mut c, &mut s, &text), text);
     }
 
