@@ -19,7 +19,8 @@ use serde_json::Value;
 use time::UtcOffset;
 use tokio::sync::oneshot;
 
-use crate::clock::{self, now_ms};
+use crate::clock::{self, Clock};
+use crate::config::Fault;
 use crate::directory::{Directory, Location, SendError};
 use crate::metrics::AppMetrics;
 use crate::store::{
@@ -98,10 +99,22 @@ pub struct Business {
     /// Guns with a remote start being opened: two concurrent starts of one gun would
     /// both pass the open-order check.
     starting: Mutex<std::collections::HashSet<(String, u8)>>,
-    /// Fault injection for tests (`PYLON_APP_FAULT=kill_after_store`): the process kills
-    /// itself (SIGKILL) right after committing a new transaction record, before the
+    /// Fault injection for tests ([`Fault::KillAfterStore`]): the process kills itself
+    /// (SIGKILL) right after committing a new transaction record, before the
     /// confirmation leaves.
     kill_after_store: bool,
+    clock: Arc<dyn Clock>,
+}
+
+/// How a [`Business`] is set up beyond its store, directory and metrics.
+#[derive(Debug, Clone)]
+pub struct BusinessSettings {
+    /// The piles' local time zone (their CP56Time2a stamps are local time).
+    pub offset: UtcOffset,
+    /// Balance granted to a charge a pile starts itself (card or VIN), in 0.01 yuan.
+    pub pile_start_balance: u32,
+    pub fault: Option<Fault>,
+    pub clock: Arc<dyn Clock>,
 }
 
 fn digits<const N: usize>(b: &Bcd<N>) -> String {
@@ -135,27 +148,31 @@ impl Business {
         store: Arc<dyn Store>,
         directory: Arc<Directory>,
         metrics: Arc<AppMetrics>,
-        offset: UtcOffset,
-        pile_start_balance: u32,
+        settings: BusinessSettings,
     ) -> Self {
         Business {
             store,
             directory,
             metrics,
-            offset,
-            pile_start_balance,
+            offset: settings.offset,
+            pile_start_balance: settings.pile_start_balance,
             waiters: Mutex::new(HashMap::new()),
             trade_seq: AtomicU16::new(0),
             command_ids: AtomicU64::new(1),
             starting: Mutex::new(std::collections::HashSet::new()),
-            kill_after_store: std::env::var("PYLON_APP_FAULT")
-                .is_ok_and(|f| f == "kill_after_store"),
+            kill_after_store: settings.fault == Some(Fault::KillAfterStore),
+            clock: settings.clock,
         }
+    }
+
+    /// Unix milliseconds, from the injected clock.
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     fn next_trade_no(&self, pile: &PileNo, gun: u8) -> TradeNo {
         let seq = self.trade_seq.fetch_add(1, Ordering::Relaxed) % 10_000;
-        clock::trade_no(pile, gun, now_ms(), self.offset, seq)
+        clock::trade_no(pile, gun, self.now_ms(), self.offset, seq)
     }
 
     /// Handles one frame from a pile; returns the replies for its edge.
@@ -190,7 +207,7 @@ impl Business {
                     gun_no: gun_text(&r.gun_no),
                     status: r.status,
                     data: frame.fields_json(),
-                    updated_at: now_ms(),
+                    updated_at: self.now_ms(),
                 };
                 self.store.set_gun_status(&status).await?;
                 // Also the answer to a read request (0x12).
@@ -341,7 +358,7 @@ impl Business {
         };
         self.metrics.login(result);
         if accepted {
-            self.store.record_login(pile, now_ms()).await?;
+            self.store.record_login(pile, self.now_ms()).await?;
             self.directory.pile_online(
                 pile,
                 Location {
@@ -364,7 +381,7 @@ impl Business {
         gun: &Bcd<1>,
     ) -> Result<Option<Order>, StoreError> {
         let gun = gun_text(gun);
-        let now = now_ms();
+        let now = self.now_ms();
         Ok(self
             .store
             .open_orders(Some(pile))
@@ -395,7 +412,7 @@ impl Business {
         origin: OrderOrigin,
         state: OrderState,
     ) -> Result<(), StoreError> {
-        let now = now_ms();
+        let now = self.now_ms();
         self.store
             .insert_order(&Order {
                 trade_no: digits(trade_no),
@@ -423,7 +440,13 @@ impl Business {
     ) -> Result<(), StoreError> {
         let moved = self
             .store
-            .move_order(trade_no, &[OrderState::Starting], state, failure, now_ms())
+            .move_order(
+                trade_no,
+                &[OrderState::Starting],
+                state,
+                failure,
+                self.now_ms(),
+            )
             .await?;
         if moved {
             return Ok(());
@@ -455,7 +478,7 @@ impl Business {
                 trade_no,
                 frame_type: frame.frame_type(),
                 fields: redact(frame.fields_json()),
-                at: now_ms(),
+                at: self.now_ms(),
             })
             .await
     }
@@ -488,12 +511,12 @@ impl Business {
             pile_no: pile.to_owned(),
             gun_no: gun_text(&t.gun_no),
             start_time: clock::from_cp56(&t.start_time, self.offset).unwrap_or(0),
-            end_time: clock::from_cp56(&t.end_time, self.offset).unwrap_or_else(now_ms),
+            end_time: clock::from_cp56(&t.end_time, self.offset).unwrap_or_else(|| self.now_ms()),
             total_energy: i64::from(t.total_energy.0),
             total_amount: i64::from(t.total_amount.0),
             stop_reason: t.stop_reason,
             fields: incoming.frame.fields_json(),
-            received_at: now_ms(),
+            received_at: self.now_ms(),
         };
         let stored = self.store.store_record(&record).await?;
         if self.kill_after_store && stored == Stored::New {
@@ -658,7 +681,7 @@ impl Business {
             return Err(SendError::NotConnected(pile.to_owned()).into());
         }
         let trade_no = self.next_trade_no(&pile_no, gun);
-        let now = now_ms();
+        let now = self.now_ms();
         let order = Order {
             trade_no: digits(&trade_no),
             pile_no: pile.to_owned(),
@@ -688,7 +711,7 @@ impl Business {
                     &order.trade_no,
                     OrderState::Failed,
                     Some(&e.to_string()),
-                    now_ms(),
+                    self.now_ms(),
                 )
                 .await?;
             return Err(e.into());
@@ -700,7 +723,7 @@ impl Business {
     /// Closes orders whose pile did not confirm the start within [`START_CONFIRM_LIMIT`].
     /// Runs from the store, so a restart of the instance does not forget a pending start.
     pub async fn fail_unconfirmed_starts(&self) -> Result<usize, StoreError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let limit = START_CONFIRM_LIMIT.as_millis() as i64;
         let mut failed = 0;
         for order in self.store.open_orders(None).await? {
@@ -767,7 +790,7 @@ impl Business {
                 &[OrderState::Starting, OrderState::Charging],
                 OrderState::Stopping,
                 None,
-                now_ms(),
+                self.now_ms(),
             )
             .await?;
         Ok(Order {
@@ -808,43 +831,4 @@ pub fn default_billing_model() -> Value {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::sqlite::SqliteStore;
-
-    #[tokio::test]
-    async fn unconfirmed_starts_fail_after_90_s_from_the_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("b.db")).unwrap();
-        let business = Business::new(
-            store.clone(),
-            Arc::default(),
-            Arc::default(),
-            UtcOffset::UTC,
-            100,
-        );
-        let order = |trade_no: &str, age_ms: i64| Order {
-            trade_no: trade_no.into(),
-            pile_no: "32010200000001".into(),
-            gun_no: "01".into(),
-            state: OrderState::Starting,
-            origin: OrderOrigin::Operator,
-            balance: 100,
-            created_at: now_ms() - age_ms,
-            updated_at: now_ms() - age_ms,
-            failure: None,
-        };
-        let old = order("32010200000001010000000000000001", 91_000);
-        let fresh = order("32010200000001010000000000000002", 10_000);
-        store.insert_order(&old).await.unwrap();
-        store.insert_order(&fresh).await.unwrap();
-        assert_eq!(business.fail_unconfirmed_starts().await.unwrap(), 1);
-        let old = store.order(&old.trade_no).await.unwrap().unwrap();
-        assert_eq!(old.state, OrderState::Failed);
-        assert!(old.failure.unwrap().contains("90 s"));
-        let fresh = store.order(&fresh.trade_no).await.unwrap().unwrap();
-        assert_eq!(fresh.state, OrderState::Starting);
-        // Idempotent: nothing more to close.
-        assert_eq!(business.fail_unconfirmed_starts().await.unwrap(), 0);
-    }
-}
+mod tests;

@@ -36,6 +36,18 @@ pub struct Config {
     /// Balance granted to a charge a pile starts itself (card/VIN), in 0.01 yuan.
     pub pile_start_balance: u32,
     pub store: StoreConfig,
+    /// Fault injection, for tests only (see [`Fault`]).
+    pub fault: Option<Fault>,
+}
+
+/// A fault a test can make the instance commit on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// Kill the process (SIGKILL) right after a new transaction record is committed,
+    /// before its confirmation leaves: the charger's retransmission must find it stored.
+    #[value(name = "kill_after_store")]
+    KillAfterStore,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -82,6 +94,7 @@ impl Default for Config {
             pile_utc_offset_minutes: 480,
             pile_start_balance: 10_000,
             store: StoreConfig::default(),
+            fault: None,
         }
     }
 }

@@ -64,6 +64,9 @@ pub struct Cli {
     /// The piles' local time zone in minutes east of UTC (default 480, China).
     #[arg(long, allow_hyphen_values = true)]
     pile_utc_offset_minutes: Option<i32>,
+    /// Fault injection, for tests only: commit the fault on purpose.
+    #[arg(long, value_enum, env = "PYLON_APP_FAULT", hide = true)]
+    fault: Option<crate::config::Fault>,
     #[command(flatten)]
     pub log: pylon_service::logging::LogArgs,
 }
@@ -82,6 +85,9 @@ impl Cli {
         set!(app_id => app_id, grpc_listen => grpc_listen, http_listen => http_listen,
              store => store.backend, sqlite => store.path, postgres_url => store.url,
              lease_ttl => lease_ttl_secs, pile_utc_offset_minutes => pile_utc_offset_minutes);
+        if self.fault.is_some() {
+            c.fault = self.fault;
+        }
         if self.grpc_advertise.is_some() {
             c.grpc_advertise = self.grpc_advertise;
         }

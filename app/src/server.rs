@@ -76,8 +76,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         store.clone(),
         directory.clone(),
         metrics,
-        config.offset(),
-        config.pile_start_balance,
+        crate::business::BusinessSettings {
+            offset: config.offset(),
+            pile_start_balance: config.pile_start_balance,
+            fault: config.fault,
+            clock: Arc::new(crate::clock::SystemClock),
+        },
     ));
 
     let (stop, stopped) = watch::channel(false);

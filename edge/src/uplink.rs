@@ -7,7 +7,7 @@
 use pylon_proto::ykc::{Frame, PileNo};
 
 /// A business frame leaving the edge.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UplinkMessage {
     pub edge_id: std::sync::Arc<str>,
     pub executor: usize,
