@@ -108,14 +108,8 @@ impl Cli {
 /// Runs the app service until the first SIGTERM or SIGINT (a second stops at once).
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.into_config()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("app")
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let shutdown = pylon_service::signals::drain_on_first_signal("pylon-app")?;
-        crate::server::run(config, shutdown).await
+    pylon_service::process::serve_until_signalled("pylon-app", 2, |shutdown| {
+        crate::server::run(config, shutdown)
     })
 }
 

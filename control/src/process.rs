@@ -108,16 +108,10 @@ impl Cli {
 
 /// Runs the control service until the first SIGTERM or SIGINT (a second stops at once).
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let workers = cli.worker_threads.max(1);
+    let workers = cli.worker_threads;
     let config = cli.into_config()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("control")
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let shutdown = pylon_service::signals::drain_on_first_signal("pylon-control")?;
-        crate::server::run(config, shutdown).await
+    pylon_service::process::serve_until_signalled("pylon-control", workers, |shutdown| {
+        crate::server::run(config, shutdown)
     })
 }
 

@@ -3,11 +3,8 @@
 
 use clap::Parser;
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let cli = pylon_edge::process::Cli::parse();
     cli.log.init();
-    if let Err(e) = pylon_edge::process::run(cli) {
-        eprintln!("pylon-edge: {e:#}");
-        std::process::exit(1);
-    }
+    pylon_service::process::exit_status("pylon-edge", pylon_edge::process::run(cli))
 }

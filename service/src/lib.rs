@@ -4,10 +4,12 @@
 //! - [`signals`]: the first SIGTERM or SIGINT drains, the second stops at once.
 //! - [`config`]: TOML settings files, with errors that name the file and line.
 //! - [`health`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`process`]: a tokio service's runtime until the first signal, and its exit status.
 //! - [`logging`]: `tracing` set up from `--log` / `RUST_LOG`, as text or JSON
 //!   (`--log-format json`).
 
 pub mod config;
 pub mod health;
 pub mod logging;
+pub mod process;
 pub mod signals;

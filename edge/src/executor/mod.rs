@@ -1,0 +1,228 @@
+//! One executor: its listeners, its connections, its session table, its timers.
+//!
+//! Nothing here is shared with other executors except through [`ExecutorCommand`]s.
+//!
+//! - [`commands`]: what other threads ask of an executor (downlinks, verdicts, drains).
+//! - `accept`: listeners and the accept loops.
+//! - `connection`: one connection from accept to close: socket -> TLS -> session.
+
+mod accept;
+pub mod commands;
+mod connection;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicU8};
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use pylon_proto::ykc::PileNo;
+use rustc_hash::FxHashMap;
+use rustls::ServerConfig;
+
+pub use self::commands::{command_channels, DownlinkOutcome, ExecutorCommand, ExecutorHandle};
+use self::connection::{Conn, READ_BUFFER};
+use crate::allowlist::LoginPolicy;
+use crate::config::Config;
+use crate::metrics::{EdgeMetrics, ExecutorMetrics};
+use crate::readiness::{Poller, Readiness, Token, LISTENER_TOKENS};
+use crate::runtime;
+use crate::session::{CloseReason, RateLimit};
+use crate::uplink::{Uplink, UplinkFactory};
+
+/// Lifecycle of the whole edge process.
+pub const RUNNING: u8 = 0;
+pub const DRAINING: u8 = 1;
+pub const STOPPING: u8 = 2;
+
+/// What all executors of one process share (read-only, or atomics).
+pub struct EdgeShared {
+    pub config: Arc<Config>,
+    pub edge_id: Arc<str>,
+    pub metrics: Arc<EdgeMetrics>,
+    pub policy: Arc<LoginPolicy>,
+    pub tls: Option<Arc<ServerConfig>>,
+    pub uplinks: UplinkFactory,
+    pub session_ids: AtomicU64,
+    pub state: AtomicU8,
+    /// An operator drained this edge through the control plane (see `control`).
+    pub operator_drain: std::sync::atomic::AtomicBool,
+    /// The kernel's per-CPU listener selection, when eBPF is on.
+    pub selectors: Option<Arc<crate::ebpf::ListenerSelectors>>,
+    /// The SYN-flood guard, when configured (its blocklist is managed through the admin API).
+    pub syn_guard: Option<std::sync::Mutex<pylon_ebpf::synguard::SynGuard>>,
+    /// The XDP SYN spreader, when configured (`--xdp-spread <iface>`).
+    pub cpu_spreader: Option<pylon_ebpf::cpuspread::CpuSpreader>,
+    /// Kernel-level TCP metrics of the edge's ports (with `--ebpf auto|on`).
+    pub tcp_metrics: Option<pylon_ebpf::tcpmetrics::TcpMetrics>,
+    pub peers: ExecutorHandle,
+}
+
+impl EdgeShared {
+    /// Logged-in sessions over all executors and transports.
+    pub fn session_count(&self) -> i64 {
+        let family = &self.metrics.sessions;
+        (0..self.config.executor_count())
+            .flat_map(|i| {
+                ["tcp", "tls"].map(|transport| crate::metrics::ExecTransport {
+                    executor: i.to_string(),
+                    transport: transport.into(),
+                })
+            })
+            .map(|labels| family.get_or_create(&labels).get())
+            .sum()
+    }
+}
+
+struct Executor {
+    id: usize,
+    shared: Arc<EdgeShared>,
+    metrics: ExecutorMetrics,
+    uplink: Box<dyn Uplink>,
+    // Looked up on every readiness event: a cheap hash, as the keys are our own ids.
+    conns: RefCell<FxHashMap<u64, Rc<Conn>>>,
+    // Keyed by what chargers send: keep the DoS-resistant default hash.
+    piles: RefCell<HashMap<PileNo, u64>>,
+    read_buffer: RefCell<Box<[u8]>>,
+    epoch: Instant,
+    draining: Cell<bool>,
+    stopping: Cell<bool>,
+    /// Bumped whenever listening starts again after a drain, so accept loops of the
+    /// previous listeners end even if they never saw the drain.
+    listen_generation: Cell<u64>,
+    /// The accept task of each listener, woken when its socket is ready or on drain.
+    listener_wakers: RefCell<Vec<Option<Waker>>>,
+    poller: Poller,
+    rate: RateLimit,
+}
+
+impl Executor {
+    pub(super) fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub(super) fn limits(&self) -> &crate::config::Limits {
+        &self.shared.config.limits
+    }
+
+    pub(super) fn begin_drain(&self) {
+        self.draining.set(true);
+        for w in self
+            .listener_wakers
+            .borrow_mut()
+            .iter_mut()
+            .filter_map(Option::take)
+        {
+            w.wake();
+        }
+    }
+
+    /// The process is draining for shutdown (not an operator drain).
+    pub(super) fn shutting_down(&self) -> bool {
+        self.shared.state.load(std::sync::atomic::Ordering::Relaxed) != RUNNING
+    }
+
+    pub(super) fn wake_token(&self, token: Token, readiness: Readiness) {
+        if token >= LISTENER_TOKENS {
+            let slot = (token - LISTENER_TOKENS) as usize;
+            if let Some(w) = self
+                .listener_wakers
+                .borrow_mut()
+                .get_mut(slot)
+                .and_then(Option::take)
+            {
+                w.wake();
+            }
+        } else if let Some(conn) = self.conns.borrow().get(&token) {
+            if readiness.readable {
+                conn.readable.set(true);
+            }
+            if readiness.hangup {
+                conn.hangup.set(true);
+            }
+            conn.wake();
+        }
+    }
+
+    pub(super) fn close_all(&self, reason: CloseReason) {
+        for conn in self.conns.borrow().values() {
+            conn.close(reason);
+        }
+    }
+}
+
+/// Runs executor `id` until the edge stops: listeners, command loop, deadline sweeper.
+pub async fn run(id: usize, shared: Arc<EdgeShared>, commands: flume::Receiver<ExecutorCommand>) {
+    let limits = &shared.config.limits;
+    let poller = match Poller::new() {
+        Ok(p) => p,
+        Err(e) => runtime::fatal(&format!("executor {id} cannot create its epoll set: {e}")),
+    };
+    let exec = Rc::new(Executor {
+        id,
+        metrics: ExecutorMetrics::new(shared.metrics.clone(), id),
+        uplink: (shared.uplinks)(id),
+        conns: RefCell::new(FxHashMap::default()),
+        piles: RefCell::new(HashMap::new()),
+        read_buffer: RefCell::new(vec![0u8; READ_BUFFER].into_boxed_slice()),
+        epoch: Instant::now(),
+        draining: Cell::new(false),
+        stopping: Cell::new(false),
+        listen_generation: Cell::new(0),
+        listener_wakers: RefCell::new(vec![None; 2]),
+        poller,
+        rate: RateLimit {
+            per_sec: limits.max_frames_per_sec,
+            burst: limits.frame_burst,
+        },
+        shared: shared.clone(),
+    });
+
+    if !accept::start_listeners(&exec) {
+        runtime::fatal(&format!("executor {id} cannot listen"));
+    }
+    runtime::spawn(poll_readiness(exec.clone()));
+
+    let cmd_exec = exec.clone();
+    runtime::spawn(async move {
+        while let Ok(cmd) = commands.recv_async().await {
+            cmd_exec.handle(cmd);
+        }
+    });
+    // The sweeper returns once the executor is stopping and every connection is gone.
+    sweep_deadlines(exec).await;
+    tracing::info!(executor = id, "executor stopped");
+}
+
+/// Wakes the tasks of ready sockets. This task is the executor's park: it blocks in
+/// `epoll_wait` (up to `park_timeout_us`) and then yields, so the tasks it woke run
+/// before it parks again. glommio's own reactor (timers, messages from other threads)
+/// runs at each preemption tick, so those wait at most one tick.
+async fn poll_readiness(exec: Rc<Executor>) {
+    let park = Duration::from_micros(exec.shared.config.park_timeout_us);
+    let mut events = Vec::with_capacity(1024);
+    loop {
+        exec.poller.wait(&mut events, park, |token, readiness| {
+            exec.wake_token(token, readiness)
+        });
+        futures_lite::future::yield_now().await;
+    }
+}
+
+/// Closes connections whose deadline (TLS handshake, login, heartbeat) has passed.
+async fn sweep_deadlines(exec: Rc<Executor>) {
+    loop {
+        runtime::sleep(Duration::from_millis(500)).await;
+        let now = exec.now_ms();
+        for conn in exec.conns.borrow().values() {
+            if conn.deadline_ms.get() <= now {
+                conn.close(conn.deadline_reason.get());
+            }
+        }
+        if exec.stopping.get() && exec.conns.borrow().is_empty() {
+            break;
+        }
+    }
+}
