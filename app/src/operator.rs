@@ -78,13 +78,7 @@ pub fn router(business: Arc<Business>, token: Option<String>, metrics: MetricsRe
 
 type ApiResult = Result<Response, Response>;
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({"error": code, "message": message.into()})),
-    )
-        .into_response()
-}
+use pylon_service::http::error;
 
 fn store_error(e: StoreError) -> Response {
     match e {

@@ -17,8 +17,8 @@ use pylon_proto::routes::shard_of;
 use pylon_proto::ykc::PileNo;
 
 use crate::api::{
-    ApiError, AppInfo, EdgeInfo, EntryReply, PileShardReply, ShardMapReply, StatusReply,
-    SubscriberInfo, Transport,
+    AppInfo, EdgeInfo, EntryReply, PileShardReply, ShardMapReply, StatusReply, SubscriberInfo,
+    Transport,
 };
 use crate::cluster::{edge_settings_key, EdgeSettings, MemberKind};
 use crate::dispatch;
@@ -54,16 +54,7 @@ pub fn router(node: Arc<ControlNode>, metrics: MetricsRegistry) -> Router {
         .with_state(state)
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(ApiError {
-            error: code.into(),
-            message: message.into(),
-        }),
-    )
-        .into_response()
-}
+use pylon_service::http::error;
 
 async fn entry(State(s): State<Http>, Query(query): Query<HashMap<String, String>>) -> Response {
     let started = Instant::now();

@@ -124,7 +124,7 @@ impl ClientError {
     /// The API's error code (`no_such_pile`, ...) of an error reply that had one.
     pub fn code(&self) -> Option<&str> {
         match self {
-            ClientError::Api { error: Some(e), .. } => Some(&e.error),
+            ClientError::Api { error: Some(e), .. } => Some(e.code()),
             _ => None,
         }
     }
@@ -132,7 +132,7 @@ impl ClientError {
     /// The API's message of an error reply that had one.
     pub fn message(&self) -> Option<&str> {
         match self {
-            ClientError::Api { error: Some(e), .. } => Some(&e.message),
+            ClientError::Api { error: Some(e), .. } => Some(e.message()),
             _ => None,
         }
     }
@@ -161,7 +161,7 @@ impl fmt::Display for ClientError {
                 token_hint,
             } => {
                 match error {
-                    Some(e) => write!(f, "{} ({}, HTTP {status})", e.message, e.error)?,
+                    Some(e) => write!(f, "{} ({}, HTTP {status})", e.message(), e.code())?,
                     None => write!(f, "{method} {path} failed with HTTP {status}")?,
                 }
                 match (status, token_sent) {
@@ -190,7 +190,7 @@ impl fmt::Display for ClientError {
                     // token; its message says how to give it one.
                     (403, _)
                         if error.as_ref().is_some_and(|e| {
-                            e.error == "admin_disabled" || e.error == "operator_api_disabled"
+                            e.code() == "admin_disabled" || e.code() == "operator_api_disabled"
                         }) =>
                     {
                         Ok(())
@@ -572,10 +572,10 @@ pub(crate) mod tests {
     }
 
     fn unauthorized() -> String {
-        serde_json::to_string(&ApiError {
-            error: "unauthorized".into(),
-            message: "this call needs the admin token".into(),
-        })
+        serde_json::to_string(&ApiError::new(
+            "unauthorized",
+            "this call needs the admin token",
+        ))
         .unwrap()
     }
 
@@ -685,7 +685,7 @@ pub(crate) mod tests {
             (200, r#"{"unblocked":"203.0.113.7"}"#.into()),
             (
                 404,
-                r#"{"error":"no_guard","message":"no guard here"}"#.into(),
+                r#"{"error":{"code":"no_guard","message":"no guard here"}}"#.into(),
             ),
         ]);
         let client = Client::edge_admin(&endpoint);

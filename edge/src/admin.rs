@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use pylon_proto::ykc::{Frame, FrameType, PileNo};
+use pylon_service::http::error;
 use serde::Deserialize;
 
 use crate::executor::{DownlinkOutcome, EdgeShared, ExecutorHandle, RUNNING};
@@ -190,13 +191,7 @@ struct DownlinkRequest {
 }
 
 async fn send_downlink(State(s): State<AdminState>, body: axum::body::Bytes) -> Response {
-    let bad = |msg: String| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({ "error": msg })),
-        )
-            .into_response()
-    };
+    let bad = |msg: String| error(StatusCode::BAD_REQUEST, "bad_request", msg);
     let req: DownlinkRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return bad(format!("request body: {e}")),
@@ -231,14 +226,11 @@ async fn send_downlink(State(s): State<AdminState>, body: axum::body::Bytes) -> 
 }
 
 fn no_guard() -> Response {
-    (
+    error(
         StatusCode::NOT_FOUND,
-        Json(serde_json::json!({
-            "error": "no_guard",
-            "message": "this edge runs without the SYN-flood guard (start it with --syn-guard <interface>)",
-        })),
+        "no_guard",
+        "this edge runs without the SYN-flood guard (start it with --syn-guard <interface>)",
     )
-        .into_response()
 }
 
 async fn guard_status(State(s): State<AdminState>) -> Response {
@@ -266,14 +258,11 @@ struct BlockRequest {
 #[allow(clippy::result_large_err)]
 fn parse_source(text: &str) -> Result<std::net::Ipv4Addr, Response> {
     text.parse().map_err(|_| {
-        (
+        error(
             StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({
-                "error": "bad_source",
-                "message": format!("{text:?} is not an IPv4 address"),
-            })),
+            "bad_source",
+            format!("{text:?} is not an IPv4 address"),
         )
-            .into_response()
     })
 }
 
@@ -283,13 +272,7 @@ async fn guard_block(State(s): State<AdminState>, body: axum::body::Bytes) -> Re
     };
     let request: BlockRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({"error": "bad_request", "message": e.to_string()})),
-            )
-                .into_response()
-        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
     };
     let source = match parse_source(&request.source) {
         Ok(a) => a,

@@ -3,6 +3,7 @@
 //!
 //! - [`signals`]: the first SIGTERM or SIGINT drains, the second stops at once.
 //! - [`config`]: TOML settings files, with errors that name the file and line.
+//! - [`http`]: the one error body of every HTTP API.
 //! - [`health`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`process`]: a tokio service's runtime until the first signal, and its exit status.
 //! - [`logging`]: `tracing` set up from `--log` / `RUST_LOG`, as text or JSON
@@ -10,6 +11,7 @@
 
 pub mod config;
 pub mod health;
+pub mod http;
 pub mod logging;
 pub mod process;
 pub mod signals;

@@ -427,7 +427,7 @@ fn bad_business_input_gets_errors_and_metrics_not_crashes() {
     ] {
         let (status, answer) = app.api(method, &path, body);
         assert_eq!(
-            (status, answer["error"].as_str()),
+            (status, answer["error"]["code"].as_str()),
             (code, Some(error)),
             "{method} {path}: {answer}"
         );

@@ -294,7 +294,7 @@ fn dispatch_respects_capacity_and_answers_503_without_edges() {
         Err(ureq::Error::Status(503, r)) => {
             assert_eq!(r.header("retry-after"), Some("5"));
             let body: serde_json::Value = r.into_json().unwrap_or_default();
-            assert_eq!(body["error"], "no_edge");
+            assert_eq!(body["error"]["code"], "no_edge");
         }
         other => panic!("expected 503, got {other:?}"),
     }
@@ -353,8 +353,10 @@ fn bad_input_gets_typed_errors_and_counted() {
         let (status, body) = pylon_tests::http::get(c.http, &format!("/v1/entry{query}"));
         assert_eq!(status, 400, "{query}: {body}");
         let body: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
-        assert_eq!(body["error"], code, "{query}");
-        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(body["error"]["code"], code, "{query}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
     assert!(
         c.metric(
@@ -367,9 +369,12 @@ fn bad_input_gets_typed_errors_and_counted() {
     assert_eq!(c.admin("GET", "/v1/admin/edges", Some("wrong")).0, 401);
     let (code, body) = c.admin("POST", "/v1/admin/edges/nope/drain", Some(ADMIN_TOKEN));
     assert_eq!(code, 404);
-    assert_eq!(body["error"], "no_such_edge");
+    assert_eq!(body["error"]["code"], "no_such_edge");
     let (code, body) = c.admin("GET", "/v1/admin/shards?pile=x", Some(ADMIN_TOKEN));
-    assert_eq!((code, body["error"].as_str()), (400, Some("bad_pile")));
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (400, Some("bad_pile"))
+    );
 
     let rt = runtime();
     let grpc = c.grpc_url();

@@ -58,13 +58,7 @@ pub struct EntryReply {
     pub ttl_seconds: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiError {
-    /// A stable, machine-readable code, e.g. `bad_pile`, `no_edge`, `unauthorized`.
-    pub error: String,
-    /// What went wrong, for a person.
-    pub message: String,
-}
+pub use super::error::ApiError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EdgeInfo {

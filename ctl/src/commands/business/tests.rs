@@ -332,7 +332,7 @@ pub(crate) fn serve(
 }
 
 fn api_error(code: &str, message: &str) -> String {
-    json!({"error": code, "message": message}).to_string()
+    json!({"error": {"code": code, "message": message}}).to_string()
 }
 
 /// Runs `pylonctl <args>` with the app service at `endpoint` (through

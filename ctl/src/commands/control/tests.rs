@@ -46,11 +46,7 @@ fn run_at(endpoint: &str, token: Option<&str>, args: &[&str]) -> Result<String, 
 }
 
 fn api_error(error: &str, message: &str) -> String {
-    serde_json::to_string(&ApiError {
-        error: error.into(),
-        message: message.into(),
-    })
-    .unwrap()
+    serde_json::to_string(&ApiError::new(error, message)).unwrap()
 }
 
 #[test]

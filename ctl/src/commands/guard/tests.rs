@@ -35,7 +35,7 @@ fn run_at(endpoint: &str, args: &[&str]) -> Result<String, Failure> {
 }
 
 fn api_error(code: &str, message: &str) -> String {
-    json!({"error": code, "message": message}).to_string()
+    json!({"error": {"code": code, "message": message}}).to_string()
 }
 
 fn no_guard_reply() -> String {
