@@ -166,7 +166,7 @@ impl Business {
     }
 
     /// Unix milliseconds, from the injected clock.
-    fn now_ms(&self) -> i64 {
+    pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
 

@@ -37,7 +37,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::business::{Business, CommandError};
-use crate::clock::now_ms;
 use crate::directory::SendError;
 use crate::store::{BillingModel, Pile, StoreError};
 
@@ -462,7 +461,7 @@ async fn put_model(
     let model = BillingModel {
         model_no: n,
         fields,
-        updated_at: now_ms(),
+        updated_at: api.business.now_ms(),
     };
     api.business
         .store
@@ -536,7 +535,7 @@ async fn send_command(
     if let Value::Object(map) = &mut fields {
         map.insert("pile_no".into(), json!(pile));
         if code == 0x56 && !map.contains_key("current_time") {
-            let now = crate::clock::to_cp56(now_ms(), api.business.offset);
+            let now = crate::clock::to_cp56(api.business.now_ms(), api.business.offset);
             map.insert(
                 "current_time".into(),
                 serde_json::to_value(now).unwrap_or(Value::Null),

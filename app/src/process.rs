@@ -1,4 +1,5 @@
-//! The `pylon-app` process: its command line and [`run`]. one instance of the charging business service.
+//! The `pylon-app` process, one instance of the charging business service: its command
+//! line and [`run`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

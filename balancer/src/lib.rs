@@ -43,14 +43,16 @@ use serde::Deserialize;
 ///   interface = "eth1"
 ///   mac = "02:00:0a:00:00:11"
 ///
-/// Needs root (or CAP_BPF and CAP_NET_ADMIN). /metrics and /healthz on --admin-listen.
+/// Needs root (or CAP_BPF and CAP_NET_ADMIN). /metrics, /healthz and /readyz on
+/// --admin-listen. SIGTERM (or Ctrl-C) stops following and detaches; a second one exits
+/// at once.
 #[derive(clap::Parser, Debug)]
 #[command(name = "pylon-balancer", version, verbatim_doc_comment)]
 pub struct Cli {
     /// The configuration file (TOML, as above).
     #[arg(long, short)]
     config: PathBuf,
-    /// Where to serve /metrics, /healthz and /readyz.
+    /// Where to serve /metrics, /healthz and /readyz (ready once a route table is installed).
     #[arg(long, default_value = "127.0.0.1:9200")]
     admin_listen: SocketAddr,
     /// Cluster token for the control plane.
@@ -74,10 +76,7 @@ struct Config {
 
 /// Loads and attaches the balancer, then follows the control plane until stopped.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&cli.config)
-        .with_context(|| format!("reading {}", cli.config.display()))?;
-    let config: Config =
-        toml::from_str(&text).with_context(|| format!("parsing {}", cli.config.display()))?;
+    let config: Config = pylon_service::config::from_toml_file(&cli.config)?;
     anyhow::ensure!(
         !config.control.is_empty(),
         "no control-plane endpoint (control = [...])"
@@ -110,7 +109,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         let ready = Arc::new(AtomicBool::new(false));
         let ready_flag = ready.clone();
         let app = axum::Router::new()
-            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+            .route("/healthz", axum::routing::get(pylon_service::health::healthz))
             // Ready once a route table is installed: before, no edge takes new flows.
             .route(
                 "/readyz",

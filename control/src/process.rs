@@ -1,4 +1,5 @@
-//! The `pylon-control` process: its command line and [`run`]. one replica of the Pylon control plane.
+//! The `pylon-control` process, one replica of the Pylon control plane: its command line
+//! and [`run`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! Logging set-up shared by every process: a level filter from `--log` (overridden by
-//! `RUST_LOG` when that is set) and text or JSON lines on stderr.
+//! `RUST_LOG` when that is set) and text or JSON lines on stdout.
 
 use clap::{Args, ValueEnum};
 
@@ -25,24 +25,13 @@ pub struct LogArgs {
     pub log_format: LogFormat,
 }
 
-impl Default for LogArgs {
-    fn default() -> Self {
-        LogArgs {
-            log: "info".into(),
-            log_format: LogFormat::Text,
-        }
-    }
-}
-
 impl LogArgs {
     /// Installs the global subscriber; a second call in the same process does nothing.
     pub fn init(&self) {
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .or_else(|_| tracing_subscriber::EnvFilter::try_new(&self.log))
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let builder = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr);
+        let builder = tracing_subscriber::fmt().with_env_filter(filter);
         let _ = match self.log_format {
             LogFormat::Text => builder.try_init(),
             LogFormat::Json => builder.json().try_init(),

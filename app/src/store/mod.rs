@@ -9,6 +9,7 @@
 //! no query needs are kept as JSON (`fields`), as decoded by `pylon_proto::ykc`.
 
 pub mod postgres;
+pub mod schema;
 pub mod sqlite;
 
 use async_trait::async_trait;

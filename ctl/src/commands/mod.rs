@@ -1,7 +1,5 @@
 //! The commands of `pylonctl`, one file per group. Here: the options every operator
-//! command shares, the dispatch, and the control plane's groups (`status`, `edges`, `apps`,
-//! `shards`, `entry`, `routes show`), which talk to its HTTP/JSON API
-//! ([`pylon_proto::api::control`]).
+//! command shares, and the dispatch.
 //!
 //! - [`control`]: `status`, `edges`, `apps`, `shards`, `entry`, `routes show`.
 //! - [`watch`]: `routes watch`, the control plane's gRPC route stream.

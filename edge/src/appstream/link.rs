@@ -203,7 +203,7 @@ async fn stream(
     for out in state.restart() {
         if let Some(message) = to_proto(out) {
             // A closed stream ends this attempt; the frames stay unacknowledged.
-            let _ = send(message);
+            send(message)?;
         }
     }
     shared.metrics.app_streams.inc();

@@ -316,9 +316,13 @@ impl LinkWindow {
         }
     }
 
-    /// Drops frame `id` (it could not be put on the wire at all).
+    /// Drops frame `id`, the last one taken (it could not be put on the wire at all); its
+    /// id is given out again, as the instance acknowledges only consecutive ids.
     pub fn forget(&mut self, id: u64) {
-        self.unacked.retain(|(i, _)| *i != id);
+        if self.unacked.back().is_some_and(|(last, _)| *last == id) {
+            self.unacked.pop_back();
+            self.next_id = id;
+        }
     }
 
     /// The instance acknowledged every frame up to `up_to`.

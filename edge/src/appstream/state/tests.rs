@@ -179,12 +179,17 @@ fn closing_hands_over_what_is_unacknowledged_in_order() {
 }
 
 #[test]
-fn a_frame_that_cannot_be_sent_is_forgotten() {
+fn a_frame_that_cannot_be_sent_is_forgotten_without_a_gap_in_the_ids() {
     let mut w = LinkWindow::default();
     let _ = w.take(UplinkEvent::Frame(frame(pile(1), 1, 1)));
     let _ = w.take(UplinkEvent::Frame(frame(pile(1), 1, 2)));
-    w.forget(1);
-    assert_eq!(seqs(&w.hand_over()), vec![2]);
+    w.forget(2);
+    // The next frame takes the forgotten id: the instance acknowledges consecutive ids.
+    assert!(matches!(
+        w.take(UplinkEvent::Frame(frame(pile(1), 1, 3))),
+        Outgoing::Uplink { id: 2, .. }
+    ));
+    assert_eq!(seqs(&w.hand_over()), vec![1, 3]);
 }
 
 #[test]

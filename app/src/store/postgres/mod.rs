@@ -10,34 +10,31 @@
 //! - Errors: a server that cannot be reached, or that went away, is
 //!   [`StoreError::Unavailable`]; a value that cannot be decoded is [`StoreError::Corrupt`].
 
-use std::future::Future;
-use std::pin::Pin;
+mod connection;
+mod migrations;
+mod rows;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{
-    ClientWrapper, GenericClient, HookError, Manager, ManagerConfig, Metrics, Pool, PoolError,
-    RecyclingMethod, Runtime,
-};
-use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{FromSql, ToSql};
-use tokio_postgres::{NoTls, Row};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::NoTls;
 
 use super::{
-    BillingModel, GunStatus, Order, OrderOrigin, OrderState, Pile, Result, SessionEvent,
-    StatusChange, Store, StoreError, Stored, TransactionRecord,
+    BillingModel, GunStatus, Order, OrderState, Pile, Result, SessionEvent, StatusChange, Store,
+    StoreError, Stored, TransactionRecord,
 };
 
-/// (version, name, SQL), applied in order. Never edit one that shipped; add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+use self::connection::durable_commits;
+use self::migrations::migrate;
+use self::rows::{
+    event, execute, get, gun, limit, narrow, order, pile, pool_error, query_all, query_opt, record,
+    status_change,
+};
+use super::schema::{GUN_COLUMNS, ORDER_COLUMNS, PILE_COLUMNS, RECORD_COLUMNS};
 
-/// Key of the advisory lock that serialises migrations between app instances.
-const MIGRATION_LOCK: i64 = 0x5059_4c4f_4e5f_4d47; // "PYLON_MG"
 const POOL_SIZE: usize = 16;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a call waits for a free pooled connection.
@@ -93,319 +90,6 @@ impl PostgresStore {
     async fn client(&self) -> Result<deadpool_postgres::Client> {
         self.pool.get().await.map_err(pool_error)
     }
-}
-
-/// Run on every new connection: raise `synchronous_commit` to `on` if the server's default
-/// is `off` (stronger settings — `remote_write`, `remote_apply` — are left alone), so that
-/// a commit that returned is on disk.
-fn durable_commits<'a>(
-    client: &'a mut ClientWrapper,
-    _: &'a Metrics,
-) -> Pin<Box<dyn Future<Output = Result<(), HookError>> + Send + 'a>> {
-    Box::pin(async move {
-        client
-            .batch_execute(
-                "SELECT set_config('synchronous_commit', 'on', false)
-                 WHERE current_setting('synchronous_commit') = 'off'",
-            )
-            .await
-            .map_err(HookError::Backend)
-    })
-}
-
-/// Applies the missing migrations in one transaction, holding an advisory lock so that
-/// instances starting together migrate one after the other.
-async fn migrate(client: &mut deadpool_postgres::Client) -> Result<()> {
-    let tx = client.transaction().await.map_err(pg)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(pg)?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version    BIGINT PRIMARY KEY,
-             name       TEXT NOT NULL,
-             applied_at BIGINT NOT NULL
-         )",
-    )
-    .await
-    .map_err(pg)?;
-    let rows = tx
-        .query(
-            "SELECT version, name FROM schema_migrations ORDER BY version",
-            &[],
-        )
-        .await
-        .map_err(pg)?;
-    let applied = rows
-        .iter()
-        .map(|row| {
-            Ok((
-                get::<i64>(row, 0, "schema_migrations.version")?,
-                get(row, 1, "schema_migrations.name")?,
-            ))
-        })
-        .collect::<Result<Vec<(i64, String)>>>()?;
-    check_applied(&applied)?;
-    for (version, name, script) in MIGRATIONS {
-        if applied.iter().any(|(v, _)| v == version) {
-            continue;
-        }
-        tx.batch_execute(script).await.map_err(|e| {
-            StoreError::Backend(format!(
-                "PostgreSQL migration {version} ({name}): {}",
-                describe(&e)
-            ))
-        })?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-            &[version, name, &now_ms()],
-        )
-        .await
-        .map_err(pg)?;
-        tracing::info!(version, name, "applied PostgreSQL store migration");
-    }
-    tx.commit().await.map_err(pg)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Refuses a database migrated by a newer build, or one whose history differs from ours.
-fn check_applied(applied: &[(i64, String)]) -> Result<()> {
-    for (version, name) in applied {
-        match MIGRATIONS.iter().find(|(v, _, _)| v == version) {
-            Some((_, known, _)) if known == name => {}
-            Some((_, known, _)) => {
-                return Err(StoreError::Corrupt(format!(
-                    "schema migration {version} is recorded as {name:?}, this build calls it {known:?}"
-                )))
-            }
-            None => {
-                return Err(StoreError::Backend(format!(
-                    "the store has schema migration {version} ({name}), which this build does not know; \
-                     it was written by a newer version"
-                )))
-            }
-        }
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------
-// Errors and decoding.
-
-fn pool_error(e: PoolError) -> StoreError {
-    match e {
-        PoolError::Backend(e) => StoreError::Unavailable(format!("PostgreSQL: {}", describe(&e))),
-        PoolError::NoRuntimeSpecified => StoreError::Backend(format!("PostgreSQL pool: {e}")),
-        other => StoreError::Unavailable(format!("PostgreSQL pool: {other}")),
-    }
-}
-
-/// The server's own message when there is one, else the error with its causes
-/// (tokio-postgres' own Display says only "db error", "error connecting to server", ...).
-fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.to_string(),
-        None => with_causes(e),
-    }
-}
-
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
-fn pg(e: tokio_postgres::Error) -> StoreError {
-    let message = format!("PostgreSQL: {}", describe(&e));
-    if let Some(db) = e.as_db_error() {
-        let code = db.code();
-        let class = &code.code()[..2.min(code.code().len())];
-        return match class {
-            // connection exception, insufficient resources, operator intervention
-            // (admin/crash shutdown, cannot connect now)
-            "08" | "53" | "57" if *code != SqlState::QUERY_CANCELED => {
-                StoreError::Unavailable(message)
-            }
-            "XX" if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED => {
-                StoreError::Corrupt(message)
-            }
-            _ if *code == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(message),
-            _ => StoreError::Backend(message),
-        };
-    }
-    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
-    if e.is_closed() || io {
-        StoreError::Unavailable(message)
-    } else {
-        StoreError::Backend(message)
-    }
-}
-
-fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {detail}"))
-}
-
-/// A column as `T`; a value that does not fit is corrupt data, not a panic.
-fn get<'a, T: FromSql<'a>>(row: &'a Row, column: usize, what: &str) -> Result<T> {
-    row.try_get(column)
-        .map_err(|e| corrupt(what, with_causes(&e)))
-}
-
-fn narrow<T: TryFrom<i64>>(value: impl Into<i64>, what: &str) -> Result<T> {
-    let value = value.into();
-    T::try_from(value).map_err(|_| corrupt(what, format!("{value} is out of range")))
-}
-
-fn limit(limit: u32) -> i64 {
-    i64::from(limit)
-}
-
-const PILE_COLUMNS: &str = "pile_no, enabled, billing_model, name, last_login_at";
-
-fn pile(row: &Row) -> Result<Pile> {
-    Ok(Pile {
-        pile_no: get(row, 0, "piles.pile_no")?,
-        enabled: get(row, 1, "piles.enabled")?,
-        billing_model: narrow(
-            get::<i32>(row, 2, "piles.billing_model")?,
-            "piles.billing_model",
-        )?,
-        name: get(row, 3, "piles.name")?,
-        last_login_at: get(row, 4, "piles.last_login_at")?,
-    })
-}
-
-const GUN_COLUMNS: &str = "pile_no, gun_no, status, data, updated_at";
-
-fn gun(row: &Row) -> Result<GunStatus> {
-    Ok(GunStatus {
-        pile_no: get(row, 0, "gun_status.pile_no")?,
-        gun_no: get(row, 1, "gun_status.gun_no")?,
-        status: narrow(
-            get::<i16>(row, 2, "gun_status.status")?,
-            "gun_status.status",
-        )?,
-        data: get(row, 3, "gun_status.data")?,
-        updated_at: get(row, 4, "gun_status.updated_at")?,
-    })
-}
-
-fn status_change(row: &Row) -> Result<StatusChange> {
-    Ok(StatusChange {
-        pile_no: get(row, 0, "status_history.pile_no")?,
-        gun_no: get(row, 1, "status_history.gun_no")?,
-        status: narrow(
-            get::<i16>(row, 2, "status_history.status")?,
-            "status_history.status",
-        )?,
-        at: get(row, 3, "status_history.at")?,
-    })
-}
-
-fn event(row: &Row) -> Result<SessionEvent> {
-    Ok(SessionEvent {
-        pile_no: get(row, 0, "session_events.pile_no")?,
-        gun_no: get(row, 1, "session_events.gun_no")?,
-        trade_no: get(row, 2, "session_events.trade_no")?,
-        frame_type: narrow(
-            get::<i16>(row, 3, "session_events.frame_type")?,
-            "session_events.frame_type",
-        )?,
-        fields: get(row, 4, "session_events.fields")?,
-        at: get(row, 5, "session_events.at")?,
-    })
-}
-
-const ORDER_COLUMNS: &str =
-    "trade_no, pile_no, gun_no, state, origin, balance, created_at, updated_at, failure";
-
-fn order(row: &Row) -> Result<Order> {
-    let state: &str = get(row, 3, "orders.state")?;
-    let origin: &str = get(row, 4, "orders.origin")?;
-    Ok(Order {
-        trade_no: get(row, 0, "orders.trade_no")?,
-        pile_no: get(row, 1, "orders.pile_no")?,
-        gun_no: get(row, 2, "orders.gun_no")?,
-        state: OrderState::parse(state)
-            .ok_or_else(|| corrupt("orders.state", format!("unknown state {state:?}")))?,
-        origin: OrderOrigin::parse(origin)
-            .ok_or_else(|| corrupt("orders.origin", format!("unknown origin {origin:?}")))?,
-        balance: get(row, 5, "orders.balance")?,
-        created_at: get(row, 6, "orders.created_at")?,
-        updated_at: get(row, 7, "orders.updated_at")?,
-        failure: get(row, 8, "orders.failure")?,
-    })
-}
-
-const RECORD_COLUMNS: &str = "trade_no, pile_no, gun_no, start_time, end_time, total_energy, \
-                              total_amount, stop_reason, fields, received_at";
-
-fn record(row: &Row) -> Result<TransactionRecord> {
-    Ok(TransactionRecord {
-        trade_no: get(row, 0, "transaction_records.trade_no")?,
-        pile_no: get(row, 1, "transaction_records.pile_no")?,
-        gun_no: get(row, 2, "transaction_records.gun_no")?,
-        start_time: get(row, 3, "transaction_records.start_time")?,
-        end_time: get(row, 4, "transaction_records.end_time")?,
-        total_energy: get(row, 5, "transaction_records.total_energy")?,
-        total_amount: get(row, 6, "transaction_records.total_amount")?,
-        stop_reason: narrow(
-            get::<i16>(row, 7, "transaction_records.stop_reason")?,
-            "transaction_records.stop_reason",
-        )?,
-        fields: get(row, 8, "transaction_records.fields")?,
-        received_at: get(row, 9, "transaction_records.received_at")?,
-    })
-}
-
-/// Runs a statement (prepared once per connection) and decodes every row.
-async fn query_all<C, T>(
-    client: &C,
-    query: &str,
-    params: &[&(dyn ToSql + Sync)],
-    decode: fn(&Row) -> Result<T>,
-) -> Result<Vec<T>>
-where
-    C: GenericClient,
-{
-    let statement = client.prepare_cached(query).await.map_err(pg)?;
-    let rows = client.query(&statement, params).await.map_err(pg)?;
-    rows.iter().map(decode).collect()
-}
-
-/// Runs a statement expected to return at most one row, and decodes it.
-async fn query_opt<C, T>(
-    client: &C,
-    query: &str,
-    params: &[&(dyn ToSql + Sync)],
-    decode: fn(&Row) -> Result<T>,
-) -> Result<Option<T>>
-where
-    C: GenericClient,
-{
-    let statement = client.prepare_cached(query).await.map_err(pg)?;
-    let row = client.query_opt(&statement, params).await.map_err(pg)?;
-    row.as_ref().map(decode).transpose()
-}
-
-/// Runs a statement and returns the number of rows it changed.
-async fn execute<C>(client: &C, query: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64>
-where
-    C: GenericClient,
-{
-    let statement = client.prepare_cached(query).await.map_err(pg)?;
-    client.execute(&statement, params).await.map_err(pg)
 }
 
 // ---------------------------------------------------------------------------------------
