@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use pylon_proto::control::membership_client::MembershipClient;
 use pylon_proto::control::{KeepAliveRequest, Load, Member, MemberKind, RegisterRequest};
+use pylon_service::control_link::{self, Backoff};
 use tokio::sync::watch;
-use tonic::transport::Endpoint;
 use tonic::{Code, Request};
 
 use crate::config::Config;
@@ -26,9 +26,11 @@ pub async fn run(config: Arc<Config>, directory: Arc<Directory>, mut stop: watch
     let period = Duration::from_secs(ttl.into()) / 3;
     let mut lease: Option<i64> = None;
     let with_auth = |message| authed(&config, period, message);
+    let mut backoff = Backoff::default();
     for endpoint in config.control.iter().cycle() {
-        let channel = match Endpoint::from_shared(endpoint.clone()) {
-            Ok(e) => e.connect_timeout(Duration::from_secs(3)).connect().await,
+        let started = tokio::time::Instant::now();
+        let channel = match control_link::endpoint(endpoint) {
+            Ok(e) => e.connect().await,
             Err(e) => {
                 tracing::error!(%endpoint, "bad control-plane endpoint: {e}");
                 return;
@@ -37,9 +39,10 @@ pub async fn run(config: Arc<Config>, directory: Arc<Directory>, mut stop: watch
         let mut client = match channel {
             Ok(channel) => MembershipClient::new(channel),
             Err(e) => {
-                tracing::warn!(%endpoint, "cannot reach the control plane: {e}");
+                let wait = backoff.next_wait();
+                tracing::warn!(%endpoint, "cannot reach the control plane: {e}; retrying in {wait:?}");
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    _ = tokio::time::sleep(wait) => continue,
                     _ = stop.changed() => return,
                 }
             }
@@ -111,6 +114,13 @@ pub async fn run(config: Arc<Config>, directory: Arc<Directory>, mut stop: watch
                     return;
                 }
             }
+        }
+        // The session failed: wait (less after one that lasted), then the next replica.
+        backoff.session_ended(started.elapsed());
+        let wait = backoff.next_wait();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
         }
     }
 }

@@ -11,7 +11,6 @@ pub mod follow;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::Context;
 use pylon_ebpf::balancer::Balancer;
@@ -168,17 +167,13 @@ async fn follow_routes(
 ) {
     let subscriber = format!("balancer/{}", std::process::id());
     let mut installed: Vec<bool> = Vec::new();
+    let mut backoff = pylon_service::control_link::Backoff::default();
     for endpoint in endpoints.iter().cycle() {
+        let started = tokio::time::Instant::now();
         let result: anyhow::Result<()> = async {
             // HTTP/2 keep-alive: a replica that dies silently must not leave the balancer
             // on a frozen table.
-            let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())?
-                .connect_timeout(Duration::from_secs(3))
-                .http2_keep_alive_interval(Duration::from_secs(5))
-                .keep_alive_timeout(Duration::from_secs(5))
-                .keep_alive_while_idle(true)
-                .connect()
-                .await?;
+            let channel = pylon_service::control_link::connect(endpoint).await?;
             let mut client = RoutesClient::new(channel);
             let mut stream = client
                 .subscribe(with_bearer(SubscribeRequest { subscriber_id: subscriber.clone() }, token))
@@ -212,9 +207,11 @@ async fn follow_routes(
             Ok(())
         }
         .await;
+        backoff.session_ended(started.elapsed());
+        let wait = backoff.next_wait();
         if let Err(e) = result {
-            tracing::warn!(%endpoint, "route stream lost: {e:#}");
+            tracing::warn!(%endpoint, "route stream lost: {e:#}; retrying in {wait:?}");
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(wait).await;
     }
 }

@@ -16,8 +16,9 @@ use pylon_proto::control::{
     SubscribeRequest,
 };
 use pylon_proto::routes::RouteView;
+use pylon_service::control_link::Backoff;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use crate::appstream::ShardTable;
@@ -71,23 +72,20 @@ impl ControlLink {
     /// Talks to the control plane until the process exits, failing over between endpoints.
     pub async fn run(mut self) {
         let endpoints = self.shared.config.control.endpoints.clone();
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::default();
         for endpoint in endpoints.iter().cycle() {
             let started = tokio::time::Instant::now();
             match self.session(endpoint).await {
                 Ok(()) => return,
                 Err(e) => {
-                    // A session that worked for a while starts the backoff over.
-                    if started.elapsed() > Duration::from_secs(30) {
-                        backoff = Duration::from_millis(200);
-                    }
+                    backoff.session_ended(started.elapsed());
                     self.shared.metrics.control_connected.set(0);
                     self.shared.metrics.control_errors.inc();
-                    tracing::warn!(%endpoint, "control plane link lost ({e}); retrying in {backoff:?}");
+                    let wait = backoff.next_wait();
+                    tracing::warn!(%endpoint, "control plane link lost ({e}); retrying in {wait:?}");
+                    tokio::time::sleep(wait).await;
                 }
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 
@@ -165,12 +163,7 @@ impl ControlLink {
     }
 
     async fn session(&mut self, endpoint: &str) -> Result<(), LinkError> {
-        let channel = Endpoint::from_shared(endpoint.to_owned())?
-            .connect_timeout(Duration::from_secs(3))
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .connect()
-            .await?;
+        let channel = pylon_service::control_link::connect(endpoint).await?;
         let mut membership: Membership =
             MembershipClient::with_interceptor(channel.clone(), bearer(&self.shared));
         let mut routes = RoutesClient::with_interceptor(channel, bearer(&self.shared));

@@ -2,6 +2,8 @@
 //! alike, written once:
 //!
 //! - [`signals`]: the first SIGTERM or SIGINT drains, the second stops at once.
+//! - [`control_link`]: reaching the control plane: channel settings (keep-alive) and the
+//!   retry policy (exponential backoff with jitter).
 //! - [`config`]: TOML settings files, with errors that name the file and line.
 //! - [`http`]: the one error body of every HTTP API.
 //! - [`health`]: `/metrics`, `/healthz`, `/readyz`.
@@ -10,6 +12,7 @@
 //!   (`--log-format json`).
 
 pub mod config;
+pub mod control_link;
 pub mod health;
 pub mod http;
 pub mod logging;

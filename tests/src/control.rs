@@ -189,6 +189,14 @@ impl ControlProcess {
     }
 
     /// SIGKILL: no resignation, no goodbyes.
+    /// Sends `signal` (SIGSTOP freezes the replica: its sockets stay open, nothing answers).
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: a plain kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, signal);
+        }
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -721,3 +721,57 @@ fn control_replicas_hand_over_leadership_and_keep_pushing() {
     app1.stop();
     app2.stop();
 }
+
+/// A replica that freezes (SIGSTOP: its sockets stay open, nothing answers, no error ever
+/// comes) is noticed by its deadlines and keep-alive pings and left: the edge moves to the
+/// other replica, stays registered and still gets pushes.
+#[test]
+fn a_frozen_control_replica_is_left_for_a_live_one() {
+    let rt = runtime();
+    let etcd = rt.block_on(EtcdCluster::start(1)).expect("etcd");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCerts::generate(dir.path()).expect("certs");
+    let start = |replica: &str| {
+        ControlProcess::start(ControlOptions {
+            dir: dir.path(),
+            replica,
+            backend: Backend::Etcd(etcd.endpoints()),
+            extra: vec![],
+        })
+    };
+    let replicas = [start("ca"), start("cb")];
+    let endpoints: Vec<String> = replicas.iter().map(ControlProcess::grpc_url).collect();
+    // The edge tries the replicas in order: it starts on `ca`.
+    let edge = EdgeProcess::start(EdgeOptions {
+        certs: &certs,
+        dir: dir.path(),
+        executors: 1,
+        extra: edge_flags("e1", &endpoints),
+        with_rsa: false,
+        tls_only: false,
+    });
+    replicas[1].wait_live_edges(&["e1"]);
+    wait_for("the edge to follow routes", Duration::from_secs(15), || {
+        (edge.metric("pylon_edge_control_connected", &[]) == 1.0).then_some(())
+    });
+    let errors_before = edge.metric("pylon_edge_control_errors_total", &[]);
+
+    replicas[0].signal(libc::SIGSTOP);
+    // Through the live replica, an operator drains the edge: it must hear it, which it
+    // can only through `cb`.
+    replicas[1].post("/v1/admin/edges/e1/drain");
+    wait_for("e1 to learn it is drained", Duration::from_secs(40), || {
+        (edge.status()["state"] == "draining").then_some(())
+    });
+    assert!(edge.metric("pylon_edge_control_errors_total", &[]) > errors_before);
+    wait_for("e1 to stay registered", Duration::from_secs(15), || {
+        replicas[1]
+            .get("/v1/admin/edges")
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["id"] == "e1" && e["live"] == true)
+            .then_some(())
+    });
+    replicas[0].signal(libc::SIGCONT);
+}

@@ -1,0 +1,113 @@
+//! How every process reaches the control plane: the channel settings (connect timeout,
+//! HTTP/2 keep-alive, so a replica that dies silently is noticed) and the retry policy
+//! between attempts (exponential backoff with jitter, started over after a session that
+//! lasted). The edge's policy, for the edge, the app service and the balancer alike.
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+/// First wait after a failure, and the longest.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(200);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A session that lasted this long starts the backoff over.
+pub const HEALTHY_SESSION: Duration = Duration::from_secs(30);
+/// HTTP/2 pings on an idle connection, and how long a ping may go unanswered.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The endpoint for a control-plane replica, with the shared settings.
+pub fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .keep_alive_while_idle(true))
+}
+
+/// Connects to one replica.
+pub async fn connect(url: &str) -> Result<Channel, tonic::transport::Error> {
+    endpoint(url)?.connect().await
+}
+
+/// Waits between attempts: doubling from [`BACKOFF_MIN`] to [`BACKOFF_MAX`], each wait
+/// drawn between half and all of its step (jitter, so that many processes cut off
+/// together do not come back together).
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    step: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { step: BACKOFF_MIN }
+    }
+}
+
+impl Backoff {
+    /// The wait before the next attempt, with `unit` in [0, 1) choosing where in the
+    /// jitter range it falls (a random number in service, fixed in tests).
+    pub fn next_wait_with(&mut self, unit: f64) -> Duration {
+        let step = self.step;
+        self.step = (self.step * 2).min(BACKOFF_MAX);
+        step.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
+    }
+
+    /// The wait before the next attempt.
+    pub fn next_wait(&mut self) -> Duration {
+        self.next_wait_with(rand::random::<f64>())
+    }
+
+    /// A session ended after `lasted`: one that was healthy starts the backoff over.
+    pub fn session_ended(&mut self, lasted: Duration) {
+        if lasted >= HEALTHY_SESSION {
+            self.step = BACKOFF_MIN;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_double_up_to_the_cap_within_their_jitter() {
+        let mut b = Backoff::default();
+        let mut step = BACKOFF_MIN;
+        for round in 0..10 {
+            let unit = (round as f64 * 0.37) % 1.0;
+            let wait = b.next_wait_with(unit);
+            assert!(
+                wait >= step / 2 && wait <= step,
+                "round {round}: {wait:?} for {step:?}"
+            );
+            step = (step * 2).min(BACKOFF_MAX);
+        }
+        assert_eq!(
+            b.next_wait_with(0.999_999).as_millis(),
+            BACKOFF_MAX.as_millis() - 1
+        );
+    }
+
+    #[test]
+    fn a_healthy_session_starts_over_a_short_one_does_not() {
+        let mut b = Backoff::default();
+        for _ in 0..5 {
+            b.next_wait_with(0.0);
+        }
+        b.session_ended(Duration::from_secs(2));
+        assert!(b.next_wait_with(1.0) > BACKOFF_MIN);
+        b.session_ended(HEALTHY_SESSION);
+        assert_eq!(b.next_wait_with(1.0), BACKOFF_MIN);
+    }
+
+    #[test]
+    fn random_waits_stay_in_range() {
+        let mut b = Backoff::default();
+        for _ in 0..100 {
+            let wait = b.next_wait();
+            assert!(wait >= BACKOFF_MIN / 2 && wait <= BACKOFF_MAX);
+        }
+    }
+}
