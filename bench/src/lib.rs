@@ -6,6 +6,7 @@ pub mod charging;
 pub mod dispatch;
 pub mod fleet;
 pub mod postgres;
+pub mod process;
 pub mod refserver;
 pub mod stats;
 pub mod tls;
