@@ -655,30 +655,59 @@ fn etcd_leader_loss_keeps_registration_dispatch_and_push_working() {
     assert!(control.status()["registry_ok"] == true);
 }
 
+/// Two control replicas on one etcd member, and an edge `e1` that lists both (it tries
+/// them in order, so it starts on `ca`). Everything stops when this is dropped.
+struct TwoReplicas {
+    replicas: [ControlProcess; 2],
+    endpoints: Vec<String>,
+    edge: EdgeProcess,
+    _certs: TestCerts,
+    _dir: TempDir,
+    _etcd: EtcdCluster,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl TwoReplicas {
+    fn start() -> TwoReplicas {
+        let rt = runtime();
+        let etcd = rt.block_on(EtcdCluster::start(1)).expect("etcd");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let certs = TestCerts::generate(dir.path()).expect("certs");
+        let start = |replica: &str| {
+            ControlProcess::start(ControlOptions {
+                dir: dir.path(),
+                replica,
+                backend: Backend::Etcd(etcd.endpoints()),
+                extra: vec![],
+            })
+        };
+        let replicas = [start("ca"), start("cb")];
+        let endpoints: Vec<String> = replicas.iter().map(ControlProcess::grpc_url).collect();
+        let edge = EdgeProcess::start(EdgeOptions {
+            certs: &certs,
+            dir: dir.path(),
+            executors: 1,
+            extra: edge_flags("e1", &endpoints),
+            with_rsa: false,
+            tls_only: false,
+        });
+        TwoReplicas {
+            replicas,
+            endpoints,
+            edge,
+            _certs: certs,
+            _dir: dir,
+            _etcd: etcd,
+            _rt: rt,
+        }
+    }
+}
+
 #[test]
 fn control_replicas_hand_over_leadership_and_keep_pushing() {
-    let rt = runtime();
-    let etcd = rt.block_on(EtcdCluster::start(1)).expect("etcd");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let certs = TestCerts::generate(dir.path()).expect("certs");
-    let start = |replica: &str| {
-        ControlProcess::start(ControlOptions {
-            dir: dir.path(),
-            replica,
-            backend: Backend::Etcd(etcd.endpoints()),
-            extra: vec![],
-        })
-    };
-    let mut replicas = [start("ca"), start("cb")];
-    let endpoints: Vec<String> = replicas.iter().map(ControlProcess::grpc_url).collect();
-    let edge = EdgeProcess::start(EdgeOptions {
-        certs: &certs,
-        dir: dir.path(),
-        executors: 1,
-        extra: edge_flags("e1", &endpoints),
-        with_rsa: false,
-        tls_only: false,
-    });
+    // Bound whole: the etcd member and the files must live as long as the test.
+    let mut world = TwoReplicas::start();
+    let (replicas, endpoints, edge) = (&mut world.replicas, &world.endpoints, &world.edge);
     let app1 = AppMember::start("app-1", endpoints.clone());
     let leader = wait_for("a leader", Duration::from_secs(15), || {
         replicas[0].status()["leader"].as_str().map(str::to_owned)
@@ -727,29 +756,8 @@ fn control_replicas_hand_over_leadership_and_keep_pushing() {
 /// other replica, stays registered and still gets pushes.
 #[test]
 fn a_frozen_control_replica_is_left_for_a_live_one() {
-    let rt = runtime();
-    let etcd = rt.block_on(EtcdCluster::start(1)).expect("etcd");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let certs = TestCerts::generate(dir.path()).expect("certs");
-    let start = |replica: &str| {
-        ControlProcess::start(ControlOptions {
-            dir: dir.path(),
-            replica,
-            backend: Backend::Etcd(etcd.endpoints()),
-            extra: vec![],
-        })
-    };
-    let replicas = [start("ca"), start("cb")];
-    let endpoints: Vec<String> = replicas.iter().map(ControlProcess::grpc_url).collect();
-    // The edge tries the replicas in order: it starts on `ca`.
-    let edge = EdgeProcess::start(EdgeOptions {
-        certs: &certs,
-        dir: dir.path(),
-        executors: 1,
-        extra: edge_flags("e1", &endpoints),
-        with_rsa: false,
-        tls_only: false,
-    });
+    let world = TwoReplicas::start();
+    let (replicas, edge) = (&world.replicas, &world.edge);
     replicas[1].wait_live_edges(&["e1"]);
     wait_for("the edge to follow routes", Duration::from_secs(15), || {
         (edge.metric("pylon_edge_control_connected", &[]) == 1.0).then_some(())
