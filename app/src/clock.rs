@@ -26,9 +26,11 @@ impl Clock for SystemClock {
 }
 
 /// A clock that only moves when told to (tests).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct ManualClock(std::sync::atomic::AtomicI64);
 
+#[cfg(test)]
 impl ManualClock {
     pub fn at(ms: i64) -> Self {
         ManualClock(std::sync::atomic::AtomicI64::new(ms))
@@ -40,6 +42,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(test)]
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.0.load(std::sync::atomic::Ordering::Relaxed)

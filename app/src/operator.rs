@@ -168,8 +168,8 @@ async fn metrics_text(State(api): State<Api>) -> Response {
 
 async fn readyz(State(api): State<Api>) -> Response {
     match api.business.store.record_count().await {
-        Ok(_) => "ready\n".into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
+        Ok(_) => pylon_service::health::readiness(Ok(())),
+        Err(e) => pylon_service::health::readiness(Err(&format!("store: {e}"))),
     }
 }
 

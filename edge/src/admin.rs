@@ -287,7 +287,11 @@ async fn guard_block(State(s): State<AdminState>, body: axum::body::Bytes) -> Re
             tracing::info!(%source, "source blocklisted");
             Json(serde_json::json!({"blocked": source.to_string()})).into_response()
         }
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "guard_failed",
+            e.to_string(),
+        ),
     }
 }
 
@@ -311,6 +315,10 @@ async fn guard_unblock(
             tracing::info!(%source, "source taken off the blocklist");
             Json(serde_json::json!({"unblocked": source.to_string()})).into_response()
         }
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "guard_failed",
+            e.to_string(),
+        ),
     }
 }

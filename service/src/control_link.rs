@@ -31,26 +31,37 @@ pub async fn connect(url: &str) -> Result<Channel, tonic::transport::Error> {
     endpoint(url)?.connect().await
 }
 
-/// Waits between attempts: doubling from [`BACKOFF_MIN`] to [`BACKOFF_MAX`], each wait
-/// drawn between half and all of its step (jitter, so that many processes cut off
-/// together do not come back together).
+/// Waits between attempts: doubling from a first step to a cap (the control plane's:
+/// [`BACKOFF_MIN`] to [`BACKOFF_MAX`]), each wait drawn between half and all of its step
+/// (jitter, so that many processes cut off together do not come back together).
 #[derive(Debug, Clone)]
 pub struct Backoff {
     step: Duration,
+    min: Duration,
+    max: Duration,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { step: BACKOFF_MIN }
+        Backoff::new(BACKOFF_MIN, BACKOFF_MAX)
     }
 }
 
 impl Backoff {
+    /// Doubling from `min` up to `max`.
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff {
+            step: min,
+            min,
+            max: max.max(min),
+        }
+    }
+
     /// The wait before the next attempt, with `unit` in [0, 1) choosing where in the
     /// jitter range it falls (a random number in service, fixed in tests).
     pub fn next_wait_with(&mut self, unit: f64) -> Duration {
         let step = self.step;
-        self.step = (self.step * 2).min(BACKOFF_MAX);
+        self.step = (self.step * 2).min(self.max);
         step.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
     }
 
@@ -62,7 +73,7 @@ impl Backoff {
     /// A session ended after `lasted`: one that was healthy starts the backoff over.
     pub fn session_ended(&mut self, lasted: Duration) {
         if lasted >= HEALTHY_SESSION {
-            self.step = BACKOFF_MIN;
+            self.step = self.min;
         }
     }
 }
@@ -88,6 +99,17 @@ mod tests {
             b.next_wait_with(0.999_999).as_millis(),
             BACKOFF_MAX.as_millis() - 1
         );
+    }
+
+    #[test]
+    fn other_bounds_double_up_to_their_cap() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_secs(2));
+        let mut b = Backoff::new(min, max);
+        let waits: Vec<Duration> = (0..7).map(|_| b.next_wait_with(1.0)).collect();
+        assert_eq!(waits[0], min);
+        assert_eq!(waits[1], min * 2);
+        assert!(waits.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(*waits.last().expect("waits"), max);
     }
 
     #[test]

@@ -14,7 +14,9 @@ use pylon_proto::ykc::{Frame, PileNo};
 use tokio::sync::{mpsc, watch};
 use tonic::transport::Endpoint;
 
-use super::state::{AppTarget, Backoff, LinkWindow, Outgoing, UplinkEvent};
+use pylon_service::control_link::Backoff;
+
+use super::state::{AppTarget, LinkWindow, Outgoing, UplinkEvent, BACKOFF_MAX, BACKOFF_MIN};
 use super::{LinkHandle, LinkInput};
 use crate::executor::{DownlinkOutcome, EdgeShared, ExecutorHandle};
 use crate::uplink::UplinkMessage;
@@ -99,7 +101,7 @@ async fn run(
     returns: mpsc::UnboundedSender<Vec<UplinkMessage>>,
 ) {
     let mut state = LinkWindow::default();
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         let outcome = stream(
             &shared,

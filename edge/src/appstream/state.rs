@@ -20,7 +20,8 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// Frames without an owner the router keeps (between an instance's death and the
 /// reassignment); beyond it they are dropped (a login is answered "undecided").
 pub const ROUTER_HOLD: usize = 65_536;
-/// First and longest wait before a lost stream is opened again.
+/// First and longest wait before a lost stream is opened again (the backoff is
+/// `pylon_service::control_link::Backoff`, with these bounds).
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -363,26 +364,6 @@ impl LinkWindow {
     /// The link closes for good: its unacknowledged frames, in order, for the new owner.
     pub fn hand_over(&mut self) -> Vec<UplinkMessage> {
         self.unacked.drain(..).map(|(_, m)| m).collect()
-    }
-}
-
-/// Waits between attempts to open a lost stream: doubling from [`BACKOFF_MIN`] up to
-/// [`BACKOFF_MAX`].
-#[derive(Debug, Clone)]
-pub struct Backoff(Duration);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff(BACKOFF_MIN)
-    }
-}
-
-impl Backoff {
-    /// The wait before the next attempt.
-    pub fn next_wait(&mut self) -> Duration {
-        let wait = self.0;
-        self.0 = (self.0 * 2).min(BACKOFF_MAX);
-        wait
     }
 }
 

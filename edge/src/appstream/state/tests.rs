@@ -192,16 +192,6 @@ fn a_frame_that_cannot_be_sent_is_forgotten_without_a_gap_in_the_ids() {
     assert_eq!(seqs(&w.hand_over()), vec![1, 3]);
 }
 
-#[test]
-fn backoff_doubles_up_to_its_cap() {
-    let mut b = Backoff::default();
-    let waits: Vec<Duration> = (0..7).map(|_| b.next_wait()).collect();
-    assert_eq!(waits[0], BACKOFF_MIN);
-    assert_eq!(waits[1], BACKOFF_MIN * 2);
-    assert!(waits.windows(2).all(|w| w[1] >= w[0]));
-    assert_eq!(*waits.last().expect("waits"), BACKOFF_MAX);
-}
-
 // ---- the router ----
 
 #[test]
