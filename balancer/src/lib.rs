@@ -17,11 +17,8 @@ use pylon_ebpf::balancer::Balancer;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::follow::{EdgeLink, ResolvedLink};
-use pylon_proto::auth::with_bearer;
-use pylon_proto::control::route_update::Body;
-use pylon_proto::control::routes_client::RoutesClient;
-use pylon_proto::control::{AppliedReport, SubscribeRequest};
 use pylon_proto::routes::RouteView;
+use pylon_service::control_link::{ControlLink, LinkSettings, Participant};
 use serde::Deserialize;
 
 /// The Pylon L4 balancer: chargers with a fixed address connect to a VIP on this host;
@@ -156,8 +153,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     })
 }
 
-/// Follows the route table, failing over between control-plane replicas, and installs
-/// the backends whenever the set of edges taking new flows changes.
+/// Follows the route table through the shared control-plane link (failover between
+/// replicas, HTTP/2 keep-alive so a replica that dies silently is left), installing the
+/// backends whenever the set of edges taking new flows changes.
 async fn follow_routes(
     endpoints: &[String],
     token: Option<&str>,
@@ -165,53 +163,49 @@ async fn follow_routes(
     balancer: &Mutex<Balancer>,
     ready: &AtomicBool,
 ) {
-    let subscriber = format!("balancer/{}", std::process::id());
-    let mut installed: Vec<bool> = Vec::new();
-    let mut backoff = pylon_service::control_link::Backoff::default();
-    for endpoint in endpoints.iter().cycle() {
-        let started = tokio::time::Instant::now();
-        let result: anyhow::Result<()> = async {
-            // HTTP/2 keep-alive: a replica that dies silently must not leave the balancer
-            // on a frozen table.
-            let channel = pylon_service::control_link::connect(endpoint).await?;
-            let mut client = RoutesClient::new(channel);
-            let mut stream = client
-                .subscribe(with_bearer(SubscribeRequest { subscriber_id: subscriber.clone() }, token))
-                .await?
-                .into_inner();
-            let mut view: Option<RouteView> = None;
-            while let Some(update) = stream.message().await? {
-                match update.body {
-                    Some(Body::Snapshot(b)) => view = Some(RouteView::from_snapshot(&b)?),
-                    Some(Body::Delta(d)) => match view.as_mut() {
-                        Some(v) => v.apply_delta(&d)?,
-                        None => anyhow::bail!("a delta before any snapshot"),
-                    },
-                    None => continue,
-                }
-                let Some(v) = &view else { continue };
-                let backends = follow::backends(links, &v.to_table());
-                let active: Vec<bool> = backends.iter().map(|b| b.active).collect();
-                if active != installed {
-                    if let Ok(mut b) = balancer.lock() {
-                        b.set_backends(&backends)?;
-                    }
-                    tracing::info!(active = ?backends.iter().filter(|b| b.active).map(|b| &b.name).collect::<Vec<_>>(), "edges taking new flows");
-                    installed = active;
-                }
-                ready.store(true, Ordering::Relaxed);
-                let _ = client
-                    .report_applied(with_bearer(AppliedReport { subscriber_id: subscriber.clone(), version: v.version() }, token))
-                    .await;
+    let settings = LinkSettings {
+        endpoints: endpoints.to_vec(),
+        token: token.map(str::to_owned),
+        member: None,
+        lease_ttl_secs: 10,
+        subscriber: Some(format!("balancer/{}", std::process::id())),
+    };
+    let follower = RouteFollower {
+        links,
+        balancer,
+        ready,
+        installed: Vec::new(),
+    };
+    let (_never, stop) = tokio::sync::watch::channel(false);
+    ControlLink::new(settings, follower).run(stop).await;
+}
+
+/// Installs the edges a route table lets take new flows.
+struct RouteFollower<'a> {
+    links: &'a [ResolvedLink],
+    balancer: &'a Mutex<Balancer>,
+    ready: &'a AtomicBool,
+    /// Which configured edges take new flows in the kernel now.
+    installed: Vec<bool>,
+}
+
+impl Participant for RouteFollower<'_> {
+    fn routes_applied(&mut self, view: &RouteView) {
+        let backends = follow::backends(self.links, &view.to_table());
+        let active: Vec<bool> = backends.iter().map(|b| b.active).collect();
+        if active != self.installed {
+            let installed = match self.balancer.lock() {
+                Ok(mut balancer) => balancer.set_backends(&backends),
+                Err(_) => return,
+            };
+            if let Err(e) = installed {
+                // Left as it was; the next update tries again.
+                tracing::error!("cannot install the backends: {e:#}");
+                return;
             }
-            Ok(())
+            tracing::info!(active = ?backends.iter().filter(|b| b.active).map(|b| &b.name).collect::<Vec<_>>(), "edges taking new flows");
+            self.installed = active;
         }
-        .await;
-        backoff.session_ended(started.elapsed());
-        let wait = backoff.next_wait();
-        if let Err(e) = result {
-            tracing::warn!(%endpoint, "route stream lost: {e:#}; retrying in {wait:?}");
-        }
-        tokio::time::sleep(wait).await;
+        self.ready.store(true, Ordering::Relaxed);
     }
 }

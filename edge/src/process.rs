@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::allowlist::LoginPolicy;
 use crate::appstream::{self, AppUplink};
-use crate::control::ControlLink;
+use crate::control;
 use crate::executor::{self, EdgeShared, ExecutorCommand, DRAINING, STOPPING};
 use crate::metrics::EdgeMetrics;
 use crate::uplink::LogUplink;
@@ -344,8 +344,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let mut background: Vec<admin::Background> = Vec::new();
     if let Some(events) = uplink_events {
         let (shards_tx, shards_rx) = tokio::sync::watch::channel(Arc::default());
-        let link = ControlLink::new(shared.clone(), handle.clone(), Some(shards_tx));
-        background.push(Box::pin(link.run()));
+        background.push(Box::pin(control::run(
+            shared.clone(),
+            handle.clone(),
+            shards_tx,
+        )));
         background.push(Box::pin(appstream::run_router(
             shared.clone(),
             handle.clone(),

@@ -1,7 +1,9 @@
-//! `pylon-balancer` following a real control plane: the control plane and the balancer run
-//! in the balancer's namespace (the balancer must see that namespace's interfaces), three
-//! edge namespaces hold the VIP, and draining an edge through the admin API takes it out
-//! of the Maglev table while its established flows keep working.
+//! `pylon-balancer` following a real control plane: etcd, two control replicas and the
+//! balancer run in the balancer's namespace (the balancer must see that namespace's
+//! interfaces), three edge namespaces hold the VIP, and draining an edge through the
+//! admin API takes it out of the Maglev table while its established flows keep working.
+//! When the replica the balancer follows is frozen (SIGSTOP), it goes on through the
+//! other one.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,11 +27,25 @@ impl Drop for Killed {
     }
 }
 
-fn spawn_in(ns: &str, program: &str, args: &[String], log: &std::path::Path) -> Killed {
+/// Stops or continues a process (`ip netns exec` execs the program, so the child is it).
+fn freeze(process: &Killed, signal: libc::c_int) {
+    // SAFETY: a plain kill(2) on our own child.
+    unsafe {
+        libc::kill(process.0.id() as libc::pid_t, signal);
+    }
+}
+
+/// Runs `program` (one of ours by name, or a path such as `etcd` on PATH) in `ns`.
+fn spawn_in(
+    ns: &str,
+    program: impl AsRef<std::ffi::OsStr>,
+    args: &[String],
+    log: &std::path::Path,
+) -> Killed {
     let log = std::fs::File::create(log).expect("log");
     let child = Command::new("ip")
         .args(["netns", "exec", ns])
-        .arg(binary(program))
+        .arg(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
@@ -102,9 +118,13 @@ fn keep_edges_registered(
     })
 }
 
-fn admin(ns: &str, method: &'static str, path: String) -> (u16, serde_json::Value) {
+/// The two control replicas' HTTP and gRPC ports inside the balancer's namespace.
+const REPLICAS: [(&str, u16, u16); 2] = [("ca", 17400, 17401), ("cb", 17410, 17411)];
+const ETCD: &str = "http://127.0.0.1:12379";
+
+fn admin(ns: &str, port: u16, method: &'static str, path: String) -> (u16, serde_json::Value) {
     in_netns(ns, move || {
-        let url = format!("http://127.0.0.1:17400{path}");
+        let url = format!("http://127.0.0.1:{port}{path}");
         match ureq::request(method, &url)
             .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
             .call()
@@ -125,35 +145,72 @@ fn the_balancer_follows_the_control_planes_edges_and_drains() {
     let t = build_topology("pb");
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = echo_servers(&t, &stop);
-    let _control = spawn_in(
+    let _etcd = spawn_in(
         &t.balancer,
-        "pylon-control",
+        "etcd",
         &[
-            "--registry-file".into(),
-            dir.path().join("registry.json").display().to_string(),
-            "--http-listen".into(),
-            "127.0.0.1:17400".into(),
-            "--grpc-listen".into(),
-            "127.0.0.1:17401".into(),
-            "--admin-token".into(),
-            ADMIN_TOKEN.into(),
-            "--cluster-token".into(),
-            CLUSTER_TOKEN.into(),
+            "--data-dir".into(),
+            dir.path().join("etcd").display().to_string(),
+            "--listen-client-urls".into(),
+            ETCD.into(),
+            "--advertise-client-urls".into(),
+            ETCD.into(),
+            "--listen-peer-urls".into(),
+            "http://127.0.0.1:12380".into(),
+            "--initial-advertise-peer-urls".into(),
+            "http://127.0.0.1:12380".into(),
+            "--initial-cluster".into(),
+            "default=http://127.0.0.1:12380".into(),
         ],
-        &dir.path().join("control.log"),
+        &dir.path().join("etcd.log"),
     );
+    let ns = t.balancer.clone();
+    wait_for("etcd", Duration::from_secs(20), || {
+        in_netns(&ns, || {
+            std::net::TcpStream::connect("127.0.0.1:12379").is_ok()
+        })
+        .then_some(())
+    });
+    let controls: Vec<Killed> = REPLICAS
+        .iter()
+        .map(|(replica, http, grpc)| {
+            spawn_in(
+                &t.balancer,
+                binary("pylon-control"),
+                &[
+                    "--replica-id".into(),
+                    (*replica).into(),
+                    "--registry".into(),
+                    "etcd".into(),
+                    "--etcd".into(),
+                    ETCD.into(),
+                    "--http-listen".into(),
+                    format!("127.0.0.1:{http}"),
+                    "--grpc-listen".into(),
+                    format!("127.0.0.1:{grpc}"),
+                    "--admin-token".into(),
+                    ADMIN_TOKEN.into(),
+                    "--cluster-token".into(),
+                    CLUSTER_TOKEN.into(),
+                ],
+                &dir.path().join(format!("control-{replica}.log")),
+            )
+        })
+        .collect();
+    let (ca, cb) = (REPLICAS[0].1, REPLICAS[1].1);
+    // The edges keep their leases through `cb`, which stays up throughout.
     let members = keep_edges_registered(
         t.balancer.clone(),
-        "http://127.0.0.1:17401".into(),
+        "http://127.0.0.1:17411".into(),
         stop.clone(),
     );
     let ns = t.balancer.clone();
     wait_for("three edges registered", Duration::from_secs(20), || {
-        let (_, edges) = admin(&ns, "GET", "/v1/admin/edges".into());
+        let (_, edges) = admin(&ns, ca, "GET", "/v1/admin/edges".into());
         (edges.as_array().map(Vec::len) == Some(LB_EDGES)).then_some(())
     });
     let mut config = String::from(
-        "vip = \"10.90.0.1\"\nport = 9000\ninterface = \"vl\"\ncontrol = [\"http://127.0.0.1:17401\"]\n",
+        "vip = \"10.90.0.1\"\nport = 9000\ninterface = \"vl\"\ncontrol = [\"http://127.0.0.1:17401\", \"http://127.0.0.1:17411\"]\n",
     );
     for (i, edge) in t.edges.iter().enumerate() {
         let m = mac(edge, "vk");
@@ -166,7 +223,7 @@ fn the_balancer_follows_the_control_planes_edges_and_drains() {
     std::fs::write(&config_path, config).expect("config");
     let _balancer = spawn_in(
         &t.balancer,
-        "pylon-balancer",
+        binary("pylon-balancer"),
         &[
             "--config".into(),
             config_path.display().to_string(),
@@ -222,7 +279,12 @@ fn the_balancer_follows_the_control_planes_edges_and_drains() {
         }
         held
     });
-    let (code, _) = admin(&t.balancer, "POST", "/v1/admin/edges/edge-2/drain".into());
+    let (code, _) = admin(
+        &t.balancer,
+        ca,
+        "POST",
+        "/v1/admin/edges/edge-2/drain".into(),
+    );
     assert_eq!(code, 200);
     let on_edge2 = counts(&accepted)[2];
     wait_for(
@@ -261,6 +323,49 @@ fn the_balancer_follows_the_control_planes_edges_and_drains() {
         "a drained edge got new flows"
     );
     drop(held);
+
+    // The balancer follows `ca` (the first listed). Frozen, `ca` neither answers nor
+    // closes; the balancer must notice (HTTP/2 keep-alive) and hear the undrain through
+    // `cb`.
+    let taking_new_flows = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("edges taking new flows"))
+            .count()
+    };
+    let installs = taking_new_flows(&std::fs::read_to_string(&log).unwrap_or_default());
+    freeze(&controls[0], libc::SIGSTOP);
+    let (code, _) = admin(
+        &t.balancer,
+        cb,
+        "POST",
+        "/v1/admin/edges/edge-2/undrain".into(),
+    );
+    assert_eq!(code, 200);
+    wait_for(
+        "the balancer to take edge-2 back through the live replica",
+        Duration::from_secs(45),
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            (taking_new_flows(&text) > installs
+                && text
+                    .lines()
+                    .rev()
+                    .find(|l| l.contains("edges taking new flows"))
+                    .is_some_and(|l| l.contains("edge-2")))
+            .then_some(())
+        },
+    );
+    in_netns(&client, || {
+        for _ in 0..60 {
+            let mut s = connect_vip();
+            assert!(ping(&mut s));
+        }
+    });
+    assert!(
+        counts(&accepted)[2] > on_edge2,
+        "an undrained edge got no new flows"
+    );
+    freeze(&controls[0], libc::SIGCONT);
     stop.store(true, Ordering::Relaxed);
     let _ = members.join();
 }

@@ -1,35 +1,8 @@
-//! How every process reaches the control plane: the channel settings (connect timeout,
-//! HTTP/2 keep-alive, so a replica that dies silently is noticed) and the retry policy
-//! between attempts (exponential backoff with jitter, started over after a session that
-//! lasted). The edge's policy, for the edge, the app service and the balancer alike.
+//! The wait between attempts to reach the control plane.
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
-
-/// First wait after a failure, and the longest.
-pub const BACKOFF_MIN: Duration = Duration::from_millis(200);
-pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// A session that lasted this long starts the backoff over.
-pub const HEALTHY_SESSION: Duration = Duration::from_secs(30);
-/// HTTP/2 pings on an idle connection, and how long a ping may go unanswered.
-pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
-pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// The endpoint for a control-plane replica, with the shared settings.
-pub fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(url.to_owned())?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
-        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
-        .keep_alive_while_idle(true))
-}
-
-/// Connects to one replica.
-pub async fn connect(url: &str) -> Result<Channel, tonic::transport::Error> {
-    endpoint(url)?.connect().await
-}
+use super::{BACKOFF_MAX, BACKOFF_MIN, HEALTHY_SESSION};
 
 /// Waits between attempts: doubling from a first step to a cap (the control plane's:
 /// [`BACKOFF_MIN`] to [`BACKOFF_MAX`]), each wait drawn between half and all of its step
