@@ -8,7 +8,7 @@ use serde::Deserialize;
 /// Default port for the business stream from edges (gRPC).
 pub const DEFAULT_GRPC_PORT: u16 = 7500;
 /// Default port for the operator API and /metrics.
-pub const DEFAULT_HTTP_PORT: u16 = 7510;
+pub use pylon_proto::api::app::DEFAULT_HTTP_PORT;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -16,7 +16,8 @@
 //! - `GET|PUT /v1/billing-models/{n}`                 billing models
 //! - `GET  /v1/stats`                                 records stored, piles and edges connected
 //!
-//! Times are Unix milliseconds; amounts and energies the protocol's integers.
+//! Times are Unix milliseconds; amounts and energies the protocol's integers. The request
+//! and reply types are `pylon_proto::api::app`'s, shared with `pylonctl`.
 
 // Handlers answer errors as ready-made responses; their size does not matter here.
 #![allow(clippy::result_large_err)]
@@ -32,8 +33,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry as MetricsRegistry;
+use pylon_proto::api::app::{
+    ChargeRequest, CommandReply, CommandRequest, OrderDetail, PileDetail, PileInput, PileLocation,
+    StatsReply, UpsertedReply,
+};
 use pylon_proto::ykc::{Frame, FrameType, PileNo};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::business::{Business, CommandError};
@@ -173,27 +177,6 @@ async fn readyz(State(api): State<Api>) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PileInput {
-    #[serde(default)]
-    pile_no: Option<String>,
-    #[serde(default = "yes")]
-    enabled: bool,
-    #[serde(default = "model_one")]
-    billing_model: u16,
-    #[serde(default)]
-    name: String,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn model_one() -> u16 {
-    1
-}
-
 async fn save_pile(api: &Api, pile_no_text: &str, input: PileInput) -> Result<Pile, Response> {
     pile_no(pile_no_text)?;
     let existing = api
@@ -229,7 +212,7 @@ async fn list_piles(State(api): State<Api>, Query(q): Query<HashMap<String, Stri
 }
 
 async fn upsert_piles(State(api): State<Api>, Json(inputs): Json<Vec<PileInput>>) -> ApiResult {
-    let mut upserted = 0;
+    let mut upserted: u64 = 0;
     for mut input in inputs {
         let Some(no) = input.pile_no.take() else {
             return Err(error(
@@ -241,7 +224,7 @@ async fn upsert_piles(State(api): State<Api>, Json(inputs): Json<Vec<PileInput>>
         save_pile(&api, &no, input).await?;
         upserted += 1;
     }
-    Ok(Json(json!({ "upserted": upserted })).into_response())
+    Ok(Json(UpsertedReply { upserted }).into_response())
 }
 
 async fn upsert_pile(
@@ -268,10 +251,17 @@ async fn pile_detail(State(api): State<Api>, Path(pile): Path<String>) -> ApiRes
         .business
         .directory
         .location(&pile)
-        .map(|l| json!({"edge": &*l.edge, "executor": l.executor, "session_id": l.session_id}));
-    Ok(Json(json!({
-        "pile": record, "online": online, "guns": guns, "open_orders": open_orders,
-    }))
+        .map(|l| PileLocation {
+            edge: l.edge.to_string(),
+            executor: l.executor,
+            session_id: l.session_id,
+        });
+    Ok(Json(PileDetail {
+        guns,
+        online,
+        open_orders,
+        pile: record,
+    })
     .into_response())
 }
 
@@ -314,19 +304,6 @@ async fn pile_history(
         .await
         .map_err(store_error)?;
     Ok(Json(history).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChargeRequest {
-    #[serde(default = "gun_one")]
-    gun: u8,
-    /// 0.01 yuan.
-    balance: u32,
-}
-
-fn gun_one() -> u8 {
-    1
 }
 
 async fn start_charge(
@@ -391,7 +368,12 @@ async fn order_detail(State(api): State<Api>, Path(trade_no): Path<String>) -> A
     };
     let events = store.events(&trade_no).await.map_err(store_error)?;
     let record = store.record(&trade_no).await.map_err(store_error)?;
-    Ok(Json(json!({"order": order, "events": events, "record": record})).into_response())
+    Ok(Json(OrderDetail {
+        events,
+        order,
+        record,
+    })
+    .into_response())
 }
 
 async fn record_detail(State(api): State<Api>, Path(trade_no): Path<String>) -> ApiResult {
@@ -418,12 +400,13 @@ async fn stats(State(api): State<Api>) -> ApiResult {
         .record_count()
         .await
         .map_err(store_error)?;
-    Ok(Json(json!({
-        "records": records,
-        "store": api.business.store.backend(),
-        "piles_online": api.business.directory.online_count(),
-        "edges": api.business.directory.edge_count(),
-    }))
+    let directory = &api.business.directory;
+    Ok(Json(StatsReply {
+        edges: directory.edge_count() as u64,
+        piles_online: directory.online_count() as u64,
+        records,
+        store: api.business.store.backend().to_owned(),
+    })
     .into_response())
 }
 
@@ -469,23 +452,6 @@ async fn put_model(
         .await
         .map_err(store_error)?;
     Ok(Json(model).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CommandRequest {
-    /// Frame type code (`"0x56"`) or name (`"TimeSync"`).
-    #[serde(rename = "type")]
-    frame_type: String,
-    /// The frame's fields; `pile_no` is filled in. TimeSync defaults to the current time.
-    #[serde(default)]
-    fields: Value,
-    #[serde(default = "ten")]
-    timeout_secs: u64,
-}
-
-fn ten() -> u64 {
-    10
 }
 
 /// The frame a pile answers a command with.
@@ -550,5 +516,9 @@ async fn send_command(
         .command(&pile, frame, reply, limit)
         .await
         .map_err(command_error)?;
-    Ok(Json(json!({"reply": answer.name(), "fields": answer.fields_json()})).into_response())
+    Ok(Json(CommandReply {
+        fields: answer.fields_json(),
+        reply: answer.name().to_owned(),
+    })
+    .into_response())
 }

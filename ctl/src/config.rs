@@ -21,13 +21,13 @@ pub const ENV_GRPC_ENDPOINT: &str = "PYLON_GRPC_ENDPOINT";
 pub const ENV_APP_ENDPOINT: &str = "PYLON_APP_ENDPOINT";
 pub const ENV_EDGE_ADMIN: &str = "PYLON_EDGE_ADMIN";
 
-/// The app service's HTTP port (operator API) when nothing else names one; the same
-/// as `pylon-app`'s default.
-pub const DEFAULT_APP_HTTP_PORT: u16 = 7510;
+/// The app service's HTTP port (operator API) when nothing else names one: `pylon-app`'s
+/// default.
+pub const DEFAULT_APP_HTTP_PORT: u16 = pylon_proto::api::app::DEFAULT_HTTP_PORT;
 
-/// The edge's admin HTTP port when nothing else names one; the same as `pylon-edge`'s
-/// default `--admin-listen` (127.0.0.1:9100).
-pub const DEFAULT_EDGE_ADMIN_PORT: u16 = 9100;
+/// The edge's admin HTTP port when nothing else names one: `pylon-edge`'s default
+/// `--admin-listen` (127.0.0.1:9100).
+pub const DEFAULT_EDGE_ADMIN_PORT: u16 = pylon_proto::api::edge::DEFAULT_ADMIN_PORT;
 
 /// The config file's place under the user's config folder.
 pub const CONFIG_RELATIVE: &str = "pylon/pylonctl.toml";

@@ -1,5 +1,6 @@
-//! The admin HTTP server: `/metrics`, `/healthz`, `/readyz`, `/v1/status` and
-//! `/v1/downlink`. It runs on a small tokio runtime on its own thread.
+//! The admin HTTP server: `/metrics`, `/healthz`, `/readyz`, `/v1/status`,
+//! `/v1/downlink` and `/v1/guard`. It runs on a small tokio runtime on its own thread.
+//! The request and reply types are `pylon_proto::api::edge`'s, shared with `pylonctl`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -11,9 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
+use pylon_proto::api::edge::{
+    BlockRequest, BlockedReply, DownlinkRequest, EdgeState, EdgeStatusReply, GuardStatus,
+    PerTransport, UnblockedReply,
+};
 use pylon_proto::ykc::{Frame, FrameType, PileNo};
 use pylon_service::http::error;
-use serde::Deserialize;
 
 use crate::executor::{DownlinkOutcome, EdgeShared, ExecutorHandle, RUNNING};
 
@@ -144,14 +148,15 @@ async fn readyz(State(s): State<AdminState>) -> Response {
     pylon_service::health::readiness(if taking_work { Ok(()) } else { Err("draining") })
 }
 
-async fn status(State(s): State<AdminState>) -> Json<serde_json::Value> {
+async fn status(State(s): State<AdminState>) -> Json<EdgeStatusReply> {
     let m = &s.shared.metrics;
+    let executors = s.shared.config.executor_count();
     let sum = |family: &prometheus_client::metrics::family::Family<
         crate::metrics::ExecTransport,
         prometheus_client::metrics::gauge::Gauge,
     >,
                transport: &str| {
-        (0..s.shared.config.executor_count())
+        (0..executors)
             .map(|i| {
                 family
                     .get_or_create(&crate::metrics::ExecTransport {
@@ -162,32 +167,27 @@ async fn status(State(s): State<AdminState>) -> Json<serde_json::Value> {
             })
             .sum::<i64>()
     };
-    let state = match s.shared.state.load(Ordering::Relaxed) {
-        RUNNING if s.shared.operator_drain.load(Ordering::Relaxed) => "draining",
-        RUNNING => "running",
-        crate::executor::DRAINING => "draining",
-        _ => "stopping",
+    let per_transport = |family| PerTransport {
+        tcp: sum(family, "tcp"),
+        tls: sum(family, "tls"),
     };
-    Json(serde_json::json!({
-        "edge_id": &*s.shared.edge_id,
-        "state": state,
-        "executors": s.shared.config.executor_count(),
-        "sessions": { "tcp": sum(&m.sessions, "tcp"), "tls": sum(&m.sessions, "tls") },
-        "connections": { "tcp": sum(&m.connections, "tcp"), "tls": sum(&m.connections, "tls") },
-        "heartbeats": m.heartbeats.get(),
-        "route_version": m.route_version.get(),
-        "control_connected": m.control_connected.get() == 1,
-    }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DownlinkRequest {
-    pile: String,
-    /// Frame type code (`"0x36"`) or name (`"RemoteStop"`).
-    #[serde(rename = "type")]
-    frame_type: String,
-    fields: serde_json::Value,
+    let state = match s.shared.state.load(Ordering::Relaxed) {
+        RUNNING if s.shared.operator_drain.load(Ordering::Relaxed) => EdgeState::Draining,
+        RUNNING => EdgeState::Running,
+        crate::executor::DRAINING => EdgeState::Draining,
+        _ => EdgeState::Stopping,
+    };
+    Json(EdgeStatusReply {
+        connections: per_transport(&m.connections),
+        control_connected: m.control_connected.get() == 1,
+        edge_id: s.shared.edge_id.to_string(),
+        executors: u32::try_from(executors).unwrap_or(u32::MAX),
+        heartbeats: m.heartbeats.get(),
+        // A version is never negative; the gauge is signed.
+        route_version: u64::try_from(m.route_version.get()).unwrap_or(0),
+        sessions: per_transport(&m.sessions),
+        state,
+    })
 }
 
 async fn send_downlink(State(s): State<AdminState>, body: axum::body::Bytes) -> Response {
@@ -239,19 +239,13 @@ async fn guard_status(State(s): State<AdminState>) -> Response {
     };
     let guard = guard.lock().unwrap_or_else(|p| p.into_inner());
     let counts = guard.counts();
-    Json(serde_json::json!({
-        "passed": counts.passed,
-        "dropped_rate": counts.dropped_rate,
-        "dropped_blocked": counts.dropped_blocked,
-        "blocklist": guard.blocked().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-    }))
+    Json(GuardStatus {
+        blocklist: guard.blocked().iter().map(|a| a.to_string()).collect(),
+        dropped_blocked: counts.dropped_blocked,
+        dropped_rate: counts.dropped_rate,
+        passed: counts.passed,
+    })
     .into_response()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BlockRequest {
-    source: String,
 }
 
 // The error is the ready-made answer; its size does not matter here.
@@ -285,7 +279,10 @@ async fn guard_block(State(s): State<AdminState>, body: axum::body::Bytes) -> Re
     match result {
         Ok(()) => {
             tracing::info!(%source, "source blocklisted");
-            Json(serde_json::json!({"blocked": source.to_string()})).into_response()
+            Json(BlockedReply {
+                blocked: source.to_string(),
+            })
+            .into_response()
         }
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -313,7 +310,10 @@ async fn guard_unblock(
     match result {
         Ok(()) => {
             tracing::info!(%source, "source taken off the blocklist");
-            Json(serde_json::json!({"unblocked": source.to_string()})).into_response()
+            Json(UnblockedReply {
+                unblocked: source.to_string(),
+            })
+            .into_response()
         }
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use pylon_proto::api::edge::DEFAULT_ADMIN_PORT;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,7 +143,7 @@ impl Default for Config {
             pin_cpus: false,
             tcp_listen: Some(([0, 0, 0, 0], 8768).into()),
             tls_listen: None,
-            admin_listen: ([127, 0, 0, 1], 9100).into(),
+            admin_listen: ([127, 0, 0, 1], DEFAULT_ADMIN_PORT).into(),
             tls: TlsConfig {
                 enable_tls12: true,
                 session_cache: 65_536,

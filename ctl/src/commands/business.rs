@@ -4,16 +4,20 @@
 //!
 //! The app service is a server of its own, found at `--app-endpoint` (flag >
 //! `PYLON_APP_ENDPOINT` > `app_endpoint` in the config file > http://127.0.0.1:7510).
-//! pylonctl does not depend on `pylon-app`: the replies are read into the small structs
-//! below, only as far as the tables need; `--output json` prints the replies unchanged.
+//! The requests and replies are `pylon_proto::api::app`'s types, the ones the app
+//! service uses; `--output json` prints the replies unchanged.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use pylon_proto::api::app::{ChargeRequest, PileInput, UpsertedReply};
+pub use pylon_proto::api::app::{
+    GunStatus, Order, OrderDetail, OrderState, Pile, PileDetail, TransactionRecord as Record,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{parse_pile, OutputFormat};
 use crate::cli::Failure;
@@ -352,103 +356,6 @@ pub enum ChargeCommand {
     },
 }
 
-/// A pile, as `GET /v1/piles` and `PUT /v1/piles/{pile}` give it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Pile {
-    pub pile_no: String,
-    pub enabled: bool,
-    pub billing_model: u16,
-    #[serde(default)]
-    pub name: String,
-    pub last_login_at: Option<i64>,
-}
-
-/// Where a pile is connected.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Location {
-    pub edge: String,
-    pub executor: u32,
-    pub session_id: u64,
-}
-
-/// A gun's latest status.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Gun {
-    pub gun_no: String,
-    /// 0 offline, 1 fault, 2 idle, 3 charging.
-    pub status: u8,
-    pub updated_at: i64,
-}
-
-/// `GET /v1/piles/{pile}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct PileDetail {
-    pub pile: Pile,
-    pub online: Option<Location>,
-    pub guns: Vec<Gun>,
-    pub open_orders: Vec<Order>,
-}
-
-/// A charging order.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Order {
-    pub trade_no: String,
-    pub pile_no: String,
-    pub gun_no: String,
-    /// starting, charging, stopping, finished or failed.
-    pub state: String,
-    /// operator, pile or parallel.
-    pub origin: String,
-    /// 0.01 yuan.
-    pub balance: i64,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub failure: Option<String>,
-}
-
-/// One event of an order (a frame the pile sent during the charge).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Event {
-    pub frame_type: u8,
-    pub at: i64,
-}
-
-/// A transaction record (frame 0x3B).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Record {
-    pub trade_no: String,
-    pub pile_no: String,
-    pub gun_no: String,
-    pub start_time: i64,
-    pub end_time: i64,
-    /// 0.0001 kWh.
-    pub total_energy: i64,
-    /// 0.0001 yuan.
-    pub total_amount: i64,
-    pub stop_reason: u8,
-    #[serde(default)]
-    pub fields: Value,
-    pub received_at: i64,
-}
-
-/// `GET /v1/orders/{trade_no}`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct OrderDetail {
-    pub order: Order,
-    pub events: Vec<Event>,
-    pub record: Option<Record>,
-}
-
-/// A pile as `POST /v1/piles` and `PUT /v1/piles/{pile}` take it.
-#[derive(Debug, Serialize)]
-struct PileInput<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pile_no: Option<&'a str>,
-    enabled: bool,
-    billing_model: u16,
-    name: &'a str,
-}
-
 /// A validated trade number (32 digits).
 pub fn parse_trade_no(text: &str) -> Result<String, Failure> {
     let t = text.trim();
@@ -649,7 +556,7 @@ impl AppCtx {
     }
 }
 
-fn print_json(out: &mut dyn Write, value: &Value) -> Result<(), Failure> {
+fn print_json(out: &mut dyn Write, value: &impl Serialize) -> Result<(), Failure> {
     let json = serde_json::to_string_pretty(value)
         .map_err(|e| Failure::Other(anyhow::anyhow!("cannot print JSON: {e}")))?;
     writeln!(out, "{json}")?;
@@ -680,18 +587,18 @@ pub fn run_piles(
         PilesCommand::Add(add) => {
             let numbers = piles_to_add(&add)?;
             let ctx = AppCtx::new(&args.connect, env)?;
-            let name = add.name.as_deref().unwrap_or("");
+            let name = add.name.clone().unwrap_or_default();
             let mut upserted: u64 = 0;
             // Piles of the batches the app service took.
             let mut done: usize = 0;
             for batch in numbers.chunks(ADD_BATCH) {
-                let inputs: Vec<PileInput<'_>> = batch
+                let inputs: Vec<PileInput> = batch
                     .iter()
                     .map(|p| PileInput {
-                        pile_no: Some(p),
+                        pile_no: Some(p.clone()),
                         enabled: !add.disabled,
                         billing_model: add.model,
-                        name,
+                        name: name.clone(),
                     })
                     .collect();
                 let reply: Value = ctx.client.post_json("/v1/piles", &inputs).map_err(|e| {
@@ -706,13 +613,12 @@ pub fn run_piles(
                     }
                 })?;
                 done += batch.len();
-                upserted += reply
-                    .get("upserted")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(batch.len() as u64);
+                // The batch was saved: a reply of another shape is no reason to stop.
+                upserted +=
+                    UpsertedReply::deserialize(&reply).map_or(batch.len() as u64, |r| r.upserted);
             }
             match ctx.output {
-                OutputFormat::Json => print_json(out, &json!({ "upserted": upserted })),
+                OutputFormat::Json => print_json(out, &UpsertedReply { upserted }),
                 OutputFormat::Table => {
                     let text = render::piles_added(
                         &numbers,
@@ -762,7 +668,7 @@ fn set_enabled(
         pile_no: None,
         enabled,
         billing_model: detail.pile.billing_model,
-        name: &detail.pile.name,
+        name: detail.pile.name,
     };
     let reply: Value = ctx
         .client
@@ -849,7 +755,7 @@ pub fn run_charge(
             };
             let reply: Value = ctx
                 .client
-                .post_json(&path, &json!({ "gun": gun, "balance": balance }))
+                .post_json(&path, &ChargeRequest { balance, gun })
                 .map_err(|e| explain(e, about))?;
             ctx.emit(out, "POST", &path, &reply, render::charge_started)
         }

@@ -1,7 +1,7 @@
 //! `pylonctl guard status|block|unblock`: an edge's SYN-flood guard (`pylon-edge
 //! --syn-guard <interface>`, an XDP program), through the edge's admin HTTP API
 //! (`edge/src/admin.rs`: `GET /v1/guard`, `POST /v1/guard/blocklist`,
-//! `DELETE /v1/guard/blocklist/{ip}`; no token).
+//! `DELETE /v1/guard/blocklist/{ip}`; no token, types in `pylon_proto::api::edge`).
 //!
 //! The edge's admin server is found at `--edge-admin` (flag > `PYLON_EDGE_ADMIN` >
 //! `edge_admin` in the config file > http://127.0.0.1:9100). Each edge has a guard and
@@ -12,9 +12,10 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+pub use pylon_proto::api::edge::GuardStatus;
+use pylon_proto::api::edge::{BlockRequest, BlockedReply, UnblockedReply};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::OutputFormat;
 use crate::cli::Failure;
@@ -140,25 +141,6 @@ pub enum GuardCommand {
     },
 }
 
-/// `GET /v1/guard`, as far as the table needs it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GuardStatus {
-    pub passed: u64,
-    pub dropped_rate: u64,
-    pub dropped_blocked: u64,
-    pub blocklist: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Blocked {
-    blocked: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Unblocked {
-    unblocked: String,
-}
-
 /// A validated IPv4 address: one address, no network, no port, not IPv6.
 pub fn parse_ipv4(text: &str) -> Result<Ipv4Addr, Failure> {
     let text = text.trim();
@@ -210,11 +192,14 @@ fn parse_source(text: &str) -> Result<Ipv4Addr, Failure> {
 fn explain(e: ClientError, changing: bool) -> Failure {
     match (e.code(), e.status()) {
         (Some("no_guard"), _) => Failure::Other(anyhow::anyhow!(NO_GUARD)),
-        // The edge could not change its kernel map (full, or the guard is gone).
-        (None, Some(500)) if changing => Failure::Other(anyhow::anyhow!(
-            "{e}: the edge could not change its blocklist (it holds at most 65536 \
-             addresses); see pylon-edge's log"
-        )),
+        // The edge could not change its kernel map (full, or the guard is gone); edges
+        // before the shared error body answered a plain-text 500.
+        (Some("guard_failed"), _) | (None, Some(500)) if changing => {
+            Failure::Other(anyhow::anyhow!(
+                "{e}: the edge could not change its blocklist (it holds at most 65536 \
+                 addresses); see pylon-edge's log"
+            ))
+        }
         _ => Failure::from(e),
     }
 }
@@ -249,11 +234,22 @@ pub fn run_guard(
             let client = connect()?;
             let path = "/v1/guard/blocklist";
             let reply: Value = client
-                .post_json(path, &json!({ "source": source.to_string() }))
+                .post_json(
+                    path,
+                    &BlockRequest {
+                        source: source.to_string(),
+                    },
+                )
                 .map_err(|e| explain(e, true))?;
-            emit(&client, output, out, "POST", path, &reply, |b: &Blocked| {
-                render_blocked(&b.blocked)
-            })
+            emit(
+                &client,
+                output,
+                out,
+                "POST",
+                path,
+                &reply,
+                |b: &BlockedReply| render_blocked(&b.blocked),
+            )
         }
         GuardCommand::Unblock { ip } => {
             let source = parse_ipv4(ip)?;
@@ -267,7 +263,7 @@ pub fn run_guard(
                 "DELETE",
                 &path,
                 &reply,
-                |u: &Unblocked| render_unblocked(&u.unblocked),
+                |u: &UnblockedReply| render_unblocked(&u.unblocked),
             )
         }
     }

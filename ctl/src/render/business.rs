@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 use pylon_proto::ykc::FrameType;
 
 use super::control::{fields, table};
-use crate::commands::business::{Gun, Order, OrderDetail, Pile, PileDetail, Record};
+use crate::commands::business::{
+    GunStatus, Order, OrderDetail, OrderState, Pile, PileDetail, Record,
+};
 use crate::units::{format_amount, format_energy, format_fen, format_time, format_time_or};
 
 fn yes_no(b: bool) -> String {
@@ -138,7 +140,7 @@ pub fn pile_detail(d: &PileDetail) -> String {
     out
 }
 
-pub fn guns(guns: &[Gun]) -> String {
+pub fn guns(guns: &[GunStatus]) -> String {
     if guns.is_empty() {
         return "No gun has reported its status yet.\n".into();
     }
@@ -166,8 +168,8 @@ pub fn orders(orders: &[Order], with_pile: bool) -> String {
             }
             row.extend([
                 o.gun_no.clone(),
-                o.state.clone(),
-                o.origin.clone(),
+                o.state.as_str().to_owned(),
+                o.origin.as_str().to_owned(),
                 format_fen(o.balance),
                 format_time(o.created_at),
             ]);
@@ -198,8 +200,8 @@ fn order_fields(o: &Order) -> Vec<(&'static str, String)> {
         ("trade no", o.trade_no.clone()),
         ("pile", o.pile_no.clone()),
         ("gun", o.gun_no.clone()),
-        ("state", o.state.clone()),
-        ("origin", o.origin.clone()),
+        ("state", o.state.as_str().to_owned()),
+        ("origin", o.origin.as_str().to_owned()),
         ("balance", format!("{} yuan", format_fen(o.balance))),
         ("created", format_time(o.created_at)),
         ("updated", format_time(o.updated_at)),
@@ -275,7 +277,7 @@ pub fn order_detail(d: &OrderDetail) -> String {
             out.push_str("Transaction record:\n");
             out.push_str(&record_fields(r));
         }
-        None if d.order.state == "failed" => out.push_str("No transaction record.\n"),
+        None if d.order.state == OrderState::Failed => out.push_str("No transaction record.\n"),
         None => out
             .push_str("No transaction record yet: the pile sends it when the charge has ended.\n"),
     }

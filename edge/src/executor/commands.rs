@@ -38,20 +38,9 @@ pub enum ExecutorCommand {
     Shutdown,
 }
 
-/// What became of a downlink request on one executor.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum DownlinkOutcome {
-    /// Queued on the pile's session; it is written as soon as the socket takes it.
-    Queued {
-        executor: usize,
-        session: u64,
-    },
-    NotConnected,
-    Failed {
-        reason: String,
-    },
-}
+/// What became of a downlink request on one executor; also the admin API's reply to
+/// `POST /v1/downlink`.
+pub use pylon_proto::api::edge::DownlinkReply as DownlinkOutcome;
 
 /// Sends commands to every executor of this process. Cheap to clone, usable from any thread.
 #[derive(Clone)]

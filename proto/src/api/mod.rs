@@ -3,8 +3,12 @@
 //!
 //! - [`error`]: the one error body of every API, `{"error": {"code", "message"}}`.
 //! - [`control`]: the control plane's dispatch and admin API.
+//! - [`app`]: the app service's operator API (piles, orders, records, commands).
+//! - [`edge`]: the edge's admin API (status, downlinks, the SYN-flood guard).
 
+pub mod app;
 pub mod control;
+pub mod edge;
 pub mod error;
 
 pub use error::ApiError;

@@ -5,6 +5,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use clap::Parser;
+use serde_json::json;
 
 use super::*;
 use crate::cli::{Cli, Command};
