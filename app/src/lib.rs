@@ -17,6 +17,7 @@ pub mod membership;
 pub mod metrics;
 pub mod operator;
 pub mod process;
+pub mod revenue;
 pub mod server;
 pub mod store;
 pub mod stream;

@@ -9,7 +9,9 @@
 //! no query needs are kept as JSON (`fields`), as decoded by `pylon_proto::ykc`.
 
 pub mod postgres;
+pub mod revenue;
 pub mod schema;
+pub mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -44,7 +46,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: revenue::RevenueStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 

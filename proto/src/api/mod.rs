@@ -5,10 +5,12 @@
 //! - [`control`]: the control plane's dispatch and admin API.
 //! - [`app`]: the app service's operator API (piles, orders, records, commands).
 //! - [`edge`]: the edge's admin API (status, downlinks, the SYN-flood guard).
+//! - [`revenue`]: stations, tariffs, accounts, the ledger and reports (app service).
 
 pub mod app;
 pub mod control;
 pub mod edge;
 pub mod error;
+pub mod revenue;
 
 pub use error::ApiError;

@@ -8,11 +8,18 @@ use crate::clock::now_ms;
 use crate::store::schema::{check_applied, Migration};
 use crate::store::{Result, StoreError};
 
-pub(super) const MIGRATIONS: &[Migration] = &[(
-    1,
-    "init",
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "revenue",
+        include_str!("../../../migrations/postgres/0002_revenue.sql"),
+    ),
+];
 
 /// Key of the advisory lock that serialises migrations between app instances.
 pub(super) const MIGRATION_LOCK: i64 = 0x5059_4c4f_4e5f_4d47; // "PYLON_MG"

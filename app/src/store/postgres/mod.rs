@@ -11,7 +11,9 @@
 //!   [`StoreError::Unavailable`]; a value that cannot be decoded is [`StoreError::Corrupt`].
 
 mod connection;
+mod db;
 mod migrations;
+mod revenue;
 mod rows;
 
 use std::sync::Arc;

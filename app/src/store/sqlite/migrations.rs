@@ -8,11 +8,18 @@ use crate::clock::now_ms;
 use crate::store::schema::{check_applied, Migration};
 use crate::store::{Result, StoreError};
 
-pub(super) const MIGRATIONS: &[Migration] = &[(
-    1,
-    "init",
-    include_str!("../../../migrations/sqlite/0001_init.sql"),
-)];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "revenue",
+        include_str!("../../../migrations/sqlite/0002_revenue.sql"),
+    ),
+];
 
 /// Applies the missing migrations in one `BEGIN IMMEDIATE` transaction (which also keeps
 /// two processes opening the same file from migrating at once).

@@ -10,7 +10,9 @@
 //!   read while the writer commits), so no async worker thread ever waits on SQLite.
 
 mod connection;
+mod db;
 mod migrations;
+mod revenue;
 mod rows;
 mod writer;
 
