@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pylon_proto::ykc::frames::{
-    BillingModelVerifyReply, CardStartReply, ParallelStartReply, RemoteStart, RemoteStop,
-    TransactionConfirm,
+    BillingModelVerifyReply, CardStartReply, ParallelStartReply, RemoteStop, TransactionConfirm,
 };
 use pylon_proto::ykc::{Bcd, Frame, PileNo, Scaled, TradeNo};
 use serde_json::Value;
@@ -23,9 +22,11 @@ use crate::clock::{self, Clock};
 use crate::config::Fault;
 use crate::directory::{Directory, Location, SendError};
 use crate::metrics::AppMetrics;
+use crate::revenue::authorize::{Refusal, StartPolicy};
+use crate::revenue::vault::Vault;
+use crate::store::revenue::{Repeat, SettleInput};
 use crate::store::{
-    GunStatus, Order, OrderOrigin, OrderState, SessionEvent, Store, StoreError, Stored,
-    TransactionRecord,
+    GunStatus, Order, OrderOrigin, OrderState, SessionEvent, Store, StoreError, TransactionRecord,
 };
 
 /// The spec's limit for a pile to confirm a remote start (appendix, 注意事项 1).
@@ -70,6 +71,10 @@ pub enum CommandError {
     DisabledPile(String),
     #[error("no order {0}")]
     UnknownOrder(String),
+    #[error("no account {0}")]
+    UnknownAccount(i64),
+    #[error("the start was refused: {0}")]
+    Refused(Refusal),
     #[error("{0}")]
     Conflict(String),
     #[error(transparent)]
@@ -90,15 +95,18 @@ pub struct Business {
     pub metrics: Arc<AppMetrics>,
     /// The piles' local time zone (their CP56Time2a stamps are local time).
     pub offset: UtcOffset,
-    /// Balance granted to a charge a pile starts itself (card or VIN), in 0.01 yuan.
-    pub pile_start_balance: u32,
+    /// Seals, indexes and masks card numbers and VINs; `None`: no card keys configured,
+    /// so card and VIN starts are refused.
+    pub vault: Option<Arc<Vault>>,
+    /// The operator's rules for starts (least balance, largest hold).
+    pub policy: StartPolicy,
+    /// Largest difference between the pile's amount and ours, in 0.0001 yuan, that is not
+    /// flagged as a discrepancy.
+    pub tolerance: i64,
     /// Operator commands waiting for a pile's reply, by (pile, reply frame type).
     waiters: Mutex<HashMap<WaiterKey, Vec<oneshot::Sender<Frame>>>>,
     trade_seq: AtomicU16,
     command_ids: AtomicU64,
-    /// Guns with a remote start being opened: two concurrent starts of one gun would
-    /// both pass the open-order check.
-    starting: Mutex<std::collections::HashSet<(String, u8)>>,
     /// Fault injection for tests ([`Fault::KillAfterStore`]): the process kills itself
     /// (SIGKILL) right after committing a new transaction record, before the
     /// confirmation leaves.
@@ -111,8 +119,10 @@ pub struct Business {
 pub struct BusinessSettings {
     /// The piles' local time zone (their CP56Time2a stamps are local time).
     pub offset: UtcOffset,
-    /// Balance granted to a charge a pile starts itself (card or VIN), in 0.01 yuan.
-    pub pile_start_balance: u32,
+    pub vault: Option<Arc<Vault>>,
+    pub policy: StartPolicy,
+    /// 0.0001 yuan.
+    pub tolerance: i64,
     pub fault: Option<Fault>,
     pub clock: Arc<dyn Clock>,
 }
@@ -155,11 +165,12 @@ impl Business {
             directory,
             metrics,
             offset: settings.offset,
-            pile_start_balance: settings.pile_start_balance,
+            vault: settings.vault,
+            policy: settings.policy,
+            tolerance: settings.tolerance,
             waiters: Mutex::new(HashMap::new()),
             trade_seq: AtomicU16::new(0),
             command_ids: AtomicU64::new(1),
-            starting: Mutex::new(std::collections::HashSet::new()),
             kill_after_store: settings.fault == Some(Fault::KillAfterStore),
             clock: settings.clock,
         }
@@ -168,6 +179,10 @@ impl Business {
     /// Unix milliseconds, from the injected clock.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    fn next_command_id(&self) -> u64 {
+        self.command_ids.fetch_add(1, Ordering::Relaxed)
     }
 
     fn next_trade_no(&self, pile: &PileNo, gun: u8) -> TradeNo {
@@ -183,9 +198,8 @@ impl Business {
         match frame {
             Frame::Login(_) => self.login(incoming, &pile).await,
             Frame::BillingModelVerify(v) => {
-                let known = self.store.pile(&pile).await?;
-                let current = known.as_ref().map(|p| p.billing_model);
-                let result = u8::from(current != Some(v.billing_model_no.to_u64() as u16));
+                let (current, _) = self.pile_model(&pile).await?;
+                let result = u8::from(current != v.billing_model_no.to_u64() as u16);
                 Ok(vec![Reply::Frame(
                     BillingModelVerifyReply {
                         pile_no: incoming.pile,
@@ -195,12 +209,9 @@ impl Business {
                     .into(),
                 )])
             }
-            Frame::BillingModelRequest(_) => {
-                let model_no = self.store.pile(&pile).await?.map_or(1, |p| p.billing_model);
-                Ok(vec![Reply::Frame(
-                    self.billing_model_frame(&pile, model_no, 0x0A).await?,
-                )])
-            }
+            Frame::BillingModelRequest(_) => Ok(vec![Reply::Frame(
+                self.model_reply(incoming.pile, &pile).await?,
+            )]),
             Frame::RealtimeData(r) => {
                 let status = GunStatus {
                     pile_no: pile.clone(),
@@ -215,70 +226,67 @@ impl Business {
                 Ok(vec![])
             }
             Frame::CardStartRequest(c) => {
-                let (accepted, reason) = self.may_start(&pile).await?;
-                // A retransmitted request (our reply was lost) gets the same order again.
-                if let Some(order) = self.recent_pile_order(&pile, &c.gun_no).await? {
-                    if let Ok(trade_no) = TradeNo::parse(&order.trade_no) {
-                        return Ok(vec![Reply::Frame(
-                            CardStartReply {
-                                trade_no,
-                                pile_no: incoming.pile,
-                                gun_no: c.gun_no,
-                                logical_card_no: Bcd::default(),
-                                balance: Scaled(order.balance.clamp(0, i64::from(u32::MAX)) as u32),
-                                auth_result: 1,
-                                failure_reason: 0,
-                            }
-                            .into(),
-                        )]);
-                    }
-                }
                 let trade_no = self.next_trade_no(&incoming.pile, gun_number(&c.gun_no));
-                if accepted {
-                    self.open_order(
-                        &pile,
-                        &c.gun_no,
-                        &trade_no,
-                        OrderOrigin::Pile,
-                        OrderState::Charging,
-                    )
+                let answer = self
+                    .pile_start(charging::PileStartAsk {
+                        pile: &pile,
+                        gun_no: c.gun_no,
+                        trade_no: digits(&trade_no),
+                        start_mode: c.start_mode,
+                        password_required: c.password_required,
+                        card: &c.account_or_card_no,
+                        password: &c.password_md5,
+                        vin: &c.vin,
+                        origin: OrderOrigin::Pile,
+                    })
                     .await?;
-                }
+                let trade_no = answer
+                    .again
+                    .as_deref()
+                    .and_then(|t| TradeNo::parse(t).ok())
+                    .unwrap_or(trade_no);
                 Ok(vec![Reply::Frame(
                     CardStartReply {
                         trade_no,
                         pile_no: incoming.pile,
                         gun_no: c.gun_no,
-                        logical_card_no: Bcd::default(),
-                        balance: Scaled(if accepted { self.pile_start_balance } else { 0 }),
-                        auth_result: u8::from(accepted),
-                        failure_reason: reason,
+                        logical_card_no: answer.logical_card_no,
+                        balance: Scaled(answer.balance),
+                        auth_result: answer.auth_result,
+                        failure_reason: answer.failure_reason,
                     }
                     .into(),
                 )])
             }
             Frame::ParallelStartRequest(p) => {
-                let (accepted, reason) = self.may_start(&pile).await?;
                 let trade_no = self.next_trade_no(&incoming.pile, gun_number(&p.gun_no));
-                if accepted {
-                    self.open_order(
-                        &pile,
-                        &p.gun_no,
-                        &trade_no,
-                        OrderOrigin::Parallel,
-                        OrderState::Charging,
-                    )
+                let answer = self
+                    .pile_start(charging::PileStartAsk {
+                        pile: &pile,
+                        gun_no: p.gun_no,
+                        trade_no: digits(&trade_no),
+                        start_mode: p.start_mode,
+                        password_required: p.password_required,
+                        card: &p.account_or_card_no,
+                        password: &p.password_md5,
+                        vin: &p.vin,
+                        origin: OrderOrigin::Parallel,
+                    })
                     .await?;
-                }
+                let trade_no = answer
+                    .again
+                    .as_deref()
+                    .and_then(|t| TradeNo::parse(t).ok())
+                    .unwrap_or(trade_no);
                 Ok(vec![Reply::Frame(
                     ParallelStartReply {
                         trade_no,
                         pile_no: incoming.pile,
                         gun_no: p.gun_no,
-                        logical_card_no: Bcd::default(),
-                        balance: Scaled(if accepted { self.pile_start_balance } else { 0 }),
-                        auth_result: u8::from(accepted),
-                        failure_reason: reason,
+                        logical_card_no: answer.logical_card_no,
+                        balance: Scaled(answer.balance),
+                        auth_result: answer.auth_result,
+                        failure_reason: answer.failure_reason,
                         parallel_no: p.parallel_no,
                     }
                     .into(),
@@ -373,63 +381,6 @@ impl Business {
         Ok(vec![Reply::Login { accepted }])
     }
 
-    /// An order the pile started itself on this gun moments ago (so a repeated 0x31 is the
-    /// same request, not a new charge).
-    async fn recent_pile_order(
-        &self,
-        pile: &str,
-        gun: &Bcd<1>,
-    ) -> Result<Option<Order>, StoreError> {
-        let gun = gun_text(gun);
-        let now = self.now_ms();
-        Ok(self
-            .store
-            .open_orders(Some(pile))
-            .await?
-            .into_iter()
-            .find(|o| {
-                o.gun_no == gun
-                    && o.origin == OrderOrigin::Pile
-                    && o.state == OrderState::Charging
-                    && now - o.created_at < 30_000
-            }))
-    }
-
-    /// Whether a pile may start a charge itself, and the spec's failure reason if not.
-    async fn may_start(&self, pile: &str) -> Result<(bool, u8), BusinessError> {
-        Ok(match self.store.pile(pile).await? {
-            Some(p) if p.enabled => (true, 0),
-            // 0x05: 桩停用 (pile disabled); unknown piles cannot be logged in anyway.
-            _ => (false, 0x05),
-        })
-    }
-
-    async fn open_order(
-        &self,
-        pile: &str,
-        gun: &Bcd<1>,
-        trade_no: &TradeNo,
-        origin: OrderOrigin,
-        state: OrderState,
-    ) -> Result<(), StoreError> {
-        let now = self.now_ms();
-        self.store
-            .insert_order(&Order {
-                trade_no: digits(trade_no),
-                pile_no: pile.to_owned(),
-                gun_no: gun_text(gun),
-                state,
-                origin,
-                balance: i64::from(self.pile_start_balance),
-                created_at: now,
-                updated_at: now,
-                failure: None,
-            })
-            .await?;
-        self.metrics.order(origin.as_str());
-        Ok(())
-    }
-
     /// Settles a start: only an order still `starting` moves (a late reply after the 90 s
     /// limit, or after a stop, changes nothing).
     async fn move_open_order(
@@ -449,6 +400,12 @@ impl Business {
             )
             .await?;
         if moved {
+            if state == OrderState::Failed {
+                let why = failure.unwrap_or("the start failed");
+                self.store
+                    .release_hold(trade_no, why, self.now_ms())
+                    .await?;
+            }
             return Ok(());
         }
         match self.store.order(trade_no).await? {
@@ -477,7 +434,7 @@ impl Business {
                 gun_no,
                 trade_no,
                 frame_type: frame.frame_type(),
-                fields: redact(frame.fields_json()),
+                fields: charging::redacted(frame.fields_json()),
                 at: self.now_ms(),
             })
             .await
@@ -506,6 +463,7 @@ impl Business {
             tracing::warn!(%pile, %trade_no, "transaction record for an unknown pile: refused");
             return Ok(vec![confirm(1)]);
         }
+        let fields = charging::redacted(incoming.frame.fields_json());
         let record = TransactionRecord {
             trade_no: trade_no.clone(),
             pile_no: pile.to_owned(),
@@ -515,25 +473,51 @@ impl Business {
             total_energy: i64::from(t.total_energy.0),
             total_amount: i64::from(t.total_amount.0),
             stop_reason: t.stop_reason,
-            fields: incoming.frame.fields_json(),
+            fields,
             received_at: self.now_ms(),
         };
-        let stored = self.store.store_record(&record).await?;
-        if self.kill_after_store && stored == Stored::New {
+        // Priced with the tariff in force when the charge started (revisions never change,
+        // so reading it before the settling transaction is safe).
+        let pricing = self.store.priced_by(pile, record.start_time).await?;
+        let input = SettleInput {
+            metered: Self::metered(t),
+            pricing,
+            card_index: self.record_card_index(t),
+            tolerance: self.tolerance,
+            at: self.now_ms(),
+            record,
+        };
+        let settled = self.store.settle_record(&input).await?;
+        if self.kill_after_store && settled.is_ok() {
             tracing::warn!(%trade_no, "fault injection: killed after storing, before confirming");
             // SAFETY: plain libc calls on this process.
             unsafe {
                 libc::kill(libc::getpid(), libc::SIGKILL);
             }
         }
-        self.metrics.record(match stored {
-            Stored::New => "new",
-            Stored::Duplicate => "duplicate",
-        });
+        let result = match &settled {
+            Ok(s) => {
+                self.metrics.record("new");
+                if s.discrepancy {
+                    self.metrics.record("discrepancy");
+                    tracing::warn!(%trade_no, %pile, "the pile's amount differs from the platform's: kept for review");
+                }
+                0
+            }
+            Err(Repeat::Same) => {
+                self.metrics.record("duplicate");
+                0
+            }
+            Err(Repeat::Quarantined) => {
+                self.metrics.record("quarantined");
+                tracing::error!(%trade_no, %pile, "a different record under a trade number already used: quarantined, not settled");
+                1
+            }
+        };
         self.metrics
             .confirm_seconds
             .observe(started.elapsed().as_secs_f64());
-        Ok(vec![confirm(0)])
+        Ok(vec![confirm(result)])
     }
 
     /// The billing model as a frame of `frame_type` (0x0A reply or 0x58 set).
@@ -623,103 +607,6 @@ impl Business {
         }
     }
 
-    /// Remote start (0x34): opens an order and sends the command. The order fails if the
-    /// pile does not confirm within [`START_CONFIRM_LIMIT`].
-    pub async fn start_charge(
-        self: &Arc<Self>,
-        pile: &str,
-        gun: u8,
-        balance: u32,
-    ) -> Result<Order, CommandError> {
-        let key = (pile.to_owned(), gun);
-        if !self
-            .starting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone())
-        {
-            return Err(CommandError::Conflict(format!(
-                "gun {gun:02} of pile {pile} is being started already"
-            )));
-        }
-        let result = self.start_charge_guarded(pile, gun, balance).await;
-        self.starting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
-        result
-    }
-
-    async fn start_charge_guarded(
-        self: &Arc<Self>,
-        pile: &str,
-        gun: u8,
-        balance: u32,
-    ) -> Result<Order, CommandError> {
-        let pile_no = PileNo::parse(pile).map_err(CommandError::Invalid)?;
-        match self.store.pile(pile).await? {
-            None => return Err(CommandError::UnknownPile(pile.to_owned())),
-            Some(p) if !p.enabled => return Err(CommandError::DisabledPile(pile.to_owned())),
-            Some(_) => {}
-        }
-        let gun_no = Bcd::<1>::from_u64(u64::from(gun));
-        let gun_str = gun_text(&gun_no);
-        if let Some(open) = self
-            .store
-            .open_orders(Some(pile))
-            .await?
-            .into_iter()
-            .find(|o| o.gun_no == gun_str)
-        {
-            return Err(CommandError::Conflict(format!(
-                "gun {gun_str} of pile {pile} already has open order {} ({})",
-                open.trade_no,
-                open.state.as_str()
-            )));
-        }
-        if self.directory.location(pile).is_none() {
-            return Err(SendError::NotConnected(pile.to_owned()).into());
-        }
-        let trade_no = self.next_trade_no(&pile_no, gun);
-        let now = self.now_ms();
-        let order = Order {
-            trade_no: digits(&trade_no),
-            pile_no: pile.to_owned(),
-            gun_no: gun_str,
-            state: OrderState::Starting,
-            origin: OrderOrigin::Operator,
-            balance: i64::from(balance),
-            created_at: now,
-            updated_at: now,
-            failure: None,
-        };
-        self.store.insert_order(&order).await?;
-        self.metrics.order("operator");
-        let command = RemoteStart {
-            trade_no,
-            pile_no,
-            gun_no,
-            logical_card_no: Bcd::default(),
-            physical_card_no: Default::default(),
-            balance: Scaled(balance),
-        };
-        let id = self.command_ids.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.directory.send(pile, &command.into(), None, id).await {
-            self.metrics.command("RemoteStart", "not_connected");
-            self.store
-                .update_order(
-                    &order.trade_no,
-                    OrderState::Failed,
-                    Some(&e.to_string()),
-                    self.now_ms(),
-                )
-                .await?;
-            return Err(e.into());
-        }
-        self.metrics.command("RemoteStart", "sent");
-        Ok(order)
-    }
-
     /// Closes orders whose pile did not confirm the start within [`START_CONFIRM_LIMIT`].
     /// Runs from the store, so a restart of the instance does not forget a pending start.
     pub async fn fail_unconfirmed_starts(&self) -> Result<usize, StoreError> {
@@ -740,6 +627,7 @@ impl Business {
                     )
                     .await?
                 {
+                    self.store.release_hold(&order.trade_no, why, now).await?;
                     self.metrics.command("RemoteStart", "timeout");
                     tracing::warn!(trade_no = %order.trade_no, "{why}: order closed");
                     failed += 1;
@@ -800,23 +688,6 @@ impl Business {
     }
 }
 
-/// Card numbers are kept out of anything that may reach a log or an event list.
-fn redact(mut fields: Value) -> Value {
-    if let Value::Object(map) = &mut fields {
-        for key in [
-            "physical_card_no",
-            "account_or_card_no",
-            "logical_card_no",
-            "password_md5",
-        ] {
-            if let Some(v) = map.get_mut(key) {
-                *v = Value::String("(redacted)".into());
-            }
-        }
-    }
-    fields
-}
-
 /// Model 1 when none is stored: one flat rate all day (1.0000 yuan/kWh energy, 0.4000
 /// service).
 pub fn default_billing_model() -> Value {
@@ -830,5 +701,11 @@ pub fn default_billing_model() -> Value {
     })
 }
 
+mod charging;
+mod tariffs;
 #[cfg(test)]
 mod tests;
+
+pub use charging::{
+    card_number, normalise_card, password_index, password_md5, redacted, vin_from_pile,
+};

@@ -33,11 +33,36 @@ pub struct Config {
     pub capacity: u32,
     /// The piles' local time zone, in minutes east of UTC (China: 480).
     pub pile_utc_offset_minutes: i32,
-    /// Balance granted to a charge a pile starts itself (card/VIN), in 0.01 yuan.
-    pub pile_start_balance: u32,
+    /// The key file that seals card numbers and VINs (see `pylon_app::revenue::vault`);
+    /// without one, card and VIN starts are refused and cards cannot be added.
+    pub card_keys: Option<PathBuf>,
+    pub revenue: RevenueConfig,
     pub store: StoreConfig,
     /// Fault injection, for tests only (see [`Fault`]).
     pub fault: Option<Fault>,
+}
+
+/// The operator's money rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RevenueConfig {
+    /// No charge starts below this spendable balance (fen).
+    pub min_balance: i64,
+    /// At most this much (fen) is held for one charge, and so spent by it.
+    pub max_hold: i64,
+    /// A record whose amount differs from the platform's by more than this (0.0001 yuan)
+    /// is flagged as a discrepancy.
+    pub tolerance: i64,
+}
+
+impl Default for RevenueConfig {
+    fn default() -> Self {
+        RevenueConfig {
+            min_balance: 100,
+            max_hold: 50_000,
+            tolerance: 100,
+        }
+    }
 }
 
 /// A fault a test can make the instance commit on purpose.
@@ -92,7 +117,8 @@ impl Default for Config {
             lease_ttl_secs: 10,
             capacity: 1_000_000,
             pile_utc_offset_minutes: 480,
-            pile_start_balance: 10_000,
+            card_keys: None,
+            revenue: RevenueConfig::default(),
             store: StoreConfig::default(),
             fault: None,
         }
@@ -123,6 +149,14 @@ impl Config {
         anyhow::ensure!(
             self.control.is_empty() || self.cluster_token.is_some(),
             "a cluster token is needed with a control plane (--cluster-token or PYLON_CLUSTER_TOKEN): without one, anything that reaches the business port could pose as an edge"
+        );
+        anyhow::ensure!(
+            self.revenue.min_balance >= 1 && self.revenue.max_hold >= self.revenue.min_balance,
+            "revenue.min_balance must be at least 1 fen and revenue.max_hold at least min_balance"
+        );
+        anyhow::ensure!(
+            self.revenue.tolerance >= 0,
+            "revenue.tolerance cannot be negative"
         );
         if !self.control.is_empty() && self.grpc_listen.ip().is_unspecified() {
             anyhow::ensure!(

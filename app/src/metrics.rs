@@ -41,6 +41,8 @@ pub struct AppMetrics {
     /// From a record's arrival to its confirmation being queued (the store commit inside).
     pub confirm_seconds: Histogram,
     pub orders: Family<OriginLabel, Counter>,
+    /// Starts refused, by the spec's reason (no_account, frozen, insufficient_balance, ...).
+    pub starts_refused: Family<KindLabel, Counter>,
     pub commands: Family<CommandLabel, Counter>,
     /// Frames that could not be handled: bad body, wrong direction, store errors, ...
     pub frame_errors: Family<KindLabel, Counter>,
@@ -59,6 +61,7 @@ impl Default for AppMetrics {
             records: Family::default(),
             confirm_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             orders: Family::default(),
+            starts_refused: Family::default(),
             commands: Family::default(),
             frame_errors: Family::default(),
             unexpected: Family::default(),
@@ -117,6 +120,14 @@ impl AppMetrics {
             .inc();
     }
 
+    pub fn start_refused(&self, reason: &str) {
+        self.starts_refused
+            .get_or_create(&KindLabel {
+                kind: reason.into(),
+            })
+            .inc();
+    }
+
     pub fn unexpected(&self, kind: &str) {
         self.unexpected
             .get_or_create(&KindLabel { kind: kind.into() })
@@ -146,6 +157,11 @@ impl AppMetrics {
             self.confirm_seconds.clone(),
         );
         r.register("orders", "Orders opened, by origin", self.orders.clone());
+        r.register(
+            "starts_refused",
+            "Starts refused, by reason (the 0x32 failure reasons)",
+            self.starts_refused.clone(),
+        );
         r.register(
             "commands",
             "Commands to piles by command and result (sent, answered, timeout, not_connected)",

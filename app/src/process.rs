@@ -65,6 +65,15 @@ pub struct Cli {
     /// The piles' local time zone in minutes east of UTC (default 480, China).
     #[arg(long, allow_hyphen_values = true)]
     pile_utc_offset_minutes: Option<i32>,
+    /// The key file sealing card numbers and VINs at rest (created with
+    /// `pylonctl keys init`); without it, card and VIN starts are refused.
+    #[arg(long, env = "PYLON_CARD_KEYS")]
+    card_keys: Option<std::path::PathBuf>,
+    /// Create the --card-keys file (a new sealing key and index key, mode 0600) if it does
+    /// not exist yet: for a first start. Without it a missing file is an error, so a lost
+    /// mount never silently starts a new key.
+    #[arg(long, requires = "card_keys")]
+    init_card_keys: bool,
     /// Fault injection, for tests only: commit the fault on purpose.
     #[arg(long, value_enum, env = "PYLON_APP_FAULT", hide = true)]
     fault: Option<crate::config::Fault>,
@@ -88,6 +97,15 @@ impl Cli {
              lease_ttl => lease_ttl_secs, pile_utc_offset_minutes => pile_utc_offset_minutes);
         if self.fault.is_some() {
             c.fault = self.fault;
+        }
+        if self.card_keys.is_some() {
+            c.card_keys = self.card_keys;
+        }
+        if let (true, Some(path)) = (self.init_card_keys, &c.card_keys) {
+            if !path.exists() {
+                crate::revenue::vault::Vault::create_file(path)?;
+                tracing::info!(path = %path.display(), "created a new card key file; back it up");
+            }
         }
         if self.grpc_advertise.is_some() {
             c.grpc_advertise = self.grpc_advertise;

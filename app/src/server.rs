@@ -16,6 +16,8 @@ use crate::business::Business;
 use crate::config::{Config, StoreBackend};
 use crate::directory::Directory;
 use crate::metrics::AppMetrics;
+use crate::revenue::authorize::StartPolicy;
+use crate::revenue::vault::Vault;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
@@ -72,13 +74,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut registry = MetricsRegistry::default();
     metrics.register(&mut registry);
     let directory = Arc::new(Directory::default());
+    let vault = match &config.card_keys {
+        Some(path) => Some(Arc::new(Vault::from_file(path)?)),
+        None => {
+            tracing::warn!("no card key file (--card-keys): card and VIN starts are refused, cards cannot be added");
+            None
+        }
+    };
     let business = Arc::new(Business::new(
         store.clone(),
         directory.clone(),
         metrics,
         crate::business::BusinessSettings {
             offset: config.offset(),
-            pile_start_balance: config.pile_start_balance,
+            vault,
+            policy: StartPolicy {
+                min_balance: config.revenue.min_balance,
+                max_hold: config.revenue.max_hold,
+            },
+            tolerance: config.revenue.tolerance,
             fault: config.fault,
             clock: Arc::new(crate::clock::SystemClock),
         },

@@ -166,7 +166,9 @@ impl ChargingGun {
                         pile_no: self.pile,
                         gun_no: GUN,
                         start_mode: 1,
-                        account_or_card_no: Bytes8::card(),
+                        account_or_card_no: pylon_proto::ykc::Bytes(crate::accounts::fleet_card(
+                            self.pile.to_u64(),
+                        )),
                         ..Default::default()
                     }
                     .into(),
@@ -342,15 +344,6 @@ pub fn cp56_at(at: std::time::SystemTime) -> Cp56Time2a {
 
 pub fn cp56_now() -> Cp56Time2a {
     cp56_at(std::time::SystemTime::now())
-}
-
-/// A card number for card starts (never logged by the platform).
-struct Bytes8;
-
-impl Bytes8 {
-    fn card() -> pylon_proto::ykc::Bytes<8> {
-        pylon_proto::ykc::Bytes([0, 0, 0, 0, 0xD1, 0x4B, 0x0A, 0x54])
-    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Simulated YKC chargers at scale, the reference server, and the numbers they produce.
 
+pub mod accounts;
 pub mod certs;
 pub mod charger;
 pub mod charging;

@@ -59,6 +59,12 @@ impl AppProcess {
                 CLUSTER_TOKEN,
             ])
             .args(["--lease-ttl", "4"]);
+        // One card key file per test directory, shared by restarts of the instance.
+        let keys = opts.dir.join("card-keys.toml");
+        if !keys.exists() {
+            pylon_app::revenue::vault::Vault::create_file(&keys).expect("card key file");
+        }
+        cmd.arg("--card-keys").arg(&keys);
         if !opts.control.is_empty() {
             cmd.args(["--control", &opts.control.join(",")]);
         }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pylon_bench::charger::{ChargerConn, ChargerError, Target};
+use pylon_bench::charger::{ChargerConn, ChargerError};
 use pylon_proto::app::business_client::BusinessClient;
 use pylon_proto::app::{app_message, edge_message, EdgeMessage, Hello, Uplink};
 use pylon_proto::ykc::frames::{
@@ -14,124 +14,11 @@ use pylon_tests::app::{AppOptions, AppProcess, Store};
 use pylon_tests::certs::TestCerts;
 use pylon_tests::control::{edge_flags, Backend, ControlOptions, ControlProcess, CLUSTER_TOKEN};
 use pylon_tests::edge::{EdgeOptions, EdgeProcess};
+use pylon_tests::platform::{connect, next, pile, pile_text, runtime, Platform, FIRST_PILE};
 use pylon_tests::wait_for;
 use serde_json::json;
-use tempfile::TempDir;
 
-const FIRST_PILE: u64 = 32_010_200_000_001;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-fn pile(n: u64) -> PileNo {
-    PileNo::from_u64(FIRST_PILE + n)
-}
-
-fn pile_text(n: u64) -> String {
-    format!("{:014}", FIRST_PILE + n)
-}
-
-struct Platform {
-    edges: Vec<EdgeProcess>,
-    app: AppProcess,
-    control: ControlProcess,
-    certs: TestCerts,
-    dir: TempDir,
-}
-
-impl Platform {
-    fn start(edges: usize, app_env: Vec<(String, String)>) -> Platform {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let certs = TestCerts::generate(dir.path()).expect("certs");
-        let control = ControlProcess::start(ControlOptions {
-            dir: dir.path(),
-            replica: "c1",
-            backend: Backend::Embedded(dir.path().join("registry.json")),
-            extra: vec![],
-        });
-        let app = AppProcess::start(AppOptions {
-            dir: dir.path(),
-            id: "app-1",
-            control: vec![control.grpc_url()],
-            store: Store::Sqlite(dir.path().join("app.db")),
-            env: app_env,
-        });
-        let mut platform = Platform {
-            edges: Vec::new(),
-            app,
-            control,
-            certs,
-            dir,
-        };
-        for i in 0..edges {
-            platform.add_edge(&format!("e{}", i + 1));
-        }
-        platform.wait_owned();
-        platform.app.add_piles(FIRST_PILE, 20);
-        platform
-    }
-
-    fn add_edge(&mut self, id: &str) {
-        let mut flags = edge_flags(id, &[self.control.grpc_url()]);
-        flags.retain(|f| f != "--allow-all");
-        flags.push("--app-login".into());
-        self.edges.push(EdgeProcess::start(EdgeOptions {
-            certs: &self.certs,
-            dir: self.dir.path(),
-            executors: 2,
-            extra: flags,
-            with_rsa: false,
-            tls_only: false,
-        }));
-    }
-
-    /// Waits until every shard is owned and every edge applied that table.
-    fn wait_owned(&self) {
-        wait_for("shards owned by the app", Duration::from_secs(20), || {
-            (self.control.status()["shards_unowned"] == 0).then_some(())
-        });
-        let version = self.control.status()["route_version"].as_i64().unwrap_or(0);
-        for edge in &self.edges {
-            wait_for(
-                "edges to apply the shard map",
-                Duration::from_secs(20),
-                || (edge.status()["route_version"].as_i64() >= Some(version)).then_some(()),
-            );
-        }
-    }
-
-    fn target(&self, edge: usize) -> Target {
-        Target {
-            addr: self.edges[edge].tcp,
-            tls: None,
-        }
-    }
-}
-
-async fn connect(target: &Target, n: u64) -> Result<ChargerConn, ChargerError> {
-    let mut conn = ChargerConn::connect(target, None).await?;
-    conn.login(pile(n)).await?;
-    Ok(conn)
-}
-
-/// The next frame that is not a heartbeat reply.
-async fn next(conn: &mut ChargerConn, what: &'static str) -> (u16, Frame) {
-    loop {
-        let (seq, frame) = conn
-            .recv_timeout(what, Duration::from_secs(15))
-            .await
-            .unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
-        if !matches!(frame, Frame::HeartbeatReply(_)) {
-            return (seq, frame);
-        }
-    }
-}
-
+/// A transaction record; a retransmission is the same frame again, so callers keep it.
 fn record(n: u64, trade_no: pylon_proto::ykc::TradeNo) -> Frame {
     let now = pylon_bench::charging::cp56_now();
     TransactionRecord {
@@ -184,11 +71,22 @@ fn a_charging_session_end_to_end_and_downlinks_to_either_edge() {
         1.0
     );
 
-    // Remote start: the order waits for the pile, which confirms.
+    // Remote start for a driver's account: the order waits for the pile, which confirms.
+    let (code, account) = p
+        .app
+        .api("POST", "/v1/accounts", Some(json!({"name": "driver"})));
+    assert_eq!(code, 201, "{account}");
+    let account = account["id"].as_i64().expect("account id");
+    let (code, _) = p.app.api(
+        "POST",
+        &format!("/v1/accounts/{account}/top-up"),
+        Some(json!({"amount": 5000, "reason": "cash at the counter"})),
+    );
+    assert_eq!(code, 200);
     let (code, order) = p.app.api(
         "POST",
-        &format!("/v1/piles/{}/charge", pile_text(1)),
-        Some(json!({"gun": 1, "balance": 5000})),
+        &format!("/v1/accounts/{account}/charge"),
+        Some(json!({"pile": pile_text(1), "gun": 1})),
     );
     assert_eq!(code, 201, "{order}");
     let trade = order["trade_no"].as_str().expect("trade number").to_owned();
@@ -251,9 +149,10 @@ fn a_charging_session_end_to_end_and_downlinks_to_either_edge() {
             failure_reason: 0,
         };
         a.reply(seq, &reply.into()).await.expect("reply 0x35");
+        let the_record = record(1, trade_no);
         for attempt in 0..2 {
             // The second time is a retransmission: stored once, confirmed again.
-            a.send(&record(1, trade_no)).await.expect("send 0x3B");
+            a.send(&the_record).await.expect("send 0x3B");
             let (_, frame) = next(&mut a, "record confirmation").await;
             let Frame::TransactionConfirm(c) = frame else {
                 panic!("attempt {attempt}: expected 0x40, got {frame:?}");
@@ -324,8 +223,8 @@ fn a_record_stored_by_an_instance_killed_before_confirming_exists_once() {
     let mut a = rt.block_on(connect(&p.target(0), 3)).expect("login");
     let trade_no =
         pylon_proto::ykc::TradeNo::parse("32010200000004012611241820300001").expect("trade number");
-    rt.block_on(a.send(&record(3, trade_no)))
-        .expect("send 0x3B");
+    let the_record = record(3, trade_no);
+    rt.block_on(a.send(&the_record)).expect("send 0x3B");
     assert!(
         p.app.wait_exit(Duration::from_secs(15)).is_some(),
         "the instance should have killed itself after storing"
@@ -347,7 +246,7 @@ fn a_record_stored_by_an_instance_killed_before_confirming_exists_once() {
     rt.block_on(async {
         let mut confirmed = false;
         for _ in 0..10 {
-            a.send(&record(3, trade_no)).await.expect("retransmit 0x3B");
+            a.send(&the_record).await.expect("retransmit 0x3B");
             match a.recv_timeout("confirmation", Duration::from_secs(3)).await {
                 Ok((_, Frame::TransactionConfirm(c))) if c.trade_no == trade_no => {
                     assert_eq!(c.result, 0);
@@ -380,6 +279,8 @@ fn a_record_stored_by_an_instance_killed_before_confirming_exists_once() {
 fn bad_business_input_gets_errors_and_metrics_not_crashes() {
     let p = Platform::start(1, vec![]);
     let app = &p.app;
+    let (code, _) = app.api("POST", "/v1/accounts", Some(json!({"name": "driver"})));
+    assert_eq!(code, 201, "account 1");
     // Operator API mistakes.
     for (method, path, body, code, error) in [
         (
@@ -391,24 +292,31 @@ fn bad_business_input_gets_errors_and_metrics_not_crashes() {
         ),
         (
             "POST",
-            format!("/v1/piles/{}/charge", "32019999999999"),
-            Some(json!({"balance": 1})),
+            "/v1/accounts/1/charge".to_string(),
+            Some(json!({"pile": "32019999999999"})),
             404,
             "no_such_pile",
         ),
         (
             "POST",
-            format!("/v1/piles/{}/charge", pile_text(5)),
-            Some(json!({"balance": 1})),
+            "/v1/accounts/1/charge".to_string(),
+            Some(json!({"pile": pile_text(5)})),
             409,
             "not_connected",
         ),
         (
             "POST",
-            "/v1/piles/12ab/charge".to_string(),
-            Some(json!({"balance": 1})),
+            "/v1/accounts/1/charge".to_string(),
+            Some(json!({"pile": "12ab"})),
             400,
             "bad_pile",
+        ),
+        (
+            "POST",
+            "/v1/accounts/999/charge".to_string(),
+            Some(json!({"pile": pile_text(1)})),
+            404,
+            "no_such_account",
         ),
         (
             "POST",
@@ -623,6 +531,15 @@ fn app_instances_join_and_leave_under_load_without_losing_records() {
         (per_app("app-1") == 1024).then_some(())
     });
     app1.add_piles(FIRST_PILE, 100);
+    // Each simulated pile's driver has an account with a card and money.
+    pylon_bench::accounts::provision(
+        &format!("http://{}", app1.http),
+        pylon_tests::control::ADMIN_TOKEN,
+        FIRST_PILE,
+        100,
+        1_000_000,
+    )
+    .expect("accounts for the fleet");
     let fleet = ChargingFleet::start(dir.path(), edge.tcp, 100);
     fleet.wait_confirmed(50);
 

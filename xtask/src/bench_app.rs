@@ -147,7 +147,10 @@ fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> anyhow::Result
         .args(["--app-id", "bench-app", "--log", "warn"])
         .args(["--grpc-listen", &a_grpc, "--http-listen", &a_http])
         .args(["--control", &format!("http://{c_grpc}")])
-        .args(["--admin-token", ADMIN, "--cluster-token", CLUSTER]);
+        .args(["--admin-token", ADMIN, "--cluster-token", CLUSTER])
+        .arg("--card-keys")
+        .arg(dir.join("card-keys.toml"))
+        .arg("--init-card-keys");
     match &pg {
         Some(pg) => app_cmd.args(["--store", "postgres", "--postgres-url", &pg.url()]),
         None => app_cmd
@@ -198,6 +201,16 @@ fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> anyhow::Result
             .send_json(Value::Array(list))
             .map_err(|e| anyhow::anyhow!("registering piles: {e}"))?;
     }
+    // The charging piles' drivers and tariff: every record is priced and settled
+    // against a wallet (the settlement is what the records phase measures).
+    let api = format!("http://{a_http}");
+    pylon_bench::accounts::station_with_tariff(
+        &api,
+        ADMIN,
+        "bench",
+        PILE_BASE..PILE_BASE + args.charging,
+    )?;
+    pylon_bench::accounts::provision(&api, ADMIN, PILE_BASE, args.charging, 100_000_000)?;
 
     // Command round trips with every session connected.
     eprintln!(

@@ -93,7 +93,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 ADMIN_TOKEN,
                 "--cluster-token",
                 CLUSTER_TOKEN,
-            ]),
+            ])
+            .arg("--card-keys")
+            .arg(dir.join("card-keys.toml"))
+            .arg("--init-card-keys"),
         &dir.join("app.log"),
     )?;
     wait_ready(
@@ -110,6 +113,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
             .send_json(serde_json::Value::Array(piles))
             .map_err(|e| anyhow::anyhow!("registering the demo piles: {e}"))?;
+        // A station with a time-of-use tariff, and a driver with a card and money for
+        // each pile: starts are authorised and records settled against real wallets.
+        let api = format!("http://{app_http}");
+        let piles = base..base + args.chargers;
+        pylon_bench::accounts::station_with_tariff(
+            &api,
+            ADMIN_TOKEN,
+            &format!("Demo {base}"),
+            piles,
+        )?;
+        pylon_bench::accounts::provision(&api, ADMIN_TOKEN, base, args.chargers, 100_000)?;
     }
 
     let start_edge = |i: usize, append: bool| -> anyhow::Result<Proc> {

@@ -11,31 +11,42 @@ use time::UtcOffset;
 
 use super::*;
 use crate::clock::ManualClock;
+use crate::revenue::vault::Vault;
+use crate::store::revenue::RevenueStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Pile;
 
 /// 2026-11-29 12:00:00 UTC.
-const T0: i64 = 1_795_953_600_000;
-const PILE: &str = "32010200000001";
+pub(super) const T0: i64 = 1_795_953_600_000;
+pub(super) const PILE: &str = "32010200000001";
 
-struct World {
-    business: Business,
-    store: Arc<SqliteStore>,
-    clock: Arc<ManualClock>,
+pub(super) struct World {
+    pub business: Business,
+    pub store: Arc<SqliteStore>,
+    pub clock: Arc<ManualClock>,
+    pub vault: Arc<Vault>,
     _dir: tempfile::TempDir,
 }
 
-async fn world() -> World {
+pub(super) async fn world() -> World {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(&dir.path().join("business.db")).expect("store");
     let clock = Arc::new(ManualClock::at(T0));
+    let keys = dir.path().join("keys.toml");
+    Vault::create_file(&keys).expect("key file");
+    let vault = Arc::new(Vault::from_file(&keys).expect("vault"));
     let business = Business::new(
         store.clone(),
         Arc::default(),
         Arc::default(),
         BusinessSettings {
             offset: UtcOffset::UTC,
-            pile_start_balance: 5_000,
+            vault: Some(vault.clone()),
+            policy: StartPolicy {
+                min_balance: 100,
+                max_hold: 50_000,
+            },
+            tolerance: 100,
             fault: None,
             clock: clock.clone(),
         },
@@ -44,12 +55,13 @@ async fn world() -> World {
         business,
         store,
         clock,
+        vault,
         _dir: dir,
     }
 }
 
 impl World {
-    async fn register(&self, pile: &str, enabled: bool) {
+    pub(super) async fn register(&self, pile: &str, enabled: bool) {
         self.store
             .upsert_pile(&Pile {
                 pile_no: pile.into(),
@@ -62,7 +74,7 @@ impl World {
             .expect("pile registered");
     }
 
-    async fn handle(&self, frame: Frame) -> Vec<Reply> {
+    pub(super) async fn handle(&self, frame: Frame) -> Vec<Reply> {
         self.business
             .handle(&Incoming {
                 edge: "edge-1".into(),
@@ -77,7 +89,7 @@ impl World {
     }
 }
 
-fn pile_no() -> PileNo {
+pub(super) fn pile_no() -> PileNo {
     PileNo::parse(PILE).expect("pile number")
 }
 
@@ -89,17 +101,19 @@ fn login() -> Frame {
     .into()
 }
 
+/// A card start of card `D14B0A54` on gun 1.
 fn card_start() -> Frame {
     CardStartRequest {
         pile_no: pile_no(),
         gun_no: Bcd::from_u64(1),
         start_mode: 1,
+        account_or_card_no: pylon_proto::ykc::Bytes([0, 0, 0, 0, 0xD1, 0x4B, 0x0A, 0x54]),
         ..Default::default()
     }
     .into()
 }
 
-fn card_reply(replies: &[Reply]) -> CardStartReply {
+pub(super) fn card_reply(replies: &[Reply]) -> CardStartReply {
     match replies {
         [Reply::Frame(Frame::CardStartReply(r))] => r.clone(),
         other => panic!("expected one 0x32, got {other:?}"),
@@ -116,7 +130,7 @@ fn record(trade_no: &str) -> Frame {
     .into()
 }
 
-fn confirmation(replies: &[Reply]) -> u8 {
+pub(super) fn confirmation(replies: &[Reply]) -> u8 {
     match replies {
         [Reply::Frame(Frame::TransactionConfirm(c))] => c.result,
         other => panic!("expected one 0x40, got {other:?}"),
@@ -153,9 +167,20 @@ async fn only_registered_enabled_piles_log_in_and_the_login_is_recorded() {
 async fn a_card_start_on_an_enabled_pile_opens_one_order_and_a_repeat_gets_the_same() {
     let w = world().await;
     w.register(PILE, true).await;
+    let account = w.account_with_card("D14B0A54", None, 5_000).await;
     let first = card_reply(&w.handle(card_start()).await);
     assert_eq!(first.auth_result, 1);
-    assert_eq!(first.balance.0, 5_000);
+    assert_eq!(
+        first.balance.0, 5_000,
+        "the whole balance, under the cap, is held"
+    );
+    let wallet = w
+        .store
+        .account(account)
+        .await
+        .expect("read")
+        .expect("account");
+    assert_eq!((wallet.balance, wallet.held), (0, 5_000));
     // The reply was lost and the pile asks again within 30 s: the same order.
     w.clock.advance(Duration::from_secs(20));
     let again = card_reply(&w.handle(card_start()).await);

@@ -168,6 +168,13 @@ pub enum StartOutcome {
         /// The logical card number to show on the pile, sealed.
         logical_sealed: Option<String>,
     },
+    /// The same driver asked again for the same gun moments ago (the pile did not hear
+    /// our answer): the order already open, unchanged.
+    Again {
+        trade_no: String,
+        hold: i64,
+        logical_sealed: Option<String>,
+    },
     Refused(Refusal),
 }
 

@@ -18,20 +18,25 @@ pub(crate) async fn repeat_of<D: Db>(
 ) -> Result<Option<Repeat>> {
     let Some(row) = db
         .query_one(
-            "SELECT pile_no, gun_no, start_time, end_time, total_energy, total_amount \
-             FROM transaction_records WHERE trade_no = $1",
+            "SELECT pile_no, gun_no, fields FROM transaction_records WHERE trade_no = $1",
             &[record.trade_no.as_str().into()],
         )
         .await?
     else {
         return Ok(None);
     };
+    // Every field the pile sent (as stored: card numbers masked alike) must be the same,
+    // but for the time it sent the record (a pile may restamp a retransmission).
+    let without_send_time = |mut v: serde_json::Value| {
+        if let Some(map) = v.as_object_mut() {
+            map.remove("trade_time");
+        }
+        v
+    };
+    let stored = without_send_time(serde_json::from_str(&row.text(2)?).unwrap_or_default());
     let same = row.text(0)? == record.pile_no
         && row.text(1)? == record.gun_no
-        && row.int(2)? == record.start_time
-        && row.int(3)? == record.end_time
-        && row.int(4)? == record.total_energy
-        && row.int(5)? == record.total_amount;
+        && stored == without_send_time(record.fields.clone());
     Ok(Some(if same {
         Repeat::Same
     } else {

@@ -12,6 +12,10 @@ use pylon_proto::api::revenue::AccountState;
 
 const OPEN: &str = "('starting', 'charging', 'stopping')";
 
+/// A start asked again within this long, by the same driver for the same gun, is the same
+/// start.
+const REPEAT_WINDOW_MS: i64 = 30_000;
+
 /// The account behind a credential, and what the card itself says (its password check
 /// and the logical number to show).
 struct Found {
@@ -68,9 +72,12 @@ fn credential_key(credential: &Credential) -> String {
 }
 
 pub(crate) async fn start_charge<D: Db>(db: &mut D, req: &StartRequest) -> Result<StartOutcome> {
+    // Locking the pile's row serialises starts on its guns, so two cannot both find the
+    // gun free.
+    let lock = db.lock_rows();
     let pile = db
         .query_one(
-            "SELECT enabled FROM piles WHERE pile_no = $1",
+            &format!("SELECT enabled FROM piles WHERE pile_no = $1{lock}"),
             &[req.pile_no.as_str().into()],
         )
         .await?;
@@ -87,6 +94,28 @@ pub(crate) async fn start_charge<D: Db>(db: &mut D, req: &StartRequest) -> Resul
         .is_some();
     let key = credential_key(&req.credential);
     let found = find(db, &req.credential).await?;
+    // A repeated request: the pile resends 0x31 when our 0x32 is lost.
+    let again = db
+        .query_one(
+            &format!(
+                "SELECT trade_no, balance FROM orders WHERE pile_no = $1 AND gun_no = $2 \
+                 AND credential = $3 AND created_at >= $4 AND state IN {OPEN}"
+            ),
+            &[
+                req.pile_no.as_str().into(),
+                req.gun_no.as_str().into(),
+                key.as_str().into(),
+                (req.at - REPEAT_WINDOW_MS).into(),
+            ],
+        )
+        .await?;
+    if let Some(row) = again {
+        return Ok(StartOutcome::Again {
+            trade_no: row.text(0)?,
+            hold: row.int(1)?,
+            logical_sealed: found.and_then(|f| f.logical_sealed),
+        });
+    }
     let mut facts = StartFacts {
         pile_enabled,
         gun_busy,

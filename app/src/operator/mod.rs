@@ -7,7 +7,6 @@
 //! - `PUT  /v1/piles/{pile}`                          add or change one pile
 //! - `GET  /v1/piles/{pile}/records?from=&to=&limit=` transaction records, newest first
 //! - `GET  /v1/piles/{pile}/history?gun=&from=&to=`   status changes of a gun
-//! - `POST /v1/piles/{pile}/charge`                   remote start `{gun, balance}`
 //! - `POST /v1/piles/{pile}/commands`                 any command `{type, fields}`; waits for the reply
 //! - `GET  /v1/orders?pile=&from=&to=`                open orders (all, or one pile's history)
 //! - `GET  /v1/orders/{trade_no}`                     an order and its events
@@ -16,8 +15,10 @@
 //! - `GET|PUT /v1/billing-models/{n}`                 billing models
 //! - `GET  /v1/stats`                                 records stored, piles and edges connected
 //!
+//! - the revenue side (stations, tariffs, accounts, wallets, reports): [`revenue`]
+//!
 //! Times are Unix milliseconds; amounts and energies the protocol's integers. The request
-//! and reply types are `pylon_proto::api::app`'s, shared with `pylonctl`.
+//! and reply types are `pylon_proto::api::app`'s and `::revenue`'s, shared with `pylonctl`.
 
 // Handlers answer errors as ready-made responses; their size does not matter here.
 #![allow(clippy::result_large_err)]
@@ -34,8 +35,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry as MetricsRegistry;
 use pylon_proto::api::app::{
-    ChargeRequest, CommandReply, CommandRequest, OrderDetail, PileDetail, PileInput, PileLocation,
-    StatsReply, UpsertedReply,
+    CommandReply, CommandRequest, OrderDetail, PileDetail, PileInput, PileLocation, StatsReply,
+    UpsertedReply,
 };
 use pylon_proto::ykc::{Frame, FrameType, PileNo};
 use serde_json::{json, Value};
@@ -44,8 +45,10 @@ use crate::business::{Business, CommandError};
 use crate::directory::SendError;
 use crate::store::{BillingModel, Pile, StoreError};
 
+mod revenue;
+
 #[derive(Clone)]
-struct Api {
+pub(crate) struct Api {
     business: Arc<Business>,
     token: Option<Arc<str>>,
     metrics: Arc<MetricsRegistry>,
@@ -62,7 +65,6 @@ pub fn router(business: Arc<Business>, token: Option<String>, metrics: MetricsRe
         .route("/v1/piles/{pile}", get(pile_detail).put(upsert_pile))
         .route("/v1/piles/{pile}/records", get(pile_records))
         .route("/v1/piles/{pile}/history", get(pile_history))
-        .route("/v1/piles/{pile}/charge", post(start_charge))
         .route("/v1/piles/{pile}/commands", post(send_command))
         .route("/v1/orders", get(list_orders))
         .route("/v1/orders/{trade_no}", get(order_detail))
@@ -70,6 +72,7 @@ pub fn router(business: Arc<Business>, token: Option<String>, metrics: MetricsRe
         .route("/v1/records/{trade_no}", get(record_detail))
         .route("/v1/billing-models/{n}", get(get_model).put(put_model))
         .route("/v1/stats", get(stats))
+        .merge(revenue::routes())
         .layer(middleware::from_fn_with_state(api.clone(), require_token));
     Router::new()
         .route("/metrics", get(metrics_text))
@@ -79,11 +82,11 @@ pub fn router(business: Arc<Business>, token: Option<String>, metrics: MetricsRe
         .with_state(api)
 }
 
-type ApiResult = Result<Response, Response>;
+pub(crate) type ApiResult = Result<Response, Response>;
 
 use pylon_service::http::error;
 
-fn store_error(e: StoreError) -> Response {
+pub(crate) fn store_error(e: StoreError) -> Response {
     match e {
         StoreError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", m),
         StoreError::Unavailable(m) => {
@@ -97,11 +100,14 @@ fn store_error(e: StoreError) -> Response {
     }
 }
 
-fn command_error(e: CommandError) -> Response {
+pub(crate) fn command_error(e: CommandError) -> Response {
     let message = e.to_string();
     match e {
         CommandError::UnknownPile(_) => error(StatusCode::NOT_FOUND, "no_such_pile", message),
         CommandError::UnknownOrder(_) => error(StatusCode::NOT_FOUND, "no_such_order", message),
+        CommandError::UnknownAccount(_) => error(StatusCode::NOT_FOUND, "no_such_account", message),
+        // The spec's refusal reason, e.g. `insufficient_balance`, `frozen`.
+        CommandError::Refused(reason) => error(StatusCode::CONFLICT, reason.as_str(), message),
         CommandError::DisabledPile(_) => error(StatusCode::CONFLICT, "pile_disabled", message),
         CommandError::Conflict(_) => error(StatusCode::CONFLICT, "conflict", message),
         CommandError::Send(SendError::Encode(_)) | CommandError::Invalid(_) => {
@@ -113,7 +119,7 @@ fn command_error(e: CommandError) -> Response {
     }
 }
 
-fn pile_no(text: &str) -> Result<PileNo, Response> {
+pub(crate) fn pile_no(text: &str) -> Result<PileNo, Response> {
     if text.len() != 14 {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -127,7 +133,7 @@ fn pile_no(text: &str) -> Result<PileNo, Response> {
     PileNo::parse(text).map_err(|e| error(StatusCode::BAD_REQUEST, "bad_pile", e))
 }
 
-fn number<T: std::str::FromStr>(
+pub(crate) fn number<T: std::str::FromStr>(
     q: &HashMap<String, String>,
     key: &str,
     default: T,
@@ -304,27 +310,6 @@ async fn pile_history(
         .await
         .map_err(store_error)?;
     Ok(Json(history).into_response())
-}
-
-async fn start_charge(
-    State(api): State<Api>,
-    Path(pile): Path<String>,
-    Json(request): Json<ChargeRequest>,
-) -> ApiResult {
-    pile_no(&pile)?;
-    if !(1..=99).contains(&request.gun) {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "bad_gun",
-            "gun must be 1 to 99",
-        ));
-    }
-    let order = api
-        .business
-        .start_charge(&pile, request.gun, request.balance)
-        .await
-        .map_err(command_error)?;
-    Ok((StatusCode::CREATED, Json(order)).into_response())
 }
 
 async fn stop_charge(State(api): State<Api>, Path(trade_no): Path<String>) -> ApiResult {

@@ -1,0 +1,148 @@
+//! The billing model a pile holds (0x05/0x06, 0x09/0x0A, 0x58/0x57), derived from its
+//! station's tariff when it has one; and pushing a changed tariff to a station's piles.
+
+use std::time::Duration;
+
+use pylon_proto::ykc::field::ByteArray;
+use pylon_proto::ykc::frames::{BillingModelReply, BillingModelSet};
+use pylon_proto::ykc::{Bcd, Frame, PileNo, Scaled};
+
+use super::{Business, BusinessError};
+use crate::revenue::tariff::Tariff;
+
+/// How long a pile has to acknowledge a pushed billing model (0x57).
+const PUSH_REPLY_LIMIT: Duration = Duration::from_secs(10);
+
+/// The model number a tariff revision goes by on the wire (4 BCD digits): the tariff id
+/// and revision, each modulo 100, so a new revision is a new number to the pile.
+pub fn model_no(tariff_id: i64, revision: u32) -> u16 {
+    let t = u16::try_from(tariff_id.rem_euclid(100)).unwrap_or(0);
+    let r = u16::try_from(revision % 100).unwrap_or(0);
+    t * 100 + r
+}
+
+macro_rules! model_frame {
+    ($ty:ident, $pile:expr, $no:expr, $t:expr) => {
+        Frame::from($ty {
+            pile_no: $pile,
+            billing_model_no: Bcd::<2>::from_u64(u64::from($no)),
+            sharp_energy_rate: Scaled($t.rates.sharp.electricity),
+            sharp_service_rate: Scaled($t.rates.sharp.service),
+            peak_energy_rate: Scaled($t.rates.peak.electricity),
+            peak_service_rate: Scaled($t.rates.peak.service),
+            flat_energy_rate: Scaled($t.rates.flat.electricity),
+            flat_service_rate: Scaled($t.rates.flat.service),
+            valley_energy_rate: Scaled($t.rates.valley.electricity),
+            valley_service_rate: Scaled($t.rates.valley.service),
+            loss_ratio: $t.loss_ratio,
+            period_rates: ByteArray($t.slot_codes()),
+        })
+    };
+}
+
+/// A tariff as a billing-model frame: 0x0A (reply) or 0x58 (push).
+pub fn tariff_frame(pile: PileNo, model: u16, tariff: &Tariff, push: bool) -> Frame {
+    if push {
+        model_frame!(BillingModelSet, pile, model, tariff)
+    } else {
+        model_frame!(BillingModelReply, pile, model, tariff)
+    }
+}
+
+impl Business {
+    /// The model number the pile should hold, and the tariff it comes from (`None`: the
+    /// pile has no station tariff and uses its own billing model).
+    pub(super) async fn pile_model(
+        &self,
+        pile: &str,
+    ) -> Result<(u16, Option<Tariff>), BusinessError> {
+        if let Some(by) = self.store.priced_by(pile, self.now_ms()).await? {
+            return Ok((model_no(by.tariff_id, by.revision), Some(by.tariff)));
+        }
+        Ok((
+            self.store.pile(pile).await?.map_or(1, |p| p.billing_model),
+            None,
+        ))
+    }
+
+    /// The 0x0A answer for a pile.
+    pub(super) async fn model_reply(
+        &self,
+        pile_no: PileNo,
+        pile: &str,
+    ) -> Result<Frame, BusinessError> {
+        match self.pile_model(pile).await? {
+            (model, Some(tariff)) => Ok(tariff_frame(pile_no, model, &tariff, false)),
+            (model, None) => self.billing_model_frame(pile, model, 0x0A).await,
+        }
+    }
+
+    /// Sends each connected pile of a station its billing model (0x58) and waits for
+    /// their answers (0x57); returns the piles that took it.
+    pub async fn push_station_tariff(&self, station: i64) -> Result<Vec<String>, BusinessError> {
+        let Some(s) = self.store.station(station, self.now_ms()).await? else {
+            return Ok(Vec::new());
+        };
+        let mut sends = Vec::new();
+        for pile in s
+            .piles
+            .iter()
+            .filter(|p| self.directory.location(p).is_some())
+        {
+            let (model, Some(tariff)) = self.pile_model(pile).await? else {
+                continue;
+            };
+            let Ok(pile_no) = PileNo::parse(pile) else {
+                continue;
+            };
+            let frame = tariff_frame(pile_no, model, &tariff, true);
+            sends.push(async move {
+                let answer = self.command(pile, frame, 0x57, PUSH_REPLY_LIMIT).await;
+                let took = matches!(&answer, Ok(Frame::BillingModelSetReply(r)) if r.result == 1);
+                if !took {
+                    tracing::warn!(%pile, ?answer, "a pile did not take its new billing model (0x57)");
+                }
+                took.then(|| pile.clone())
+            });
+        }
+        Ok(join_all(sends).await.into_iter().flatten().collect())
+    }
+}
+
+/// Runs the futures together; their outputs in order.
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    use std::task::Poll;
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(v) => *output = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revision_is_a_new_model_number() {
+        assert_eq!(model_no(3, 1), 301);
+        assert_eq!(model_no(3, 2), 302);
+        assert_eq!(model_no(123, 105), 2305);
+        assert!(model_no(99, 99) <= 9999);
+    }
+}

@@ -1,0 +1,753 @@
+//! The revenue side of the operator API: stations, tariffs, accounts with their cards,
+//! VINs and wallets, the ledger, starts for an account, and reports. Routes and types are
+//! listed in `pylon_proto::api::revenue`.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use pylon_proto::api::revenue::{
+    AccountCharge, AccountInput, AccountState, AssignTariff, CardInput, MoneyInput, PileStation,
+    Reconciliation, StationDay, StationInput, TariffAssignment, TariffInput, VinInput,
+};
+use pylon_service::http::error;
+
+use super::{command_error, number, pile_no, store_error, Api, ApiResult};
+use crate::business::{normalise_card, password_index, password_md5};
+use crate::revenue::ledger::{self, Posting};
+use crate::revenue::tariff::Tariff;
+use crate::revenue::vault::{mask, Vault};
+use crate::store::revenue::{EntryMeta, SealedCard, SealedVin};
+
+pub(super) fn routes() -> Router<Api> {
+    Router::new()
+        .route("/v1/stations", get(list_stations).post(create_station))
+        .route("/v1/stations/{id}", get(get_station).put(update_station))
+        .route("/v1/stations/{id}/tariff", post(assign_tariff))
+        .route("/v1/piles/{pile}/station", put(set_pile_station))
+        .route("/v1/tariffs", get(list_tariffs).post(create_tariff))
+        .route("/v1/tariffs/{id}", get(get_tariff).put(revise_tariff))
+        .route("/v1/accounts", get(list_accounts).post(create_account))
+        .route("/v1/accounts/{id}", get(get_account))
+        .route("/v1/accounts/{id}/cards", post(add_card))
+        .route("/v1/accounts/{id}/cards/{card}", delete(remove_card))
+        .route("/v1/accounts/{id}/vins", post(add_vin))
+        .route("/v1/accounts/{id}/top-up", post(top_up))
+        .route("/v1/accounts/{id}/refund", post(refund))
+        .route("/v1/accounts/{id}/adjust", post(adjust))
+        .route("/v1/accounts/{id}/freeze", post(freeze))
+        .route("/v1/accounts/{id}/unfreeze", post(unfreeze))
+        .route("/v1/accounts/{id}/ledger", get(account_ledger))
+        .route("/v1/accounts/{id}/charge", post(charge_account))
+        .route("/v1/reports/daily", get(daily_report))
+        .route("/v1/reports/reconciliation", get(reconciliation))
+        .route("/v1/discrepancies", get(discrepancies))
+        .route("/v1/quarantine", get(quarantine))
+}
+
+fn not_found(code: &'static str, message: String) -> Response {
+    error(StatusCode::NOT_FOUND, code, message)
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, code, message.into())
+}
+
+fn id(text: &str, what: &str) -> Result<i64, Response> {
+    text.parse()
+        .map_err(|_| bad("bad_id", format!("{text:?} is not a {what} id")))
+}
+
+fn vault(api: &Api) -> Result<&Vault, Response> {
+    api.business.vault.as_deref().ok_or_else(|| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "card_keys_missing",
+            "no card key file is configured (start pylon-app with --card-keys): card numbers and VINs cannot be stored",
+        )
+    })
+}
+
+fn check_station(input: &StationInput) -> Result<(), Response> {
+    if input.name.trim().is_empty() {
+        return Err(bad("bad_station", "a station needs a name"));
+    }
+    if !(-720..=840).contains(&input.utc_offset_minutes) {
+        return Err(bad(
+            "bad_station",
+            "utc_offset_minutes must be within -720..=840",
+        ));
+    }
+    let lat_ok = input.latitude.is_none_or(|v| (-90.0..=90.0).contains(&v));
+    let lon_ok = input
+        .longitude
+        .is_none_or(|v| (-180.0..=180.0).contains(&v));
+    if !lat_ok || !lon_ok {
+        return Err(bad(
+            "bad_station",
+            "latitude is -90..90 and longitude -180..180",
+        ));
+    }
+    Ok(())
+}
+
+async fn list_stations(State(api): State<Api>) -> ApiResult {
+    let now = api.business.now_ms();
+    let stations = api
+        .business
+        .store
+        .stations(now)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(stations).into_response())
+}
+
+async fn create_station(State(api): State<Api>, Json(input): Json<StationInput>) -> ApiResult {
+    check_station(&input)?;
+    let now = api.business.now_ms();
+    let station = api
+        .business
+        .store
+        .create_station(&input, now)
+        .await
+        .map_err(store_error)?;
+    Ok((StatusCode::CREATED, Json(station)).into_response())
+}
+
+async fn get_station(State(api): State<Api>, Path(station): Path<String>) -> ApiResult {
+    let station = id(&station, "station")?;
+    let now = api.business.now_ms();
+    match api
+        .business
+        .store
+        .station(station, now)
+        .await
+        .map_err(store_error)?
+    {
+        Some(s) => Ok(Json(s).into_response()),
+        None => Err(not_found(
+            "no_such_station",
+            format!("no station {station}"),
+        )),
+    }
+}
+
+async fn update_station(
+    State(api): State<Api>,
+    Path(station): Path<String>,
+    Json(input): Json<StationInput>,
+) -> ApiResult {
+    let station = id(&station, "station")?;
+    check_station(&input)?;
+    let now = api.business.now_ms();
+    match api
+        .business
+        .store
+        .update_station(station, &input, now)
+        .await
+        .map_err(store_error)?
+    {
+        Some(s) => Ok(Json(s).into_response()),
+        None => Err(not_found(
+            "no_such_station",
+            format!("no station {station}"),
+        )),
+    }
+}
+
+async fn set_pile_station(
+    State(api): State<Api>,
+    Path(pile): Path<String>,
+    Json(input): Json<PileStation>,
+) -> ApiResult {
+    pile_no(&pile)?;
+    let done = api
+        .business
+        .store
+        .set_pile_station(&pile, input.station_id)
+        .await
+        .map_err(store_error)?;
+    if !done {
+        return Err(not_found(
+            "no_such_pile_or_station",
+            format!("no pile {pile} or no station {}", input.station_id),
+        ));
+    }
+    let now = api.business.now_ms();
+    let station = api
+        .business
+        .store
+        .station(input.station_id, now)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(station).into_response())
+}
+
+fn checked_tariff(input: &TariffInput) -> Result<Tariff, Response> {
+    if input.name.trim().is_empty() {
+        return Err(bad("bad_tariff", "a tariff needs a name"));
+    }
+    Tariff::try_from(&input.spec()).map_err(|e| bad("bad_tariff", e.to_string()))
+}
+
+async fn list_tariffs(State(api): State<Api>) -> ApiResult {
+    let tariffs = api.business.store.tariffs().await.map_err(store_error)?;
+    Ok(Json(tariffs).into_response())
+}
+
+async fn create_tariff(State(api): State<Api>, Json(input): Json<TariffInput>) -> ApiResult {
+    let tariff = checked_tariff(&input)?;
+    let now = api.business.now_ms();
+    let created = api
+        .business
+        .store
+        .create_tariff(input.name.trim(), &tariff, now)
+        .await
+        .map_err(store_error)?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn get_tariff(State(api): State<Api>, Path(tariff): Path<String>) -> ApiResult {
+    let tariff = id(&tariff, "tariff")?;
+    match api
+        .business
+        .store
+        .tariff(tariff)
+        .await
+        .map_err(store_error)?
+    {
+        Some(t) => Ok(Json(t).into_response()),
+        None => Err(not_found("no_such_tariff", format!("no tariff {tariff}"))),
+    }
+}
+
+/// A new revision; stations using the tariff get it pushed to their connected piles.
+async fn revise_tariff(
+    State(api): State<Api>,
+    Path(tariff_id): Path<String>,
+    Json(input): Json<TariffInput>,
+) -> ApiResult {
+    let tariff_id = id(&tariff_id, "tariff")?;
+    let tariff = checked_tariff(&input)?;
+    let now = api.business.now_ms();
+    let Some(revised) = api
+        .business
+        .store
+        .revise_tariff(tariff_id, input.name.trim(), &tariff, now)
+        .await
+        .map_err(store_error)?
+    else {
+        return Err(not_found(
+            "no_such_tariff",
+            format!("no tariff {tariff_id}"),
+        ));
+    };
+    let stations = api
+        .business
+        .store
+        .stations(now)
+        .await
+        .map_err(store_error)?;
+    for station in stations.iter().filter(|s| s.tariff_id == Some(tariff_id)) {
+        if let Err(e) = api.business.push_station_tariff(station.id).await {
+            tracing::warn!(station = station.id, "pushing the revised tariff: {e}");
+        }
+    }
+    Ok(Json(revised).into_response())
+}
+
+async fn assign_tariff(
+    State(api): State<Api>,
+    Path(station): Path<String>,
+    Json(input): Json<AssignTariff>,
+) -> ApiResult {
+    let station = id(&station, "station")?;
+    let now = api.business.now_ms();
+    let valid_from = input.valid_from.unwrap_or(now);
+    let done = api
+        .business
+        .store
+        .assign_tariff(station, input.tariff_id, valid_from)
+        .await
+        .map_err(store_error)?;
+    if !done {
+        return Err(not_found(
+            "no_such_station_or_tariff",
+            format!("no station {station} or no tariff {}", input.tariff_id),
+        ));
+    }
+    // In force now: the connected piles get it at once (0x58) and answer (0x57).
+    let pushed_to = if valid_from <= now {
+        api.business
+            .push_station_tariff(station)
+            .await
+            .map_err(|e| {
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "push_failed",
+                    e.to_string(),
+                )
+            })?
+    } else {
+        Vec::new()
+    };
+    Ok(Json(TariffAssignment {
+        station_id: station,
+        tariff_id: input.tariff_id,
+        valid_from,
+        pushed_to,
+    })
+    .into_response())
+}
+
+async fn list_accounts(
+    State(api): State<Api>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let after = number(&q, "after", 0i64)?;
+    let limit = number(&q, "limit", 100u32)?.min(10_000);
+    let accounts = api
+        .business
+        .store
+        .accounts(after, limit)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(accounts).into_response())
+}
+
+async fn create_account(State(api): State<Api>, Json(input): Json<AccountInput>) -> ApiResult {
+    if input.name.trim().is_empty() {
+        return Err(bad("bad_account", "an account needs a name"));
+    }
+    let now = api.business.now_ms();
+    let account = api
+        .business
+        .store
+        .create_account(&input, now)
+        .await
+        .map_err(store_error)?;
+    Ok((StatusCode::CREATED, Json(account)).into_response())
+}
+
+async fn account_reply(api: &Api, account: i64) -> ApiResult {
+    match api
+        .business
+        .store
+        .account(account)
+        .await
+        .map_err(store_error)?
+    {
+        Some(a) => Ok(Json(a).into_response()),
+        None => Err(not_found(
+            "no_such_account",
+            format!("no account {account}"),
+        )),
+    }
+}
+
+async fn get_account(State(api): State<Api>, Path(account): Path<String>) -> ApiResult {
+    account_reply(&api, id(&account, "account")?).await
+}
+
+async fn add_card(
+    State(api): State<Api>,
+    Path(account): Path<String>,
+    Json(input): Json<CardInput>,
+) -> ApiResult {
+    let account = id(&account, "account")?;
+    let vault = vault(&api)?;
+    let physical = normalise_card(&input.physical)
+        .ok_or_else(|| bad("bad_card", "a physical card number is 1 to 16 hex digits"))?;
+    let logical = input.logical.trim();
+    if logical.is_empty() || logical.len() > 16 || !logical.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad("bad_card", "a logical card number is 1 to 16 digits"));
+    }
+    let card = SealedCard {
+        index: vault.index("card", &physical),
+        sealed: vault.seal(&physical),
+        masked: mask(&physical),
+        logical_sealed: vault.seal(logical),
+        logical_masked: mask(logical.trim_start_matches('0')),
+        password_index: input
+            .password
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .map(|p| password_index(vault, &password_md5(p))),
+    };
+    let now = api.business.now_ms();
+    let added = api
+        .business
+        .store
+        .add_card(account, &card, now)
+        .await
+        .map_err(store_error)?;
+    if !added {
+        return Err(not_found(
+            "no_such_account",
+            format!("no account {account}"),
+        ));
+    }
+    tracing::info!(account, card = %card.masked, "card added");
+    account_reply(&api, account).await
+}
+
+async fn remove_card(
+    State(api): State<Api>,
+    Path((account, card)): Path<(String, String)>,
+) -> ApiResult {
+    let account = id(&account, "account")?;
+    let vault = vault(&api)?;
+    let physical = normalise_card(&card)
+        .ok_or_else(|| bad("bad_card", "a physical card number is 1 to 16 hex digits"))?;
+    let removed = api
+        .business
+        .store
+        .remove_card(account, &vault.index("card", &physical))
+        .await
+        .map_err(store_error)?;
+    if !removed {
+        return Err(not_found(
+            "no_such_card",
+            format!("account {account} has no card {}", mask(&physical)),
+        ));
+    }
+    account_reply(&api, account).await
+}
+
+async fn add_vin(
+    State(api): State<Api>,
+    Path(account): Path<String>,
+    Json(input): Json<VinInput>,
+) -> ApiResult {
+    let account = id(&account, "account")?;
+    let vault = vault(&api)?;
+    let vin = input.vin.trim().to_ascii_uppercase();
+    if vin.len() != 17 || !vin.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(bad("bad_vin", "a VIN is 17 letters and digits"));
+    }
+    let sealed = SealedVin {
+        index: vault.index("vin", &vin),
+        sealed: vault.seal(&vin),
+        masked: mask(&vin),
+    };
+    let now = api.business.now_ms();
+    if !api
+        .business
+        .store
+        .add_vin(account, &sealed, now)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(not_found(
+            "no_such_account",
+            format!("no account {account}"),
+        ));
+    }
+    account_reply(&api, account).await
+}
+
+/// Posts a money movement an operator asked for.
+async fn move_money(
+    api: &Api,
+    account: &str,
+    input: &MoneyInput,
+    postings: impl FnOnce(i64) -> Result<Vec<Posting>, Response>,
+) -> ApiResult {
+    let account = id(account, "account")?;
+    if input.reason.trim().is_empty() {
+        return Err(bad("bad_money", "say why (reason)"));
+    }
+    let postings = postings(account)?;
+    let meta = EntryMeta {
+        actor: "operator".into(),
+        reason: input.reason.trim().to_owned(),
+        trade_no: None,
+        at: api.business.now_ms(),
+    };
+    match api
+        .business
+        .store
+        .post(account, &postings, &meta)
+        .await
+        .map_err(store_error)?
+    {
+        Some(a) => Ok(Json(a).into_response()),
+        None => Err(not_found(
+            "no_such_account",
+            format!("no account {account}"),
+        )),
+    }
+}
+
+fn positive(amount: i64) -> Result<i64, Response> {
+    if amount > 0 {
+        Ok(amount)
+    } else {
+        Err(bad(
+            "bad_money",
+            "the amount is in fen and must be positive",
+        ))
+    }
+}
+
+async fn top_up(
+    State(api): State<Api>,
+    Path(account): Path<String>,
+    Json(input): Json<MoneyInput>,
+) -> ApiResult {
+    let amount = positive(input.amount)?;
+    move_money(&api, &account, &input, |a| Ok(ledger::top_up(a, amount))).await
+}
+
+async fn refund(
+    State(api): State<Api>,
+    Path(account): Path<String>,
+    Json(input): Json<MoneyInput>,
+) -> ApiResult {
+    let amount = positive(input.amount)?;
+    move_money(&api, &account, &input, |a| Ok(ledger::refund(a, amount))).await
+}
+
+async fn adjust(
+    State(api): State<Api>,
+    Path(account): Path<String>,
+    Json(input): Json<MoneyInput>,
+) -> ApiResult {
+    if input.amount == 0 {
+        return Err(bad("bad_money", "an adjustment of 0 changes nothing"));
+    }
+    let amount = input.amount;
+    move_money(&api, &account, &input, |a| Ok(ledger::adjust(a, amount))).await
+}
+
+async fn set_state(api: &Api, account: &str, state: AccountState) -> ApiResult {
+    let account = id(account, "account")?;
+    let now = api.business.now_ms();
+    match api
+        .business
+        .store
+        .set_account_state(account, state, now)
+        .await
+        .map_err(store_error)?
+    {
+        Some(a) => Ok(Json(a).into_response()),
+        None => Err(not_found(
+            "no_such_account",
+            format!("no account {account}"),
+        )),
+    }
+}
+
+async fn freeze(State(api): State<Api>, Path(account): Path<String>) -> ApiResult {
+    set_state(&api, &account, AccountState::Frozen).await
+}
+
+async fn unfreeze(State(api): State<Api>, Path(account): Path<String>) -> ApiResult {
+    set_state(&api, &account, AccountState::Active).await
+}
+
+async fn account_ledger(
+    State(api): State<Api>,
+    Path(account): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let account = id(&account, "account")?;
+    let limit = number(&q, "limit", 100u32)?.min(10_000);
+    if api
+        .business
+        .store
+        .account(account)
+        .await
+        .map_err(store_error)?
+        .is_none()
+    {
+        return Err(not_found(
+            "no_such_account",
+            format!("no account {account}"),
+        ));
+    }
+    let entries = api
+        .business
+        .store
+        .ledger(account, limit)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(entries).into_response())
+}
+
+async fn charge_account(
+    State(api): State<Api>,
+    Path(account): Path<String>,
+    Json(input): Json<AccountCharge>,
+) -> ApiResult {
+    let account = id(&account, "account")?;
+    pile_no(&input.pile)?;
+    if !(1..=99).contains(&input.gun) {
+        return Err(bad("bad_gun", "gun must be 1 to 99"));
+    }
+    let order = api
+        .business
+        .start_for_account(account, &input.pile, input.gun)
+        .await
+        .map_err(command_error)?;
+    Ok((StatusCode::CREATED, Json(order)).into_response())
+}
+
+fn wants_csv(q: &HashMap<String, String>) -> bool {
+    q.get("format").is_some_and(|f| f == "csv")
+}
+
+fn csv(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
+}
+
+/// Per station and local day; `from`/`to` are Unix ms of the charges' starts.
+async fn daily_report(
+    State(api): State<Api>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let from = number(&q, "from", 0i64)?;
+    let to = number(&q, "to", i64::MAX)?;
+    let days = api
+        .business
+        .store
+        .daily(from, to)
+        .await
+        .map_err(store_error)?;
+    if wants_csv(&q) {
+        return Ok(csv(daily_csv(&days)));
+    }
+    Ok(Json(days).into_response())
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+fn yuan(fen: i64) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    format!(
+        "{sign}{}.{:02}",
+        fen.unsigned_abs() / 100,
+        fen.unsigned_abs() % 100
+    )
+}
+
+pub fn daily_csv(days: &[StationDay]) -> String {
+    let mut out = String::from(
+        "station_id,station,day,sessions,energy_kwh,electricity_yuan,service_yuan,revenue_yuan\n",
+    );
+    for d in days {
+        out.push_str(&format!(
+            "{},{},{},{},{}.{:04},{},{},{}\n",
+            d.station_id.map(|i| i.to_string()).unwrap_or_default(),
+            csv_field(&d.station),
+            d.day,
+            d.sessions,
+            d.energy / 10_000,
+            d.energy % 10_000,
+            yuan(d.electricity_fen),
+            yuan(d.service_fen),
+            yuan(d.revenue_fen),
+        ));
+    }
+    out
+}
+
+pub fn reconciliation_csv(r: &Reconciliation) -> String {
+    let rows = [
+        ("records", r.records.to_string()),
+        ("settlements", r.settlements.to_string()),
+        ("unsettled_records", r.unsettled_records.len().to_string()),
+        ("settled_electricity_yuan", yuan(r.settled_electricity_fen)),
+        ("ledger_electricity_yuan", yuan(r.ledger_electricity_fen)),
+        ("settled_service_yuan", yuan(r.settled_service_fen)),
+        ("ledger_service_yuan", yuan(r.ledger_service_fen)),
+        ("refunds_yuan", yuan(r.refunds_fen)),
+        ("top_ups_yuan", yuan(r.top_ups_fen)),
+        ("open_holds_yuan", yuan(r.open_holds_fen)),
+        ("books_sum_fen", r.books_sum.to_string()),
+        ("wallet_mismatches", r.wallet_mismatches.len().to_string()),
+        ("discrepancies", r.discrepancies.to_string()),
+        ("quarantined", r.quarantined.to_string()),
+        ("balanced", r.balanced.to_string()),
+    ];
+    let mut out = String::from("check,value\n");
+    for (k, v) in rows {
+        out.push_str(&format!("{k},{v}\n"));
+    }
+    out
+}
+
+async fn reconciliation(
+    State(api): State<Api>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let r = api
+        .business
+        .store
+        .reconciliation()
+        .await
+        .map_err(store_error)?;
+    if wants_csv(&q) {
+        return Ok(csv(reconciliation_csv(&r)));
+    }
+    Ok(Json(r).into_response())
+}
+
+async fn discrepancies(
+    State(api): State<Api>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let limit = number(&q, "limit", 100u32)?.min(10_000);
+    let list = api
+        .business
+        .store
+        .discrepancies(limit)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(list).into_response())
+}
+
+async fn quarantine(State(api): State<Api>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+    let limit = number(&q, "limit", 100u32)?.min(10_000);
+    let list = api
+        .business
+        .store
+        .quarantined(limit)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(list).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_money_is_in_yuan_with_two_decimals() {
+        assert_eq!(yuan(123_456), "1234.56");
+        assert_eq!(yuan(-5), "-0.05");
+        let days = [StationDay {
+            station_id: Some(1),
+            station: "North, gate 2".into(),
+            day: "2026-11-29".into(),
+            sessions: 3,
+            energy: 123_456,
+            electricity_fen: 1000,
+            service_fen: 250,
+            revenue_fen: 1250,
+        }];
+        assert_eq!(
+            daily_csv(&days).lines().nth(1),
+            Some("1,\"North, gate 2\",2026-11-29,3,12.3456,10.00,2.50,12.50")
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! Drivers for simulated fleets: each simulated pile starts its charges with a card of
+//! its own (derived from its number), and [`provision`] gives every such card an account
+//! with money, through the app service's operator API, so that the platform authorises
+//! the starts (0x31) and settles the records (0x3B) against real wallets.
+
+use std::time::Duration;
+
+/// The card a simulated pile's driver uses: the low 32 bits of the pile number.
+pub fn fleet_card(pile: u64) -> [u8; 8] {
+    let low = (pile & 0xFFFF_FFFF) as u32;
+    let mut card = [0u8; 8];
+    card[4..].copy_from_slice(&low.to_be_bytes());
+    card
+}
+
+/// The card number as operators type it: upper-case hex without the zero padding.
+pub fn fleet_card_text(pile: u64) -> String {
+    format!("{:X}", pile & 0xFFFF_FFFF)
+}
+
+/// Creates an account for the driver of each pile `first..first + count`, with the pile's
+/// card and `fen` in the wallet. `api` is the app's operator address (`http://host:port`).
+pub fn provision(api: &str, token: &str, first: u64, count: u64, fen: i64) -> anyhow::Result<()> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
+    let call = |path: &str, body: serde_json::Value| -> anyhow::Result<serde_json::Value> {
+        agent
+            .post(&format!("{api}{path}"))
+            .set("authorization", &format!("Bearer {token}"))
+            .send_json(body)
+            .map_err(|e| anyhow::anyhow!("POST {path}: {e}"))?
+            .into_json()
+            .map_err(|e| anyhow::anyhow!("POST {path}: {e}"))
+    };
+    for pile in first..first + count {
+        let account = call(
+            "/v1/accounts",
+            serde_json::json!({"name": format!("driver of {pile:014}")}),
+        )?;
+        let id = account["id"]
+            .as_i64()
+            .ok_or_else(|| anyhow::anyhow!("no account id in {account}"))?;
+        call(
+            &format!("/v1/accounts/{id}/cards"),
+            serde_json::json!({"physical": fleet_card_text(pile), "logical": format!("{}", pile % 10_000_000_000)}),
+        )?;
+        call(
+            &format!("/v1/accounts/{id}/top-up"),
+            serde_json::json!({"amount": fen, "reason": "simulated fleet"}),
+        )?;
+    }
+    Ok(())
+}
+
+/// A station named `name` holding `piles`, priced by a time-of-use tariff (valley
+/// 0.40, flat 0.80, peak 1.20, sharp 1.50 yuan per kWh, plus 0.40 service fee) in force
+/// from the epoch. Returns the station's id.
+pub fn station_with_tariff(
+    api: &str,
+    token: &str,
+    name: &str,
+    piles: impl IntoIterator<Item = u64>,
+) -> anyhow::Result<i64> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
+    let call =
+        |method: &str, path: &str, body: serde_json::Value| -> anyhow::Result<serde_json::Value> {
+            agent
+                .request(method, &format!("{api}{path}"))
+                .set("authorization", &format!("Bearer {token}"))
+                .send_json(body)
+                .map_err(|e| anyhow::anyhow!("{method} {path}: {e}"))?
+                .into_json()
+                .map_err(|e| anyhow::anyhow!("{method} {path}: {e}"))
+        };
+    let station = call("POST", "/v1/stations", serde_json::json!({"name": name}))?["id"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("no station id"))?;
+    let rate = |yuan_e5: u32| serde_json::json!({"electricity": yuan_e5, "service": 40_000});
+    let tariff = call(
+        "POST",
+        "/v1/tariffs",
+        serde_json::json!({
+            "name": format!("{name} time of use"),
+            "rates": {"sharp": rate(150_000), "peak": rate(120_000), "flat": rate(80_000), "valley": rate(40_000)},
+            "schedule": [
+                {"from": "00:00", "period": "valley"},
+                {"from": "08:00", "period": "flat"},
+                {"from": "10:00", "period": "peak"},
+                {"from": "12:00", "period": "flat"},
+                {"from": "18:00", "period": "sharp"},
+                {"from": "21:00", "period": "flat"},
+                {"from": "23:00", "period": "valley"},
+            ],
+        }),
+    )?["id"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("no tariff id"))?;
+    call(
+        "POST",
+        &format!("/v1/stations/{station}/tariff"),
+        serde_json::json!({"tariff_id": tariff, "valid_from": 0}),
+    )?;
+    for pile in piles {
+        call(
+            "PUT",
+            &format!("/v1/piles/{pile:014}/station"),
+            serde_json::json!({"station_id": station}),
+        )?;
+    }
+    Ok(station)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_pile_has_its_own_card() {
+        assert_eq!(fleet_card(32_010_200_000_001)[..4], [0, 0, 0, 0]);
+        assert_ne!(
+            fleet_card(32_010_200_000_001),
+            fleet_card(32_010_200_000_002)
+        );
+        let pile = 10_000_000_000_123u64;
+        let bytes = fleet_card(pile);
+        assert_eq!(
+            hex::encode_upper(bytes).trim_start_matches('0'),
+            fleet_card_text(pile)
+        );
+    }
+}
