@@ -70,7 +70,7 @@ async fn insert_record<D: Db>(db: &mut D, r: &TransactionRecord) -> Result<()> {
         &format!(
             "INSERT INTO transaction_records (trade_no, pile_no, gun_no, start_time, end_time, \
              total_energy, total_amount, stop_reason, fields, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {fields}, $10)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, CAST(CAST($8 AS BIGINT) AS SMALLINT), {fields}, $10)"
         ),
         &[
             r.trade_no.as_str().into(),
