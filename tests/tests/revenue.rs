@@ -277,6 +277,15 @@ fn card_and_vin_starts_are_authorised_held_and_settled_once() {
         Some(1)
     );
 
+    // The card keys rotate: every card is sealed again, and the card still starts (its
+    // index never changes) with its logical number read back through the new key.
+    let rotation = api(&p, "POST", "/v1/card-keys/rotate", None);
+    assert_eq!(rotation["key"], "k2", "{rotation}");
+    assert_eq!(rotation["resealed"], 2, "{rotation}");
+    let second = rt.block_on(ask(&mut conn, 1, card_start(1, 2, CARD, Some(md5))));
+    assert_eq!(second.auth_result, 1, "{second:?}");
+    assert_eq!(second.logical_card_no.to_string(), "0000001000000573");
+
     // An account limited to another station: 0x06.
     let limited = account(&p, json!({"name": "fleet", "stations": [999]}), 10_000);
     api(
@@ -298,7 +307,7 @@ fn card_and_vin_starts_are_authorised_held_and_settled_once() {
     let r = rt.block_on(ask(
         &mut conn,
         1,
-        card_start(1, 2, [0, 0, 0, 0, 0, 0, 0x99, 0x99], None),
+        card_start(1, 3, [0, 0, 0, 0, 0, 0, 0x99, 0x99], None),
     ));
     assert_eq!(r.failure_reason, 0x03);
     // A disabled pile: 0x05.
@@ -308,7 +317,7 @@ fn card_and_vin_starts_are_authorised_held_and_settled_once() {
         &format!("/v1/piles/{}", pile_text(1)),
         Some(json!({"enabled": false})),
     );
-    let r = rt.block_on(ask(&mut conn, 1, card_start(1, 2, CARD, Some(md5))));
+    let r = rt.block_on(ask(&mut conn, 1, card_start(1, 3, CARD, Some(md5))));
     assert_eq!(r.failure_reason, 0x05);
 
     // The books balance, and a refund is in them.

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use pylon_proto::api::revenue::{
-    AccountCharge, AccountInput, AccountState, AssignTariff, CardInput, MoneyInput, PileStation,
-    Reconciliation, StationDay, StationInput, TariffAssignment, TariffInput, VinInput,
+    AccountCharge, AccountInput, AccountState, AssignTariff, CardInput, KeyRotation, MoneyInput,
+    PileStation, Reconciliation, StationDay, StationInput, TariffAssignment, TariffInput, VinInput,
 };
 use pylon_service::http::error;
 
@@ -46,6 +46,7 @@ pub(super) fn routes() -> Router<Api> {
         .route("/v1/reports/reconciliation", get(reconciliation))
         .route("/v1/discrepancies", get(discrepancies))
         .route("/v1/quarantine", get(quarantine))
+        .route("/v1/card-keys/rotate", post(rotate_card_keys))
 }
 
 fn not_found(code: &'static str, message: String) -> Response {
@@ -725,6 +726,29 @@ async fn quarantine(State(api): State<Api>, Query(q): Query<HashMap<String, Stri
         .await
         .map_err(store_error)?;
     Ok(Json(list).into_response())
+}
+
+/// A new sealing key, then every stored card number and VIN sealed again under it. Old
+/// keys stay in the file so that backups taken before still open.
+async fn rotate_card_keys(State(api): State<Api>) -> ApiResult {
+    let vault = api.business.vault.clone().ok_or_else(|| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "card_keys_missing",
+            "no card key file is configured (start pylon-app with --card-keys)",
+        )
+    })?;
+    let key = vault
+        .rotate()
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "key_file", e.to_string()))?;
+    let resealed = api
+        .business
+        .store
+        .reseal_all(vault)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(%key, resealed, "card keys rotated");
+    Ok(Json(KeyRotation { key, resealed }).into_response())
 }
 
 #[cfg(test)]

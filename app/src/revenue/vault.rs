@@ -37,18 +37,26 @@ struct KeyFile {
     keys: BTreeMap<String, String>,
 }
 
-pub struct Vault {
+/// The keys of one key file, as last read.
+struct Keys {
     current: String,
     keys: BTreeMap<String, LessSafeKey>,
     index: ring::hmac::Key,
+}
+
+pub struct Vault {
+    path: std::path::PathBuf,
+    keys: std::sync::RwLock<Keys>,
     random: SystemRandom,
 }
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = self.read();
         f.debug_struct("Vault")
-            .field("current", &self.current)
-            .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .field("path", &self.path)
+            .field("current", &keys.current)
+            .field("keys", &keys.keys.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -60,6 +68,27 @@ fn key_bytes(hex_text: &str) -> Option<[u8; 32]> {
 impl Vault {
     /// Reads a key file.
     pub fn from_file(path: &Path) -> Result<Vault, VaultError> {
+        Ok(Vault {
+            path: path.to_path_buf(),
+            keys: std::sync::RwLock::new(Self::read_file(path)?),
+            random: SystemRandom::new(),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a new key to the file, makes it current and starts sealing with it; values
+    /// sealed before still open. Returns the new key's id.
+    pub fn rotate(&self) -> Result<String, VaultError> {
+        let id = Self::add_key_to_file(&self.path)?;
+        let keys = Self::read_file(&self.path)?;
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+        Ok(id)
+    }
+
+    fn read_file(path: &Path) -> Result<Keys, VaultError> {
         let fail = |reason: String| VaultError::File {
             path: path.display().to_string(),
             reason,
@@ -87,11 +116,10 @@ impl Vault {
         }
         let index =
             key_bytes(&file.index).ok_or_else(|| fail("index is not 64 hex digits".into()))?;
-        Ok(Vault {
+        Ok(Keys {
             current: file.current,
             keys,
             index: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &index),
-            random: SystemRandom::new(),
         })
     }
 
@@ -143,8 +171,8 @@ impl Vault {
     }
 
     /// The id of the key new values are sealed with.
-    pub fn current_key(&self) -> &str {
-        &self.current
+    pub fn current_key(&self) -> String {
+        self.read().current.clone()
     }
 
     /// `<key id>:<hex of nonce, ciphertext and tag>`.
@@ -153,10 +181,11 @@ impl Vault {
         // SystemRandom reads the kernel's getrandom; it does not fail on Linux.
         let _ = self.random.fill(&mut nonce);
         let mut data = plain.as_bytes().to_vec();
-        let sealed = self.keys.get(&self.current).and_then(|key| {
+        let keys = self.read();
+        let sealed = keys.keys.get(&keys.current).and_then(|key| {
             key.seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(self.current.as_bytes()),
+                Aad::from(keys.current.as_bytes()),
                 &mut data,
             )
             .ok()
@@ -164,18 +193,19 @@ impl Vault {
         match sealed {
             Some(()) => format!(
                 "{}:{}{}",
-                self.current,
+                keys.current,
                 hex::encode(nonce),
                 hex::encode(&data)
             ),
             // Unreachable (the current key was checked at load); never store clear text.
-            None => format!("{}:", self.current),
+            None => format!("{}:", keys.current),
         }
     }
 
     pub fn open(&self, sealed: &str) -> Result<String, VaultError> {
         let (id, body) = sealed.split_once(':').ok_or(VaultError::Damaged)?;
-        let key = self
+        let keys = self.read();
+        let key = keys
             .keys
             .get(id)
             .ok_or_else(|| VaultError::UnknownKey(id.to_owned()))?;
@@ -208,7 +238,7 @@ impl Vault {
         input.extend_from_slice(kind.as_bytes());
         input.push(0);
         input.extend_from_slice(plain.as_bytes());
-        hex::encode(ring::hmac::sign(&self.index, &input).as_ref())
+        hex::encode(ring::hmac::sign(&self.read().index, &input).as_ref())
     }
 }
 
@@ -273,6 +303,22 @@ mod tests {
         assert!(matches!(v.open("k9:00"), Err(VaultError::UnknownKey(_))));
         assert!(matches!(v.open("nonsense"), Err(VaultError::Damaged)));
         assert!(matches!(v.open("k1:zz"), Err(VaultError::Damaged)));
+    }
+
+    #[test]
+    fn a_vault_rotates_in_place() {
+        let dir = tempfile::tempdir().expect("dir");
+        let v = vault(dir.path());
+        let old = v.seal("D14B0A54");
+        let index = v.index("card", "D14B0A54");
+        assert_eq!(v.rotate().expect("rotated"), "k2");
+        assert_eq!(Vault::key_of(&v.seal("x")), "k2");
+        assert_eq!(v.open(&old).expect("old value"), "D14B0A54");
+        assert_eq!(
+            v.index("card", "D14B0A54"),
+            index,
+            "the index key never rotates"
+        );
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //! - `GET /v1/reports/daily?from=&to=` -> `Vec<StationDay>` (`&format=csv` for CSV)
 //! - `GET /v1/reports/reconciliation` -> [`Reconciliation`] (`?format=csv` for CSV)
 //! - `GET /v1/discrepancies`, `GET /v1/quarantine`
+//! - `POST /v1/card-keys/rotate` -> [`KeyRotation`]: a new sealing key in the app's key
+//!   file, and every stored card number and VIN sealed again under it
 //!
 //! Money is in fen (0.01 yuan) unless a field says otherwise; prices are 0.00001 yuan per
 //! kWh and energy 0.0001 kWh, as on the wire. Card numbers and VINs are never sent back
@@ -407,4 +409,13 @@ pub struct Reconciliation {
     pub discrepancies: u64,
     pub quarantined: u64,
     pub balanced: bool,
+}
+
+/// `POST /v1/card-keys/rotate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRotation {
+    /// The id of the new current key.
+    pub key: String,
+    /// Stored values sealed again under it.
+    pub resealed: u64,
 }

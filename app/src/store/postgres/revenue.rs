@@ -157,6 +157,10 @@ impl RevenueStore for PostgresStore {
         in_transaction!(self, |db| logic::settle_record(&mut db, &input))
     }
 
+    async fn reseal_all(&self, vault: std::sync::Arc<crate::revenue::vault::Vault>) -> Result<u64> {
+        in_transaction!(self, |db| logic::reseal_all(&mut db, &vault))
+    }
+
     async fn daily(&self, from: i64, to: i64) -> Result<Vec<StationDay>> {
         in_transaction!(self, |db| logic::daily(&mut db, from, to))
     }

@@ -348,3 +348,59 @@ pub(crate) async fn ledger<D: Db>(db: &mut D, id: i64, limit: u32) -> Result<Vec
     })
     .collect()
 }
+
+/// Seals every card number, logical number and VIN again under the vault's current key
+/// (after a rotation); returns how many values changed.
+pub(crate) async fn reseal_all<D: Db>(
+    db: &mut D,
+    vault: &crate::revenue::vault::Vault,
+) -> Result<u64> {
+    use crate::revenue::vault::Vault;
+    let current = vault.current_key();
+    let reseal = |sealed: &str| -> Result<Option<String>> {
+        if Vault::key_of(sealed) == current {
+            return Ok(None);
+        }
+        let plain = vault
+            .open(sealed)
+            .map_err(|e| StoreError::Corrupt(format!("a sealed value does not open: {e}")))?;
+        Ok(Some(vault.seal(&plain)))
+    };
+    let mut changed = 0;
+    for r in db
+        .query(
+            "SELECT card_index, card_sealed, logical_sealed FROM cards",
+            &[],
+        )
+        .await?
+    {
+        let (card, logical) = (reseal(&r.text(1)?)?, reseal(&r.text(2)?)?);
+        if card.is_none() && logical.is_none() {
+            continue;
+        }
+        db.execute(
+            "UPDATE cards SET card_sealed = $1, logical_sealed = $2 WHERE card_index = $3",
+            &[
+                card.unwrap_or(r.text(1)?).into(),
+                logical.unwrap_or(r.text(2)?).into(),
+                r.text(0)?.into(),
+            ],
+        )
+        .await?;
+        changed += 1;
+    }
+    for r in db
+        .query("SELECT vin_index, vin_sealed FROM vins", &[])
+        .await?
+    {
+        if let Some(vin) = reseal(&r.text(1)?)? {
+            db.execute(
+                "UPDATE vins SET vin_sealed = $1 WHERE vin_index = $2",
+                &[vin.into(), r.text(0)?.into()],
+            )
+            .await?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}

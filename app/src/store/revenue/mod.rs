@@ -95,6 +95,9 @@ pub trait RevenueStore: Send + Sync {
         input: &SettleInput,
     ) -> Result<std::result::Result<Settled, Repeat>>;
 
+    /// Seals every stored card number and VIN again under the vault's current key.
+    async fn reseal_all(&self, vault: std::sync::Arc<crate::revenue::vault::Vault>) -> Result<u64>;
+
     async fn daily(&self, from: i64, to: i64) -> Result<Vec<StationDay>>;
     async fn reconciliation(&self) -> Result<Reconciliation>;
     async fn discrepancies(&self, limit: u32) -> Result<Vec<Discrepancy>>;

@@ -185,6 +185,10 @@ impl RevenueStore for SqliteStore {
         on!(self, write, |db| logic::settle_record(db, &input))
     }
 
+    async fn reseal_all(&self, vault: std::sync::Arc<crate::revenue::vault::Vault>) -> Result<u64> {
+        on!(self, write, |db| logic::reseal_all(db, &vault))
+    }
+
     async fn daily(&self, from: i64, to: i64) -> Result<Vec<StationDay>> {
         on!(self, read, |db| logic::daily(db, from, to))
     }
