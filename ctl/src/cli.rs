@@ -1,6 +1,6 @@
 //! The `pylonctl` command line: one clap enum with a variant per command group. The
 //! operator commands (status, edges, apps, shards, entry, routes; piles, records, charge;
-//! guard, top) live in [`crate::commands`] and are flattened in beside `ykc` and `completions`.
+//! stations, tariffs, accounts, reports; guard, top) live in [`crate::commands`] and are flattened in beside `ykc` and `completions`.
 
 use std::io::{self, Write};
 
@@ -18,20 +18,23 @@ and app instances are registered, how chargers are split into shards, which edge
 charger is sent to, and how the route table changes. It drains edges for maintenance.
 Through the app service (pylon-app), it runs the charging business: registers chargers
 (piles), shows their guns and connection, starts and stops charges, and reads the
-transaction records. Through an edge's admin API (pylon-edge), it shows the edge's
-SYN-flood guard and blocks or unblocks sources, and watches edges live (top: sessions,
-connections per executor, heartbeat and frame rates, the kernel's eBPF counts).
+transaction records; and its revenue side: stations, time-of-use tariffs, drivers'
+accounts with their wallets, cards and VINs, the ledger, and the revenue reports.
+Through an edge's admin API (pylon-edge), it shows the edge's SYN-flood guard and blocks
+or unblocks sources, and watches edges live (top: sessions, connections per executor,
+heartbeat and frame rates, the kernel's eBPF counts).
 Offline, it speaks the YKC V1.6 charger protocol: paste a frame captured from a charger
 to see what it says, or build a frame from JSON to send to one.
 
 The control plane is found at --endpoint, else PYLON_ENDPOINT, else `endpoint` in the
 config file (~/.config/pylon/pylonctl.toml), else http://127.0.0.1:7400. The app
-service (for piles, records and charge) is found at --app-endpoint, else
-PYLON_APP_ENDPOINT, else `app_endpoint` in the config file, else http://127.0.0.1:7510.
+service (for piles, records, charge, stations, tariffs, accounts and reports) is found
+at --app-endpoint, else PYLON_APP_ENDPOINT, else `app_endpoint` in the config file, else
+http://127.0.0.1:7510.
 An edge's admin API (for guard and top) is found at --edge-admin, else PYLON_EDGE_ADMIN, else
 `edge_admin` in the config file, else http://127.0.0.1:9100; it takes no token (top
 takes --edge-admin once per edge, for several).
-Admin commands, and all of piles, records and charge, need the control plane's admin
+Admin commands, and all of the app service's commands, need the control plane's admin
 token: --token, PYLON_TOKEN, or `token = \"...\"` in the config file. Every operator
 command prints a table, or the server's JSON with -o json.
 
@@ -45,9 +48,15 @@ Examples:
   pylonctl routes watch --count 5 --endpoint http://10.0.0.5:7400
   pylonctl piles add --range 32010200000001 100
   pylonctl piles show 32010200000001
-  pylonctl charge start 32010200000001 --gun 1 --balance 50.00
+  pylonctl charge start 32010200000001 --gun 1 --account 7
   pylonctl charge show 32010200000001012405010800000001
   pylonctl records list 32010200000001 --from 2024-05-01 --app-endpoint http://10.0.0.7:7510
+  pylonctl stations add --name 'North gate' --address '1 Main St'
+  pylonctl tariffs add --name Standard --file standard.json
+  pylonctl stations tariff 3 --tariff 2
+  pylonctl accounts top-up 7 --amount 200 --reason 'bank transfer'
+  pylonctl reports daily --from 2024-05-01 --format csv > may.csv
+  pylonctl reports reconciliation
   pylonctl guard status
   pylonctl guard block 203.0.113.7 --edge-admin http://10.0.0.3:9100
   pylonctl top --edge-admin http://10.0.0.3:9100 --edge-admin http://10.0.0.4:9100
@@ -58,11 +67,12 @@ Examples:
 Exit status:
   0  success
   1  any other error (e.g. the server answered with an error, such as a pile that is not
-     connected, or refused the token)
-  2  invalid input: a frame, JSON, frame type, pile or trade number, balance, time, IPv4
-     address or config file; also a request the server refused as invalid (HTTP 400)
+     connected, a refused start or token; or a reconciliation that does not balance)
+  2  invalid input: a frame, JSON, frame type, pile or trade number, amount, price,
+     tariff, time, IPv4 address or config file; also a request the server refused as
+     invalid (HTTP 400)
   3  the control plane could not be reached (connection refused, timed out, unknown host);
-     for piles, records and charge, the app service; for guard, the edge; for top,
+     for the app service's commands, the app service; for guard, the edge; for top,
      every edge, at every refresh of --count";
 
 #[derive(Debug, Parser)]
@@ -114,7 +124,7 @@ pub enum Failure {
     BadInput(String),
     /// Anything else, e.g. stdout could not be written: exit status 1.
     Other(anyhow::Error),
-    /// The control plane (or, for `piles`/`records`/`charge`, the app service; for
+    /// The control plane (or, for the app service's commands, the app service; for
     /// `guard`, the edge; for `top`, every edge) could not be reached at all (refused,
     /// timed out, unknown host): exit status 3.
     Unreachable(String),
@@ -197,6 +207,8 @@ mod tests {
         assert!(script.contains("pylonctl") && script.contains("decode"));
         assert!(script.contains("undrain") && script.contains("--grpc-endpoint"));
         assert!(script.contains("records") && script.contains("--app-endpoint"));
+        assert!(script.contains("tariffs") && script.contains("card-remove"));
+        assert!(script.contains("reconciliation") && script.contains("--utc-offset-minutes"));
         assert!(script.contains("unblock") && script.contains("--edge-admin"));
         assert!(script.contains("top") && script.contains("--interval"));
     }

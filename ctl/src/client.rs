@@ -306,16 +306,43 @@ impl Client {
     /// A public `GET` of a text resource such as `/metrics` (no token is sent): the body
     /// as it came.
     pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
-        match self
+        self.text(path, &[], "text/plain, */*", false)
+    }
+
+    /// An admin `GET` of a text resource, such as a CSV report (`accept`: the media type
+    /// asked for), with the token: the body as it came.
+    pub fn get_admin_text(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        accept: &str,
+    ) -> Result<String, ClientError> {
+        self.text(path, query, accept, true)
+    }
+
+    fn text(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        accept: &str,
+        admin: bool,
+    ) -> Result<String, ClientError> {
+        let mut request = self
             .agent
             .get(&format!("{}{path}", self.endpoint))
-            .set("Accept", "text/plain, */*")
-            .call()
-        {
+            .set("Accept", accept);
+        for (k, v) in query {
+            request = request.query(k, v);
+        }
+        let token = self.token.as_deref().filter(|_| admin);
+        if let Some(token) = token {
+            request = request.set("Authorization", &format!("Bearer {token}"));
+        }
+        match request.call() {
             Ok(response) => response
                 .into_string()
                 .map_err(|e| self.bad_reply("GET", path, e.to_string())),
-            Err(e) => Err(self.failed("GET", path, e, false)),
+            Err(e) => Err(self.failed("GET", path, e, token.is_some())),
         }
     }
 

@@ -1,52 +1,101 @@
-//! Money, energy and time as the operator types and reads them, for `pylonctl piles`,
-//! `records` and `charge`. The app service's API speaks integers: balances in 0.01 yuan,
-//! record amounts in 0.0001 yuan, energies in 0.0001 kWh, times in Unix milliseconds.
-//! Nothing here goes through a float.
+//! Money, energy and time as the operator types and reads them, for the app service's
+//! commands (`piles`, `records`, `charge`, `stations`, `tariffs`, `accounts`, `reports`).
+//! The app service's API speaks integers: wallets and money movements in fen (0.01 yuan),
+//! record amounts in 0.0001 yuan, prices in 0.00001 yuan per kWh, energies in 0.0001 kWh,
+//! times in Unix milliseconds. Nothing here goes through a float.
 
-/// The largest balance the protocol carries (a u32 of 0.01 yuan).
-const MAX_BALANCE: u32 = u32::MAX;
+/// The most one money movement (`accounts top-up|refund|adjust`) may move: 1,000,000,000
+/// yuan, in fen. Far above any real top-up; it keeps a typo from reaching the ledger and
+/// sums of many amounts far from overflowing.
+const MAX_AMOUNT: i64 = 100_000_000_000;
 
-/// A balance in yuan (`50`, `50.5`, `0.01`) -> 0.01 yuan, exactly. At most two decimals;
-/// more than zero; at most what the protocol carries (42949672.95).
-pub fn parse_balance(text: &str) -> Result<u32, String> {
+/// The highest price per kWh the app service takes: 10,000 yuan, in 0.00001 yuan.
+const MAX_PRICE: u32 = 1_000_000_000;
+
+/// `t`, unsigned decimal text with at most `decimals` digits after the point, as a count
+/// of 10^-decimals units. `example` ends the error messages; `unit` names the smallest
+/// step (for "has 3 decimals: ... counted in fen").
+fn parse_decimal(t: &str, decimals: usize, unit: &str, example: &str) -> Result<u128, String> {
+    let (whole, fraction) = t.split_once('.').unwrap_or((t, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) || t.ends_with('.') {
+        return Err(format!("{t:?} is not an amount: {example}"));
+    }
+    if fraction.len() > decimals {
+        return Err(format!(
+            "{t:?} has {} decimals: it is counted in {unit}; {example}",
+            fraction.len()
+        ));
+    }
+    let too_large = || format!("{t:?} is too large: {example}");
+    let whole: u128 = whole.parse().map_err(|_| too_large())?;
+    let fraction: u128 = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<decimals$}")
+            .parse()
+            .map_err(|_| too_large())?
+    };
+    whole
+        .checked_mul(10u128.pow(decimals as u32))
+        .and_then(|w| w.checked_add(fraction))
+        .ok_or_else(too_large)
+}
+
+/// An amount of money in yuan (`50`, `50.5`, `0.01`) -> fen, exactly: at most two
+/// decimals, more than zero, at most 1,000,000,000 yuan.
+pub fn parse_yuan(text: &str) -> Result<i64, String> {
     let t = text.trim();
     let example = "give yuan with at most two decimals, e.g. 50 or 50.00 or 12.5";
     if t.starts_with('-') {
         return Err(format!("{t:?} is negative: {example}"));
     }
-    let (whole, fraction) = t.split_once('.').unwrap_or((t, ""));
-    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{t:?} is not an amount: {example}"));
+    let fen = parse_decimal(t, 2, "fen (0.01 yuan)", example)?;
+    let fen = i64::try_from(fen)
+        .ok()
+        .filter(|f| *f <= MAX_AMOUNT)
+        .ok_or_else(|| {
+            format!(
+                "{t:?} is more than pylonctl moves at once ({} yuan)",
+                format_fen(MAX_AMOUNT)
+            )
+        })?;
+    if fen == 0 {
+        return Err(format!("{t:?} is zero: the least amount is 0.01 yuan"));
     }
-    if !fraction.bytes().all(|b| b.is_ascii_digit()) || (t.contains('.') && fraction.is_empty()) {
-        return Err(format!("{t:?} is not an amount: {example}"));
+    Ok(fen)
+}
+
+/// [`parse_yuan`], but a leading `-` makes it negative (an adjustment that takes money
+/// out of a wallet): `-12.50` -> -1250. Never zero.
+pub fn parse_signed_yuan(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    match t.strip_prefix('-') {
+        Some(rest) if !rest.starts_with(['-', '+', ' ']) => parse_yuan(rest)
+            .map(|fen| -fen)
+            .map_err(|e| e.replacen(&format!("{rest:?}"), &format!("{t:?}"), 1)),
+        _ => parse_yuan(t),
     }
-    if fraction.len() > 2 {
-        return Err(format!(
-            "{t:?} has {} decimals: the balance is counted in fen (0.01 yuan); {example}",
-            fraction.len()
-        ));
+}
+
+/// A price per kWh in yuan (`1.2`, `0.35`, `0.12345`) -> 0.00001 yuan, exactly: at most
+/// five decimals, zero allowed (a free service fee), at most 10,000 yuan.
+pub fn parse_price(text: &str) -> Result<u32, String> {
+    let t = text.trim();
+    let example = "give yuan per kWh with at most five decimals, e.g. 1.2 or 0.35 or 0.12345";
+    if t.starts_with('-') {
+        return Err(format!("{t:?} is negative: {example}"));
     }
-    let too_large = || {
-        format!(
-            "{t:?} is more than the protocol can carry ({}.{:02} yuan)",
-            MAX_BALANCE / 100,
-            MAX_BALANCE % 100
-        )
-    };
-    let whole: u64 = whole.parse().map_err(|_| too_large())?;
-    let fen: u64 = format!("{fraction:0<2}").parse().unwrap_or(0);
-    let total = whole
-        .checked_mul(100)
-        .and_then(|w| w.checked_add(fen))
-        .ok_or_else(too_large)?;
-    let total = u32::try_from(total).map_err(|_| too_large())?;
-    if total == 0 {
-        return Err(format!(
-            "{t:?} is zero: a charge needs a balance of at least 0.01 yuan"
-        ));
-    }
-    Ok(total)
+    let raw = parse_decimal(t, 5, "0.00001 yuan", example)?;
+    u32::try_from(raw)
+        .ok()
+        .filter(|p| *p <= MAX_PRICE)
+        .ok_or_else(|| format!("{t:?} is above 10000 yuan per kWh, the most a price may be"))
+}
+
+/// 0.00001 yuan per kWh -> yuan with five decimals (`1.20000`).
+pub fn format_price(raw: u32) -> String {
+    scaled(i64::from(raw), 5, 5)
 }
 
 /// 0.01 yuan -> `50.00`.
@@ -265,13 +314,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn balances_are_parsed_exactly() {
-        assert_eq!(parse_balance("50"), Ok(5000));
-        assert_eq!(parse_balance("50.5"), Ok(5050));
-        assert_eq!(parse_balance("50.50"), Ok(5050));
-        assert_eq!(parse_balance("0.01"), Ok(1));
-        assert_eq!(parse_balance(" 12.34 "), Ok(1234));
-        assert_eq!(parse_balance("42949672.95"), Ok(u32::MAX));
+    fn amounts_are_parsed_exactly() {
+        assert_eq!(parse_yuan("50"), Ok(5000));
+        assert_eq!(parse_yuan("50.5"), Ok(5050));
+        assert_eq!(parse_yuan("50.50"), Ok(5050));
+        assert_eq!(parse_yuan("0.01"), Ok(1));
+        assert_eq!(parse_yuan(" 12.34 "), Ok(1234));
+        assert_eq!(parse_yuan("1000000000"), Ok(MAX_AMOUNT));
         for bad in [
             "1.234",
             "-1",
@@ -283,15 +332,44 @@ mod tests {
             "1e3",
             "1,5",
             "50 yuan",
-            "42949672.96",
-            "99999999999999999999999",
+            "1000000000.01",
+            "99999999999999999999999999999999999999999",
             "+5",
         ] {
-            assert!(parse_balance(bad).is_err(), "{bad:?} parsed");
+            assert!(parse_yuan(bad).is_err(), "{bad:?} parsed");
         }
-        let err = parse_balance("1.234").unwrap_err();
+        let err = parse_yuan("1.234").unwrap_err();
         assert!(err.contains("3 decimals"), "{err}");
-        assert!(parse_balance("-1").unwrap_err().contains("negative"));
+        assert!(parse_yuan("-1").unwrap_err().contains("negative"));
+        assert!(parse_yuan("0").unwrap_err().contains("zero"));
+    }
+
+    #[test]
+    fn signed_amounts_may_be_negative_but_not_zero() {
+        assert_eq!(parse_signed_yuan("-12.5"), Ok(-1250));
+        assert_eq!(parse_signed_yuan("12.5"), Ok(1250));
+        assert_eq!(parse_signed_yuan(" -0.01 "), Ok(-1));
+        for bad in ["-0", "--5", "- 5", "-+5", "-", "-1.234", "0"] {
+            assert!(parse_signed_yuan(bad).is_err(), "{bad:?} parsed");
+        }
+        let err = parse_signed_yuan("-1.234").unwrap_err();
+        assert!(err.starts_with("\"-1.234\" has 3 decimals"), "{err}");
+    }
+
+    #[test]
+    fn prices_have_five_decimals() {
+        assert_eq!(parse_price("1.2"), Ok(120_000));
+        assert_eq!(parse_price("0.12345"), Ok(12_345));
+        assert_eq!(parse_price("0"), Ok(0));
+        assert_eq!(parse_price("10000"), Ok(MAX_PRICE));
+        for bad in ["0.123456", "-1", "10000.00001", "1.2.3", "", "abc"] {
+            assert!(parse_price(bad).is_err(), "{bad:?} parsed");
+        }
+        assert_eq!(format_price(120_000), "1.20000");
+        assert_eq!(format_price(5), "0.00005");
+        for text in ["1.20000", "0.00005", "10000.00000"] {
+            assert_eq!(format_price(parse_price(text).unwrap()), text);
+        }
     }
 
     #[test]

@@ -1,30 +1,31 @@
 //! `pylonctl piles|records|charge`: the charging business, through the app service's
 //! operator API (`pylon-app`, HTTP/JSON, the control plane's admin token as bearer
-//! token; documented in `app/src/operator.rs`).
+//! token; documented in `app/src/operator/`).
 //!
 //! The app service is a server of its own, found at `--app-endpoint` (flag >
-//! `PYLON_APP_ENDPOINT` > `app_endpoint` in the config file > http://127.0.0.1:7510).
-//! The requests and replies are `pylon_proto::api::app`'s types, the ones the app
-//! service uses; `--output json` prints the replies unchanged.
+//! `PYLON_APP_ENDPOINT` > `app_endpoint` in the config file > http://127.0.0.1:7510;
+//! see [`super::app`]). The requests and replies are `pylon_proto::api::app`'s types (and
+//! `::revenue`'s [`AccountCharge`] for `charge start`), the ones the app service uses;
+//! `--output json` prints the replies unchanged.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use pylon_proto::api::app::{ChargeRequest, PileInput, UpsertedReply};
 pub use pylon_proto::api::app::{
     GunStatus, Order, OrderDetail, OrderState, Pile, PileDetail, TransactionRecord as Record,
 };
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use pylon_proto::api::app::{PileInput, UpsertedReply};
+use pylon_proto::api::revenue::AccountCharge;
+use serde::Deserialize;
 use serde_json::Value;
 
+pub use super::app::AppConnectOptions;
+use super::app::{print_json, AppCtx};
 use super::{parse_pile, OutputFormat};
 use crate::cli::Failure;
-use crate::client::{path_segment, Client, ClientError};
-use crate::config::{self, Flags, Target};
+use crate::client::{path_segment, ClientError};
 use crate::render::business as render;
-use crate::units::{parse_balance, parse_time};
+use crate::units::parse_time;
 
 /// Piles per `POST /v1/piles` when adding many: the app service stores them one by one.
 const ADD_BATCH: usize = 500;
@@ -32,55 +33,6 @@ const ADD_BATCH: usize = 500;
 const MAX_RANGE: u64 = 100_000;
 /// The largest 14-digit pile number.
 const MAX_PILE: u64 = 99_999_999_999_999;
-
-/// Where the app service is, how to prove who you are, and how to print; every
-/// `piles`, `records` and `charge` command takes these, before or after its subcommand.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
-#[command(next_help_heading = "Connection and output")]
-pub struct AppConnectOptions {
-    /// The app service's HTTP address (its operator API) [env: PYLON_APP_ENDPOINT] [default: http://127.0.0.1:7510]
-    ///
-    /// Taken from, in order: this flag, PYLON_APP_ENDPOINT, `app_endpoint` in
-    /// the config file, http://127.0.0.1:7510. With several app instances, use
-    /// the one that owns the pile's shard (`pylonctl shards show --pile P`): only
-    /// it knows whether the pile is connected.
-    #[arg(long, global = true, value_name = "URL", verbatim_doc_comment)]
-    pub app_endpoint: Option<String>,
-
-    /// The admin token, sent as `Authorization: Bearer <TOKEN>` [env: PYLON_TOKEN]
-    ///
-    /// The control plane's admin token, which the app service shares. Taken
-    /// from, in order: this flag, PYLON_TOKEN, `token` in the config file.
-    /// Prefer the variable or the file: other users can see a flag in `ps`.
-    #[arg(long, global = true, value_name = "TOKEN", verbatim_doc_comment)]
-    pub token: Option<String>,
-
-    /// The config file [env: PYLONCTL_CONFIG] [default: ~/.config/pylon/pylonctl.toml]
-    ///
-    /// TOML with the keys `endpoint`, `token`, `grpc_endpoint`, `app_endpoint`
-    /// and `edge_admin`, e.g.
-    ///     app_endpoint = "http://10.0.0.7:7510"
-    ///     token = "..."
-    /// The default is $XDG_CONFIG_HOME/pylon/pylonctl.toml, else
-    /// ~/.config/pylon/pylonctl.toml, and need not exist; a file named by this
-    /// flag or by PYLONCTL_CONFIG must.
-    #[arg(long, global = true, value_name = "FILE", verbatim_doc_comment)]
-    pub config: Option<PathBuf>,
-
-    /// How to print replies: `table` for people, `json` for scripts
-    ///
-    /// `json` prints the app service's reply as it is.
-    #[arg(
-        long,
-        short = 'o',
-        global = true,
-        value_enum,
-        default_value_t = OutputFormat::Table,
-        value_name = "FORMAT",
-        verbatim_doc_comment
-    )]
-    pub output: OutputFormat,
-}
 
 pub const PILES_ABOUT: &str = "\
 Register chargers (piles) with the platform, enable and disable them, and see how one
@@ -171,20 +123,27 @@ Start and stop charges remotely, and follow them. The pile must be online (see
 `pylonctl piles show`). Talks to the app service (--app-endpoint).
 
 Examples:
-  pylonctl charge start 32010200000001 --gun 1 --balance 50.00
+  pylonctl charge start 32010200000001 --gun 1 --account 7
   pylonctl charge show 32010200000001012405010800000001
   pylonctl charge stop 32010200000001012405010800000001
   pylonctl charge open --pile 32010200000001";
 
 const CHARGE_START_ABOUT: &str = "\
-Start a charge on a gun of an online pile (the protocol's remote start, frame 0x34),
-granting it a balance in yuan (at most two decimals). The order is created at once in
-state `starting`; the pile confirms within 90 s and the order moves to `charging`, or to
-`failed`. Prints the order's trade number, to follow it with `pylonctl charge show`.
+Start a charge on a gun of an online pile (the protocol's remote start, frame 0x34), paid
+from an account's wallet (`pylonctl accounts`). The app service checks the account
+(active, allowed at the pile's station, enough balance) and holds part of its balance
+for the charge (the app service's policy decides how much; the pile stops there); the
+charge is settled from the hold when the pile sends its transaction record. The order is
+created at once in state `starting`; the pile confirms within 90 s and the order moves
+to `charging`, or to `failed`. Prints the order's trade number, to follow it with
+`pylonctl charge show`.
+
+A refused start prints the app service's reason, such as insufficient_balance, frozen
+or not_allowed_here, and exits with status 1.
 
 Examples:
-  pylonctl charge start 32010200000001 --balance 50
-  pylonctl charge start 32010200000001 --gun 2 --balance 12.50";
+  pylonctl charge start 32010200000001 --account 7
+  pylonctl charge start 32010200000001 --gun 2 --account 7";
 
 const CHARGE_STOP_ABOUT: &str = "\
 Stop a charge (the protocol's remote stop, frame 0x36). The order moves to `stopping`,
@@ -321,7 +280,7 @@ pub struct ChargeArgs {
 
 #[derive(Debug, PartialEq, Eq, Subcommand)]
 pub enum ChargeCommand {
-    /// Start a charge on an online pile, with a balance in yuan.
+    /// Start a charge on an online pile, paid from an account.
     #[command(long_about = CHARGE_START_ABOUT)]
     Start {
         /// The pile number: 14 digits, e.g. 32010200000001.
@@ -330,10 +289,9 @@ pub enum ChargeCommand {
         #[arg(long, value_name = "N", default_value_t = 1,
               value_parser = clap::value_parser!(u8).range(1..=99))]
         gun: u8,
-        /// The balance granted to the charge, in yuan: e.g. 50, 50.5 or 50.00.
-        #[arg(long, value_name = "YUAN", value_parser = parse_balance,
-              allow_negative_numbers = true)]
-        balance: u32,
+        /// The account that pays, by id (`pylonctl accounts list`).
+        #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
+        account: i64,
     },
     /// Stop a charge.
     #[command(long_about = CHARGE_STOP_ABOUT)]
@@ -415,22 +373,66 @@ fn piles_to_add(args: &PilesAddArgs) -> Result<Vec<String>, Failure> {
 
 /// What a command was about, to explain the app service's errors in its terms.
 #[derive(Debug, Clone, Copy, Default)]
-struct About<'a> {
+pub(crate) struct About<'a> {
     pile: Option<&'a str>,
     trade_no: Option<&'a str>,
+    /// The account a start is paid from.
+    account: Option<i64>,
     /// What the pile must be online for ("start a charge").
     action: Option<&'static str>,
+}
+
+/// Why the app service refused to start a charge for an account (HTTP 409, the refusal
+/// reason as the code), with what to do about it; `None` for other errors.
+fn refusal(code: &str, message: &str, account: i64, pile: Option<&str>) -> Option<String> {
+    let pile = pile.unwrap_or("<pile>");
+    let hint = match code {
+        "insufficient_balance" => format!(
+            "`pylonctl accounts show {account}` shows its balance; top it up with `pylonctl \
+             accounts top-up {account} --amount YUAN --reason TEXT`"
+        ),
+        "frozen" => format!(
+            "Account {account} is frozen; `pylonctl accounts unfreeze {account}` lets it \
+             charge again"
+        ),
+        "not_allowed_here" => format!(
+            "Account {account} may charge only at the stations `pylonctl accounts show \
+             {account}` lists; `pylonctl stations list` shows which station has pile {pile}"
+        ),
+        "pile_unsettled" | "card_unsettled" => format!(
+            "The last charge is not settled yet; `pylonctl charge open --pile {pile}` lists \
+             the pile's open orders"
+        ),
+        "no_account" | "wrong_password" | "vin_unknown" => String::new(),
+        _ => return None,
+    };
+    let mut text = format!("{message} ({code})");
+    if !hint.is_empty() {
+        text.push_str(".\n");
+        text.push_str(&hint);
+    }
+    Some(text)
 }
 
 /// The app service's error, said so that an operator new to Pylon knows what to do.
 /// Unknown codes, 400s (exit status 2), tokens and unreachable servers keep the client's
 /// own messages.
-fn explain(e: ClientError, about: About<'_>) -> Failure {
+pub(crate) fn explain(e: ClientError, about: About<'_>) -> Failure {
     // A trade number starts with its pile's number.
     let pile = about
         .pile
         .or_else(|| about.trade_no.and_then(|t| t.get(..14)));
     let message = e.message().unwrap_or_default().trim_end_matches('.');
+    if let (Some(code), Some(account), 409) = (e.code(), about.account, e.status().unwrap_or(0)) {
+        if let Some(text) = refusal(code, message, account, pile) {
+            return Failure::Other(anyhow::anyhow!(text));
+        }
+    }
+    if let (Some("no_such_account"), Some(a)) = (e.code(), about.account) {
+        return Failure::Other(anyhow::anyhow!(
+            "there is no account {a}; `pylonctl accounts list` lists the accounts"
+        ));
+    }
     let text = match (e.code(), pile, about.trade_no) {
         (Some("no_such_pile"), Some(p), _) => format!(
             "no pile {p} is registered; register it with `pylonctl piles add {p}` (`pylonctl \
@@ -492,75 +494,14 @@ fn explain(e: ClientError, about: About<'_>) -> Failure {
     Failure::Other(anyhow::anyhow!(text))
 }
 
-/// What every `piles`, `records` and `charge` command runs with.
-struct AppCtx {
-    client: Client,
-    output: OutputFormat,
-}
-
-impl AppCtx {
-    fn new(
-        connect: &AppConnectOptions,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, Failure> {
-        let flags = Flags {
-            token: connect.token.clone(),
-            config: connect.config.clone(),
-            app_endpoint: connect.app_endpoint.clone(),
-            target: Target::App,
-            ..Flags::default()
-        };
-        let settings = config::resolve(&flags, env)?;
-        Ok(AppCtx {
-            client: Client::app(
-                &settings.app_endpoint,
-                settings.token.clone(),
-                settings.token_hint(),
-            ),
-            output: connect.output,
-        })
-    }
-
-    fn get(&self, path: &str, query: &[(&str, &str)], about: About<'_>) -> Result<Value, Failure> {
-        self.client.get(path, query).map_err(|e| explain(e, about))
-    }
-
-    /// The reply as `T`, for the tables and for the commands that use what they read.
-    fn typed<T: DeserializeOwned>(
-        &self,
-        method: &'static str,
-        path: &str,
-        reply: &Value,
-    ) -> Result<T, Failure> {
-        T::deserialize(reply)
-            .map_err(|e| Failure::from(self.client.bad_reply(method, path, e.to_string())))
-    }
-
-    /// Prints `reply` as it came (`-o json`) or, read as `T`, as `text(T)`.
-    fn emit<T: DeserializeOwned>(
-        &self,
-        out: &mut dyn Write,
-        method: &'static str,
-        path: &str,
-        reply: &Value,
-        text: impl FnOnce(&T) -> String,
-    ) -> Result<(), Failure> {
-        match self.output {
-            OutputFormat::Json => print_json(out, reply),
-            OutputFormat::Table => {
-                let typed: T = self.typed(method, path, reply)?;
-                out.write_all(text(&typed).as_bytes())?;
-                Ok(())
-            }
-        }
-    }
-}
-
-fn print_json(out: &mut dyn Write, value: &impl Serialize) -> Result<(), Failure> {
-    let json = serde_json::to_string_pretty(value)
-        .map_err(|e| Failure::Other(anyhow::anyhow!("cannot print JSON: {e}")))?;
-    writeln!(out, "{json}")?;
-    Ok(())
+/// A `GET` whose errors are explained in terms of what the command was `about`.
+fn get(
+    ctx: &AppCtx,
+    path: &str,
+    query: &[(&str, &str)],
+    about: About<'_>,
+) -> Result<Value, Failure> {
+    ctx.client.get(path, query).map_err(|e| explain(e, about))
 }
 
 /// Runs `pylonctl piles ...`.
@@ -579,7 +520,7 @@ pub fn run_piles(
                 query.push(("after", after));
             }
             let path = "/v1/piles";
-            let reply = ctx.get(path, &query, About::default())?;
+            let reply = get(&ctx, path, &query, About::default())?;
             ctx.emit(out, "GET", path, &reply, |piles: &Vec<Pile>| {
                 render::piles(piles, after.as_deref(), limit)
             })
@@ -639,7 +580,7 @@ pub fn run_piles(
                 pile: Some(&pile),
                 ..About::default()
             };
-            let reply = ctx.get(&path, &[], about)?;
+            let reply = get(&ctx, &path, &[], about)?;
             ctx.emit(out, "GET", &path, &reply, render::pile_detail)
         }
         PilesCommand::Disable { pile } => set_enabled(args.connect, &pile, false, env, out),
@@ -662,7 +603,7 @@ fn set_enabled(
         pile: Some(&pile),
         ..About::default()
     };
-    let detail: PileDetail = ctx.typed("GET", &path, &ctx.get(&path, &[], about)?)?;
+    let detail: PileDetail = ctx.typed("GET", &path, &get(&ctx, &path, &[], about)?)?;
     let was = detail.pile.enabled;
     let input = PileInput {
         pile_no: None,
@@ -718,7 +659,7 @@ pub fn run_records(
                 pile: Some(&pile),
                 ..About::default()
             };
-            let reply = ctx.get(&path, &query, about)?;
+            let reply = get(&ctx, &path, &query, about)?;
             ctx.emit(out, "GET", &path, &reply, |records: &Vec<Record>| {
                 render::records(records, &pile, limit)
             })
@@ -731,7 +672,7 @@ pub fn run_records(
                 trade_no: Some(&trade_no),
                 ..About::default()
             };
-            let reply = ctx.get(&path, &[], about)?;
+            let reply = get(&ctx, &path, &[], about)?;
             ctx.emit(out, "GET", &path, &reply, render::record)
         }
     }
@@ -744,18 +685,23 @@ pub fn run_charge(
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     match args.command {
-        ChargeCommand::Start { pile, gun, balance } => {
+        ChargeCommand::Start { pile, gun, account } => {
             let pile = parse_pile(&pile)?;
             let ctx = AppCtx::new(&args.connect, env)?;
-            let path = format!("/v1/piles/{}/charge", path_segment(&pile));
+            let path = format!("/v1/accounts/{account}/charge");
             let about = About {
                 pile: Some(&pile),
+                account: Some(account),
                 action: Some("start a charge"),
                 ..About::default()
             };
+            let body = AccountCharge {
+                pile: pile.clone(),
+                gun,
+            };
             let reply: Value = ctx
                 .client
-                .post_json(&path, &ChargeRequest { balance, gun })
+                .post_json(&path, &body)
                 .map_err(|e| explain(e, about))?;
             ctx.emit(out, "POST", &path, &reply, render::charge_started)
         }
@@ -779,7 +725,7 @@ pub fn run_charge(
                 trade_no: Some(&trade_no),
                 ..About::default()
             };
-            let reply = ctx.get(&path, &[], about)?;
+            let reply = get(&ctx, &path, &[], about)?;
             ctx.emit(out, "GET", &path, &reply, render::order_detail)
         }
         ChargeCommand::Open { pile } => {
@@ -791,7 +737,7 @@ pub fn run_charge(
                 pile: pile.as_deref(),
                 ..About::default()
             };
-            let reply = ctx.get(path, &query, about)?;
+            let reply = get(&ctx, path, &query, about)?;
             ctx.emit(out, "GET", path, &reply, |orders: &Vec<Order>| {
                 render::open_orders(orders, pile.as_deref())
             })

@@ -3,14 +3,21 @@
 //!
 //! - [`control`]: `status`, `edges`, `apps`, `shards`, `entry`, `routes show`.
 //! - [`watch`]: `routes watch`, the control plane's gRPC route stream.
+//! - [`app`]: what the app service's commands share (connection, context, errors).
 //! - [`business`]: `piles`, `records` and `charge`, through the app service's operator API.
+//! - [`stations`], [`tariffs`], [`accounts`], [`reports`]: the app service's revenue side.
 //! - [`guard`]: `guard status|block|unblock`, an edge's SYN-flood guard.
 //! - [`top`]: `top`, a live view of edges from their Prometheus metrics.
 //! - [`ykc`]: `ykc decode|encode|types`, offline.
 
+pub mod accounts;
+pub mod app;
 pub mod business;
 pub mod control;
 pub mod guard;
+pub mod reports;
+pub mod stations;
+pub mod tariffs;
 pub mod top;
 pub mod watch;
 pub mod ykc;
@@ -22,6 +29,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use pylon_proto::ykc::PileNo;
 use serde::Serialize;
 
+use self::accounts::AccountsArgs;
 use self::business::{ChargeArgs, PilesArgs, RecordsArgs};
 pub use self::control::{
     AppsArgs, AppsCommand, EdgesArgs, EdgesCommand, EntryArgs, RoutesArgs, RoutesCommand,
@@ -31,6 +39,9 @@ use self::control::{
     APPS_ABOUT, EDGES_ABOUT, ENTRY_ABOUT, ROUTES_ABOUT, SHARDS_ABOUT, STATUS_ABOUT,
 };
 use self::guard::GuardArgs;
+use self::reports::ReportsArgs;
+use self::stations::StationsArgs;
+use self::tariffs::TariffsArgs;
 use self::top::TopArgs;
 use crate::cli::Failure;
 use crate::client::{Client, ClientError};
@@ -120,6 +131,18 @@ pub enum OpsCommand {
     /// Start, stop and follow charges (app service).
     #[command(long_about = business::CHARGE_ABOUT)]
     Charge(ChargeArgs),
+    /// Add and change stations; set their tariff and piles (app service).
+    #[command(long_about = stations::STATIONS_ABOUT)]
+    Stations(StationsArgs),
+    /// Add, show and revise time-of-use tariffs (app service).
+    #[command(long_about = tariffs::TARIFFS_ABOUT)]
+    Tariffs(TariffsArgs),
+    /// Manage accounts: wallets, cards, VINs, the ledger (app service).
+    #[command(long_about = accounts::ACCOUNTS_ABOUT)]
+    Accounts(AccountsArgs),
+    /// Revenue reports: daily takings, reconciliation, discrepancies (app service).
+    #[command(long_about = reports::REPORTS_ABOUT)]
+    Reports(ReportsArgs),
     /// Show an edge's SYN-flood guard; block and unblock sources (edge admin API).
     #[command(long_about = guard::GUARD_ABOUT)]
     Guard(GuardArgs),
@@ -224,6 +247,10 @@ pub fn run(
         OpsCommand::Piles(args) => business::run_piles(args, env, out),
         OpsCommand::Records(args) => business::run_records(args, env, out),
         OpsCommand::Charge(args) => business::run_charge(args, env, out),
+        OpsCommand::Stations(args) => stations::run_stations(args, env, out),
+        OpsCommand::Tariffs(args) => tariffs::run_tariffs(args, env, out),
+        OpsCommand::Accounts(args) => accounts::run_accounts(args, env, out),
+        OpsCommand::Reports(args) => reports::run_reports(args, env, out),
         OpsCommand::Guard(args) => guard::run_guard(args, env, out),
         OpsCommand::Top(args) => top::run_top(args, env, out),
     }

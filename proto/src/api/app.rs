@@ -9,7 +9,6 @@
 //! - `PUT  /v1/piles/{pile}` [`PileInput`]            -> [`Pile`]
 //! - `GET  /v1/piles/{pile}/records?from=&to=&limit=` -> `Vec<TransactionRecord>`, newest first
 //! - `GET  /v1/piles/{pile}/history?gun=&from=&to=&limit=` -> `Vec<StatusChange>`, oldest first
-//! - `POST /v1/piles/{pile}/charge` [`ChargeRequest`] -> [`Order`] (201)
 //! - `POST /v1/piles/{pile}/commands` [`CommandRequest`] -> [`CommandReply`]
 //! - `GET  /v1/orders?pile=&from=&to=&limit=`         -> `Vec<Order>` (open ones, or one pile's history)
 //! - `GET  /v1/orders/{trade_no}`                     -> [`OrderDetail`]
@@ -293,21 +292,6 @@ fn yes() -> bool {
 }
 
 fn model_one() -> u16 {
-    1
-}
-
-/// `POST /v1/piles/{pile}/charge`: a remote start (0x34).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChargeRequest {
-    /// 0.01 yuan.
-    pub balance: u32,
-    /// 1 to 99.
-    #[serde(default = "gun_one")]
-    pub gun: u8,
-}
-
-fn gun_one() -> u8 {
     1
 }
 

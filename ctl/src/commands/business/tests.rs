@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread;
 
@@ -11,6 +12,7 @@ use super::*;
 use crate::cli::{Cli, Command};
 use crate::client::tests::refused_endpoint;
 use crate::commands::OpsCommand;
+use crate::config;
 use crate::render::business::tests::{sample_detail_json, sample_order_json, sample_record_json};
 
 const PILE: &str = "32010200000001";
@@ -163,19 +165,19 @@ fn every_business_command_parses() {
     );
 
     assert_eq!(
-        charge(&["charge", "start", PILE, "--balance", "50"]).command,
+        charge(&["charge", "start", PILE, "--account", "7"]).command,
         ChargeCommand::Start {
             pile: PILE.into(),
             gun: 1,
-            balance: 5000
+            account: 7
         }
     );
     assert_eq!(
-        charge(&["charge", "start", PILE, "--gun", "2", "--balance", "0.01"]).command,
+        charge(&["charge", "start", PILE, "--gun", "2", "--account", "12"]).command,
         ChargeCommand::Start {
             pile: PILE.into(),
             gun: 2,
-            balance: 1
+            account: 12
         }
     );
     assert_eq!(
@@ -215,18 +217,20 @@ fn every_business_command_parses() {
         &["records", "list", PILE, "--from", "yesterday"],
         &["records", "list", PILE, "--to", "2024-05-01T08:00:00"],
         &["charge", "start", PILE],
-        &["charge", "start", PILE, "--balance", "1.234"],
-        &["charge", "start", PILE, "--balance", "-1"],
-        &["charge", "start", PILE, "--balance", "0"],
-        &["charge", "start", PILE, "--balance", "5", "--gun", "0"],
-        &["charge", "start", PILE, "--balance", "5", "--gun", "100"],
+        &["charge", "start", PILE, "--balance", "50"],
+        &["charge", "start", PILE, "--account", "7", "--balance", "50"],
+        &["charge", "start", PILE, "--account", "0"],
+        &["charge", "start", PILE, "--account", "-1"],
+        &["charge", "start", PILE, "--account", "seven"],
+        &["charge", "start", PILE, "--account", "7", "--gun", "0"],
+        &["charge", "start", PILE, "--account", "7", "--gun", "100"],
         &["charge", "stop"],
         &["charge", "open", "--pile"],
     ] {
         assert!(parse(bad).is_err(), "{bad:?} parsed");
     }
-    let err = parse(&["charge", "start", PILE, "--balance", "-1"]).unwrap_err();
-    assert!(err.to_string().contains("negative"), "{err}");
+    let err = parse(&["charge", "start", PILE, "--balance", "50"]).unwrap_err();
+    assert!(err.to_string().contains("--balance"), "{err}");
 }
 
 #[test]
@@ -332,13 +336,17 @@ pub(crate) fn serve(
     (endpoint, rx, handle)
 }
 
-fn api_error(code: &str, message: &str) -> String {
+pub(crate) fn api_error(code: &str, message: &str) -> String {
     json!({"error": {"code": code, "message": message}}).to_string()
 }
 
 /// Runs `pylonctl <args>` with the app service at `endpoint` (through
 /// PYLON_APP_ENDPOINT), the control plane nowhere, and no config file.
-fn run_at(endpoint: &str, token: Option<&str>, args: &[&str]) -> Result<String, Failure> {
+pub(crate) fn run_at(
+    endpoint: &str,
+    token: Option<&str>,
+    args: &[&str],
+) -> Result<String, Failure> {
     let mut env: HashMap<String, String> = [
         (config::ENV_APP_ENDPOINT.to_string(), endpoint.to_string()),
         (
@@ -357,7 +365,7 @@ fn run_at(endpoint: &str, token: Option<&str>, args: &[&str]) -> Result<String, 
 }
 
 #[test]
-fn charge_start_posts_the_balance_in_fen_and_prints_the_order() {
+fn charge_start_posts_the_pile_and_gun_for_the_account_and_prints_the_order() {
     let mut order = sample_order_json();
     order["state"] = json!("starting");
     let body = order.to_string();
@@ -365,7 +373,7 @@ fn charge_start_posts_the_balance_in_fen_and_prints_the_order() {
     let text = run_at(
         &endpoint,
         Some("s3cret"),
-        &["charge", "start", PILE, "--gun", "2", "--balance", "50.5"],
+        &["charge", "start", PILE, "--gun", "2", "--account", "7"],
     )
     .unwrap();
     let typed: Order = serde_json::from_value(order.clone()).unwrap();
@@ -373,27 +381,30 @@ fn charge_start_posts_the_balance_in_fen_and_prints_the_order() {
     assert!(text.contains("pylonctl charge show 32010200000001012405010800000001"));
     let seen = requests.recv().unwrap();
     assert!(
-        seen.head
-            .starts_with("POST /v1/piles/32010200000001/charge HTTP/1.1"),
+        seen.head.starts_with("POST /v1/accounts/7/charge HTTP/1.1"),
         "{}",
         seen.head
     );
     let head = seen.head.to_ascii_lowercase();
     assert!(head.contains("authorization: bearer s3cret"), "{head}");
     assert!(head.contains("content-type: application/json"), "{head}");
-    assert_eq!(seen.json(), json!({"gun": 2, "balance": 5050}));
+    assert_eq!(seen.json(), json!({"pile": PILE, "gun": 2}));
 
     let text = run_at(
         &endpoint,
         Some("s3cret"),
-        &["charge", "start", PILE, "--balance", "1", "-o", "json"],
+        &["charge", "start", PILE, "--account", "12", "-o", "json"],
     )
     .unwrap();
     assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), order);
-    assert_eq!(
-        requests.recv().unwrap().json(),
-        json!({"gun": 1, "balance": 100})
+    let seen = requests.recv().unwrap();
+    assert!(
+        seen.head
+            .starts_with("POST /v1/accounts/12/charge HTTP/1.1"),
+        "{}",
+        seen.head
     );
+    assert_eq!(seen.json(), json!({"pile": PILE, "gun": 1}));
     server.join().unwrap();
 }
 
@@ -407,7 +418,7 @@ fn not_connected_says_the_pile_must_be_online() {
     let err = run_at(
         &endpoint,
         Some("t"),
-        &["charge", "start", PILE, "--balance", "50"],
+        &["charge", "start", PILE, "--account", "7"],
     )
     .unwrap_err();
     assert_eq!(err.exit_code(), 1);
@@ -447,7 +458,7 @@ fn not_connected_says_the_pile_must_be_online() {
 fn an_unreachable_app_service_is_exit_status_3() {
     let endpoint = refused_endpoint();
     for args in [
-        &["charge", "start", PILE, "--balance", "50"][..],
+        &["charge", "start", PILE, "--account", "7"][..],
         &["piles", "list"],
         &["records", "show", TRADE],
     ] {
@@ -553,7 +564,7 @@ fn api_errors_are_explained() {
         )
     );
     assert_eq!(
-        fail(t, &["charge", "start", PILE, "--balance", "5"]),
+        fail(t, &["charge", "start", PILE, "--account", "7"]),
         (
             1,
             "pile 32010200000001 is disabled, so it may not charge; enable it with \
@@ -561,7 +572,7 @@ fn api_errors_are_explained() {
                 .into()
         )
     );
-    let (code, msg) = fail(t, &["charge", "start", PILE, "--balance", "5"]);
+    let (code, msg) = fail(t, &["charge", "start", PILE, "--account", "7"]);
     assert_eq!(code, 1);
     assert!(
             msg.starts_with("gun 01 of pile 32010200000001 already has open order 3201 (charging).\nStop that charge first"),
@@ -850,6 +861,92 @@ fn a_reply_of_the_wrong_shape_is_reported() {
             "the app service at {endpoint} gave GET /v1/piles a reply"
         )),
         "{err}"
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn a_refused_start_shows_the_servers_reason_and_what_to_do() {
+    let refused = |code: &str, why: &str| {
+        (
+            409,
+            api_error(code, &format!("the start was refused: {why}")),
+        )
+    };
+    let (endpoint, requests, server) = serve(vec![
+        refused("insufficient_balance", "the balance is too low"),
+        refused("frozen", "the account is frozen"),
+        refused(
+            "not_allowed_here",
+            "the account may not charge at this pile",
+        ),
+        refused("pile_unsettled", "the gun has an unsettled charge"),
+        refused("wrong_password", "wrong password"),
+        (404, api_error("no_such_account", "no account 7")),
+    ]);
+    let fail = || {
+        let args = ["charge", "start", PILE, "--account", "7"];
+        let err = run_at(&endpoint, Some("t"), &args).unwrap_err();
+        let seen = requests.recv().unwrap();
+        assert!(
+            seen.head.starts_with("POST /v1/accounts/7/charge "),
+            "{}",
+            seen.head
+        );
+        (err.exit_code(), err.to_string())
+    };
+    assert_eq!(
+        fail(),
+        (
+            1,
+            "the start was refused: the balance is too low (insufficient_balance).\n\
+             `pylonctl accounts show 7` shows its balance; top it up with `pylonctl accounts \
+             top-up 7 --amount YUAN --reason TEXT`"
+                .into()
+        )
+    );
+    assert_eq!(
+        fail(),
+        (
+            1,
+            "the start was refused: the account is frozen (frozen).\nAccount 7 is frozen; \
+             `pylonctl accounts unfreeze 7` lets it charge again"
+                .into()
+        )
+    );
+    let (code, msg) = fail();
+    assert_eq!(code, 1);
+    assert!(
+        msg.starts_with(
+            "the start was refused: the account may not charge at this pile \
+             (not_allowed_here).\nAccount 7 may charge only at the stations"
+        ),
+        "{msg}"
+    );
+    let (_, msg) = fail();
+    assert!(
+        msg.starts_with(
+            "the start was refused: the gun has an unsettled charge (pile_unsettled).\n"
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("pylonctl charge open --pile 32010200000001"),
+        "{msg}"
+    );
+    assert_eq!(
+        fail(),
+        (
+            1,
+            "the start was refused: wrong password (wrong_password)".into()
+        )
+    );
+    assert_eq!(
+        fail(),
+        (
+            1,
+            "there is no account 7; `pylonctl accounts list` lists the accounts".into()
+        )
     );
     server.join().unwrap();
 }

@@ -54,24 +54,6 @@ fn requests_take_their_defaults_and_refuse_unknown_fields() {
     );
     assert!(serde_json::from_str::<PileInput>(r#"{"nmae": "x"}"#).is_err());
 
-    let charge: ChargeRequest = serde_json::from_str(r#"{"balance": 5000}"#).unwrap();
-    assert_eq!(
-        charge,
-        ChargeRequest {
-            balance: 5000,
-            gun: 1
-        }
-    );
-    assert_eq!(
-        serde_json::to_string(&ChargeRequest {
-            balance: 100,
-            gun: 2
-        })
-        .unwrap(),
-        r#"{"balance":100,"gun":2}"#
-    );
-    assert!(serde_json::from_str::<ChargeRequest>(r#"{"gun": 1}"#).is_err());
-
     let command: CommandRequest = serde_json::from_str(r#"{"type": "0x56"}"#).unwrap();
     assert_eq!(command.frame_type, "0x56");
     assert_eq!(command.fields, Value::Null);
