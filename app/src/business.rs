@@ -707,5 +707,5 @@ mod tariffs;
 mod tests;
 
 pub use charging::{
-    card_number, normalise_card, password_index, password_md5, redacted, vin_from_pile,
+    card_bytes, card_number, normalise_card, password_index, password_md5, redacted, vin_from_pile,
 };

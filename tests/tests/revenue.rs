@@ -499,3 +499,113 @@ fn a_record_settled_by_an_instance_killed_before_confirming_is_charged_once() {
     assert_eq!(r["balanced"], true, "{r}");
     assert_eq!(r["settlements"], 1, "{r}");
 }
+
+#[test]
+fn a_top_up_during_a_charge_raises_its_hold_and_reaches_the_pile() {
+    let p = Platform::start(1, vec![]);
+    let rt = runtime();
+    station_with_tariff(&p);
+    let driver = account(&p, json!({"name": "driver"}), 300);
+    api(
+        &p,
+        "POST",
+        &format!("/v1/accounts/{driver}/cards"),
+        Some(json!({"physical": CARD_TEXT, "logical": "1"})),
+    );
+    let mut conn = rt.block_on(connect(&p.target(0), 2)).expect("login");
+    let started = rt.block_on(ask(&mut conn, 2, card_start(2, 1, CARD, None)));
+    assert_eq!((started.auth_result, started.balance.0), (1, 300));
+    let pile_side = std::thread::spawn(move || {
+        runtime().block_on(async {
+            let (seq, frame) = next(&mut conn, "balance update").await;
+            let Frame::BalanceUpdate(update) = frame else {
+                panic!("expected 0x42, got {frame:?}");
+            };
+            let ok = pylon_proto::ykc::frames::BalanceUpdateReply {
+                pile_no: pile(2),
+                physical_card_no: update.physical_card_no,
+                result: 0,
+            };
+            conn.reply(seq, &ok.into()).await.expect("reply 0x41");
+            update
+        })
+    });
+    let after = api(
+        &p,
+        "POST",
+        &format!("/v1/accounts/{driver}/top-up"),
+        Some(json!({"amount": 1_000, "reason": "app top-up"})),
+    );
+    assert_eq!(
+        (after["balance"].as_i64(), after["held"].as_i64()),
+        (Some(0), Some(1_300))
+    );
+    let update = pile_side.join().expect("the pile heard");
+    assert_eq!(update.balance.0, 1_300);
+    assert_eq!(update.physical_card_no.0, CARD);
+    let r = api(&p, "GET", "/v1/reports/reconciliation", None);
+    assert_eq!(r["balanced"], true, "{r}");
+}
+
+#[test]
+fn offline_cards_of_a_station_reach_its_connected_piles() {
+    let p = Platform::start(1, vec![]);
+    let rt = runtime();
+    let station = api(&p, "POST", "/v1/stations", Some(json!({"name": "Depot"})))["id"]
+        .as_i64()
+        .expect("station");
+    api(
+        &p,
+        "PUT",
+        &format!("/v1/piles/{}/station", pile_text(5)),
+        Some(json!({"station_id": station})),
+    );
+    // Allowed at the station: its card is an offline card there. Another account's is not.
+    let fleet = account(&p, json!({"name": "fleet", "stations": [station]}), 0);
+    api(
+        &p,
+        "POST",
+        &format!("/v1/accounts/{fleet}/cards"),
+        Some(json!({"physical": CARD_TEXT, "logical": "1000000573"})),
+    );
+    let anyone = account(&p, json!({"name": "anyone"}), 0);
+    api(
+        &p,
+        "POST",
+        &format!("/v1/accounts/{anyone}/cards"),
+        Some(json!({"physical": "1234", "logical": "2"})),
+    );
+    let mut conn = rt.block_on(connect(&p.target(0), 5)).expect("login");
+    let pile_side = std::thread::spawn(move || {
+        runtime().block_on(async {
+            let (seq, frame) = next(&mut conn, "offline cards").await;
+            let Frame::OfflineCardSync(sync) = frame else {
+                panic!("expected 0x44, got {frame:?}");
+            };
+            let ok = pylon_proto::ykc::frames::OfflineCardSyncReply {
+                pile_no: pile(5),
+                result: 1,
+                failure_reason: 0,
+            };
+            conn.reply(seq, &ok.into()).await.expect("reply 0x43");
+            sync
+        })
+    });
+    let synced = api(
+        &p,
+        "POST",
+        &format!("/v1/stations/{station}/offline-cards"),
+        None,
+    );
+    assert_eq!(
+        synced,
+        json!([{"pile": pile_text(5), "cards": 1, "stored": true}])
+    );
+    let sync = pile_side.join().expect("the pile heard");
+    assert_eq!(sync.cards.0.len(), 1);
+    assert_eq!(sync.cards.0[0].physical_card_no.0, CARD);
+    assert_eq!(
+        sync.cards.0[0].logical_card_no.to_string(),
+        "0000001000000573"
+    );
+}

@@ -5,8 +5,10 @@
 
 use std::sync::Arc;
 
-use pylon_proto::ykc::frames::{RemoteStart, TransactionRecord as RecordFrame};
-use pylon_proto::ykc::{Ascii, Bcd, Bytes, PileNo, Scaled};
+use std::time::Duration;
+
+use pylon_proto::ykc::frames::{BalanceUpdate, RemoteStart, TransactionRecord as RecordFrame};
+use pylon_proto::ykc::{Ascii, Bcd, Bytes, Frame, PileNo, Scaled};
 use serde_json::Value;
 
 use super::{digits, gun_text, Business, BusinessError, CommandError};
@@ -27,6 +29,12 @@ pub fn card_number(bytes: &[u8]) -> String {
     } else {
         trimmed.to_owned()
     }
+}
+
+/// The 8 bytes piles use for a card number in operator form (`D14B0A54`).
+pub fn card_bytes(text: &str) -> Option<[u8; 8]> {
+    let padded = format!("{:0>16}", normalise_card(text)?);
+    hex::decode(padded).ok()?.try_into().ok()
 }
 
 /// An operator's card number (up to 16 hex digits) in the same form; `None` if it is not one.
@@ -292,6 +300,51 @@ impl Business {
             .order(&trade)
             .await?
             .ok_or(CommandError::UnknownOrder(trade))
+    }
+
+    /// After money came into an account: its charges under way may spend more. Raises
+    /// their holds (up to the cap) and tells each pile its new balance (0x42), answered
+    /// with 0x41 in the background. Returns the trade numbers raised.
+    pub async fn push_balances(
+        self: &Arc<Self>,
+        account: i64,
+    ) -> Result<Vec<String>, crate::store::StoreError> {
+        let raised = self
+            .store
+            .raise_holds(account, self.policy.max_hold, self.now_ms())
+            .await?;
+        let mut trades = Vec::with_capacity(raised.len());
+        for charge in raised {
+            trades.push(charge.trade_no.clone());
+            let Ok(pile_no) = PileNo::parse(&charge.pile_no) else {
+                continue;
+            };
+            let card = charge
+                .card_sealed
+                .as_deref()
+                .and_then(|s| self.vault.as_ref()?.open(s).ok())
+                .and_then(|text| card_bytes(&text))
+                .unwrap_or_default();
+            let frame = BalanceUpdate {
+                pile_no,
+                gun_no: Bcd::<1>::from_u64(charge.gun_no.parse().unwrap_or(1)),
+                physical_card_no: Bytes(card),
+                balance: Scaled(u32::try_from(charge.hold).unwrap_or(u32::MAX)),
+            };
+            let business = self.clone();
+            tokio::spawn(async move {
+                let answer = business
+                    .command(&charge.pile_no, frame.into(), 0x41, Duration::from_secs(10))
+                    .await;
+                match answer {
+                    Ok(Frame::BalanceUpdateReply(r)) if r.result == 0 => {}
+                    other => {
+                        tracing::warn!(pile = %charge.pile_no, trade_no = %charge.trade_no, ?other, "the pile did not take its new balance (0x42)")
+                    }
+                }
+            });
+        }
+        Ok(trades)
     }
 
     /// Closes an order that did not start and gives its hold back.

@@ -78,34 +78,120 @@ impl Business {
     }
 
     /// Sends each connected pile of a station its billing model (0x58) and waits for
-    /// their answers (0x57); returns the piles that took it.
-    pub async fn push_station_tariff(&self, station: i64) -> Result<Vec<String>, BusinessError> {
+    /// their answers (0x57); returns the piles that took it and those that did not.
+    pub async fn push_station_tariff(
+        &self,
+        station: i64,
+    ) -> Result<(Vec<String>, Vec<String>), BusinessError> {
+        let Some(s) = self.store.station(station, self.now_ms()).await? else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let sends: Vec<_> = s
+            .piles
+            .iter()
+            .filter(|p| self.directory.location(p).is_some())
+            .map(|pile| async move { (pile.clone(), self.push_pile_tariff(pile).await) })
+            .collect();
+        let (taken, refused): (Vec<_>, Vec<_>) = join_all(sends)
+            .await
+            .into_iter()
+            .filter_map(|(pile, took)| Some((pile, took?)))
+            .partition(|(_, took)| *took);
+        Ok((
+            taken.into_iter().map(|(p, _)| p).collect(),
+            refused.into_iter().map(|(p, _)| p).collect(),
+        ))
+    }
+}
+
+impl Business {
+    /// Sends a connected pile its station tariff's billing model (0x58) and waits for its
+    /// answer (0x57): whether it took it; `None` if it has no station tariff.
+    pub async fn push_pile_tariff(&self, pile: &str) -> Option<bool> {
+        let (model, tariff) = match self.pile_model(pile).await {
+            Ok((model, Some(tariff))) => (model, tariff),
+            Ok((_, None)) => return None,
+            Err(e) => {
+                tracing::warn!(%pile, "reading the pile's tariff: {e}");
+                return Some(false);
+            }
+        };
+        let pile_no = PileNo::parse(pile).ok()?;
+        let frame = tariff_frame(pile_no, model, &tariff, true);
+        let answer = self.command(pile, frame, 0x57, PUSH_REPLY_LIMIT).await;
+        let took = matches!(&answer, Ok(Frame::BillingModelSetReply(r)) if r.result == 1);
+        if !took {
+            tracing::warn!(%pile, ?answer, "a pile did not take its new billing model (0x57)");
+        }
+        Some(took)
+    }
+
+    /// Sends each connected pile of a station the offline cards allowed there (0x44, up
+    /// to 12 a frame), and waits for each frame's answer (0x43).
+    pub async fn sync_offline_cards(
+        &self,
+        station: i64,
+    ) -> Result<Vec<pylon_proto::api::revenue::OfflineSync>, BusinessError> {
+        use pylon_proto::ykc::field::Counted;
+        use pylon_proto::ykc::frames::{OfflineCard, OfflineCardSync};
+        let Some(vault) = self.vault.as_ref() else {
+            return Err(BusinessError::Rejected(
+                "no card key file is configured".into(),
+            ));
+        };
         let Some(s) = self.store.station(station, self.now_ms()).await? else {
             return Ok(Vec::new());
         };
-        let mut sends = Vec::new();
+        let mut cards = Vec::new();
+        for (logical, physical) in self.store.station_cards(station).await? {
+            let (Ok(logical), Ok(physical)) = (vault.open(&logical), vault.open(&physical)) else {
+                tracing::warn!(
+                    station,
+                    "a stored card does not open with the card keys: skipped"
+                );
+                continue;
+            };
+            let (Ok(number), Some(bytes)) = (logical.parse::<u64>(), super::card_bytes(&physical))
+            else {
+                continue;
+            };
+            cards.push(OfflineCard {
+                logical_card_no: Bcd::<8>::from_u64(number),
+                physical_card_no: pylon_proto::ykc::Bytes(bytes),
+            });
+        }
+        let mut syncs = Vec::new();
         for pile in s
             .piles
             .iter()
             .filter(|p| self.directory.location(p).is_some())
         {
-            let (model, Some(tariff)) = self.pile_model(pile).await? else {
-                continue;
-            };
             let Ok(pile_no) = PileNo::parse(pile) else {
                 continue;
             };
-            let frame = tariff_frame(pile_no, model, &tariff, true);
-            sends.push(async move {
-                let answer = self.command(pile, frame, 0x57, PUSH_REPLY_LIMIT).await;
-                let took = matches!(&answer, Ok(Frame::BillingModelSetReply(r)) if r.result == 1);
-                if !took {
-                    tracing::warn!(%pile, ?answer, "a pile did not take its new billing model (0x57)");
-                }
-                took.then(|| pile.clone())
+            let frames: Vec<Frame> = cards
+                .chunks(12)
+                .map(|chunk| {
+                    Frame::from(OfflineCardSync {
+                        pile_no,
+                        cards: Counted(chunk.to_vec()),
+                    })
+                })
+                .collect();
+            let sends = frames.into_iter().map(|frame| async move {
+                matches!(
+                    self.command(pile, frame, 0x43, PUSH_REPLY_LIMIT).await,
+                    Ok(Frame::OfflineCardSyncReply(r)) if r.result == 1
+                )
+            });
+            let stored = join_all(sends.collect()).await.into_iter().all(|ok| ok);
+            syncs.push(pylon_proto::api::revenue::OfflineSync {
+                pile: pile.clone(),
+                cards: cards.len() as u64,
+                stored,
             });
         }
-        Ok(join_all(sends).await.into_iter().flatten().collect())
+        Ok(syncs)
     }
 }
 

@@ -27,6 +27,7 @@ pub(super) fn routes() -> Router<Api> {
         .route("/v1/stations", get(list_stations).post(create_station))
         .route("/v1/stations/{id}", get(get_station).put(update_station))
         .route("/v1/stations/{id}/tariff", post(assign_tariff))
+        .route("/v1/stations/{id}/offline-cards", post(sync_offline_cards))
         .route("/v1/piles/{pile}/station", put(set_pile_station))
         .route("/v1/tariffs", get(list_tariffs).post(create_tariff))
         .route("/v1/tariffs/{id}", get(get_tariff).put(revise_tariff))
@@ -177,6 +178,10 @@ async fn set_pile_station(
             format!("no pile {pile} or no station {}", input.station_id),
         ));
     }
+    // A connected pile gets its new station's tariff at once.
+    if api.business.directory.location(&pile).is_some() {
+        api.business.push_pile_tariff(&pile).await;
+    }
     let now = api.business.now_ms();
     let station = api
         .business
@@ -280,26 +285,25 @@ async fn assign_tariff(
             format!("no station {station} or no tariff {}", input.tariff_id),
         ));
     }
-    // In force now: the connected piles get it at once (0x58) and answer (0x57).
-    let pushed_to = if valid_from <= now {
+    // In force now: the connected piles get it at once (0x58) and answer (0x57). The
+    // assignment stands whatever the push does: piles that miss it ask at login.
+    let (pushed_to, not_taken) = if valid_from <= now {
         api.business
             .push_station_tariff(station)
             .await
-            .map_err(|e| {
-                error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "push_failed",
-                    e.to_string(),
-                )
-            })?
+            .unwrap_or_else(|e| {
+                tracing::warn!(station, "pushing the tariff: {e}");
+                (Vec::new(), Vec::new())
+            })
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     Ok(Json(TariffAssignment {
         station_id: station,
         tariff_id: input.tariff_id,
         valid_from,
         pushed_to,
+        not_taken,
     })
     .into_response())
 }
@@ -468,19 +472,38 @@ async fn move_money(
         trade_no: None,
         at: api.business.now_ms(),
     };
-    match api
+    let Some(mut reply) = api
         .business
         .store
         .post(account, &postings, &meta)
         .await
         .map_err(store_error)?
-    {
-        Some(a) => Ok(Json(a).into_response()),
-        None => Err(not_found(
+    else {
+        return Err(not_found(
             "no_such_account",
             format!("no account {account}"),
-        )),
+        ));
+    };
+    // Charges under way may spend what came in (0x42 to their piles).
+    if reply.balance > 0 {
+        let raised = api
+            .business
+            .push_balances(account)
+            .await
+            .map_err(store_error)?;
+        if !raised.is_empty() {
+            if let Some(now) = api
+                .business
+                .store
+                .account(account)
+                .await
+                .map_err(store_error)?
+            {
+                reply = now;
+            }
+        }
     }
+    Ok(Json(reply).into_response())
 }
 
 fn positive(amount: i64) -> Result<i64, Response> {
@@ -674,6 +697,7 @@ pub fn reconciliation_csv(r: &Reconciliation) -> String {
         ("refunds_yuan", yuan(r.refunds_fen)),
         ("top_ups_yuan", yuan(r.top_ups_fen)),
         ("open_holds_yuan", yuan(r.open_holds_fen)),
+        ("held_in_books_yuan", yuan(r.held_in_books_fen)),
         ("books_sum_fen", r.books_sum.to_string()),
         ("wallet_mismatches", r.wallet_mismatches.len().to_string()),
         ("discrepancies", r.discrepancies.to_string()),
@@ -726,6 +750,37 @@ async fn quarantine(State(api): State<Api>, Query(q): Query<HashMap<String, Stri
         .await
         .map_err(store_error)?;
     Ok(Json(list).into_response())
+}
+
+async fn sync_offline_cards(State(api): State<Api>, Path(station): Path<String>) -> ApiResult {
+    let station = id(&station, "station")?;
+    vault(&api)?;
+    let now = api.business.now_ms();
+    if api
+        .business
+        .store
+        .station(station, now)
+        .await
+        .map_err(store_error)?
+        .is_none()
+    {
+        return Err(not_found(
+            "no_such_station",
+            format!("no station {station}"),
+        ));
+    }
+    let syncs = api
+        .business
+        .sync_offline_cards(station)
+        .await
+        .map_err(|e| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "sync_failed",
+                e.to_string(),
+            )
+        })?;
+    Ok(Json(syncs).into_response())
 }
 
 /// A new sealing key, then every stored card number and VIN sealed again under it. Old

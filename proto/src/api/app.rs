@@ -174,7 +174,8 @@ pub struct Order {
     pub gun_no: String,
     pub state: OrderState,
     pub origin: OrderOrigin,
-    /// Balance granted for the charge, in 0.01 yuan (what 0x34 carries).
+    /// What the charge may spend, in 0.01 yuan: the amount held on the account's wallet
+    /// (what 0x32 or 0x34 told the pile).
     pub balance: i64,
     pub created_at: i64,
     pub updated_at: i64,

@@ -17,6 +17,8 @@
 //! - `GET /v1/reports/daily?from=&to=` -> `Vec<StationDay>` (`&format=csv` for CSV)
 //! - `GET /v1/reports/reconciliation` -> [`Reconciliation`] (`?format=csv` for CSV)
 //! - `GET /v1/discrepancies`, `GET /v1/quarantine`
+//! - `POST /v1/stations/{id}/offline-cards` -> `Vec<OfflineSync>`: the cards of the
+//!   accounts allowed at the station, sent to its connected piles (0x44, answered 0x43)
 //! - `POST /v1/card-keys/rotate` -> [`KeyRotation`]: a new sealing key in the app's key
 //!   file, and every stored card number and VIN sealed again under it
 //!
@@ -203,9 +205,13 @@ pub struct TariffAssignment {
     pub station_id: i64,
     pub tariff_id: i64,
     pub valid_from: i64,
-    /// Connected piles the new billing model (0x58) was sent to.
+    /// Connected piles that took the new billing model (0x58 answered by 0x57).
     #[serde(default)]
     pub pushed_to: Vec<String>,
+    /// Connected piles that refused it or did not answer in time; they get it when they
+    /// next ask (0x09 at login).
+    #[serde(default)]
+    pub not_taken: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,7 +242,8 @@ impl AccountState {
 /// A card as replies show it: masked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CardView {
-    /// The physical card number, masked (`D14B****`); also how to name it in a DELETE.
+    /// The physical card number, masked (`D14B****`). To remove a card, name it by its
+    /// whole number.
     pub card: String,
     /// The number printed on the card, masked.
     pub logical: String,
@@ -405,7 +412,10 @@ pub struct Reconciliation {
     pub books_sum: i64,
     /// Wallets whose balance or hold differs from their books.
     pub wallet_mismatches: Vec<i64>,
+    /// Open holds, and what the hold books say is held: equal when balanced.
     pub open_holds_fen: i64,
+    #[serde(default)]
+    pub held_in_books_fen: i64,
     pub discrepancies: u64,
     pub quarantined: u64,
     pub balanced: bool,
@@ -418,4 +428,14 @@ pub struct KeyRotation {
     pub key: String,
     /// Stored values sealed again under it.
     pub resealed: u64,
+}
+
+/// What one pile made of an offline-card sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfflineSync {
+    pub pile: String,
+    /// Cards sent.
+    pub cards: u64,
+    /// Every 0x44 frame was answered with success (0x43).
+    pub stored: bool,
 }

@@ -12,8 +12,8 @@ use super::PostgresStore;
 use crate::revenue::ledger::Posting;
 use crate::revenue::tariff::Tariff;
 use crate::store::revenue::{
-    self as logic, EntryMeta, PricedBy, Repeat, RevenueStore, SealedCard, SealedVin, SettleInput,
-    Settled, StartOutcome, StartRequest,
+    self as logic, EntryMeta, PricedBy, RaisedHold, Repeat, RevenueStore, SealedCard, SealedVin,
+    SettleInput, Settled, StartOutcome, StartRequest,
 };
 use crate::store::Result;
 
@@ -142,6 +142,12 @@ impl RevenueStore for PostgresStore {
         in_transaction!(self, |db| logic::start_charge(&mut db, &request))
     }
 
+    async fn raise_holds(&self, account: i64, max_hold: i64, at: i64) -> Result<Vec<RaisedHold>> {
+        in_transaction!(self, |db| logic::raise_holds(
+            &mut db, account, max_hold, at
+        ))
+    }
+
     async fn release_hold(&self, trade_no: &str, reason: &str, at: i64) -> Result<()> {
         let (trade_no, reason) = (trade_no.to_owned(), reason.to_owned());
         in_transaction!(self, |db| logic::release_hold(
@@ -155,6 +161,10 @@ impl RevenueStore for PostgresStore {
     ) -> Result<std::result::Result<Settled, Repeat>> {
         let input = input.clone();
         in_transaction!(self, |db| logic::settle_record(&mut db, &input))
+    }
+
+    async fn station_cards(&self, station: i64) -> Result<Vec<(String, String)>> {
+        in_transaction!(self, |db| logic::station_cards(&mut db, station))
     }
 
     async fn reseal_all(&self, vault: std::sync::Arc<crate::revenue::vault::Vault>) -> Result<u64> {

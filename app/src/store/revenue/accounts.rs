@@ -404,3 +404,22 @@ pub(crate) async fn reseal_all<D: Db>(
     }
     Ok(changed)
 }
+
+/// The cards (logical and physical, sealed) of the accounts explicitly allowed at a
+/// station: the offline cards its piles keep.
+pub(crate) async fn station_cards<D: Db>(
+    db: &mut D,
+    station: i64,
+) -> Result<Vec<(String, String)>> {
+    db.query(
+        "SELECT c.logical_sealed, c.card_sealed FROM cards c \
+         JOIN account_stations s ON s.account_id = c.account_id \
+         JOIN accounts a ON a.id = c.account_id \
+         WHERE s.station_id = $1 AND a.state = 'active' ORDER BY c.card_index",
+        &[station.into()],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.text(0)?, r.text(1)?)))
+    .collect()
+}

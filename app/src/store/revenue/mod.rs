@@ -86,6 +86,9 @@ pub trait RevenueStore: Send + Sync {
 
     /// Authorises a start and, if allowed, opens its order and hold, all at once.
     async fn start_charge(&self, request: &StartRequest) -> Result<StartOutcome>;
+    /// After money came in: raise the holds of the account's charges under way, up to
+    /// `max_hold` each; returns those raised.
+    async fn raise_holds(&self, account: i64, max_hold: i64, at: i64) -> Result<Vec<RaisedHold>>;
     /// Gives back the open hold of a charge that did not happen.
     async fn release_hold(&self, trade_no: &str, reason: &str, at: i64) -> Result<()>;
     /// Stores a record and settles it, exactly once; `Err(repeat)` for a record the store
@@ -95,6 +98,8 @@ pub trait RevenueStore: Send + Sync {
         input: &SettleInput,
     ) -> Result<std::result::Result<Settled, Repeat>>;
 
+    /// (logical, physical) sealed numbers of the active cards allowed at a station.
+    async fn station_cards(&self, station: i64) -> Result<Vec<(String, String)>>;
     /// Seals every stored card number and VIN again under the vault's current key.
     async fn reseal_all(&self, vault: std::sync::Arc<crate::revenue::vault::Vault>) -> Result<u64>;
 
@@ -215,6 +220,18 @@ pub struct Settled {
     /// Fen charged.
     pub charged: i64,
     pub discrepancy: bool,
+}
+
+/// A charge under way whose hold was raised after its wallet grew.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaisedHold {
+    pub trade_no: String,
+    pub pile_no: String,
+    pub gun_no: String,
+    /// What the pile may spend now, fen.
+    pub hold: i64,
+    /// The card the charge was started with, sealed (none for VIN or account starts).
+    pub card_sealed: Option<String>,
 }
 
 /// A record the store already had.

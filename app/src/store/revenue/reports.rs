@@ -149,7 +149,7 @@ pub(crate) async fn reconciliation<D: Db>(db: &mut D) -> Result<Reconciliation> 
         .map(|r| r.int(0))
         .transpose()?
         .unwrap_or(0);
-    let held_in_books: i64 = books
+    let held_in_books_fen: i64 = books
         .iter()
         .filter(|(name, _)| name.starts_with("hold:"))
         .map(|(_, v)| *v)
@@ -159,7 +159,7 @@ pub(crate) async fn reconciliation<D: Db>(db: &mut D) -> Result<Reconciliation> 
         && wallet_mismatches.is_empty()
         && settled_electricity_fen == ledger_electricity_fen
         && settled_service_fen == ledger_service_fen
-        && open_holds_fen == held_in_books;
+        && open_holds_fen == held_in_books_fen;
     Ok(Reconciliation {
         records,
         settlements,
@@ -173,6 +173,7 @@ pub(crate) async fn reconciliation<D: Db>(db: &mut D) -> Result<Reconciliation> 
         books_sum,
         wallet_mismatches,
         open_holds_fen,
+        held_in_books_fen,
         discrepancies,
         quarantined,
         balanced,

@@ -2,7 +2,8 @@
 //! wallet that can pay for one cannot both pass; and giving a hold back when a start fails.
 
 use super::{
-    apply_postings, pile_station, wallet, Credential, EntryMeta, StartOutcome, StartRequest,
+    apply_postings, pile_station, wallet, Credential, EntryMeta, RaisedHold, StartOutcome,
+    StartRequest,
 };
 use crate::revenue::authorize::{authorize, AccountFacts, Identified, StartFacts};
 use crate::revenue::ledger::{self};
@@ -229,4 +230,63 @@ pub(crate) async fn release_hold<D: Db>(
         at,
     };
     apply_postings(db, &ledger::release(account, amount), &meta).await
+}
+
+/// After money came into an account: each of its charges under way may spend more, up to
+/// `max_hold`, from what is spendable now. Returns the charges whose hold grew.
+pub(crate) async fn raise_holds<D: Db>(
+    db: &mut D,
+    account: i64,
+    max_hold: i64,
+    at: i64,
+) -> Result<Vec<RaisedHold>> {
+    let Some((sums, _)) = wallet(db, account).await? else {
+        return Ok(Vec::new());
+    };
+    let mut spendable = sums.balance;
+    let open = db
+        .query(
+            &format!(
+                "SELECT o.trade_no, o.pile_no, o.gun_no, h.amount, c.card_sealed FROM orders o \
+                 JOIN holds h ON h.trade_no = o.trade_no AND h.state = 'open' \
+                 LEFT JOIN cards c ON c.card_index = o.credential \
+                 WHERE o.account_id = $1 AND o.state IN {OPEN} ORDER BY o.created_at"
+            ),
+            &[account.into()],
+        )
+        .await?;
+    let mut raised = Vec::new();
+    for r in open {
+        let (trade_no, hold) = (r.text(0)?, r.int(3)?);
+        let extra = spendable.min(max_hold - hold);
+        if extra <= 0 {
+            continue;
+        }
+        spendable -= extra;
+        db.execute(
+            "UPDATE holds SET amount = amount + $1 WHERE trade_no = $2",
+            &[extra.into(), trade_no.as_str().into()],
+        )
+        .await?;
+        db.execute(
+            "UPDATE orders SET balance = balance + $1, updated_at = $2 WHERE trade_no = $3",
+            &[extra.into(), at.into(), trade_no.as_str().into()],
+        )
+        .await?;
+        let meta = EntryMeta {
+            actor: "platform".into(),
+            reason: "wallet topped up during the charge".into(),
+            trade_no: Some(trade_no.clone()),
+            at,
+        };
+        apply_postings(db, &ledger::hold(account, extra), &meta).await?;
+        raised.push(RaisedHold {
+            trade_no,
+            pile_no: r.text(1)?,
+            gun_no: r.text(2)?,
+            hold: hold + extra,
+            card_sealed: r.opt_text(4)?,
+        });
+    }
+    Ok(raised)
 }

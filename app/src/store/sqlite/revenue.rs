@@ -12,8 +12,8 @@ use super::SqliteStore;
 use crate::revenue::ledger::Posting;
 use crate::revenue::tariff::Tariff;
 use crate::store::revenue::{
-    self as logic, EntryMeta, PricedBy, Repeat, RevenueStore, SealedCard, SealedVin, SettleInput,
-    Settled, StartOutcome, StartRequest,
+    self as logic, EntryMeta, PricedBy, RaisedHold, Repeat, RevenueStore, SealedCard, SealedVin,
+    SettleInput, Settled, StartOutcome, StartRequest,
 };
 use crate::store::Result;
 
@@ -170,6 +170,12 @@ impl RevenueStore for SqliteStore {
         on!(self, write, |db| logic::start_charge(db, &request))
     }
 
+    async fn raise_holds(&self, account: i64, max_hold: i64, at: i64) -> Result<Vec<RaisedHold>> {
+        on!(self, write, |db| logic::raise_holds(
+            db, account, max_hold, at
+        ))
+    }
+
     async fn release_hold(&self, trade_no: &str, reason: &str, at: i64) -> Result<()> {
         let (trade_no, reason) = (trade_no.to_owned(), reason.to_owned());
         on!(self, write, |db| logic::release_hold(
@@ -183,6 +189,10 @@ impl RevenueStore for SqliteStore {
     ) -> Result<std::result::Result<Settled, Repeat>> {
         let input = input.clone();
         on!(self, write, |db| logic::settle_record(db, &input))
+    }
+
+    async fn station_cards(&self, station: i64) -> Result<Vec<(String, String)>> {
+        on!(self, read, |db| logic::station_cards(db, station))
     }
 
     async fn reseal_all(&self, vault: std::sync::Arc<crate::revenue::vault::Vault>) -> Result<u64> {
