@@ -135,6 +135,14 @@ pub fn tariff_assigned(a: &TariffAssignment, later: bool) -> String {
             a.pushed_to.join(", ")
         );
     }
+    if !later && !a.not_taken.is_empty() {
+        let _ = writeln!(
+            out,
+            "Refused or not answered by {}: {} (they get it when they next ask, at login)",
+            a.not_taken.len(),
+            a.not_taken.join(", ")
+        );
+    }
     out
 }
 
@@ -236,6 +244,7 @@ ID  NAME        PILES  TARIFF  LOCAL TIME  POWER CAP kW  ADDRESS
             tariff_id: 2,
             valid_from: 1_714_550_400_000,
             pushed_to: vec!["32010200000001".into()],
+            not_taken: vec![],
         };
         assert_eq!(
             tariff_assigned(&a, false),
@@ -246,6 +255,8 @@ ID  NAME        PILES  TARIFF  LOCAL TIME  POWER CAP kW  ADDRESS
         assert!(tariff_assigned(&a, true).contains("not in force yet"));
         a.pushed_to.clear();
         assert!(tariff_assigned(&a, false).contains("No connected pile took it"));
+        a.not_taken = vec!["32010200000003".into()];
+        assert!(tariff_assigned(&a, false).contains("not answered by 1: 32010200000003"));
         assert_eq!(
             pile_placed(&sample(), "32010200000002"),
             "Pile 32010200000002 is at station 3 (North gate) now, with 2 piles in all; its \
