@@ -1,6 +1,7 @@
 //! The `pylonctl` command line: one clap enum with a variant per command group. The
 //! operator commands (status, edges, apps, shards, entry, routes; piles, records, charge;
-//! stations, tariffs, accounts, reports; guard, top) live in [`crate::commands`] and are flattened in beside `ykc` and `completions`.
+//! stations, tariffs, accounts, reports, keys; guard, top) live in [`crate::commands`] and
+//! are flattened in beside `ykc` and `completions`.
 
 use std::io::{self, Write};
 
@@ -19,7 +20,9 @@ charger is sent to, and how the route table changes. It drains edges for mainten
 Through the app service (pylon-app), it runs the charging business: registers chargers
 (piles), shows their guns and connection, starts and stops charges, and reads the
 transaction records; and its revenue side: stations, time-of-use tariffs, drivers'
-accounts with their wallets, cards and VINs, the ledger, and the revenue reports.
+accounts with their wallets, cards and VINs, the ledger, and the revenue reports. It
+sends a station's offline cards to its connected piles, and rotates the keys that seal
+the stored card numbers and VINs.
 Through an edge's admin API (pylon-edge), it shows the edge's SYN-flood guard and blocks
 or unblocks sources, and watches edges live (top: sessions, connections per executor,
 heartbeat and frame rates, the kernel's eBPF counts).
@@ -28,9 +31,9 @@ to see what it says, or build a frame from JSON to send to one.
 
 The control plane is found at --endpoint, else PYLON_ENDPOINT, else `endpoint` in the
 config file (~/.config/pylon/pylonctl.toml), else http://127.0.0.1:7400. The app
-service (for piles, records, charge, stations, tariffs, accounts and reports) is found
-at --app-endpoint, else PYLON_APP_ENDPOINT, else `app_endpoint` in the config file, else
-http://127.0.0.1:7510.
+service (for piles, records, charge, stations, tariffs, accounts, reports and keys) is
+found at --app-endpoint, else PYLON_APP_ENDPOINT, else `app_endpoint` in the config
+file, else http://127.0.0.1:7510.
 An edge's admin API (for guard and top) is found at --edge-admin, else PYLON_EDGE_ADMIN, else
 `edge_admin` in the config file, else http://127.0.0.1:9100; it takes no token (top
 takes --edge-admin once per edge, for several).
@@ -55,6 +58,8 @@ Examples:
   pylonctl tariffs add --name Standard --file standard.json
   pylonctl stations tariff 3 --tariff 2
   pylonctl accounts top-up 7 --amount 200 --reason 'bank transfer'
+  pylonctl stations offline-cards 3
+  pylonctl keys rotate
   pylonctl reports daily --from 2024-05-01 --format csv > may.csv
   pylonctl reports reconciliation
   pylonctl guard status
@@ -67,7 +72,8 @@ Examples:
 Exit status:
   0  success
   1  any other error (e.g. the server answered with an error, such as a pile that is not
-     connected, a refused start or token; or a reconciliation that does not balance)
+     connected, a refused start or token; a reconciliation that does not balance; or a
+     pile that did not store the offline cards sent to it)
   2  invalid input: a frame, JSON, frame type, pile or trade number, amount, price,
      tariff, time, IPv4 address or config file; also a request the server refused as
      invalid (HTTP 400)
@@ -209,6 +215,7 @@ mod tests {
         assert!(script.contains("records") && script.contains("--app-endpoint"));
         assert!(script.contains("tariffs") && script.contains("card-remove"));
         assert!(script.contains("reconciliation") && script.contains("--utc-offset-minutes"));
+        assert!(script.contains("offline-cards") && script.contains("rotate"));
         assert!(script.contains("unblock") && script.contains("--edge-admin"));
         assert!(script.contains("top") && script.contains("--interval"));
     }

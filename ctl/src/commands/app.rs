@@ -3,8 +3,8 @@
 //! revenue side mean to an operator ([`explain_revenue`]).
 //!
 //! `piles`, `records` and `charge` ([`super::business`]) and `stations`, `tariffs`,
-//! `accounts` and `reports` (the revenue side) all talk to the app service's operator API
-//! with the control plane's admin token; the requests and replies are
+//! `accounts`, `reports` and `keys` (the revenue side) all talk to the app service's
+//! operator API with the control plane's admin token; the requests and replies are
 //! `pylon_proto::api::app`'s and `::revenue`'s types, and `--output json` prints the
 //! replies unchanged.
 
@@ -225,6 +225,21 @@ pub(crate) fn explain_revenue(e: ClientError, about: Subject<'_>) -> Failure {
             "the tariff was assigned to station {s}, but sending it to the station's piles \
              failed: {message}. Piles get their billing model again when they log in; \
              `pylonctl stations show {s}` shows the tariff in force"
+        ),
+        (
+            Some("sync_failed"),
+            Subject {
+                station: Some(s), ..
+            },
+        ) => format!(
+            "the app service could not send the offline cards of station {s}: {message}. \
+             Check pylon-app's log, then try again (`pylonctl stations offline-cards {s}`)"
+        ),
+        (Some("key_file"), _) => format!(
+            "the app service could not add a new key to its card key file: {message}. No \
+             stored card number or VIN was sealed again. Check that pylon-app can read and \
+             write the file it was started with (--card-keys), then run `pylonctl keys \
+             rotate` again"
         ),
         (Some("conflict"), _) if !message.is_empty() => format!("{message} (conflict)"),
         _ => return super::business::explain(e, Default::default()),

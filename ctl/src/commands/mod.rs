@@ -5,7 +5,8 @@
 //! - [`watch`]: `routes watch`, the control plane's gRPC route stream.
 //! - [`app`]: what the app service's commands share (connection, context, errors).
 //! - [`business`]: `piles`, `records` and `charge`, through the app service's operator API.
-//! - [`stations`], [`tariffs`], [`accounts`], [`reports`]: the app service's revenue side.
+//! - [`stations`], [`tariffs`], [`accounts`], [`reports`], [`keys`]: the app service's
+//!   revenue side (`keys rotate`: its card keys).
 //! - [`guard`]: `guard status|block|unblock`, an edge's SYN-flood guard.
 //! - [`top`]: `top`, a live view of edges from their Prometheus metrics.
 //! - [`ykc`]: `ykc decode|encode|types`, offline.
@@ -15,6 +16,7 @@ pub mod app;
 pub mod business;
 pub mod control;
 pub mod guard;
+pub mod keys;
 pub mod reports;
 pub mod stations;
 pub mod tariffs;
@@ -39,6 +41,7 @@ use self::control::{
     APPS_ABOUT, EDGES_ABOUT, ENTRY_ABOUT, ROUTES_ABOUT, SHARDS_ABOUT, STATUS_ABOUT,
 };
 use self::guard::GuardArgs;
+use self::keys::KeysArgs;
 use self::reports::ReportsArgs;
 use self::stations::StationsArgs;
 use self::tariffs::TariffsArgs;
@@ -143,6 +146,9 @@ pub enum OpsCommand {
     /// Revenue reports: daily takings, reconciliation, discrepancies (app service).
     #[command(long_about = reports::REPORTS_ABOUT)]
     Reports(ReportsArgs),
+    /// Rotate the card keys that seal card numbers and VINs (app service).
+    #[command(long_about = keys::KEYS_ABOUT)]
+    Keys(KeysArgs),
     /// Show an edge's SYN-flood guard; block and unblock sources (edge admin API).
     #[command(long_about = guard::GUARD_ABOUT)]
     Guard(GuardArgs),
@@ -251,6 +257,7 @@ pub fn run(
         OpsCommand::Tariffs(args) => tariffs::run_tariffs(args, env, out),
         OpsCommand::Accounts(args) => accounts::run_accounts(args, env, out),
         OpsCommand::Reports(args) => reports::run_reports(args, env, out),
+        OpsCommand::Keys(args) => keys::run_keys(args, env, out),
         OpsCommand::Guard(args) => guard::run_guard(args, env, out),
         OpsCommand::Top(args) => top::run_top(args, env, out),
     }

@@ -1,11 +1,12 @@
-//! `pylonctl stations list|show|add|edit|tariff|add-pile`: charging stations (sites with
-//! piles, a local time and a power cap) and the tariff each is priced with, through the
-//! app service's operator API (`pylon_proto::api::revenue`).
+//! `pylonctl stations list|show|add|edit|tariff|add-pile|offline-cards`: charging
+//! stations (sites with piles, a local time and a power cap), the tariff each is priced
+//! with, and the offline cards sent to their piles, through the app service's operator
+//! API (`pylon_proto::api::revenue`).
 
 use std::io::Write;
 
 use clap::{Args, Subcommand};
-use pylon_proto::api::revenue::{AssignTariff, PileStation, Station, StationInput};
+use pylon_proto::api::revenue::{AssignTariff, OfflineSync, PileStation, Station, StationInput};
 use serde_json::Value;
 
 use super::app::{explain_revenue, parse_text, AppConnectOptions, AppCtx, Subject};
@@ -18,14 +19,17 @@ use crate::units::parse_time;
 pub const STATIONS_ABOUT: &str = "\
 Manage charging stations: sites with piles, a local time (tariff schedules are in it)
 and an optional power cap. A station's tariff prices the charges that start at its piles,
-and is sent to them as their billing model. Talks to the app service (--app-endpoint).
+and is sent to them as their billing model. The cards of the accounts allowed at a
+station can be sent to its piles, so that they start charges for them while offline.
+Talks to the app service (--app-endpoint).
 
 Examples:
   pylonctl stations list
   pylonctl stations add --name 'North gate' --address '1 Main St' --lat 31.2304 --lon 121.4737
   pylonctl stations add-pile 3 32010200000001
   pylonctl stations tariff 3 --tariff 2
-  pylonctl stations show 3";
+  pylonctl stations show 3
+  pylonctl stations offline-cards 3";
 
 const LIST_ABOUT: &str = "\
 List the stations: id, name, piles, the tariff in force, local time, power cap, address.
@@ -81,6 +85,27 @@ Its charges are then priced with the station's tariff.
 Examples:
   pylonctl stations add-pile 3 32010200000001";
 
+const OFFLINE_CARDS_ABOUT: &str = "\
+Send the station's offline cards to its connected piles, so that they can start charges
+with those cards while they cannot reach the platform. The cards sent are those of the
+active accounts that list this station among theirs (`pylonctl accounts add --station
+ID`); accounts allowed at every station are not sent. Each connected pile gets them all
+(frame 0x44, 12 cards a frame) and must answer every frame (0x43); pylonctl prints, per
+pile, how many cards were sent and whether it stored them.
+
+Piles that are not connected get nothing: run this again when they are back online
+(`pylonctl stations show ID` lists the station's piles, `pylonctl piles show PILE` shows
+whether one is connected). With several app instances, each reaches only the piles of
+its own shards: run it against each (--app-endpoint). Send the cards again after giving
+the station's accounts new cards.
+
+Exits with status 1 after printing when a pile did not store the cards (it refused them
+or did not answer in time).
+
+Examples:
+  pylonctl stations offline-cards 3
+  pylonctl stations offline-cards 3 -o json | jq '.[] | select(.stored | not) | .pile'";
+
 #[derive(Debug, Args)]
 pub struct StationsArgs {
     #[command(subcommand)]
@@ -128,6 +153,13 @@ pub enum StationsCommand {
         id: i64,
         /// The pile number: 14 digits, e.g. 32010200000001.
         pile: String,
+    },
+    /// Send the cards of the accounts allowed at a station to its connected piles.
+    #[command(long_about = OFFLINE_CARDS_ABOUT)]
+    OfflineCards {
+        /// The station's id (`pylonctl stations list`).
+        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
+        id: i64,
     },
 }
 
@@ -351,7 +383,48 @@ pub fn run_stations(
                 render::pile_placed(s, &pile)
             })
         }
+        StationsCommand::OfflineCards { id } => {
+            let ctx = AppCtx::new(&args.connect, env)?;
+            let path = format!("/v1/stations/{id}/offline-cards");
+            let about = Subject {
+                station: Some(id),
+                ..Subject::default()
+            };
+            let reply: Value = ctx
+                .client
+                .post(&path)
+                .map_err(|e| explain_revenue(e, about))?;
+            let syncs: Vec<OfflineSync> = ctx.typed("POST", &path, &reply)?;
+            ctx.emit(out, "POST", &path, &reply, |s: &Vec<OfflineSync>| {
+                render::offline_cards(s, id)
+            })?;
+            let refused: Vec<&str> = syncs
+                .iter()
+                .filter(|s| !s.stored)
+                .map(|s| s.pile.as_str())
+                .collect();
+            if refused.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::Other(anyhow::anyhow!(
+                    "{} of station {id} did not store the offline cards: {}; run `pylonctl \
+                     stations offline-cards {id}` again once {} online",
+                    plural(refused.len(), "pile"),
+                    refused.join(", "),
+                    if refused.len() == 1 {
+                        "it is"
+                    } else {
+                        "they are"
+                    }
+                )))
+            }
+        }
     }
+}
+
+/// `n thing` or `n things`.
+fn plural(n: usize, thing: &str) -> String {
+    format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
 }
 
 fn get_station(ctx: &AppCtx, path: &str, id: i64) -> Result<Value, Failure> {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use pylon_proto::api::revenue::{Station, TariffAssignment};
+use pylon_proto::api::revenue::{OfflineSync, Station, TariffAssignment};
 
 use super::control::{fields, table};
 use crate::units::format_time;
@@ -160,6 +160,63 @@ pub fn pile_placed(s: &Station, pile: &str) -> String {
     )
 }
 
+/// `stations offline-cards`: what each connected pile of station `id` made of its cards.
+pub fn offline_cards(syncs: &[OfflineSync], id: i64) -> String {
+    if syncs.is_empty() {
+        return format!(
+            "No pile of station {id} is connected, so no offline cards were sent. Run this \
+             again when its piles are online (`pylonctl stations show {id}` lists them, \
+             `pylonctl piles show PILE` shows a pile's connection).\n"
+        );
+    }
+    let rows: Vec<Vec<String>> = syncs
+        .iter()
+        .map(|s| {
+            vec![
+                s.pile.clone(),
+                s.cards.to_string(),
+                if s.stored { "yes" } else { "no" }.to_owned(),
+            ]
+        })
+        .collect();
+    let mut out = table(&["PILE", "CARDS SENT", "STORED"], &rows);
+    out.push('\n');
+    let piles = |n: usize| format!("{n} connected pile{}", if n == 1 { "" } else { "s" });
+    let not_stored: Vec<&str> = syncs
+        .iter()
+        .filter(|s| !s.stored)
+        .map(|s| s.pile.as_str())
+        .collect();
+    if !not_stored.is_empty() {
+        let _ = writeln!(
+            out,
+            "Not stored by {} of {} (refused, or no answer in time): {}",
+            not_stored.len(),
+            piles(syncs.len()),
+            not_stored.join(", ")
+        );
+    } else if syncs.iter().all(|s| s.cards == 0) {
+        let _ = writeln!(
+            out,
+            "No cards to send: no active account with cards lists station {id} among its \
+             stations (accounts allowed at every station are not sent). `pylonctl accounts \
+             add --name NAME --station {id}` adds one that does."
+        );
+    } else if syncs.len() == 1 {
+        let _ = writeln!(
+            out,
+            "The connected pile of station {id} stored the offline cards."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "All {} of station {id} stored the offline cards.",
+            piles(syncs.len())
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use serde_json::json;
@@ -263,5 +320,57 @@ ID  NAME        PILES  TARIFF  LOCAL TIME  POWER CAP kW  ADDRESS
              charges are priced with the station's tariff (tariff 2).\n"
         );
         assert!(station_saved(&sample(), "added").starts_with("Station 3 added.\n\nstation:"));
+    }
+
+    #[test]
+    fn offline_cards_render_per_pile() {
+        let sync = |pile: &str, cards, stored| OfflineSync {
+            pile: pile.into(),
+            cards,
+            stored,
+        };
+        assert_eq!(
+            offline_cards(
+                &[
+                    sync("32010200000001", 13, true),
+                    sync("32010200000002", 13, true)
+                ],
+                3
+            ),
+            "\
+PILE            CARDS SENT  STORED
+32010200000001  13          yes
+32010200000002  13          yes
+
+All 2 connected piles of station 3 stored the offline cards.
+"
+        );
+        assert!(offline_cards(&[sync("32010200000001", 13, true)], 3)
+            .ends_with("\nThe connected pile of station 3 stored the offline cards.\n"));
+        assert_eq!(
+            offline_cards(
+                &[
+                    sync("32010200000001", 13, true),
+                    sync("32010200000002", 13, false)
+                ],
+                3
+            ),
+            "\
+PILE            CARDS SENT  STORED
+32010200000001  13          yes
+32010200000002  13          no
+
+Not stored by 1 of 2 connected piles (refused, or no answer in time): 32010200000002
+"
+        );
+        let none = offline_cards(&[sync("32010200000001", 0, true)], 3);
+        assert!(none.contains("No cards to send"), "{none}");
+        assert!(none.contains("--station 3`"), "{none}");
+        assert_eq!(
+            offline_cards(&[], 3),
+            "No pile of station 3 is connected, so no offline cards were sent. Run this again \
+             when its piles are online (`pylonctl stations show 3` lists them, `pylonctl piles \
+             show PILE` shows a pile's connection).\n"
+        );
     }
 }

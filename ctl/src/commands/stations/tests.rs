@@ -80,6 +80,10 @@ fn station_commands_parse_and_check_their_input() {
             pile: PILE.into()
         }
     );
+    assert_eq!(
+        parsed(&["stations", "offline-cards", "3"]),
+        StationsCommand::OfflineCards { id: 3 }
+    );
     for bad in [
         &["stations", "show"][..],
         &["stations", "show", "0"],
@@ -128,6 +132,10 @@ fn station_commands_parse_and_check_their_input() {
             "stations", "tariff", "3", "--tariff", "2", "--from", "tomorrow",
         ],
         &["stations", "add-pile", "3"],
+        &["stations", "offline-cards"],
+        &["stations", "offline-cards", "0"],
+        &["stations", "offline-cards", "north"],
+        &["stations", "offline-cards", "3", "--body", "x"],
     ] {
         assert!(parse(bad).is_err(), "{bad:?} parsed");
     }
@@ -352,4 +360,176 @@ fn station_errors_are_explained() {
     let text = run_at(&endpoint, Some("t"), &["stations", "list"]).unwrap();
     assert!(text.starts_with("ID  NAME        PILES"), "{text}");
     server.join().unwrap();
+}
+
+/// Runs `pylonctl <args>` against the app service at `endpoint`: its result, and what it
+/// printed (also when it failed).
+fn run_printing(endpoint: &str, args: &[&str]) -> (Result<(), Failure>, String) {
+    let env = |k: &str| match k {
+        crate::config::ENV_APP_ENDPOINT => Some(endpoint.to_owned()),
+        crate::config::ENV_TOKEN => Some("s3cret".to_owned()),
+        _ => None,
+    };
+    let cli = Cli::try_parse_from(std::iter::once("pylonctl").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let Command::Ops(cmd) = cli.command else {
+        panic!("not an operator command");
+    };
+    let mut out = Vec::new();
+    let result = crate::commands::run(cmd, &env, &mut out);
+    (result, String::from_utf8(out).unwrap())
+}
+
+#[test]
+fn offline_cards_posts_nothing_and_prints_each_pile() {
+    let synced = json!([
+        {"pile": "32010200000001", "cards": 13, "stored": true},
+        {"pile": "32010200000002", "cards": 13, "stored": true}
+    ]);
+    let (endpoint, requests, server) = serve(vec![
+        (200, synced.to_string()),
+        (200, synced.to_string()),
+        (200, "[]".into()),
+    ]);
+    let (result, text) = run_printing(&endpoint, &["stations", "offline-cards", "3"]);
+    result.unwrap();
+    assert_eq!(
+        text,
+        "\
+PILE            CARDS SENT  STORED
+32010200000001  13          yes
+32010200000002  13          yes
+
+All 2 connected piles of station 3 stored the offline cards.
+"
+    );
+    let seen = requests.recv().unwrap();
+    assert!(
+        seen.head
+            .starts_with("POST /v1/stations/3/offline-cards HTTP/1.1"),
+        "{}",
+        seen.head
+    );
+    assert!(
+        seen.head
+            .to_ascii_lowercase()
+            .contains("authorization: bearer s3cret"),
+        "{}",
+        seen.head
+    );
+    assert_eq!(seen.body, "");
+
+    let (result, text) = run_printing(&endpoint, &["stations", "offline-cards", "3", "-o", "json"]);
+    result.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), synced);
+    requests.recv().unwrap();
+
+    // No pile connected: said plainly, and not a failure.
+    let (result, text) = run_printing(&endpoint, &["stations", "offline-cards", "4"]);
+    result.unwrap();
+    assert!(
+        text.starts_with("No pile of station 4 is connected, so no offline cards were sent."),
+        "{text}"
+    );
+    assert!(requests
+        .recv()
+        .unwrap()
+        .head
+        .starts_with("POST /v1/stations/4/offline-cards HTTP/1.1"));
+    server.join().unwrap();
+}
+
+#[test]
+fn offline_cards_fail_after_printing_when_a_pile_did_not_store_them() {
+    let synced = json!([
+        {"pile": "32010200000001", "cards": 25, "stored": true},
+        {"pile": "32010200000002", "cards": 25, "stored": false},
+        {"pile": "32010200000003", "cards": 25, "stored": false}
+    ]);
+    let (endpoint, requests, server) =
+        serve(vec![(200, synced.to_string()), (200, synced.to_string())]);
+    let (result, text) = run_printing(&endpoint, &["stations", "offline-cards", "3"]);
+    let err = result.unwrap_err();
+    assert_eq!(err.exit_code(), 1);
+    assert_eq!(
+        err.to_string(),
+        "2 piles of station 3 did not store the offline cards: 32010200000002, \
+         32010200000003; run `pylonctl stations offline-cards 3` again once they are online"
+    );
+    assert!(text.contains("32010200000002  25          no\n"), "{text}");
+    assert!(
+        text.ends_with(
+            "Not stored by 2 of 3 connected piles (refused, or no answer in time): \
+             32010200000002, 32010200000003\n"
+        ),
+        "{text}"
+    );
+    requests.recv().unwrap();
+
+    let (result, text) = run_printing(&endpoint, &["stations", "offline-cards", "3", "-o", "json"]);
+    assert_eq!(result.unwrap_err().exit_code(), 1);
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), synced);
+    requests.recv().unwrap();
+    server.join().unwrap();
+}
+
+#[test]
+fn offline_card_errors_are_explained() {
+    let (endpoint, _requests, server) = serve(vec![
+        (404, api_error("no_such_station", "no station 9")),
+        (
+            503,
+            api_error(
+                "card_keys_missing",
+                "no card key file is configured (start pylon-app with --card-keys)",
+            ),
+        ),
+        (500, api_error("sync_failed", "store: database is locked")),
+        (200, "{\"not\": \"a list\"}".into()),
+    ]);
+    let fail = |args: &[&str]| {
+        let err = run_at(&endpoint, Some("t"), args).unwrap_err();
+        (err.exit_code(), err.to_string())
+    };
+    assert_eq!(
+        fail(&["stations", "offline-cards", "9"]),
+        (
+            1,
+            "there is no station 9; `pylonctl stations list` lists the stations, `pylonctl \
+             stations add --name NAME` adds one"
+                .into()
+        )
+    );
+    let (code, msg) = fail(&["stations", "offline-cards", "3"]);
+    assert_eq!(code, 1);
+    assert!(
+        msg.starts_with("the app service cannot store or look up card numbers and VINs"),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with("Start pylon-app with --card-keys FILE"),
+        "{msg}"
+    );
+    assert_eq!(
+        fail(&["stations", "offline-cards", "3"]),
+        (
+            1,
+            "the app service could not send the offline cards of station 3: store: database \
+             is locked. Check pylon-app's log, then try again (`pylonctl stations \
+             offline-cards 3`)"
+                .into()
+        )
+    );
+    let (code, msg) = fail(&["stations", "offline-cards", "3"]);
+    assert_eq!(code, 1);
+    assert!(msg.contains("/v1/stations/3/offline-cards"), "{msg}");
+    server.join().unwrap();
+
+    let err = run_at(
+        &refused_endpoint(),
+        Some("t"),
+        &["stations", "offline-cards", "3"],
+    )
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 3);
 }
