@@ -50,6 +50,18 @@ pub(super) fn routes() -> Router<Api> {
         .route("/v1/card-keys/rotate", post(rotate_card_keys))
 }
 
+/// A looked-up value as the reply, or 404 with `code` when there is none.
+fn found<T: serde::Serialize>(
+    value: Result<Option<T>, crate::store::StoreError>,
+    code: &'static str,
+    message: impl FnOnce() -> String,
+) -> ApiResult {
+    match value.map_err(store_error)? {
+        Some(v) => Ok(Json(v).into_response()),
+        None => Err(not_found(code, message())),
+    }
+}
+
 fn not_found(code: &'static str, message: String) -> Response {
     error(StatusCode::NOT_FOUND, code, message)
 }
@@ -122,19 +134,11 @@ async fn create_station(State(api): State<Api>, Json(input): Json<StationInput>)
 async fn get_station(State(api): State<Api>, Path(station): Path<String>) -> ApiResult {
     let station = id(&station, "station")?;
     let now = api.business.now_ms();
-    match api
-        .business
-        .store
-        .station(station, now)
-        .await
-        .map_err(store_error)?
-    {
-        Some(s) => Ok(Json(s).into_response()),
-        None => Err(not_found(
-            "no_such_station",
-            format!("no station {station}"),
-        )),
-    }
+    found(
+        api.business.store.station(station, now).await,
+        "no_such_station",
+        || format!("no station {station}"),
+    )
 }
 
 async fn update_station(
@@ -145,19 +149,14 @@ async fn update_station(
     let station = id(&station, "station")?;
     check_station(&input)?;
     let now = api.business.now_ms();
-    match api
-        .business
-        .store
-        .update_station(station, &input, now)
-        .await
-        .map_err(store_error)?
-    {
-        Some(s) => Ok(Json(s).into_response()),
-        None => Err(not_found(
-            "no_such_station",
-            format!("no station {station}"),
-        )),
-    }
+    found(
+        api.business
+            .store
+            .update_station(station, &input, now)
+            .await,
+        "no_such_station",
+        || format!("no station {station}"),
+    )
 }
 
 async fn set_pile_station(
@@ -218,16 +217,11 @@ async fn create_tariff(State(api): State<Api>, Json(input): Json<TariffInput>) -
 
 async fn get_tariff(State(api): State<Api>, Path(tariff): Path<String>) -> ApiResult {
     let tariff = id(&tariff, "tariff")?;
-    match api
-        .business
-        .store
-        .tariff(tariff)
-        .await
-        .map_err(store_error)?
-    {
-        Some(t) => Ok(Json(t).into_response()),
-        None => Err(not_found("no_such_tariff", format!("no tariff {tariff}"))),
-    }
+    found(
+        api.business.store.tariff(tariff).await,
+        "no_such_tariff",
+        || format!("no tariff {tariff}"),
+    )
 }
 
 /// A new revision; stations using the tariff get it pushed to their connected piles.
@@ -338,19 +332,11 @@ async fn create_account(State(api): State<Api>, Json(input): Json<AccountInput>)
 }
 
 async fn account_reply(api: &Api, account: i64) -> ApiResult {
-    match api
-        .business
-        .store
-        .account(account)
-        .await
-        .map_err(store_error)?
-    {
-        Some(a) => Ok(Json(a).into_response()),
-        None => Err(not_found(
-            "no_such_account",
-            format!("no account {account}"),
-        )),
-    }
+    found(
+        api.business.store.account(account).await,
+        "no_such_account",
+        || format!("no account {account}"),
+    )
 }
 
 async fn get_account(State(api): State<Api>, Path(account): Path<String>) -> ApiResult {
@@ -550,19 +536,14 @@ async fn adjust(
 async fn set_state(api: &Api, account: &str, state: AccountState) -> ApiResult {
     let account = id(account, "account")?;
     let now = api.business.now_ms();
-    match api
-        .business
-        .store
-        .set_account_state(account, state, now)
-        .await
-        .map_err(store_error)?
-    {
-        Some(a) => Ok(Json(a).into_response()),
-        None => Err(not_found(
-            "no_such_account",
-            format!("no account {account}"),
-        )),
-    }
+    found(
+        api.business
+            .store
+            .set_account_state(account, state, now)
+            .await,
+        "no_such_account",
+        || format!("no account {account}"),
+    )
 }
 
 async fn freeze(State(api): State<Api>, Path(account): Path<String>) -> ApiResult {
