@@ -5,7 +5,8 @@
 //!
 //! The edge's admin server is found at `--edge-admin` (flag > `PYLON_EDGE_ADMIN` >
 //! `edge_admin` in the config file > http://127.0.0.1:9100). Each edge has a guard and
-//! a blocklist of its own: these commands talk to one edge at a time.
+//! a blocklist of its own: these commands talk to one edge at a time. Replies are printed
+//! for people by [`crate::render::guard`].
 
 use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
@@ -21,7 +22,7 @@ use super::OutputFormat;
 use crate::cli::Failure;
 use crate::client::{path_segment, Client, ClientError};
 use crate::config::{self, Flags, Target};
-use crate::render::control::table;
+use crate::render::guard::{render_blocked, render_status, render_unblocked};
 
 /// What `GET /v1/guard` and the failures of every guard command say when the edge runs
 /// without the guard.
@@ -294,39 +295,5 @@ fn emit<T: DeserializeOwned>(
     Ok(())
 }
 
-/// The counters as a one-row table, then the blocklist, one address a line.
-pub fn render_status(s: &GuardStatus) -> String {
-    let mut out = table(
-        &["PASSED", "DROPPED (RATE)", "DROPPED (BLOCKLIST)"],
-        &[vec![
-            s.passed.to_string(),
-            s.dropped_rate.to_string(),
-            s.dropped_blocked.to_string(),
-        ]],
-    );
-    out.push('\n');
-    if s.blocklist.is_empty() {
-        out.push_str("The blocklist is empty.\n");
-    } else {
-        let rows: Vec<Vec<String>> = s.blocklist.iter().map(|a| vec![a.clone()]).collect();
-        out.push_str(&table(
-            &[&format!("BLOCKLIST ({})", s.blocklist.len())],
-            &rows,
-        ));
-    }
-    out
-}
-
-pub fn render_blocked(addr: &str) -> String {
-    format!(
-        "{addr} is blocked: the edge drops every SYN from it (connections open already are \
-         not affected)\n"
-    )
-}
-
-pub fn render_unblocked(addr: &str) -> String {
-    format!("{addr} is not blocked: its SYNs pass again, within the per-source rate\n")
-}
-
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

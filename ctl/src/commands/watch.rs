@@ -16,6 +16,7 @@ use tonic::Code;
 use crate::cli::Failure;
 use crate::client::io_reason;
 use crate::config::url_host;
+use crate::render::control::{delta_line, empty_update_line, out_of_step_note, snapshot_line};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -174,7 +175,7 @@ fn describe(
             Ok(if json {
                 json!({"version": table.version, "kind": "snapshot", "table": table}).to_string()
             } else {
-                crate::render::control::snapshot_line(&table)
+                snapshot_line(&table)
             })
         }
         Some(Body::Delta(bytes)) => {
@@ -182,21 +183,21 @@ fn describe(
             let mut line = if json {
                 delta_json(&delta).to_string()
             } else {
-                crate::render::control::delta_line(&delta, view.as_ref())
+                delta_line(&delta, view.as_ref())
             };
             if let Some(v) = view.as_mut() {
                 if let Err(e) = v.apply(delta) {
                     // Deltas are still printed; additions and updates just cannot be told apart.
                     *view = None;
                     if !json {
-                        line.push_str(&format!(" ({e}; waiting for the next snapshot)"));
+                        line.push_str(&out_of_step_note(&e));
                     }
                 }
             }
             Ok(line)
         }
         None if json => Ok(json!({"version": update.version, "kind": "empty"}).to_string()),
-        None => Ok(format!("v{}: an update without a body", update.version)),
+        None => Ok(empty_update_line(update.version)),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use pylon_proto::routes::{RouteChange, RouteDelta, RouteTable, RouteView, NO_OWNER};
+use pylon_proto::routes::{RouteChange, RouteDelta, RouteError, RouteTable, RouteView, NO_OWNER};
 
 use pylon_proto::api::control::{
     AppInfo, EdgeInfo, EntryReply, PileShardReply, ShardMapReply, StatusReply,
@@ -347,6 +347,18 @@ pub fn delta_line(delta: &RouteDelta, before: Option<&RouteView>) -> String {
         delta.base_version,
         parts.join("; ")
     )
+}
+
+/// The `routes watch` line for an update that carries neither a snapshot nor a delta.
+pub(crate) fn empty_update_line(version: u64) -> String {
+    format!("v{version}: an update without a body")
+}
+
+/// What `routes watch` adds to a delta's line when the delta would not apply to the
+/// table it holds (`e` says why): until the next snapshot, additions and updates cannot
+/// be told apart.
+pub(crate) fn out_of_step_note(e: &RouteError) -> String {
+    format!(" ({e}; waiting for the next snapshot)")
 }
 
 pub fn status(s: &StatusReply) -> String {

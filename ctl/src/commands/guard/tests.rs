@@ -46,7 +46,7 @@ fn no_guard_reply() -> String {
     )
 }
 
-fn sample_status() -> GuardStatus {
+pub(crate) fn sample_status() -> GuardStatus {
     GuardStatus {
         passed: 123456,
         dropped_rate: 789,
@@ -150,30 +150,6 @@ fn addresses_are_checked_locally() {
         let err = run_at(&refused_endpoint(), args).unwrap_err();
         assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
     }
-}
-
-#[test]
-fn status_renders_counters_then_the_blocklist() {
-    assert_eq!(
-        render_status(&sample_status()),
-        "\
-PASSED  DROPPED (RATE)  DROPPED (BLOCKLIST)
-123456  789             42
-
-BLOCKLIST (2)
-198.51.100.23
-203.0.113.7
-"
-    );
-    assert_eq!(
-        render_status(&GuardStatus::default()),
-        "\
-PASSED  DROPPED (RATE)  DROPPED (BLOCKLIST)
-0       0               0
-
-The blocklist is empty.
-"
-    );
 }
 
 #[test]
