@@ -83,41 +83,21 @@ pub struct Cli {
 
 impl Cli {
     fn into_config(self) -> anyhow::Result<Config> {
-        let mut c = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
-        macro_rules! set {
-            ($($flag:ident => $($field:ident).+),* $(,)?) => {$(
-                if let Some(v) = self.$flag { c.$($field).+ = v; }
-            )*};
-        }
-        set!(app_id => app_id, grpc_listen => grpc_listen, http_listen => http_listen,
-             store => store.backend, sqlite => store.path, postgres_url => store.url,
-             lease_ttl => lease_ttl_secs, pile_utc_offset_minutes => pile_utc_offset_minutes);
-        if self.fault.is_some() {
-            c.fault = self.fault;
-        }
-        if self.card_keys.is_some() {
-            c.card_keys = self.card_keys;
-        }
-        if let (true, Some(path)) = (self.init_card_keys, &c.card_keys) {
+        let mut c: Config = pylon_service::config::file_or_default(self.config.as_deref())?;
+        let cli = self;
+        pylon_service::overlay!(cli => c;
+            set: app_id => app_id, grpc_listen => grpc_listen, http_listen => http_listen,
+                store => store.backend, sqlite => store.path, postgres_url => store.url,
+                lease_ttl => lease_ttl_secs, pile_utc_offset_minutes => pile_utc_offset_minutes;
+            some: fault => fault, grpc_advertise => grpc_advertise, admin_token => admin_token,
+                cluster_token => cluster_token, card_keys => card_keys;
+            lists: control => control;
+        );
+        if let (true, Some(path)) = (cli.init_card_keys, &c.card_keys) {
             if !path.exists() {
                 crate::revenue::vault::Vault::create_file(path)?;
                 tracing::info!(path = %path.display(), "created a new card key file; back it up");
             }
-        }
-        if self.grpc_advertise.is_some() {
-            c.grpc_advertise = self.grpc_advertise;
-        }
-        if !self.control.is_empty() {
-            c.control = self.control;
-        }
-        if self.admin_token.is_some() {
-            c.admin_token = self.admin_token;
-        }
-        if self.cluster_token.is_some() {
-            c.cluster_token = self.cluster_token;
         }
         c.validate()?;
         Ok(c)

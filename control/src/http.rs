@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry as MetricsRegistry;
-use pylon_proto::auth::bearer_matches;
 use pylon_proto::routes::shard_of;
 use pylon_proto::ykc::PileNo;
 
@@ -167,25 +166,14 @@ async fn require_admin(State(s): State<Http>, request: Request, next: Next) -> R
             .get_or_create(&result(r))
             .inc()
     };
-    let Some(expected) = s.node.config.admin_token.as_deref() else {
+    if let Err(refused) = pylon_service::http::require_bearer(
+        request.headers(),
+        s.node.config.admin_token.as_deref(),
+        "admin_disabled",
+        "the admin API is off: start pylon-control with an admin token (--admin-token or PYLON_ADMIN_TOKEN)",
+    ) {
         count("unauthorized");
-        return error(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
-            "the admin API is off: start pylon-control with an admin token (--admin-token or PYLON_ADMIN_TOKEN)",
-        );
-    };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if !bearer_matches(presented, expected) {
-        count("unauthorized");
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong admin token (send Authorization: Bearer <token>)",
-        );
+        return refused;
     }
     let response = next.run(request).await;
     count(match response.status() {

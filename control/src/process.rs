@@ -72,36 +72,16 @@ pub struct Cli {
 
 impl Cli {
     fn into_config(self) -> anyhow::Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
-        macro_rules! set {
-            ($($flag:ident => $field:expr),* $(,)?) => {
-                $( if let Some(v) = self.$flag { $field = v; } )*
-            };
-        }
-        set!(
-            replica_id => config.replica_id,
-            http_listen => config.http_listen,
-            grpc_listen => config.grpc_listen,
-            registry => config.registry.backend,
-            registry_file => config.registry.path,
-            shard_count => config.shard_count,
-            leader_ttl => config.leader_ttl_secs,
+        let mut config: Config = pylon_service::config::file_or_default(self.config.as_deref())?;
+        let cli = self;
+        pylon_service::overlay!(cli => config;
+            set: replica_id => replica_id, http_listen => http_listen, grpc_listen => grpc_listen,
+                registry => registry.backend, registry_file => registry.path,
+                shard_count => shard_count, leader_ttl => leader_ttl_secs;
+            some: grpc_advertise => grpc_advertise, admin_token => admin_token,
+                cluster_token => cluster_token;
+            lists: etcd => registry.endpoints;
         );
-        if self.grpc_advertise.is_some() {
-            config.grpc_advertise = self.grpc_advertise;
-        }
-        if self.admin_token.is_some() {
-            config.admin_token = self.admin_token;
-        }
-        if self.cluster_token.is_some() {
-            config.cluster_token = self.cluster_token;
-        }
-        if !self.etcd.is_empty() {
-            config.registry.endpoints = self.etcd;
-        }
         config.validate()?;
         Ok(config)
     }

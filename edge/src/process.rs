@@ -160,86 +160,40 @@ pub struct Cli {
 
 impl Cli {
     fn into_config(self) -> anyhow::Result<Config> {
-        let mut c = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
-        macro_rules! set {
-            ($($flag:ident => $($field:ident).+),* $(,)?) => {$(
-                if let Some(v) = self.$flag { c.$($field).+ = v; }
-            )*};
-        }
-        set!(edge_id => edge_id, executors => executors, admin_listen => admin_listen,
-             heartbeat_interval => limits.heartbeat_interval_secs, drain_grace => limits.drain_grace_secs,
-             tls_handshake_timeout => limits.tls_handshake_timeout_secs,
-             login_timeout => limits.login_timeout_secs, max_frames_per_sec => limits.max_frames_per_sec,
-             max_sessions_per_executor => limits.max_sessions_per_executor, ring_depth => ring_depth, park_timeout_us => park_timeout_us);
-        if !self.control.is_empty() {
-            c.control.endpoints = self.control;
-        }
-        if self.control_token.is_some() {
-            c.control.token = self.control_token;
-        }
-        if self.advertise_tcp.is_some() {
-            c.control.advertise_tcp = self.advertise_tcp;
-        }
-        if self.advertise_tls.is_some() {
-            c.control.advertise_tls = self.advertise_tls;
-        }
-        if self.capacity.is_some() {
-            c.control.capacity = self.capacity;
-        }
-        if let Some(p) = self.drain_period {
-            c.control.drain_period_secs = p;
-        }
-        if let Some(t) = self.lease_ttl {
-            c.control.lease_ttl_secs = t;
-        }
-        if self.tcp_listen.is_some() {
-            c.tcp_listen = self.tcp_listen;
-        }
-        if self.no_tcp {
+        let mut c: Config = pylon_service::config::file_or_default(self.config.as_deref())?;
+        let cli = self;
+        pylon_service::overlay!(cli => c;
+            set: edge_id => edge_id, executors => executors, admin_listen => admin_listen,
+                heartbeat_interval => limits.heartbeat_interval_secs,
+                drain_grace => limits.drain_grace_secs,
+                tls_handshake_timeout => limits.tls_handshake_timeout_secs,
+                login_timeout => limits.login_timeout_secs,
+                max_frames_per_sec => limits.max_frames_per_sec,
+                max_sessions_per_executor => limits.max_sessions_per_executor,
+                ring_depth => ring_depth, park_timeout_us => park_timeout_us,
+                drain_period => control.drain_period_secs, lease_ttl => control.lease_ttl_secs,
+                ebpf => ebpf, first_cpu => first_cpu, xdp_spread => xdp_spread,
+                syn_guard => syn_guard.interface, syn_rate => syn_guard.rate_per_sec,
+                syn_burst => syn_guard.burst;
+            some: control_token => control.token, advertise_tcp => control.advertise_tcp,
+                advertise_tls => control.advertise_tls, capacity => control.capacity,
+                tcp_listen => tcp_listen, tls_listen => tls_listen,
+                tls_client_ca => tls.client_ca, allowlist => auth.allowlist,
+                ebpf_pin_dir => ebpf_pin_dir;
+            lists: control => control.endpoints;
+        );
+        if cli.no_tcp {
             c.tcp_listen = None;
         }
-        if self.tls_listen.is_some() {
-            c.tls_listen = self.tls_listen;
+        if !cli.tls_certs.is_empty() {
+            c.tls.certs = cli.tls_certs;
+            c.tls.keys = cli.tls_keys;
         }
-        if !self.tls_certs.is_empty() {
-            c.tls.certs = self.tls_certs;
-            c.tls.keys = self.tls_keys;
-        }
-        if self.tls_client_ca.is_some() {
-            c.tls.client_ca = self.tls_client_ca;
-        }
-        c.tls.enable_tls12 &= !self.tls13_only;
-        c.pin_cpus |= self.pin_cpus;
-        if self.allowlist.is_some() {
-            c.auth.allowlist = self.allowlist;
-        }
-        c.auth.allow_all |= self.allow_all;
-        c.auth.app_login |= self.app_login;
-        if let Some(mode) = self.ebpf {
-            c.ebpf = mode;
-        }
-        if self.ebpf_pin_dir.is_some() {
-            c.ebpf_pin_dir = self.ebpf_pin_dir;
-        }
-        if let Some(cpu) = self.first_cpu {
-            c.first_cpu = cpu;
-        }
-        if let Some(interface) = self.xdp_spread {
-            c.xdp_spread = interface;
-        }
-        if let Some(interface) = self.syn_guard {
-            c.syn_guard.interface = interface;
-        }
-        if let Some(rate) = self.syn_rate {
-            c.syn_guard.rate_per_sec = rate;
-        }
-        if let Some(burst) = self.syn_burst {
-            c.syn_guard.burst = burst;
-        }
-        c.syn_guard.native |= self.xdp_native;
+        c.tls.enable_tls12 &= !cli.tls13_only;
+        c.pin_cpus |= cli.pin_cpus;
+        c.auth.allow_all |= cli.allow_all;
+        c.auth.app_login |= cli.app_login;
+        c.syn_guard.native |= cli.xdp_native;
         c.validate()?;
         Ok(c)
     }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -151,25 +151,15 @@ pub(crate) fn number<T: std::str::FromStr>(
 }
 
 async fn require_token(State(api): State<Api>, request: Request, next: Next) -> Response {
-    let Some(expected) = api.token.as_deref() else {
-        return error(
-            StatusCode::FORBIDDEN,
-            "operator_api_disabled",
-            "the operator API is off: start pylon-app with --admin-token (or PYLON_ADMIN_TOKEN)",
-        );
-    };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if !pylon_proto::auth::bearer_matches(presented, expected) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong token (send Authorization: Bearer <admin token>)",
-        );
+    match pylon_service::http::require_bearer(
+        request.headers(),
+        api.token.as_deref(),
+        "operator_api_disabled",
+        "the operator API is off: start pylon-app with --admin-token (or PYLON_ADMIN_TOKEN)",
+    ) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused,
     }
-    next.run(request).await
 }
 
 async fn metrics_text(State(api): State<Api>) -> Response {
