@@ -107,6 +107,8 @@ pub struct Business {
     waiters: Mutex<HashMap<WaiterKey, Vec<oneshot::Sender<Frame>>>>,
     trade_seq: AtomicU16,
     command_ids: AtomicU64,
+    /// When [`Business::push_due_tariffs`] last looked (Unix ms; 0: never).
+    tariffs_checked: std::sync::atomic::AtomicI64,
     /// Fault injection for tests ([`Fault::KillAfterStore`]): the process kills itself
     /// (SIGKILL) right after committing a new transaction record, before the
     /// confirmation leaves.
@@ -171,6 +173,7 @@ impl Business {
             waiters: Mutex::new(HashMap::new()),
             trade_seq: AtomicU16::new(0),
             command_ids: AtomicU64::new(1),
+            tariffs_checked: std::sync::atomic::AtomicI64::new(0),
             kill_after_store: settings.fault == Some(Fault::KillAfterStore),
             clock: settings.clock,
         }

@@ -137,6 +137,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 if let Err(e) = business.fail_unconfirmed_starts().await {
                     tracing::warn!("cannot check unconfirmed starts: {e}");
                 }
+                if let Err(e) = business.push_due_tariffs().await {
+                    tracing::warn!("cannot push the tariffs taking effect: {e}");
+                }
             }
         })
     };

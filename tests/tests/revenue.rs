@@ -609,3 +609,63 @@ fn offline_cards_of_a_station_reach_its_connected_piles() {
         "0000001000000573"
     );
 }
+
+#[test]
+fn a_tariff_assigned_ahead_is_pushed_when_it_takes_effect() {
+    let p = Platform::start(1, vec![]);
+    let rt = runtime();
+    let mut conn = rt
+        .block_on(connect(&p.target(0), 6))
+        .expect("pile 6 logs in");
+    let station = api(&p, "POST", "/v1/stations", Some(json!({"name": "West"})))["id"]
+        .as_i64()
+        .expect("station");
+    api(
+        &p,
+        "PUT",
+        &format!("/v1/piles/{}/station", pile_text(6)),
+        Some(json!({"station_id": station})),
+    );
+    let rate = json!({"electricity": 90_000, "service": 30_000});
+    let tariff = api(
+        &p,
+        "POST",
+        "/v1/tariffs",
+        Some(json!({
+            "name": "next month",
+            "rates": {"sharp": rate, "peak": rate, "flat": rate, "valley": rate},
+            "schedule": [{"from": "00:00", "period": "flat"}],
+        })),
+    )["id"]
+        .as_i64()
+        .expect("tariff");
+    let in_three_seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+        + 3_000;
+    let assigned = api(
+        &p,
+        "POST",
+        &format!("/v1/stations/{station}/tariff"),
+        Some(json!({"tariff_id": tariff, "valid_from": in_three_seconds})),
+    );
+    assert_eq!(
+        assigned["pushed_to"],
+        json!([]),
+        "not in force yet: {assigned}"
+    );
+    let set = rt.block_on(async {
+        let (seq, frame) = next(&mut conn, "the billing model when it takes effect").await;
+        let Frame::BillingModelSet(set) = frame else {
+            panic!("expected 0x58, got {frame:?}");
+        };
+        let ok = BillingModelSetReply {
+            pile_no: pile(6),
+            result: 1,
+        };
+        conn.reply(seq, &ok.into()).await.expect("reply 0x57");
+        set
+    });
+    assert_eq!(set.flat_energy_rate.0, 90_000);
+}

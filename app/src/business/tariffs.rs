@@ -105,6 +105,27 @@ impl Business {
 }
 
 impl Business {
+    /// Pushes the tariffs that took effect since the last call (assigned ahead of time)
+    /// to their stations' connected piles. The first call only notes the time.
+    pub async fn push_due_tariffs(&self) -> Result<(), BusinessError> {
+        use std::sync::atomic::Ordering;
+        let now = self.now_ms();
+        let last = self.tariffs_checked.swap(now, Ordering::Relaxed);
+        if last == 0 || last >= now {
+            return Ok(());
+        }
+        for station in self.store.tariffs_taking_effect(last, now).await? {
+            let (taken, refused) = self.push_station_tariff(station).await?;
+            tracing::info!(
+                station,
+                taken = taken.len(),
+                refused = refused.len(),
+                "a tariff took effect: pushed to the station's piles"
+            );
+        }
+        Ok(())
+    }
+
     /// Sends a connected pile its station tariff's billing model (0x58) and waits for its
     /// answer (0x57): whether it took it; `None` if it has no station tariff.
     pub async fn push_pile_tariff(&self, pile: &str) -> Option<bool> {

@@ -75,6 +75,12 @@ impl RevenueStore for PostgresStore {
         in_transaction!(self, |db| logic::tariffs(&mut db))
     }
 
+    async fn tariffs_taking_effect(&self, after: i64, until: i64) -> Result<Vec<i64>> {
+        in_transaction!(self, |db| logic::tariffs_taking_effect(
+            &mut db, after, until
+        ))
+    }
+
     async fn assign_tariff(&self, station: i64, tariff: i64, valid_from: i64) -> Result<bool> {
         in_transaction!(self, |db| logic::assign_tariff(
             &mut db, station, tariff, valid_from

@@ -56,6 +56,8 @@ pub trait RevenueStore: Send + Sync {
     ) -> Result<Option<TariffView>>;
     async fn tariff(&self, id: i64) -> Result<Option<TariffView>>;
     async fn tariffs(&self) -> Result<Vec<TariffView>>;
+    /// Stations whose assigned tariff takes effect in `(after, until]`.
+    async fn tariffs_taking_effect(&self, after: i64, until: i64) -> Result<Vec<i64>>;
     /// False if the station or the tariff does not exist.
     async fn assign_tariff(&self, station: i64, tariff: i64, valid_from: i64) -> Result<bool>;
     /// The tariff revision pricing a charge that starts at `at` on the pile.

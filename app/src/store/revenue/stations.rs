@@ -179,3 +179,20 @@ pub(crate) async fn pile_station<D: Db>(db: &mut D, pile_no: &str) -> Result<Opt
         .transpose()?
         .flatten())
 }
+
+/// Stations whose assigned tariff takes effect in `(after, until]`.
+pub(crate) async fn tariffs_taking_effect<D: Db>(
+    db: &mut D,
+    after: i64,
+    until: i64,
+) -> Result<Vec<i64>> {
+    db.query(
+        "SELECT DISTINCT station_id FROM station_tariffs WHERE valid_from > $1 AND valid_from <= $2 \
+         ORDER BY station_id",
+        &[after.into(), until.into()],
+    )
+    .await?
+    .iter()
+    .map(|r| r.int(0))
+    .collect()
+}

@@ -101,6 +101,12 @@ impl RevenueStore for SqliteStore {
         on!(self, read, |db| logic::tariffs(db))
     }
 
+    async fn tariffs_taking_effect(&self, after: i64, until: i64) -> Result<Vec<i64>> {
+        on!(self, read, |db| logic::tariffs_taking_effect(
+            db, after, until
+        ))
+    }
+
     async fn assign_tariff(&self, station: i64, tariff: i64, valid_from: i64) -> Result<bool> {
         on!(self, write, |db| logic::assign_tariff(
             db, station, tariff, valid_from
