@@ -24,7 +24,7 @@ pub fn file_or_default<T: DeserializeOwned + Default>(path: Option<&Path>) -> an
 /// Flags over settings, the same way in every process: each flag given replaces its
 /// setting.
 ///
-/// ```ignore
+/// ```text
 /// pylon_service::overlay!(cli => config;
 ///     set: app_id => app_id, lease_ttl => control.lease_ttl_secs;   // Option<T> flag, T setting
 ///     some: admin_token => admin_token;                             // Option<T> flag and setting
