@@ -588,7 +588,27 @@ fn offline_cards_of_a_station_reach_its_connected_piles() {
                 failure_reason: 0,
             };
             conn.reply(seq, &ok.into()).await.expect("reply 0x43");
-            sync
+            // The card leaves the account: the pile is told to forget it (0x46).
+            let (seq, frame) = next(&mut conn, "offline card clear").await;
+            let Frame::OfflineCardClear(clear) = frame else {
+                panic!("expected 0x46, got {frame:?}");
+            };
+            let results = clear
+                .physical_card_nos
+                .0
+                .iter()
+                .map(|c| pylon_proto::ykc::frames::OfflineCardClearResult {
+                    physical_card_no: *c,
+                    cleared: 1,
+                    failure_reason: 0,
+                })
+                .collect();
+            let ok = pylon_proto::ykc::frames::OfflineCardClearReply {
+                pile_no: pile(5),
+                results: pylon_proto::ykc::field::Rest(results),
+            };
+            conn.reply(seq, &ok.into()).await.expect("reply 0x45");
+            (sync, clear)
         })
     });
     let synced = api(
@@ -601,7 +621,15 @@ fn offline_cards_of_a_station_reach_its_connected_piles() {
         synced,
         json!([{"pile": pile_text(5), "cards": 1, "stored": true}])
     );
-    let sync = pile_side.join().expect("the pile heard");
+    api(
+        &p,
+        "DELETE",
+        &format!("/v1/accounts/{fleet}/cards/{CARD_TEXT}"),
+        None,
+    );
+    let (sync, clear) = pile_side.join().expect("the pile heard");
+    assert_eq!(clear.physical_card_nos.0.len(), 1);
+    assert_eq!(clear.physical_card_nos.0[0].0, CARD);
     assert_eq!(sync.cards.0.len(), 1);
     assert_eq!(sync.cards.0[0].physical_card_no.0, CARD);
     assert_eq!(

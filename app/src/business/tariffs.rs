@@ -216,6 +216,59 @@ impl Business {
     }
 }
 
+impl Business {
+    /// Takes cards off the offline lists of the connected piles of `stations` (0x46,
+    /// answered 0x45): after a card is removed from its account, or the account frozen.
+    /// Returns the piles that confirmed.
+    pub async fn clear_offline_cards(&self, stations: &[i64], cards: &[[u8; 8]]) -> Vec<String> {
+        use pylon_proto::ykc::field::Counted;
+        use pylon_proto::ykc::frames::OfflineCardClear;
+        if cards.is_empty() {
+            return Vec::new();
+        }
+        let now = self.now_ms();
+        let mut piles = Vec::new();
+        for station in stations {
+            if let Ok(Some(s)) = self.store.station(*station, now).await {
+                piles.extend(
+                    s.piles
+                        .into_iter()
+                        .filter(|p| self.directory.location(p).is_some()),
+                );
+            }
+        }
+        let sends: Vec<_> = piles
+            .iter()
+            .filter_map(|pile| Some((pile, PileNo::parse(pile).ok()?)))
+            .flat_map(|(pile, pile_no)| {
+                cards.chunks(24).map(move |chunk| {
+                    let frame = Frame::from(OfflineCardClear {
+                        pile_no,
+                        physical_card_nos: Counted(chunk.iter().map(|c| pylon_proto::ykc::Bytes(*c)).collect()),
+                    });
+                    async move {
+                        let answer = self.command(pile, frame, 0x45, PUSH_REPLY_LIMIT).await;
+                        let cleared = matches!(&answer, Ok(Frame::OfflineCardClearReply(r))
+                            if r.results.0.iter().all(|c| c.cleared == 1));
+                        if !cleared {
+                            tracing::warn!(%pile, "a pile did not confirm clearing offline cards (0x45)");
+                        }
+                        (pile.clone(), cleared)
+                    }
+                })
+            })
+            .collect();
+        let mut confirmed: Vec<String> = join_all(sends)
+            .await
+            .into_iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(p, _)| p)
+            .collect();
+        confirmed.dedup();
+        confirmed
+    }
+}
+
 /// Runs the futures together; their outputs in order.
 async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
     use std::task::Poll;

@@ -405,6 +405,19 @@ async fn remove_card(
             format!("account {account} has no card {}", mask(&physical)),
         ));
     }
+    // It is no longer an offline card at the account's stations.
+    if let (Some(bytes), Some(a)) = (
+        crate::business::card_bytes(&physical),
+        api.business
+            .store
+            .account(account)
+            .await
+            .map_err(store_error)?,
+    ) {
+        api.business
+            .clear_offline_cards(&a.stations, &[bytes])
+            .await;
+    }
     account_reply(&api, account).await
 }
 
@@ -546,8 +559,30 @@ async fn set_state(api: &Api, account: &str, state: AccountState) -> ApiResult {
     )
 }
 
-async fn freeze(State(api): State<Api>, Path(account): Path<String>) -> ApiResult {
-    set_state(&api, &account, AccountState::Frozen).await
+/// A frozen account's cards leave the offline lists of its stations' piles too.
+async fn freeze(State(api): State<Api>, Path(account_text): Path<String>) -> ApiResult {
+    let reply = set_state(&api, &account_text, AccountState::Frozen).await?;
+    let account = id(&account_text, "account")?;
+    if let (Some(vault), Some(a)) = (
+        api.business.vault.as_ref(),
+        api.business
+            .store
+            .account(account)
+            .await
+            .map_err(store_error)?,
+    ) {
+        let cards: Vec<[u8; 8]> = api
+            .business
+            .store
+            .account_card_seals(account)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .filter_map(|sealed| crate::business::card_bytes(&vault.open(sealed).ok()?))
+            .collect();
+        api.business.clear_offline_cards(&a.stations, &cards).await;
+    }
+    Ok(reply)
 }
 
 async fn unfreeze(State(api): State<Api>, Path(account): Path<String>) -> ApiResult {

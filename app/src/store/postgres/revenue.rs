@@ -169,6 +169,10 @@ impl RevenueStore for PostgresStore {
         in_transaction!(self, |db| logic::settle_record(&mut db, &input))
     }
 
+    async fn account_card_seals(&self, account: i64) -> Result<Vec<String>> {
+        in_transaction!(self, |db| logic::account_card_seals(&mut db, account))
+    }
+
     async fn station_cards(&self, station: i64) -> Result<Vec<(String, String)>> {
         in_transaction!(self, |db| logic::station_cards(&mut db, station))
     }

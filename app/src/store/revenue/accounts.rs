@@ -423,3 +423,15 @@ pub(crate) async fn station_cards<D: Db>(
     .map(|r| Ok((r.text(0)?, r.text(1)?)))
     .collect()
 }
+
+/// The sealed physical numbers of an account's cards.
+pub(crate) async fn account_card_seals<D: Db>(db: &mut D, account: i64) -> Result<Vec<String>> {
+    db.query(
+        "SELECT card_sealed FROM cards WHERE account_id = $1 ORDER BY card_index",
+        &[account.into()],
+    )
+    .await?
+    .iter()
+    .map(|r| r.text(0))
+    .collect()
+}

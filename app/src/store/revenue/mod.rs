@@ -100,6 +100,8 @@ pub trait RevenueStore: Send + Sync {
         input: &SettleInput,
     ) -> Result<std::result::Result<Settled, Repeat>>;
 
+    /// The sealed physical numbers of an account's cards.
+    async fn account_card_seals(&self, account: i64) -> Result<Vec<String>>;
     /// (logical, physical) sealed numbers of the active cards allowed at a station.
     async fn station_cards(&self, station: i64) -> Result<Vec<(String, String)>>;
     /// Seals every stored card number and VIN again under the vault's current key.

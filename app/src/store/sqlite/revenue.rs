@@ -197,6 +197,10 @@ impl RevenueStore for SqliteStore {
         on!(self, write, |db| logic::settle_record(db, &input))
     }
 
+    async fn account_card_seals(&self, account: i64) -> Result<Vec<String>> {
+        on!(self, read, |db| logic::account_card_seals(db, account))
+    }
+
     async fn station_cards(&self, station: i64) -> Result<Vec<(String, String)>> {
         on!(self, read, |db| logic::station_cards(db, station))
     }
