@@ -296,6 +296,28 @@ fn card_and_vin_starts_are_authorised_held_and_settled_once() {
     );
     let r = rt.block_on(ask(&mut conn, 1, vin_start(1)));
     assert_eq!(r.failure_reason, 0x06);
+    // Allowed everywhere after an edit; then the VIN leaves the account.
+    let edited = api(
+        &p,
+        "PUT",
+        &format!("/v1/accounts/{limited}"),
+        Some(json!({"name": "fleet north", "stations": []})),
+    );
+    assert_eq!(
+        (
+            edited["name"].as_str(),
+            edited["stations"].as_array().map(Vec::len)
+        ),
+        (Some("fleet north"), Some(0))
+    );
+    api(
+        &p,
+        "POST",
+        &format!("/v1/accounts/{limited}/vins/remove"),
+        Some(json!({"vin": VIN})),
+    );
+    let r = rt.block_on(ask(&mut conn, 1, vin_start(1)));
+    assert_eq!(r.failure_reason, 0x09, "the VIN is no one's now");
     // Too little money: 0x03.
     let poor = account(&p, json!({"name": "poor"}), 50);
     api(
@@ -623,9 +645,9 @@ fn offline_cards_of_a_station_reach_its_connected_piles() {
     );
     api(
         &p,
-        "DELETE",
-        &format!("/v1/accounts/{fleet}/cards/{CARD_TEXT}"),
-        None,
+        "POST",
+        &format!("/v1/accounts/{fleet}/cards/remove"),
+        Some(json!({"physical": CARD_TEXT})),
     );
     let (sync, clear) = pile_side.join().expect("the pile heard");
     assert_eq!(clear.physical_card_nos.0.len(), 1);

@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use pylon_proto::api::revenue::{
-    AccountCharge, AccountInput, AccountState, AssignTariff, CardInput, KeyRotation, MoneyInput,
-    PileStation, Reconciliation, StationDay, StationInput, TariffAssignment, TariffInput, VinInput,
+    AccountCharge, AccountInput, AccountState, AssignTariff, CardInput, CardRemove, KeyRotation,
+    MoneyInput, PileStation, Reconciliation, StationDay, StationInput, TariffAssignment,
+    TariffInput, VinInput,
 };
 use pylon_service::http::error;
 
@@ -32,10 +33,11 @@ pub(super) fn routes() -> Router<Api> {
         .route("/v1/tariffs", get(list_tariffs).post(create_tariff))
         .route("/v1/tariffs/{id}", get(get_tariff).put(revise_tariff))
         .route("/v1/accounts", get(list_accounts).post(create_account))
-        .route("/v1/accounts/{id}", get(get_account))
+        .route("/v1/accounts/{id}", get(get_account).put(update_account))
         .route("/v1/accounts/{id}/cards", post(add_card))
-        .route("/v1/accounts/{id}/cards/{card}", delete(remove_card))
+        .route("/v1/accounts/{id}/cards/remove", post(remove_card))
         .route("/v1/accounts/{id}/vins", post(add_vin))
+        .route("/v1/accounts/{id}/vins/remove", post(remove_vin))
         .route("/v1/accounts/{id}/top-up", post(top_up))
         .route("/v1/accounts/{id}/refund", post(refund))
         .route("/v1/accounts/{id}/adjust", post(adjust))
@@ -385,13 +387,57 @@ async fn add_card(
     account_reply(&api, account).await
 }
 
-async fn remove_card(
+async fn update_account(
     State(api): State<Api>,
-    Path((account, card)): Path<(String, String)>,
+    Path(account): Path<String>,
+    Json(input): Json<AccountInput>,
+) -> ApiResult {
+    let account = id(&account, "account")?;
+    if input.name.trim().is_empty() {
+        return Err(bad("bad_account", "an account needs a name"));
+    }
+    let now = api.business.now_ms();
+    found(
+        api.business
+            .store
+            .update_account(account, &input, now)
+            .await,
+        "no_such_account",
+        || format!("no account {account}"),
+    )
+}
+
+async fn remove_vin(
+    State(api): State<Api>,
+    Path(account): Path<String>,
+    Json(input): Json<VinInput>,
 ) -> ApiResult {
     let account = id(&account, "account")?;
     let vault = vault(&api)?;
-    let physical = normalise_card(&card)
+    let vin = input.vin.trim().to_ascii_uppercase();
+    let removed = api
+        .business
+        .store
+        .remove_vin(account, &vault.index("vin", &vin))
+        .await
+        .map_err(store_error)?;
+    if !removed {
+        return Err(not_found(
+            "no_such_vin",
+            format!("account {account} has no VIN {}", mask(&vin)),
+        ));
+    }
+    account_reply(&api, account).await
+}
+
+async fn remove_card(
+    State(api): State<Api>,
+    Path(account): Path<String>,
+    Json(input): Json<CardRemove>,
+) -> ApiResult {
+    let account = id(&account, "account")?;
+    let vault = vault(&api)?;
+    let physical = normalise_card(&input.physical)
         .ok_or_else(|| bad("bad_card", "a physical card number is 1 to 16 hex digits"))?;
     let removed = api
         .business

@@ -7,9 +7,11 @@
 //! - `GET|POST /v1/tariffs`, `GET|PUT /v1/tariffs/{id}` ([`TariffInput`] -> [`Tariff`]; a
 //!   PUT adds a revision, records keep the revision they started under)
 //! - `POST /v1/stations/{id}/tariff` with [`AssignTariff`] -> [`TariffAssignment`]
-//! - `GET|POST /v1/accounts`, `GET /v1/accounts/{id}` ([`AccountInput`] -> [`Account`])
-//! - `POST /v1/accounts/{id}/cards` ([`CardInput`]), `DELETE /v1/accounts/{id}/cards/{card}`
-//! - `POST /v1/accounts/{id}/vins` ([`VinInput`])
+//! - `GET|POST /v1/accounts`, `GET|PUT /v1/accounts/{id}` ([`AccountInput`] -> [`Account`];
+//!   a PUT renames the account and sets its stations)
+//! - `POST /v1/accounts/{id}/cards` ([`CardInput`]), `POST /v1/accounts/{id}/cards/remove`
+//!   ([`CardRemove`]: the number travels in the body, never in a URL)
+//! - `POST /v1/accounts/{id}/vins` and `POST /v1/accounts/{id}/vins/remove` ([`VinInput`])
 //! - `POST /v1/accounts/{id}/top-up|refund|adjust` with [`MoneyInput`] -> [`Account`]
 //! - `POST /v1/accounts/{id}/freeze|unfreeze` -> [`Account`]
 //! - `GET /v1/accounts/{id}/ledger?limit=` -> `Vec<LedgerEntry>` (newest first)
@@ -243,7 +245,7 @@ impl AccountState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CardView {
     /// The physical card number, masked (`D14B****`). To remove a card, name it by its
-    /// whole number.
+    /// whole number ([`CardRemove`]).
     pub card: String,
     /// The number printed on the card, masked.
     pub logical: String,
@@ -290,7 +292,15 @@ pub struct CardInput {
     pub password: Option<String>,
 }
 
-/// `POST /v1/accounts/{id}/vins`.
+/// `POST /v1/accounts/{id}/cards/remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardRemove {
+    /// The physical card number, whole (`D14B0A54`).
+    pub physical: String,
+}
+
+/// `POST /v1/accounts/{id}/vins` and `POST /v1/accounts/{id}/vins/remove`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VinInput {

@@ -129,6 +129,19 @@ impl RevenueStore for PostgresStore {
         in_transaction!(self, |db| logic::add_vin(&mut db, id, &vin, at))
     }
 
+    async fn remove_vin(&self, id: i64, vin_index: &str) -> Result<bool> {
+        in_transaction!(self, |db| logic::remove_vin(&mut db, id, vin_index))
+    }
+
+    async fn update_account(
+        &self,
+        id: i64,
+        input: &AccountInput,
+        at: i64,
+    ) -> Result<Option<Account>> {
+        in_transaction!(self, |db| logic::update_account(&mut db, id, input, at))
+    }
+
     async fn post(
         &self,
         id: i64,

@@ -435,3 +435,34 @@ pub(crate) async fn account_card_seals<D: Db>(db: &mut D, account: i64) -> Resul
     .map(|r| r.text(0))
     .collect()
 }
+
+/// Renames an account and sets the stations it may charge at; `None` if there is none.
+pub(crate) async fn update_account<D: Db>(
+    db: &mut D,
+    id: i64,
+    input: &AccountInput,
+    at: i64,
+) -> Result<Option<Account>> {
+    let changed = db
+        .execute(
+            "UPDATE accounts SET name = $1, updated_at = $2 WHERE id = $3",
+            &[input.name.as_str().into(), at.into(), id.into()],
+        )
+        .await?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    set_stations(db, id, &input.stations).await?;
+    account(db, id).await
+}
+
+/// Removes a VIN from an account; false if the account has no such VIN.
+pub(crate) async fn remove_vin<D: Db>(db: &mut D, id: i64, vin_index: &str) -> Result<bool> {
+    let removed = db
+        .execute(
+            "DELETE FROM vins WHERE vin_index = $1 AND account_id = $2",
+            &[vin_index.into(), id.into()],
+        )
+        .await?;
+    Ok(removed > 0)
+}

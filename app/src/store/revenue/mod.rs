@@ -76,6 +76,14 @@ pub trait RevenueStore: Send + Sync {
     async fn add_card(&self, id: i64, card: &SealedCard, at: i64) -> Result<bool>;
     async fn remove_card(&self, id: i64, card_index: &str) -> Result<bool>;
     async fn add_vin(&self, id: i64, vin: &SealedVin, at: i64) -> Result<bool>;
+    async fn remove_vin(&self, id: i64, vin_index: &str) -> Result<bool>;
+    /// Renames and sets the allowed stations; `None` if there is no such account.
+    async fn update_account(
+        &self,
+        id: i64,
+        input: &AccountInput,
+        at: i64,
+    ) -> Result<Option<Account>>;
     /// Moves money; `None` if there is no such account.
     async fn post(
         &self,

@@ -157,6 +157,21 @@ impl RevenueStore for SqliteStore {
         on!(self, write, |db| logic::add_vin(db, id, &vin, at))
     }
 
+    async fn remove_vin(&self, id: i64, vin_index: &str) -> Result<bool> {
+        let vin_index = vin_index.to_owned();
+        on!(self, write, |db| logic::remove_vin(db, id, &vin_index))
+    }
+
+    async fn update_account(
+        &self,
+        id: i64,
+        input: &AccountInput,
+        at: i64,
+    ) -> Result<Option<Account>> {
+        let input = input.clone();
+        on!(self, write, |db| logic::update_account(db, id, &input, at))
+    }
+
     async fn post(
         &self,
         id: i64,
