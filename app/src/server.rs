@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use prometheus_client::registry::Registry as MetricsRegistry;
 use pylon_proto::app::business_server::BusinessServer;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::{Request, Status};
 
@@ -63,12 +62,9 @@ fn authenticate(
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     config.validate()?;
     let config = Arc::new(config);
-    let grpc_listener = TcpListener::bind(config.grpc_listen)
-        .await
-        .with_context(|| format!("listening for edges on {}", config.grpc_listen))?;
-    let http_listener = TcpListener::bind(config.http_listen)
-        .await
-        .with_context(|| format!("listening for the operator API on {}", config.http_listen))?;
+    let grpc_listener = pylon_service::process::listen(config.grpc_listen, "edges").await?;
+    let http_listener =
+        pylon_service::process::listen(config.http_listen, "the operator API").await?;
     let store = open_store(&config).await?;
     let metrics = Arc::new(AppMetrics::default());
     let mut registry = MetricsRegistry::default();

@@ -50,12 +50,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     if config.admin_token.is_none() {
         tracing::warn!("no admin token: the admin API (pylonctl) is off");
     }
-    let http_listener = TcpListener::bind(config.http_listen)
-        .await
-        .with_context(|| format!("listening for HTTP on {}", config.http_listen))?;
-    let grpc_listener = TcpListener::bind(config.grpc_listen)
-        .await
-        .with_context(|| format!("listening for gRPC on {}", config.grpc_listen))?;
+    let http_listener = pylon_service::process::listen(config.http_listen, "HTTP").await?;
+    let grpc_listener = pylon_service::process::listen(config.grpc_listen, "gRPC").await?;
     let registry = open_registry(&config).await?;
     let node = ControlNode::new(config, registry);
     let mut metrics = MetricsRegistry::default();

@@ -25,6 +25,17 @@ where
     })
 }
 
+/// A TCP listener on `addr`; the error says what it was for (`what`) and where.
+pub async fn listen(
+    addr: std::net::SocketAddr,
+    what: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    use anyhow::Context;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening for {what} on {addr}"))
+}
+
 /// The exit status of a process that ran `result`: success, or the error on stderr
 /// (prefixed with the program's name) and failure.
 pub fn exit_status(name: &str, result: anyhow::Result<()>) -> std::process::ExitCode {
