@@ -2,14 +2,15 @@
 //! ledger, through the app service's operator API (`pylon_proto::api::revenue`).
 //!
 //! Amounts are typed in yuan and sent in fen. Card numbers, card passwords and VINs are
-//! never printed as given: replies carry them masked, and pylonctl's own messages mask
-//! them the same way (first four characters and `****`).
+//! sent in request bodies, never in a URL, and never printed as given: replies carry them
+//! masked, and pylonctl's own messages mask them the same way (first four characters and
+//! `****`).
 
 use std::io::Write;
 
 use clap::{Args, Subcommand};
 use pylon_proto::api::revenue::{
-    Account, AccountInput, CardInput, LedgerEntry, MoneyInput, VinInput,
+    Account, AccountInput, CardInput, CardRemove, LedgerEntry, MoneyInput, VinInput,
 };
 use serde_json::Value;
 
@@ -22,13 +23,16 @@ pub const ACCOUNTS_ABOUT: &str = "\
 Manage drivers' accounts: their wallets (balance and the part held for charges under
 way), the cards and VINs that identify them at a pile, the stations they may charge at,
 and the ledger of every money movement. Amounts are in yuan with up to two decimals.
-Card numbers and VINs are shown masked (D14B****). Talks to the app service
-(--app-endpoint).
+Card numbers and VINs are shown masked (D14B****), and are sent in request bodies, never
+in a URL. Talks to the app service (--app-endpoint).
 
 Examples:
   pylonctl accounts add --name 'Fleet A' --station 3
+  pylonctl accounts edit 7 --name 'Fleet A (north)' --station 3 --station 4
   pylonctl accounts top-up 7 --amount 200 --reason 'paid by bank transfer 2024-05-01'
   pylonctl accounts card-add 7 --card D14B0A54 --logical 1000000000000001
+  pylonctl accounts card-remove 7 --card D14B0A54
+  pylonctl accounts vin-remove 7 --vin LSVAU2180N2183294
   pylonctl accounts show 7
   pylonctl accounts ledger 7 --limit 20
   pylonctl charge start 32010200000001 --account 7";
@@ -56,6 +60,17 @@ without it, it may charge at every station. Prints its id.
 Examples:
   pylonctl accounts add --name 'Zhang Wei'
   pylonctl accounts add --name 'Fleet A' --station 3 --station 4";
+
+const EDIT_ABOUT: &str = "\
+Change an account: only what is given changes (pylonctl reads the account and writes it
+back). --station (repeatable) replaces the stations it may charge at with those given;
+--all-stations lets it charge at every station. Its wallet, cards, VINs and state are
+not touched. Prints the account.
+
+Examples:
+  pylonctl accounts edit 7 --name 'Fleet A (north)'
+  pylonctl accounts edit 7 --station 3 --station 5
+  pylonctl accounts edit 7 --all-stations";
 
 const TOP_UP_ABOUT: &str = "\
 Put money into an account's wallet (money received from the driver), in yuan with up to
@@ -112,8 +127,9 @@ Examples:
   pylonctl accounts card-add 7 --card D14B0A54 --logical 1000000000000001";
 
 const CARD_REMOVE_ABOUT: &str = "\
-Take a card from an account: it may no longer start charges. Name it by its full physical
-number (`accounts show` prints it masked).
+Take a card from an account: it may no longer start charges, and it leaves the offline
+card lists of the piles at the account's stations. Name it by its full physical number
+(`accounts show` prints it masked); it is sent in the request body, never in a URL.
 
 Examples:
   pylonctl accounts card-remove 7 --card D14B0A54";
@@ -124,6 +140,14 @@ charges at piles that read it (plug and charge). Shown masked.
 
 Examples:
   pylonctl accounts vin-add 7 --vin LSVAU2180N2183294";
+
+const VIN_REMOVE_ABOUT: &str = "\
+Take a vehicle's VIN from an account: the vehicle may no longer start charges by plug
+and charge. Name it by its full VIN (`accounts show` prints it masked); it is sent in
+the request body, never in a URL.
+
+Examples:
+  pylonctl accounts vin-remove 7 --vin LSVAU2180N2183294";
 
 #[derive(Debug, Args)]
 pub struct AccountsArgs {
@@ -168,6 +192,44 @@ pub struct AdjustArgs {
     pub reason: String,
 }
 
+/// `accounts edit`: what to change; what is not given stays as it is.
+#[derive(Debug, PartialEq, Eq, Args)]
+pub struct AccountEditArgs {
+    #[command(flatten)]
+    pub account: AccountId,
+    /// A new name for the account holder.
+    #[arg(long, value_name = "TEXT", value_parser = parse_text)]
+    pub name: Option<String>,
+    /// A station it may charge at (repeat for more): replaces its stations.
+    #[arg(long = "station", value_name = "ID", conflicts_with = "all_stations",
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub stations: Vec<i64>,
+    /// Let it charge at every station (forget its list of stations).
+    #[arg(long)]
+    pub all_stations: bool,
+}
+
+impl AccountEditArgs {
+    fn changes_nothing(&self) -> bool {
+        self.name.is_none() && self.stations.is_empty() && !self.all_stations
+    }
+
+    /// `account` with this edit's changes, as `PUT /v1/accounts/{id}` takes it.
+    fn apply(&self, account: &Account) -> AccountInput {
+        let stations = if self.all_stations {
+            Vec::new()
+        } else if self.stations.is_empty() {
+            account.stations.clone()
+        } else {
+            self.stations.clone()
+        };
+        AccountInput {
+            name: self.name.clone().unwrap_or_else(|| account.name.clone()),
+            stations,
+        }
+    }
+}
+
 #[derive(Debug, PartialEq, Eq, Subcommand)]
 pub enum AccountsCommand {
     /// List accounts: state, balance, cards, VINs, stations.
@@ -195,6 +257,9 @@ pub enum AccountsCommand {
               value_parser = clap::value_parser!(i64).range(1..))]
         stations: Vec<i64>,
     },
+    /// Rename an account or change the stations it may charge at.
+    #[command(long_about = EDIT_ABOUT)]
+    Edit(AccountEditArgs),
     /// Put money into a wallet (yuan).
     #[command(long_about = TOP_UP_ABOUT)]
     TopUp(MoneyArgs),
@@ -247,6 +312,15 @@ pub enum AccountsCommand {
     /// Give an account a vehicle's VIN.
     #[command(long_about = VIN_ADD_ABOUT)]
     VinAdd {
+        #[command(flatten)]
+        account: AccountId,
+        /// The VIN: 17 letters and digits.
+        #[arg(long, value_name = "VIN")]
+        vin: String,
+    },
+    /// Take a vehicle's VIN from an account.
+    #[command(long_about = VIN_REMOVE_ABOUT)]
+    VinRemove {
         #[command(flatten)]
         account: AccountId,
         /// The VIN: 17 letters and digits.
@@ -334,6 +408,25 @@ pub fn run_accounts(
                 .map_err(|e| explain_revenue(e, Subject::default()))?;
             ctx.emit(out, "POST", path, &reply, render::account_added)
         }
+        AccountsCommand::Edit(edit) => {
+            if edit.changes_nothing() {
+                return Err(Failure::BadInput(
+                    "give something to change: --name, --station (repeatable) or \
+                     --all-stations"
+                        .into(),
+                ));
+            }
+            let id = edit.account.id;
+            let ctx = AppCtx::new(&connect, env)?;
+            let path = format!("/v1/accounts/{id}");
+            let current: Value = ctx.client.get(&path, &[]).map_err(explain(id))?;
+            let current: Account = ctx.typed("GET", &path, &current)?;
+            let reply: Value = ctx
+                .client
+                .put_json(&path, &edit.apply(&current))
+                .map_err(explain(id))?;
+            ctx.emit(out, "PUT", &path, &reply, render::account_updated)
+        }
         AccountsCommand::TopUp(m) => move_money(
             &connect,
             env,
@@ -408,15 +501,17 @@ pub fn run_accounts(
             let id = account.id;
             let physical = parse_card(&card)?;
             let ctx = AppCtx::new(&connect, env)?;
-            // The card is named in the path: the client's own messages may quote it.
-            let path = format!("/v1/accounts/{id}/cards/{physical}");
-            let shown_path = format!("/v1/accounts/{id}/cards/{}", mask(&physical));
+            // The number travels in the body; should a message quote it, it is masked.
+            let path = format!("/v1/accounts/{id}/cards/remove");
+            let body = CardRemove {
+                physical: physical.clone(),
+            };
             let reply: Value = ctx
                 .client
-                .delete(&path)
+                .post_json(&path, &body)
                 .map_err(explain(id))
                 .map_err(|f| redact_all(f, &[Some(card), Some(physical.clone())]))?;
-            ctx.emit(out, "DELETE", &shown_path, &reply, |a: &Account| {
+            ctx.emit(out, "POST", &path, &reply, |a: &Account| {
                 render::card_removed(a, &mask(&physical))
             })
         }
@@ -432,6 +527,20 @@ pub fn run_accounts(
                 .map_err(|f| redacted(f, &vin, &mask(&vin)))?;
             ctx.emit(out, "POST", &path, &reply, |a: &Account| {
                 render::vin_added(a, &mask(&vin))
+            })
+        }
+        AccountsCommand::VinRemove { account, vin } => {
+            let id = account.id;
+            let vin = parse_vin(&vin)?;
+            let ctx = AppCtx::new(&connect, env)?;
+            let path = format!("/v1/accounts/{id}/vins/remove");
+            let reply: Value = ctx
+                .client
+                .post_json(&path, &VinInput { vin: vin.clone() })
+                .map_err(explain(id))
+                .map_err(|f| redacted(f, &vin, &mask(&vin)))?;
+            ctx.emit(out, "POST", &path, &reply, |a: &Account| {
+                render::vin_removed(a, &mask(&vin))
             })
         }
     }

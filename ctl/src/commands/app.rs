@@ -186,6 +186,12 @@ pub(crate) fn explain_revenue(e: ClientError, about: Subject<'_>) -> Failure {
             },
         ) => format!("{message}; `pylonctl accounts show {a}` lists its cards (masked)"),
         (
+            Some("no_such_vin"),
+            Subject {
+                account: Some(a), ..
+            },
+        ) => format!("{message}; `pylonctl accounts show {a}` lists its VINs (masked)"),
+        (
             Some("no_such_pile_or_station"),
             Subject {
                 station: Some(s),
@@ -248,8 +254,7 @@ pub(crate) fn explain_revenue(e: ClientError, about: Subject<'_>) -> Failure {
 }
 
 /// `failure` with every `secret` in its message replaced by `masked`: for commands whose
-/// input must never be echoed (a card number in a request path comes back in the
-/// client's messages). Secrets of four characters or fewer are left: their mask would
+/// input must never be echoed (a card number or VIN the app service's message quotes). Secrets of four characters or fewer are left: their mask would
 /// show them whole, and replacing them would garble the message.
 pub(crate) fn redacted(failure: Failure, secret: &str, masked: &str) -> Failure {
     if secret.chars().count() <= 4 {

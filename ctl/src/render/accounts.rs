@@ -114,6 +114,11 @@ pub fn account_added(a: &Account) -> String {
     )
 }
 
+/// The confirmation of `accounts edit`, then the account.
+pub fn account_updated(a: &Account) -> String {
+    format!("Account {} updated.\n\n{}", a.id, account(a))
+}
+
 /// The confirmation of `accounts top-up|refund|adjust` (`action`) of `amount` fen.
 pub fn money_moved(a: &Account, action: &str, amount: i64) -> String {
     let did = match action {
@@ -166,6 +171,16 @@ pub fn card_removed(a: &Account, card: &str) -> String {
 pub fn vin_added(a: &Account, vin: &str) -> String {
     format!(
         "VIN {vin} added to account {} ({} VIN{} in all).\n",
+        a.id,
+        a.vins.len(),
+        if a.vins.len() == 1 { "" } else { "s" }
+    )
+}
+
+/// The confirmation of `accounts vin-remove`; `vin`: the VIN, masked.
+pub fn vin_removed(a: &Account, vin: &str) -> String {
+    format!(
+        "VIN {vin} removed from account {} ({} VIN{} left).\n",
         a.id,
         a.vins.len(),
         if a.vins.len() == 1 { "" } else { "s" }

@@ -95,7 +95,13 @@ fn amounts_are_yuan_and_only_adjust_goes_negative() {
         &["accounts", "ledger", "7", "--limit", "0"],
         &["accounts", "card-add", "7", "--card", CARD],
         &["accounts", "vin-add", "7"],
+        &["accounts", "vin-remove", "7"],
+        &["accounts", "card-remove", "7"],
         &["accounts", "freeze"],
+        &["accounts", "edit", "0", "--name", "X"],
+        &["accounts", "edit", "7", "--name", " "],
+        &["accounts", "edit", "7", "--station", "0"],
+        &["accounts", "edit", "7", "--station", "3", "--all-stations"],
     ] {
         assert!(parse(bad).is_err(), "{bad:?} parsed");
     }
@@ -324,20 +330,27 @@ fn cards_are_sent_in_full_but_only_shown_masked() {
         text,
         "Card D14B**** removed from account 7 (1 card left).\n"
     );
+    // The number travels in the body, whole; the URL does not name it.
     let seen = requests.recv().unwrap();
     assert!(
         seen.head
-            .starts_with("DELETE /v1/accounts/7/cards/D14B0A54C3 HTTP/1.1"),
+            .starts_with("POST /v1/accounts/7/cards/remove HTTP/1.1"),
         "{}",
         seen.head
     );
-    // The client's own messages name the path, and so the card: masked.
+    assert!(
+        !seen.head.to_ascii_uppercase().contains("D14B0A54"),
+        "{}",
+        seen.head
+    );
+    assert_eq!(seen.json(), json!({"physical": "D14B0A54C3"}));
+    // The client's own messages name the path, which does not hold the card.
     for _ in 0..2 {
         let msg = run_at(&endpoint, Some("t"), &remove)
             .unwrap_err()
             .to_string();
         assert!(!msg.to_ascii_uppercase().contains("D14B0A54C3"), "{msg}");
-        assert!(msg.contains("/v1/accounts/7/cards/D14B****"), "{msg}");
+        assert!(msg.contains("/v1/accounts/7/cards/remove"), "{msg}");
         requests.recv().unwrap();
     }
 
@@ -389,6 +402,15 @@ fn account_errors_are_explained() {
             404,
             api_error("no_such_card", "account 7 has no card D14B****"),
         ),
+        (
+            404,
+            api_error("no_such_card", "account 7 has no card d14b0a54c3"),
+        ),
+        (
+            404,
+            api_error("no_such_vin", "account 7 has no VIN LSVAU2180N2183294"),
+        ),
+        (404, api_error("no_such_account", "no account 9")),
     ]);
     let fail = |args: &[&str]| {
         let err = run_at(&endpoint, Some("t"), args).unwrap_err();
@@ -424,5 +446,215 @@ fn account_errors_are_explained() {
                 .into()
         )
     );
+    // Should the service quote a number whole, pylonctl masks it.
+    let (code, msg) = fail(&["accounts", "card-remove", "7", "--card", CARD]);
+    assert_eq!(code, 1);
+    assert!(!msg.to_ascii_uppercase().contains("D14B0A54C3"), "{msg}");
+    assert!(msg.starts_with("account 7 has no card d14b****;"), "{msg}");
+    assert_eq!(
+        fail(&["accounts", "vin-remove", "7", "--vin", "lsvau2180n2183294"]),
+        (
+            1,
+            "account 7 has no VIN LSVA****; `pylonctl accounts show 7` lists its VINs \
+             (masked)"
+                .into()
+        )
+    );
+    assert_eq!(
+        fail(&["accounts", "edit", "9", "--name", "X"]),
+        (
+            1,
+            "there is no account 9; `pylonctl accounts list` lists the accounts, `pylonctl \
+             accounts add --name NAME` adds one"
+                .into()
+        )
+    );
     server.join().unwrap();
+}
+
+#[test]
+fn edit_changes_only_what_is_given() {
+    let current: Account = serde_json::from_value(sample_account_json()).unwrap();
+    let edit = |args: &[&str]| match parsed(args) {
+        AccountsCommand::Edit(e) => e,
+        other => panic!("{args:?} parsed as {other:?}"),
+    };
+    let rename = edit(&["accounts", "edit", "7", "--name", " Fleet B "]);
+    assert_eq!(
+        rename,
+        AccountEditArgs {
+            account: AccountId { id: 7 },
+            name: Some("Fleet B".into()),
+            stations: vec![],
+            all_stations: false,
+        }
+    );
+    assert_eq!(
+        rename.apply(&current),
+        AccountInput {
+            name: "Fleet B".into(),
+            stations: vec![3, 4]
+        }
+    );
+    assert_eq!(
+        edit(&["accounts", "edit", "7", "--station", "5", "--station", "6"]).apply(&current),
+        AccountInput {
+            name: "Fleet A".into(),
+            stations: vec![5, 6]
+        }
+    );
+    assert_eq!(
+        edit(&["accounts", "edit", "7", "--all-stations"]).apply(&current),
+        AccountInput {
+            name: "Fleet A".into(),
+            stations: vec![]
+        }
+    );
+    assert!(edit(&["accounts", "edit", "7"]).changes_nothing());
+    assert!(!rename.changes_nothing());
+    assert!(!edit(&["accounts", "edit", "7", "--all-stations"]).changes_nothing());
+    assert!(!edit(&["accounts", "edit", "7", "--station", "3"]).changes_nothing());
+}
+
+#[test]
+fn edit_reads_the_account_and_puts_it_back_changed() {
+    let account = sample_account_json();
+    let mut edited = account.clone();
+    edited["name"] = json!("Fleet B");
+    edited["stations"] = json!([]);
+    let (endpoint, requests, server) = serve(vec![
+        (200, account.to_string()),
+        (200, edited.to_string()),
+        (200, account.to_string()),
+        (200, account.to_string()),
+        (200, account.to_string()),
+        (400, api_error("bad_account", "an account needs a name")),
+        (200, account.to_string()),
+        (404, api_error("no_such_account", "no account 7")),
+    ]);
+    let text = run_at(
+        &endpoint,
+        Some("t"),
+        &[
+            "accounts",
+            "edit",
+            "7",
+            "--name",
+            "Fleet B",
+            "--all-stations",
+        ],
+    )
+    .unwrap();
+    let typed: Account = serde_json::from_value(edited.clone()).unwrap();
+    assert_eq!(
+        text,
+        format!("Account 7 updated.\n\n{}", render::account(&typed))
+    );
+    assert!(text.contains("stations:  all\n"), "{text}");
+    let get = requests.recv().unwrap();
+    assert!(
+        get.head.starts_with("GET /v1/accounts/7 HTTP/1.1"),
+        "{}",
+        get.head
+    );
+    let put = requests.recv().unwrap();
+    assert!(
+        put.head.starts_with("PUT /v1/accounts/7 HTTP/1.1"),
+        "{}",
+        put.head
+    );
+    assert_eq!(put.json(), json!({"name": "Fleet B", "stations": []}));
+
+    // --station replaces the list; the name stays; -o json prints the reply as it is.
+    let json = run_at(
+        &endpoint,
+        Some("t"),
+        &["accounts", "edit", "7", "--station", "5", "-o", "json"],
+    )
+    .unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), account);
+    requests.recv().unwrap();
+    assert_eq!(
+        requests.recv().unwrap().json(),
+        json!({"name": "Fleet A", "stations": [5]})
+    );
+
+    // The service refuses the input: its message, exit status 2.
+    let err = run_at(
+        &endpoint,
+        Some("t"),
+        &["accounts", "edit", "7", "--name", "X"],
+    )
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{err}");
+    assert!(err.to_string().contains("an account needs a name"), "{err}");
+    requests.recv().unwrap();
+    assert_eq!(
+        requests.recv().unwrap().json(),
+        json!({"name": "X", "stations": [3, 4]})
+    );
+
+    // Gone between the read and the write.
+    let err = run_at(
+        &endpoint,
+        Some("t"),
+        &["accounts", "edit", "7", "--name", "X"],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().starts_with("there is no account 7;"),
+        "{err}"
+    );
+    requests.recv().unwrap();
+    requests.recv().unwrap();
+    server.join().unwrap();
+
+    // Nothing to change: refused before any request (the endpoint refuses connections).
+    let err = run_at(&refused_endpoint(), Some("t"), &["accounts", "edit", "7"]).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(
+        err.to_string().starts_with("give something to change"),
+        "{err}"
+    );
+}
+
+#[test]
+fn vin_remove_sends_the_vin_in_the_body_and_shows_it_masked() {
+    let mut account = sample_account_json();
+    account["vins"] = json!([]);
+    let (endpoint, requests, server) = serve(vec![(200, account.to_string())]);
+    let text = run_at(
+        &endpoint,
+        Some("t"),
+        &[
+            "accounts",
+            "vin-remove",
+            "7",
+            "--vin",
+            " lsvau2180n2183294 ",
+        ],
+    )
+    .unwrap();
+    assert_eq!(text, "VIN LSVA**** removed from account 7 (0 VINs left).\n");
+    let seen = requests.recv().unwrap();
+    assert!(
+        seen.head
+            .starts_with("POST /v1/accounts/7/vins/remove HTTP/1.1"),
+        "{}",
+        seen.head
+    );
+    assert_eq!(seen.json(), json!({"vin": "LSVAU2180N2183294"}));
+    server.join().unwrap();
+
+    // A bad VIN is refused before any request, masked.
+    let err = run_at(
+        &refused_endpoint(),
+        Some("t"),
+        &["accounts", "vin-remove", "7", "--vin", "LSVAU2180N218329"],
+    )
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    let msg = err.to_string();
+    assert!(!msg.contains("LSVAU2180N218329"), "{msg}");
+    assert!(msg.contains("LSVA****"), "{msg}");
 }

@@ -131,4 +131,18 @@ fn confirmations_say_what_changed() {
         "Card D14B**** removed from account 7 (1 card left).\n"
     );
     assert!(account_added(&a).contains("pylonctl accounts top-up 7 --amount YUAN"));
+    assert_eq!(
+        account_updated(&a),
+        format!("Account 7 updated.\n\n{}", account(&a))
+    );
+    assert_eq!(
+        vin_removed(&a, "LSVA****"),
+        "VIN LSVA**** removed from account 7 (1 VIN left).\n"
+    );
+    let mut bare = a.clone();
+    bare.vins.clear();
+    assert_eq!(
+        vin_removed(&bare, "LSVA****"),
+        "VIN LSVA**** removed from account 7 (0 VINs left).\n"
+    );
 }
