@@ -19,6 +19,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         "revenue",
         include_str!("../../../migrations/postgres/0002_revenue.sql"),
     ),
+    (
+        3,
+        "legacy_settlements",
+        include_str!("../../../migrations/postgres/0003_legacy_settlements.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises migrations between app instances.

@@ -19,6 +19,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         "revenue",
         include_str!("../../../migrations/sqlite/0002_revenue.sql"),
     ),
+    (
+        3,
+        "legacy_settlements",
+        include_str!("../../../migrations/sqlite/0003_legacy_settlements.sql"),
+    ),
 ];
 
 /// Applies the missing migrations in one `BEGIN IMMEDIATE` transaction (which also keeps
