@@ -18,7 +18,8 @@ pub(crate) fn sample_reconciliation_json() -> serde_json::Value {
         "settled_electricity_fen": 98_765, "settled_service_fen": 49_383,
         "ledger_electricity_fen": 98_765, "ledger_service_fen": 49_383,
         "refunds_fen": 1250, "top_ups_fen": 500_000, "books_sum": 0,
-        "wallet_mismatches": [], "open_holds_fen": 2000, "discrepancies": 2,
+        "wallet_mismatches": [], "open_holds_fen": 2000, "held_in_books_fen": 2000,
+        "discrepancies": 2,
         "quarantined": 0, "balanced": true
     })
 }
@@ -56,6 +57,7 @@ service, ledger:       493.83 yuan
 top-ups:               5000.00 yuan
 refunds:               12.50 yuan
 open holds:            20.00 yuan
+held in books:         20.00 yuan
 discrepancies:         2
 quarantined:           0
 
@@ -64,6 +66,7 @@ every record settled               ok
 electricity: settlements = ledger  ok
 service: settlements = ledger      ok
 all books sum to zero              ok
+open holds = hold books            ok
 wallets match their books          ok
 
 Balanced: yes.
@@ -129,4 +132,17 @@ ID  TRADE NO                          PILE            RECEIVED              REAS
 "
     );
     assert_eq!(quarantine(&[], 100), "No quarantined records.\n");
+}
+
+#[test]
+fn holds_that_differ_from_their_books_are_named() {
+    let mut r = sample_reconciliation();
+    r.balanced = false;
+    r.held_in_books_fen = 1_500;
+    let text = reconciliation(&r);
+    assert!(
+        text.contains("open holds = hold books            differ by 5.00 yuan"),
+        "{text}"
+    );
+    assert!(text.ends_with("Balanced: NO.\n"), "{text}");
 }
