@@ -46,6 +46,9 @@ mod tests {
         assert!(!bearer_matches(None, "abc"));
         assert!(!bearer_matches(Some("Bearer "), "abc"));
         assert!(!bearer_matches(Some("Bearer abc "), "abc"));
-        assert!(!bearer_matches(Some("Bearer "), ""), "an empty token lets no one in");
+        assert!(
+            !bearer_matches(Some("Bearer "), ""),
+            "an empty token lets no one in"
+        );
     }
 }
