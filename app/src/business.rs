@@ -479,12 +479,8 @@ impl Business {
             fields,
             received_at: self.now_ms(),
         };
-        // Priced with the tariff in force when the charge started (revisions never change,
-        // so reading it before the settling transaction is safe).
-        let pricing = self.store.priced_by(pile, record.start_time).await?;
         let input = SettleInput {
             metered: Self::metered(t),
-            pricing,
             card_index: self.record_card_index(t),
             tolerance: self.tolerance,
             at: self.now_ms(),

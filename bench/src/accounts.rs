@@ -18,21 +18,42 @@ pub fn fleet_card_text(pile: u64) -> String {
     format!("{:X}", pile & 0xFFFF_FFFF)
 }
 
+/// The app service's operator API, with the admin token.
+struct OperatorApi<'a> {
+    agent: ureq::Agent,
+    base: &'a str,
+    token: &'a str,
+}
+
+impl<'a> OperatorApi<'a> {
+    fn new(base: &'a str, token: &'a str) -> Self {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(30))
+            .build();
+        OperatorApi { agent, base, token }
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.agent
+            .request(method, &format!("{}{path}", self.base))
+            .set("authorization", &format!("Bearer {}", self.token))
+            .send_json(body)
+            .map_err(|e| anyhow::anyhow!("{method} {path}: {e}"))?
+            .into_json()
+            .map_err(|e| anyhow::anyhow!("{method} {path}: {e}"))
+    }
+}
+
 /// Creates an account for the driver of each pile `first..first + count`, with the pile's
 /// card and `fen` in the wallet. `api` is the app's operator address (`http://host:port`).
 pub fn provision(api: &str, token: &str, first: u64, count: u64, fen: i64) -> anyhow::Result<()> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build();
-    let call = |path: &str, body: serde_json::Value| -> anyhow::Result<serde_json::Value> {
-        agent
-            .post(&format!("{api}{path}"))
-            .set("authorization", &format!("Bearer {token}"))
-            .send_json(body)
-            .map_err(|e| anyhow::anyhow!("POST {path}: {e}"))?
-            .into_json()
-            .map_err(|e| anyhow::anyhow!("POST {path}: {e}"))
-    };
+    let api = OperatorApi::new(api, token);
+    let call = |path: &str, body: serde_json::Value| api.call("POST", path, body);
     for pile in first..first + count {
         let account = call(
             "/v1/accounts",
@@ -62,19 +83,8 @@ pub fn station_with_tariff(
     name: &str,
     piles: impl IntoIterator<Item = u64>,
 ) -> anyhow::Result<i64> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build();
-    let call =
-        |method: &str, path: &str, body: serde_json::Value| -> anyhow::Result<serde_json::Value> {
-            agent
-                .request(method, &format!("{api}{path}"))
-                .set("authorization", &format!("Bearer {token}"))
-                .send_json(body)
-                .map_err(|e| anyhow::anyhow!("{method} {path}: {e}"))?
-                .into_json()
-                .map_err(|e| anyhow::anyhow!("{method} {path}: {e}"))
-        };
+    let api = OperatorApi::new(api, token);
+    let call = |method: &str, path: &str, body: serde_json::Value| api.call(method, path, body);
     let station = call("POST", "/v1/stations", serde_json::json!({"name": name}))?["id"]
         .as_i64()
         .ok_or_else(|| anyhow::anyhow!("no station id"))?;

@@ -22,13 +22,7 @@ use crate::store::{Order, OrderOrigin, OrderState};
 /// A card number as piles send it (8 bytes) in the form operators type: upper-case hex
 /// without the zero padding (`D14B0A54`).
 pub fn card_number(bytes: &[u8]) -> String {
-    let hex = hex::encode_upper(bytes);
-    let trimmed = hex.trim_start_matches('0');
-    if trimmed.is_empty() {
-        "0".into()
-    } else {
-        trimmed.to_owned()
-    }
+    normalise_card(&hex::encode_upper(bytes)).unwrap_or_else(|| "0".into())
 }
 
 /// The 8 bytes piles use for a card number in operator form (`D14B0A54`).

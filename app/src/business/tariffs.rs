@@ -7,6 +7,8 @@ use pylon_proto::ykc::field::ByteArray;
 use pylon_proto::ykc::frames::{BillingModelReply, BillingModelSet};
 use pylon_proto::ykc::{Bcd, Frame, PileNo, Scaled};
 
+use futures_util::future::join_all;
+
 use super::{Business, BusinessError};
 use crate::revenue::tariff::Tariff;
 
@@ -86,16 +88,26 @@ impl Business {
         let Some(s) = self.store.station(station, self.now_ms()).await? else {
             return Ok((Vec::new(), Vec::new()));
         };
-        let sends: Vec<_> = s
+        let connected: Vec<&String> = s
             .piles
             .iter()
             .filter(|p| self.directory.location(p).is_some())
-            .map(|pile| async move { (pile.clone(), self.push_pile_tariff(pile).await) })
+            .collect();
+        // Every pile of the station has the station's tariff: read it once.
+        let Some(first) = connected.first() else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let (model, Some(tariff)) = self.pile_model(first).await? else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let tariff = &tariff;
+        let sends: Vec<_> = connected
+            .into_iter()
+            .map(|pile| async move { (pile.clone(), self.send_model(pile, model, tariff).await) })
             .collect();
         let (taken, refused): (Vec<_>, Vec<_>) = join_all(sends)
             .await
             .into_iter()
-            .filter_map(|(pile, took)| Some((pile, took?)))
             .partition(|(_, took)| *took);
         Ok((
             taken.into_iter().map(|(p, _)| p).collect(),
@@ -137,14 +149,21 @@ impl Business {
                 return Some(false);
             }
         };
-        let pile_no = PileNo::parse(pile).ok()?;
-        let frame = tariff_frame(pile_no, model, &tariff, true);
+        Some(self.send_model(pile, model, &tariff).await)
+    }
+
+    /// Sends a pile a billing model (0x58); whether it took it (0x57).
+    async fn send_model(&self, pile: &str, model: u16, tariff: &Tariff) -> bool {
+        let Ok(pile_no) = PileNo::parse(pile) else {
+            return false;
+        };
+        let frame = tariff_frame(pile_no, model, tariff, true);
         let answer = self.command(pile, frame, 0x57, PUSH_REPLY_LIMIT).await;
         let took = matches!(&answer, Ok(Frame::BillingModelSetReply(r)) if r.result == 1);
         if !took {
             tracing::warn!(%pile, ?answer, "a pile did not take its new billing model (0x57)");
         }
-        Some(took)
+        took
     }
 
     /// Sends each connected pile of a station the offline cards allowed there (0x44, up
@@ -205,7 +224,7 @@ impl Business {
                     Ok(Frame::OfflineCardSyncReply(r)) if r.result == 1
                 )
             });
-            let stored = join_all(sends.collect()).await.into_iter().all(|ok| ok);
+            let stored = join_all(sends).await.into_iter().all(|ok| ok);
             syncs.push(pylon_proto::api::revenue::OfflineSync {
                 pile: pile.clone(),
                 cards: cards.len() as u64,
@@ -267,31 +286,6 @@ impl Business {
         confirmed.dedup();
         confirmed
     }
-}
-
-/// Runs the futures together; their outputs in order.
-async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    use std::task::Poll;
-    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(v) => *output = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }
 
 #[cfg(test)]

@@ -77,8 +77,8 @@ fn id(text: &str, what: &str) -> Result<i64, Response> {
         .map_err(|_| bad("bad_id", format!("{text:?} is not a {what} id")))
 }
 
-fn vault(api: &Api) -> Result<&Vault, Response> {
-    api.business.vault.as_deref().ok_or_else(|| {
+fn vault(api: &Api) -> Result<&std::sync::Arc<Vault>, Response> {
+    api.business.vault.as_ref().ok_or_else(|| {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
             "card_keys_missing",
@@ -848,13 +848,7 @@ async fn sync_offline_cards(State(api): State<Api>, Path(station): Path<String>)
 /// A new sealing key, then every stored card number and VIN sealed again under it. Old
 /// keys stay in the file so that backups taken before still open.
 async fn rotate_card_keys(State(api): State<Api>) -> ApiResult {
-    let vault = api.business.vault.clone().ok_or_else(|| {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "card_keys_missing",
-            "no card key file is configured (start pylon-app with --card-keys)",
-        )
-    })?;
+    let vault = vault(&api)?.clone();
     let key = vault
         .rotate()
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "key_file", e.to_string()))?;

@@ -125,48 +125,25 @@ impl Vault {
 
     /// Writes a new key file with one sealing key and an index key (mode 0600).
     pub fn create_file(path: &Path) -> Result<(), VaultError> {
-        let fail = |reason: String| VaultError::File {
-            path: path.display().to_string(),
-            reason,
-        };
-        let random = SystemRandom::new();
-        let mut secret = [0u8; 32];
-        let mut index = [0u8; 32];
-        random
-            .fill(&mut secret)
-            .map_err(|_| fail("no randomness".into()))?;
-        random
-            .fill(&mut index)
-            .map_err(|_| fail("no randomness".into()))?;
         let file = KeyFile {
             current: "k1".into(),
-            index: hex::encode(index),
-            keys: BTreeMap::from([("k1".to_owned(), hex::encode(secret))]),
+            index: new_key(path)?,
+            keys: BTreeMap::from([("k1".to_owned(), new_key(path)?)]),
         };
-        let text = toml::to_string(&file).map_err(|e| fail(e.to_string()))?;
-        write_private(path, &text).map_err(|e| fail(e.to_string()))
+        write_key_file(path, &file)
     }
 
     /// Adds a new key to a key file and makes it current; returns its id.
     pub fn add_key_to_file(path: &Path) -> Result<String, VaultError> {
-        let fail = |reason: String| VaultError::File {
-            path: path.display().to_string(),
-            reason,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        let mut file: KeyFile = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e))?;
+        let mut file: KeyFile = toml::from_str(&text).map_err(|e| file_error(path, e))?;
         let id = (1..)
             .map(|n| format!("k{n}"))
             .find(|id| !file.keys.contains_key(id))
             .unwrap_or_else(|| "k0".into());
-        let mut secret = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut secret)
-            .map_err(|_| fail("no randomness".into()))?;
-        file.keys.insert(id.clone(), hex::encode(secret));
+        file.keys.insert(id.clone(), new_key(path)?);
         file.current = id.clone();
-        let text = toml::to_string(&file).map_err(|e| fail(e.to_string()))?;
-        write_private(path, &text).map_err(|e| fail(e.to_string()))?;
+        write_key_file(path, &file)?;
         Ok(id)
     }
 
@@ -240,6 +217,27 @@ impl Vault {
         input.extend_from_slice(plain.as_bytes());
         hex::encode(ring::hmac::sign(&self.read().index, &input).as_ref())
     }
+}
+
+fn file_error(path: &Path, reason: impl std::fmt::Display) -> VaultError {
+    VaultError::File {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// 32 random bytes, as hex.
+fn new_key(path: &Path) -> Result<String, VaultError> {
+    let mut key = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut key)
+        .map_err(|_| file_error(path, "no randomness"))?;
+    Ok(hex::encode(key))
+}
+
+fn write_key_file(path: &Path, file: &KeyFile) -> Result<(), VaultError> {
+    let text = toml::to_string(file).map_err(|e| file_error(path, e))?;
+    write_private(path, &text).map_err(|e| file_error(path, e))
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {

@@ -139,11 +139,6 @@ pub struct ControlLink<P> {
     routes: Option<RouteView>,
 }
 
-/// How a session ended without an error.
-enum Ended {
-    Stopped,
-}
-
 impl<P: Participant> ControlLink<P> {
     pub fn new(settings: LinkSettings, participant: P) -> Self {
         ControlLink {
@@ -170,7 +165,8 @@ impl<P: Participant> ControlLink<P> {
         for endpoint in endpoints.iter().cycle() {
             let started = Instant::now();
             let error = match self.session(endpoint, &mut stop).await {
-                Ok(Ended::Stopped) => return,
+                // Without an error, a session ends only when stopped.
+                Ok(()) => return,
                 Err(e) => e,
             };
             backoff.session_ended(started.elapsed());
@@ -199,7 +195,7 @@ impl<P: Participant> ControlLink<P> {
         &mut self,
         endpoint: &str,
         stop: &mut watch::Receiver<bool>,
-    ) -> Result<Ended, LinkError> {
+    ) -> Result<(), LinkError> {
         let channel = (self.connector)(endpoint.to_owned())
             .await
             .map_err(LinkError::Connect)?;
@@ -236,7 +232,7 @@ impl<P: Participant> ControlLink<P> {
                 }
                 () = stopped(stop) => {
                     self.leave(&mut membership).await;
-                    return Ok(Ended::Stopped);
+                    return Ok(());
                 }
             }
         }

@@ -156,16 +156,12 @@ fn record(pile: &str, trade_no: &str, energy: i64, amount: i64) -> TransactionRe
     }
 }
 
-async fn settle_input(store: &Arc<dyn Store>, r: TransactionRecord) -> SettleInput {
+fn settle_input(r: TransactionRecord) -> SettleInput {
     SettleInput {
         metered: MeteredEnergy {
             billed: [0, 0, r.total_energy as u64, 0],
             pile_amount: r.total_amount as u64,
         },
-        pricing: store
-            .priced_by(&r.pile_no, r.start_time)
-            .await
-            .expect("tariff"),
         card_index: None,
         tolerance: 100,
         at: 3_000,
@@ -221,7 +217,7 @@ pub async fn revenue_start_and_settle(store: Arc<dyn Store>) {
     assert_eq!(unsettled, StartOutcome::Refused(Refusal::CardUnsettled));
 
     // 10 kWh at 1.40 yuan: 14.00 yuan, as the pile says.
-    let input = settle_input(&store, record(PILES[0], trade, 100_000, 140_000)).await;
+    let input = settle_input(record(PILES[0], trade, 100_000, 140_000));
     let settled = store.settle_record(&input).await.expect("settle");
     assert_eq!(
         settled
@@ -233,7 +229,7 @@ pub async fn revenue_start_and_settle(store: Arc<dyn Store>) {
         store.settle_record(&input).await.expect("again"),
         Err(Repeat::Same)
     );
-    let other = settle_input(&store, record(PILES[0], trade, 5, 7)).await;
+    let other = settle_input(record(PILES[0], trade, 5, 7));
     assert_eq!(
         store.settle_record(&other).await.expect("other"),
         Err(Repeat::Quarantined)

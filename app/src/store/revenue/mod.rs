@@ -212,10 +212,6 @@ pub struct PricedBy {
 pub struct SettleInput {
     pub record: TransactionRecord,
     pub metered: MeteredEnergy,
-    /// The tariff in force at the record's start, at its pile's station (`None`: the pile
-    /// has no station or the station no tariff: the pile's own amount is charged and the
-    /// record is flagged).
-    pub pricing: Option<PricedBy>,
     /// The index of the card the record names, for records of charges the platform did
     /// not open (offline cards).
     pub card_index: Option<String>,

@@ -4,7 +4,7 @@
 //! that repeats is recognised here: the same one is only confirmed again, another one
 //! under a used trade number is kept in quarantine and settles nothing.
 
-use super::{apply_postings, EntryMeta, Repeat, SettleInput, Settled};
+use super::{apply_postings, priced_by, EntryMeta, Repeat, SettleInput, Settled};
 use crate::revenue::ledger;
 use crate::revenue::tariff::{price, to_fen, Priced};
 use crate::store::sql::{Db, Value};
@@ -146,7 +146,11 @@ async fn store_and_settle<D: Db>(db: &mut D, input: &SettleInput) -> Result<Sett
     let held = hold.map_or(0, |(_, amount)| amount);
 
     let pile_amount = i64::try_from(input.metered.pile_amount).unwrap_or(i64::MAX);
-    let priced = match &input.pricing {
+    // The tariff in force at the record's start, at its pile's station, read in this
+    // transaction. None (no station, or no tariff): the pile's own amount is charged and
+    // the record flagged.
+    let pricing = priced_by(db, &record.pile_no, record.start_time).await?;
+    let priced = match &pricing {
         Some(by) => price(&by.tariff, &input.metered),
         // No tariff to price with: the pile's amount, all of it as electricity.
         None => Priced {
@@ -157,8 +161,7 @@ async fn store_and_settle<D: Db>(db: &mut D, input: &SettleInput) -> Result<Sett
         },
     };
     let platform_amount = i64::try_from(priced.total()).unwrap_or(i64::MAX);
-    let discrepancy =
-        input.pricing.is_none() || (platform_amount - pile_amount).abs() > input.tolerance;
+    let discrepancy = pricing.is_none() || (platform_amount - pile_amount).abs() > input.tolerance;
 
     if let Some(account) = account {
         let meta = EntryMeta {
@@ -182,10 +185,10 @@ async fn store_and_settle<D: Db>(db: &mut D, input: &SettleInput) -> Result<Sett
         &[
             trade.clone(),
             record.pile_no.as_str().into(),
-            input.pricing.as_ref().map(|p| p.station_id).into(),
+            pricing.as_ref().map(|p| p.station_id).into(),
             account.into(),
-            input.pricing.as_ref().map(|p| p.tariff_id).into(),
-            input.pricing.as_ref().map(|p| i64::from(p.revision)).into(),
+            pricing.as_ref().map(|p| p.tariff_id).into(),
+            pricing.as_ref().map(|p| i64::from(p.revision)).into(),
             i64::try_from(billed).unwrap_or(i64::MAX).into(),
             priced.electricity_fen.into(),
             priced.service_fen.into(),
