@@ -21,10 +21,15 @@ pub struct Config {
     pub grpc_advertise: Option<String>,
     /// Operator API (piles, orders, records, commands), /metrics, /healthz, /readyz.
     pub http_listen: SocketAddr,
-    /// Bearer token of the operator API: the control plane's admin token.
+    /// A bootstrap admin token for the operator API (for running without a control
+    /// plane; with one, operators use the tokens it issues).
     pub admin_token: Option<String>,
     /// Cluster token: presented to the control plane, and required from edges.
     pub cluster_token: Option<String>,
+    /// Run without credentials on purpose (a developer's machine): the business stream
+    /// open to anyone, and without an admin token or control plane every API caller an
+    /// admin. Without it, the instance refuses to start so.
+    pub insecure_dev: bool,
     /// Control-plane gRPC endpoints; empty: do not register (tests, single-edge setups).
     pub control: Vec<String>,
     /// Lease TTL asked of the control plane.
@@ -113,6 +118,7 @@ impl Default for Config {
             http_listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
             admin_token: None,
             cluster_token: None,
+            insecure_dev: false,
             control: Vec::new(),
             lease_ttl_secs: 10,
             capacity: 1_000_000,
@@ -147,8 +153,10 @@ impl Config {
             "pile_utc_offset_minutes must be within -720..=840"
         );
         anyhow::ensure!(
-            self.control.is_empty() || self.cluster_token.is_some(),
-            "a cluster token is needed with a control plane (--cluster-token or PYLON_CLUSTER_TOKEN): without one, anything that reaches the business port could pose as an edge"
+            self.insecure_dev || self.cluster_token.as_deref().is_some_and(|t| !t.is_empty()),
+            "no cluster token (--cluster-token or PYLON_CLUSTER_TOKEN): anything that reaches the \
+             business port could pose as an edge. Give one, or run with --insecure-dev on a \
+             developer's machine"
         );
         anyhow::ensure!(
             self.revenue.min_balance >= 1 && self.revenue.max_hold >= self.revenue.min_balance,

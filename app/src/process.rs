@@ -44,9 +44,14 @@ pub struct Cli {
     /// Control-plane gRPC endpoints, comma-separated.
     #[arg(long, value_delimiter = ',')]
     control: Vec<String>,
-    /// Bearer token of the operator API (the control plane's admin token).
+    /// A bootstrap admin token for this instance's operator API, for running without a
+    /// control plane (with one, operators use the tokens the control plane issues).
     #[arg(long, env = "PYLON_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Start without credentials, for a developer's machine only: the business stream
+    /// open to anyone and, with no admin token or control plane, every API caller an admin.
+    #[arg(long)]
+    insecure_dev: bool,
     /// Cluster token, presented to the control plane and required from edges.
     #[arg(long, env = "PYLON_CLUSTER_TOKEN", hide_env_values = true)]
     cluster_token: Option<String>,
@@ -93,6 +98,7 @@ impl Cli {
                 cluster_token => cluster_token, card_keys => card_keys;
             lists: control => control;
         );
+        c.insecure_dev |= cli.insecure_dev;
         if let (true, Some(path)) = (cli.init_card_keys, &c.card_keys) {
             if !path.exists() {
                 crate::revenue::vault::Vault::create_file(path)?;

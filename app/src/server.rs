@@ -69,6 +69,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let metrics = Arc::new(AppMetrics::default());
     let mut registry = MetricsRegistry::default();
     metrics.register(&mut registry);
+    let auth = Arc::new(pylon_service::auth::Authenticator::for_member(
+        config.admin_token.clone(),
+        &config.control,
+        config.cluster_token.clone(),
+        config.insecure_dev,
+    )?);
+    auth.register(&mut registry);
+    let auditor = Arc::new(pylon_service::audit::Auditor::for_member(
+        format!("app:{}", config.app_id),
+        &config.control,
+        config.cluster_token.clone(),
+    )?);
+    auditor.register(&mut registry);
     let directory = Arc::new(Directory::default());
     let vault = match &config.card_keys {
         Some(path) => Some(Arc::new(Vault::from_file(path)?)),
@@ -113,14 +126,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 },
             ),
     );
-    let app = operator::router(business.clone(), config.admin_token.clone(), registry);
+    let app = operator::router(business.clone(), auth, auditor, registry);
     let mut http_stopped = stopped.clone();
     let http = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stopped.changed().await;
-            })
-            .await
+        axum::serve(
+            http_listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_stopped.changed().await;
+        })
+        .await
     });
     // Starts the piles did not confirm in time are closed from the store, so they are
     // closed even across a restart.

@@ -25,6 +25,10 @@ pub struct Config {
     /// Bearer token members (edges, app instances) present to register. Without one,
     /// anything that reaches the gRPC port may register.
     pub cluster_token: Option<String>,
+    /// Run without credentials on purpose (a developer's machine): without a cluster
+    /// token anything may register, and without an admin token every caller of the API
+    /// is an admin. Without it, the replica refuses to start so.
+    pub insecure_dev: bool,
     /// Shards piles hash into. Every replica, edge and app instance must agree.
     pub shard_count: u32,
     /// Lease TTL given to members that do not ask for one.
@@ -76,6 +80,7 @@ impl Default for Config {
             grpc_advertise: None,
             admin_token: None,
             cluster_token: None,
+            insecure_dev: false,
             shard_count: pylon_proto::routes::DEFAULT_SHARD_COUNT,
             member_ttl_secs: 10,
             leader_ttl_secs: 5,
@@ -112,6 +117,11 @@ impl Config {
             self.registry.backend == Backend::Embedded || !self.registry.endpoints.is_empty(),
             "the etcd registry needs at least one endpoint (registry.endpoints or --etcd)"
         );
+        anyhow::ensure!(
+            self.insecure_dev || self.cluster_token.as_deref().is_some_and(|t| !t.is_empty()),
+            "no cluster token (--cluster-token or PYLON_CLUSTER_TOKEN): anything could register \
+             as an edge or app instance. Give one, or run with --insecure-dev on a developer's machine"
+        );
         Ok(())
     }
 
@@ -138,7 +148,18 @@ mod tests {
         .unwrap();
         assert_eq!(config.shard_count, 64);
         assert_eq!(config.registry.backend, Backend::Etcd);
+        assert!(config.validate().is_err(), "no cluster token: refused");
+        let config = Config {
+            cluster_token: Some("t".into()),
+            ..config
+        };
         config.validate().unwrap();
+        let dev = Config {
+            cluster_token: None,
+            insecure_dev: true,
+            ..config
+        };
+        dev.validate().unwrap();
         assert!(toml::from_str::<Config>("shards = 3").is_err());
     }
 }

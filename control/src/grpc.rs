@@ -23,28 +23,83 @@ use crate::registry::RegistryError;
 const MIN_TTL_SECS: u32 = 2;
 const MAX_TTL_SECS: u32 = 300;
 
-/// Checks the bearer token of every gRPC call: the cluster token or the admin token.
+/// A call that presented the cluster token (set by [`authenticate`]).
+#[derive(Clone, Copy)]
+struct ClusterMember;
+
+/// Checks the bearer token of every gRPC call. The cluster token marks the call as a
+/// member's; any other token passes on to the services that also take operators (the
+/// route stream, for `pylonctl routes watch`), which check it against the token store.
+/// Without a cluster token (`--insecure-dev`) every call is a member's.
 pub fn authenticate(
     node: Arc<ControlNode>,
 ) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
-    move |req: Request<()>| {
-        let Some(cluster) = node.config.cluster_token.as_deref() else {
-            return Ok(req);
-        };
+    move |mut req: Request<()>| {
         let header = req
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        let admin = node.config.admin_token.as_deref();
-        let accepted =
-            bearer_matches(header, cluster) || admin.is_some_and(|a| bearer_matches(header, a));
-        if accepted {
+        let member = match node.config.cluster_token.as_deref() {
+            None => true,
+            Some(cluster) => bearer_matches(header, cluster),
+        };
+        if member {
+            req.extensions_mut().insert(ClusterMember);
+            return Ok(req);
+        }
+        if pylon_proto::auth::bearer_token(header).is_some() {
             return Ok(req);
         }
         node.metrics.bad_member_requests.inc();
         Err(Status::unauthenticated(
-            "missing or wrong token: send `authorization: Bearer <cluster token>`",
+            "missing token: send `authorization: Bearer <cluster token>` (or an operator token \
+             to watch routes)",
         ))
+    }
+}
+
+fn unauthenticated(node: &ControlNode) -> Status {
+    node.metrics.bad_member_requests.inc();
+    Status::unauthenticated("wrong token: this call needs the cluster token")
+}
+
+/// Members only: the call must carry the cluster token.
+fn require_member<T>(node: &ControlNode, request: &Request<T>) -> Result<(), Status> {
+    match request.extensions().get::<ClusterMember>() {
+        Some(_) => Ok(()),
+        None => Err(unauthenticated(node)),
+    }
+}
+
+/// A member, or an operator whose token holds `permission`.
+async fn require_member_or<T>(
+    node: &ControlNode,
+    request: &Request<T>,
+    permission: pylon_proto::auth::Permission,
+) -> Result<(), Status> {
+    if request.extensions().get::<ClusterMember>().is_some() {
+        return Ok(());
+    }
+    let token = pylon_proto::auth::bearer_token(
+        request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
+    )
+    .unwrap_or_default();
+    let id = pylon_proto::auth::token_id(token).unwrap_or_default();
+    match node
+        .identity
+        .authenticate(id, &pylon_proto::auth::token_digest(token))
+        .await
+    {
+        Ok(Some(p)) if p.role.allows(permission) => Ok(()),
+        Ok(Some(_)) => Err(Status::permission_denied(format!(
+            "this token's role lacks the {} permission",
+            permission.as_str()
+        ))),
+        Ok(None) => Err(unauthenticated(node)),
+        Err(e) => Err(Status::unavailable(format!("cannot check the token: {e}"))),
     }
 }
 
@@ -192,6 +247,7 @@ impl Membership for MembershipService {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterReply>, Status> {
+        require_member(&self.node, &request)?;
         let request = request.into_inner();
         let member = request
             .member
@@ -265,6 +321,7 @@ impl Membership for MembershipService {
         &self,
         request: Request<KeepAliveRequest>,
     ) -> Result<Response<KeepAliveReply>, Status> {
+        require_member(&self.node, &request)?;
         let request = request.into_inner();
         let node = &self.node;
         let record = match self.owned(&request.member_id, request.lease_id).await {
@@ -316,6 +373,7 @@ impl Membership for MembershipService {
     }
 
     async fn leave(&self, request: Request<LeaveRequest>) -> Result<Response<LeaveReply>, Status> {
+        require_member(&self.node, &request)?;
         let request = request.into_inner();
         self.owned(&request.member_id, request.lease_id).await?;
         self.node
@@ -340,6 +398,7 @@ impl Routes for RoutesService {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        require_member_or(&self.node, &request, pylon_proto::auth::Permission::Read).await?;
         let name = request.into_inner().subscriber_id;
         if !self.node.ready.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(Status::unavailable(
@@ -395,6 +454,7 @@ impl Routes for RoutesService {
         &self,
         request: Request<AppliedReport>,
     ) -> Result<Response<AppliedReply>, Status> {
+        require_member(&self.node, &request)?;
         let report = request.into_inner();
         self.node
             .publisher
@@ -418,5 +478,62 @@ mod tests {
         assert!(validate_address("host").is_err());
         assert!(validate_address("host:0").is_err());
         assert!(validate_address(":80").is_err());
+    }
+}
+
+/// Token checks for the services that take operator calls (edges, app instances).
+pub struct IdentityService {
+    pub node: Arc<ControlNode>,
+}
+
+#[tonic::async_trait]
+impl pylon_proto::control::identity_server::Identity for IdentityService {
+    async fn authenticate(
+        &self,
+        request: Request<pylon_proto::control::AuthenticateRequest>,
+    ) -> Result<Response<pylon_proto::control::AuthenticateReply>, Status> {
+        require_member(&self.node, &request)?;
+        let request = request.into_inner();
+        let principal = self
+            .node
+            .identity
+            .authenticate(&request.token_id, &request.digest)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(match principal {
+            Some(p) => pylon_proto::control::AuthenticateReply {
+                valid: true,
+                user: p.user,
+                role: p.role.as_str().into(),
+                token_id: p.token_id.unwrap_or_default(),
+                cache_secs: 10,
+            },
+            None => pylon_proto::control::AuthenticateReply::default(),
+        }))
+    }
+}
+
+/// The audit log's writer for edges and app instances.
+pub struct AuditService {
+    pub node: Arc<ControlNode>,
+}
+
+#[tonic::async_trait]
+impl pylon_proto::control::audit_server::Audit for AuditService {
+    async fn append(
+        &self,
+        request: Request<pylon_proto::control::AuditAppend>,
+    ) -> Result<Response<pylon_proto::control::AuditAppended>, Status> {
+        require_member(&self.node, &request)?;
+        let record: pylon_proto::api::audit::AuditRecord =
+            serde_json::from_str(&request.into_inner().record_json)
+                .map_err(|e| Status::invalid_argument(format!("not an audit record: {e}")))?;
+        let seq = self
+            .node
+            .audit
+            .append(record)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pylon_proto::control::AuditAppended { seq }))
     }
 }

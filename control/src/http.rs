@@ -9,8 +9,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use prometheus_client::registry::Registry as MetricsRegistry;
 use pylon_proto::routes::shard_of;
 use pylon_proto::ykc::PileNo;
@@ -23,33 +22,55 @@ use crate::cluster::{edge_settings_key, EdgeSettings, MemberKind};
 use crate::dispatch;
 use crate::metrics::result;
 use crate::node::ControlNode;
+use pylon_service::audit::Action;
+use pylon_service::routes::{Access, Caller, Routes};
 
+/// The HTTP server's state.
 #[derive(Clone)]
-struct Http {
+pub struct Http {
     node: Arc<ControlNode>,
     metrics: Arc<MetricsRegistry>,
 }
 
+impl axum::extract::FromRef<Http> for Arc<ControlNode> {
+    fn from_ref(http: &Http) -> Arc<ControlNode> {
+        http.node.clone()
+    }
+}
+
+/// Every route of the control plane's HTTP API, with who may call it.
+pub fn routes() -> Routes<Http> {
+    use pylon_proto::auth::Permission::{Admin, Drain, Read};
+    let routes = Routes::new()
+        .get("/v1/entry", Access::Public, entry)
+        .get("/metrics", Access::Public, metrics_text)
+        .get("/healthz", Access::Public, pylon_service::health::healthz)
+        .get("/readyz", Access::Public, readyz)
+        .get("/v1/admin/status", Access::Needs(Read), status)
+        .get("/v1/admin/edges", Access::Needs(Read), edges)
+        .post("/v1/admin/edges/{id}/drain", Access::Needs(Drain), drain)
+        .post(
+            "/v1/admin/edges/{id}/undrain",
+            Access::Needs(Drain),
+            undrain,
+        )
+        .get("/v1/admin/apps", Access::Needs(Read), apps)
+        .get("/v1/admin/shards", Access::Needs(Read), shards)
+        .get("/v1/admin/routes", Access::Needs(Read), routes_table)
+        .get("/v1/admin/audit", Access::Needs(Admin), audit_list)
+        .get("/v1/admin/audit/verify", Access::Needs(Admin), audit_verify);
+    crate::identity::http::routes(routes)
+}
+
 pub fn router(node: Arc<ControlNode>, metrics: MetricsRegistry) -> Router {
+    let auth = node.auth.clone();
     let state = Http {
         node,
         metrics: Arc::new(metrics),
     };
-    let admin = Router::new()
-        .route("/v1/admin/status", get(status))
-        .route("/v1/admin/edges", get(edges))
-        .route("/v1/admin/edges/{id}/drain", post(drain))
-        .route("/v1/admin/edges/{id}/undrain", post(undrain))
-        .route("/v1/admin/apps", get(apps))
-        .route("/v1/admin/shards", get(shards))
-        .route("/v1/admin/routes", get(routes))
-        .layer(middleware::from_fn_with_state(state.clone(), require_admin));
-    Router::new()
-        .route("/v1/entry", get(entry))
-        .route("/metrics", get(metrics_text))
-        .route("/healthz", get(pylon_service::health::healthz))
-        .route("/readyz", get(readyz))
-        .merge(admin)
+    routes()
+        .into_router(auth, None)
+        .layer(middleware::from_fn_with_state(state.clone(), count_admin))
         .with_state(state)
 }
 
@@ -158,31 +179,53 @@ async fn readyz(State(s): State<Http>) -> Response {
     })
 }
 
-async fn require_admin(State(s): State<Http>, request: Request, next: Next) -> Response {
-    let count = |r: &str| {
+/// Counts the answers of the admin API by result.
+async fn count_admin(State(s): State<Http>, request: Request, next: Next) -> Response {
+    let admin = request.uri().path().starts_with("/v1/admin/");
+    let response = next.run(request).await;
+    if admin {
+        let outcome = match response.status() {
+            s if s.is_success() => "ok",
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "unauthorized",
+            StatusCode::NOT_FOUND => "not_found",
+            s if s.is_client_error() => "bad_request",
+            _ => "error",
+        };
         s.node
             .metrics
             .admin_requests
-            .get_or_create(&result(r))
-            .inc()
-    };
-    if let Err(refused) = pylon_service::http::require_bearer(
-        request.headers(),
-        s.node.config.admin_token.as_deref(),
-        "admin_disabled",
-        "the admin API is off: start pylon-control with an admin token (--admin-token or PYLON_ADMIN_TOKEN)",
-    ) {
-        count("unauthorized");
-        return refused;
+            .get_or_create(&result(outcome))
+            .inc();
     }
-    let response = next.run(request).await;
-    count(match response.status() {
-        s if s.is_success() => "ok",
-        StatusCode::NOT_FOUND => "not_found",
-        s if s.is_client_error() => "bad_request",
-        _ => "error",
-    });
     response
+}
+
+async fn audit_list(State(s): State<Http>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let after = q.get("after").and_then(|v| v.parse().ok()).unwrap_or(0u64);
+    let limit = q
+        .get("limit")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100usize)
+        .min(10_000);
+    match s.node.audit.list(after, limit).await {
+        Ok(entries) => Json(entries).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            e.to_string(),
+        ),
+    }
+}
+
+async fn audit_verify(State(s): State<Http>) -> Response {
+    match s.node.audit.check().await {
+        Ok(check) => Json(check).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            e.to_string(),
+        ),
+    }
 }
 
 async fn status(State(s): State<Http>) -> Json<StatusReply> {
@@ -260,15 +303,24 @@ async fn edges(State(s): State<Http>) -> Json<Vec<EdgeInfo>> {
     Json(edge_infos(&s.node))
 }
 
-async fn drain(State(s): State<Http>, Path(id): Path<String>) -> Response {
-    set_draining(&s.node, id, true).await
+async fn drain(
+    State(s): State<Http>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    set_draining(&s.node, &caller, id, true).await
 }
 
-async fn undrain(State(s): State<Http>, Path(id): Path<String>) -> Response {
-    set_draining(&s.node, id, false).await
+async fn undrain(
+    State(s): State<Http>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    set_draining(&s.node, &caller, id, false).await
 }
 
-async fn set_draining(node: &ControlNode, id: String, draining: bool) -> Response {
+async fn set_draining(node: &ControlNode, caller: &Caller, id: String, draining: bool) -> Response {
+    let was_draining = node.view.load().state.edge_settings(&id).draining;
     let known = node
         .view
         .load()
@@ -299,6 +351,17 @@ async fn set_draining(node: &ControlNode, id: String, draining: bool) -> Respons
         );
     }
     tracing::info!(edge = %id, draining, "edge drain flag set by an operator");
+    let action = Action {
+        action: if draining {
+            "edges.drain"
+        } else {
+            "edges.undrain"
+        },
+        target: &id,
+        before: Some(serde_json::json!({ "draining": was_draining })),
+        after: Some(serde_json::json!({ "draining": draining })),
+    };
+    node.auditor.record(caller, action).await;
     // Answer with what was written, which the mirror may not have seen yet.
     let mut info = edge_infos(node)
         .into_iter()
@@ -376,6 +439,6 @@ async fn shards(State(s): State<Http>, Query(query): Query<HashMap<String, Strin
     .into_response()
 }
 
-async fn routes(State(s): State<Http>) -> Response {
+async fn routes_table(State(s): State<Http>) -> Response {
     Json(s.node.publisher.table().as_ref().clone()).into_response()
 }

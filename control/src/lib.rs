@@ -5,11 +5,13 @@
 //!   with `pylonctl`.
 
 pub use pylon_proto::api::control as api;
+pub mod audit;
 pub mod cluster;
 pub mod config;
 pub mod dispatch;
 pub mod grpc;
 pub mod http;
+pub mod identity;
 pub mod leader;
 pub mod metrics;
 pub mod mirror;

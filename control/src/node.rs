@@ -8,9 +8,14 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
+use pylon_service::audit::Auditor;
+use pylon_service::auth::Authenticator;
+
+use crate::audit::RegistryAudit;
 use crate::cluster::{ClusterState, LoadRecord, MemberKind};
 use crate::config::Config;
 use crate::dispatch::Candidate;
+use crate::identity::Identity;
 use crate::metrics::{ControlMetrics, OpLabel};
 use crate::publisher::Publisher;
 use crate::registry::{Registry, RegistryError, Revision};
@@ -35,12 +40,33 @@ pub struct ControlNode {
     pub is_leader: AtomicBool,
     /// The load each member last had written, so keep-alives write only real changes.
     written_loads: Mutex<HashMap<(MemberKind, String), LoadRecord>>,
+    /// Operators and their tokens.
+    pub identity: Arc<Identity>,
+    /// Checks operators' tokens on the HTTP API.
+    pub auth: Arc<Authenticator>,
+    /// The cluster's audit log, and this replica's writer to it.
+    pub audit: Arc<RegistryAudit>,
+    pub auditor: Auditor,
 }
 
 impl ControlNode {
     pub fn new(config: Config, registry: Arc<dyn Registry>) -> Arc<Self> {
         let publisher = Publisher::new(pylon_proto::routes::RouteTable::empty(config.shard_count));
         let (changes, _) = watch::channel(0);
+        let identity = Arc::new(Identity::new(
+            registry.clone(),
+            config.admin_token.as_deref(),
+        ));
+        let auth = Arc::new(Authenticator::new(
+            None,
+            Some(identity.clone() as Arc<dyn pylon_service::auth::TokenVerifier>),
+            config.insecure_dev && config.admin_token.is_none(),
+        ));
+        let audit = Arc::new(RegistryAudit::new(registry.clone()));
+        let auditor = Auditor::new(
+            "control",
+            Some(audit.clone() as Arc<dyn pylon_service::audit::AuditSink>),
+        );
         Arc::new(ControlNode {
             config,
             registry,
@@ -51,6 +77,10 @@ impl ControlNode {
             ready: AtomicBool::new(false),
             is_leader: AtomicBool::new(false),
             written_loads: Mutex::new(HashMap::new()),
+            identity,
+            auth,
+            audit,
+            auditor,
         })
     }
 

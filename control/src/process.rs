@@ -51,12 +51,17 @@ pub struct Cli {
     /// etcd client URLs, comma-separated.
     #[arg(long, value_delimiter = ',')]
     etcd: Vec<String>,
-    /// Bearer token for the admin API; without one the admin API is off.
+    /// Bootstrap admin token: creates the first admin user (`pylonctl users create`), and
+    /// stops working once an enabled admin user exists. Needed on a first start.
     #[arg(long, env = "PYLON_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    /// Bearer token edges and app instances must present to register.
+    /// Bearer token edges and app instances must present to register (required).
     #[arg(long, env = "PYLON_CLUSTER_TOKEN", hide_env_values = true)]
     cluster_token: Option<String>,
+    /// Start without credentials, for a developer's machine only: without a cluster token
+    /// anything may register, without an admin token every API caller is an admin.
+    #[arg(long)]
+    insecure_dev: bool,
     /// Shards piles hash into; every component must agree (default 1024).
     #[arg(long)]
     shard_count: Option<u32>,
@@ -82,6 +87,7 @@ impl Cli {
                 cluster_token => cluster_token;
             lists: etcd => registry.endpoints;
         );
+        config.insecure_dev |= cli.insecure_dev;
         config.validate()?;
         Ok(config)
     }

@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use prometheus_client::registry::Registry as MetricsRegistry;
+use pylon_proto::control::audit_server::AuditServer;
+use pylon_proto::control::identity_server::IdentityServer;
 use pylon_proto::control::membership_server::MembershipServer;
 use pylon_proto::control::routes_server::RoutesServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Backend, Config};
-use crate::grpc::{authenticate, MembershipService, RoutesService};
+use crate::grpc::{authenticate, AuditService, IdentityService, MembershipService, RoutesService};
 use crate::node::ControlNode;
 use crate::registry::embedded::EmbeddedRegistry;
 use crate::registry::etcd::EtcdRegistry;
@@ -42,20 +44,33 @@ pub async fn open_registry(config: &Config) -> anyhow::Result<Arc<dyn Registry>>
 /// Runs a replica until `shutdown` completes, then resigns leadership and stops.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     config.validate()?;
-    if config.cluster_token.is_none() {
+    if config.insecure_dev {
         tracing::warn!(
-            "no cluster token: anything that reaches the gRPC port may register as a member"
+            "INSECURE DEV MODE: missing credentials are not required (no cluster token: anything \
+             may register; no admin token: every API caller is an admin). Never in production."
         );
-    }
-    if config.admin_token.is_none() {
-        tracing::warn!("no admin token: the admin API (pylonctl) is off");
     }
     let http_listener = pylon_service::process::listen(config.http_listen, "HTTP").await?;
     let grpc_listener = pylon_service::process::listen(config.grpc_listen, "gRPC").await?;
     let registry = open_registry(&config).await?;
     let node = ControlNode::new(config, registry);
+    if !node.config.insecure_dev && !node.identity.has_bootstrap() {
+        let has_admin = node
+            .identity
+            .has_admin()
+            .await
+            .context("reading the users from the registry")?;
+        anyhow::ensure!(
+            has_admin,
+            "no admin user exists and no bootstrap admin token is given (--admin-token or \
+             PYLON_ADMIN_TOKEN): nobody could run this cluster. Start once with one and create \
+             an admin (pylonctl users create), or use --insecure-dev on a developer's machine"
+        );
+    }
     let mut metrics = MetricsRegistry::default();
     node.metrics.register(&mut metrics);
+    node.auth.register(&mut metrics);
+    node.auditor.register(&mut metrics);
 
     let (stop, stopped) = watch::channel(false);
     let mirror = tokio::spawn(mirror::run(node.clone()));
@@ -65,11 +80,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let app = http::router(node.clone(), metrics);
     let mut http_stopped = stopped.clone();
     let http = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stopped.changed().await;
-            })
-            .await
+        axum::serve(
+            http_listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_stopped.changed().await;
+        })
+        .await
     });
     tracing::info!(
         replica = %node.config.replica_id, backend = node.registry.backend(),
@@ -103,12 +121,17 @@ async fn serve_grpc(
     let auth = authenticate(node.clone());
     let membership =
         MembershipServer::with_interceptor(MembershipService { node: node.clone() }, auth.clone());
-    let routes = RoutesServer::with_interceptor(RoutesService { node: node.clone() }, auth);
+    let routes = RoutesServer::with_interceptor(RoutesService { node: node.clone() }, auth.clone());
+    let identity =
+        IdentityServer::with_interceptor(IdentityService { node: node.clone() }, auth.clone());
+    let audit = AuditServer::with_interceptor(AuditService { node: node.clone() }, auth);
     let result = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .add_service(membership)
         .add_service(routes)
+        .add_service(identity)
+        .add_service(audit)
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             async move {

@@ -1,7 +1,8 @@
 //! The `pylonctl` command line: one clap enum with a variant per command group. The
-//! operator commands (status, edges, apps, shards, entry, routes; piles, records, charge;
-//! stations, tariffs, accounts, reports, keys; guard, top) live in [`crate::commands`] and
-//! are flattened in beside `ykc` and `completions`.
+//! operator commands (status, edges, apps, shards, entry, routes; users, tokens, login,
+//! logout, whoami, audit; piles, records, charge; stations, tariffs, accounts, reports,
+//! keys; guard, top) live in [`crate::commands`] and are flattened in beside `ykc` and
+//! `completions`.
 
 use std::io::{self, Write};
 
@@ -17,6 +18,9 @@ pylonctl is the operator's tool for the Pylon EV-charger platform.
 It asks a running control plane (pylon-control) how the platform is doing: which edges
 and app instances are registered, how chargers are split into shards, which edge a
 charger is sent to, and how the route table changes. It drains edges for maintenance.
+It manages who operates the platform: users and their roles (viewer, operator, finance,
+admin), their API tokens, logging in for a session token, and the audit log of every
+operator action with the check of its hash chain.
 Through the app service (pylon-app), it runs the charging business: registers chargers
 (piles), shows their guns and connection, starts and stops charges, and reads the
 transaction records; and its revenue side: stations, time-of-use tariffs, drivers'
@@ -37,9 +41,12 @@ file, else http://127.0.0.1:7510.
 An edge's admin API (for guard and top) is found at --edge-admin, else PYLON_EDGE_ADMIN, else
 `edge_admin` in the config file, else http://127.0.0.1:9100; it takes no token (top
 takes --edge-admin once per edge, for several).
-Admin commands, and all of the app service's commands, need the control plane's admin
-token: --token, PYLON_TOKEN, or `token = \"...\"` in the config file. Every operator
-command prints a table, or the server's JSON with -o json.
+Admin commands, and all of the app service's commands, need a token: --token,
+PYLON_TOKEN, or `token = \"...\"` in the config file. It is a session token from
+`pylonctl login`, an API token from `pylonctl tokens create`, or, until the first admin
+user exists, the control plane's bootstrap admin token; its role must allow the command
+(users, tokens and audit need admin). Every operator command prints a table, or the
+server's JSON with -o json.
 
 Examples:
   pylonctl status
@@ -49,6 +56,10 @@ Examples:
   pylonctl shards show --pile 32010200000001
   pylonctl entry 32010200000001 --transport tls
   pylonctl routes watch --count 5 --endpoint http://10.0.0.5:7400
+  pylonctl users create ana --role operator
+  pylonctl login --user ana
+  pylonctl tokens create --user ana --name grafana --role viewer
+  pylonctl audit verify
   pylonctl piles add --range 32010200000001 100
   pylonctl piles show 32010200000001
   pylonctl charge start 32010200000001 --gun 1 --account 7
@@ -72,11 +83,12 @@ Examples:
 Exit status:
   0  success
   1  any other error (e.g. the server answered with an error, such as a pile that is not
-     connected, a refused start or token; a reconciliation that does not balance; or a
-     pile that did not store the offline cards sent to it)
+     connected, a refused start, token or password; a reconciliation that does not
+     balance; a pile that did not store the offline cards sent to it; or an audit log
+     whose hash chain is broken)
   2  invalid input: a frame, JSON, frame type, pile or trade number, amount, price,
      tariff, time, IPv4 address or config file; also a request the server refused as
-     invalid (HTTP 400)
+     invalid (HTTP 400); a password missing from stdin, or typed differently twice
   3  the control plane could not be reached (connection refused, timed out, unknown host);
      for the app service's commands, the app service; for guard, the edge; for top,
      every edge, at every refresh of --count";
@@ -218,6 +230,9 @@ mod tests {
         assert!(script.contains("offline-cards") && script.contains("rotate"));
         assert!(script.contains("unblock") && script.contains("--edge-admin"));
         assert!(script.contains("top") && script.contains("--interval"));
+        assert!(script.contains("users") && script.contains("--password-stdin"));
+        assert!(script.contains("tokens") && script.contains("--expires-in-days"));
+        assert!(script.contains("whoami") && script.contains("verify"));
     }
 
     #[test]

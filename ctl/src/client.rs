@@ -374,14 +374,47 @@ impl Client {
         self.call_with_body("PUT", path, body)
     }
 
+    /// A public `POST` with a JSON body (no token is sent), such as `/v1/login`.
+    pub fn post_json_public<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let body = self.encode("POST", path, body)?;
+        self.send("POST", path, &[], false, Some(&body))
+    }
+
+    /// An admin `POST` with an empty body whose reply may have none (`204 No Content`):
+    /// `None` then.
+    pub fn post_optional<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, ClientError> {
+        self.send_optional("POST", path)
+    }
+
+    /// An admin `DELETE` whose reply may have no body (`204 No Content`): `None` then.
+    pub fn delete_optional<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>, ClientError> {
+        self.send_optional("DELETE", path)
+    }
+
+    fn encode<B: Serialize + ?Sized>(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: &B,
+    ) -> Result<Vec<u8>, ClientError> {
+        serde_json::to_vec(body)
+            .map_err(|e| self.bad_reply(method, path, format!("cannot encode the request: {e}")))
+    }
+
     fn call_with_body<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: &'static str,
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let body = serde_json::to_vec(body)
-            .map_err(|e| self.bad_reply(method, path, format!("cannot encode the request: {e}")))?;
+        let body = self.encode(method, path, body)?;
         self.send(method, path, &[], true, Some(&body))
     }
 
@@ -404,6 +437,41 @@ impl Client {
         admin: bool,
         body: Option<&[u8]>,
     ) -> Result<T, ClientError> {
+        self.exchange(method, path, query, admin, body)?
+            .into_json::<T>()
+            .map_err(|e| self.bad_reply(method, path, e.to_string()))
+    }
+
+    /// An admin call with no body whose successful reply may be empty.
+    fn send_optional<T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        path: &str,
+    ) -> Result<Option<T>, ClientError> {
+        let response = self.exchange(method, path, &[], true, None)?;
+        if response.status() == 204 {
+            return Ok(None);
+        }
+        let text = response
+            .into_string()
+            .map_err(|e| self.bad_reply(method, path, e.to_string()))?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| self.bad_reply(method, path, e.to_string()))
+    }
+
+    /// One request; a reply with an error status, or none, is the error.
+    fn exchange(
+        &self,
+        method: &'static str,
+        path: &str,
+        query: &[(&str, &str)],
+        admin: bool,
+        body: Option<&[u8]>,
+    ) -> Result<ureq::Response, ClientError> {
         let mut request = self
             .agent
             .request(method, &format!("{}{path}", self.endpoint))
@@ -422,12 +490,7 @@ impl Client {
             None if method == "POST" => request.send_bytes(&[]),
             None => request.call(),
         };
-        match result {
-            Ok(response) => response
-                .into_json::<T>()
-                .map_err(|e| self.bad_reply(method, path, e.to_string())),
-            Err(e) => Err(self.failed(method, path, e, token.is_some())),
-        }
+        result.map_err(|e| self.failed(method, path, e, token.is_some()))
     }
 
     /// What a request that got no successful reply comes to.

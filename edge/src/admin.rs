@@ -1,5 +1,6 @@
-//! The admin HTTP server: `/metrics`, `/healthz`, `/readyz`, `/v1/status`,
-//! `/v1/downlink` and `/v1/guard`. It runs on a small tokio runtime on its own thread.
+//! The admin HTTP server: `/metrics`, `/healthz`, `/readyz` for anyone; `/v1/status`,
+//! `/v1/downlink` and `/v1/guard` for operators whose token holds the route's permission
+//! ([`routes`]), every change recorded in the cluster's audit log. It runs on a small tokio runtime on its own thread.
 //! The request and reply types are `pylon_proto::api::edge`'s, shared with `pylonctl`.
 
 use std::net::SocketAddr;
@@ -9,20 +10,22 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use prometheus_client::registry::Registry;
 use pylon_proto::api::edge::{
     BlockRequest, BlockedReply, DownlinkRequest, EdgeState, EdgeStatusReply, GuardStatus,
     PerTransport, UnblockedReply,
 };
 use pylon_proto::ykc::{Frame, FrameType, PileNo};
+use pylon_service::audit::Auditor;
+use pylon_service::auth::Authenticator;
 use pylon_service::http::error;
+use pylon_service::routes::{Access, Routes};
 
 use crate::executor::{DownlinkOutcome, EdgeShared, ExecutorHandle, RUNNING};
 
 #[derive(Clone)]
-struct AdminState {
+pub struct AdminState {
     shared: Arc<EdgeShared>,
     registry: Arc<Registry>,
     downlink: ExecutorHandle,
@@ -36,7 +39,7 @@ pub type Background = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + S
 pub fn start(
     addr: SocketAddr,
     shared: Arc<EdgeShared>,
-    registry: Registry,
+    mut registry: Registry,
     downlink: ExecutorHandle,
     background: Vec<Background>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
@@ -46,24 +49,34 @@ pub fn start(
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(addr))
         .map_err(|e| anyhow::anyhow!("admin server cannot listen on {addr}: {e}"))?;
+    // The token checks and the audit writer talk to the control plane from this runtime.
+    let (auth, auditor) = {
+        let _entered = runtime.enter();
+        let config = &shared.config;
+        let auth = Authenticator::for_member(
+            config.admin_token.clone(),
+            &config.control.endpoints,
+            config.control.token.clone(),
+            config.insecure_dev,
+        )?;
+        let auditor = Auditor::for_member(
+            format!("edge:{}", config.edge_id),
+            &config.control.endpoints,
+            config.control.token.clone(),
+        )?;
+        (Arc::new(auth), Arc::new(auditor))
+    };
+    auth.register(&mut registry);
+    auditor.register(&mut registry);
     let state = AdminState {
         shared,
         registry: Arc::new(registry),
         downlink,
     };
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(pylon_service::health::healthz))
-        .route("/readyz", get(readyz))
-        .route("/v1/status", get(status))
-        .route("/v1/downlink", post(send_downlink))
-        .route("/v1/guard", get(guard_status))
-        .route("/v1/guard/blocklist", post(guard_block))
-        .route(
-            "/v1/guard/blocklist/{source}",
-            axum::routing::delete(guard_unblock),
-        )
-        .with_state(state);
+    let app = routes()
+        .into_router(auth, Some(auditor))
+        .with_state(state)
+        .into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(%addr, "admin server listening");
     Ok(std::thread::Builder::new()
         .name("edge-admin".into())
@@ -78,6 +91,24 @@ pub fn start(
                 tracing::error!("admin server stopped: {e}");
             }
         })?)
+}
+
+/// Every route of the admin API, with who may call it.
+pub fn routes() -> Routes<AdminState> {
+    use pylon_proto::auth::Permission::{Command, Drain, Read};
+    Routes::new()
+        .get("/metrics", Access::Public, metrics)
+        .get("/healthz", Access::Public, pylon_service::health::healthz)
+        .get("/readyz", Access::Public, readyz)
+        .get("/v1/status", Access::Needs(Read), status)
+        .post("/v1/downlink", Access::Needs(Command), send_downlink)
+        .get("/v1/guard", Access::Needs(Read), guard_status)
+        .post("/v1/guard/blocklist", Access::Needs(Drain), guard_block)
+        .delete(
+            "/v1/guard/blocklist/{source}",
+            Access::Needs(Drain),
+            guard_unblock,
+        )
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {

@@ -22,6 +22,13 @@ pub struct Config {
     pub tls_listen: Option<SocketAddr>,
     /// Admin/metrics HTTP address (/metrics, /healthz, /readyz, /v1/...).
     pub admin_listen: SocketAddr,
+    /// A bootstrap admin token for the admin API, for an edge without a control plane
+    /// (with one, operators use the tokens it issues).
+    pub admin_token: Option<String>,
+    /// Run without credentials on purpose (a developer's machine): no cluster token, and
+    /// with no admin token or control plane every admin API caller an admin. Without it,
+    /// the edge refuses to start so.
+    pub insecure_dev: bool,
     pub tls: TlsConfig,
     pub limits: Limits,
     pub auth: AuthConfig,
@@ -133,6 +140,9 @@ pub struct AuthConfig {
     /// Let the app service owning each pile decide its login (the pile registry in the
     /// business store) instead of a local list. Needs `control.endpoints`.
     pub app_login: bool,
+    /// File of pile numbers (one per line, as the allowlist) that may log in over TLS only:
+    /// a plain-TCP login of one of them is refused.
+    pub tls_only: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -144,6 +154,8 @@ impl Default for Config {
             tcp_listen: Some(([0, 0, 0, 0], 8768).into()),
             tls_listen: None,
             admin_listen: ([127, 0, 0, 1], DEFAULT_ADMIN_PORT).into(),
+            admin_token: None,
+            insecure_dev: false,
             tls: TlsConfig {
                 enable_tls12: true,
                 session_cache: 65_536,
@@ -245,6 +257,9 @@ impl Config {
             }
             if self.control.lease_ttl_secs < 2 {
                 anyhow::bail!("control.lease_ttl_secs must be at least 2");
+            }
+            if !self.insecure_dev && self.control.token.as_deref().is_none_or(str::is_empty) {
+                anyhow::bail!("no cluster token (control.token, --control-token or PYLON_CLUSTER_TOKEN): the control plane and app instances would take this edge for anyone. Give one, or run with --insecure-dev on a developer's machine");
             }
         }
         if self.tcp_listen.is_none() && self.tls_listen.is_none() {

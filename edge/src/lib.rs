@@ -17,6 +17,7 @@ pub mod process;
 pub mod readiness;
 pub mod runtime;
 pub mod session;
+pub mod takeover;
 pub mod tls;
 pub mod uplink;
 

@@ -76,6 +76,9 @@ pub struct Cli {
     /// Let every pile log in (demos and benchmarks only).
     #[arg(long)]
     allow_all: bool,
+    /// File of pile numbers that must log in over TLS (a plain-TCP login is refused).
+    #[arg(long)]
+    tls_only_piles: Option<PathBuf>,
     /// Kernel help for spreading connections: off (plain SO_REUSEPORT), auto (use it when
     /// it loads), on (refuse to start without it). Needs root or CAP_BPF.
     #[arg(long, value_enum)]
@@ -139,6 +142,14 @@ pub struct Cli {
     /// Cluster token presented to the control plane.
     #[arg(long, env = "PYLON_CLUSTER_TOKEN", hide_env_values = true)]
     control_token: Option<String>,
+    /// A bootstrap admin token for the admin API (/v1/status, /v1/downlink, /v1/guard),
+    /// for an edge without a control plane; with one, operators use its tokens.
+    #[arg(long, env = "PYLON_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Start without credentials, for a developer's machine only: no cluster token and,
+    /// with no admin token or control plane, every admin API caller an admin.
+    #[arg(long)]
+    insecure_dev: bool,
     /// host:port chargers use for plain TCP (needed when --tcp-listen is 0.0.0.0).
     #[arg(long)]
     advertise_tcp: Option<String>,
@@ -179,9 +190,11 @@ impl Cli {
                 advertise_tls => control.advertise_tls, capacity => control.capacity,
                 tcp_listen => tcp_listen, tls_listen => tls_listen,
                 tls_client_ca => tls.client_ca, allowlist => auth.allowlist,
-                ebpf_pin_dir => ebpf_pin_dir;
+                ebpf_pin_dir => ebpf_pin_dir, admin_token => admin_token,
+                tls_only_piles => auth.tls_only;
             lists: control => control.endpoints;
         );
+        c.insecure_dev |= cli.insecure_dev;
         if cli.no_tcp {
             c.tcp_listen = None;
         }
@@ -212,6 +225,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             .as_ref()
             .context("no allowlist configured")?;
         LoginPolicy::from_file(path)?
+    };
+    let tls_only = match &config.auth.tls_only {
+        Some(path) => match LoginPolicy::from_file(path)? {
+            LoginPolicy::Allowlist(piles) => piles,
+            LoginPolicy::AllowAll => Default::default(),
+        },
+        None => Default::default(),
     };
     let tls = match config.tls_listen {
         Some(_) => Some(tls::server_config(&config.tls)?),
@@ -285,6 +305,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         config: config.clone(),
         metrics,
         policy: Arc::new(policy),
+        tls_only: Arc::new(tls_only),
+        logins: Default::default(),
         tls,
         session_ids: AtomicU64::new(1),
         state: AtomicU8::new(executor::RUNNING),

@@ -8,7 +8,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -213,6 +213,66 @@ fn alert_label(alert: rustls::AlertDescription) -> &'static str {
     }
 }
 
+/// Who a client certificate says its holder is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// SHA-256 of the leaf certificate (DER); `None` without a client certificate.
+    pub fingerprint: Option<[u8; 32]>,
+    /// The subject's common names and the subject alternative names (DNS names, URIs,
+    /// e-mail addresses) as text.
+    pub names: Vec<String>,
+}
+
+impl PeerIdentity {
+    pub fn of(chain: Option<&[CertificateDer<'_>]>) -> PeerIdentity {
+        let Some(leaf) = chain.and_then(|c| c.first()) else {
+            return PeerIdentity::default();
+        };
+        let digest = ring::digest::digest(&ring::digest::SHA256, leaf.as_ref());
+        let mut fingerprint = [0u8; 32];
+        fingerprint.copy_from_slice(digest.as_ref());
+        PeerIdentity {
+            fingerprint: Some(fingerprint),
+            names: certificate_names(leaf.as_ref()),
+        }
+    }
+
+    /// Whether the certificate names `pile` (its 14 digits), as its common name or one of
+    /// its alternative names (a URI may end with them, e.g. `urn:pile:32010200000001`).
+    pub fn names_pile(&self, pile: &str) -> bool {
+        self.names.iter().any(|n| {
+            n == pile
+                || n.strip_suffix(pile)
+                    .is_some_and(|head| head.ends_with(':') || head.ends_with('/'))
+        })
+    }
+}
+
+/// The names in a certificate; none when it cannot be parsed (rustls has verified its
+/// signature, not that we understand every extension).
+fn certificate_names(der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok().map(str::to_owned))
+        .collect();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(n) | GeneralName::URI(n) | GeneralName::RFC822Name(n) => {
+                    names.push((*n).to_owned())
+                }
+                _ => {}
+            }
+        }
+    }
+    names
+}
+
 /// What one batch of received bytes did to the TLS session.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Received {
@@ -229,6 +289,9 @@ pub struct Received {
 /// remaining bytes; then the session is failed and rustls is never called again.
 pub struct TlsSession {
     conn: UnbufferedServerConnection,
+    /// Who the client certificate says the peer is: set once the handshake is done,
+    /// before any application data is handed out.
+    peer: Arc<OnceLock<PeerIdentity>>,
     /// Received bytes rustls has not discarded yet (an incomplete record, or handshake
     /// records it holds offsets into); empty (and unallocated) most of the time.
     incoming: Vec<u8>,
@@ -239,6 +302,7 @@ impl TlsSession {
     pub fn new(config: Arc<ServerConfig>) -> Result<Self, TlsError> {
         Ok(TlsSession {
             conn: UnbufferedServerConnection::new(config).map_err(TlsError::Protocol)?,
+            peer: Arc::new(OnceLock::new()),
             incoming: Vec::new(),
             failed: false,
         })
@@ -246,6 +310,12 @@ impl TlsSession {
 
     pub fn is_handshaking(&self) -> bool {
         self.conn.is_handshaking()
+    }
+
+    /// The peer's identity as it will be once the handshake is done (empty until then):
+    /// a handle the caller keeps, readable while the session hands out data.
+    pub fn peer(&self) -> Arc<OnceLock<PeerIdentity>> {
+        self.peer.clone()
     }
 
     /// Received bytes held: an incomplete record, or handshake records rustls is still
@@ -268,7 +338,7 @@ impl TlsSession {
         }
         let result = if self.incoming.is_empty() {
             // The common case: whole records, processed in the caller's buffer.
-            let (used, result) = process(&mut self.conn, data, out, on_plain);
+            let (used, result) = process(&mut self.conn, &self.peer, data, out, on_plain);
             if result.is_ok() && used < data.len() {
                 self.incoming.extend_from_slice(&data[used..]);
             }
@@ -276,7 +346,7 @@ impl TlsSession {
         } else {
             let mut incoming = std::mem::take(&mut self.incoming);
             incoming.extend_from_slice(data);
-            let (used, result) = process(&mut self.conn, &mut incoming, out, on_plain);
+            let (used, result) = process(&mut self.conn, &self.peer, &mut incoming, out, on_plain);
             if result.is_ok() && used < incoming.len() {
                 incoming.drain(..used);
                 self.incoming = incoming;
@@ -352,6 +422,7 @@ const MAX_STATES_PER_CALL: usize = 64;
 /// on error, so the caller knows what is left) and what happened.
 fn process(
     conn: &mut UnbufferedServerConnection,
+    peer: &OnceLock<PeerIdentity>,
     incoming: &mut [u8],
     out: &mut Vec<u8>,
     on_plain: &mut dyn FnMut(&[u8]),
@@ -361,10 +432,23 @@ fn process(
     loop {
         let status = conn.process_tls_records(&mut incoming[used..]);
         let mut discard = status.discard;
+        // rustls may finish the handshake and decrypt the first data in one call, and the
+        // certificate can be read only once that state is gone: the first data waits here
+        // until the peer's identity is known.
+        let mut first_data = None;
         let step = match status.state {
             Err(e) => Err(TlsError::Protocol(e)),
-            Ok(state) => handle_incoming_state(state, &mut discard, out, on_plain, &mut received),
+            Ok(state) => {
+                let stage = peer.get().is_none().then(|| first_data.insert(Vec::new()));
+                handle_incoming_state(state, &mut discard, out, on_plain, stage, &mut received)
+            }
         };
+        if peer.get().is_none() && !conn.is_handshaking() {
+            let _ = peer.set(PeerIdentity::of(conn.peer_certificates()));
+        }
+        if let Some(data) = first_data.filter(|d| !d.is_empty()) {
+            on_plain(&data);
+        }
         used += discard;
         match step {
             Ok(true) => return (used, Ok(received)),
@@ -385,14 +469,19 @@ fn handle_incoming_state(
     discard: &mut usize,
     out: &mut Vec<u8>,
     on_plain: &mut dyn FnMut(&[u8]),
+    mut stage: Option<&mut Vec<u8>>,
     received: &mut Received,
 ) -> Result<bool, TlsError> {
+    let mut deliver = |payload: &[u8]| match stage.as_deref_mut() {
+        Some(staged) => staged.extend_from_slice(payload),
+        None => on_plain(payload),
+    };
     match state {
         ConnectionState::ReadTraffic(mut r) => {
             while let Some(record) = r.next_record() {
                 let record = record.map_err(TlsError::Protocol)?;
                 *discard += record.discard;
-                on_plain(record.payload);
+                deliver(record.payload);
             }
             Ok(false)
         }
@@ -400,7 +489,7 @@ fn handle_incoming_state(
             while let Some(record) = r.next_record() {
                 let record = record.map_err(TlsError::Protocol)?;
                 *discard += record.discard;
-                on_plain(record.payload);
+                deliver(record.payload);
             }
             Ok(false)
         }

@@ -6,15 +6,23 @@
 //!   retry policy (exponential backoff with jitter).
 //! - [`config`]: TOML settings files, with errors that name the file and line.
 //! - [`http`]: the one error body of every HTTP API.
+//! - [`audit`]: recording operator actions in the cluster's audit log.
+//! - [`auth`] and [`routes`]: who is calling (tokens, the session cookie) and the
+//!   permission each HTTP route declares.
+//! - [`redact`]: secrets and card data kept out of logs and the audit log.
 //! - [`health`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`process`]: a tokio service's runtime until the first signal, and its exit status.
 //! - [`logging`]: `tracing` set up from `--log` / `RUST_LOG`, as text or JSON
 //!   (`--log-format json`).
 
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod control_link;
 pub mod health;
 pub mod http;
 pub mod logging;
 pub mod process;
+pub mod redact;
+pub mod routes;
 pub mod signals;

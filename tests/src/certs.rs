@@ -12,6 +12,7 @@ pub struct TestCerts {
     pub ecdsa: PemPair,
     pub rsa: PemPair,
     pub client: PemPair,
+    authority: TestCa,
 }
 
 impl TestCerts {
@@ -45,7 +46,14 @@ impl TestCerts {
             ecdsa: ca.issue("edge-ecdsa", &[SERVER_NAME], None)?,
             rsa: ca.issue("edge-rsa", &[SERVER_NAME], Some(rsa_key))?,
             client: ca.issue("charger", &["charger-1"], None)?,
-            ca: ca.ca_pem,
+            ca: ca.ca_pem.clone(),
+            authority: ca,
         })
+    }
+
+    /// Another certificate from the same CA, naming `names` (as subject alternative
+    /// names), e.g. a charger's pile number.
+    pub fn issue(&self, file: &str, names: &[&str]) -> anyhow::Result<PemPair> {
+        self.authority.issue(file, names, None)
     }
 }

@@ -65,6 +65,8 @@ impl EdgeProcess {
                 .arg("--tls-key")
                 .arg(&opts.certs.rsa.key);
         }
+        // Every edge takes the harness's operator token for its admin API.
+        cmd.args(["--admin-token", crate::control::ADMIN_TOKEN]);
         cmd.args(&opts.extra)
             .env("RUST_LOG", "pylon_edge=debug,info")
             .stdin(Stdio::null())

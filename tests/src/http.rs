@@ -2,24 +2,54 @@
 
 use std::net::SocketAddr;
 
-/// GET; returns (status, body). Connection errors come back as status 0.
+use crate::control::ADMIN_TOKEN;
+
+/// GET with the harness's admin token; returns (status, body). Connection errors come
+/// back as status 0.
 pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    match ureq::get(&format!("http://{addr}{path}")).call() {
+    get_as(addr, path, Some(ADMIN_TOKEN))
+}
+
+/// GET with `token` (or none).
+pub fn get_as(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut request = ureq::get(&format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        request = request.set("authorization", &format!("Bearer {t}"));
+    }
+    match request.call() {
         Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
         Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
         Err(_) => (0, String::new()),
     }
 }
 
-/// POST JSON; returns (status, parsed body).
+/// POST JSON with the harness's admin token; returns (status, parsed body).
 pub fn post_json(
     addr: SocketAddr,
     path: &str,
     body: serde_json::Value,
 ) -> (u16, serde_json::Value) {
-    let result = ureq::post(&format!("http://{addr}{path}"))
-        .set("content-type", "application/json")
-        .send_string(&body.to_string());
+    call_as(addr, "POST", path, Some(body), Some(ADMIN_TOKEN))
+}
+
+/// Any call with an optional JSON body and token; returns (status, parsed body).
+pub fn call_as(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut request = ureq::request(method, &format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        request = request.set("authorization", &format!("Bearer {t}"));
+    }
+    let result = match body {
+        Some(body) => request
+            .set("content-type", "application/json")
+            .send_string(&body.to_string()),
+        None => request.call(),
+    };
     let (code, text) = match result {
         Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
         Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),

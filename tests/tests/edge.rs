@@ -223,26 +223,109 @@ async fn client_certificates_are_required_when_configured() {
         c.login(pile(1)).await.is_err(),
         "a charger without a certificate must be refused"
     );
-    let with = client_config(
-        &certs.ca,
-        Some((&certs.client.cert, &certs.client.key)),
-        TlsVersions::Both,
-    )
-    .expect("config");
-    let mut c = logged_in(
-        &Target {
-            addr: edge.tls,
-            tls: Some((with, name())),
-        },
-        pile(2),
-    )
-    .await;
+    // A certificate of the CA that names the pile logs in as that pile, and only as it.
+    let own = certs
+        .issue("pile-2", &[&pile(2).to_string()])
+        .expect("certificate");
+    let target = |pair: &pylon_bench::certs::PemPair| Target {
+        addr: edge.tls,
+        tls: Some((
+            client_config(&certs.ca, Some((&pair.cert, &pair.key)), TlsVersions::Both)
+                .expect("config"),
+            name(),
+        )),
+    };
+    let mut c = logged_in(&target(&own), pile(2)).await;
     heartbeat_ok(&mut c, pile(2)).await;
+    let mut other = ChargerConn::connect(&target(&own), None)
+        .await
+        .expect("connect");
+    assert!(matches!(
+        other.login(pile(3)).await,
+        Err(ChargerError::LoginRefused)
+    ));
+    let mut unnamed = ChargerConn::connect(&target(&certs.client), None)
+        .await
+        .expect("connect");
+    assert!(matches!(
+        unnamed.login(pile(2)).await,
+        Err(ChargerError::LoginRefused)
+    ));
+    assert_eq!(
+        edge.metric(
+            "pylon_edge_logins_total",
+            &["result=\"certificate_mismatch\""]
+        ),
+        2.0
+    );
+
+    // A live certificate-bound session is taken over only with the same certificate:
+    // another certificate naming the same pile (say, a copy re-issued) is refused...
+    let reissued = certs
+        .issue("pile-2-again", &[&pile(2).to_string()])
+        .expect("certificate");
+    let mut thief = ChargerConn::connect(&target(&reissued), None)
+        .await
+        .expect("connect");
+    assert!(matches!(
+        thief.login(pile(2)).await,
+        Err(ChargerError::LoginRefused)
+    ));
+    heartbeat_ok(&mut c, pile(2)).await;
+    assert_eq!(
+        edge.metric("pylon_edge_logins_total", &["result=\"takeover_refused\""]),
+        1.0
+    );
+    // ...and the pile itself, reconnecting with its certificate, replaces its session.
+    let mut again = logged_in(&target(&own), pile(2)).await;
+    closed_by_edge(&mut c).await;
+    heartbeat_ok(&mut again, pile(2)).await;
     assert!(
         edge.metric(
             "pylon_edge_handshakes_total",
             &["result=\"tls_no_certificate\""]
         ) >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn plain_tcp_takeovers_are_limited_and_tls_only_piles_refused_on_tcp() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let list = dir.path().join("tls-only.txt");
+    std::fs::write(&list, format!("{}\n", pile(9))).expect("tls-only list");
+    let w = world(&["--tls-only-piles", &list.to_string_lossy()]);
+    let p = pile(1);
+    let mut current = logged_in(&w.tcp(), p).await;
+    // Three takeovers in the window replace the session; the fourth is refused and the
+    // live session goes on.
+    for _ in 0..3 {
+        let next = logged_in(&w.tcp(), p).await;
+        closed_by_edge(&mut current).await;
+        current = next;
+    }
+    let mut fourth = ChargerConn::connect(&w.tcp(), None).await.expect("connect");
+    assert!(matches!(
+        fourth.login(p).await,
+        Err(ChargerError::LoginRefused)
+    ));
+    heartbeat_ok(&mut current, p).await;
+    assert_eq!(
+        w.edge
+            .metric("pylon_edge_logins_total", &["result=\"takeover_refused\""]),
+        1.0
+    );
+    // A TLS-only pile: refused on TCP, welcome over TLS.
+    let mut tcp = ChargerConn::connect(&w.tcp(), None).await.expect("connect");
+    assert!(matches!(
+        tcp.login(pile(9)).await,
+        Err(ChargerError::LoginRefused)
+    ));
+    let mut tls = logged_in(&w.tls(TlsVersions::Both), pile(9)).await;
+    heartbeat_ok(&mut tls, pile(9)).await;
+    assert_eq!(
+        w.edge
+            .metric("pylon_edge_logins_total", &["result=\"tls_required\""]),
+        1.0
     );
 }
 

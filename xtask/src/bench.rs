@@ -125,6 +125,8 @@ fn run_one(
                     "1",
                 ])
                 .args(["--admin-listen", &format!("127.0.0.1:{}", pick_port()?)])
+                // Nothing calls the admin API but /metrics; it still needs a credential.
+                .args(["--admin-token", &format!("bench-{}", std::process::id())])
                 .args([
                     "--heartbeat-interval",
                     &format!("{}", args.heartbeat_secs.ceil() as u64),

@@ -249,7 +249,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 line.push_str(&format!(" | {} DOWN", edge.id));
                 continue;
             }
-            let s = get_json(&format!("http://{}/v1/status", edge.admin));
+            let s = get_json_with_token(&format!("http://{}/v1/status", edge.admin));
             line.push_str(&format!(
                 " | {} {}: tcp {} tls {} (routes v{})",
                 edge.id,
@@ -320,14 +320,6 @@ fn wait_ready(proc: &mut Proc, url: &str, log: &Path) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     anyhow::bail!("{} did not start; see {}", proc.name, log.display())
-}
-
-fn get_json(url: &str) -> serde_json::Value {
-    ureq::get(url)
-        .call()
-        .ok()
-        .and_then(|r| r.into_json().ok())
-        .unwrap_or_default()
 }
 
 fn get_json_with_token(url: &str) -> serde_json::Value {

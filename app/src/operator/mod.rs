@@ -1,4 +1,5 @@
-//! The operator API (HTTP/JSON, the control plane's admin token as bearer token), plus
+//! The operator API (HTTP/JSON; operators' tokens, each route with the permission it
+//! needs: [`routes`]), plus
 //! `/metrics`, `/healthz` and `/readyz`.
 //!
 //! - `GET  /v1/piles?after=&limit=`                  piles, by number
@@ -27,11 +28,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry as MetricsRegistry;
 use pylon_proto::api::app::{
@@ -39,6 +38,9 @@ use pylon_proto::api::app::{
     UpsertedReply,
 };
 use pylon_proto::ykc::{Frame, FrameType, PileNo};
+use pylon_service::audit::Auditor;
+use pylon_service::auth::Authenticator;
+use pylon_service::routes::{Access, Routes};
 use serde_json::{json, Value};
 
 use crate::business::{Business, CommandError};
@@ -48,38 +50,64 @@ use crate::store::{BillingModel, Pile, StoreError};
 mod revenue;
 
 #[derive(Clone)]
-pub(crate) struct Api {
+pub struct Api {
     business: Arc<Business>,
-    token: Option<Arc<str>>,
     metrics: Arc<MetricsRegistry>,
 }
 
-pub fn router(business: Arc<Business>, token: Option<String>, metrics: MetricsRegistry) -> Router {
+/// Every route of the operator API, with who may call it.
+pub fn routes() -> Routes<Api> {
+    use pylon_proto::auth::Permission::{Command, Finance, Read};
+    let routes = Routes::new()
+        .get("/metrics", Access::Public, metrics_text)
+        .get("/healthz", Access::Public, pylon_service::health::healthz)
+        .get("/readyz", Access::Public, readyz)
+        .get("/v1/piles", Access::Needs(Read), list_piles)
+        .post("/v1/piles", Access::Needs(Command), upsert_piles)
+        .get("/v1/piles/{pile}", Access::Needs(Read), pile_detail)
+        .put("/v1/piles/{pile}", Access::Needs(Command), upsert_pile)
+        .get(
+            "/v1/piles/{pile}/records",
+            Access::Needs(Read),
+            pile_records,
+        )
+        .get(
+            "/v1/piles/{pile}/history",
+            Access::Needs(Read),
+            pile_history,
+        )
+        .post(
+            "/v1/piles/{pile}/commands",
+            Access::Needs(Command),
+            send_command,
+        )
+        .get("/v1/orders", Access::Needs(Read), list_orders)
+        .get("/v1/orders/{trade_no}", Access::Needs(Read), order_detail)
+        .post(
+            "/v1/orders/{trade_no}/stop",
+            Access::Needs(Command),
+            stop_charge,
+        )
+        .get("/v1/records/{trade_no}", Access::Needs(Read), record_detail)
+        .get("/v1/billing-models/{n}", Access::Needs(Read), get_model)
+        .put("/v1/billing-models/{n}", Access::Needs(Finance), put_model)
+        .get("/v1/stats", Access::Needs(Read), stats);
+    revenue::routes(routes)
+}
+
+/// The operator API's router: tokens checked by `auth`, every change recorded by
+/// `auditor`.
+pub fn router(
+    business: Arc<Business>,
+    auth: Arc<Authenticator>,
+    auditor: Arc<Auditor>,
+    metrics: MetricsRegistry,
+) -> Router {
     let api = Api {
         business,
-        token: token.map(Into::into),
         metrics: Arc::new(metrics),
     };
-    let protected = Router::new()
-        .route("/v1/piles", get(list_piles).post(upsert_piles))
-        .route("/v1/piles/{pile}", get(pile_detail).put(upsert_pile))
-        .route("/v1/piles/{pile}/records", get(pile_records))
-        .route("/v1/piles/{pile}/history", get(pile_history))
-        .route("/v1/piles/{pile}/commands", post(send_command))
-        .route("/v1/orders", get(list_orders))
-        .route("/v1/orders/{trade_no}", get(order_detail))
-        .route("/v1/orders/{trade_no}/stop", post(stop_charge))
-        .route("/v1/records/{trade_no}", get(record_detail))
-        .route("/v1/billing-models/{n}", get(get_model).put(put_model))
-        .route("/v1/stats", get(stats))
-        .merge(revenue::routes())
-        .layer(middleware::from_fn_with_state(api.clone(), require_token));
-    Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/healthz", get(pylon_service::health::healthz))
-        .route("/readyz", get(readyz))
-        .merge(protected)
-        .with_state(api)
+    routes().into_router(auth, Some(auditor)).with_state(api)
 }
 
 pub(crate) type ApiResult = Result<Response, Response>;
@@ -147,18 +175,6 @@ pub(crate) fn number<T: std::str::FromStr>(
                 format!("{key}={v:?} is not a number"),
             )
         }),
-    }
-}
-
-async fn require_token(State(api): State<Api>, request: Request, next: Next) -> Response {
-    match pylon_service::http::require_bearer(
-        request.headers(),
-        api.token.as_deref(),
-        "operator_api_disabled",
-        "the operator API is off: start pylon-app with --admin-token (or PYLON_ADMIN_TOKEN)",
-    ) {
-        Ok(()) => next.run(request).await,
-        Err(refused) => refused,
     }
 }
 

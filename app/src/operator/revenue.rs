@@ -7,14 +7,14 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use pylon_proto::api::revenue::{
     AccountCharge, AccountInput, AccountState, AssignTariff, CardInput, CardRemove, KeyRotation,
     MoneyInput, PileStation, Reconciliation, StationDay, StationInput, TariffAssignment,
     TariffInput, VinInput,
 };
 use pylon_service::http::error;
+use pylon_service::routes::{Access, Routes};
 
 use super::{command_error, number, pile_no, store_error, Api, ApiResult};
 use crate::business::{normalise_card, password_index, password_md5};
@@ -23,33 +23,83 @@ use crate::revenue::tariff::Tariff;
 use crate::revenue::vault::{mask, Vault};
 use crate::store::revenue::{EntryMeta, SealedCard, SealedVin};
 
-pub(super) fn routes() -> Router<Api> {
-    Router::new()
-        .route("/v1/stations", get(list_stations).post(create_station))
-        .route("/v1/stations/{id}", get(get_station).put(update_station))
-        .route("/v1/stations/{id}/tariff", post(assign_tariff))
-        .route("/v1/stations/{id}/offline-cards", post(sync_offline_cards))
-        .route("/v1/piles/{pile}/station", put(set_pile_station))
-        .route("/v1/tariffs", get(list_tariffs).post(create_tariff))
-        .route("/v1/tariffs/{id}", get(get_tariff).put(revise_tariff))
-        .route("/v1/accounts", get(list_accounts).post(create_account))
-        .route("/v1/accounts/{id}", get(get_account).put(update_account))
-        .route("/v1/accounts/{id}/cards", post(add_card))
-        .route("/v1/accounts/{id}/cards/remove", post(remove_card))
-        .route("/v1/accounts/{id}/vins", post(add_vin))
-        .route("/v1/accounts/{id}/vins/remove", post(remove_vin))
-        .route("/v1/accounts/{id}/top-up", post(top_up))
-        .route("/v1/accounts/{id}/refund", post(refund))
-        .route("/v1/accounts/{id}/adjust", post(adjust))
-        .route("/v1/accounts/{id}/freeze", post(freeze))
-        .route("/v1/accounts/{id}/unfreeze", post(unfreeze))
-        .route("/v1/accounts/{id}/ledger", get(account_ledger))
-        .route("/v1/accounts/{id}/charge", post(charge_account))
-        .route("/v1/reports/daily", get(daily_report))
-        .route("/v1/reports/reconciliation", get(reconciliation))
-        .route("/v1/discrepancies", get(discrepancies))
-        .route("/v1/quarantine", get(quarantine))
-        .route("/v1/card-keys/rotate", post(rotate_card_keys))
+/// The revenue routes, with who may call them: money needs `finance`; acting on piles
+/// and stations `command`; the card keys `admin`. Driver accounts (personal data) are
+/// read with `finance` only.
+pub(super) fn routes(routes: Routes<Api>) -> Routes<Api> {
+    use pylon_proto::auth::Permission::{Admin, Command, Finance, Read};
+    routes
+        .get("/v1/stations", Access::Needs(Read), list_stations)
+        .post("/v1/stations", Access::Needs(Command), create_station)
+        .get("/v1/stations/{id}", Access::Needs(Read), get_station)
+        .put("/v1/stations/{id}", Access::Needs(Command), update_station)
+        .post(
+            "/v1/stations/{id}/tariff",
+            Access::Needs(Finance),
+            assign_tariff,
+        )
+        .post(
+            "/v1/stations/{id}/offline-cards",
+            Access::Needs(Command),
+            sync_offline_cards,
+        )
+        .put(
+            "/v1/piles/{pile}/station",
+            Access::Needs(Command),
+            set_pile_station,
+        )
+        .get("/v1/tariffs", Access::Needs(Read), list_tariffs)
+        .post("/v1/tariffs", Access::Needs(Finance), create_tariff)
+        .get("/v1/tariffs/{id}", Access::Needs(Read), get_tariff)
+        .put("/v1/tariffs/{id}", Access::Needs(Finance), revise_tariff)
+        .get("/v1/accounts", Access::Needs(Finance), list_accounts)
+        .post("/v1/accounts", Access::Needs(Finance), create_account)
+        .get("/v1/accounts/{id}", Access::Needs(Finance), get_account)
+        .put("/v1/accounts/{id}", Access::Needs(Finance), update_account)
+        .post("/v1/accounts/{id}/cards", Access::Needs(Finance), add_card)
+        .post(
+            "/v1/accounts/{id}/cards/remove",
+            Access::Needs(Finance),
+            remove_card,
+        )
+        .post("/v1/accounts/{id}/vins", Access::Needs(Finance), add_vin)
+        .post(
+            "/v1/accounts/{id}/vins/remove",
+            Access::Needs(Finance),
+            remove_vin,
+        )
+        .post("/v1/accounts/{id}/top-up", Access::Needs(Finance), top_up)
+        .post("/v1/accounts/{id}/refund", Access::Needs(Finance), refund)
+        .post("/v1/accounts/{id}/adjust", Access::Needs(Finance), adjust)
+        .post("/v1/accounts/{id}/freeze", Access::Needs(Finance), freeze)
+        .post(
+            "/v1/accounts/{id}/unfreeze",
+            Access::Needs(Finance),
+            unfreeze,
+        )
+        .get(
+            "/v1/accounts/{id}/ledger",
+            Access::Needs(Finance),
+            account_ledger,
+        )
+        .post(
+            "/v1/accounts/{id}/charge",
+            Access::Needs(Command),
+            charge_account,
+        )
+        .get("/v1/reports/daily", Access::Needs(Finance), daily_report)
+        .get(
+            "/v1/reports/reconciliation",
+            Access::Needs(Finance),
+            reconciliation,
+        )
+        .get("/v1/discrepancies", Access::Needs(Finance), discrepancies)
+        .get("/v1/quarantine", Access::Needs(Finance), quarantine)
+        .post(
+            "/v1/card-keys/rotate",
+            Access::Needs(Admin),
+            rotate_card_keys,
+        )
 }
 
 /// A looked-up value as the reply, or 404 with `code` when there is none.

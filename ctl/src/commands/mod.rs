@@ -7,15 +7,20 @@
 //! - [`business`]: `piles`, `records` and `charge`, through the app service's operator API.
 //! - [`stations`], [`tariffs`], [`accounts`], [`reports`], [`keys`]: the app service's
 //!   revenue side (`keys rotate`: its card keys).
+//! - [`identity`]: `users`, `tokens`, `login`, `logout` and `whoami`: who operates Pylon,
+//!   through the control plane (passwords from a prompt or stdin, [`identity::password`]).
+//! - [`audit`]: `audit list|verify`, the control plane's hash-chained audit log.
 //! - [`guard`]: `guard status|block|unblock`, an edge's SYN-flood guard.
 //! - [`top`]: `top`, a live view of edges from their Prometheus metrics.
 //! - [`ykc`]: `ykc decode|encode|types`, offline.
 
 pub mod accounts;
 pub mod app;
+pub mod audit;
 pub mod business;
 pub mod control;
 pub mod guard;
+pub mod identity;
 pub mod keys;
 pub mod reports;
 pub mod stations;
@@ -32,6 +37,7 @@ use pylon_proto::ykc::PileNo;
 use serde::Serialize;
 
 use self::accounts::AccountsArgs;
+use self::audit::AuditArgs;
 use self::business::{ChargeArgs, PilesArgs, RecordsArgs};
 pub use self::control::{
     AppsArgs, AppsCommand, EdgesArgs, EdgesCommand, EntryArgs, RoutesArgs, RoutesCommand,
@@ -41,6 +47,8 @@ use self::control::{
     APPS_ABOUT, EDGES_ABOUT, ENTRY_ABOUT, ROUTES_ABOUT, SHARDS_ABOUT, STATUS_ABOUT,
 };
 use self::guard::GuardArgs;
+use self::identity::password::{Console, ProcessConsole};
+use self::identity::{LoginArgs, LogoutArgs, TokensArgs, UsersArgs, WhoamiArgs};
 use self::keys::KeysArgs;
 use self::reports::ReportsArgs;
 use self::stations::StationsArgs;
@@ -62,10 +70,11 @@ pub struct ConnectOptions {
     #[arg(long, global = true, value_name = "URL", verbatim_doc_comment)]
     pub endpoint: Option<String>,
 
-    /// The admin token, sent as `Authorization: Bearer <TOKEN>` [env: PYLON_TOKEN]
+    /// The token, sent as `Authorization: Bearer <TOKEN>` [env: PYLON_TOKEN]
     ///
     /// Taken from, in order: this flag, PYLON_TOKEN, `token` in the config file.
     /// Prefer the variable or the file: other users can see a flag in `ps`.
+    /// Get one with `pylonctl login`, or from an admin (`pylonctl tokens create`).
     #[arg(long, global = true, value_name = "TOKEN", verbatim_doc_comment)]
     pub token: Option<String>,
 
@@ -149,6 +158,24 @@ pub enum OpsCommand {
     /// Rotate the card keys that seal card numbers and VINs (app service).
     #[command(long_about = keys::KEYS_ABOUT)]
     Keys(KeysArgs),
+    /// Manage users (operators) and their roles (needs admin).
+    #[command(long_about = identity::USERS_ABOUT)]
+    Users(UsersArgs),
+    /// Make, list and revoke API tokens (needs admin).
+    #[command(long_about = identity::TOKENS_ABOUT)]
+    Tokens(TokensArgs),
+    /// Log in with a user's password and print a session token.
+    #[command(long_about = identity::LOGIN_ABOUT)]
+    Login(LoginArgs),
+    /// End the session of the token in use.
+    #[command(long_about = identity::LOGOUT_ABOUT)]
+    Logout(LogoutArgs),
+    /// Show the user and role of the token in use.
+    #[command(long_about = identity::WHOAMI_ABOUT)]
+    Whoami(WhoamiArgs),
+    /// Read the audit log of operator actions and check its hash chain (needs admin).
+    #[command(long_about = audit::AUDIT_ABOUT)]
+    Audit(AuditArgs),
     /// Show an edge's SYN-flood guard; block and unblock sources (edge admin API).
     #[command(long_about = guard::GUARD_ABOUT)]
     Guard(GuardArgs),
@@ -237,10 +264,20 @@ impl Ctx {
 }
 
 /// Runs one operator command. `env` looks up environment variables (the process's own in
-/// `pylonctl`; a fixed map in tests).
+/// `pylonctl`; a fixed map in tests). Passwords come from the process's stdin or terminal.
 pub fn run(
     cmd: OpsCommand,
     env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    run_with_console(cmd, env, &mut ProcessConsole, out)
+}
+
+/// [`run`], with passwords from `console` (a fake in tests).
+pub fn run_with_console(
+    cmd: OpsCommand,
+    env: &dyn Fn(&str) -> Option<String>,
+    console: &mut dyn Console,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     match cmd {
@@ -258,6 +295,12 @@ pub fn run(
         OpsCommand::Accounts(args) => accounts::run_accounts(args, env, out),
         OpsCommand::Reports(args) => reports::run_reports(args, env, out),
         OpsCommand::Keys(args) => keys::run_keys(args, env, out),
+        OpsCommand::Users(args) => identity::run_users(args, env, console, out),
+        OpsCommand::Tokens(args) => identity::run_tokens(args, env, out),
+        OpsCommand::Login(args) => identity::run_login(args, env, console, out),
+        OpsCommand::Logout(args) => identity::run_logout(args, env, out),
+        OpsCommand::Whoami(args) => identity::run_whoami(args, env, out),
+        OpsCommand::Audit(args) => audit::run_audit(args, env, out),
         OpsCommand::Guard(args) => guard::run_guard(args, env, out),
         OpsCommand::Top(args) => top::run_top(args, env, out),
     }

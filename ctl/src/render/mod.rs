@@ -6,14 +6,18 @@
 //! - [`business`]: the app service's (piles, guns, orders, records).
 //! - [`stations`], [`tariffs`], [`accounts`], [`reports`], [`keys`]: the app service's
 //!   revenue side.
+//! - [`identity`]: users, tokens, sessions and `whoami` (control plane).
+//! - [`audit`]: the audit log and the check of its hash chain (control plane).
 //! - [`guard`]: an edge's SYN-flood guard (counters, blocklist, block and unblock).
 //! - [`top`]: the live view of edges, a block per edge at each refresh.
 //! - [`ykc`]: YKC frames offline (type codes, frames as hex, the table of types).
 
 pub mod accounts;
+pub mod audit;
 pub mod business;
 pub mod control;
 pub mod guard;
+pub mod identity;
 pub mod keys;
 pub mod reports;
 pub mod stations;

@@ -9,6 +9,7 @@ use std::os::fd::AsRawFd;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::task::{Poll, Waker};
 
 use futures_lite::FutureExt;
@@ -18,7 +19,7 @@ use super::Executor;
 use crate::metrics::Transport;
 use crate::runtime;
 use crate::session::{CloseReason, LoginDecision, Session, SessionHost};
-use crate::tls::{TlsError, TlsSession};
+use crate::tls::{PeerIdentity, TlsError, TlsSession};
 use crate::uplink::UplinkMessage;
 
 /// Size of each executor's read buffer, shared by all its connections.
@@ -54,6 +55,8 @@ pub(super) struct Conn {
     /// that brought the last data, and no new event follows it: a short read must not
     /// clear `readable`, or the close would only be noticed at the next deadline.
     pub(super) hangup: Cell<bool>,
+    /// TLS: who the client certificate names, once the handshake is done.
+    pub(super) peer: RefCell<Option<Arc<OnceLock<PeerIdentity>>>>,
 }
 
 impl Conn {
@@ -83,8 +86,59 @@ struct Host<'a> {
     pile: Option<PileNo>,
 }
 
+impl Host<'_> {
+    /// Whether this connection may log in as `pile` as far as transport and identity go:
+    /// the TLS-only policy, the client certificate naming the pile, and the rules for
+    /// taking over a live session. `Err` is the metric's result label.
+    fn identity_allows(&self, pile: &PileNo) -> Result<(), &'static str> {
+        let exec = self.exec;
+        let tls = self.conn.transport == Transport::Tls;
+        if !tls && exec.shared.tls_only.contains(pile) {
+            return Err("tls_required");
+        }
+        let identity = self.conn.identity();
+        if tls
+            && exec.shared.config.tls.client_ca.is_some()
+            && !identity.names_pile(&pile.to_string())
+        {
+            return Err("certificate_mismatch");
+        }
+        match exec.shared.logins.lock() {
+            Ok(mut logins) => logins.check(
+                *pile,
+                self.conn.id,
+                identity.fingerprint,
+                crate::takeover::process_ms(),
+            ),
+            Err(_) => Err("internal"),
+        }
+    }
+}
+
+impl Conn {
+    /// The peer's certificate identity (empty for plain TCP, or before the handshake).
+    fn identity(&self) -> PeerIdentity {
+        self.peer
+            .borrow()
+            .as_ref()
+            .and_then(|p| p.get().cloned())
+            .unwrap_or_default()
+    }
+}
+
 impl SessionHost for Host<'_> {
     fn login_decision(&mut self, pile: &PileNo) -> LoginDecision {
+        if let Err(why) = self.identity_allows(pile) {
+            self.exec.metrics.login(why);
+            tracing::warn!(
+                executor = self.exec.id,
+                session = self.conn.id,
+                %pile,
+                reason = why,
+                "login refused (alarm: a pile number used by another connection or without its certificate)"
+            );
+            return LoginDecision::Reject;
+        }
         if self.exec.shared.config.auth.app_login {
             self.exec.metrics.login("asked");
             return LoginDecision::Ask;
@@ -102,6 +156,9 @@ impl SessionHost for Host<'_> {
 
     fn logged_in(&mut self, pile: PileNo) {
         let exec = self.exec;
+        if let Ok(mut logins) = exec.shared.logins.lock() {
+            logins.logged_in(pile, self.conn.id, self.conn.identity().fingerprint);
+        }
         let previous = exec.piles.borrow_mut().insert(pile, self.conn.id);
         if let Some(old) = previous.filter(|&old| old != self.conn.id) {
             if let Some(conn) = exec.conns.borrow().get(&old) {
@@ -186,6 +243,7 @@ pub(super) async fn serve(exec: Rc<Executor>, stream: TcpStream, transport: Tran
         deadline_reason: Cell::new(first_reason),
         readable: Cell::new(true),
         hangup: Cell::new(false),
+        peer: RefCell::new(None),
     });
     exec.conns.borrow_mut().insert(id, conn.clone());
     if let Err(e) = exec.poller.register(stream.as_raw_fd(), id) {
@@ -228,6 +286,9 @@ pub(super) async fn serve(exec: Rc<Executor>, stream: TcpStream, transport: Tran
         }
         counters.sessions.dec();
         exec.uplink.offline(pile, id);
+        if let Ok(mut logins) = exec.shared.logins.lock() {
+            logins.closed(pile, id);
+        }
     }
     counters.connections.dec();
     exec.metrics.close(reason.as_str());
@@ -245,7 +306,10 @@ async fn drive(
     let counters = exec.metrics.transport(transport);
     let mut tls = match (transport, &exec.shared.tls) {
         (Transport::Tls, Some(cfg)) => match TlsSession::new(cfg.clone()) {
-            Ok(t) => Some(t),
+            Ok(t) => {
+                conn.peer.replace(Some(t.peer()));
+                Some(t)
+            }
             Err(e) => return tls_failed(exec, &e, true),
         },
         _ => None,

@@ -43,6 +43,11 @@ pub struct EdgeShared {
     pub edge_id: Arc<str>,
     pub metrics: Arc<EdgeMetrics>,
     pub policy: Arc<LoginPolicy>,
+    /// Piles that may log in over TLS only.
+    pub tls_only: Arc<std::collections::HashSet<PileNo>>,
+    /// Every pile's live session on this edge, for the takeover rules (taken at logins
+    /// and closes only).
+    pub logins: std::sync::Mutex<crate::takeover::LiveLogins>,
     pub tls: Option<Arc<ServerConfig>>,
     pub uplinks: UplinkFactory,
     pub session_ids: AtomicU64,

@@ -4,13 +4,17 @@
 //! - [`error`]: the one error body of every API, `{"error": {"code", "message"}}`.
 //! - [`control`]: the control plane's dispatch and admin API.
 //! - [`app`]: the app service's operator API (piles, orders, records, commands).
+//! - [`audit`]: the hash-chained audit log of operator actions.
+//! - [`identity`]: operators (users), their roles and tokens (control plane).
 //! - [`edge`]: the edge's admin API (status, downlinks, the SYN-flood guard).
 //! - [`revenue`]: stations, tariffs, accounts, the ledger and reports (app service).
 
 pub mod app;
+pub mod audit;
 pub mod control;
 pub mod edge;
 pub mod error;
+pub mod identity;
 pub mod revenue;
 
 pub use error::ApiError;

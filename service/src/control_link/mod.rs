@@ -45,3 +45,54 @@ pub fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
 pub async fn connect(url: &str) -> Result<Channel, tonic::transport::Error> {
     endpoint(url)?.connect().await
 }
+
+/// Every control-plane replica, for one-off calls (token checks, audit entries): each
+/// call goes to the replica that answered last, then to the others in turn.
+pub struct Replicas {
+    channels: Vec<Channel>,
+    token: Option<String>,
+    preferred: std::sync::atomic::AtomicUsize,
+}
+
+/// How long one replica may take to answer a one-off call.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Replicas {
+    pub fn new(endpoints: &[String], cluster_token: Option<String>) -> anyhow::Result<Self> {
+        let channels = endpoints
+            .iter()
+            .map(|url| Ok(endpoint(url)?.connect_lazy()))
+            .collect::<Result<Vec<_>, tonic::transport::Error>>()?;
+        anyhow::ensure!(!channels.is_empty(), "no control-plane endpoint");
+        Ok(Replicas {
+            channels,
+            token: cluster_token,
+            preferred: Default::default(),
+        })
+    }
+
+    /// The first answer of `call` (given a channel and the cluster token), or why no
+    /// replica gave one.
+    pub async fn first_answer<T, F, Fut>(&self, call: F) -> Result<T, String>
+    where
+        F: Fn(Channel, Option<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        use std::sync::atomic::Ordering;
+        let first = self.preferred.load(Ordering::Relaxed);
+        let mut last_error = String::new();
+        for i in 0..self.channels.len() {
+            let at = (first + i) % self.channels.len();
+            let answer = call(self.channels[at].clone(), self.token.clone());
+            match tokio::time::timeout(CALL_TIMEOUT, answer).await {
+                Ok(Ok(reply)) => {
+                    self.preferred.store(at, Ordering::Relaxed);
+                    return Ok(reply.into_inner());
+                }
+                Ok(Err(status)) => last_error = status.message().to_owned(),
+                Err(_) => last_error = "no answer in time".into(),
+            }
+        }
+        Err(format!("no control-plane replica answered: {last_error}"))
+    }
+}
