@@ -708,3 +708,30 @@ mod tests;
 pub use charging::{
     card_bytes, card_number, normalise_card, password_index, password_md5, redacted, vin_from_pile,
 };
+
+impl Business {
+    /// The body cipher of a pile that encrypts its frames, opened from the store.
+    /// `Err`: the pile has one that cannot be opened (no card keys, or a bad seal), so its
+    /// login must be refused rather than let it talk in the clear.
+    pub async fn pile_cipher(
+        &self,
+        pile: &str,
+    ) -> Result<Option<pylon_proto::ykc::PileCipher>, String> {
+        let Some(sealed) = self
+            .store
+            .pile_cipher(pile)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let vault = self
+            .vault
+            .as_ref()
+            .ok_or("the pile encrypts, and no card key file is configured to open its key")?;
+        let json = vault.open(&sealed.sealed).map_err(|e| e.to_string())?;
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| format!("a stored pile cipher is unreadable: {e}"))
+    }
+}

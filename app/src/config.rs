@@ -30,6 +30,9 @@ pub struct Config {
     /// open to anyone, and without an admin token or control plane every API caller an
     /// admin. Without it, the instance refuses to start so.
     pub insecure_dev: bool,
+    /// The cluster certificate: with it, the business stream (gRPC) is mutual TLS, the
+    /// control-plane link is TLS and the operator API HTTPS.
+    pub cluster_tls: pylon_service::tls::TlsFiles,
     /// Control-plane gRPC endpoints; empty: do not register (tests, single-edge setups).
     pub control: Vec<String>,
     /// Lease TTL asked of the control plane.
@@ -119,6 +122,7 @@ impl Default for Config {
             admin_token: None,
             cluster_token: None,
             insecure_dev: false,
+            cluster_tls: Default::default(),
             control: Vec::new(),
             lease_ttl_secs: 10,
             capacity: 1_000_000,

@@ -52,6 +52,8 @@ pub struct Cli {
     /// open to anyone and, with no admin token or control plane, every API caller an admin.
     #[arg(long)]
     insecure_dev: bool,
+    #[command(flatten)]
+    cluster_tls: pylon_service::tls::TlsArgs,
     /// Cluster token, presented to the control plane and required from edges.
     #[arg(long, env = "PYLON_CLUSTER_TOKEN", hide_env_values = true)]
     cluster_token: Option<String>,
@@ -99,6 +101,7 @@ impl Cli {
             lists: control => control;
         );
         c.insecure_dev |= cli.insecure_dev;
+        cli.cluster_tls.overlay(&mut c.cluster_tls);
         if let (true, Some(path)) = (cli.init_card_keys, &c.card_keys) {
             if !path.exists() {
                 crate::revenue::vault::Vault::create_file(path)?;

@@ -69,6 +69,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let metrics = Arc::new(AppMetrics::default());
     let mut registry = MetricsRegistry::default();
     metrics.register(&mut registry);
+    if let Some(tls) = pylon_service::tls::ClusterTls::install(&config.cluster_tls)? {
+        tls.register(&mut registry);
+    }
     let auth = Arc::new(pylon_service::auth::Authenticator::for_member(
         config.admin_token.clone(),
         &config.control,
@@ -113,31 +116,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         authenticate(config.cluster_token.clone()),
     );
     let mut grpc_stopped = stopped.clone();
-    let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(10)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(5)))
-            .add_service(service)
-            // Small messages both ways: no Nagle delays (tonic's server default leaves it on).
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-                async move {
-                    let _ = grpc_stopped.changed().await;
-                },
-            ),
-    );
+    let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .add_service(service);
+    let grpc = tokio::spawn(pylon_service::tls::serve_grpc(
+        router,
+        grpc_listener,
+        async move {
+            let _ = grpc_stopped.changed().await;
+        },
+    ));
     let app = operator::router(business.clone(), auth, auditor, registry);
     let mut http_stopped = stopped.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(
-            http_listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+    let http = tokio::spawn(pylon_service::tls::serve_http(
+        http_listener,
+        app,
+        async move {
             let _ = http_stopped.changed().await;
-        })
-        .await
-    });
+        },
+    ));
     // Starts the piles did not confirm in time are closed from the store, so they are
     // closed even across a restart.
     let sweeper = {

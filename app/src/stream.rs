@@ -277,13 +277,33 @@ async fn handle_one(
     };
     for reply in replies {
         let message = match reply {
-            Reply::Login { accepted } => app_message::Body::Verdict(LoginVerdict {
-                pile: up.pile.clone(),
-                session_id: up.session_id,
-                executor: up.executor,
-                seq: up.seq,
-                accepted,
-            }),
+            Reply::Login { accepted } => {
+                let (accepted, cipher) = if accepted {
+                    match business.pile_cipher(&up.pile).await {
+                        Ok(cipher) => (
+                            true,
+                            cipher
+                                .and_then(|c| serde_json::to_vec(&c).ok())
+                                .unwrap_or_default(),
+                        ),
+                        Err(e) => {
+                            business.metrics.frame_error("cipher");
+                            tracing::error!(pile = %up.pile, "login refused: its cipher cannot be opened: {e}");
+                            (false, Vec::new())
+                        }
+                    }
+                } else {
+                    (false, Vec::new())
+                };
+                app_message::Body::Verdict(LoginVerdict {
+                    pile: up.pile.clone(),
+                    session_id: up.session_id,
+                    executor: up.executor,
+                    seq: up.seq,
+                    accepted,
+                    cipher,
+                })
+            }
             Reply::Frame(frame) => {
                 let mut body = Vec::new();
                 if let Err(e) = frame.encode_body(&mut body) {

@@ -54,6 +54,9 @@ pub struct Cli {
     /// Cluster token for the control plane.
     #[arg(long, env = "PYLON_CLUSTER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The cluster certificate, for a control plane that runs TLS (`https://` endpoints).
+    #[command(flatten)]
+    cluster_tls: pylon_service::tls::TlsArgs,
     #[command(flatten)]
     pub log: pylon_service::logging::LogArgs,
 }
@@ -100,6 +103,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let mut tls_files = pylon_service::tls::TlsFiles::default();
+        cli.cluster_tls.overlay(&mut tls_files);
+        pylon_service::tls::ClusterTls::install(&tls_files)?;
         let listener = tokio::net::TcpListener::bind(cli.admin_listen).await?;
         let metrics_balancer = balancer.clone();
         let ready = Arc::new(AtomicBool::new(false));

@@ -112,6 +112,8 @@ pub struct ChargerConn {
     splitter: FrameSplitter,
     ready: std::collections::VecDeque<(u16, Frame)>,
     pub next_seq: u16,
+    /// Set once a pile that encrypts has logged in (see [`ChargerConn::encrypt_with`]).
+    cipher: Option<ykc::PileCipher>,
 }
 
 /// What went wrong on a charger connection.
@@ -162,21 +164,35 @@ impl ChargerConn {
             splitter: FrameSplitter::new(),
             ready: Default::default(),
             next_seq: 0,
+            cipher: None,
         }
+    }
+
+    /// From now on, frames both ways are encrypted with `cipher` (YKC flag 0x01), as a
+    /// pile set up for encryption does once logged in.
+    pub fn encrypt_with(&mut self, cipher: Option<ykc::PileCipher>) {
+        self.cipher = cipher;
+    }
+
+    fn encode(&self, seq: u16, frame: &Frame) -> Result<Vec<u8>, ChargerError> {
+        let mut bytes = Vec::new();
+        ykc::encode_into_with(&mut bytes, seq, frame, self.cipher.as_ref())
+            .map_err(|e| ChargerError::Protocol(e.to_string()))?;
+        Ok(bytes)
     }
 
     /// Sends a frame with the next sequence number; returns that number.
     pub async fn send(&mut self, frame: &Frame) -> Result<u16, ChargerError> {
         let seq = self.next_seq;
         self.next_seq = seq.wrapping_add(1);
-        let bytes = ykc::encode(seq, frame).map_err(|e| ChargerError::Protocol(e.to_string()))?;
+        let bytes = self.encode(seq, frame)?;
         self.send_raw(&bytes).await?;
         Ok(seq)
     }
 
     /// Sends a reply, echoing the request's sequence number.
     pub async fn reply(&mut self, seq: u16, frame: &Frame) -> Result<(), ChargerError> {
-        let bytes = ykc::encode(seq, frame).map_err(|e| ChargerError::Protocol(e.to_string()))?;
+        let bytes = self.encode(seq, frame)?;
         self.send_raw(&bytes).await
     }
 
@@ -199,9 +215,10 @@ impl ChargerConn {
             }
             let mut error = None;
             let ready = &mut self.ready;
+            let cipher = self.cipher.as_ref();
             self.splitter.feed(&buf[..n], |ev| {
                 match ev {
-                    SplitEvent::Frame(raw) => match ykc::decode(&raw) {
+                    SplitEvent::Frame(raw) => match ykc::decode_with(&raw, cipher) {
                         Ok(f) => ready.push_back((raw.seq, f)),
                         Err(e) => error = Some(e.to_string()),
                     },

@@ -40,6 +40,8 @@ pub struct Config {
     /// Backup addresses in a dispatch answer.
     pub dispatch_backups: usize,
     pub registry: RegistryConfig,
+    /// The cluster certificate: with it, gRPC is mutual TLS and the HTTP API HTTPS.
+    pub cluster_tls: pylon_service::tls::TlsFiles,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -87,6 +89,7 @@ impl Default for Config {
             dispatch_ttl_secs: 300,
             dispatch_backups: 2,
             registry: RegistryConfig::default(),
+            cluster_tls: Default::default(),
         }
     }
 }

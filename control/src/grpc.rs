@@ -454,7 +454,8 @@ impl Routes for RoutesService {
         &self,
         request: Request<AppliedReport>,
     ) -> Result<Response<AppliedReply>, Status> {
-        require_member(&self.node, &request)?;
+        // Operators watching routes (`pylonctl routes watch`) report too: their lag shows.
+        require_member_or(&self.node, &request, pylon_proto::auth::Permission::Read).await?;
         let report = request.into_inner();
         self.node
             .publisher

@@ -62,6 +62,8 @@ pub struct Cli {
     /// anything may register, without an admin token every API caller is an admin.
     #[arg(long)]
     insecure_dev: bool,
+    #[command(flatten)]
+    cluster_tls: pylon_service::tls::TlsArgs,
     /// Shards piles hash into; every component must agree (default 1024).
     #[arg(long)]
     shard_count: Option<u32>,
@@ -88,6 +90,7 @@ impl Cli {
             lists: etcd => registry.endpoints;
         );
         config.insecure_dev |= cli.insecure_dev;
+        cli.cluster_tls.overlay(&mut config.cluster_tls);
         config.validate()?;
         Ok(config)
     }

@@ -71,6 +71,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     node.metrics.register(&mut metrics);
     node.auth.register(&mut metrics);
     node.auditor.register(&mut metrics);
+    if let Some(tls) = pylon_service::tls::ClusterTls::install(&node.config.cluster_tls)? {
+        tls.register(&mut metrics);
+    }
 
     let (stop, stopped) = watch::channel(false);
     let mirror = tokio::spawn(mirror::run(node.clone()));
@@ -79,16 +82,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let http_addr = local(&http_listener);
     let app = http::router(node.clone(), metrics);
     let mut http_stopped = stopped.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(
-            http_listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+    let http = tokio::spawn(pylon_service::tls::serve_http(
+        http_listener,
+        app,
+        async move {
             let _ = http_stopped.changed().await;
-        })
-        .await
-    });
+        },
+    ));
     tracing::info!(
         replica = %node.config.replica_id, backend = node.registry.backend(),
         http = %http_addr, grpc = %node.config.grpc_address(), shards = node.config.shard_count,
@@ -125,20 +125,17 @@ async fn serve_grpc(
     let identity =
         IdentityServer::with_interceptor(IdentityService { node: node.clone() }, auth.clone());
     let audit = AuditServer::with_interceptor(AuditService { node: node.clone() }, auth);
-    let result = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .add_service(membership)
         .add_service(routes)
         .add_service(identity)
-        .add_service(audit)
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async move {
-                let _ = stopped.changed().await;
-            },
-        )
-        .await;
+        .add_service(audit);
+    let result = pylon_service::tls::serve_grpc(router, listener, async move {
+        let _ = stopped.changed().await;
+    })
+    .await;
     if let Err(e) = result {
         tracing::error!("the gRPC server failed: {e}");
     }

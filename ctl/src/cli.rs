@@ -9,6 +9,7 @@ use std::io::{self, Write};
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
+use crate::commands::certs::{self, CertsCommand};
 use crate::commands::ykc::{self, YkcCommand};
 use crate::commands::{self, OpsCommand};
 
@@ -31,13 +32,19 @@ Through an edge's admin API (pylon-edge), it shows the edge's SYN-flood guard an
 or unblocks sources, and watches edges live (top: sessions, connections per executor,
 heartbeat and frame rates, the kernel's eBPF counts).
 Offline, it speaks the YKC V1.6 charger protocol: paste a frame captured from a charger
-to see what it says, or build a frame from JSON to send to one.
+to see what it says, or build a frame from JSON to send to one. Also offline, it makes
+and rotates the cluster's TLS certificates (certs): the cluster CA and one certificate
+per service, for the services' --cluster-ca, --cluster-cert and --cluster-key.
 
 The control plane is found at --endpoint, else PYLON_ENDPOINT, else `endpoint` in the
 config file (~/.config/pylon/pylonctl.toml), else http://127.0.0.1:7400. The app
 service (for piles, records, charge, stations, tariffs, accounts, reports and keys) is
 found at --app-endpoint, else PYLON_APP_ENDPOINT, else `app_endpoint` in the config
 file, else http://127.0.0.1:7510.
+With cluster TLS on, the control plane, the app service and the edges' admin APIs serve
+HTTPS: give https:// URLs and the cluster CA's certificate to check them against, with
+--ca, else PYLON_CA, else `ca` in the config file (https needs it; routes watch does not
+work over TLS yet).
 An edge's admin API (for guard and top) is found at --edge-admin, else PYLON_EDGE_ADMIN, else
 `edge_admin` in the config file, else http://127.0.0.1:9100; it takes no token (top
 takes --edge-admin once per edge, for several).
@@ -78,6 +85,10 @@ Examples:
   pylonctl top --edge-admin http://10.0.0.3:9100 --edge-admin http://10.0.0.4:9100
   pylonctl ykc decode '68 0D 00 01 00 03 32 01 02 00 00 00 01 01 00 F1 1A'
   pylonctl ykc encode Heartbeat '{\"pile_no\":\"32010200000001\",\"gun_no\":\"01\",\"gun_status\":0}'
+  pylonctl certs init --dir /etc/pylon/certs
+  pylonctl certs issue --dir /etc/pylon/certs control-1 --dns ctl1.pylon.internal --ip 10.0.0.5
+  pylonctl certs rotate --dir /etc/pylon/certs control-1
+  pylonctl status --endpoint https://10.0.0.5:7400 --ca /etc/pylon/certs/ca.pem
   pylonctl completions bash > /etc/bash_completion.d/pylonctl
 
 Exit status:
@@ -88,7 +99,9 @@ Exit status:
      whose hash chain is broken)
   2  invalid input: a frame, JSON, frame type, pile or trade number, amount, price,
      tariff, time, IPv4 address or config file; also a request the server refused as
-     invalid (HTTP 400); a password missing from stdin, or typed differently twice
+     invalid (HTTP 400); a password missing from stdin, or typed differently twice; an
+     https:// endpoint without the cluster CA (--ca) or a CA file that cannot be read;
+     for certs, a name, file or folder that cannot be used, or files that exist already
   3  the control plane could not be reached (connection refused, timed out, unknown host);
      for the app service's commands, the app service; for guard, the edge; for top,
      every edge, at every refresh of --count";
@@ -109,6 +122,9 @@ pub struct Cli {
 pub enum Command {
     #[command(flatten)]
     Ops(OpsCommand),
+    /// Make and rotate the cluster's TLS certificates (files only, no server needed).
+    #[command(subcommand, long_about = certs::CERTS_ABOUT)]
+    Certs(CertsCommand),
     /// Decode, encode and list frames of the YKC V1.6 charger protocol.
     #[command(
         subcommand,
@@ -177,6 +193,7 @@ impl From<io::Error> for Failure {
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
     match cli.command {
         Command::Ops(cmd) => commands::run(cmd, &|key| std::env::var(key).ok(), out),
+        Command::Certs(cmd) => certs::run(cmd, out),
         Command::Ykc(cmd) => ykc::run(cmd, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pylonctl", out);
@@ -233,6 +250,7 @@ mod tests {
         assert!(script.contains("users") && script.contains("--password-stdin"));
         assert!(script.contains("tokens") && script.contains("--expires-in-days"));
         assert!(script.contains("whoami") && script.contains("verify"));
+        assert!(script.contains("certs") && script.contains("--dns") && script.contains("--ca"));
     }
 
     #[test]

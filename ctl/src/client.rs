@@ -1,7 +1,8 @@
 //! A small blocking HTTP client for the control plane's JSON API (see [`pylon_proto::api::control`]),
 //! the app service's operator API (`pylon-app`, same error body and admin token) and
 //! the edge's admin API (`pylon-edge`, same error body, no token), whose errors say
-//! what an operator should do about them.
+//! what an operator should do about them. An https:// endpoint is checked against the
+//! cluster CA ([`Client::with_trust`], see [`crate::tls`]).
 
 use std::fmt;
 use std::time::Duration;
@@ -10,6 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use pylon_proto::api::control::ApiError;
+
+use crate::tls::Trust;
 
 /// How long to wait for a TCP connection to the control plane.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -77,6 +80,10 @@ pub struct Client {
     token: Option<String>,
     token_hint: String,
     service: Service,
+    /// The TCP connection's and the whole request's time limits.
+    timeouts: (Duration, Duration),
+    /// The cluster CA, for an https endpoint.
+    trust: Option<Trust>,
     agent: ureq::Agent,
 }
 
@@ -101,6 +108,14 @@ pub enum ClientError {
         token_sent: bool,
         /// Where the operator can put a token.
         token_hint: String,
+    },
+    /// The TLS handshake with an https endpoint failed: the server's certificate was
+    /// refused, or the server does not speak TLS there.
+    Tls {
+        service: Service,
+        endpoint: String,
+        /// What it means and what to do (see [`crate::tls::explain`]).
+        reason: String,
     },
     /// Something answered, but not with what the API promises.
     BadReply {
@@ -204,6 +219,20 @@ impl fmt::Display for ClientError {
                     _ => Ok(()),
                 }
             }
+            ClientError::Tls {
+                service,
+                endpoint,
+                reason,
+            } => write!(
+                f,
+                "cannot talk to {} at {endpoint}{}: {reason}",
+                service.name(),
+                if crate::config::is_https(endpoint) {
+                    " over https"
+                } else {
+                    ""
+                }
+            ),
             ClientError::BadReply {
                 service,
                 endpoint,
@@ -232,7 +261,8 @@ fn capitalized(s: &str) -> String {
 }
 
 impl Client {
-    /// `endpoint`: `http://host:port`, no trailing slash (see `config::normalize_http_endpoint`).
+    /// `endpoint`: `http://host:port` or `https://host:port`, no trailing slash (see
+    /// `config::normalize_http_endpoint`); for https, also [`Client::with_trust`].
     /// `token_hint`: where to put a token, for the message when one is needed.
     pub fn new(endpoint: &str, token: Option<String>, token_hint: String) -> Self {
         Self::for_service(Service::ControlPlane, endpoint, token, token_hint)
@@ -254,19 +284,31 @@ impl Client {
         token: Option<String>,
         token_hint: String,
     ) -> Self {
+        let timeouts = (CONNECT_TIMEOUT, REQUEST_TIMEOUT);
         Client {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             token,
             token_hint,
             service,
-            agent: agent(CONNECT_TIMEOUT, REQUEST_TIMEOUT),
+            timeouts,
+            trust: None,
+            agent: agent(timeouts, None),
         }
     }
 
     /// The same client with other time limits: `connect` for the TCP connection, `total`
     /// for a whole request (e.g. shorter than a refresh interval, for `pylonctl top`).
     pub fn with_timeouts(mut self, connect: Duration, total: Duration) -> Self {
-        self.agent = agent(connect, total);
+        self.timeouts = (connect, total);
+        self.agent = agent(self.timeouts, self.trust.as_ref());
+        self
+    }
+
+    /// The same client, checking an https server's certificate against `trust` (the
+    /// cluster CA; see `config::Settings::trust_for`). `None`: plain http.
+    pub fn with_trust(mut self, trust: Option<Trust>) -> Self {
+        self.trust = trust;
+        self.agent = agent(self.timeouts, self.trust.as_ref());
         self
     }
 
@@ -387,7 +429,7 @@ impl Client {
     /// An admin `POST` with an empty body whose reply may have none (`204 No Content`):
     /// `None` then.
     pub fn post_optional<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, ClientError> {
-        self.send_optional("POST", path)
+        self.send_optional("POST", path, None)
     }
 
     /// An admin `DELETE` whose reply may have no body (`204 No Content`): `None` then.
@@ -395,7 +437,18 @@ impl Client {
         &self,
         path: &str,
     ) -> Result<Option<T>, ClientError> {
-        self.send_optional("DELETE", path)
+        self.send_optional("DELETE", path, None)
+    }
+
+    /// An admin `PUT` with a JSON body whose reply may have none (`204 No Content`): `None`
+    /// then.
+    pub fn put_json_optional<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<Option<T>, ClientError> {
+        let body = self.encode("PUT", path, body)?;
+        self.send_optional("PUT", path, Some(&body))
     }
 
     fn encode<B: Serialize + ?Sized>(
@@ -442,13 +495,14 @@ impl Client {
             .map_err(|e| self.bad_reply(method, path, e.to_string()))
     }
 
-    /// An admin call with no body whose successful reply may be empty.
+    /// An admin call (with a JSON `body`, or none) whose successful reply may be empty.
     fn send_optional<T: DeserializeOwned>(
         &self,
         method: &'static str,
         path: &str,
+        body: Option<&[u8]>,
     ) -> Result<Option<T>, ClientError> {
-        let response = self.exchange(method, path, &[], true, None)?;
+        let response = self.exchange(method, path, &[], true, body)?;
         if response.status() == 204 {
             return Ok(None);
         }
@@ -515,26 +569,53 @@ impl Client {
                     token_hint: self.token_hint.clone(),
                 }
             }
-            ureq::Error::Transport(t) => match t.kind() {
-                ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns | ureq::ErrorKind::Io => {
-                    ClientError::Unreachable {
+            ureq::Error::Transport(t) => match (crate::tls::find_tls_error(&t), t.kind()) {
+                (Some(tls), _) => ClientError::Tls {
+                    service: self.service,
+                    endpoint: self.endpoint.clone(),
+                    reason: crate::tls::explain(
+                        tls,
+                        &self.endpoint,
+                        self.trust.as_ref().map(|t| t.ca.as_path()),
+                    ),
+                },
+                // Plain http to a TLS server, which answers with a TLS alert record
+                // (0x15 0x03 ...): ureq quotes the bytes it could not read as a header.
+                _ if !crate::config::is_https(&self.endpoint)
+                    && t.to_string().contains("[21, 3, ") =>
+                {
+                    ClientError::Tls {
                         service: self.service,
                         endpoint: self.endpoint.clone(),
-                        reason: transport_reason(&t),
+                        reason: "it answered with TLS, so it runs with cluster TLS: use an \
+                                 https:// URL, and the cluster CA (--ca)"
+                            .into(),
                     }
                 }
+                (
+                    None,
+                    ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns | ureq::ErrorKind::Io,
+                ) => ClientError::Unreachable {
+                    service: self.service,
+                    endpoint: self.endpoint.clone(),
+                    reason: transport_reason(&t),
+                },
                 _ => bad_reply(t.to_string()),
             },
         }
     }
 }
 
-fn agent(connect: Duration, total: Duration) -> ureq::Agent {
-    ureq::AgentBuilder::new()
+fn agent((connect, total): (Duration, Duration), trust: Option<&Trust>) -> ureq::Agent {
+    let builder = ureq::AgentBuilder::new()
         .timeout_connect(connect)
         .timeout(total)
-        .user_agent(concat!("pylonctl/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .user_agent(concat!("pylonctl/", env!("CARGO_PKG_VERSION")));
+    match trust {
+        Some(trust) => builder.tls_config(trust.config.clone()),
+        None => builder,
+    }
+    .build()
 }
 
 /// "connection refused", "timed out", ... from a transport error's chain of causes.
@@ -621,6 +702,97 @@ pub(crate) mod tests {
                     body.len()
                 )
                 .unwrap();
+            }
+        });
+        (endpoint, rx, handle)
+    }
+
+    /// A CA and a certificate for 127.0.0.1 (and `localhost`) issued by it, in a new
+    /// folder: `ca.pem`, `server.pem`, `server.key`.
+    pub(crate) fn tls_files() -> tempfile::TempDir {
+        use crate::commands::certs;
+        let dir = tempfile::tempdir().unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        certs::init(dir.path(), "Test CA", 30, false, now).unwrap();
+        let names = certs::Names::new(&["localhost".into()], &["127.0.0.1".parse().unwrap()]);
+        certs::issue(dir.path(), "server", &names.unwrap(), 30, false, now).unwrap();
+        dir
+    }
+
+    /// [`serve`] over TLS, with the certificate `chain` and `key` (PEM files), as the
+    /// services serve HTTPS (no client certificate asked for). A connection whose
+    /// handshake fails uses up its reply, and sends `Err(why)` over the channel.
+    pub(crate) fn serve_tls(
+        chain: &std::path::Path,
+        key: &std::path::Path,
+        replies: Vec<(u16, String)>,
+    ) -> (
+        String,
+        mpsc::Receiver<Result<String, String>>,
+        thread::JoinHandle<()>,
+    ) {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let chain_path = chain;
+        let chain = crate::tls::read_pem_certs(chain_path).unwrap();
+        let key = rustls_pemfile::private_key(&mut std::fs::read(key).unwrap().as_slice())
+            .unwrap()
+            .unwrap();
+        // As `service/src/tls.rs` serves HTTP: a client certificate of the cluster CA (the
+        // `ca.pem` beside `chain`) is asked for but optional.
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = chain_path.with_file_name("ca.pem");
+        for c in crate::tls::read_pem_certs(&ca).unwrap() {
+            roots.add(c).unwrap();
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let config = std::sync::Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("https://{}", listener.local_addr().unwrap());
+        let (tx, rx) = mpsc::channel();
+        let handle = thread::spawn(move || {
+            for (status, body) in replies {
+                let (mut tcp, _) = listener.accept().unwrap();
+                let mut conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                if let Err(e) = conn.complete_io(&mut tcp) {
+                    tx.send(Err(e.to_string())).unwrap();
+                    continue;
+                }
+                let mut reader = BufReader::new(rustls::StreamOwned::new(conn, tcp));
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if let Err(e) = reader.read_line(&mut line) {
+                        head = format!("read failed: {e}");
+                        break;
+                    }
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                tx.send(Ok(head)).unwrap();
+                let mut stream = reader.into_inner();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.conn.send_close_notify();
+                let _ = stream.flush();
             }
         });
         (endpoint, rx, handle)
@@ -813,6 +985,131 @@ pub(crate) mod tests {
                 .contains("set --edge-admin, PYLON_EDGE_ADMIN"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn https_is_checked_against_the_cluster_ca() {
+        let dir = tls_files();
+        let d = dir.path();
+        let trust = crate::tls::trust(&d.join("ca.pem")).unwrap();
+        let edges = sample_edges();
+        let body = serde_json::to_string(&edges).unwrap();
+        let (endpoint, requests, server) = serve_tls(
+            &d.join("server.pem"),
+            &d.join("server.key"),
+            vec![(200, body.clone()), (200, body.clone()), (200, body)],
+        );
+
+        // The cluster CA vouches for the server's certificate, which names 127.0.0.1.
+        let client = Client::new(&endpoint, Some("s3cret".into()), "hint".into())
+            .with_trust(Some(trust.clone()));
+        let got: Vec<EdgeInfo> = client.get("/v1/admin/edges", &[]).unwrap();
+        assert_eq!(got, edges);
+        let head = requests.recv().unwrap().unwrap();
+        assert!(head.starts_with("GET /v1/admin/edges HTTP/1.1"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("authorization: bearer s3cret"),
+            "{head}"
+        );
+
+        // The same server, trusted through another CA: refused, before the token is sent.
+        let other = tls_files();
+        let other_ca = other.path().join("ca.pem");
+        let client = Client::app(&endpoint, Some("s3cret".into()), "hint".into())
+            .with_trust(Some(crate::tls::trust(&other_ca).unwrap()));
+        let err = client
+            .get::<Vec<EdgeInfo>>("/v1/admin/edges", &[])
+            .unwrap_err();
+        assert!(matches!(err, ClientError::Tls { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "cannot talk to the app service at {endpoint} over https: its certificate was \
+                 not issued by the CA in {}",
+                other_ca.display()
+            )),
+            "{msg}"
+        );
+        assert!(requests.recv().unwrap().is_err());
+        let failure = crate::cli::Failure::from(err);
+        assert_eq!(failure.exit_code(), 1);
+
+        // Without a CA given, the system's roots do not know the cluster CA either.
+        let err = Client::new(&endpoint, None, "hint".into())
+            .get::<Vec<EdgeInfo>>("/v1/admin/edges", &[])
+            .unwrap_err();
+        assert!(err.to_string().contains("not issued by"), "{err}");
+        assert!(requests.recv().unwrap().is_err());
+        server.join().unwrap();
+
+        // A certificate that does not name the address connected to.
+        let now = time::OffsetDateTime::now_utc();
+        let names = crate::commands::certs::Names::new(&["ctl.example".into()], &[]).unwrap();
+        crate::commands::certs::issue(d, "named", &names, 30, false, now).unwrap();
+        let (endpoint, requests, server) = serve_tls(
+            &d.join("named.pem"),
+            &d.join("named.key"),
+            vec![(200, "[]".into())],
+        );
+        let err = Client::new(&endpoint, None, "hint".into())
+            .with_trust(Some(trust.clone()))
+            .get::<Vec<EdgeInfo>>("/v1/admin/edges", &[])
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("its certificate does not name 127.0.0.1")
+                && msg.contains("ctl.example")
+                && msg.contains("certs issue"),
+            "{msg}"
+        );
+        assert!(requests.recv().unwrap().is_err());
+        server.join().unwrap();
+
+        // https:// to a server that speaks plain http.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("https://{}", listener.local_addr().unwrap());
+        let plain = thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+            let _ = stream.flush();
+            std::thread::sleep(Duration::from_millis(200));
+        });
+        let err = Client::new(&endpoint, None, "hint".into())
+            .with_trust(Some(trust))
+            .get::<Vec<EdgeInfo>>("/v1/admin/edges", &[])
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("does not speak TLS") && msg.contains("http://"),
+            "{msg}"
+        );
+        plain.join().unwrap();
+    }
+
+    #[test]
+    fn plain_http_to_an_https_server_says_to_use_https() {
+        let dir = tls_files();
+        let d = dir.path();
+        let (endpoint, requests, server) = serve_tls(
+            &d.join("server.pem"),
+            &d.join("server.key"),
+            vec![(200, "[]".into())],
+        );
+        let endpoint = endpoint.replace("https://", "http://");
+        let err = Client::new(&endpoint, None, "hint".into())
+            .get::<Vec<EdgeInfo>>("/v1/admin/edges", &[])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot talk to the control plane at {endpoint}: it answered with TLS, so it \
+                 runs with cluster TLS: use an https:// URL, and the cluster CA (--ca)"
+            )
+        );
+        assert_eq!(crate::cli::Failure::from(err).exit_code(), 1);
+        assert!(requests.recv().unwrap().is_err());
+        server.join().unwrap();
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Where `pylonctl` finds the control plane, the app service, the edge's admin API and
-//! the admin token.
+//! Where `pylonctl` finds the control plane, the app service, the edge's admin API, the
+//! admin token and the cluster CA (for https:// endpoints).
 //!
 //! Every setting is taken from, in this order: its flag, its environment variable, the
 //! config file, the default. The environment is read through a lookup function so that
@@ -20,6 +20,7 @@ pub const ENV_CONFIG: &str = "PYLONCTL_CONFIG";
 pub const ENV_GRPC_ENDPOINT: &str = "PYLON_GRPC_ENDPOINT";
 pub const ENV_APP_ENDPOINT: &str = "PYLON_APP_ENDPOINT";
 pub const ENV_EDGE_ADMIN: &str = "PYLON_EDGE_ADMIN";
+pub const ENV_CA: &str = "PYLON_CA";
 
 /// The app service's HTTP port (operator API) when nothing else names one: `pylon-app`'s
 /// default.
@@ -68,6 +69,8 @@ pub struct Flags {
     pub grpc_endpoint: Option<String>,
     pub app_endpoint: Option<String>,
     pub edge_admin: Option<String>,
+    /// The cluster CA's certificate (PEM), to check https:// servers against.
+    pub ca: Option<PathBuf>,
     /// The server the command talks to.
     pub target: Target,
 }
@@ -82,22 +85,30 @@ pub struct ConfigFile {
     pub grpc_endpoint: Option<String>,
     pub app_endpoint: Option<String>,
     pub edge_admin: Option<String>,
+    /// A relative path is taken from the config file's folder.
+    pub ca: Option<PathBuf>,
 }
 
 /// The settings a command runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// The control plane's HTTP base URL, `http://host:port` without a trailing slash.
+    /// The control plane's base URL, `http://host:port` or `https://host:port`, without a
+    /// trailing slash.
     pub endpoint: String,
     pub token: Option<String>,
     /// The gRPC address as given (flag, env or file); `None`: ask the control plane.
     pub grpc_endpoint: Option<String>,
-    /// The app service's HTTP base URL, `http://host:port` without a trailing slash.
-    /// Only checked when [`Flags::target`] is [`Target::App`]; otherwise as given.
+    /// The app service's base URL, `http://host:port` or `https://host:port`, without a
+    /// trailing slash. Only checked when [`Flags::target`] is [`Target::App`]; otherwise
+    /// as given.
     pub app_endpoint: String,
-    /// The edge's admin base URL, `http://host:port` without a trailing slash. Only
-    /// checked when [`Flags::target`] is [`Target::EdgeAdmin`]; otherwise as given.
+    /// The edge's admin base URL, `http://host:port` or `https://host:port`, without a
+    /// trailing slash. Only checked when [`Flags::target`] is [`Target::EdgeAdmin`];
+    /// otherwise as given.
     pub edge_admin: String,
+    /// The cluster CA's certificate file, to check https:// servers against. Required
+    /// (by [`resolve`]) when the command's address is https.
+    pub ca: Option<PathBuf>,
     /// The config file consulted (it may not exist), for hints in error messages.
     pub config_path: Option<PathBuf>,
 }
@@ -111,6 +122,33 @@ impl Settings {
         );
         format!("pass --token, set {ENV_TOKEN}, or put token = \"...\" in {file}")
     }
+
+    /// Where to give the cluster CA, said in terms of this user's config file.
+    pub fn ca_hint(&self) -> String {
+        crate::tls::ca_hint(self.config_path.as_deref())
+    }
+
+    /// What a client of `url` trusts: the cluster CA for an https URL (which [`resolve`]
+    /// made sure is given for the command's address), nothing for plain http.
+    pub fn trust_for(&self, url: &str) -> Result<Option<crate::tls::Trust>, Failure> {
+        if !is_https(url) {
+            return Ok(None);
+        }
+        match &self.ca {
+            Some(ca) => crate::tls::trust(ca).map(Some),
+            None => Err(Failure::BadInput(format!(
+                "{url} is https: pylonctl needs the cluster CA to check the server's                  certificate; {}",
+                self.ca_hint()
+            ))),
+        }
+    }
+}
+
+/// Whether a (normalised) URL is https.
+pub fn is_https(url: &str) -> bool {
+    url.trim()
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
 }
 
 /// The default config file: `$XDG_CONFIG_HOME/pylon/pylonctl.toml`, else
@@ -146,7 +184,7 @@ pub fn load_config(path: &Path, explicit: bool) -> Result<ConfigFile, Failure> {
     toml::from_str(&text).map_err(|e| {
         Failure::BadInput(format!(
             "the config file {} is not valid: {}\nIt takes the keys endpoint, token, \
-             grpc_endpoint, app_endpoint and edge_admin, e.g. endpoint = \
+             grpc_endpoint, app_endpoint, edge_admin and ca, e.g. endpoint = \
              \"http://10.0.0.5:7400\".",
             path.display(),
             e.to_string().trim_end()
@@ -188,18 +226,45 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
         .or_else(|| env_var(ENV_EDGE_ADMIN))
         .or(nonempty(file.edge_admin))
         .unwrap_or_else(default_edge_admin);
+    let config_dir = config_path.as_deref().and_then(Path::parent);
+    let ca = flags
+        .ca
+        .clone()
+        .filter(|p| !p.as_os_str().is_empty())
+        .or_else(|| env_var(ENV_CA).map(PathBuf::from))
+        .or_else(|| {
+            file.ca
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| match config_dir {
+                    Some(dir) if p.is_relative() => dir.join(p),
+                    _ => p,
+                })
+        });
+    let ca_hint = crate::tls::ca_hint(config_path.as_deref());
 
     // Only the address the command uses must be valid: a stray PYLON_APP_ENDPOINT does
     // not break `pylonctl edges list`, nor a stray PYLON_ENDPOINT `pylonctl piles list`.
+    // An https address of the command needs the cluster CA to check the server against.
     let check = |target: Target,
                  value: String,
                  normalize: fn(&str) -> Result<String, Failure>|
      -> Result<String, Failure> {
-        if flags.target == target {
-            normalize(&value)
-        } else {
-            Ok(normalize(&value).unwrap_or(value))
+        if flags.target != target {
+            return Ok(normalize(&value).unwrap_or(value));
         }
+        let url = normalize(&value)?;
+        if is_https(&url) && ca.is_none() {
+            let (flag, var, server) = match target {
+                Target::ControlPlane => ("--endpoint", ENV_ENDPOINT, "the control plane"),
+                Target::App => ("--app-endpoint", ENV_APP_ENDPOINT, "the app service"),
+                Target::EdgeAdmin => ("--edge-admin", ENV_EDGE_ADMIN, "the edge"),
+            };
+            return Err(Failure::BadInput(format!(
+                "{flag} / {var}: the endpoint {url} is https, and pylonctl checks {server}'s \
+                 certificate against the cluster CA, which is not given: {ca_hint}"
+            )));
+        }
+        Ok(url)
     };
     Ok(Settings {
         endpoint: check(Target::ControlPlane, endpoint, normalize_http_endpoint)?,
@@ -207,33 +272,53 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
         grpc_endpoint,
         app_endpoint: check(Target::App, app_endpoint, normalize_app_endpoint)?,
         edge_admin: check(Target::EdgeAdmin, edge_admin, normalize_edge_admin)?,
+        ca,
         config_path,
     })
 }
 
-/// `host:port` or `http://host:port/` -> `http://host:port`; refuses other schemes.
+/// `host:port` or `http://host:port/` -> `http://host:port`; `https://host:port/` ->
+/// `https://host:port`; refuses other schemes.
 pub fn normalize_http_endpoint(endpoint: &str) -> Result<String, Failure> {
-    normalize_url(endpoint, "the control plane", &default_endpoint())
+    normalize_url(endpoint, "the control plane", &default_endpoint(), true)
 }
 
 /// [`normalize_http_endpoint`] for `--app-endpoint`, with messages naming the app service.
 pub fn normalize_app_endpoint(endpoint: &str) -> Result<String, Failure> {
-    normalize_url(endpoint, "the app service", &default_app_endpoint())
+    normalize_url(endpoint, "the app service", &default_app_endpoint(), true)
         .map_err(|e| Failure::BadInput(format!("--app-endpoint / {ENV_APP_ENDPOINT}: {e}")))
 }
 
 /// [`normalize_http_endpoint`] for `--edge-admin`, with messages naming the edge.
 pub fn normalize_edge_admin(endpoint: &str) -> Result<String, Failure> {
-    normalize_url(endpoint, "the edge's admin API", &default_edge_admin())
-        .map_err(|e| Failure::BadInput(format!("--edge-admin / {ENV_EDGE_ADMIN}: {e}")))
+    normalize_url(
+        endpoint,
+        "the edge's admin API",
+        &default_edge_admin(),
+        true,
+    )
+    .map_err(|e| Failure::BadInput(format!("--edge-admin / {ENV_EDGE_ADMIN}: {e}")))
 }
 
-/// `server`: who is reached there, for messages; `example`: a valid URL to suggest.
-fn normalize_url(endpoint: &str, server: &str, example: &str) -> Result<String, Failure> {
+/// `server`: who is reached there, for messages; `example`: a valid URL to suggest;
+/// `https`: whether https:// is accepted.
+fn normalize_url(
+    endpoint: &str,
+    server: &str,
+    example: &str,
+    https: bool,
+) -> Result<String, Failure> {
     let endpoint = endpoint.trim();
     let (scheme, rest) = endpoint.split_once("://").unwrap_or(("http", endpoint));
-    match scheme {
+    let scheme = scheme.to_ascii_lowercase();
+    let accepted = if https {
+        "an http:// or https://"
+    } else {
+        "an http://"
+    };
+    match scheme.as_str() {
         "http" => {}
+        "https" if https => {}
         "https" => {
             return Err(Failure::BadInput(format!(
                 "the endpoint {endpoint} is https, but pylonctl speaks plain http to \
@@ -242,18 +327,18 @@ fn normalize_url(endpoint: &str, server: &str, example: &str) -> Result<String, 
         }
         _ => {
             return Err(Failure::BadInput(format!(
-                "the endpoint {endpoint} has the scheme {scheme}: give an http:// URL such as \
-                 {example}"
+                "the endpoint {endpoint} has the scheme {scheme}: give {accepted} URL such \
+                 as {example}"
             )))
         }
     }
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() {
         return Err(Failure::BadInput(format!(
-            "the endpoint {endpoint:?} names no host: give an http:// URL such as {example}"
+            "the endpoint {endpoint:?} names no host: give {accepted} URL such as {example}"
         )));
     }
-    Ok(format!("http://{rest}"))
+    Ok(format!("{scheme}://{rest}"))
 }
 
 /// The host part of an `http://host:port/...` URL (`[::1]` keeps its brackets).
@@ -334,6 +419,7 @@ mod tests {
             grpc_endpoint: Some("http://flag:7401".into()),
             app_endpoint: Some("flag:7510".into()),
             edge_admin: Some("flag:9100".into()),
+            ca: None,
             target: Target::App,
         };
         let s = resolve(&flags, &env).unwrap();
@@ -509,13 +595,95 @@ mod tests {
             "http://h:1"
         );
         assert_eq!(
-            normalize_http_endpoint("https://h")
-                .unwrap_err()
-                .exit_code(),
-            2
+            normalize_http_endpoint("HTTPS://h:7400/").unwrap(),
+            "https://h:7400"
+        );
+        assert_eq!(
+            normalize_app_endpoint("https://[::1]:7510").unwrap(),
+            "https://[::1]:7510"
+        );
+        assert_eq!(
+            normalize_edge_admin("https://10.0.0.3:9100/").unwrap(),
+            "https://10.0.0.3:9100"
         );
         assert!(normalize_http_endpoint("ftp://h").is_err());
         assert!(normalize_http_endpoint("http://").is_err());
+    }
+
+    #[test]
+    fn https_needs_the_cluster_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let xdg = dir.path().to_str().unwrap();
+        let control = Flags::default();
+        let app = Flags {
+            target: Target::App,
+            ..Flags::default()
+        };
+
+        // No CA anywhere: refused, saying how to give one.
+        let env = env_of(&[
+            ("XDG_CONFIG_HOME", xdg),
+            (ENV_ENDPOINT, "https://10.0.0.5:7400"),
+            (ENV_APP_ENDPOINT, "https://10.0.0.7:7510"),
+        ]);
+        for flags in [&control, &app] {
+            let err = resolve(flags, &env).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            let msg = err.to_string();
+            assert!(
+                msg.contains("is https")
+                    && msg.contains("--ca FILE")
+                    && msg.contains(ENV_CA)
+                    && msg.contains("ca = ")
+                    && msg.contains("pylonctl certs init"),
+                "{msg}"
+            );
+        }
+        // The other command's https address does not matter.
+        let env_app_only = env_of(&[("XDG_CONFIG_HOME", xdg), (ENV_APP_ENDPOINT, "https://a")]);
+        assert!(resolve(&control, &env_app_only).is_ok());
+
+        // With --ca: accepted, and the CA is kept.
+        let with_ca = Flags {
+            ca: Some("/etc/pylon/ca.pem".into()),
+            ..control.clone()
+        };
+        let s = resolve(&with_ca, &env).unwrap();
+        assert_eq!(s.endpoint, "https://10.0.0.5:7400");
+        assert_eq!(s.ca, Some(PathBuf::from("/etc/pylon/ca.pem")));
+
+        // From the environment.
+        let env_ca = env_of(&[
+            ("XDG_CONFIG_HOME", xdg),
+            (ENV_APP_ENDPOINT, "https://10.0.0.7:7510/"),
+            (ENV_CA, "/env/ca.pem"),
+        ]);
+        let s = resolve(&app, &env_ca).unwrap();
+        assert_eq!(s.app_endpoint, "https://10.0.0.7:7510");
+        assert_eq!(s.ca, Some(PathBuf::from("/env/ca.pem")));
+
+        // From the config file, relative to its folder; the flag beats the env.
+        let path = write_config(
+            dir.path(),
+            "endpoint = \"https://ctl:7400\"\nca = \"certs/ca.pem\"\n",
+        );
+        let env = env_of(&[("XDG_CONFIG_HOME", xdg)]);
+        let s = resolve(&control, &env).unwrap();
+        assert_eq!(s.endpoint, "https://ctl:7400");
+        assert_eq!(s.ca, Some(path.parent().unwrap().join("certs/ca.pem")));
+        let env = env_of(&[("XDG_CONFIG_HOME", xdg), (ENV_CA, "/env/ca.pem")]);
+        assert_eq!(
+            resolve(&with_ca, &env).unwrap().ca,
+            Some(PathBuf::from("/etc/pylon/ca.pem"))
+        );
+
+        // A missing CA file is reported when the client is made.
+        let s = resolve(&control, &env).unwrap();
+        let err = s.trust_for(&s.endpoint).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("/env/ca.pem"), "{err}");
+        assert!(s.trust_for("http://ctl:7400").unwrap().is_none());
+        assert!(is_https("https://x") && is_https("HTTPS://x") && !is_https("http://x"));
     }
 
     #[test]

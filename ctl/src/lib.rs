@@ -5,6 +5,7 @@
 //! - [`render`]: how replies are printed for people (tables, `key: value` blocks).
 //! - [`client`]: the blocking HTTP client and its errors.
 //! - [`config`]: where endpoints and the token come from (flag > env > file > default).
+//! - [`tls`]: https to the services, checked against the cluster CA (`--ca`).
 //! - [`units`]: money, energy and times as operators type and read them.
 
 pub mod cli;
@@ -12,4 +13,5 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod render;
+pub mod tls;
 pub mod units;

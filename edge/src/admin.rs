@@ -53,6 +53,9 @@ pub fn start(
     let (auth, auditor) = {
         let _entered = runtime.enter();
         let config = &shared.config;
+        if let Some(tls) = pylon_service::tls::ClusterTls::install(&config.cluster_tls)? {
+            tls.register(&mut registry);
+        }
         let auth = Authenticator::for_member(
             config.admin_token.clone(),
             &config.control.endpoints,
@@ -73,10 +76,7 @@ pub fn start(
         registry: Arc::new(registry),
         downlink,
     };
-    let app = routes()
-        .into_router(auth, Some(auditor))
-        .with_state(state)
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let app = routes().into_router(auth, Some(auditor)).with_state(state);
     tracing::info!(%addr, "admin server listening");
     Ok(std::thread::Builder::new()
         .name("edge-admin".into())
@@ -85,7 +85,7 @@ pub fn start(
                 for task in background {
                     tokio::spawn(task);
                 }
-                axum::serve(listener, app).await
+                pylon_service::tls::serve_http(listener, app, std::future::pending()).await
             });
             if let Err(e) = served {
                 tracing::error!("admin server stopped: {e}");

@@ -29,6 +29,9 @@ pub struct Config {
     /// with no admin token or control plane every admin API caller an admin. Without it,
     /// the edge refuses to start so.
     pub insecure_dev: bool,
+    /// The cluster certificate: with it, the links to the control plane and the app
+    /// instances are mutual TLS and the admin API is HTTPS.
+    pub cluster_tls: pylon_service::tls::TlsFiles,
     pub tls: TlsConfig,
     pub limits: Limits,
     pub auth: AuthConfig,
@@ -156,6 +159,7 @@ impl Default for Config {
             admin_listen: ([127, 0, 0, 1], DEFAULT_ADMIN_PORT).into(),
             admin_token: None,
             insecure_dev: false,
+            cluster_tls: Default::default(),
             tls: TlsConfig {
                 enable_tls12: true,
                 session_cache: 65_536,

@@ -150,6 +150,8 @@ pub struct Cli {
     /// with no admin token or control plane, every admin API caller an admin.
     #[arg(long)]
     insecure_dev: bool,
+    #[command(flatten)]
+    cluster_tls: pylon_service::tls::TlsArgs,
     /// host:port chargers use for plain TCP (needed when --tcp-listen is 0.0.0.0).
     #[arg(long)]
     advertise_tcp: Option<String>,
@@ -195,6 +197,7 @@ impl Cli {
             lists: control => control.endpoints;
         );
         c.insecure_dev |= cli.insecure_dev;
+        cli.cluster_tls.overlay(&mut c.cluster_tls);
         if cli.no_tcp {
             c.tcp_listen = None;
         }

@@ -2,6 +2,7 @@
 //! business frames handed to the host. Pure logic: bytes in, bytes out, no I/O.
 
 use pylon_proto::ykc::frames::{HeartbeatReply, LoginReply};
+use pylon_proto::ykc::PileCipher;
 use pylon_proto::ykc::{self, CrcOrder, Frame, FrameSplitter, PileNo, RawFrame, SplitEvent};
 
 /// Why a connection was closed (the `reason` label of `pylon_edge_closes_total`).
@@ -133,6 +134,9 @@ struct Link {
     budget: FrameBudget,
     limit: RateLimit,
     next_seq: u16,
+    /// The pile encrypts its frames (YKC flag 0x01) with this, from its login on; plain
+    /// frames from it are refused.
+    cipher: Option<PileCipher>,
 }
 
 impl Session {
@@ -148,6 +152,7 @@ impl Session {
                 },
                 limit,
                 next_seq: 0,
+                cipher: None,
             },
         }
     }
@@ -198,7 +203,8 @@ impl Session {
             self.link.next_seq = seq.wrapping_add(1);
             seq
         });
-        ykc::encode_into(out, seq, frame).map_err(|e| e.to_string())?;
+        ykc::encode_into_with(out, seq, frame, self.link.cipher.as_ref())
+            .map_err(|e| e.to_string())?;
         host.frame_out(frame.frame_type());
         Ok(())
     }
@@ -210,6 +216,7 @@ impl Session {
     pub fn login_verdict(
         &mut self,
         accepted: bool,
+        cipher: Option<PileCipher>,
         host: &mut dyn SessionHost,
         out: &mut Vec<u8>,
     ) -> Result<(), CloseReason> {
@@ -217,7 +224,10 @@ impl Session {
             // A late or repeated verdict: the login was settled already.
             return Ok(());
         };
-        self.link.settle_login(pile, seq, accepted, host, out)
+        // The 0x02 answers a plain login in plain; everything after is encrypted.
+        self.link.settle_login(pile, seq, accepted, host, out)?;
+        self.link.cipher = cipher;
+        Ok(())
     }
 
     pub fn login_pending(&self) -> bool {
@@ -242,6 +252,7 @@ impl Link {
                 result: u8::from(!accepted),
             }
             .into(),
+            None,
             host,
         );
         if !accepted {
@@ -263,7 +274,7 @@ impl Link {
         if !self.budget.take(host.now_ms(), self.limit) {
             return Err(CloseReason::FrameRateExceeded);
         }
-        let frame = ykc::decode(raw).map_err(|e| {
+        let frame = ykc::decode_with(raw, self.cipher.as_ref()).map_err(|e| {
             host.decode_error(e.kind());
             CloseReason::Decode(e.kind())
         })?;
@@ -309,6 +320,7 @@ impl Link {
                         result: 0,
                     }
                     .into(),
+                    self.cipher.as_ref(),
                     host,
                 );
                 host.alive();
@@ -323,7 +335,7 @@ impl Link {
                     gun_no: hb.gun_no,
                     reply: 0,
                 };
-                reply(out, raw.seq, answer.into(), host);
+                reply(out, raw.seq, answer.into(), self.cipher.as_ref(), host);
                 host.heartbeat();
                 host.alive();
                 Ok(())
@@ -340,10 +352,16 @@ impl Link {
     }
 }
 
-fn reply(out: &mut Vec<u8>, seq: u16, frame: Frame, host: &mut dyn SessionHost) {
+fn reply(
+    out: &mut Vec<u8>,
+    seq: u16,
+    frame: Frame,
+    cipher: Option<&PileCipher>,
+    host: &mut dyn SessionHost,
+) {
     // Replies are built from values that were just decoded, so encoding cannot fail;
     // should it ever, the charger simply gets no reply and the error is counted.
-    match ykc::encode_into(out, seq, &frame) {
+    match ykc::encode_into_with(out, seq, &frame, cipher) {
         Ok(()) => host.frame_out(frame.frame_type()),
         Err(_) => host.decode_error("reply_encode"),
     }
@@ -468,21 +486,64 @@ mod tests {
         // A retransmitted login while waiting changes nothing.
         s.on_bytes(&login(), &mut host, &mut out).unwrap();
         assert_eq!(host.uplinks.len(), 1);
-        s.login_verdict(true, &mut host, &mut out).unwrap();
+        s.login_verdict(true, None, &mut host, &mut out).unwrap();
         assert!(matches!(&replies(&out)[0], (0, Frame::LoginReply(l)) if l.result == 0));
         assert_eq!(s.pile(), Some(pile()));
         assert_eq!(host.logins, vec![pile()]);
         // A late second verdict is ignored.
-        assert_eq!(s.login_verdict(false, &mut host, &mut out), Ok(()));
+        assert_eq!(s.login_verdict(false, None, &mut host, &mut out), Ok(()));
 
         let mut refused = Session::new(LIMIT, 0);
         let mut out = Vec::new();
         refused.on_bytes(&login(), &mut host, &mut out).unwrap();
         assert_eq!(
-            refused.login_verdict(false, &mut host, &mut out),
+            refused.login_verdict(false, None, &mut host, &mut out),
             Err(CloseReason::LoginRejected)
         );
         assert!(matches!(&replies(&out)[0], (0, Frame::LoginReply(l)) if l.result == 1));
+    }
+
+    #[test]
+    fn a_pile_with_a_cipher_is_answered_encrypted_and_refused_in_plain() {
+        let mut host = Host {
+            ask: true,
+            ..Default::default()
+        };
+        let mut s = Session::new(LIMIT, 0);
+        let mut out = Vec::new();
+        s.on_bytes(&login(), &mut host, &mut out).unwrap();
+        let cipher = PileCipher::ecb([7; 24]);
+        s.login_verdict(true, Some(cipher.clone()), &mut host, &mut out)
+            .unwrap();
+        // The 0x02 answers the plain login in plain.
+        assert!(matches!(&replies(&out)[0], (0, Frame::LoginReply(l)) if l.result == 0));
+        out.clear();
+        let heartbeat: Frame = Heartbeat {
+            pile_no: pile(),
+            ..Default::default()
+        }
+        .into();
+        let mut sealed = Vec::new();
+        ykc::encode_into_with(&mut sealed, 5, &heartbeat, Some(&cipher)).unwrap();
+        s.on_bytes(&sealed, &mut host, &mut out).unwrap();
+        let Ok(Parsed::Frame(raw, _)) = parse(&out) else {
+            panic!("no reply")
+        };
+        assert_eq!(raw.encryption, ykc::frame::TRIPLE_DES);
+        assert!(matches!(
+            ykc::decode_with(&raw, Some(&cipher)),
+            Ok(Frame::HeartbeatReply(_))
+        ));
+        // Downlinks are encrypted too.
+        out.clear();
+        s.encode_downlink(&heartbeat, None, &mut host, &mut out)
+            .unwrap();
+        assert!(matches!(parse(&out), Ok(Parsed::Frame(r, _)) if r.encryption == 1));
+        // A plain frame from it closes the connection.
+        assert_eq!(
+            s.on_bytes(&wire(6, heartbeat), &mut host, &mut Vec::new()),
+            Err(CloseReason::Decode("unencrypted"))
+        );
     }
 
     #[test]

@@ -139,6 +139,11 @@ pub struct LoginVerdict {
     pub seq: u32,
     #[prost(bool, tag = "5")]
     pub accepted: bool,
+    /// An accepted pile that encrypts its frames (YKC flag 0x01): its key and settings,
+    /// pylon_proto::ykc::PileCipher as JSON ("" when it sends plain frames). Only over the
+    /// business stream, which runs mutual TLS with cluster TLS on.
+    #[prost(bytes = "vec", tag = "6")]
+    pub cipher: ::prost::alloc::vec::Vec<u8>,
 }
 /// Generated client implementations.
 pub mod business_client {

@@ -12,6 +12,7 @@
 //! - [`redact`]: secrets and card data kept out of logs and the audit log.
 //! - [`health`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`process`]: a tokio service's runtime until the first signal, and its exit status.
+//! - [`tls`]: TLS between Pylon's services (the cluster CA), reloaded when files change.
 //! - [`logging`]: `tracing` set up from `--log` / `RUST_LOG`, as text or JSON
 //!   (`--log-format json`).
 
@@ -26,3 +27,4 @@ pub mod process;
 pub mod redact;
 pub mod routes;
 pub mod signals;
+pub mod tls;

@@ -162,8 +162,8 @@ async fn guard(State(g): State<Guard>, mut request: Request, next: Next) -> Resp
         Ok(principal) if principal.role.allows(g.permission) => {
             let source = request
                 .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0);
+                .get::<ConnectInfo<crate::tls::PeerAddr>>()
+                .map(|c| c.0 .0);
             let caller = Caller { principal, source };
             request.extensions_mut().insert(caller.clone());
             match &g.auditor {

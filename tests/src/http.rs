@@ -71,3 +71,89 @@ pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// An HTTPS call (HTTP/1.1, one connection) verified against the CA in `ca` (PEM), with an
+/// optional JSON body and token; returns (status, parsed body). A refused handshake or a
+/// connection error comes back as status 0.
+pub fn https_call(
+    addr: SocketAddr,
+    ca: &std::path::Path,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let answer = (|| -> anyhow::Result<(u16, String)> {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(ca)?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            roots.add(cert?)?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::from(addr.ip());
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)?;
+        let tcp = std::net::TcpStream::connect(addr)?;
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        );
+        if let Some(t) = token {
+            request.push_str(&format!("authorization: Bearer {t}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(&body);
+        tls.write_all(request.as_bytes())?;
+        let mut raw = Vec::new();
+        // The server may close without close_notify; what was read is the answer.
+        let _ = tls.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        Ok((
+            status,
+            if chunked {
+                dechunk(rest)
+            } else {
+                rest.to_owned()
+            },
+        ))
+    })();
+    match answer {
+        Ok((code, text)) => (
+            code,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        ),
+        Err(e) => (0, serde_json::Value::String(e.to_string())),
+    }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}

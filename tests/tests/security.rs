@@ -458,3 +458,235 @@ fn services_refuse_to_start_without_credentials() {
     let said = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(said.contains("INSECURE DEV MODE"), "{said}");
 }
+
+/// A child process killed when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(name: &str, args: &[String], log: &std::path::Path) -> Killed {
+    let file = std::fs::File::create(log).expect("log file");
+    Killed(
+        Command::new(binary(name))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("PYLON_ADMIN_TOKEN")
+            .env_remove("PYLON_CLUSTER_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log handle"))
+            .stderr(file)
+            .spawn()
+            .expect("starting"),
+    )
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn a_cluster_on_tls_refuses_plaintext_and_serves_chargers_end_to_end() {
+    use pylon_bench::certs::TestCa;
+    use pylon_tests::http::https_call;
+    use pylon_tests::local;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = dir.path().join("pki");
+    let ca = TestCa::new(&pki, "Pylon test cluster CA").expect("CA");
+    let names = ["127.0.0.1", "localhost"];
+    let issue = |name: &str| ca.issue(name, &names, None).expect("certificate");
+    let (control_pair, app_pair, edge_pair) = (issue("control"), issue("app"), issue("edge"));
+    let tls = |pair: &pylon_bench::certs::PemPair| -> Vec<String> {
+        vec![
+            "--cluster-ca".into(),
+            ca.ca_pem.display().to_string(),
+            "--cluster-cert".into(),
+            pair.cert.display().to_string(),
+            "--cluster-key".into(),
+            pair.key.display().to_string(),
+        ]
+    };
+    let port = || local(pylon_tests::free_port());
+    let (c_http, c_grpc, a_http, a_grpc, e_tcp, e_admin) =
+        (port(), port(), port(), port(), port(), port());
+    let https = |addr, method, path: &str, body, token| {
+        https_call(addr, &ca.ca_pem, method, path, body, token)
+    };
+    let ready = |what: &str, addr| {
+        wait_for(what, Duration::from_secs(30), || {
+            (https(addr, "GET", "/readyz", None, None).0 == 200).then_some(())
+        })
+    };
+
+    let mut args = strings(&["--replica-id", "c1", "--leader-ttl", "2"]);
+    args.extend(strings(&[
+        "--admin-token",
+        ADMIN_TOKEN,
+        "--cluster-token",
+        CLUSTER_TOKEN,
+    ]));
+    args.extend([
+        "--registry-file".into(),
+        dir.path().join("r.json").display().to_string(),
+    ]);
+    args.extend([
+        "--http-listen".into(),
+        c_http.to_string(),
+        "--grpc-listen".into(),
+        c_grpc.to_string(),
+    ]);
+    args.extend(tls(&control_pair));
+    let _control = spawn("pylon-control", &args, &dir.path().join("control.log"));
+    ready("the control plane over HTTPS", c_http);
+
+    let control_url = format!("https://{c_grpc}");
+    let mut args = strings(&["--app-id", "app-1", "--lease-ttl", "4", "--store", "sqlite"]);
+    args.extend([
+        "--sqlite".into(),
+        dir.path().join("app.db").display().to_string(),
+    ]);
+    args.extend([
+        "--http-listen".into(),
+        a_http.to_string(),
+        "--grpc-listen".into(),
+        a_grpc.to_string(),
+    ]);
+    args.extend([
+        "--control".into(),
+        control_url.clone(),
+        "--cluster-token".into(),
+        CLUSTER_TOKEN.into(),
+    ]);
+    args.extend(tls(&app_pair));
+    let _app = spawn("pylon-app", &args, &dir.path().join("app.log"));
+    ready("the app over HTTPS", a_http);
+
+    // The app knows operators' tokens through the control plane (over mutual TLS).
+    let pile = pylon_proto::ykc::PileNo::from_u64(32_010_200_000_777);
+    let (code, body) = https(
+        a_http,
+        "POST",
+        "/v1/piles",
+        Some(json!([{"pile_no": pile.to_string()}])),
+        Some(ADMIN_TOKEN),
+    );
+    assert_eq!(code, 200, "{body}");
+
+    let mut args = strings(&[
+        "--edge-id",
+        "e1",
+        "--executors",
+        "1",
+        "--app-login",
+        "--lease-ttl",
+        "4",
+    ]);
+    args.extend([
+        "--tcp-listen".into(),
+        e_tcp.to_string(),
+        "--admin-listen".into(),
+        e_admin.to_string(),
+    ]);
+    args.extend([
+        "--control".into(),
+        control_url,
+        "--control-token".into(),
+        CLUSTER_TOKEN.into(),
+    ]);
+    args.extend(tls(&edge_pair));
+    let _edge = spawn("pylon-edge", &args, &dir.path().join("edge.log"));
+    ready("the edge over HTTPS", e_admin);
+
+    // A charger logs in: the edge asks the app over mutual TLS, and the app says yes.
+    let rt = runtime();
+    let target = pylon_bench::charger::Target {
+        addr: e_tcp,
+        tls: None,
+    };
+    let mut charger = wait_for(
+        "the login to be decided by the app",
+        Duration::from_secs(30),
+        || {
+            rt.block_on(async {
+                let mut c = pylon_bench::charger::ChargerConn::connect(&target, None)
+                    .await
+                    .ok()?;
+                c.login(pile).await.ok()?;
+                Some(c)
+            })
+        },
+    );
+    let (code, status) = https(e_admin, "GET", "/v1/status", None, Some(ADMIN_TOKEN));
+    assert_eq!(code, 200, "{status}");
+
+    // Plaintext is refused on every listener: HTTP APIs and gRPC.
+    for addr in [c_http, a_http, e_admin] {
+        let (code, _) = get_as(addr, "/readyz", None);
+        assert_eq!(code, 0, "{addr} answered plaintext HTTP");
+    }
+    for grpc in [c_grpc, a_grpc] {
+        let refused = rt.block_on(async {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+                .expect("url")
+                .connect_timeout(Duration::from_secs(3))
+                .timeout(Duration::from_secs(3))
+                .connect()
+                .await;
+            let Ok(channel) = channel else { return true };
+            let mut client =
+                pylon_proto::control::membership_client::MembershipClient::new(channel);
+            client
+                .leave(pylon_proto::auth::with_bearer(
+                    pylon_proto::control::LeaveRequest::default(),
+                    Some(CLUSTER_TOKEN),
+                ))
+                .await
+                .is_err()
+        });
+        assert!(refused, "{grpc} answered plaintext gRPC");
+    }
+    let metrics = |addr| {
+        let (_, text) = https(addr, "GET", "/metrics", None, None);
+        text.as_str().unwrap_or_default().to_owned()
+    };
+    let refused =
+        pylon_tests::http::metric(&metrics(c_http), "pylon_tls_handshakes_refused_total", &[]);
+    assert!(refused >= 2.0, "control refused {refused} handshakes");
+
+    // The control plane's certificate is rotated in place: reloaded without a restart,
+    // and the charger's session (edge <-> app) goes on.
+    // (A new key and certificate in the same files, a second later: a new mtime.)
+    std::thread::sleep(Duration::from_millis(1100));
+    ca.issue("control", &names, None).expect("reissued");
+    wait_for(
+        "the control plane to reload its certificate",
+        Duration::from_secs(20),
+        || {
+            let text = metrics(c_http);
+            (pylon_tests::http::metric(&text, "pylon_tls_reloads_total", &["result=\"ok\""]) >= 1.0)
+                .then_some(())
+        },
+    );
+    let (code, _) = https(c_http, "GET", "/v1/admin/status", None, Some(ADMIN_TOKEN));
+    assert_eq!(code, 200);
+    rt.block_on(async {
+        let seq = charger
+            .send(&pylon_bench::charger::heartbeat_frame(pile))
+            .await
+            .expect("heartbeat");
+        loop {
+            let (s, frame) = charger
+                .recv_timeout("heartbeat reply", Duration::from_secs(5))
+                .await
+                .expect("reply");
+            if s == seq && matches!(frame, pylon_proto::ykc::Frame::HeartbeatReply(_)) {
+                break;
+            }
+        }
+    });
+}

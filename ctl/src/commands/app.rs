@@ -31,7 +31,8 @@ pub struct AppConnectOptions {
     /// Taken from, in order: this flag, PYLON_APP_ENDPOINT, `app_endpoint` in
     /// the config file, http://127.0.0.1:7510. With several app instances, use
     /// the one that owns the pile's shard (`pylonctl shards show --pile P`): only
-    /// it knows whether the pile is connected.
+    /// it knows whether the pile is connected. An https:// URL (an app service
+    /// with cluster TLS) also needs --ca.
     #[arg(long, global = true, value_name = "URL", verbatim_doc_comment)]
     pub app_endpoint: Option<String>,
 
@@ -45,15 +46,31 @@ pub struct AppConnectOptions {
 
     /// The config file [env: PYLONCTL_CONFIG] [default: ~/.config/pylon/pylonctl.toml]
     ///
-    /// TOML with the keys `endpoint`, `token`, `grpc_endpoint`, `app_endpoint`
-    /// and `edge_admin`, e.g.
-    ///     app_endpoint = "http://10.0.0.7:7510"
+    /// TOML with the keys `endpoint`, `token`, `grpc_endpoint`, `app_endpoint`,
+    /// `edge_admin` and `ca` (the cluster CA, for https), e.g.
+    ///     app_endpoint = "https://10.0.0.7:7510"
+    ///     ca = "/etc/pylon/certs/ca.pem"
     ///     token = "..."
     /// The default is $XDG_CONFIG_HOME/pylon/pylonctl.toml, else
     /// ~/.config/pylon/pylonctl.toml, and need not exist; a file named by this
     /// flag or by PYLONCTL_CONFIG must.
     #[arg(long, global = true, value_name = "FILE", verbatim_doc_comment)]
     pub config: Option<PathBuf>,
+
+    /// The cluster CA's certificate (PEM), for an https:// endpoint [env: PYLON_CA]
+    ///
+    /// With cluster TLS on (the services started with --cluster-ca,
+    /// --cluster-cert and --cluster-key), the control plane and the app
+    /// service serve HTTPS: give an https:// URL and the cluster CA's
+    /// certificate, ca.pem from `pylonctl certs init`, which pylonctl checks
+    /// the server's certificate against (with the URL's host name or IP
+    /// address, which the certificate must carry). Only this CA is trusted,
+    /// never the system's, and https needs it. No client certificate is sent:
+    /// the token says who you are. Taken from, in order: this flag, PYLON_CA,
+    /// `ca` in the config file (a relative path there is taken from the config
+    /// file's folder). Unused for http:// URLs.
+    #[arg(long, global = true, value_name = "FILE", verbatim_doc_comment)]
+    pub ca: Option<PathBuf>,
 
     /// How to print replies: `table` for people, `json` for scripts
     ///
@@ -85,6 +102,7 @@ impl AppCtx {
             token: connect.token.clone(),
             config: connect.config.clone(),
             app_endpoint: connect.app_endpoint.clone(),
+            ca: connect.ca.clone(),
             target: Target::App,
             ..Flags::default()
         };
@@ -94,7 +112,8 @@ impl AppCtx {
                 &settings.app_endpoint,
                 settings.token.clone(),
                 settings.token_hint(),
-            ),
+            )
+            .with_trust(settings.trust_for(&settings.app_endpoint)?),
             output: connect.output,
         })
     }

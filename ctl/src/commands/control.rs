@@ -135,6 +135,11 @@ watches.
 The gRPC address is --grpc-endpoint, else PYLON_GRPC_ENDPOINT, else `grpc_endpoint` in
 the config file, else the address `pylonctl status` reports.
 
+Not over TLS yet: with cluster TLS on (an https:// --endpoint, or an https:// gRPC
+address), the route stream is mutual TLS and needs a service's cluster client
+certificate, which pylonctl does not send; it says so and stops. `pylonctl routes show`
+reads the route table over HTTPS meanwhile.
+
 Examples:
   pylonctl routes watch
   pylonctl routes watch --count 1
@@ -341,11 +346,18 @@ pub fn routes(
             let ctx = Ctx::new(&args.connect, grpc_endpoint, env)?;
             let grpc_url = match &ctx.settings.grpc_endpoint {
                 Some(url) => config::normalize_http_endpoint(url)?,
+                // A control plane with cluster TLS has it on its gRPC port too.
+                None if config::is_https(ctx.client.endpoint()) => {
+                    return Err(watch::tls_not_supported(None))
+                }
                 None => {
                     let status: StatusReply = ctx.client.get("/v1/admin/status", &[])?;
                     watch::grpc_url_from_status(&status.grpc_address, ctx.client.endpoint())
                 }
             };
+            if config::is_https(&grpc_url) {
+                return Err(watch::tls_not_supported(Some(&grpc_url)));
+            }
             watch::watch(
                 watch::WatchOptions {
                     grpc_url,

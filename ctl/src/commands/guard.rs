@@ -40,20 +40,34 @@ pub struct EdgeConnectOptions {
     /// config file, http://127.0.0.1:9100. It is pylon-edge's --admin-listen,
     /// which is 127.0.0.1:9100 unless set otherwise: run pylonctl on the edge's
     /// host, or start the edge with an --admin-listen this host can reach.
-    /// The edge's admin API takes no token.
+    /// The edge's admin API takes no token. An https:// URL (an edge with
+    /// cluster TLS) also needs --ca.
     #[arg(long, global = true, value_name = "URL", verbatim_doc_comment)]
     pub edge_admin: Option<String>,
 
     /// The config file [env: PYLONCTL_CONFIG] [default: ~/.config/pylon/pylonctl.toml]
     ///
-    /// TOML with the keys `endpoint`, `token`, `grpc_endpoint`, `app_endpoint`
-    /// and `edge_admin`, e.g.
+    /// TOML with the keys `endpoint`, `token`, `grpc_endpoint`, `app_endpoint`,
+    /// `edge_admin` and `ca` (the cluster CA, for https), e.g.
     ///     edge_admin = "http://10.0.0.3:9100"
     /// The default is $XDG_CONFIG_HOME/pylon/pylonctl.toml, else
     /// ~/.config/pylon/pylonctl.toml, and need not exist; a file named by this
     /// flag or by PYLONCTL_CONFIG must.
     #[arg(long, global = true, value_name = "FILE", verbatim_doc_comment)]
     pub config: Option<PathBuf>,
+
+    /// The cluster CA's certificate (PEM), for an https:// --edge-admin [env: PYLON_CA]
+    ///
+    /// With cluster TLS on (pylon-edge started with --cluster-ca,
+    /// --cluster-cert and --cluster-key), the edge's admin API is HTTPS: give
+    /// an https:// URL and the cluster CA's certificate, ca.pem from
+    /// `pylonctl certs init`, which pylonctl checks the edge's certificate
+    /// against (with the URL's host name or IP address, which the certificate
+    /// must carry). Only this CA is trusted, and https needs it. Taken from, in
+    /// order: this flag, PYLON_CA, `ca` in the config file (a relative path
+    /// there is taken from the config file's folder).
+    #[arg(long, global = true, value_name = "FILE", verbatim_doc_comment)]
+    pub ca: Option<PathBuf>,
 
     /// How to print replies: `table` for people, `json` for scripts
     ///
@@ -216,11 +230,13 @@ pub fn run_guard(
         let flags = Flags {
             config: args.connect.config.clone(),
             edge_admin: args.connect.edge_admin.clone(),
+            ca: args.connect.ca.clone(),
             target: Target::EdgeAdmin,
             ..Flags::default()
         };
         let settings = config::resolve(&flags, env)?;
-        Ok(Client::edge_admin(&settings.edge_admin))
+        Ok(Client::edge_admin(&settings.edge_admin)
+            .with_trust(settings.trust_for(&settings.edge_admin)?))
     };
     let output = args.connect.output;
     match &args.command {

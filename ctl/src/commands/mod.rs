@@ -13,11 +13,13 @@
 //! - [`guard`]: `guard status|block|unblock`, an edge's SYN-flood guard.
 //! - [`top`]: `top`, a live view of edges from their Prometheus metrics.
 //! - [`ykc`]: `ykc decode|encode|types`, offline.
+//! - [`certs`]: `certs init|issue|rotate|show`, the cluster's TLS certificates, offline.
 
 pub mod accounts;
 pub mod app;
 pub mod audit;
 pub mod business;
+pub mod certs;
 pub mod control;
 pub mod guard;
 pub mod identity;
@@ -66,7 +68,8 @@ pub struct ConnectOptions {
     /// The control plane's HTTP address [env: PYLON_ENDPOINT] [default: http://127.0.0.1:7400]
     ///
     /// Taken from, in order: this flag, PYLON_ENDPOINT, `endpoint` in the
-    /// config file, http://127.0.0.1:7400.
+    /// config file, http://127.0.0.1:7400. An https:// URL (a control plane
+    /// with cluster TLS) also needs --ca.
     #[arg(long, global = true, value_name = "URL", verbatim_doc_comment)]
     pub endpoint: Option<String>,
 
@@ -81,14 +84,31 @@ pub struct ConnectOptions {
     /// The config file [env: PYLONCTL_CONFIG] [default: ~/.config/pylon/pylonctl.toml]
     ///
     /// TOML with the keys `endpoint`, `token`, `grpc_endpoint`, `app_endpoint`
-    /// (for `piles`, `records` and `charge`) and `edge_admin` (for `guard`), e.g.
-    ///     endpoint = "http://10.0.0.5:7400"
+    /// (for `piles`, `records` and `charge`), `edge_admin` (for `guard`) and
+    /// `ca` (the cluster CA, for https), e.g.
+    ///     endpoint = "https://10.0.0.5:7400"
+    ///     ca = "/etc/pylon/certs/ca.pem"
     ///     token = "..."
     /// The default is $XDG_CONFIG_HOME/pylon/pylonctl.toml, else
     /// ~/.config/pylon/pylonctl.toml, and need not exist; a file named by this
     /// flag or by PYLONCTL_CONFIG must.
     #[arg(long, global = true, value_name = "FILE", verbatim_doc_comment)]
     pub config: Option<PathBuf>,
+
+    /// The cluster CA's certificate (PEM), for an https:// endpoint [env: PYLON_CA]
+    ///
+    /// With cluster TLS on (the services started with --cluster-ca,
+    /// --cluster-cert and --cluster-key), the control plane and the app
+    /// service serve HTTPS: give an https:// URL and the cluster CA's
+    /// certificate, ca.pem from `pylonctl certs init`, which pylonctl checks
+    /// the server's certificate against (with the URL's host name or IP
+    /// address, which the certificate must carry). Only this CA is trusted,
+    /// never the system's, and https needs it. No client certificate is sent:
+    /// the token says who you are. Taken from, in order: this flag, PYLON_CA,
+    /// `ca` in the config file (a relative path there is taken from the config
+    /// file's folder). Unused for http:// URLs.
+    #[arg(long, global = true, value_name = "FILE", verbatim_doc_comment)]
+    pub ca: Option<PathBuf>,
 
     /// How to print replies: `table` for people, `json` for scripts
     ///
@@ -229,6 +249,7 @@ impl Ctx {
             token: connect.token.clone(),
             config: connect.config.clone(),
             grpc_endpoint,
+            ca: connect.ca.clone(),
             ..Flags::default()
         };
         let settings = config::resolve(&flags, env)?;
@@ -236,7 +257,8 @@ impl Ctx {
             &settings.endpoint,
             settings.token.clone(),
             settings.token_hint(),
-        );
+        )
+        .with_trust(settings.trust_for(&settings.endpoint)?);
         Ok(Ctx {
             settings,
             client,

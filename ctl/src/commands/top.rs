@@ -100,7 +100,7 @@ pub struct TopArgs {
 
     /// The config file [env: PYLONCTL_CONFIG] [default: ~/.config/pylon/pylonctl.toml]
     ///
-    /// TOML; `top` reads its key `edge_admin`, e.g.
+    /// TOML; `top` reads its keys `edge_admin` and `ca`, e.g.
     ///     edge_admin = "http://10.0.0.3:9100"
     /// A file named by this flag or by PYLONCTL_CONFIG must exist.
     #[arg(
@@ -110,6 +110,21 @@ pub struct TopArgs {
         verbatim_doc_comment
     )]
     pub config: Option<PathBuf>,
+
+    /// The cluster CA's certificate (PEM), for https:// edges [env: PYLON_CA]
+    ///
+    /// Edges with cluster TLS on serve their admin API over HTTPS: give
+    /// https:// URLs and the cluster CA's certificate (ca.pem from `pylonctl
+    /// certs init`), which each edge's certificate is checked against, with
+    /// the URL's host name or IP address. Taken from, in order: this flag,
+    /// PYLON_CA, `ca` in the config file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Connection and output",
+        verbatim_doc_comment
+    )]
+    pub ca: Option<PathBuf>,
 
     /// How to print: `table` for people, `json` for scripts (one object per refresh)
     #[arg(
@@ -465,6 +480,7 @@ pub fn resolve_edges(
         let flags = Flags {
             config: args.config.clone(),
             edge_admin,
+            ca: args.ca.clone(),
             target: Target::EdgeAdmin,
             ..Flags::default()
         };
@@ -536,9 +552,27 @@ pub fn run_top(
     let timeout = args
         .interval
         .clamp(Duration::from_secs(1), Duration::from_secs(10));
+    // The cluster CA, when an edge is https (resolving it again checks it is given).
+    let trust = match edges.iter().find(|e| config::is_https(e)) {
+        Some(https) => {
+            let flags = Flags {
+                config: args.config.clone(),
+                edge_admin: Some(https.clone()),
+                ca: args.ca.clone(),
+                target: Target::EdgeAdmin,
+                ..Flags::default()
+            };
+            config::resolve(&flags, env)?.trust_for(https)?
+        }
+        None => None,
+    };
     let clients: Vec<Client> = edges
         .iter()
-        .map(|edge| Client::edge_admin(edge).with_timeouts(timeout, timeout))
+        .map(|edge| {
+            Client::edge_admin(edge)
+                .with_timeouts(timeout, timeout)
+                .with_trust(trust.clone())
+        })
         .collect();
     let mut previous: Vec<Option<(Instant, Metrics)>> = vec![None; clients.len()];
     let mut ever_read = false;

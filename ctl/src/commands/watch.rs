@@ -53,6 +53,18 @@ pub fn grpc_url_from_status(grpc_address: &str, http_endpoint: &str) -> String {
     }
 }
 
+/// Why `routes watch` stops on a control plane with cluster TLS. `grpc_url`: the gRPC
+/// address, when known.
+pub fn tls_not_supported(grpc_url: Option<&str>) -> Failure {
+    let at = grpc_url.map(|u| format!(" at {u}")).unwrap_or_default();
+    Failure::Other(anyhow::anyhow!(
+        "routes watch over TLS is not supported yet: with cluster TLS on, the control \
+         plane's route stream (gRPC{at}) is mutual TLS and needs a cluster client \
+         certificate, which pylonctl does not send. Meanwhile, `pylonctl routes show` reads \
+         the route table over HTTPS, and `pylonctl status` lists the route subscribers"
+    ))
+}
+
 /// `pylonctl/<hostname>`, or `pylonctl/<pid>` when the host has no name to read.
 pub fn subscriber_id(env: &dyn Fn(&str) -> Option<String>) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

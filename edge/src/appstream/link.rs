@@ -1,6 +1,7 @@
 //! One app instance's link: its `Business.Exchange` streams, one after another, around a
 //! [`LinkWindow`] that keeps what is unacknowledged.
 
+use pylon_proto::ykc::PileCipher;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -162,12 +163,17 @@ async fn stream(
     closed: &mut watch::Receiver<bool>,
     state: &mut LinkWindow,
 ) -> Result<(), String> {
-    let channel = Endpoint::from_shared(format!("http://{}", target.grpc_address))
+    let url = format!(
+        "{}://{}",
+        pylon_service::tls::grpc_scheme(),
+        target.grpc_address
+    );
+    let endpoint = Endpoint::from_shared(url)
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(3))
         .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect()
+        .keep_alive_timeout(Duration::from_secs(5));
+    let channel = pylon_service::tls::channel(endpoint)
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
     let token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = shared
@@ -242,7 +248,20 @@ async fn stream(
                 match message.body {
                     Some(app_message::Body::Ack(ack)) => state.ack(ack.up_to),
                     Some(app_message::Body::Verdict(v)) => {
-                        executors.login_verdict(v.executor as usize, v.session_id, Some(v.accepted));
+                        let cipher = (!v.cipher.is_empty())
+                            .then(|| serde_json::from_slice::<PileCipher>(&v.cipher))
+                            .transpose();
+                        match cipher {
+                            Ok(cipher) => executors.login_verdict(
+                                v.executor as usize,
+                                v.session_id,
+                                Some((v.accepted, cipher.map(Box::new))),
+                            ),
+                            Err(e) => {
+                                tracing::error!(pile = %v.pile, "unreadable cipher in a login verdict, login refused: {e}");
+                                executors.login_verdict(v.executor as usize, v.session_id, Some((false, None)));
+                            }
+                        }
                     }
                     Some(app_message::Body::Downlink(d)) => {
                         // Queued without waiting (one wait per frame would cap a stream

@@ -1,6 +1,7 @@
 //! What other threads ask of an executor, and how it answers: downlinks to its piles,
 //! login verdicts, evictions, drains and shutdown.
 
+use pylon_proto::ykc::PileCipher;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ pub enum ExecutorCommand {
     /// The app service's verdict on a pending login (`None`: nobody could decide).
     LoginVerdict {
         session_id: u64,
-        accepted: Option<bool>,
+        accepted: Option<(bool, Option<Box<PileCipher>>)>,
     },
     /// A newer session of `pile` logged in elsewhere: close older ones here.
     Evict { pile: PileNo, newer_than: u64 },
@@ -93,7 +94,14 @@ impl ExecutorHandle {
     }
 
     /// Delivers the app service's verdict on a pending login.
-    pub fn login_verdict(&self, executor: usize, session_id: u64, accepted: Option<bool>) {
+    /// `accepted`: the verdict, and for a pile that encrypts, its cipher; `None`: the app
+    /// could not decide.
+    pub fn login_verdict(
+        &self,
+        executor: usize,
+        session_id: u64,
+        accepted: Option<(bool, Option<Box<PileCipher>>)>,
+    ) {
         if let Some(exec) = self.executors.get(executor) {
             let _ = exec.send(ExecutorCommand::LoginVerdict {
                 session_id,
@@ -177,10 +185,10 @@ impl Executor {
             } => {
                 if let Some(conn) = self.conns.borrow().get(&session_id) {
                     match accepted {
-                        Some(accepted) => {
+                        Some((accepted, cipher)) => {
                             conn.downlink
                                 .borrow_mut()
-                                .push(Outgoing::LoginVerdict { accepted });
+                                .push(Outgoing::LoginVerdict { accepted, cipher });
                             conn.wake();
                         }
                         None => conn.close(CloseReason::LoginUndecided),

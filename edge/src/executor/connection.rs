@@ -34,8 +34,14 @@ const TLS_HANDSHAKE_HOLD: usize = 64 * 1024 + TLS_RECORD_HOLD;
 
 /// What the executor hands a connection to write.
 pub(super) enum Outgoing {
-    Frame { frame: Frame, reply_to: Option<u16> },
-    LoginVerdict { accepted: bool },
+    Frame {
+        frame: Frame,
+        reply_to: Option<u16>,
+    },
+    LoginVerdict {
+        accepted: bool,
+        cipher: Option<Box<pylon_proto::ykc::PileCipher>>,
+    },
 }
 
 /// The part of a connection that the executor can reach: its mailbox.
@@ -370,16 +376,21 @@ async fn drive(
                 let outgoing = std::mem::take(&mut *conn.downlink.borrow_mut());
                 let target = if tls.is_some() { &mut plain } else { &mut out };
                 let mut verdict = Ok(());
-                for item in &outgoing {
+                for item in outgoing {
                     match item {
                         Outgoing::Frame { frame, reply_to } => {
-                            if let Err(e) = session.encode_downlink(frame, *reply_to, host, target)
+                            if let Err(e) = session.encode_downlink(&frame, reply_to, host, target)
                             {
                                 tracing::warn!(session = conn.id, "downlink frame not sent: {e}");
                             }
                         }
-                        Outgoing::LoginVerdict { accepted } => {
-                            verdict = verdict.and(session.login_verdict(*accepted, host, target));
+                        Outgoing::LoginVerdict { accepted, cipher } => {
+                            verdict = verdict.and(session.login_verdict(
+                                accepted,
+                                cipher.map(|c| *c),
+                                host,
+                                target,
+                            ));
                         }
                     }
                 }

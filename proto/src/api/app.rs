@@ -318,3 +318,35 @@ fn ten() -> u64 {
 
 #[cfg(test)]
 mod tests;
+
+/// `GET /v1/piles/{pile}/cipher`: whether a pile encrypts its frames (YKC flag 0x01),
+/// and how; never the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PileCipherState {
+    pub pile_no: String,
+    pub configured: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<crate::ykc::cipher::Mode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub padding: Option<crate::ykc::cipher::Padding>,
+    /// CBC's IV, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<i64>,
+}
+
+/// `POST /v1/piles/{pile}/cipher/rotate`: a new random key (answered once, as a
+/// `pylon_proto::ykc::PileCipher`, to load into the charger), with these settings
+/// (default: the pile's current ones, else ECB with PKCS#7).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CipherRotate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<crate::ykc::cipher::Mode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub padding: Option<crate::ykc::cipher::Padding>,
+    /// 16 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iv: Option<String>,
+}

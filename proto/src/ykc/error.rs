@@ -23,6 +23,10 @@ pub enum DecodeError {
         "frame {frame_type:#04x} is encrypted; its body cannot be decoded without the pile's key"
     )]
     Encrypted { frame_type: u8 },
+    #[error("frame {frame_type:#04x} is plain, but this pile must encrypt its frames")]
+    Unencrypted { frame_type: u8 },
+    #[error("frame {frame_type:#04x} does not decrypt: {reason}")]
+    Decrypt { frame_type: u8, reason: String },
     #[error("frame {frame_type:#04x}: body is {actual} bytes, expected {expected}")]
     BodyLength {
         frame_type: u8,
@@ -44,6 +48,8 @@ impl DecodeError {
             DecodeError::UnknownType { .. } => "unknown_type",
             DecodeError::UnknownEncryption { .. } => "unknown_encryption",
             DecodeError::Encrypted { .. } => "encrypted",
+            DecodeError::Unencrypted { .. } => "unencrypted",
+            DecodeError::Decrypt { .. } => "decrypt",
             DecodeError::BodyLength { .. } => "body_length",
             DecodeError::InvalidField { .. } => "invalid_field",
         }

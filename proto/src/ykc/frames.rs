@@ -87,12 +87,24 @@ macro_rules! frames {
 
             /// Decodes a plain body; the whole body must be used.
             pub fn decode_body(frame_type: u8, body: &[u8]) -> Result<Self, DecodeError> {
+                Self::decode_body_padded(frame_type, body, false)
+            }
+
+            /// Decodes a plain body that may end in up to 7 zero bytes of padding when
+            /// `zero_padded` (a body decrypted with zero padding).
+            pub fn decode_body_padded(
+                frame_type: u8,
+                body: &[u8],
+                zero_padded: bool,
+            ) -> Result<Self, DecodeError> {
                 let mut r = Reader::new(body);
                 let frame = match frame_type {
                     $( $code => Frame::$name(Field::decode(&mut r, stringify!($name))?), )*
                     other => return Err(DecodeError::UnknownType { frame_type: other }),
                 };
-                if r.remaining() != 0 {
+                let tail = &body[body.len() - r.remaining()..];
+                let padding = zero_padded && tail.len() < 8 && tail.iter().all(|&b| b == 0);
+                if !tail.is_empty() && !padding {
                     let mut expected = Vec::new();
                     frame.encode_body(&mut expected).map_err(|e| DecodeError::InvalidField {
                         field: "body",

@@ -41,9 +41,9 @@ pub fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
         .keep_alive_while_idle(true))
 }
 
-/// Connects to one replica.
+/// Connects to one replica (over the cluster TLS for an `https://` URL).
 pub async fn connect(url: &str) -> Result<Channel, tonic::transport::Error> {
-    endpoint(url)?.connect().await
+    crate::tls::channel(endpoint(url)?).await
 }
 
 /// Every control-plane replica, for one-off calls (token checks, audit entries): each
@@ -61,7 +61,7 @@ impl Replicas {
     pub fn new(endpoints: &[String], cluster_token: Option<String>) -> anyhow::Result<Self> {
         let channels = endpoints
             .iter()
-            .map(|url| Ok(endpoint(url)?.connect_lazy()))
+            .map(|url| crate::tls::channel_lazy(endpoint(url)?))
             .collect::<Result<Vec<_>, tonic::transport::Error>>()?;
         anyhow::ensure!(!channels.is_empty(), "no control-plane endpoint");
         Ok(Replicas {

@@ -24,6 +24,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         "legacy_settlements",
         include_str!("../../../migrations/postgres/0003_legacy_settlements.sql"),
     ),
+    (
+        4,
+        "pile_ciphers",
+        include_str!("../../../migrations/postgres/0004_pile_ciphers.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises migrations between app instances.

@@ -194,6 +194,16 @@ impl RevenueStore for PostgresStore {
         in_transaction!(self, |db| logic::reseal_all(&mut db, &vault))
     }
 
+    async fn pile_cipher(&self, pile_no: &str) -> Result<Option<logic::SealedCipher>> {
+        in_transaction!(self, |db| logic::pile_cipher(&mut db, pile_no))
+    }
+
+    async fn set_pile_cipher(&self, pile_no: &str, sealed: Option<&str>, at: i64) -> Result<bool> {
+        in_transaction!(self, |db| logic::set_pile_cipher(
+            &mut db, pile_no, sealed, at
+        ))
+    }
+
     async fn daily(&self, from: i64, to: i64) -> Result<Vec<StationDay>> {
         in_transaction!(self, |db| logic::daily(&mut db, from, to))
     }

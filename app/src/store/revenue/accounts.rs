@@ -402,6 +402,16 @@ pub(crate) async fn reseal_all<D: Db>(
             changed += 1;
         }
     }
+    for (pile, sealed) in super::ciphers::all_pile_ciphers(db).await? {
+        if let Some(resealed) = reseal(&sealed)? {
+            db.execute(
+                "UPDATE pile_ciphers SET sealed = $1 WHERE pile_no = $2",
+                &[resealed.into(), pile.into()],
+            )
+            .await?;
+            changed += 1;
+        }
+    }
     Ok(changed)
 }
 

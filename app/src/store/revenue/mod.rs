@@ -4,6 +4,7 @@
 //! settlements (price, charge, release, close in the same transaction as the record).
 
 mod accounts;
+mod ciphers;
 mod reports;
 mod settle;
 mod start;
@@ -11,6 +12,8 @@ mod stations;
 mod tariffs;
 
 pub(crate) use accounts::*;
+pub use ciphers::SealedCipher;
+pub(crate) use ciphers::{pile_cipher, set_pile_cipher};
 pub(crate) use reports::*;
 pub(crate) use settle::*;
 pub(crate) use start::*;
@@ -112,8 +115,14 @@ pub trait RevenueStore: Send + Sync {
     async fn account_card_seals(&self, account: i64) -> Result<Vec<String>>;
     /// (logical, physical) sealed numbers of the active cards allowed at a station.
     async fn station_cards(&self, station: i64) -> Result<Vec<(String, String)>>;
-    /// Seals every stored card number and VIN again under the vault's current key.
+    /// Seals every stored card number, VIN and pile cipher again under the vault's
+    /// current key.
     async fn reseal_all(&self, vault: std::sync::Arc<crate::revenue::vault::Vault>) -> Result<u64>;
+
+    /// A pile's sealed body-encryption settings.
+    async fn pile_cipher(&self, pile_no: &str) -> Result<Option<SealedCipher>>;
+    /// Sets (`None`: removes) a pile's sealed cipher; `false` when the pile is unknown.
+    async fn set_pile_cipher(&self, pile_no: &str, sealed: Option<&str>, at: i64) -> Result<bool>;
 
     async fn daily(&self, from: i64, to: i64) -> Result<Vec<StationDay>>;
     async fn reconciliation(&self) -> Result<Reconciliation>;

@@ -24,6 +24,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         "legacy_settlements",
         include_str!("../../../migrations/sqlite/0003_legacy_settlements.sql"),
     ),
+    (
+        4,
+        "pile_ciphers",
+        include_str!("../../../migrations/sqlite/0004_pile_ciphers.sql"),
+    ),
 ];
 
 /// Applies the missing migrations in one `BEGIN IMMEDIATE` transaction (which also keeps

@@ -224,6 +224,21 @@ impl RevenueStore for SqliteStore {
         on!(self, write, |db| logic::reseal_all(db, &vault))
     }
 
+    async fn pile_cipher(&self, pile_no: &str) -> Result<Option<logic::SealedCipher>> {
+        let pile_no = pile_no.to_owned();
+        on!(self, read, |db| logic::pile_cipher(db, &pile_no))
+    }
+
+    async fn set_pile_cipher(&self, pile_no: &str, sealed: Option<&str>, at: i64) -> Result<bool> {
+        let (pile_no, sealed) = (pile_no.to_owned(), sealed.map(str::to_owned));
+        on!(self, write, |db| logic::set_pile_cipher(
+            db,
+            &pile_no,
+            sealed.as_deref(),
+            at
+        ))
+    }
+
     async fn daily(&self, from: i64, to: i64) -> Result<Vec<StationDay>> {
         on!(self, read, |db| logic::daily(db, from, to))
     }

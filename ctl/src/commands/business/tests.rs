@@ -950,3 +950,53 @@ fn a_refused_start_shows_the_servers_reason_and_what_to_do() {
     );
     server.join().unwrap();
 }
+
+#[test]
+fn an_https_app_service_is_checked_against_the_cluster_ca() {
+    use crate::client::tests::{serve_tls, tls_files};
+    let dir = tls_files();
+    let d = dir.path();
+    let detail = sample_detail_json();
+    let (endpoint, requests, server) = serve_tls(
+        &d.join("server.pem"),
+        &d.join("server.key"),
+        vec![(200, detail.to_string())],
+    );
+    let run_with = |env: &HashMap<String, String>| -> Result<String, Failure> {
+        let cmd = parse(&["piles", "show", PILE, "-o", "json"]).unwrap();
+        let mut out = Vec::new();
+        crate::commands::run(cmd, &|k| env.get(k).cloned(), &mut out)?;
+        Ok(String::from_utf8(out).unwrap())
+    };
+    let mut env: HashMap<String, String> = [
+        (config::ENV_APP_ENDPOINT.to_string(), endpoint.clone()),
+        (config::ENV_TOKEN.to_string(), "t".to_string()),
+    ]
+    .into();
+
+    // No CA: refused before connecting, saying how to give one.
+    let err = run_with(&env).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "--app-endpoint / PYLON_APP_ENDPOINT: the endpoint {endpoint} is https"
+        )) && msg.contains("--ca FILE")
+            && msg.contains("PYLON_CA"),
+        "{msg}"
+    );
+
+    // PYLON_CA: the server's certificate is checked, and the call goes through.
+    env.insert(
+        config::ENV_CA.to_string(),
+        d.join("ca.pem").display().to_string(),
+    );
+    let json = run_with(&env).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), detail);
+    assert!(requests
+        .recv()
+        .unwrap()
+        .unwrap()
+        .starts_with("GET /v1/piles/32010200000001 HTTP/1.1"));
+    server.join().unwrap();
+}

@@ -457,3 +457,79 @@ fn routes_watch_follows_the_stream_found_through_status() {
     assert_eq!(first["kind"], "snapshot");
     assert_eq!(first["table"]["shard_count"], 2);
 }
+
+#[test]
+fn an_https_control_plane_needs_and_uses_the_cluster_ca() {
+    use crate::client::tests::{serve_tls, tls_files};
+    let dir = tls_files();
+    let d = dir.path();
+    let ca = d.join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let edges = sample_edges();
+    let (endpoint, requests, server) = serve_tls(
+        &d.join("server.pem"),
+        &d.join("server.key"),
+        vec![(200, serde_json::to_string(&edges).unwrap())],
+    );
+
+    // No CA: refused before connecting, saying how to give one.
+    let err = run_at(&endpoint, Some("t"), &["edges", "list"]).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "--endpoint / PYLON_ENDPOINT: the endpoint {endpoint} is https"
+        )) && msg.contains("--ca FILE")
+            && msg.contains("certs init"),
+        "{msg}"
+    );
+
+    let text = run_at(&endpoint, Some("t"), &["edges", "list", "--ca", ca]).unwrap();
+    assert_eq!(text, output::edges(&edges));
+    let head = requests.recv().unwrap().unwrap();
+    assert!(head.starts_with("GET /v1/admin/edges HTTP/1.1"), "{head}");
+    server.join().unwrap();
+
+    // A CA file that is not there.
+    let err = run_at(&endpoint, None, &["status", "--ca", "/nonexistent/ca.pem"]).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+
+    // The route stream over TLS: said to be unsupported, nothing is dialled.
+    for args in [
+        &["routes", "watch", "--ca", ca][..],
+        &[
+            "routes",
+            "watch",
+            "--ca",
+            ca,
+            "--grpc-endpoint",
+            "https://10.0.0.5:7401",
+        ][..],
+    ] {
+        let err = run_at(&endpoint, Some("t"), args).unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("routes watch over TLS is not supported yet")
+                && msg.contains("client certificate")
+                && msg.contains("pylonctl routes show"),
+            "{msg}"
+        );
+    }
+    let err = run_at(
+        "http://127.0.0.1:1",
+        Some("t"),
+        &[
+            "routes",
+            "watch",
+            "--grpc-endpoint",
+            "https://10.0.0.5:7401",
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("gRPC at https://10.0.0.5:7401"),
+        "{err}"
+    );
+}

@@ -299,3 +299,30 @@ fn an_unreachable_edge_is_3_with_a_hint() {
         "{err}"
     );
 }
+
+#[test]
+fn an_https_edge_is_checked_against_the_cluster_ca() {
+    use crate::client::tests::{serve_tls, tls_files};
+    let dir = tls_files();
+    let d = dir.path();
+    let status = sample_status();
+    let (endpoint, requests, server) = serve_tls(
+        &d.join("server.pem"),
+        &d.join("server.key"),
+        vec![(200, serde_json::to_string(&status).unwrap())],
+    );
+    let err = run_at(&endpoint, &["guard", "status"]).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("--ca FILE"), "{err}");
+
+    let ca = d.join("ca.pem");
+    let text = run_at(
+        &endpoint,
+        &["guard", "status", "--ca", ca.to_str().unwrap()],
+    )
+    .unwrap();
+    assert_eq!(text, render_status(&status));
+    let head = requests.recv().unwrap().unwrap();
+    assert!(head.starts_with("GET /v1/guard HTTP/1.1"), "{head}");
+    server.join().unwrap();
+}

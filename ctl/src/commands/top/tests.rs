@@ -188,6 +188,18 @@ fn the_edges_come_from_the_flags_else_the_environment() {
         resolve_edges(&parse(&["top"]).unwrap(), &nothing).unwrap(),
         ["http://127.0.0.1:9100"]
     );
+    // https needs the cluster CA.
+    assert_eq!(
+        edges(&[
+            "top",
+            "--edge-admin",
+            "https://10.0.0.3:9100/",
+            "--ca",
+            "/etc/pylon/ca.pem"
+        ])
+        .unwrap(),
+        ["https://10.0.0.3:9100"]
+    );
     for bad in [
         &["top", "--edge-admin", "https://10.0.0.3:9100"][..],
         &["top", "--edge-admin", "http://a:1", "--edge-admin", " "],

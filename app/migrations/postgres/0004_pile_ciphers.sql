@@ -1,0 +1,7 @@
+-- Per-pile body encryption (YKC flag 0x01, 3DES): the key and its mode and padding,
+-- sealed by the card-key vault (AES-256-GCM) like card numbers.
+CREATE TABLE pile_ciphers (
+    pile_no    TEXT PRIMARY KEY REFERENCES piles (pile_no),
+    sealed     TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
