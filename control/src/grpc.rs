@@ -464,24 +464,6 @@ impl Routes for RoutesService {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_and_addresses_are_checked() {
-        assert!(validate_id("edge-1.a_b").is_ok());
-        assert!(validate_id("").is_err());
-        assert!(validate_id("a/b").is_err());
-        assert!(validate_id(&"x".repeat(65)).is_err());
-        assert!(validate_address("10.0.0.1:8768").is_ok());
-        assert!(validate_address("[::1]:8768").is_ok());
-        assert!(validate_address("host").is_err());
-        assert!(validate_address("host:0").is_err());
-        assert!(validate_address(":80").is_err());
-    }
-}
-
 /// Token checks for the services that take operator calls (edges, app instances).
 pub struct IdentityService {
     pub node: Arc<ControlNode>,
@@ -536,5 +518,23 @@ impl pylon_proto::control::audit_server::Audit for AuditService {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(pylon_proto::control::AuditAppended { seq }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_addresses_are_checked() {
+        assert!(validate_id("edge-1.a_b").is_ok());
+        assert!(validate_id("").is_err());
+        assert!(validate_id("a/b").is_err());
+        assert!(validate_id(&"x".repeat(65)).is_err());
+        assert!(validate_address("10.0.0.1:8768").is_ok());
+        assert!(validate_address("[::1]:8768").is_ok());
+        assert!(validate_address("host").is_err());
+        assert!(validate_address("host:0").is_err());
+        assert!(validate_address(":80").is_err());
     }
 }

@@ -23,8 +23,9 @@ It manages who operates the platform: users and their roles (viewer, operator, f
 admin), their API tokens, logging in for a session token, and the audit log of every
 operator action with the check of its hash chain.
 Through the app service (pylon-app), it runs the charging business: registers chargers
-(piles), shows their guns and connection, starts and stops charges, and reads the
-transaction records; and its revenue side: stations, time-of-use tariffs, drivers'
+(piles), shows their guns and connection, sets up the 3DES keys of piles that encrypt
+their frames, starts and stops charges, and reads the transaction records; and its
+revenue side: stations, time-of-use tariffs, drivers'
 accounts with their wallets, cards and VINs, the ledger, and the revenue reports. It
 sends a station's offline cards to its connected piles, and rotates the keys that seal
 the stored card numbers and VINs.
@@ -69,6 +70,7 @@ Examples:
   pylonctl audit verify
   pylonctl piles add --range 32010200000001 100
   pylonctl piles show 32010200000001
+  pylonctl piles keys rotate 32010200000001
   pylonctl charge start 32010200000001 --gun 1 --account 7
   pylonctl charge show 32010200000001012405010800000001
   pylonctl records list 32010200000001 --from 2024-05-01 --app-endpoint http://10.0.0.7:7510
@@ -248,6 +250,7 @@ mod tests {
         assert!(script.contains("unblock") && script.contains("--edge-admin"));
         assert!(script.contains("top") && script.contains("--interval"));
         assert!(script.contains("users") && script.contains("--password-stdin"));
+        assert!(script.contains("--key-stdin") && script.contains("--padding"));
         assert!(script.contains("tokens") && script.contains("--expires-in-days"));
         assert!(script.contains("whoami") && script.contains("verify"));
         assert!(script.contains("certs") && script.contains("--dns") && script.contains("--ca"));

@@ -220,8 +220,11 @@ pub struct CachedVerifier<V> {
     inner: V,
     known_for: Duration,
     unknown_for: Duration,
-    answers: Mutex<HashMap<[u8; 32], (Option<Principal>, Instant)>>,
+    answers: Mutex<HashMap<[u8; 32], Remembered>>,
 }
+
+/// An answer and until when it may be reused.
+type Remembered = (Option<Principal>, Instant);
 
 /// The most answers kept; past it, the cache starts over (a flood of made-up tokens
 /// cannot grow it without bound).

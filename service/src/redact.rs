@@ -7,7 +7,8 @@ use serde_json::Value;
 pub const REDACTED: &str = "[redacted]";
 
 /// Whether a JSON key names something that must not be kept in clear: card numbers and
-/// passwords, VINs, tokens, keys, secrets.
+/// passwords, VINs, tokens, keys, secrets. `physical` and `logical` are the two numbers of
+/// a card in the operator API (`pylon_proto::api::revenue::CardInput`).
 pub fn is_sensitive(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     [
@@ -15,6 +16,7 @@ pub fn is_sensitive(key: &str) -> bool {
     ]
     .iter()
     .any(|word| key.contains(word))
+        || matches!(key.as_str(), "physical" | "logical")
 }
 
 /// `value` with every sensitive key's value replaced.
@@ -59,6 +61,8 @@ mod tests {
             "account": "a1",
             "amount": 500,
             "card_no": "1234567812345678",
+            "physical": "D14B0A54",
+            "logical": "1000000573",
             "cards": [{"number": "1"}],
             "nested": {"password": "hunter2", "vin": "LSV...", "name": "ok"},
             "list": [{"token": "t"}, 3]
@@ -67,6 +71,10 @@ mod tests {
         assert_eq!(out["account"], "a1");
         assert_eq!(out["amount"], 500);
         assert_eq!(out["card_no"], REDACTED);
+        assert_eq!(
+            (&out["physical"], &out["logical"]),
+            (&json!(REDACTED), &json!(REDACTED))
+        );
         assert_eq!(out["cards"], REDACTED);
         assert_eq!(out["nested"]["password"], REDACTED);
         assert_eq!(out["nested"]["vin"], REDACTED);

@@ -210,6 +210,11 @@ fn load(files: &TlsFiles) -> anyhow::Result<Loaded> {
     })
 }
 
+/// A client connection to another service, for hyper.
+pub type TlsIo = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+/// A connection being made.
+pub type Connecting = Pin<Box<dyn std::future::Future<Output = io::Result<TlsIo>> + Send>>;
+
 /// How often the files are checked for changes.
 const WATCH_EVERY: Duration = Duration::from_secs(5);
 /// A TLS handshake on our listeners must finish within this.
@@ -321,20 +326,8 @@ impl ClusterTls {
     /// A connector for gRPC channels to other services (`https://host:port`).
     pub fn connector(
         self: &Arc<Self>,
-    ) -> impl tower::Service<
-        axum::http::Uri,
-        Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
-        Error = io::Error,
-        Future = Pin<
-            Box<
-                dyn std::future::Future<
-                        Output = io::Result<
-                            hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
-                        >,
-                    > + Send,
-            >,
-        >,
-    > + Clone
+    ) -> impl tower::Service<axum::http::Uri, Response = TlsIo, Error = io::Error, Future = Connecting>
+           + Clone
            + Send
            + 'static {
         let tls = self.clone();

@@ -1,12 +1,15 @@
 //! `pylonctl piles|records|charge`: the charging business, through the app service's
 //! operator API (`pylon-app`, HTTP/JSON, the control plane's admin token as bearer
-//! token; documented in `app/src/operator/`).
+//! token; documented in `app/src/operator/`). `piles keys`, a pile's 3DES key for the
+//! YKC protocol's body encryption, is in [`pile_keys`].
 //!
 //! The app service is a server of its own, found at `--app-endpoint` (flag >
 //! `PYLON_APP_ENDPOINT` > `app_endpoint` in the config file > http://127.0.0.1:7510;
 //! see [`super::app`]). The requests and replies are `pylon_proto::api::app`'s types (and
 //! `::revenue`'s [`AccountCharge`] for `charge start`), the ones the app service uses;
 //! `--output json` prints the replies unchanged.
+
+pub mod pile_keys;
 
 use std::io::Write;
 
@@ -19,8 +22,10 @@ use pylon_proto::api::revenue::AccountCharge;
 use serde::Deserialize;
 use serde_json::Value;
 
+use self::pile_keys::PileKeysCommand;
 pub use super::app::AppConnectOptions;
 use super::app::{print_json, AppCtx};
+use super::identity::password::Console;
 use super::{parse_pile, OutputFormat};
 use crate::cli::Failure;
 use crate::client::{path_segment, ClientError};
@@ -37,14 +42,16 @@ const MAX_PILE: u64 = 99_999_999_999_999;
 pub const PILES_ABOUT: &str = "\
 Register chargers (piles) with the platform, enable and disable them, and see how one
 is doing: its connection, its guns and its open orders. A pile must be registered and
-enabled to log in. Talks to the app service (--app-endpoint).
+enabled to log in. `piles keys` sets up the 3DES key of a pile that encrypts its frames
+(the YKC protocol's encryption flag 0x01). Talks to the app service (--app-endpoint).
 
 Examples:
   pylonctl piles list
   pylonctl piles add 32010200000001 --name 'Lot B #1'
   pylonctl piles add --range 32010200000001 100 --model 2
   pylonctl piles show 32010200000001
-  pylonctl piles disable 32010200000001";
+  pylonctl piles disable 32010200000001
+  pylonctl piles keys show 32010200000001";
 
 const PILES_LIST_ABOUT: &str = "\
 List the registered piles, by number, a page at a time: whether each is enabled, its
@@ -210,6 +217,9 @@ pub enum PilesCommand {
         /// The pile number: 14 digits, e.g. 32010200000001.
         pile: String,
     },
+    /// Set, rotate, show and remove the 3DES key a pile encrypts its frames with.
+    #[command(subcommand, long_about = pile_keys::KEYS_ABOUT)]
+    Keys(PileKeysCommand),
 }
 
 #[derive(Debug, PartialEq, Eq, Args)]
@@ -504,10 +514,11 @@ fn get(
     ctx.client.get(path, query).map_err(|e| explain(e, about))
 }
 
-/// Runs `pylonctl piles ...`.
+/// Runs `pylonctl piles ...`; `piles keys set` reads the key from `console`.
 pub fn run_piles(
     args: PilesArgs,
     env: &dyn Fn(&str) -> Option<String>,
+    console: &mut dyn Console,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     match args.command {
@@ -585,6 +596,7 @@ pub fn run_piles(
         }
         PilesCommand::Disable { pile } => set_enabled(args.connect, &pile, false, env, out),
         PilesCommand::Enable { pile } => set_enabled(args.connect, &pile, true, env, out),
+        PilesCommand::Keys(cmd) => pile_keys::run(cmd, &args.connect, env, console, out),
     }
 }
 

@@ -4,7 +4,8 @@
 //! - [`control`]: `status`, `edges`, `apps`, `shards`, `entry`, `routes show`.
 //! - [`watch`]: `routes watch`, the control plane's gRPC route stream.
 //! - [`app`]: what the app service's commands share (connection, context, errors).
-//! - [`business`]: `piles`, `records` and `charge`, through the app service's operator API.
+//! - [`business`]: `piles` (with `piles keys`, a pile's 3DES key), `records` and `charge`,
+//!   through the app service's operator API.
 //! - [`stations`], [`tariffs`], [`accounts`], [`reports`], [`keys`]: the app service's
 //!   revenue side (`keys rotate`: its card keys).
 //! - [`identity`]: `users`, `tokens`, `login`, `logout` and `whoami`: who operates Pylon,
@@ -154,7 +155,7 @@ pub enum OpsCommand {
     /// Show the route table, or watch its updates live.
     #[command(long_about = ROUTES_ABOUT)]
     Routes(RoutesArgs),
-    /// Register, enable, disable and inspect piles (app service).
+    /// Register, enable, disable and inspect piles; set their 3DES keys (app service).
     #[command(long_about = business::PILES_ABOUT)]
     Piles(PilesArgs),
     /// List and show transaction records (app service).
@@ -286,7 +287,8 @@ impl Ctx {
 }
 
 /// Runs one operator command. `env` looks up environment variables (the process's own in
-/// `pylonctl`; a fixed map in tests). Passwords come from the process's stdin or terminal.
+/// `pylonctl`; a fixed map in tests). Passwords and pile keys come from the process's
+/// stdin or terminal.
 pub fn run(
     cmd: OpsCommand,
     env: &dyn Fn(&str) -> Option<String>,
@@ -295,7 +297,7 @@ pub fn run(
     run_with_console(cmd, env, &mut ProcessConsole, out)
 }
 
-/// [`run`], with passwords from `console` (a fake in tests).
+/// [`run`], with passwords and pile keys from `console` (a fake in tests).
 pub fn run_with_console(
     cmd: OpsCommand,
     env: &dyn Fn(&str) -> Option<String>,
@@ -309,7 +311,7 @@ pub fn run_with_console(
         OpsCommand::Shards(args) => control::shards(args, env, out),
         OpsCommand::Entry(args) => control::entry(args, env, out),
         OpsCommand::Routes(args) => control::routes(args, env, out),
-        OpsCommand::Piles(args) => business::run_piles(args, env, out),
+        OpsCommand::Piles(args) => business::run_piles(args, env, console, out),
         OpsCommand::Records(args) => business::run_records(args, env, out),
         OpsCommand::Charge(args) => business::run_charge(args, env, out),
         OpsCommand::Stations(args) => stations::run_stations(args, env, out),

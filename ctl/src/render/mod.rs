@@ -4,6 +4,7 @@
 //! - [`control`]: the control plane's replies (status, edges, apps, shards, entry, routes,
 //!   and the lines of `routes watch`).
 //! - [`business`]: the app service's (piles, guns, orders, records).
+//! - [`pile_keys`]: a pile's body encryption (`piles keys`), and the new key of a rotation.
 //! - [`stations`], [`tariffs`], [`accounts`], [`reports`], [`keys`]: the app service's
 //!   revenue side.
 //! - [`identity`]: users, tokens, sessions and `whoami` (control plane).
@@ -19,6 +20,7 @@ pub mod control;
 pub mod guard;
 pub mod identity;
 pub mod keys;
+pub mod pile_keys;
 pub mod reports;
 pub mod stations;
 pub mod tariffs;

@@ -107,11 +107,11 @@ async fn the_session_cookie_needs_the_csrf_header_to_change_things() {
     let auth = Authenticator::new(None, Some(Arc::new(store(false))), false);
     let cookie = (header::COOKIE, "theme=dark; pylon_session=good");
     assert!(auth
-        .authenticate(&Method::GET, &headers(&[cookie.clone()]))
+        .authenticate(&Method::GET, &headers(std::slice::from_ref(&cookie)))
         .await
         .is_ok());
     let refused = auth
-        .authenticate(&Method::POST, &headers(&[cookie.clone()]))
+        .authenticate(&Method::POST, &headers(std::slice::from_ref(&cookie)))
         .await
         .expect_err("no csrf header");
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
