@@ -103,6 +103,8 @@ pub struct Business {
     /// Largest difference between the pile's amount and ours, in 0.0001 yuan, that is not
     /// flagged as a discrepancy.
     pub tolerance: i64,
+    /// How long personal data and raw history are kept.
+    pub retention: crate::config::RetentionConfig,
     /// Operator commands waiting for a pile's reply, by (pile, reply frame type).
     waiters: Mutex<HashMap<WaiterKey, Vec<oneshot::Sender<Frame>>>>,
     trade_seq: AtomicU16,
@@ -125,6 +127,7 @@ pub struct BusinessSettings {
     pub policy: StartPolicy,
     /// 0.0001 yuan.
     pub tolerance: i64,
+    pub retention: crate::config::RetentionConfig,
     pub fault: Option<Fault>,
     pub clock: Arc<dyn Clock>,
 }
@@ -170,6 +173,7 @@ impl Business {
             vault: settings.vault,
             policy: settings.policy,
             tolerance: settings.tolerance,
+            retention: settings.retention,
             waiters: Mutex::new(HashMap::new()),
             trade_seq: AtomicU16::new(0),
             command_ids: AtomicU64::new(1),
@@ -701,6 +705,7 @@ pub fn default_billing_model() -> Value {
 }
 
 mod charging;
+mod privacy;
 mod tariffs;
 #[cfg(test)]
 mod tests;

@@ -45,9 +45,53 @@ pub struct Config {
     /// without one, card and VIN starts are refused and cards cannot be added.
     pub card_keys: Option<PathBuf>,
     pub revenue: RevenueConfig,
+    pub retention: RetentionConfig,
     pub store: StoreConfig,
     /// Fault injection, for tests only (see [`Fault`]).
     pub fault: Option<Fault>,
+}
+
+/// How long personal data and raw history are kept (days; 0 keeps them for ever). A job
+/// applies it every hour. Financial records (transaction records, settlements, the
+/// ledger, orders) are not touched: the law keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Raw per-charge events (real-time data, BMS frames): 90 days.
+    pub raw_events_days: u32,
+    /// Guns' status changes: 180 days.
+    pub status_history_days: u32,
+    /// A driver's account untouched this long with an empty wallet is anonymised (name,
+    /// cards, VINs): 3 years.
+    pub dormant_account_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            raw_events_days: 90,
+            status_history_days: 180,
+            dormant_account_days: 3 * 365,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The cut-offs (Unix ms) at `now`: events, status history, dormant accounts (0: none).
+    pub fn cutoffs(&self, now_ms: i64) -> (i64, i64, i64) {
+        let before = |days: u32| {
+            if days == 0 {
+                0
+            } else {
+                now_ms - i64::from(days) * 86_400_000
+            }
+        };
+        (
+            before(self.raw_events_days),
+            before(self.status_history_days),
+            before(self.dormant_account_days),
+        )
+    }
 }
 
 /// The operator's money rules.
@@ -129,6 +173,7 @@ impl Default for Config {
             pile_utc_offset_minutes: 480,
             card_keys: None,
             revenue: RevenueConfig::default(),
+            retention: RetentionConfig::default(),
             store: StoreConfig::default(),
             fault: None,
         }

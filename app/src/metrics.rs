@@ -46,6 +46,8 @@ pub struct AppMetrics {
     pub commands: Family<CommandLabel, Counter>,
     /// Frames that could not be handled: bad body, wrong direction, store errors, ...
     pub frame_errors: Family<KindLabel, Counter>,
+    /// What the retention policy removed: raw_events, status_history, accounts.
+    pub retention_removed: Family<KindLabel, Counter>,
     /// Replies to orders the platform does not know or has closed.
     pub unexpected: Family<KindLabel, Counter>,
     pub edge_streams: Gauge,
@@ -64,6 +66,7 @@ impl Default for AppMetrics {
             starts_refused: Family::default(),
             commands: Family::default(),
             frame_errors: Family::default(),
+            retention_removed: Family::default(),
             unexpected: Family::default(),
             edge_streams: Gauge::default(),
             piles_online: Gauge::default(),
@@ -112,6 +115,12 @@ impl AppMetrics {
                 result: result.into(),
             })
             .inc();
+    }
+
+    pub fn retention_removed(&self, kind: &str, n: u64) {
+        self.retention_removed
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc_by(n);
     }
 
     pub fn frame_error(&self, kind: &str) {
@@ -166,6 +175,11 @@ impl AppMetrics {
             "commands",
             "Commands to piles by command and result (sent, answered, timeout, not_connected)",
             self.commands.clone(),
+        );
+        r.register(
+            "retention_removed",
+            "Rows removed (accounts anonymised) by the retention policy, by kind",
+            self.retention_removed.clone(),
         );
         r.register(
             "frame_errors",

@@ -105,6 +105,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 max_hold: config.revenue.max_hold,
             },
             tolerance: config.revenue.tolerance,
+            retention: config.retention,
             fault: config.fault,
             clock: Arc::new(crate::clock::SystemClock),
         },
@@ -136,6 +137,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             let _ = http_stopped.changed().await;
         },
     ));
+    // The retention policy, every hour (the first pass a minute after start).
+    let retention = {
+        let business = business.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                if let Err(e) = business.apply_retention().await {
+                    tracing::warn!("the retention policy did not run: {e}");
+                }
+            }
+        })
+    };
     // Starts the piles did not confirm in time are closed from the store, so they are
     // closed even across a restart.
     let sweeper = {
@@ -168,6 +183,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     shutdown.await;
     tracing::info!("stopping");
     sweeper.abort();
+    retention.abort();
     let _ = stop.send(true);
     if let Some(member) = member {
         let _ = tokio::time::timeout(Duration::from_secs(3), member).await;

@@ -791,3 +791,51 @@ fn a_pile_with_a_key_talks_3des_and_plain_frames_from_it_are_refused() {
     let key: String = cipher.key.iter().map(|b| format!("{b:02x}")).collect();
     assert!(!platform.app.log_text().contains(&key));
 }
+
+/// A driver's data: exported in clear on request, erased once the wallet is empty (the
+/// audit log keeps who did it, the ledger the money).
+#[test]
+fn a_drivers_data_is_exported_and_erased() {
+    let platform = Platform::start(0, vec![]);
+    let app = &platform.app;
+    let (_, account) = app.api("POST", "/v1/accounts", Some(json!({"name": "Li Lei"})));
+    let id = account["id"].as_i64().expect("id");
+    let (code, body) = app.api(
+        "POST",
+        &format!("/v1/accounts/{id}/cards"),
+        Some(json!({"physical": "D14B0A54", "logical": "1000000573"})),
+    );
+    assert_eq!(code, 200, "{body}");
+    app.api(
+        "POST",
+        &format!("/v1/accounts/{id}/top-up"),
+        Some(json!({"amount": 300, "reason": "counter"})),
+    );
+    let (code, export) = app.api("GET", &format!("/v1/accounts/{id}/export"), None);
+    assert_eq!(code, 200, "{export}");
+    assert_eq!(export["cards"][0]["physical"], "D14B0A54");
+    assert_eq!(export["cards"][0]["logical"], "1000000573");
+    assert_eq!(export["account"]["name"], "Li Lei");
+    assert!(!export["ledger"].as_array().expect("ledger").is_empty());
+
+    let (code, refused) = app.api("POST", &format!("/v1/accounts/{id}/erase"), None);
+    assert_eq!(
+        (code, refused["error"]["code"].as_str()),
+        (409, Some("money_left"))
+    );
+    app.api(
+        "POST",
+        &format!("/v1/accounts/{id}/adjust"),
+        Some(json!({"amount": -300, "reason": "paid out"})),
+    );
+    let (code, _) = app.api("POST", &format!("/v1/accounts/{id}/erase"), None);
+    assert_eq!(code, 204);
+    let (_, after) = app.api("GET", &format!("/v1/accounts/{id}"), None);
+    assert_eq!(after["state"], "erased");
+    assert_ne!(after["name"], "Li Lei");
+    let (code, _) = app.api("POST", &format!("/v1/accounts/{id}/unfreeze"), None);
+    assert_eq!(code, 409, "an erased account stays erased");
+    let (code, run) = app.api("POST", "/v1/retention/run", None);
+    assert_eq!(code, 200, "{run}");
+    assert!(run["events_removed"].is_u64());
+}

@@ -177,12 +177,16 @@ macro_rules! conformance {
 
 #[path = "store/revenue.rs"]
 mod revenue;
-use revenue::{revenue_concurrent_starts, revenue_start_and_settle, revenue_tariff_revisions};
+use revenue::{
+    privacy_retention_and_erasure, revenue_concurrent_starts, revenue_start_and_settle,
+    revenue_tariff_revisions,
+};
 
 conformance!(
     store: piles, billing_models, gun_status, concurrent_gun_status, events, orders,
         conditional_order_moves, store_record, concurrent_store_record, records_by_pile_and_time,
-        revenue_start_and_settle, revenue_concurrent_starts, revenue_tariff_revisions;
+        revenue_start_and_settle, revenue_concurrent_starts, revenue_tariff_revisions,
+        privacy_retention_and_erasure;
     harness: reopen, corrupt_data,
 );
 

@@ -47,6 +47,7 @@ pub(super) async fn world() -> World {
                 max_hold: 50_000,
             },
             tolerance: 100,
+            retention: Default::default(),
             fault: None,
             clock: clock.clone(),
         },

@@ -48,6 +48,7 @@ use crate::directory::SendError;
 use crate::store::{BillingModel, Pile, StoreError};
 
 mod ciphers;
+mod privacy;
 mod revenue;
 
 #[derive(Clone)]
@@ -93,7 +94,7 @@ pub fn routes() -> Routes<Api> {
         .get("/v1/billing-models/{n}", Access::Needs(Read), get_model)
         .put("/v1/billing-models/{n}", Access::Needs(Finance), put_model)
         .get("/v1/stats", Access::Needs(Read), stats);
-    ciphers::routes(revenue::routes(routes))
+    privacy::routes(ciphers::routes(revenue::routes(routes)))
 }
 
 /// The operator API's router: tokens checked by `auth`, every change recorded by

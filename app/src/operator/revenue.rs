@@ -645,6 +645,19 @@ async fn adjust(
 async fn set_state(api: &Api, account: &str, state: AccountState) -> ApiResult {
     let account = id(account, "account")?;
     let now = api.business.now_ms();
+    let current = api
+        .business
+        .store
+        .account(account)
+        .await
+        .map_err(store_error)?;
+    if current.is_some_and(|a| a.state == AccountState::Erased) {
+        return Err(error(
+            StatusCode::CONFLICT,
+            "erased",
+            format!("account {account} was erased; it cannot be used again"),
+        ));
+    }
     found(
         api.business
             .store

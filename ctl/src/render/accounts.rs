@@ -144,6 +144,10 @@ pub fn account_state(a: &Account) -> String {
             a.id
         ),
         AccountState::Active => format!("Account {} is active: it may start charges.\n", a.id),
+        AccountState::Erased => format!(
+            "Account {} was erased: its driver's personal data is gone; its ledger stays.\n",
+            a.id
+        ),
     }
 }
 

@@ -222,6 +222,9 @@ pub enum AccountState {
     Active,
     /// No new charge starts; charges under way end and settle.
     Frozen,
+    /// The driver's personal data was erased (PIPL): no name, cards or VINs; its ledger
+    /// stays. Nothing can start on it again.
+    Erased,
 }
 
 impl AccountState {
@@ -229,6 +232,7 @@ impl AccountState {
         match self {
             AccountState::Active => "active",
             AccountState::Frozen => "frozen",
+            AccountState::Erased => "erased",
         }
     }
 
@@ -236,6 +240,7 @@ impl AccountState {
         match s {
             "active" => Some(AccountState::Active),
             "frozen" => Some(AccountState::Frozen),
+            "erased" => Some(AccountState::Erased),
             _ => None,
         }
     }
@@ -448,4 +453,30 @@ pub struct OfflineSync {
     pub cards: u64,
     /// Every 0x44 frame was answered with success (0x43).
     pub stored: bool,
+}
+
+/// `GET /v1/accounts/{id}/export`: everything stored about one driver, their card
+/// numbers and VINs in clear, for the driver who asks (finance).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountExport {
+    pub account: Account,
+    pub cards: Vec<ExportedCard>,
+    pub vins: Vec<String>,
+    pub ledger: Vec<LedgerEntry>,
+    pub exported_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportedCard {
+    pub physical: String,
+    pub logical: String,
+    pub added_at: i64,
+}
+
+/// `POST /v1/retention/run`: what one pass of the retention policy removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionRun {
+    pub events_removed: u64,
+    pub status_removed: u64,
+    pub accounts_erased: u64,
 }

@@ -373,3 +373,103 @@ pub async fn revenue_tariff_revisions(store: Arc<dyn Store>) {
         .await
         .expect("no station"));
 }
+
+/// Drivers' personal data and the retention policy: old raw events and status history go
+/// (and nothing newer, nor any money), an account is erased only once its wallet is empty,
+/// and the books still balance after.
+pub async fn privacy_retention_and_erasure(store: Arc<dyn Store>) {
+    use pylon_app::store::revenue::EraseRefusal;
+    use pylon_proto::api::app::{GunStatus, SessionEvent};
+    use pylon_proto::api::revenue::AccountState;
+    let _ = station(&store).await;
+    let pile = PILES[0];
+    for (n, at) in [(1u8, 1_000i64), (2, 5_000)] {
+        store
+            .append_event(&SessionEvent {
+                pile_no: pile.into(),
+                gun_no: "01".into(),
+                trade_no: "T".into(),
+                frame_type: 0x13,
+                fields: serde_json::json!({ "n": n }),
+                at,
+            })
+            .await
+            .expect("event");
+        store
+            .set_gun_status(&GunStatus {
+                pile_no: pile.into(),
+                gun_no: "01".into(),
+                status: n,
+                data: serde_json::json!({}),
+                updated_at: at,
+            })
+            .await
+            .expect("status");
+    }
+    let (events, status) = store.purge_history(3_000, 3_000).await.expect("purge");
+    assert_eq!((events, status), (1, 1));
+    let left = store.events("T").await.expect("events");
+    assert_eq!(left.iter().map(|e| e.at).collect::<Vec<_>>(), vec![5_000]);
+    let history = store
+        .status_history(pile, "01", 0, i64::MAX, 10)
+        .await
+        .expect("history");
+    assert_eq!(
+        history.iter().map(|h| h.at).collect::<Vec<_>>(),
+        vec![5_000]
+    );
+    assert_eq!(
+        store.purge_history(0, 0).await.expect("purge"),
+        (0, 0),
+        "0 keeps"
+    );
+
+    // A driver with cards and money: not erased until the money is gone.
+    let driver = account_with(&store, &[7, 8], 500).await;
+    let data = store.personal_data(driver).await.expect("data");
+    assert_eq!(data.cards.len(), 2);
+    assert_eq!(
+        store.erase_account(driver, 10).await.expect("erase"),
+        Err(EraseRefusal::MoneyLeft {
+            balance: 500,
+            held: 0
+        })
+    );
+    let meta = EntryMeta {
+        actor: "test".into(),
+        reason: "paid out before erasure".into(),
+        trade_no: None,
+        at: 20,
+    };
+    store
+        .post(driver, &ledger::adjust(driver, -500), &meta)
+        .await
+        .expect("paid out");
+    assert_eq!(
+        store.erase_account(driver, 30).await.expect("erase"),
+        Ok(())
+    );
+    let erased = store.account(driver).await.expect("read").expect("account");
+    assert_eq!(erased.state, AccountState::Erased);
+    assert!(!erased.name.contains("driver"), "{}", erased.name);
+    let data = store.personal_data(driver).await.expect("data");
+    assert!(data.cards.is_empty() && data.vins.is_empty());
+    assert!(
+        !store.ledger(driver, 100).await.expect("ledger").is_empty(),
+        "the ledger stays"
+    );
+    assert!(store.reconciliation().await.expect("books").balanced);
+    assert_eq!(
+        store.erase_account(9_999, 40).await.expect("erase"),
+        Err(EraseRefusal::NoSuchAccount)
+    );
+
+    // Dormant accounts: untouched, empty, not erased yet.
+    let idle = account_with(&store, &[], 0).await;
+    let dormant = store.dormant_accounts(1_000_000).await.expect("dormant");
+    assert!(
+        dormant.contains(&idle) && !dormant.contains(&driver),
+        "{dormant:?}"
+    );
+    assert!(store.dormant_accounts(0).await.expect("dormant").is_empty());
+}

@@ -194,6 +194,30 @@ impl RevenueStore for PostgresStore {
         in_transaction!(self, |db| logic::reseal_all(&mut db, &vault))
     }
 
+    async fn personal_data(&self, account: i64) -> Result<logic::PersonalData> {
+        in_transaction!(self, |db| logic::personal_data(&mut db, account))
+    }
+
+    async fn erase_account(
+        &self,
+        account: i64,
+        at: i64,
+    ) -> Result<std::result::Result<(), logic::EraseRefusal>> {
+        in_transaction!(self, |db| logic::erase_account(&mut db, account, at))
+    }
+
+    async fn dormant_accounts(&self, before: i64) -> Result<Vec<i64>> {
+        in_transaction!(self, |db| logic::dormant_accounts(&mut db, before))
+    }
+
+    async fn purge_history(&self, events_before: i64, status_before: i64) -> Result<(u64, u64)> {
+        in_transaction!(self, |db| logic::purge_history(
+            &mut db,
+            events_before,
+            status_before
+        ))
+    }
+
     async fn pile_cipher(&self, pile_no: &str) -> Result<Option<logic::SealedCipher>> {
         in_transaction!(self, |db| logic::pile_cipher(&mut db, pile_no))
     }

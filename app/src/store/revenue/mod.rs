@@ -5,6 +5,7 @@
 
 mod accounts;
 mod ciphers;
+mod privacy;
 mod reports;
 mod settle;
 mod start;
@@ -14,6 +15,8 @@ mod tariffs;
 pub(crate) use accounts::*;
 pub use ciphers::SealedCipher;
 pub(crate) use ciphers::{pile_cipher, set_pile_cipher};
+pub(crate) use privacy::{dormant_accounts, erase_account, personal_data, purge_history};
+pub use privacy::{EraseRefusal, PersonalData};
 pub(crate) use reports::*;
 pub(crate) use settle::*;
 pub(crate) use start::*;
@@ -123,6 +126,19 @@ pub trait RevenueStore: Send + Sync {
     async fn pile_cipher(&self, pile_no: &str) -> Result<Option<SealedCipher>>;
     /// Sets (`None`: removes) a pile's sealed cipher; `false` when the pile is unknown.
     async fn set_pile_cipher(&self, pile_no: &str, sealed: Option<&str>, at: i64) -> Result<bool>;
+
+    /// A driver's cards and VINs, sealed (for an export).
+    async fn personal_data(&self, account: i64) -> Result<PersonalData>;
+    /// Anonymises an account with an empty wallet (PIPL erasure).
+    async fn erase_account(
+        &self,
+        account: i64,
+        at: i64,
+    ) -> Result<std::result::Result<(), EraseRefusal>>;
+    /// Accounts untouched since `before` with an empty wallet, not erased yet.
+    async fn dormant_accounts(&self, before: i64) -> Result<Vec<i64>>;
+    /// Removes session events and status history older than their cut-offs (0: keep).
+    async fn purge_history(&self, events_before: i64, status_before: i64) -> Result<(u64, u64)>;
 
     async fn daily(&self, from: i64, to: i64) -> Result<Vec<StationDay>>;
     async fn reconciliation(&self) -> Result<Reconciliation>;

@@ -145,7 +145,7 @@ pub(crate) async fn start_charge<D: Db>(db: &mut D, req: &StartRequest) -> Resul
                 .is_some();
             facts.account = Some(AccountFacts {
                 id: found.account,
-                frozen: state == AccountState::Frozen,
+                frozen: state != AccountState::Active,
                 balance: sums.balance,
                 unsettled,
                 allowed_here: allowed.is_empty() || station.is_some_and(|s| allowed.contains(&s)),

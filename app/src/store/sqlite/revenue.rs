@@ -224,6 +224,30 @@ impl RevenueStore for SqliteStore {
         on!(self, write, |db| logic::reseal_all(db, &vault))
     }
 
+    async fn personal_data(&self, account: i64) -> Result<logic::PersonalData> {
+        on!(self, read, |db| logic::personal_data(db, account))
+    }
+
+    async fn erase_account(
+        &self,
+        account: i64,
+        at: i64,
+    ) -> Result<std::result::Result<(), logic::EraseRefusal>> {
+        on!(self, write, |db| logic::erase_account(db, account, at))
+    }
+
+    async fn dormant_accounts(&self, before: i64) -> Result<Vec<i64>> {
+        on!(self, read, |db| logic::dormant_accounts(db, before))
+    }
+
+    async fn purge_history(&self, events_before: i64, status_before: i64) -> Result<(u64, u64)> {
+        on!(self, write, |db| logic::purge_history(
+            db,
+            events_before,
+            status_before
+        ))
+    }
+
     async fn pile_cipher(&self, pile_no: &str) -> Result<Option<logic::SealedCipher>> {
         let pile_no = pile_no.to_owned();
         on!(self, read, |db| logic::pile_cipher(db, &pile_no))
