@@ -144,6 +144,11 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// The PostgreSQL URL, e.g. `postgres://pylon@db:5432/pylon`.
     pub url: String,
+    /// The CA of the PostgreSQL server's certificate: the link is then TLS, the server's
+    /// certificate verified against it and its host name (default: the cluster CA, when
+    /// cluster TLS is on). Without one, only a server on this machine is reached in the
+    /// clear, unless `--insecure-dev`.
+    pub ca: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -152,6 +157,7 @@ impl Default for StoreConfig {
             backend: StoreBackend::Sqlite,
             path: PathBuf::from("pylon-app.db"),
             url: String::new(),
+            ca: None,
         }
     }
 }

@@ -66,6 +66,11 @@ pub struct Cli {
     /// The PostgreSQL URL.
     #[arg(long, env = "PYLON_POSTGRES_URL", hide_env_values = true)]
     postgres_url: Option<String>,
+    /// The CA of the PostgreSQL server's certificate: TLS to the store, verified (default:
+    /// the cluster CA with --cluster-ca). Without one, a store on another machine is
+    /// refused unless --insecure-dev.
+    #[arg(long, env = "PYLON_POSTGRES_CA")]
+    postgres_ca: Option<PathBuf>,
     /// Lease TTL asked of the control plane, in seconds.
     #[arg(long)]
     lease_ttl: Option<u32>,
@@ -97,7 +102,8 @@ impl Cli {
                 store => store.backend, sqlite => store.path, postgres_url => store.url,
                 lease_ttl => lease_ttl_secs, pile_utc_offset_minutes => pile_utc_offset_minutes;
             some: fault => fault, grpc_advertise => grpc_advertise, admin_token => admin_token,
-                cluster_token => cluster_token, card_keys => card_keys;
+                cluster_token => cluster_token, card_keys => card_keys,
+                postgres_ca => store.ca;
             lists: control => control;
         );
         c.insecure_dev |= cli.insecure_dev;

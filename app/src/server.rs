@@ -31,10 +31,22 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 .with_context(|| format!("opening the SQLite store {}", path.display()))?
                 as Arc<dyn Store>
         }
-        StoreBackend::Postgres => PostgresStore::connect(&config.store.url)
-            .await
-            .context("connecting to the PostgreSQL store")?
-            as Arc<dyn Store>,
+        StoreBackend::Postgres => {
+            let url = &config.store.url;
+            let ca = config.store.ca.as_ref().or(config.cluster_tls.ca.as_ref());
+            if ca.is_none() {
+                anyhow::ensure!(
+                    config.insecure_dev || crate::store::postgres::is_local(url),
+                    "the PostgreSQL store is on another machine and no CA is given to check it \
+                     (--postgres-ca, or --cluster-ca): the link would be in the clear. Give \
+                     one, or run with --insecure-dev on a developer's machine"
+                );
+                tracing::warn!("the PostgreSQL link is not encrypted (a store on this machine)");
+            }
+            PostgresStore::connect_with(url, ca.map(std::path::PathBuf::as_path))
+                .await
+                .context("connecting to the PostgreSQL store")? as Arc<dyn Store>
+        }
     })
 }
 

@@ -280,12 +280,17 @@ async fn handle_one(
             Reply::Login { accepted } => {
                 let (accepted, cipher) = if accepted {
                     match business.pile_cipher(&up.pile).await {
-                        Ok(cipher) => (
-                            true,
-                            cipher
-                                .and_then(|c| serde_json::to_vec(&c).ok())
-                                .unwrap_or_default(),
-                        ),
+                        Ok(cipher) => {
+                            if cipher.is_some() && pylon_service::tls::cluster().is_none() {
+                                tracing::warn!(pile = %up.pile, "a pile key goes to the edge on a business stream without cluster TLS: in the clear");
+                            }
+                            (
+                                true,
+                                cipher
+                                    .and_then(|c| serde_json::to_vec(&c).ok())
+                                    .unwrap_or_default(),
+                            )
+                        }
                         Err(e) => {
                             business.metrics.frame_error("cipher");
                             tracing::error!(pile = %up.pile, "login refused: its cipher cannot be opened: {e}");

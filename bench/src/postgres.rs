@@ -33,12 +33,29 @@ pub struct PostgresCluster {
     /// None once stopped.
     server: Option<Child>,
     log: PathBuf,
+    /// With TLS: the CA of the server's certificate.
+    ca: Option<PathBuf>,
     dir: tempfile::TempDir,
 }
 
 impl PostgresCluster {
     /// A new cluster with a database `pylon`, trust authentication for user `postgres`.
     pub fn start() -> anyhow::Result<PostgresCluster> {
+        Self::start_with(false)
+    }
+
+    /// As [`PostgresCluster::start`], taking TCP logins over TLS only (`hostssl`), with a
+    /// server certificate for 127.0.0.1 and localhost from a new CA ([`Self::ca`]).
+    pub fn start_tls() -> anyhow::Result<PostgresCluster> {
+        Self::start_with(true)
+    }
+
+    /// The CA of the server's certificate (TLS clusters only).
+    pub fn ca(&self) -> Option<&Path> {
+        self.ca.as_deref()
+    }
+
+    fn start_with(tls: bool) -> anyhow::Result<PostgresCluster> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("pylon-pg-")
@@ -69,11 +86,17 @@ impl PostgresCluster {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
+        let ca = if tls {
+            Some(serve_tls_only(dir.path(), &data, owner)?)
+        } else {
+            None
+        };
         let mut cluster = PostgresCluster {
             bin,
             port: 0,
             server: None,
             log,
+            ca,
             dir,
         };
         let mut tries = 0;
@@ -294,6 +317,42 @@ fn owner() -> anyhow::Result<Option<(u32, u32)>> {
 }
 
 /// `program` run as `owner` (if any) from `dir`.
+/// Makes a CA and a server certificate in `dir/tls`, turns TLS on and requires it of every
+/// TCP login; returns the CA's file.
+fn serve_tls_only(dir: &Path, data: &Path, owner: Option<(u32, u32)>) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let tls = dir.join("tls");
+    let ca = crate::certs::TestCa::new(&tls, "Pylon test PostgreSQL CA")?;
+    let server = ca.issue("server", &["127.0.0.1", "localhost"], None)?;
+    // PostgreSQL wants its key readable by its own user only.
+    std::fs::set_permissions(&server.key, std::fs::Permissions::from_mode(0o600))?;
+    if let Some((uid, gid)) = owner {
+        for path in [&tls, &server.cert, &server.key] {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .context("giving the TLS files to the postgres user")?;
+        }
+    }
+    let conf = data.join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).context("reading postgresql.conf")?;
+    text.push_str(&format!(
+        "\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+        server.cert.display(),
+        server.key.display()
+    ));
+    std::fs::write(&conf, text).context("writing postgresql.conf")?;
+    let hba = data.join("pg_hba.conf");
+    let rules: String = std::fs::read_to_string(&hba)
+        .context("reading pg_hba.conf")?
+        .lines()
+        .map(|line| match line.strip_prefix("host ") {
+            Some(rest) => format!("hostssl {rest}\n"),
+            None => format!("{line}\n"),
+        })
+        .collect();
+    std::fs::write(&hba, rules).context("writing pg_hba.conf")?;
+    Ok(ca.ca_pem.clone())
+}
+
 fn command(program: &Path, owner: Option<(u32, u32)>, dir: &Path) -> Command {
     let mut command = Command::new(program);
     command.current_dir(dir).env("LC_ALL", "C");

@@ -109,11 +109,14 @@ impl LiveLogins {
         let Some(live) = self.live.get(&pile).filter(|l| l.session != session) else {
             return Ok(());
         };
-        match live.fingerprint {
-            Some(bound) if fingerprint != Some(bound) => Err("takeover_refused"),
-            Some(_) => Ok(()),
-            None if self.limiter.allow(pile, now_ms) => Ok(()),
-            None => Err("takeover_refused"),
+        match (live.fingerprint, fingerprint) {
+            (Some(bound), new) if new != Some(bound) => Err("takeover_refused"),
+            (Some(_), _) => Ok(()),
+            // A certificate (already checked to name the pile) beats a session without
+            // one: whoever squats on a pile's number in plain cannot keep the pile out.
+            (None, Some(_)) => Ok(()),
+            (None, None) if self.limiter.allow(pile, now_ms) => Ok(()),
+            (None, None) => Err("takeover_refused"),
         }
     }
 
@@ -166,6 +169,10 @@ mod tests {
         l.logged_in(p, 2, None);
         l.closed(p, 1);
         assert_eq!(l.check(p, 3, None, 10), Err("takeover_refused"));
+        assert!(
+            l.check(p, 3, Some([9; 32]), 10).is_ok(),
+            "a certificate beats a plain session, budget or not"
+        );
         l.closed(p, 2);
         assert!(l.check(p, 3, None, 20).is_ok(), "nothing to take over");
     }

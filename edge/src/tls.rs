@@ -434,7 +434,8 @@ fn process(
         let mut discard = status.discard;
         // rustls may finish the handshake and decrypt the first data in one call, and the
         // certificate can be read only once that state is gone: the first data waits here
-        // until the peer's identity is known.
+        // until the peer's identity is known. (Early data, which would come before the
+        // handshake ends, is off: the server config allows none.)
         let mut first_data = None;
         let step = match status.state {
             Err(e) => Err(TlsError::Protocol(e)),

@@ -206,10 +206,22 @@ async fn audited(auditor: &Auditor, caller: &Caller, request: Request, next: Nex
         return response;
     }
     let (parts, body) = response.into_parts();
-    let answer = axum::body::to_bytes(body, MAX_AUDITED_BODY)
-        .await
-        .unwrap_or_default();
-    let answered = crate::redact::json_body(&answer);
+    // The whole answer goes to the client whatever its size; the log keeps it if small.
+    let answer = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return crate::http::error(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "answer_failed",
+                format!("the answer could not be read: {e}"),
+            )
+        }
+    };
+    let answered = if answer.len() > MAX_AUDITED_BODY {
+        serde_json::Value::String(format!("({} bytes, too large to keep)", answer.len()))
+    } else {
+        crate::redact::json_body(&answer)
+    };
     let record = Action {
         action: &action,
         target: &target,

@@ -404,6 +404,23 @@ fn services_refuse_to_start_without_credentials() {
         said.contains("nothing can check operators' tokens"),
         "{said}"
     );
+    // A store on another machine without a CA to check it: not in the clear.
+    let said = refuses(
+        "pylon-app",
+        &[
+            "--store",
+            "postgres",
+            "--postgres-url",
+            "postgres://pylon@db.example:5432/pylon",
+            "--cluster-token",
+            CLUSTER_TOKEN,
+            "--admin-token",
+            ADMIN_TOKEN,
+            "--http-listen",
+            &port(),
+        ],
+    );
+    assert!(said.contains("on another machine"), "{said}");
     let said = refuses(
         "pylon-edge",
         &[

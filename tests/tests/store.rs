@@ -1099,3 +1099,50 @@ async fn postgres_record_rate() {
     let h = Harness::postgres().await;
     record_rate(h.store()).await;
 }
+
+/// A store over TLS: the server's certificate checked against the CA given (and the host
+/// name), a plaintext client refused by the server, a client trusting another CA refused
+/// by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_is_verified() {
+    let cluster = tokio::task::spawn_blocking(pylon_bench::postgres::PostgresCluster::start_tls)
+        .await
+        .expect("task")
+        .expect("a TLS PostgreSQL");
+    let ca = cluster.ca().expect("a CA").to_path_buf();
+    let store = PostgresStore::connect_with(&cluster.url(), Some(&ca))
+        .await
+        .expect("TLS with the right CA");
+    store
+        .upsert_pile(&pile(PILE, "over TLS"))
+        .await
+        .expect("write");
+    assert_eq!(
+        store.pile(PILE).await.expect("read").map(|p| p.name),
+        Some("over TLS".to_owned())
+    );
+    // By name too: the certificate names localhost.
+    let by_name = cluster.url().replace("127.0.0.1", "localhost");
+    assert!(PostgresStore::connect_with(&by_name, Some(&ca))
+        .await
+        .is_ok());
+
+    let plain = PostgresStore::connect(&cluster.url()).await;
+    assert!(plain.is_err(), "the server refuses a plaintext login");
+
+    let other = tempfile::tempdir().expect("dir");
+    let stranger = pylon_bench::certs::TestCa::new(other.path(), "another CA").expect("CA");
+    let refused = PostgresStore::connect_with(&cluster.url(), Some(&stranger.ca_pem)).await;
+    assert!(
+        refused.is_err(),
+        "a server whose certificate the CA did not sign"
+    );
+
+    assert!(pylon_app::store::postgres::is_local(&cluster.url()));
+    assert!(pylon_app::store::postgres::is_local(
+        "host=/var/run/postgresql user=pylon"
+    ));
+    assert!(!pylon_app::store::postgres::is_local(
+        "postgres://pylon@db.example:5432/pylon"
+    ));
+}

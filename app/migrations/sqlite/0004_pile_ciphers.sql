@@ -5,3 +5,7 @@ CREATE TABLE pile_ciphers (
     sealed     TEXT NOT NULL,
     updated_at INTEGER NOT NULL
 );
+
+-- The retention job deletes raw events and status history by age.
+CREATE INDEX session_events_at ON session_events (at);
+CREATE INDEX status_history_at ON status_history (at);

@@ -395,12 +395,31 @@ async fn get_account(State(api): State<Api>, Path(account): Path<String>) -> Api
     account_reply(&api, id(&account, "account")?).await
 }
 
+/// An erased account (PIPL) takes no data and no money again.
+async fn not_erased(api: &Api, account: i64) -> Result<(), Response> {
+    let current = api
+        .business
+        .store
+        .account(account)
+        .await
+        .map_err(store_error)?;
+    if current.is_some_and(|a| a.state == AccountState::Erased) {
+        return Err(error(
+            StatusCode::CONFLICT,
+            "erased",
+            format!("account {account} was erased; it cannot be used again"),
+        ));
+    }
+    Ok(())
+}
+
 async fn add_card(
     State(api): State<Api>,
     Path(account): Path<String>,
     Json(input): Json<CardInput>,
 ) -> ApiResult {
     let account = id(&account, "account")?;
+    not_erased(&api, account).await?;
     let vault = vault(&api)?;
     let physical = normalise_card(&input.physical)
         .ok_or_else(|| bad("bad_card", "a physical card number is 1 to 16 hex digits"))?;
@@ -443,6 +462,7 @@ async fn update_account(
     Json(input): Json<AccountInput>,
 ) -> ApiResult {
     let account = id(&account, "account")?;
+    not_erased(&api, account).await?;
     if input.name.trim().is_empty() {
         return Err(bad("bad_account", "an account needs a name"));
     }
@@ -523,6 +543,7 @@ async fn add_vin(
     Json(input): Json<VinInput>,
 ) -> ApiResult {
     let account = id(&account, "account")?;
+    not_erased(&api, account).await?;
     let vault = vault(&api)?;
     let vin = input.vin.trim().to_ascii_uppercase();
     if vin.len() != 17 || !vin.chars().all(|c| c.is_ascii_alphanumeric()) {
@@ -557,6 +578,7 @@ async fn move_money(
     postings: impl FnOnce(i64) -> Result<Vec<Posting>, Response>,
 ) -> ApiResult {
     let account = id(account, "account")?;
+    not_erased(api, account).await?;
     if input.reason.trim().is_empty() {
         return Err(bad("bad_money", "say why (reason)"));
     }
@@ -645,19 +667,7 @@ async fn adjust(
 async fn set_state(api: &Api, account: &str, state: AccountState) -> ApiResult {
     let account = id(account, "account")?;
     let now = api.business.now_ms();
-    let current = api
-        .business
-        .store
-        .account(account)
-        .await
-        .map_err(store_error)?;
-    if current.is_some_and(|a| a.state == AccountState::Erased) {
-        return Err(error(
-            StatusCode::CONFLICT,
-            "erased",
-            format!("account {account} was erased; it cannot be used again"),
-        ));
-    }
+    not_erased(api, account).await?;
     found(
         api.business
             .store

@@ -67,8 +67,13 @@ async fn login(State(node): State<Node>, Json(input): Json<LoginInput>) -> Respo
         Ok(issued) => {
             tracing::info!(user = %input.user, token = %issued.info.id, "logged in");
             // The console's cookie: not readable by scripts, not sent by other sites.
+            let secure = if pylon_service::tls::cluster().is_some() {
+                "; Secure"
+            } else {
+                ""
+            };
             let cookie = format!(
-                "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
                 issued.token,
                 SESSION_TTL.as_secs()
             );

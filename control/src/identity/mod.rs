@@ -295,15 +295,18 @@ impl Identity {
 
     /// A session token for a user who gives their password.
     pub async fn login(&self, user: &str, password: &str) -> Result<IssuedToken> {
-        let record = match self.read::<UserRecord>(&format!("{USERS}{user}")).await? {
-            Some(r) if !r.disabled && password::verify(password, &r.password_hash) => r,
-            Some(_) => return Err(IdentityError::BadLogin),
-            None => {
-                // As slow as a wrong password, so the answer's time does not say whether
-                // the user exists.
-                let _ = password::hash(password);
-                return Err(IdentityError::BadLogin);
-            }
+        let record = self.read::<UserRecord>(&format!("{USERS}{user}")).await?;
+        // Every refusal costs one argon2 verification, so the answer's time does not say
+        // whether the user exists or is disabled. The work runs off the async workers,
+        // a few at a time, so a flood of logins cannot stall membership and leadership.
+        let stored = record
+            .as_ref()
+            .map(|r| r.password_hash.clone())
+            .unwrap_or_else(|| password::dummy_hash().to_owned());
+        let matches = password::verify_blocking(password.to_owned(), stored).await;
+        let record = match record {
+            Some(r) if matches && !r.disabled => r,
+            _ => return Err(IdentityError::BadLogin),
         };
         self.issue(
             &record,

@@ -23,6 +23,33 @@ pub fn hash(password: &str) -> Result<String, String> {
         .map_err(|e| format!("hashing the password: {e}"))
 }
 
+/// An argon2id hash of a password nobody knows, verified against when the user does not
+/// exist (so that answer costs as much as a wrong password).
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let mut secret = [0u8; 24];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+            .expect("the system's random source works");
+        hash(&hex::encode(secret)).unwrap_or_default()
+    })
+}
+
+/// Logins verified at once; more wait their turn.
+const PARALLEL_VERIFICATIONS: usize = 2;
+
+/// [`verify`] on tokio's blocking pool, at most [`PARALLEL_VERIFICATIONS`] at a time.
+pub async fn verify_blocking(password: String, stored: String) -> bool {
+    static PERMITS: tokio::sync::Semaphore =
+        tokio::sync::Semaphore::const_new(PARALLEL_VERIFICATIONS);
+    let Ok(_permit) = PERMITS.acquire().await else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || verify(&password, &stored))
+        .await
+        .unwrap_or(false)
+}
+
 /// Whether `password` matches the stored hash (false for a malformed hash).
 pub fn verify(password: &str, stored: &str) -> bool {
     PasswordHash::new(stored).is_ok_and(|h| {

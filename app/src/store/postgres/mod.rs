@@ -55,25 +55,38 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects to `url` (`postgres://user@host:port/db`, or the key=value form), checks
-    /// that the server answers, and brings the schema up to date.
+    /// Connects to `url` (`postgres://user@host:port/db`, or the key=value form) in the
+    /// clear, checks that the server answers, and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Arc<Self>> {
+        Self::connect_with(url, None).await
+    }
+
+    /// As [`PostgresStore::connect`]; with `ca`, over TLS only (`sslmode=require`), the
+    /// server's certificate verified against `ca` and the URL's host name.
+    pub async fn connect_with(url: &str, ca: Option<&std::path::Path>) -> Result<Arc<Self>> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
+        let tls = match ca {
+            Some(ca) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Some(tls_connector(ca)?)
+            }
+            None => None,
+        };
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         if config.get_application_name().is_none() {
             config.application_name("pylon-app");
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let recycling = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls {
+            Some(tls) => Manager::from_config(config, tls, recycling),
+            None => Manager::from_config(config, NoTls, recycling),
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
@@ -92,6 +105,49 @@ impl PostgresStore {
     async fn client(&self) -> Result<deadpool_postgres::Client> {
         self.pool.get().await.map_err(pool_error)
     }
+}
+
+/// A TLS connector that trusts only `ca`.
+fn tls_connector(ca: &std::path::Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    let fail = |what: String| StoreError::Backend(format!("PostgreSQL TLS: {what}"));
+    let pem = std::fs::read(ca).map_err(|e| fail(format!("reading {}: {e}", ca.display())))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| fail(format!("{}: {e}", ca.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| fail(format!("{}: {e}", ca.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(fail(format!("no certificate in {}", ca.display())));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| fail(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// Whether every host of `url` is this machine (a unix socket or a loopback address),
+/// where the link may go in the clear.
+pub fn is_local(url: &str) -> bool {
+    let Ok(config) = url.parse::<tokio_postgres::Config>() else {
+        return false;
+    };
+    let hosts = config.get_hosts();
+    !hosts.is_empty()
+        && hosts.iter().all(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => {
+                name == "localhost"
+                    || name
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            tokio_postgres::config::Host::Unix(_) => true,
+        })
 }
 
 // ---------------------------------------------------------------------------------------

@@ -78,9 +78,12 @@ pub(crate) async fn erase_account<D: Db>(
         )
         .await?;
     }
+    // Only while the wallet is still empty: money that arrived since the read (another
+    // connection, PostgreSQL's READ COMMITTED) stops the erasure and rolls it back.
     let changed = db
         .execute(
-            "UPDATE accounts SET name = $1, state = 'erased', updated_at = $2 WHERE id = $3",
+            "UPDATE accounts SET name = $1, state = 'erased', updated_at = $2 \
+             WHERE id = $3 AND balance = 0 AND held = 0",
             &[
                 format!("erased #{account}").into(),
                 at.into(),
@@ -90,7 +93,7 @@ pub(crate) async fn erase_account<D: Db>(
         .await?;
     if changed != 1 {
         return Err(StoreError::Conflict(format!(
-            "account {account} changed while erasing"
+            "account {account} received money while being erased; nothing was erased"
         )));
     }
     Ok(Ok(()))
