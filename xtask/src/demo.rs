@@ -216,6 +216,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         && (args.duration == 0 || start.elapsed().as_secs() < args.duration)
     {
         std::thread::sleep(Duration::from_secs(2));
+        // Ctrl-C reaches the whole process group: the services may be stopping already.
+        if STOP.load(Ordering::Relaxed) {
+            break;
+        }
         anyhow::ensure!(
             control.is_running(),
             "the control plane stopped; see {}",
