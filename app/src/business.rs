@@ -722,21 +722,24 @@ impl Business {
         &self,
         pile: &str,
     ) -> Result<Option<pylon_proto::ykc::PileCipher>, String> {
-        let Some(sealed) = self
+        match self
             .store
             .pile_cipher(pile)
             .await
             .map_err(|e| e.to_string())?
-        else {
-            return Ok(None);
-        };
+        {
+            Some(sealed) => self.open_cipher(&sealed.sealed).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A sealed pile cipher, opened.
+    pub fn open_cipher(&self, sealed: &str) -> Result<pylon_proto::ykc::PileCipher, String> {
         let vault = self
             .vault
             .as_ref()
             .ok_or("the pile encrypts, and no card key file is configured to open its key")?;
-        let json = vault.open(&sealed.sealed).map_err(|e| e.to_string())?;
-        serde_json::from_str(&json)
-            .map(Some)
-            .map_err(|e| format!("a stored pile cipher is unreadable: {e}"))
+        let json = vault.open(sealed).map_err(|e| e.to_string())?;
+        serde_json::from_str(&json).map_err(|e| format!("a stored pile cipher is unreadable: {e}"))
     }
 }

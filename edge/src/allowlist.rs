@@ -20,7 +20,18 @@ impl LoginPolicy {
         Self::parse(&text).with_context(|| format!("in allowlist {}", path.display()))
     }
 
+    /// The pile numbers of a file in the allowlist's format (for `--tls-only-piles`).
+    pub fn piles_from_file(path: &Path) -> anyhow::Result<HashSet<PileNo>> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse_piles(&text).with_context(|| format!("in {}", path.display()))
+    }
+
     pub fn parse(text: &str) -> anyhow::Result<Self> {
+        Self::parse_piles(text).map(LoginPolicy::Allowlist)
+    }
+
+    fn parse_piles(text: &str) -> anyhow::Result<HashSet<PileNo>> {
         let mut piles = HashSet::new();
         for (n, line) in text.lines().enumerate() {
             let entry = line.split('#').next().unwrap_or("").trim();
@@ -32,7 +43,7 @@ impl LoginPolicy {
             })?;
             piles.insert(pile);
         }
-        Ok(LoginPolicy::Allowlist(piles))
+        Ok(piles)
     }
 
     pub fn allows(&self, pile: &PileNo) -> bool {

@@ -230,10 +230,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         LoginPolicy::from_file(path)?
     };
     let tls_only = match &config.auth.tls_only {
-        Some(path) => match LoginPolicy::from_file(path)? {
-            LoginPolicy::Allowlist(piles) => piles,
-            LoginPolicy::AllowAll => Default::default(),
-        },
+        Some(path) => LoginPolicy::piles_from_file(path)?,
         None => Default::default(),
     };
     let tls = match config.tls_listen {

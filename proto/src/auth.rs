@@ -199,16 +199,7 @@ pub fn with_bearer<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
 /// Compares SHA-256 digests of the two tokens, every byte of them: the time taken tells
 /// nothing about where they differ, nor how long the expected token is.
 pub fn same_token(presented: &str, expected: &str) -> bool {
-    use ring::digest::{digest, SHA256};
-    let (a, b) = (
-        digest(&SHA256, presented.as_bytes()),
-        digest(&SHA256, expected.as_bytes()),
-    );
-    a.as_ref()
-        .iter()
-        .zip(b.as_ref())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    same_digest(&token_digest(presented), &token_digest(expected))
 }
 
 #[cfg(test)]

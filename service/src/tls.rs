@@ -146,8 +146,15 @@ fn read_pem_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
         .with_context(|| format!("no private key in {}", path.display()))
 }
 
-fn stamp(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// When each of the CA, certificate and key files last changed.
+fn stamps(files: &TlsFiles) -> Vec<Option<SystemTime>> {
+    [&files.ca, &files.cert, &files.key]
+        .iter()
+        .map(|p| {
+            p.as_deref()
+                .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        })
+        .collect()
 }
 
 /// The expiry of a certificate, in Unix seconds (0 when it cannot be read).
@@ -199,10 +206,7 @@ fn load(files: &TlsFiles) -> anyhow::Result<Loaded> {
         .context("the certificate does not go with the key")?;
     client.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Loaded {
-        stamps: [ca, cert, files.key.as_deref().unwrap_or(Path::new(""))]
-            .iter()
-            .map(|p| stamp(p))
-            .collect(),
+        stamps: stamps(files),
         mutual: server(true)?,
         server: server(false)?,
         client: Arc::new(client),
@@ -274,14 +278,7 @@ impl ClusterTls {
 
     /// Loads the files again if any changed (or `force`); keeps the old ones on failure.
     pub fn reload(&self, force: bool) {
-        let changed = {
-            let current = self.loaded.load();
-            let now: Vec<_> = [&self.files.ca, &self.files.cert, &self.files.key]
-                .iter()
-                .map(|p| p.as_deref().and_then(stamp))
-                .collect();
-            now != current.stamps
-        };
+        let changed = stamps(&self.files) != self.loaded.load().stamps;
         if !changed && !force {
             return;
         }

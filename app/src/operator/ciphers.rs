@@ -79,10 +79,11 @@ async fn show(State(api): State<Api>, Path(pile): Path<String>) -> ApiResult {
         .pile_cipher(&pile)
         .await
         .map_err(store_error)?;
-    let cipher = match &sealed {
-        Some(_) => current(&api, &pile).await?,
-        None => None,
-    };
+    let cipher = sealed
+        .as_ref()
+        .map(|s| api.business.open_cipher(&s.sealed))
+        .transpose()
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "cipher_unreadable", e))?;
     Ok(Json(PileCipherState {
         pile_no: pile,
         configured: cipher.is_some(),
