@@ -51,12 +51,37 @@ impl TestCa {
         names: &[&str],
         key: Option<KeyPair>,
     ) -> anyhow::Result<PemPair> {
+        self.issue_with(file, None, names, key)
+    }
+
+    /// As [`TestCa::issue`], with `common_name` as the subject's CN (etcd takes its user
+    /// from it).
+    pub fn issue_named(
+        &self,
+        file: &str,
+        common_name: &str,
+        names: &[&str],
+    ) -> anyhow::Result<PemPair> {
+        self.issue_with(file, Some(common_name), names, None)
+    }
+
+    fn issue_with(
+        &self,
+        file: &str,
+        common_name: Option<&str>,
+        names: &[&str],
+        key: Option<KeyPair>,
+    ) -> anyhow::Result<PemPair> {
         let key = match key {
             Some(k) => k,
             None => KeyPair::generate()?,
         };
         let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        let cert = CertificateParams::new(names)?.signed_by(&key, &self.cert, &self.key)?;
+        let mut params = CertificateParams::new(names)?;
+        if let Some(cn) = common_name {
+            params.distinguished_name.push(DnType::CommonName, cn);
+        }
+        let cert = params.signed_by(&key, &self.cert, &self.key)?;
         let pair = PemPair {
             cert: self.dir.join(format!("{file}.pem")),
             key: self.dir.join(format!("{file}.key")),

@@ -8,6 +8,9 @@ use serde::Deserialize;
 
 use crate::api::{DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT};
 
+mod etcd;
+pub use etcd::{EtcdSecurity, Password};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -59,8 +62,10 @@ pub struct RegistryConfig {
     pub backend: Backend,
     /// The embedded registry's file.
     pub path: PathBuf,
-    /// etcd client URLs, e.g. `http://10.0.0.1:2379`.
+    /// etcd client URLs, e.g. `https://10.0.0.1:2379`.
     pub endpoints: Vec<String>,
+    /// TLS and etcd's own user (`[registry.etcd]`).
+    pub etcd: EtcdSecurity,
 }
 
 impl Default for RegistryConfig {
@@ -69,6 +74,7 @@ impl Default for RegistryConfig {
             backend: Backend::Embedded,
             path: PathBuf::from("pylon-registry.json"),
             endpoints: vec!["http://127.0.0.1:2379".into()],
+            etcd: EtcdSecurity::default(),
         }
     }
 }
@@ -120,6 +126,13 @@ impl Config {
             self.registry.backend == Backend::Embedded || !self.registry.endpoints.is_empty(),
             "the etcd registry needs at least one endpoint (registry.endpoints or --etcd)"
         );
+        if self.registry.backend == Backend::Etcd {
+            self.registry.etcd.validate(
+                &self.registry.endpoints,
+                &self.cluster_tls,
+                self.insecure_dev,
+            )?;
+        }
         anyhow::ensure!(
             self.insecure_dev || self.cluster_token.as_deref().is_some_and(|t| !t.is_empty()),
             "no cluster token (--cluster-token or PYLON_CLUSTER_TOKEN): anything could register \
@@ -146,7 +159,7 @@ mod tests {
     #[test]
     fn parses_a_file_and_refuses_unknown_keys() {
         let config: Config = toml::from_str(
-            "replica_id = \"c1\"\nshard_count = 64\n[registry]\nbackend = \"etcd\"\nendpoints = [\"http://e:2379\"]\n",
+            "replica_id = \"c1\"\nshard_count = 64\n[registry]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\n",
         )
         .unwrap();
         assert_eq!(config.shard_count, 64);

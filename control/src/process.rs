@@ -20,8 +20,10 @@ use clap::Parser;
 /// Examples:
 ///
 ///   pylon-control --admin-token "$(cat admin.token)" --registry-file /var/lib/pylon/registry.json
-///   pylon-control --registry etcd --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 \
-///       --http-listen 0.0.0.0:7400 --grpc-listen 0.0.0.0:7401 --grpc-advertise 10.0.0.5:7401
+///   pylon-control --registry etcd --etcd https://10.0.0.1:2379,https://10.0.0.2:2379 \
+///       --etcd-user pylon --http-listen 0.0.0.0:7400 --grpc-listen 0.0.0.0:7401 \
+///       --grpc-advertise 10.0.0.5:7401 --cluster-ca ca.pem --cluster-cert control.pem \
+///       --cluster-key control.key     (PYLON_ETCD_PASSWORD in the environment)
 ///
 /// SIGTERM or Ctrl-C stops the replica; a leader hands over leadership on the way out.
 #[derive(Parser, Debug)]
@@ -48,9 +50,32 @@ pub struct Cli {
     /// The embedded registry's file (default ./pylon-registry.json).
     #[arg(long)]
     registry_file: Option<PathBuf>,
-    /// etcd client URLs, comma-separated.
+    /// etcd client URLs, comma-separated. Use https:// with client certificates when etcd
+    /// is on another machine; http:// is refused there (unless --insecure-dev).
     #[arg(long, value_delimiter = ',')]
     etcd: Vec<String>,
+    /// The CA that signed etcd's certificates (PEM), for https:// endpoints (default: the
+    /// cluster CA).
+    #[arg(long, env = "PYLON_ETCD_CA")]
+    etcd_ca: Option<PathBuf>,
+    /// The client certificate shown to etcd (PEM; default: the cluster certificate). etcd
+    /// checks it with --client-cert-auth, and without --etcd-user takes the user from its
+    /// common name.
+    #[arg(long, env = "PYLON_ETCD_CERT")]
+    etcd_cert: Option<PathBuf>,
+    /// The key of --etcd-cert (PEM).
+    #[arg(long, env = "PYLON_ETCD_KEY")]
+    etcd_key: Option<PathBuf>,
+    /// etcd user, when etcd's auth is on; the password comes from PYLON_ETCD_PASSWORD or
+    /// --etcd-password-file.
+    #[arg(long, env = "PYLON_ETCD_USER")]
+    etcd_user: Option<String>,
+    /// A file holding the etcd user's password.
+    #[arg(long)]
+    etcd_password_file: Option<PathBuf>,
+    /// The etcd user's password (prefer the environment, which `ps` does not show).
+    #[arg(long, env = "PYLON_ETCD_PASSWORD", hide_env_values = true)]
+    etcd_password: Option<String>,
     /// Bootstrap admin token: creates the first admin user (`pylonctl users create`), and
     /// stops working once an enabled admin user exists. Needed on a first start.
     #[arg(long, env = "PYLON_ADMIN_TOKEN", hide_env_values = true)]
@@ -89,6 +114,14 @@ impl Cli {
                 cluster_token => cluster_token;
             lists: etcd => registry.endpoints;
         );
+        let etcd = &mut config.registry.etcd;
+        pylon_service::overlay!(cli => etcd;
+            some: etcd_ca => tls.ca, etcd_cert => tls.cert, etcd_key => tls.key,
+                etcd_user => user, etcd_password_file => password_file;
+        );
+        if let Some(password) = cli.etcd_password {
+            etcd.password = Some(crate::config::Password(password));
+        }
         config.insecure_dev |= cli.insecure_dev;
         cli.cluster_tls.overlay(&mut config.cluster_tls);
         config.validate()?;

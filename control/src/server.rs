@@ -19,7 +19,7 @@ use crate::config::{Backend, Config};
 use crate::grpc::{authenticate, AuditService, IdentityService, MembershipService, RoutesService};
 use crate::node::ControlNode;
 use crate::registry::embedded::EmbeddedRegistry;
-use crate::registry::etcd::EtcdRegistry;
+use crate::registry::etcd::{EtcdAccess, EtcdRegistry};
 use crate::registry::Registry;
 use crate::{http, leader, mirror};
 
@@ -33,7 +33,20 @@ pub async fn open_registry(config: &Config) -> anyhow::Result<Arc<dyn Registry>>
         }
         Backend::Etcd => {
             let endpoints = config.registry.endpoints.clone();
-            let registry = EtcdRegistry::connect(endpoints.clone())
+            let etcd = &config.registry.etcd;
+            let tls = match etcd.tls_files(&endpoints, &config.cluster_tls)? {
+                Some(files) => pylon_service::tls::ClusterTls::load_and_watch(files)
+                    .context("loading the etcd TLS files")?,
+                None => {
+                    tracing::warn!("the etcd link is not encrypted (http:// endpoints)");
+                    None
+                }
+            };
+            let access = EtcdAccess {
+                tls,
+                user: etcd.credentials()?,
+            };
+            let registry = EtcdRegistry::connect(endpoints.clone(), access)
                 .await
                 .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?;
             registry as Arc<dyn Registry>

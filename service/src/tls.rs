@@ -242,6 +242,18 @@ impl ClusterTls {
         Ok(Some(Arc::new(tls)))
     }
 
+    /// Loads another set of files than the cluster's (e.g. the client certificate for etcd,
+    /// which may come from another CA) and watches them for changes as [`ClusterTls::install`]
+    /// does, without making them the process's cluster TLS. Call from within the tokio
+    /// runtime. `None` when none is configured.
+    pub fn load_and_watch(files: &TlsFiles) -> anyhow::Result<Option<Arc<ClusterTls>>> {
+        let Some(tls) = ClusterTls::load(files)? else {
+            return Ok(None);
+        };
+        tokio::spawn(tls.clone().watch());
+        Ok(Some(tls))
+    }
+
     /// Loads the files, makes them this process's cluster TLS for every link it opens
     /// (see [`cluster`]) and watches them for changes. Call from within the tokio runtime.
     pub fn install(files: &TlsFiles) -> anyhow::Result<Option<Arc<ClusterTls>>> {
@@ -286,11 +298,14 @@ impl ClusterTls {
             Ok(loaded) => {
                 self.not_after.set(loaded.not_after);
                 self.loaded.store(Arc::new(loaded));
-                tracing::info!("cluster certificate reloaded");
+                tracing::info!(cert = ?self.files.cert, "certificate reloaded");
                 "ok"
             }
             Err(e) => {
-                tracing::error!("cluster certificate not reloaded, keeping the old one: {e:#}");
+                tracing::error!(
+                    cert = ?self.files.cert,
+                    "certificate not reloaded, keeping the old one: {e:#}"
+                );
                 "error"
             }
         };

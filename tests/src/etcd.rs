@@ -1,14 +1,65 @@
 //! Real `etcd` processes for a test: an N-member cluster on free loopback ports, with data
 //! and logs in a temporary directory, killed and removed on drop even when a test fails.
+//!
+//! [`EtcdCluster::start_secure`] makes the cluster a production one: clients reach it over
+//! TLS and must show a certificate of the test CA (`--client-cert-auth`), and etcd's auth is
+//! on, with a `pylon` user whose role may read and write only under `/pylon`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::{Client, ConnectOptions, Permission};
+use pylon_bench::certs::{PemPair, TestCa};
+use pylon_service::tls::{ClusterTls, TlsFiles};
 
 use crate::free_port;
+
+/// The etcd user Pylon logs in as on a secure cluster, and its role.
+pub const PYLON_USER: &str = "pylon";
+/// Its password.
+pub const PYLON_PASSWORD: &str = "pylon-etcd-test-password";
+
+/// The certificates of a secure cluster, in its directory.
+pub struct EtcdCerts {
+    /// The CA that signed the members' and the clients' certificates.
+    pub ca: PathBuf,
+    server: PemPair,
+    /// CN `root`: etcd's root user, for the harness.
+    root: PemPair,
+    /// CN `pylon`: the [`PYLON_USER`], by certificate.
+    pub pylon: PemPair,
+    /// CN `root` too, but from another CA: etcd must refuse it.
+    pub stranger: PemPair,
+    /// The other CA's certificate.
+    pub stranger_ca: PathBuf,
+}
+
+impl EtcdCerts {
+    /// Client TLS files: `pair` with the cluster's CA.
+    pub fn files(&self, pair: &PemPair) -> TlsFiles {
+        TlsFiles {
+            ca: Some(self.ca.clone()),
+            cert: Some(pair.cert.clone()),
+            key: Some(pair.key.clone()),
+        }
+    }
+
+    fn generate(dir: &std::path::Path) -> anyhow::Result<EtcdCerts> {
+        let ca = TestCa::new(dir, "Pylon test etcd CA")?;
+        let other = TestCa::new(&dir.join("stranger"), "Someone else's CA")?;
+        Ok(EtcdCerts {
+            server: ca.issue_named("etcd-server", "etcd", &["127.0.0.1", "localhost"])?,
+            root: ca.issue_named("etcd-root", "root", &["root"])?,
+            pylon: ca.issue_named("etcd-pylon", PYLON_USER, &["pylon-control"])?,
+            stranger: other.issue_named("stranger", "root", &["root"])?,
+            stranger_ca: other.ca_pem.clone(),
+            ca: ca.ca_pem.clone(),
+        })
+    }
+}
 
 /// How long a new cluster gets to elect a leader and answer.
 const START_LIMIT: Duration = Duration::from_secs(20);
@@ -16,10 +67,13 @@ const START_LIMIT: Duration = Duration::from_secs(20);
 pub struct EtcdCluster {
     members: Vec<Member>,
     dir: tempfile::TempDir,
+    /// A secure cluster's certificates, and the harness's TLS (as root).
+    secure: Option<(EtcdCerts, Arc<ClusterTls>)>,
 }
 
 struct Member {
     name: String,
+    scheme: &'static str,
     client_port: u16,
     log: PathBuf,
     /// None once killed.
@@ -33,6 +87,16 @@ impl EtcdCluster {
     /// answers and knows the leader. Short heartbeat and election timeouts (50/500 ms) keep
     /// leader fail-over fast.
     pub async fn start(members: usize) -> anyhow::Result<EtcdCluster> {
+        EtcdCluster::start_with(members, false).await
+    }
+
+    /// As [`EtcdCluster::start`], with client TLS, client certificates and etcd's auth on
+    /// (see the module documentation).
+    pub async fn start_secure(members: usize) -> anyhow::Result<EtcdCluster> {
+        EtcdCluster::start_with(members, true).await
+    }
+
+    async fn start_with(members: usize, secure: bool) -> anyhow::Result<EtcdCluster> {
         if members == 0 {
             bail!("an etcd cluster needs at least one member");
         }
@@ -56,17 +120,38 @@ impl EtcdCluster {
                 .and_then(|n| n.to_str())
                 .unwrap_or("x")
         );
+        let secure = if secure {
+            let certs = EtcdCerts::generate(&dir.path().join("certs"))?;
+            let tls = ClusterTls::load(&certs.files(&certs.root))?
+                .context("the harness's etcd TLS files")?;
+            Some((certs, tls))
+        } else {
+            None
+        };
+        let scheme = if secure.is_some() { "https" } else { "http" };
         let mut cluster = EtcdCluster {
             members: Vec::with_capacity(members),
             dir,
+            secure,
         };
         for (i, (client_port, peer_port)) in ports.into_iter().enumerate() {
             let name = format!("m{i}");
             let log = cluster.dir.path().join(format!("{name}.log"));
             let log_file = std::fs::File::create(&log).context("creating an etcd log file")?;
-            let client_url = format!("http://127.0.0.1:{client_port}");
+            let client_url = format!("{scheme}://127.0.0.1:{client_port}");
             let peer_url = format!("http://127.0.0.1:{peer_port}");
-            let child = Command::new("etcd")
+            let mut command = Command::new("etcd");
+            if let Some((certs, _)) = &cluster.secure {
+                command
+                    .arg("--cert-file")
+                    .arg(&certs.server.cert)
+                    .arg("--key-file")
+                    .arg(&certs.server.key)
+                    .arg("--trusted-ca-file")
+                    .arg(&certs.ca)
+                    .arg("--client-cert-auth");
+            }
+            let child = command
                 .arg("--name")
                 .arg(&name)
                 .arg("--data-dir")
@@ -94,6 +179,7 @@ impl EtcdCluster {
             };
             cluster.members.push(Member {
                 name,
+                scheme,
                 client_port,
                 log,
                 child: Some(child),
@@ -103,7 +189,48 @@ impl EtcdCluster {
         if let Err(e) = cluster.wait_ready().await {
             bail!("{e:#}\n{}", cluster.log_tails(30));
         }
+        if cluster.secure.is_some() {
+            if let Err(e) = cluster.enable_auth().await {
+                bail!("turning etcd's auth on: {e:#}\n{}", cluster.log_tails(30));
+            }
+        }
         Ok(cluster)
+    }
+
+    /// A root client (by the harness's certificate) of the first live member.
+    pub async fn root_client(&self) -> anyhow::Result<Client> {
+        let member = self
+            .members
+            .iter()
+            .find(|m| m.child.is_some())
+            .context("no live etcd member")?;
+        client(&member.endpoint(), self.harness_tls()).await
+    }
+
+    /// The certificates of a secure cluster.
+    pub fn certs(&self) -> Option<&EtcdCerts> {
+        self.secure.as_ref().map(|(certs, _)| certs)
+    }
+
+    fn harness_tls(&self) -> Option<&Arc<ClusterTls>> {
+        self.secure.as_ref().map(|(_, tls)| tls)
+    }
+
+    /// The root user and role, the `pylon` user with read and write under `/pylon` only,
+    /// then `auth enable`.
+    async fn enable_auth(&self) -> anyhow::Result<()> {
+        let mut root = self.root_client().await?;
+        root.user_add("root", "root-etcd-test-password", None)
+            .await
+            .context("adding root")?;
+        root.user_grant_role("root", "root").await?;
+        root.role_add(PYLON_USER).await?;
+        root.role_grant_permission(PYLON_USER, Permission::read_write("/pylon").with_prefix())
+            .await?;
+        root.user_add(PYLON_USER, PYLON_PASSWORD, None).await?;
+        root.user_grant_role(PYLON_USER, PYLON_USER).await?;
+        root.auth_enable().await.context("auth enable")?;
+        Ok(())
     }
 
     /// Polls every member until each reports the same leader.
@@ -146,7 +273,7 @@ impl EtcdCluster {
             if member.child.is_none() {
                 continue;
             }
-            let status = status(&member.endpoint())
+            let status = status(&member.endpoint(), self.harness_tls())
                 .await
                 .with_context(|| format!("asking member {i} for its status"))?;
             out.push((i, status.0, status.1));
@@ -154,7 +281,7 @@ impl EtcdCluster {
         Ok(out)
     }
 
-    /// `http://127.0.0.1:<port>` of every member, dead or alive, in member order.
+    /// `http(s)://127.0.0.1:<port>` of every member, dead or alive, in member order.
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(Member::endpoint).collect()
     }
@@ -179,7 +306,7 @@ impl EtcdCluster {
     /// (or still name a member that was killed).
     pub async fn leader_index(&self) -> Option<usize> {
         for member in self.members.iter().filter(|m| m.child.is_some()) {
-            let Ok((_, leader)) = status(&member.endpoint()).await else {
+            let Ok((_, leader)) = status(&member.endpoint(), self.harness_tls()).await else {
                 continue;
             };
             if leader == 0 {
@@ -227,20 +354,34 @@ fn distinct_ports(n: usize) -> Vec<u16> {
 
 impl Member {
     fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.client_port)
     }
 }
 
-/// (member id, leader id) from one member, within a second.
-async fn status(endpoint: &str) -> anyhow::Result<(u64, u64)> {
+/// A client of one member: plain, or over TLS with the harness's certificate (CN root).
+async fn client(endpoint: &str, tls: Option<&Arc<ClusterTls>>) -> anyhow::Result<Client> {
     let options = ConnectOptions::new()
         .with_connect_timeout(Duration::from_millis(500))
         .with_timeout(Duration::from_secs(1));
+    Ok(match tls {
+        Some(tls) => {
+            let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
+                .connect_timeout(Duration::from_millis(500))
+                .timeout(Duration::from_secs(1))
+                .connect_with_connector_lazy(tls.connector());
+            Client::from_channel(etcd_client::Channel::Tonic(channel), Some(options)).await?
+        }
+        None => Client::connect([endpoint], Some(options)).await?,
+    })
+}
+
+/// (member id, leader id) from one member, within a second.
+async fn status(endpoint: &str, tls: Option<&Arc<ClusterTls>>) -> anyhow::Result<(u64, u64)> {
     let ask = async {
-        let mut client = Client::connect([endpoint], Some(options)).await?;
+        let mut client = client(endpoint, tls).await?;
         let status = client.status().await?;
         let member = status.header().map(|h| h.member_id()).unwrap_or_default();
-        Ok::<_, etcd_client::Error>((member, status.leader()))
+        Ok::<_, anyhow::Error>((member, status.leader()))
     };
     match tokio::time::timeout(Duration::from_secs(1), ask).await {
         Ok(result) => Ok(result?),

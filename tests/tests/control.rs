@@ -20,7 +20,7 @@ use pylon_tests::control::{
     edge_flags, AppMember, Backend, ControlOptions, ControlProcess, ADMIN_TOKEN, CLUSTER_TOKEN,
 };
 use pylon_tests::edge::{EdgeOptions, EdgeProcess};
-use pylon_tests::etcd::EtcdCluster;
+use pylon_tests::etcd::{EtcdCluster, PYLON_PASSWORD, PYLON_USER};
 use pylon_tests::{binary, wait_for};
 use tempfile::TempDir;
 
@@ -670,18 +670,40 @@ struct TwoReplicas {
 impl TwoReplicas {
     fn start() -> TwoReplicas {
         let rt = runtime();
-        let etcd = rt.block_on(EtcdCluster::start(1)).expect("etcd");
+        // etcd as in production: TLS, client certificates, etcd's own users.
+        let etcd = rt.block_on(EtcdCluster::start_secure(1)).expect("etcd");
         let dir = tempfile::tempdir().expect("temp dir");
         let certs = TestCerts::generate(dir.path()).expect("certs");
-        let start = |replica: &str| {
+        let etcd_certs = etcd.certs().expect("a secure etcd");
+        let password_file = dir.path().join("etcd.password");
+        std::fs::write(&password_file, format!("{PYLON_PASSWORD}\n")).expect("password file");
+        let tls: Vec<String> = [
+            "--etcd-ca",
+            &etcd_certs.ca.display().to_string(),
+            "--etcd-cert",
+            &etcd_certs.pylon.cert.display().to_string(),
+            "--etcd-key",
+            &etcd_certs.pylon.key.display().to_string(),
+        ]
+        .map(str::to_owned)
+        .into();
+        let start = |replica: &str, extra: Vec<String>| {
             ControlProcess::start(ControlOptions {
                 dir: dir.path(),
                 replica,
                 backend: Backend::Etcd(etcd.endpoints()),
-                extra: vec![],
+                extra,
             })
         };
-        let replicas = [start("ca"), start("cb")];
+        // One replica logs in to etcd with a password, the other by its certificate's name.
+        let mut with_password = tls.clone();
+        with_password.extend([
+            "--etcd-user".to_owned(),
+            PYLON_USER.to_owned(),
+            "--etcd-password-file".to_owned(),
+            password_file.display().to_string(),
+        ]);
+        let replicas = [start("ca", with_password), start("cb", tls)];
         let endpoints: Vec<String> = replicas.iter().map(ControlProcess::grpc_url).collect();
         let edge = EdgeProcess::start(EdgeOptions {
             certs: &certs,
@@ -782,4 +804,23 @@ fn a_frozen_control_replica_is_left_for_a_live_one() {
             .then_some(())
     });
     replicas[0].signal(libc::SIGCONT);
+}
+
+/// A registry on another machine is never reached in the clear: the replica refuses to
+/// start, and says what to do.
+#[test]
+fn control_refuses_a_remote_etcd_over_plain_http() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new(pylon_tests::binary("pylon-control"))
+        .args(["--registry", "etcd", "--etcd", "http://192.0.2.1:2379"])
+        .args(["--cluster-token", "t", "--admin-token", "a"])
+        .current_dir(dir.path())
+        .output()
+        .expect("running pylon-control");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it started: {stderr}");
+    assert!(
+        stderr.contains("192.0.2.1:2379") && stderr.contains("in the clear"),
+        "{stderr}"
+    );
 }

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pylon_control::registry::embedded::EmbeddedRegistry;
-use pylon_control::registry::etcd::EtcdRegistry;
+use pylon_control::registry::etcd::{EtcdAccess, EtcdRegistry};
 use pylon_control::registry::{Registry, RegistryError, WatchEvent, WatchStream};
-use pylon_tests::etcd::EtcdCluster;
+use pylon_service::tls::{ClusterTls, TlsFiles};
+use pylon_tests::etcd::{EtcdCluster, PYLON_PASSWORD, PYLON_USER};
 
 /// A registry and whatever must live as long as it (dropped after it).
 struct Backend {
@@ -42,7 +43,7 @@ fn embedded() -> Backend {
 async fn etcd() -> Backend {
     logs();
     let cluster = EtcdCluster::start(1).await.expect("starting etcd");
-    let registry = EtcdRegistry::connect(cluster.endpoints())
+    let registry = EtcdRegistry::connect(cluster.endpoints(), EtcdAccess::default())
         .await
         .expect("connecting to etcd");
     Backend {
@@ -445,7 +446,9 @@ async fn etcd_survives_losing_the_leader() {
     // The registry starts on the leader's endpoint, the one about to die.
     let mut endpoints = cluster.endpoints();
     endpoints.rotate_left(leader);
-    let r = EtcdRegistry::connect(endpoints).await.unwrap();
+    let r = EtcdRegistry::connect(endpoints, EtcdAccess::default())
+        .await
+        .unwrap();
     let lease = r.grant_lease(Duration::from_secs(5)).await.unwrap();
     r.put("f/member", b"m".to_vec(), Some(lease)).await.unwrap();
     r.put("f/a", b"a".to_vec(), None).await.unwrap();
@@ -495,7 +498,9 @@ async fn etcd_survives_losing_the_leader() {
 async fn etcd_watch_from_compacted_history_closes() {
     logs();
     let cluster = EtcdCluster::start(1).await.expect("starting etcd");
-    let r = EtcdRegistry::connect(cluster.endpoints()).await.unwrap();
+    let r = EtcdRegistry::connect(cluster.endpoints(), EtcdAccess::default())
+        .await
+        .unwrap();
     let first = r.put("h/a", b"1".to_vec(), None).await.unwrap();
     r.put("h/a", b"2".to_vec(), None).await.unwrap();
     let last = r.put("h/a", b"3".to_vec(), None).await.unwrap();
@@ -529,7 +534,7 @@ async fn etcd_unreachable_is_unavailable() {
         format!("http://127.0.0.1:{}", pylon_tests::free_port()),
     ];
     let start = Instant::now();
-    match EtcdRegistry::connect(endpoints).await {
+    match EtcdRegistry::connect(endpoints, EtcdAccess::default()).await {
         Err(RegistryError::Unavailable(message)) => {
             assert!(message.contains("127.0.0.1"), "{message}")
         }
@@ -541,5 +546,150 @@ async fn etcd_unreachable_is_unavailable() {
         start.elapsed() < Duration::from_secs(2),
         "{:?}",
         start.elapsed()
+    );
+}
+
+/// Leases, keys on them, create-if-absent, a listing, a watch, a delete and a revoke under
+/// `prefix`: every kind of request the control plane makes.
+async fn every_kind_of_request(r: &dyn Registry, prefix: &str) {
+    let lease = r.grant_lease(Duration::from_secs(5)).await.expect("lease");
+    let key = format!("{prefix}member");
+    r.put(&key, b"m".to_vec(), Some(lease)).await.expect("put");
+    assert!(r
+        .create(&format!("{prefix}once"), b"1".to_vec(), None)
+        .await
+        .expect("create"));
+    assert!(!r
+        .create(&format!("{prefix}once"), b"2".to_vec(), None)
+        .await
+        .expect("create"));
+    assert_eq!(
+        r.keep_alive(lease).await.expect("keep-alive"),
+        Duration::from_secs(5)
+    );
+    let listing = r.list(prefix).await.expect("list");
+    assert_eq!(listing.items.len(), 2);
+    let mut watch = r.watch(prefix, listing.revision).await.expect("watch");
+    let put = r
+        .put(&format!("{prefix}later"), b"x".to_vec(), None)
+        .await
+        .expect("put");
+    assert_eq!(next_event(&mut watch).await.revision(), put);
+    r.delete(&format!("{prefix}once")).await.expect("delete");
+    r.revoke(lease).await.expect("revoke");
+    wait_gone(r, &key, Duration::from_secs(5)).await;
+}
+
+/// etcd as production runs it: TLS with client certificates (`--client-cert-auth`) and its
+/// own users, Pylon's role limited to `/pylon`. The registry works through it with a
+/// password, or with its certificate's name alone; what should not get in does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_with_client_certificates_and_users() {
+    logs();
+    let cluster = EtcdCluster::start_secure(1)
+        .await
+        .expect("starting a secure etcd");
+    let certs = cluster.certs().expect("a secure cluster");
+    let endpoints = cluster.endpoints();
+    assert!(endpoints[0].starts_with("https://"), "{endpoints:?}");
+    let tls = |files: TlsFiles| ClusterTls::load(&files).expect("TLS files");
+    let pylon = || tls(certs.files(&certs.pylon));
+    let connect = |access: EtcdAccess| EtcdRegistry::connect(endpoints.clone(), access);
+
+    // A user and password.
+    let with_password = connect(EtcdAccess {
+        tls: pylon(),
+        user: Some((PYLON_USER.into(), PYLON_PASSWORD.into())),
+    })
+    .await
+    .expect("connecting with a password");
+    every_kind_of_request(&*with_password, "/pylon/by-password/").await;
+    // Outside /pylon, pylon's role refuses; a refusal is final, not "unavailable".
+    match with_password.put("/elsewhere", b"x".to_vec(), None).await {
+        Err(RegistryError::Storage(message)) => {
+            assert!(message.contains("permission denied"), "{message}")
+        }
+        other => panic!("expected a permission error, got {other:?}"),
+    }
+
+    // No password: etcd takes the user from the certificate's common name (pylon).
+    let by_certificate = connect(EtcdAccess {
+        tls: pylon(),
+        user: None,
+    })
+    .await
+    .expect("connecting by certificate");
+    every_kind_of_request(&*by_certificate, "/pylon/by-certificate/").await;
+    assert!(matches!(
+        by_certificate.put("/elsewhere", b"x".to_vec(), None).await,
+        Err(RegistryError::Storage(_))
+    ));
+
+    // A wrong password is refused at once.
+    match connect(EtcdAccess {
+        tls: pylon(),
+        user: Some((PYLON_USER.into(), "not-the-password".into())),
+    })
+    .await
+    {
+        Err(RegistryError::Storage(message)) => {
+            assert!(message.contains("authentication failed"), "{message}")
+        }
+        Err(e) => panic!("expected an authentication error, got {e}"),
+        Ok(_) => panic!("a wrong password was accepted"),
+    }
+
+    // What must not get in: plaintext to the TLS port, a certificate of another CA (even
+    // one naming root), and an etcd whose certificate our CA did not sign.
+    let plain: Vec<String> = endpoints
+        .iter()
+        .map(|e| e.replace("https://", "http://"))
+        .collect();
+    assert!(EtcdRegistry::connect(plain, EtcdAccess::default())
+        .await
+        .is_err());
+    let stranger = TlsFiles {
+        ca: Some(certs.ca.clone()),
+        cert: Some(certs.stranger.cert.clone()),
+        key: Some(certs.stranger.key.clone()),
+    };
+    let refused = connect(EtcdAccess {
+        tls: tls(stranger),
+        user: None,
+    })
+    .await;
+    assert!(refused.is_err(), "etcd took a certificate of another CA");
+    let wrong_ca = TlsFiles {
+        ca: Some(certs.stranger_ca.clone()),
+        ..certs.files(&certs.pylon)
+    };
+    let refused = connect(EtcdAccess {
+        tls: tls(wrong_ca),
+        user: None,
+    })
+    .await;
+    assert!(refused.is_err(), "an etcd of another CA was trusted");
+
+    // The root view: the keys are where pylon wrote them.
+    let mut root = cluster.root_client().await.expect("root client");
+    let keys = root
+        .get(
+            "/pylon/",
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only(),
+            ),
+        )
+        .await
+        .expect("root reads");
+    let names: Vec<&str> = keys
+        .kvs()
+        .iter()
+        .filter_map(|kv| kv.key_str().ok())
+        .collect();
+    assert_eq!(
+        names,
+        ["/pylon/by-certificate/later", "/pylon/by-password/later"]
     );
 }

@@ -15,6 +15,14 @@
 //! timed out after etcd applied it). `put`, `delete` and `revoke` are idempotent; a retried
 //! `create` may then answer `false` for the key it created itself, and a retried
 //! `put_guarded` may write twice. The control plane tolerates both.
+//!
+//! # Security
+//!
+//! With `https://` endpoints the link is TLS through [`EtcdAccess::tls`]: etcd's certificate
+//! is checked against a CA, and ours is shown to etcd (`--client-cert-auth`); the files are
+//! read again when they change. With etcd's auth on, [`EtcdAccess::user`] logs in with a
+//! user and password (the token is renewed when etcd expires it); without a user, etcd
+//! takes the user from our certificate's common name.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,10 +31,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, SortOrder,
-    SortTarget, Txn, TxnOp, WatchOptions,
+    Channel, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions,
+    SortOrder, SortTarget, Txn, TxnOp, WatchOptions,
 };
 use tokio::sync::mpsc;
+
+use pylon_service::tls::ClusterTls;
 
 use super::{
     KeyValue, LeaseId, Listing, Registry, RegistryError, Result, Revision, WatchEvent, WatchStream,
@@ -38,14 +48,39 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Pause after every endpoint failed once, before the second round.
 const ROUND_BACKOFF: Duration = Duration::from_millis(200);
+/// HTTP/2 pings: find a silently dead member under a long-lived watch. etcd refuses pings
+/// more often than every 5 s by default.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events buffered between a watch's task and its receiver.
 const WATCH_CHANNEL: usize = 1024;
+
+/// How to reach etcd besides its addresses.
+#[derive(Clone, Default)]
+pub struct EtcdAccess {
+    /// For `https://` endpoints: the CA etcd's certificates come from, and our client
+    /// certificate.
+    pub tls: Option<Arc<ClusterTls>>,
+    /// etcd's own authentication: a user and its password.
+    pub user: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for EtcdAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdAccess")
+            .field("tls", &self.tls.is_some())
+            .field("user", &self.user.as_ref().map(|(name, _)| name))
+            .finish()
+    }
+}
 
 pub struct EtcdRegistry {
     endpoints: Vec<String>,
     options: ConnectOptions,
-    /// One client per endpoint, replaced after a failure.
-    clients: Vec<Mutex<Client>>,
+    tls: Option<Arc<ClusterTls>>,
+    /// One client per endpoint, replaced after a failure; `None` while it cannot be made
+    /// (the member is down and the client must log in).
+    clients: Vec<Mutex<Option<Client>>>,
     /// The endpoint requests go to first.
     current: AtomicUsize,
 }
@@ -78,6 +113,15 @@ impl From<etcd_client::Error> for Failure {
                 Failure::Fatal(RegistryError::Storage(format!("etcd request: {e}")))
             }
             _ => Failure::Retry(e.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Retry(e) => f.write_str(e),
+            Failure::Fatal(e) => write!(f, "{e}"),
         }
     }
 }
@@ -118,25 +162,39 @@ fn key_value(kv: &etcd_client::KeyValue) -> KeyValue {
 }
 
 impl EtcdRegistry {
-    /// Connects to an etcd cluster, e.g. `["http://10.0.0.1:2379", ...]`, and checks that one
-    /// of the endpoints answers.
-    pub async fn connect(endpoints: Vec<String>) -> Result<Arc<Self>> {
+    /// Connects to an etcd cluster, e.g. `["https://10.0.0.1:2379", ...]`, and checks that
+    /// one of the endpoints answers.
+    pub async fn connect(endpoints: Vec<String>, access: EtcdAccess) -> Result<Arc<Self>> {
         if endpoints.is_empty() {
             return Err(RegistryError::Unavailable("no etcd endpoints given".into()));
         }
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_require_leader(true)
             // Finds a silently dead member under a long-lived watch. etcd refuses pings more
             // often than every 5 s by default.
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+            .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT);
+        if let Some((user, password)) = access.user {
+            options = options
+                .with_user(user, password)
+                .with_auto_token_refresh(true);
+        }
         let mut clients = Vec::with_capacity(endpoints.len());
         for endpoint in &endpoints {
-            clients.push(Mutex::new(new_client(endpoint, &options).await?));
+            let client = match new_client(endpoint, &options, access.tls.as_ref()).await {
+                Ok(client) => Some(client),
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Retry(e)) => {
+                    tracing::warn!(%endpoint, "etcd endpoint not reachable yet: {e}");
+                    None
+                }
+            };
+            clients.push(Mutex::new(client));
         }
         let registry = Arc::new(EtcdRegistry {
             endpoints,
             options,
+            tls: access.tls,
             clients,
             current: AtomicUsize::new(0),
         });
@@ -163,8 +221,11 @@ impl EtcdRegistry {
                 tokio::time::sleep(ROUND_BACKOFF).await;
             }
             let index = self.current.load(Ordering::Acquire) % n;
-            let client = lock(&self.clients[index]).clone();
-            let error = match tokio::time::timeout(REQUEST_TIMEOUT, op(client)).await {
+            let attempt = async {
+                let client = self.client(index).await?;
+                op(client).await
+            };
+            let error = match tokio::time::timeout(REQUEST_TIMEOUT, attempt).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(Failure::Fatal(e))) => return Err(e),
                 Ok(Err(Failure::Retry(e))) => e,
@@ -183,6 +244,16 @@ impl EtcdRegistry {
         )))
     }
 
+    /// The client of endpoint `index`, made now if it could not be before.
+    async fn client(&self, index: usize) -> std::result::Result<Client, Failure> {
+        if let Some(client) = lock(&self.clients[index]).clone() {
+            return Ok(client);
+        }
+        let client = new_client(&self.endpoints[index], &self.options, self.tls.as_ref()).await?;
+        *lock(&self.clients[index]) = Some(client.clone());
+        Ok(client)
+    }
+
     /// Moves on from endpoint `index` (unless another request already did) and rebuilds its
     /// client, so a member that comes back gets a clean connection.
     async fn fail_over(&self, index: usize) {
@@ -193,29 +264,47 @@ impl EtcdRegistry {
             Ordering::AcqRel,
             Ordering::Acquire,
         );
-        match new_client(&self.endpoints[index], &self.options).await {
-            Ok(client) => *lock(&self.clients[index]) = client,
-            Err(e) => {
-                tracing::warn!(endpoint = %self.endpoints[index], "rebuilding the etcd client: {e}")
+        match new_client(&self.endpoints[index], &self.options, self.tls.as_ref()).await {
+            Ok(client) => *lock(&self.clients[index]) = Some(client),
+            Err(failure) => {
+                *lock(&self.clients[index]) = None;
+                tracing::warn!(endpoint = %self.endpoints[index], "rebuilding the etcd client: {failure}")
             }
         }
     }
 }
 
-async fn new_client(endpoint: &str, options: &ConnectOptions) -> Result<Client> {
-    // Connecting is lazy: this only sets the channel up, the connection is made by the first
-    // request.
-    match tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        Client::connect([endpoint], Some(options.clone())),
-    )
-    .await
-    {
+/// A client of one endpoint. The connection is lazy: without a user this only sets the
+/// channel up and the first request connects; with one, it logs in now.
+async fn new_client(
+    endpoint: &str,
+    options: &ConnectOptions,
+    tls: Option<&Arc<ClusterTls>>,
+) -> std::result::Result<Client, Failure> {
+    let connect = async {
+        match tls {
+            Some(tls) if endpoint.starts_with("https://") => {
+                let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+                    .map_err(|e| {
+                        Failure::Fatal(RegistryError::Storage(format!(
+                            "etcd endpoint {endpoint}: {e}"
+                        )))
+                    })?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+                    .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+                    .keep_alive_while_idle(true)
+                    .connect_with_connector_lazy(tls.connector());
+                Ok(Client::from_channel(Channel::Tonic(channel), Some(options.clone())).await?)
+            }
+            _ => Ok(Client::connect([endpoint], Some(options.clone())).await?),
+        }
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Ok(Ok(client)) => Ok(client),
-        Ok(Err(e)) => Err(RegistryError::Unavailable(format!(
-            "etcd endpoint {endpoint}: {e}"
-        ))),
-        Err(_) => Err(RegistryError::Unavailable(format!(
+        Ok(Err(Failure::Retry(e))) => Err(Failure::Retry(format!("etcd endpoint {endpoint}: {e}"))),
+        Ok(Err(Failure::Fatal(e))) => Err(Failure::Fatal(e)),
+        Err(_) => Err(Failure::Retry(format!(
             "etcd endpoint {endpoint}: no connection within {CONNECT_TIMEOUT:?}"
         ))),
     }
