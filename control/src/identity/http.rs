@@ -44,6 +44,13 @@ fn refused(node: &ControlNode, e: IdentityError) -> Response {
         IdentityError::NotFound(m) => error(StatusCode::NOT_FOUND, "not_found", m),
         IdentityError::Exists(m) => error(StatusCode::CONFLICT, "exists", m),
         IdentityError::BadLogin => error(StatusCode::UNAUTHORIZED, "bad_login", e.to_string()),
+        IdentityError::Locked(wait) => {
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "locked", e.to_string());
+            if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
         IdentityError::Registry(r) => {
             let r = node.registry_error("identity", r);
             error(
@@ -84,11 +91,15 @@ async fn login(State(node): State<Node>, Json(input): Json<LoginInput>) -> Respo
             response
         }
         Err(e) => {
-            tracing::warn!(user = %input.user, "login refused");
+            tracing::warn!(user = %input.user, "login refused: {e}");
+            let reason = match e {
+                IdentityError::Locked(_) => "locked",
+                _ => "bad_login",
+            };
             node.auth
                 .refusals
                 .get_or_create(&pylon_service::auth::ReasonLabel {
-                    reason: "bad_login".into(),
+                    reason: reason.into(),
                 })
                 .inc();
             refused(&node, e)

@@ -9,9 +9,10 @@
 //! enabled admin user exists: it is there to create the first one.
 
 pub mod http;
+pub mod lockout;
 pub mod password;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pylon_proto::api::identity::{IssuedToken, TokenInfo, TokenInput, TokenKind, User, UserInput};
@@ -37,6 +38,8 @@ pub enum IdentityError {
     Exists(String),
     #[error("wrong user name or password")]
     BadLogin,
+    #[error("too many wrong passwords for this user: try again in {0} s")]
+    Locked(u64),
     #[error("registry: {0}")]
     Registry(#[from] RegistryError),
     #[error("stored identity record {0} is unreadable: {1}")]
@@ -101,6 +104,8 @@ pub struct Identity {
     registry: Arc<dyn Registry>,
     /// SHA-256 of the bootstrap admin token, if one is configured.
     bootstrap: Option<[u8; 32]>,
+    /// Wrong passwords per user name, on this replica.
+    lockouts: Mutex<lockout::Lockouts>,
 }
 
 impl Identity {
@@ -108,6 +113,7 @@ impl Identity {
         Identity {
             registry,
             bootstrap: bootstrap_token.filter(|t| !t.is_empty()).map(token_digest),
+            lockouts: Mutex::new(lockout::Lockouts::new(lockout::Policy::default())),
         }
     }
 
@@ -295,6 +301,10 @@ impl Identity {
 
     /// A session token for a user who gives their password.
     pub async fn login(&self, user: &str, password: &str) -> Result<IssuedToken> {
+        let lockouts = || self.lockouts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(wait) = lockouts().locked(user, now_secs()) {
+            return Err(IdentityError::Locked(wait));
+        }
         let record = self.read::<UserRecord>(&format!("{USERS}{user}")).await?;
         // Every refusal costs one argon2 verification, so the answer's time does not say
         // whether the user exists or is disabled. The work runs off the async workers,
@@ -305,8 +315,16 @@ impl Identity {
             .unwrap_or_else(|| password::dummy_hash().to_owned());
         let matches = password::verify_blocking(password.to_owned(), stored).await;
         let record = match record {
-            Some(r) if matches && !r.disabled => r,
-            _ => return Err(IdentityError::BadLogin),
+            Some(r) if matches && !r.disabled => {
+                lockouts().succeeded(user);
+                r
+            }
+            _ => {
+                if let Some(secs) = lockouts().failed(user, now_secs()) {
+                    tracing::warn!(%user, secs, "too many wrong passwords: the user is locked");
+                }
+                return Err(IdentityError::BadLogin);
+            }
         };
         self.issue(
             &record,

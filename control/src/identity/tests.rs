@@ -162,3 +162,36 @@ async fn login_needs_the_right_password_of_an_enabled_user() {
         Err(IdentityError::Invalid(_))
     ));
 }
+
+#[tokio::test]
+async fn five_wrong_passwords_lock_the_user_even_against_the_right_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = identity(&dir, None);
+    id.create_user(&user("otto", Role::Operator))
+        .await
+        .expect("user");
+    for _ in 0..5 {
+        assert!(matches!(
+            id.login("otto", "a wrong password!!").await,
+            Err(IdentityError::BadLogin)
+        ));
+    }
+    match id.login("otto", "a long enough password").await {
+        Err(IdentityError::Locked(wait)) => assert!(wait > 800 && wait <= 900, "{wait}"),
+        other => panic!("expected a lock, got {:?}", other.map(|t| t.info)),
+    }
+    // Another user, and an unknown name, are locked the same way and separately.
+    id.create_user(&user("ada", Role::Viewer))
+        .await
+        .expect("user");
+    id.login("ada", "a long enough password")
+        .await
+        .expect("ada is not locked");
+    for _ in 0..5 {
+        let _ = id.login("nobody", "a wrong password!!").await;
+    }
+    assert!(matches!(
+        id.login("nobody", "anything at all!").await,
+        Err(IdentityError::Locked(_))
+    ));
+}
