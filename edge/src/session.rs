@@ -76,6 +76,10 @@ pub trait SessionHost {
     /// Whether `pile` may log in, or whether the app service must decide (the login frame
     /// then goes up like a business frame and the verdict comes back later).
     fn login_decision(&mut self, pile: &PileNo) -> LoginDecision;
+    /// Whether a login the app service accepted may still go ahead: the live sessions may
+    /// have changed while it decided (another connection logged in with the pile's
+    /// certificate).
+    fn still_may_log_in(&mut self, pile: &PileNo) -> bool;
     /// The pile logged in on this connection (any older session of it must go).
     fn logged_in(&mut self, pile: PileNo);
     /// A valid frame arrived; the link is alive.
@@ -224,6 +228,7 @@ impl Session {
             // A late or repeated verdict: the login was settled already.
             return Ok(());
         };
+        let accepted = accepted && host.still_may_log_in(&pile);
         // The 0x02 answers a plain login in plain; everything after is encrypted.
         self.link.settle_login(pile, seq, accepted, host, out)?;
         self.link.cipher = cipher;
@@ -382,6 +387,8 @@ mod tests {
         now: u64,
         deny: bool,
         ask: bool,
+        /// Refuse at the verdict (the live sessions changed while the app decided).
+        deny_late: bool,
     }
 
     impl SessionHost for Host {
@@ -391,6 +398,9 @@ mod tests {
                 (false, true) => LoginDecision::Reject,
                 (false, false) => LoginDecision::Accept,
             }
+        }
+        fn still_may_log_in(&mut self, _: &PileNo) -> bool {
+            !self.deny_late
         }
         fn logged_in(&mut self, pile: PileNo) {
             self.logins.push(pile);
@@ -501,6 +511,22 @@ mod tests {
             Err(CloseReason::LoginRejected)
         );
         assert!(matches!(&replies(&out)[0], (0, Frame::LoginReply(l)) if l.result == 1));
+
+        // Accepted by the app, but the pile logged in with its certificate meanwhile.
+        let mut late = Host {
+            ask: true,
+            deny_late: true,
+            ..Default::default()
+        };
+        let mut s = Session::new(LIMIT, 0);
+        let mut out = Vec::new();
+        s.on_bytes(&login(), &mut late, &mut out).unwrap();
+        assert_eq!(
+            s.login_verdict(true, None, &mut late, &mut out),
+            Err(CloseReason::LoginRejected)
+        );
+        assert!(matches!(&replies(&out)[0], (0, Frame::LoginReply(l)) if l.result == 1));
+        assert!(late.logins.is_empty());
     }
 
     #[test]

@@ -120,6 +120,25 @@ impl LiveLogins {
         }
     }
 
+    /// Whether a login that passed [`LiveLogins::check`] on arrival may still complete now
+    /// (after the app service's verdict): refused only if a certificate-bound session of
+    /// the pile appeared meanwhile and this login does not have that certificate. The
+    /// takeover budget was counted on arrival and is not counted again.
+    pub fn recheck(
+        &self,
+        pile: PileNo,
+        session: u64,
+        fingerprint: Option<[u8; 32]>,
+    ) -> Result<(), &'static str> {
+        match self.live.get(&pile).filter(|l| l.session != session) {
+            Some(Live {
+                fingerprint: Some(bound),
+                ..
+            }) if fingerprint != Some(*bound) => Err("takeover_refused"),
+            _ => Ok(()),
+        }
+    }
+
     pub fn logged_in(&mut self, pile: PileNo, session: u64, fingerprint: Option<[u8; 32]>) {
         self.live.insert(
             pile,
@@ -175,6 +194,25 @@ mod tests {
         );
         l.closed(p, 2);
         assert!(l.check(p, 3, None, 20).is_ok(), "nothing to take over");
+    }
+
+    #[test]
+    fn a_login_accepted_late_yields_to_a_certificate_bound_session_that_came_meanwhile() {
+        let mut l = LiveLogins::new(TakeoverLimit::default());
+        let p = PileNo::from_u64(7);
+        // Two logins arrive with nothing live: both pass the first check.
+        assert!(l.check(p, 1, None, 0).is_ok());
+        assert!(l.check(p, 2, Some([2; 32]), 0).is_ok());
+        // The certificate's verdict comes first.
+        assert!(l.recheck(p, 2, Some([2; 32])).is_ok());
+        l.logged_in(p, 2, Some([2; 32]));
+        // The plain one may no longer replace it; the same certificate may.
+        assert_eq!(l.recheck(p, 1, None), Err("takeover_refused"));
+        assert!(l.recheck(p, 3, Some([2; 32])).is_ok());
+        // A plain live session does not stop a late verdict (its budget was counted).
+        let q = PileNo::from_u64(8);
+        l.logged_in(q, 4, None);
+        assert!(l.recheck(q, 5, None).is_ok());
     }
 
     #[test]

@@ -160,6 +160,29 @@ impl SessionHost for Host<'_> {
         }
     }
 
+    fn still_may_log_in(&mut self, pile: &PileNo) -> bool {
+        let exec = self.exec;
+        let fingerprint = self.conn.identity().fingerprint;
+        let verdict = match exec.shared.logins.lock() {
+            Ok(logins) => logins.recheck(*pile, self.conn.id, fingerprint),
+            Err(_) => Err("internal"),
+        };
+        match verdict {
+            Ok(()) => true,
+            Err(why) => {
+                exec.metrics.login(why);
+                tracing::warn!(
+                    executor = exec.id,
+                    session = self.conn.id,
+                    %pile,
+                    reason = why,
+                    "login refused after the app's verdict (alarm: the pile logged in with its certificate meanwhile)"
+                );
+                false
+            }
+        }
+    }
+
     fn logged_in(&mut self, pile: PileNo) {
         let exec = self.exec;
         if let Ok(mut logins) = exec.shared.logins.lock() {
