@@ -3,14 +3,23 @@
 //! instances through the control plane's `Audit` gRPC service. A service without a
 //! control plane (a standalone edge or app) can only write its actions to its log,
 //! and says so at start.
+//!
+//! An action is recorded after it succeeded. When the control plane cannot take the entry
+//! (it is restarting, or out of reach), the entry waits in a backlog, in order, and a task
+//! keeps offering it with growing pauses until it is in the chain: an outage of the
+//! control plane delays entries but does not lose them, unless the process ends first or
+//! the backlog ([`BACKLOG_MAX`]) is full, which is logged and counted. A retried append
+//! whose first try reached the chain but whose answer was lost appears twice.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use pylon_proto::api::audit::AuditRecord;
 use serde_json::Value;
 
@@ -32,14 +41,36 @@ pub struct Action<'a> {
     pub after: Option<Value>,
 }
 
+/// Entries kept while the sink cannot take them; beyond, the oldest are lost.
+pub const BACKLOG_MAX: usize = 10_000;
+/// Pauses between offers of the backlog's first entry: from this, doubling...
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+/// ...up to this.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
 pub struct Auditor {
     /// `control`, `app:<id>`, `edge:<id>`.
     service: String,
     sink: Option<Arc<dyn AuditSink>>,
+    backlog: Arc<Mutex<Backlog>>,
     /// Entries appended to the chain.
     pub appended: Counter,
-    /// Actions that could not be appended (the sink failed, or there is none).
+    /// Actions lost to the audit log: there is none, or the backlog was full.
     pub failures: Counter,
+    /// Entries waiting for the audit log to take them.
+    pub waiting: Gauge,
+    retry_first: Duration,
+}
+
+/// Entries the sink has not taken yet, oldest first, and whether a task is offering them.
+#[derive(Default)]
+struct Backlog {
+    records: VecDeque<AuditRecord>,
+    draining: bool,
+}
+
+fn lock(backlog: &Mutex<Backlog>) -> MutexGuard<'_, Backlog> {
+    backlog.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Auditor {
@@ -47,8 +78,11 @@ impl Auditor {
         Auditor {
             service: service.into(),
             sink,
+            backlog: Arc::default(),
             appended: Counter::default(),
             failures: Counter::default(),
+            waiting: Gauge::default(),
+            retry_first: RETRY_FIRST,
         }
     }
 
@@ -90,13 +124,18 @@ impl Auditor {
         );
         registry.register(
             "pylon_audit_failures",
-            "Operator actions that could not be appended to the audit log",
+            "Operator actions lost to the audit log (there is none, or its backlog was full)",
             self.failures.clone(),
+        );
+        registry.register(
+            "pylon_audit_backlog",
+            "Operator actions waiting for the audit log to take them",
+            self.waiting.clone(),
         );
     }
 
-    /// Records what `caller` did. The action has happened: a failure to record it is
-    /// logged and counted, not undone.
+    /// Records what `caller` did. The action has happened: an entry the audit log cannot
+    /// take now waits in the backlog (see the module documentation).
     pub async fn record(&self, caller: &Caller, action: Action<'_>) {
         let record = AuditRecord {
             at_ms: SystemTime::now()
@@ -124,13 +163,92 @@ impl Auditor {
             self.failures.inc();
             return;
         };
-        match sink.append(record).await {
+        // Behind a backlog, the entry waits its turn: the chain keeps the actions' order.
+        let record = {
+            let mut backlog = lock(&self.backlog);
+            if backlog.draining {
+                self.enqueue(&mut backlog, record);
+                return;
+            }
+            record
+        };
+        match sink.append(record.clone()).await {
             Ok(_) => {
                 self.appended.inc();
             }
             Err(e) => {
+                tracing::error!(
+                    action = %record.action,
+                    "audit log append failed, kept to retry: {e}"
+                );
+                let mut backlog = lock(&self.backlog);
+                self.enqueue(&mut backlog, record);
+                if !backlog.draining {
+                    backlog.draining = true;
+                    tokio::spawn(drain(
+                        sink.clone(),
+                        self.backlog.clone(),
+                        self.appended.clone(),
+                        self.waiting.clone(),
+                        self.retry_first,
+                    ));
+                }
+            }
+        }
+    }
+
+    fn enqueue(&self, backlog: &mut Backlog, record: AuditRecord) {
+        if backlog.records.len() >= BACKLOG_MAX {
+            if let Some(lost) = backlog.records.pop_front() {
                 self.failures.inc();
-                tracing::error!(action = action.action, "audit log append failed: {e}");
+                tracing::error!(
+                    action = %lost.action,
+                    actor = %lost.actor,
+                    "audit backlog full: the oldest waiting entry is lost"
+                );
+            }
+        }
+        backlog.records.push_back(record);
+        self.waiting.set(backlog.records.len() as i64);
+    }
+}
+
+/// Offers the backlog's entries to `sink`, oldest first, pausing longer after each
+/// refusal, until the backlog is empty.
+async fn drain(
+    sink: Arc<dyn AuditSink>,
+    backlog: Arc<Mutex<Backlog>>,
+    appended: Counter,
+    waiting: Gauge,
+    retry_first: Duration,
+) {
+    let mut pause = retry_first;
+    loop {
+        tokio::time::sleep(pause).await;
+        loop {
+            let next = {
+                let mut b = lock(&backlog);
+                match b.records.front() {
+                    Some(record) => record.clone(),
+                    None => {
+                        b.draining = false;
+                        return;
+                    }
+                }
+            };
+            match sink.append(next).await {
+                Ok(_) => {
+                    appended.inc();
+                    let mut b = lock(&backlog);
+                    b.records.pop_front();
+                    waiting.set(b.records.len() as i64);
+                    pause = retry_first;
+                }
+                Err(e) => {
+                    tracing::warn!("the audit log still refuses the waiting entries: {e}");
+                    pause = (pause * 2).min(RETRY_MAX);
+                    break;
+                }
             }
         }
     }
@@ -164,5 +282,86 @@ impl AuditSink for RemoteAudit {
                 .await?;
             Ok(reply.seq)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pylon_proto::auth::{Principal, Role};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Refuses the first `refusals` appends, then keeps every entry.
+    #[derive(Default)]
+    struct Flaky {
+        refusals: AtomicU32,
+        kept: Mutex<Vec<String>>,
+    }
+
+    impl AuditSink for Flaky {
+        fn append(
+            &self,
+            record: AuditRecord,
+        ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>> {
+            Box::pin(async move {
+                if self.refusals.load(Ordering::SeqCst) > 0 {
+                    self.refusals.fetch_sub(1, Ordering::SeqCst);
+                    return Err("control plane unavailable".into());
+                }
+                let mut kept = self.kept.lock().map_err(|e| e.to_string())?;
+                kept.push(record.target);
+                Ok(kept.len() as u64)
+            })
+        }
+    }
+
+    fn caller() -> Caller {
+        Caller {
+            principal: Principal {
+                user: "otto".into(),
+                role: Role::Operator,
+                token_id: None,
+            },
+            source: None,
+        }
+    }
+
+    fn action(target: &str) -> Action<'_> {
+        Action {
+            action: "POST /v1/x",
+            target,
+            before: None,
+            after: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_the_log_refuses_wait_and_arrive_in_order() {
+        let sink = Arc::new(Flaky::default());
+        sink.refusals.store(3, Ordering::SeqCst);
+        let mut auditor = Auditor::new("app:a1", Some(sink.clone() as Arc<dyn AuditSink>));
+        auditor.retry_first = Duration::from_millis(5);
+        for target in ["a", "b", "c"] {
+            auditor.record(&caller(), action(target)).await;
+        }
+        assert!(auditor.waiting.get() >= 1);
+        let start = std::time::Instant::now();
+        while auditor.waiting.get() > 0 || sink.kept.lock().expect("lock").len() < 3 {
+            assert!(start.elapsed() < Duration::from_secs(5), "still waiting");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(*sink.kept.lock().expect("lock"), ["a", "b", "c"]);
+        assert_eq!(auditor.appended.get(), 3);
+        assert_eq!(auditor.failures.get(), 0);
+        // Once drained, entries go straight through again.
+        auditor.record(&caller(), action("d")).await;
+        assert_eq!(sink.kept.lock().expect("lock").len(), 4);
+    }
+
+    #[tokio::test]
+    async fn without_an_audit_log_actions_are_counted_as_lost() {
+        let auditor = Auditor::new("edge:e1", None);
+        auditor.record(&caller(), action("a")).await;
+        assert_eq!(auditor.failures.get(), 1);
     }
 }
