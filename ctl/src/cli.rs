@@ -44,8 +44,12 @@ found at --app-endpoint, else PYLON_APP_ENDPOINT, else `app_endpoint` in the con
 file, else http://127.0.0.1:7510.
 With cluster TLS on, the control plane, the app service and the edges' admin APIs serve
 HTTPS: give https:// URLs and the cluster CA's certificate to check them against, with
---ca, else PYLON_CA, else `ca` in the config file (https needs it; routes watch does not
-work over TLS yet).
+--ca, else PYLON_CA, else `ca` in the config file (https needs it). The control plane's
+route stream (routes watch) is then mutual TLS and also needs a client certificate of
+the cluster CA and its key: --cert and --key, else PYLON_CERT and PYLON_KEY, else `cert`
+and `key` in the config file (both or neither; make one with `pylonctl certs issue --dir
+DIR operator-NAME --dns operator-NAME`). Over HTTPS it is shown too, where it is
+optional.
 An edge's admin API (for guard and top) is found at --edge-admin, else PYLON_EDGE_ADMIN, else
 `edge_admin` in the config file, else http://127.0.0.1:9100; it takes no token (top
 takes --edge-admin once per edge, for several).
@@ -91,6 +95,9 @@ Examples:
   pylonctl certs issue --dir /etc/pylon/certs control-1 --dns ctl1.pylon.internal --ip 10.0.0.5
   pylonctl certs rotate --dir /etc/pylon/certs control-1
   pylonctl status --endpoint https://10.0.0.5:7400 --ca /etc/pylon/certs/ca.pem
+  pylonctl certs issue --dir /etc/pylon/certs operator-ana --dns operator-ana
+  pylonctl routes watch --endpoint https://10.0.0.5:7400 --ca /etc/pylon/certs/ca.pem \\
+      --cert /etc/pylon/certs/operator-ana.pem --key /etc/pylon/certs/operator-ana.key
   pylonctl completions bash > /etc/bash_completion.d/pylonctl
 
 Exit status:
@@ -103,7 +110,10 @@ Exit status:
      tariff, time, IPv4 address or config file; also a request the server refused as
      invalid (HTTP 400); a password missing from stdin, or typed differently twice; an
      https:// endpoint without the cluster CA (--ca) or a CA file that cannot be read;
-     for certs, a name, file or folder that cannot be used, or files that exist already
+     --cert without --key or the other way round, a client certificate or key that
+     cannot be read or is not the cluster CA's; routes watch over TLS without a client
+     certificate; for certs, a name, file or folder that cannot be used, or files that
+     exist already
   3  the control plane could not be reached (connection refused, timed out, unknown host);
      for the app service's commands, the app service; for guard, the edge; for top,
      every edge, at every refresh of --count";

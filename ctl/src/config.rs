@@ -1,5 +1,6 @@
 //! Where `pylonctl` finds the control plane, the app service, the edge's admin API, the
-//! admin token and the cluster CA (for https:// endpoints).
+//! admin token, the cluster CA (for https:// endpoints) and the client certificate (for
+//! mutual TLS: `routes watch` with cluster TLS).
 //!
 //! Every setting is taken from, in this order: its flag, its environment variable, the
 //! config file, the default. The environment is read through a lookup function so that
@@ -21,6 +22,8 @@ pub const ENV_GRPC_ENDPOINT: &str = "PYLON_GRPC_ENDPOINT";
 pub const ENV_APP_ENDPOINT: &str = "PYLON_APP_ENDPOINT";
 pub const ENV_EDGE_ADMIN: &str = "PYLON_EDGE_ADMIN";
 pub const ENV_CA: &str = "PYLON_CA";
+pub const ENV_CERT: &str = "PYLON_CERT";
+pub const ENV_KEY: &str = "PYLON_KEY";
 
 /// The app service's HTTP port (operator API) when nothing else names one: `pylon-app`'s
 /// default.
@@ -71,6 +74,10 @@ pub struct Flags {
     pub edge_admin: Option<String>,
     /// The cluster CA's certificate (PEM), to check https:// servers against.
     pub ca: Option<PathBuf>,
+    /// A client certificate (PEM chain) issued by the cluster CA, and its key: both or
+    /// neither.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
     /// The server the command talks to.
     pub target: Target,
 }
@@ -87,6 +94,9 @@ pub struct ConfigFile {
     pub edge_admin: Option<String>,
     /// A relative path is taken from the config file's folder.
     pub ca: Option<PathBuf>,
+    /// The client certificate and its key; relative paths as for `ca`.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 /// The settings a command runs with.
@@ -109,6 +119,9 @@ pub struct Settings {
     /// The cluster CA's certificate file, to check https:// servers against. Required
     /// (by [`resolve`]) when the command's address is https.
     pub ca: Option<PathBuf>,
+    /// The client certificate to show servers (`--cert` and `--key`): needed by the
+    /// control plane's gRPC port with cluster TLS (mutual TLS); optional over HTTPS.
+    pub client_cert: Option<crate::tls::ClientCert>,
     /// The config file consulted (it may not exist), for hints in error messages.
     pub config_path: Option<PathBuf>,
 }
@@ -128,16 +141,23 @@ impl Settings {
         crate::tls::ca_hint(self.config_path.as_deref())
     }
 
+    /// Where to give the client certificate, said in terms of this user's config file.
+    pub fn cert_hint(&self) -> String {
+        crate::tls::cert_hint(self.config_path.as_deref())
+    }
+
     /// What a client of `url` trusts: the cluster CA for an https URL (which [`resolve`]
-    /// made sure is given for the command's address), nothing for plain http.
+    /// made sure is given for the command's address), with the client certificate when
+    /// one is given; nothing for plain http.
     pub fn trust_for(&self, url: &str) -> Result<Option<crate::tls::Trust>, Failure> {
         if !is_https(url) {
             return Ok(None);
         }
         match &self.ca {
-            Some(ca) => crate::tls::trust(ca).map(Some),
+            Some(ca) => crate::tls::trust_with(ca, self.client_cert.as_ref()).map(Some),
             None => Err(Failure::BadInput(format!(
-                "{url} is https: pylonctl needs the cluster CA to check the server's                  certificate; {}",
+                "{url} is https: pylonctl needs the cluster CA to check the server's \
+                 certificate; {}",
                 self.ca_hint()
             ))),
         }
@@ -184,7 +204,7 @@ pub fn load_config(path: &Path, explicit: bool) -> Result<ConfigFile, Failure> {
     toml::from_str(&text).map_err(|e| {
         Failure::BadInput(format!(
             "the config file {} is not valid: {}\nIt takes the keys endpoint, token, \
-             grpc_endpoint, app_endpoint, edge_admin and ca, e.g. endpoint = \
+             grpc_endpoint, app_endpoint, edge_admin, ca, cert and key, e.g. endpoint = \
              \"http://10.0.0.5:7400\".",
             path.display(),
             e.to_string().trim_end()
@@ -226,21 +246,46 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
         .or_else(|| env_var(ENV_EDGE_ADMIN))
         .or(nonempty(file.edge_admin))
         .unwrap_or_else(default_edge_admin);
+    // A file: flag > environment > config file (relative there: from the file's folder).
     let config_dir = config_path.as_deref().and_then(Path::parent);
-    let ca = flags
-        .ca
-        .clone()
-        .filter(|p| !p.as_os_str().is_empty())
-        .or_else(|| env_var(ENV_CA).map(PathBuf::from))
-        .or_else(|| {
-            file.ca
-                .filter(|p| !p.as_os_str().is_empty())
-                .map(|p| match config_dir {
-                    Some(dir) if p.is_relative() => dir.join(p),
-                    _ => p,
-                })
-        });
+    let file_setting = |flag: &Option<PathBuf>, var: &str, in_file: Option<PathBuf>| {
+        flag.clone()
+            .filter(|p| !p.as_os_str().is_empty())
+            .or_else(|| env_var(var).map(PathBuf::from))
+            .or_else(|| {
+                in_file
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map(|p| match config_dir {
+                        Some(dir) if p.is_relative() => dir.join(p),
+                        _ => p,
+                    })
+            })
+    };
+    let ca = file_setting(&flags.ca, ENV_CA, file.ca);
     let ca_hint = crate::tls::ca_hint(config_path.as_deref());
+    let client_cert = match (
+        file_setting(&flags.cert, ENV_CERT, file.cert),
+        file_setting(&flags.key, ENV_KEY, file.key),
+    ) {
+        (Some(cert), Some(key)) => Some(crate::tls::ClientCert { cert, key }),
+        (None, None) => None,
+        (Some(cert), None) => {
+            return Err(Failure::BadInput(format!(
+                "a client certificate is given ({}, by --cert / {ENV_CERT} / cert in the \
+                 config file) without its key: give both or neither; {}",
+                cert.display(),
+                crate::tls::cert_hint(config_path.as_deref())
+            )))
+        }
+        (None, Some(key)) => {
+            return Err(Failure::BadInput(format!(
+                "a client key is given ({}, by --key / {ENV_KEY} / key in the config file) \
+                 without its certificate: give both or neither; {}",
+                key.display(),
+                crate::tls::cert_hint(config_path.as_deref())
+            )))
+        }
+    };
 
     // Only the address the command uses must be valid: a stray PYLON_APP_ENDPOINT does
     // not break `pylonctl edges list`, nor a stray PYLON_ENDPOINT `pylonctl piles list`.
@@ -273,6 +318,7 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
         app_endpoint: check(Target::App, app_endpoint, normalize_app_endpoint)?,
         edge_admin: check(Target::EdgeAdmin, edge_admin, normalize_edge_admin)?,
         ca,
+        client_cert,
         config_path,
     })
 }
@@ -420,6 +466,8 @@ mod tests {
             app_endpoint: Some("flag:7510".into()),
             edge_admin: Some("flag:9100".into()),
             ca: None,
+            cert: None,
+            key: None,
             target: Target::App,
         };
         let s = resolve(&flags, &env).unwrap();
@@ -684,6 +732,166 @@ mod tests {
         assert!(err.to_string().contains("/env/ca.pem"), "{err}");
         assert!(s.trust_for("http://ctl:7400").unwrap().is_none());
         assert!(is_https("https://x") && is_https("HTTPS://x") && !is_https("http://x"));
+    }
+
+    #[test]
+    fn a_client_certificate_comes_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let xdg = dir.path().to_str().unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let no_file = env_of(&[("XDG_CONFIG_HOME", empty.path().to_str().unwrap())]);
+
+        // Neither: no client certificate, and nothing to say.
+        let s = resolve(&Flags::default(), &no_file).unwrap();
+        assert_eq!(s.client_cert, None);
+
+        // Both, as flags.
+        let flags = Flags {
+            cert: Some("/etc/pylon/op.pem".into()),
+            key: Some("/etc/pylon/op.key".into()),
+            ..Flags::default()
+        };
+        let s = resolve(&flags, &no_file).unwrap();
+        assert_eq!(
+            s.client_cert,
+            Some(crate::tls::ClientCert {
+                cert: "/etc/pylon/op.pem".into(),
+                key: "/etc/pylon/op.key".into(),
+            })
+        );
+
+        // One without the other, from any source: refused, naming what is given and
+        // where the other goes.
+        let cert_only = Flags {
+            cert: Some("/etc/pylon/op.pem".into()),
+            ..Flags::default()
+        };
+        let key_only_env = env_of(&[
+            ("XDG_CONFIG_HOME", empty.path().to_str().unwrap()),
+            (ENV_KEY, "/env/op.key"),
+        ]);
+        for (flags, env, given, missing) in [
+            (
+                &cert_only,
+                &no_file as &dyn Fn(&str) -> Option<String>,
+                "/etc/pylon/op.pem",
+                "without its key",
+            ),
+            (
+                &Flags::default(),
+                &key_only_env,
+                "/env/op.key",
+                "without its certificate",
+            ),
+        ] {
+            let err = resolve(flags, env).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            let msg = err.to_string();
+            assert!(
+                msg.contains(given)
+                    && msg.contains(missing)
+                    && msg.contains("both or neither")
+                    && msg.contains("--cert FILE and --key FILE")
+                    && msg.contains(ENV_CERT)
+                    && msg.contains("pylonctl certs issue"),
+                "{msg}"
+            );
+        }
+        // Empty values count as unset.
+        let blank = Flags {
+            cert: Some("".into()),
+            key: Some("".into()),
+            ..Flags::default()
+        };
+        assert_eq!(resolve(&blank, &no_file).unwrap().client_cert, None);
+
+        // From the config file, relative to its folder; a pair may mix sources, and the
+        // flag beats the environment beats the file.
+        let path = write_config(
+            dir.path(),
+            "endpoint = \"https://ctl:7400\"\nca = \"certs/ca.pem\"\ncert = \"certs/op.pem\"\n\
+             key = \"/abs/op.key\"\n",
+        );
+        let folder = path.parent().unwrap();
+        let env = env_of(&[("XDG_CONFIG_HOME", xdg)]);
+        let s = resolve(&Flags::default(), &env).unwrap();
+        assert_eq!(
+            s.client_cert,
+            Some(crate::tls::ClientCert {
+                cert: folder.join("certs/op.pem"),
+                key: "/abs/op.key".into(),
+            })
+        );
+        let env = env_of(&[
+            ("XDG_CONFIG_HOME", xdg),
+            (ENV_CERT, "/env/op.pem"),
+            (ENV_KEY, "relative/op.key"),
+        ]);
+        let s = resolve(&Flags::default(), &env).unwrap();
+        assert_eq!(
+            s.client_cert,
+            Some(crate::tls::ClientCert {
+                // A relative path from the environment is the process's own.
+                cert: "/env/op.pem".into(),
+                key: "relative/op.key".into(),
+            })
+        );
+        let s = resolve(&flags, &env).unwrap();
+        assert_eq!(
+            s.client_cert.map(|c| (c.cert, c.key)),
+            Some(("/etc/pylon/op.pem".into(), "/etc/pylon/op.key".into()))
+        );
+
+        // The files are read when a client of an https URL is made, each error naming
+        // its file; plain http reads none.
+        let s = resolve(&Flags::default(), &env_of(&[("XDG_CONFIG_HOME", xdg)])).unwrap();
+        assert!(s.trust_for("http://ctl:7400").unwrap().is_none());
+        let err = s.trust_for(&s.endpoint).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("certs/ca.pem"), "{err}");
+
+        let files = crate::client::tests::tls_files();
+        let ca = files.path().join("ca.pem");
+        let with = |cert: &Path, key: &Path| Settings {
+            ca: Some(ca.clone()),
+            client_cert: Some(crate::tls::ClientCert {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+            }),
+            ..s.clone()
+        };
+        let (pem, key) = (
+            files.path().join("server.pem"),
+            files.path().join("server.key"),
+        );
+        let trust = with(&pem, &key)
+            .trust_for("https://ctl:7400")
+            .unwrap()
+            .unwrap();
+        assert_eq!(trust.client_cert.map(|c| c.cert), Some(pem.clone()));
+        let missing = files.path().join("nope.pem");
+        let err = with(&missing, &key)
+            .trust_for("https://ctl:7400")
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the client certificate file {} (--cert / PYLON_CERT / cert in the config \
+                 file) does not exist",
+                missing.display()
+            )
+        );
+        let err = with(&pem, &missing)
+            .trust_for("https://ctl:7400")
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "the client key file {} (--key / PYLON_KEY",
+                missing.display()
+            )),
+            "{err}"
+        );
     }
 
     #[test]

@@ -502,6 +502,41 @@ fn spawn(name: &str, args: &[String], log: &std::path::Path) -> Killed {
     )
 }
 
+/// Runs `pylonctl args` with `token` (and no other PYLON_ setting, nor the user's config
+/// file) for at most 30 s: its exit status, stdout and stderr.
+fn pylonctl(args: &[&str], token: &str, home: &std::path::Path) -> (Option<i32>, String, String) {
+    let mut command = Command::new(binary("pylonctl"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PYLON") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .args(args)
+        .env("PYLON_TOKEN", token)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting pylonctl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("pylonctl's status").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("pylonctl's output");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
@@ -640,6 +675,64 @@ fn a_cluster_on_tls_refuses_plaintext_and_serves_chargers_end_to_end() {
     );
     let (code, status) = https(e_admin, "GET", "/v1/status", None, Some(ADMIN_TOKEN));
     assert_eq!(code, 200, "{status}");
+
+    // An operator follows the route stream with pylonctl: its gRPC port is mutual TLS,
+    // so it takes a client certificate of the cluster CA besides the operator's token.
+    let (code, body) = https(
+        c_http,
+        "POST",
+        "/v1/admin/users",
+        Some(json!({"name": "ana", "role": Role::Operator, "password": PASSWORD})),
+        Some(ADMIN_TOKEN),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = https(
+        c_http,
+        "POST",
+        "/v1/admin/tokens",
+        Some(json!({"user": "ana", "name": "routes-watch"})),
+        Some(ADMIN_TOKEN),
+    );
+    assert_eq!(code, 201, "{body}");
+    let operator_token = body["token"].as_str().expect("token text").to_owned();
+    let operator = ca
+        .issue("operator-ana", &["operator-ana"], None)
+        .expect("an operator's certificate");
+    let endpoint = format!("https://{c_http}");
+    let ca_pem = ca.ca_pem.display().to_string();
+    let (cert, key) = (
+        operator.cert.display().to_string(),
+        operator.key.display().to_string(),
+    );
+    let watch = |extra: &[&str]| {
+        let mut args = vec![
+            "routes",
+            "watch",
+            "--count",
+            "1",
+            "--endpoint",
+            &endpoint,
+            "--ca",
+            &ca_pem,
+        ];
+        args.extend_from_slice(extra);
+        pylonctl(&args, &operator_token, dir.path())
+    };
+    let (code, out, err) = watch(&["--cert", &cert, "--key", &key]);
+    assert_eq!(code, Some(0), "stdout: {out}\nstderr: {err}");
+    let line = out.lines().next().unwrap_or_default();
+    assert!(
+        line.starts_with('v') && line.contains(" snapshot: 1 edges (0 draining), 1 apps"),
+        "{out}"
+    );
+    // Without the client certificate: refused, saying how to give one.
+    let (code, out, err) = watch(&[]);
+    assert_eq!(code, Some(2), "stdout: {out}\nstderr: {err}");
+    assert!(
+        err.contains("routes watch over TLS needs a client certificate")
+            && err.contains("--cert FILE and --key FILE"),
+        "{err}"
+    );
 
     // Plaintext is refused on every listener: HTTP APIs and gRPC.
     for addr in [c_http, a_http, e_admin] {

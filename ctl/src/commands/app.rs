@@ -47,7 +47,7 @@ pub struct AppConnectOptions {
     /// The config file [env: PYLONCTL_CONFIG] [default: ~/.config/pylon/pylonctl.toml]
     ///
     /// TOML with the keys `endpoint`, `token`, `grpc_endpoint`, `app_endpoint`,
-    /// `edge_admin` and `ca` (the cluster CA, for https), e.g.
+    /// `edge_admin`, `ca` (the cluster CA, for https), `cert` and `key`, e.g.
     ///     app_endpoint = "https://10.0.0.7:7510"
     ///     ca = "/etc/pylon/certs/ca.pem"
     ///     token = "..."
@@ -65,10 +65,11 @@ pub struct AppConnectOptions {
     /// certificate, ca.pem from `pylonctl certs init`, which pylonctl checks
     /// the server's certificate against (with the URL's host name or IP
     /// address, which the certificate must carry). Only this CA is trusted,
-    /// never the system's, and https needs it. No client certificate is sent:
-    /// the token says who you are. Taken from, in order: this flag, PYLON_CA,
-    /// `ca` in the config file (a relative path there is taken from the config
-    /// file's folder). Unused for http:// URLs.
+    /// never the system's, and https needs it. The token says who you are; a
+    /// client certificate (optional here) is shown only when PYLON_CERT and
+    /// PYLON_KEY, or `cert` and `key` in the config file, name one. Taken from,
+    /// in order: this flag, PYLON_CA, `ca` in the config file (a relative path
+    /// there is taken from the config file's folder). Unused for http:// URLs.
     #[arg(long, global = true, value_name = "FILE", verbatim_doc_comment)]
     pub ca: Option<PathBuf>,
 
@@ -103,6 +104,8 @@ impl AppCtx {
             config: connect.config.clone(),
             app_endpoint: connect.app_endpoint.clone(),
             ca: connect.ca.clone(),
+            // No --cert/--key flags here (a `--key` beside `piles keys` would be taken for
+            // a pile's key): PYLON_CERT/PYLON_KEY or the config file give one.
             target: Target::App,
             ..Flags::default()
         };

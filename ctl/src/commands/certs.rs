@@ -46,6 +46,8 @@ certificate per service, all in PEM files:
   ca.key      the CA's private key: keep it on the host where you run `certs` only
   NAME.pem    a service's certificate (--cluster-cert), then the CA's
   NAME.key    that service's private key (--cluster-key)
+An operator's certificate is issued the same way (pylonctl --cert NAME.pem --key
+NAME.key): `pylonctl routes watch` needs one with cluster TLS on.
 A service checks the certificates of the others, and pylonctl the server's, against the
 CA and against the host name or IP address it connects to: give each service's
 certificate every DNS name and IP address it is reached at.
@@ -101,9 +103,17 @@ CA's own expiry.
 Existing files are not overwritten unless --force is given. Then start the service with
   --cluster-ca DIR/ca.pem --cluster-cert DIR/NAME.pem --cluster-key DIR/NAME.key
 
+It also makes an operator's client certificate for pylonctl, which `routes watch` needs
+with cluster TLS on (the control plane's gRPC port is mutual TLS): issue one per
+operator, e.g. operator-ana, with any --dns (a label only: servers check a client's
+certificate against the CA, not its names), and give pylonctl
+  --cert DIR/operator-ana.pem --key DIR/operator-ana.key
+(or PYLON_CERT and PYLON_KEY, or `cert` and `key` in its config file).
+
 Examples:
   pylonctl certs issue --dir /etc/pylon/certs control-1 --dns ctl1.pylon.internal --ip 10.0.0.5
-  pylonctl certs issue --dir ./certs edge-1 --dns edge1.pylon.internal,edge1 --ip 10.0.0.3 --ip 127.0.0.1";
+  pylonctl certs issue --dir ./certs edge-1 --dns edge1.pylon.internal,edge1 --ip 10.0.0.3 --ip 127.0.0.1
+  pylonctl certs issue --dir /etc/pylon/certs operator-ana --dns operator-ana";
 
 const ROTATE_ABOUT: &str = "\
 Rotate the certificate of the service NAME: a new key and a new certificate, signed by

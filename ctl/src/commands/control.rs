@@ -135,15 +135,24 @@ watches.
 The gRPC address is --grpc-endpoint, else PYLON_GRPC_ENDPOINT, else `grpc_endpoint` in
 the config file, else the address `pylonctl status` reports.
 
-Not over TLS yet: with cluster TLS on (an https:// --endpoint, or an https:// gRPC
-address), the route stream is mutual TLS and needs a service's cluster client
-certificate, which pylonctl does not send; it says so and stops. `pylonctl routes show`
-reads the route table over HTTPS meanwhile.
+With cluster TLS on (an https:// --endpoint, or an https:// gRPC address), the route
+stream is mutual TLS: pylonctl checks the control plane's certificate against the
+cluster CA (--ca) and shows a client certificate of that CA (--cert and --key, else
+PYLON_CERT and PYLON_KEY, else `cert` and `key` in the config file). The token is
+still needed and still says who you are (a role with the read permission). The gRPC
+address asked of an https control plane is dialled over TLS, and so is a
+--grpc-endpoint given without a scheme beside one (an http:// one is refused there).
+Without a client certificate, pylonctl says how to give one and stops before dialling.
+Make an operator's certificate once, where the cluster CA's files are (its name and
+--dns are labels only: the control plane checks a client's certificate against the CA):
+  pylonctl certs issue --dir /etc/pylon/certs operator-ana --dns operator-ana
 
 Examples:
   pylonctl routes watch
   pylonctl routes watch --count 1
-  pylonctl routes watch --grpc-endpoint http://10.0.0.5:7401 -o json";
+  pylonctl routes watch --grpc-endpoint http://10.0.0.5:7401 -o json
+  pylonctl routes watch --endpoint https://10.0.0.5:7400 --ca /etc/pylon/certs/ca.pem \\
+      --cert /etc/pylon/certs/operator-ana.pem --key /etc/pylon/certs/operator-ana.key";
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -344,23 +353,36 @@ pub fn routes(
             grpc_endpoint,
         } => {
             let ctx = Ctx::new(&args.connect, grpc_endpoint, env)?;
+            // A control plane with cluster TLS (an https endpoint) has its gRPC port on
+            // mutual TLS too.
+            let control_tls = config::is_https(ctx.client.endpoint());
+            let no_cert = ctx.settings.client_cert.is_none();
             let grpc_url = match &ctx.settings.grpc_endpoint {
-                Some(url) => config::normalize_http_endpoint(url)?,
-                // A control plane with cluster TLS has it on its gRPC port too.
-                None if config::is_https(ctx.client.endpoint()) => {
-                    return Err(watch::tls_not_supported(None))
+                Some(url) => watch::normalize_grpc_endpoint(url, ctx.client.endpoint())?,
+                // Refused before anything is asked of the control plane.
+                None if control_tls && no_cert => {
+                    return Err(watch::client_cert_needed(None, &ctx.settings.cert_hint()))
                 }
                 None => {
                     let status: StatusReply = ctx.client.get("/v1/admin/status", &[])?;
                     watch::grpc_url_from_status(&status.grpc_address, ctx.client.endpoint())
                 }
             };
-            if config::is_https(&grpc_url) {
-                return Err(watch::tls_not_supported(Some(&grpc_url)));
-            }
+            let tls = if config::is_https(&grpc_url) {
+                if no_cert {
+                    return Err(watch::client_cert_needed(
+                        Some(&grpc_url),
+                        &ctx.settings.cert_hint(),
+                    ));
+                }
+                ctx.settings.trust_for(&grpc_url)?
+            } else {
+                None
+            };
             watch::watch(
                 watch::WatchOptions {
                     grpc_url,
+                    tls,
                     token: ctx.settings.token.clone(),
                     token_hint: ctx.settings.token_hint(),
                     count,

@@ -48,7 +48,7 @@ pub struct EdgeConnectOptions {
     /// The config file [env: PYLONCTL_CONFIG] [default: ~/.config/pylon/pylonctl.toml]
     ///
     /// TOML with the keys `endpoint`, `token`, `grpc_endpoint`, `app_endpoint`,
-    /// `edge_admin` and `ca` (the cluster CA, for https), e.g.
+    /// `edge_admin`, `ca` (the cluster CA, for https), `cert` and `key`, e.g.
     ///     edge_admin = "http://10.0.0.3:9100"
     /// The default is $XDG_CONFIG_HOME/pylon/pylonctl.toml, else
     /// ~/.config/pylon/pylonctl.toml, and need not exist; a file named by this
@@ -68,6 +68,18 @@ pub struct EdgeConnectOptions {
     /// there is taken from the config file's folder).
     #[arg(long, global = true, value_name = "FILE", verbatim_doc_comment)]
     pub ca: Option<PathBuf>,
+
+    /// A client certificate (PEM) of the cluster CA, shown over HTTPS [env: PYLON_CERT]
+    ///
+    /// Optional: the edge's admin API takes HTTPS clients with or without
+    /// one. Needs --key. Taken from, in order: this flag, PYLON_CERT, `cert`
+    /// in the config file.
+    #[arg(long, global = true, value_name = "FILE", verbatim_doc_comment)]
+    pub cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --cert [env: PYLON_KEY]
+    #[arg(long, global = true, value_name = "FILE", verbatim_doc_comment)]
+    pub key: Option<PathBuf>,
 
     /// How to print replies: `table` for people, `json` for scripts
     ///
@@ -231,6 +243,8 @@ pub fn run_guard(
             config: args.connect.config.clone(),
             edge_admin: args.connect.edge_admin.clone(),
             ca: args.connect.ca.clone(),
+            cert: args.connect.cert.clone(),
+            key: args.connect.key.clone(),
             target: Target::EdgeAdmin,
             ..Flags::default()
         };

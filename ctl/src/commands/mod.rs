@@ -85,10 +85,13 @@ pub struct ConnectOptions {
     /// The config file [env: PYLONCTL_CONFIG] [default: ~/.config/pylon/pylonctl.toml]
     ///
     /// TOML with the keys `endpoint`, `token`, `grpc_endpoint`, `app_endpoint`
-    /// (for `piles`, `records` and `charge`), `edge_admin` (for `guard`) and
-    /// `ca` (the cluster CA, for https), e.g.
+    /// (for `piles`, `records` and `charge`), `edge_admin` (for `guard`),
+    /// `ca` (the cluster CA, for https), `cert` and `key` (a client
+    /// certificate, for `routes watch` with cluster TLS), e.g.
     ///     endpoint = "https://10.0.0.5:7400"
     ///     ca = "/etc/pylon/certs/ca.pem"
+    ///     cert = "/etc/pylon/certs/operator-ana.pem"
+    ///     key = "/etc/pylon/certs/operator-ana.key"
     ///     token = "..."
     /// The default is $XDG_CONFIG_HOME/pylon/pylonctl.toml, else
     /// ~/.config/pylon/pylonctl.toml, and need not exist; a file named by this
@@ -104,12 +107,36 @@ pub struct ConnectOptions {
     /// certificate, ca.pem from `pylonctl certs init`, which pylonctl checks
     /// the server's certificate against (with the URL's host name or IP
     /// address, which the certificate must carry). Only this CA is trusted,
-    /// never the system's, and https needs it. No client certificate is sent:
-    /// the token says who you are. Taken from, in order: this flag, PYLON_CA,
-    /// `ca` in the config file (a relative path there is taken from the config
-    /// file's folder). Unused for http:// URLs.
+    /// never the system's, and https needs it. The token says who you are; a
+    /// client certificate is shown only with --cert and --key. Taken from, in
+    /// order: this flag, PYLON_CA, `ca` in the config file (a relative path
+    /// there is taken from the config file's folder). Unused for http:// URLs.
     #[arg(long, global = true, value_name = "FILE", verbatim_doc_comment)]
     pub ca: Option<PathBuf>,
+
+    /// A client certificate (PEM) of the cluster CA, for mutual TLS [env: PYLON_CERT]
+    ///
+    /// `routes watch` with cluster TLS on needs it: the control plane's gRPC
+    /// port is mutual TLS and takes only clients showing a certificate of the
+    /// cluster CA (the token still says who you are). Make an operator's
+    /// certificate once, where the cluster CA is:
+    ///     pylonctl certs issue --dir /etc/pylon/certs operator-ana --dns operator-ana
+    /// (its name and --dns are labels only: servers check a client's
+    /// certificate against the CA, not its names), then give
+    /// --cert /etc/pylon/certs/operator-ana.pem --key .../operator-ana.key.
+    /// Over HTTPS it is shown too (optional there). Needs --key. Taken from,
+    /// in order: this flag, PYLON_CERT, `cert` in the config file (a relative
+    /// path there is taken from the config file's folder).
+    #[arg(long, global = true, value_name = "FILE", verbatim_doc_comment)]
+    pub cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --cert [env: PYLON_KEY]
+    ///
+    /// NAME.key, written by `pylonctl certs issue` beside NAME.pem. Needs
+    /// --cert. Taken from, in order: this flag, PYLON_KEY, `key` in the
+    /// config file (a relative path there is taken from its folder).
+    #[arg(long, global = true, value_name = "FILE", verbatim_doc_comment)]
+    pub key: Option<PathBuf>,
 
     /// How to print replies: `table` for people, `json` for scripts
     ///
@@ -251,6 +278,8 @@ impl Ctx {
             config: connect.config.clone(),
             grpc_endpoint,
             ca: connect.ca.clone(),
+            cert: connect.cert.clone(),
+            key: connect.key.clone(),
             ..Flags::default()
         };
         let settings = config::resolve(&flags, env)?;

@@ -100,7 +100,7 @@ pub struct TopArgs {
 
     /// The config file [env: PYLONCTL_CONFIG] [default: ~/.config/pylon/pylonctl.toml]
     ///
-    /// TOML; `top` reads its keys `edge_admin` and `ca`, e.g.
+    /// TOML; `top` reads its keys `edge_admin`, `ca`, `cert` and `key`, e.g.
     ///     edge_admin = "http://10.0.0.3:9100"
     /// A file named by this flag or by PYLONCTL_CONFIG must exist.
     #[arg(
@@ -125,6 +125,27 @@ pub struct TopArgs {
         verbatim_doc_comment
     )]
     pub ca: Option<PathBuf>,
+
+    /// A client certificate (PEM) of the cluster CA, shown over HTTPS [env: PYLON_CERT]
+    ///
+    /// Optional: edges take HTTPS clients with or without one. Needs --key.
+    /// Taken from, in order: this flag, PYLON_CERT, `cert` in the config file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Connection and output",
+        verbatim_doc_comment
+    )]
+    pub cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --cert [env: PYLON_KEY]
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Connection and output",
+        verbatim_doc_comment
+    )]
+    pub key: Option<PathBuf>,
 
     /// How to print: `table` for people, `json` for scripts (one object per refresh)
     #[arg(
@@ -481,6 +502,8 @@ pub fn resolve_edges(
             config: args.config.clone(),
             edge_admin,
             ca: args.ca.clone(),
+            cert: args.cert.clone(),
+            key: args.key.clone(),
             target: Target::EdgeAdmin,
             ..Flags::default()
         };
@@ -559,6 +582,8 @@ pub fn run_top(
                 config: args.config.clone(),
                 edge_admin: Some(https.clone()),
                 ca: args.ca.clone(),
+                cert: args.cert.clone(),
+                key: args.key.clone(),
                 target: Target::EdgeAdmin,
                 ..Flags::default()
             };

@@ -1,5 +1,7 @@
 //! `pylonctl routes watch`: subscribes to the control plane's gRPC route stream and prints
-//! one line per update as it arrives.
+//! one line per update as it arrives. With cluster TLS on, the stream is mutual TLS: the
+//! channel is dialled through [`crate::tls::GrpcConnector`] with the cluster CA and the
+//! operator's client certificate (`--cert`, `--key`).
 
 use std::io::Write;
 use std::time::Duration;
@@ -15,14 +17,18 @@ use tonic::Code;
 
 use crate::cli::Failure;
 use crate::client::io_reason;
-use crate::config::url_host;
+use crate::config::{is_https, normalize_http_endpoint, url_host, ENV_GRPC_ENDPOINT};
 use crate::render::control::{delta_line, empty_update_line, out_of_step_note, snapshot_line};
+use crate::tls::{find_tls_error, GrpcConnector, Trust};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct WatchOptions {
-    /// `http://host:port` of the control plane's gRPC server.
+    /// `http://host:port` of the control plane's gRPC server, or `https://host:port` (then
+    /// with `tls`).
     pub grpc_url: String,
+    /// For an https `grpc_url`: the cluster CA and the client certificate (mutual TLS).
+    pub tls: Option<Trust>,
     pub token: Option<String>,
     /// Where to put a token, for the message when one is needed.
     pub token_hint: String,
@@ -32,13 +38,20 @@ pub struct WatchOptions {
     pub subscriber_id: String,
 }
 
-/// The gRPC URL from `StatusReply::grpc_address`: `http://` in front, and a wildcard bind
-/// address (`0.0.0.0`, `[::]`, none) replaced by the host pylonctl reached over HTTP.
+/// The gRPC URL from `StatusReply::grpc_address`: `http://` in front (`https://` when the
+/// control plane was reached over https: with cluster TLS its gRPC port is TLS too), and
+/// a wildcard bind address (`0.0.0.0`, `[::]`, none) replaced by the host pylonctl
+/// reached over HTTP.
 pub fn grpc_url_from_status(grpc_address: &str, http_endpoint: &str) -> String {
     let address = grpc_address.trim();
     if address.contains("://") {
         return address.to_owned();
     }
+    let scheme = if is_https(http_endpoint) {
+        "https"
+    } else {
+        "http"
+    };
     let (host, port) = match address.rsplit_once(':') {
         Some((host, port)) => (host, Some(port)),
         None => (address, None),
@@ -48,20 +61,43 @@ pub fn grpc_url_from_status(grpc_address: &str, http_endpoint: &str) -> String {
         host => host,
     };
     match port {
-        Some(port) => format!("http://{host}:{port}"),
-        None => format!("http://{host}"),
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
     }
 }
 
-/// Why `routes watch` stops on a control plane with cluster TLS. `grpc_url`: the gRPC
-/// address, when known.
-pub fn tls_not_supported(grpc_url: Option<&str>) -> Failure {
+/// `--grpc-endpoint` as given, made a URL: without a scheme, `https://` when the control
+/// plane (`control`, its HTTP URL) is https, else `http://`. With the control plane on
+/// https, a plain http gRPC address is refused: with cluster TLS every gRPC port is
+/// mutual TLS.
+pub fn normalize_grpc_endpoint(given: &str, control: &str) -> Result<String, Failure> {
+    let given = given.trim();
+    let control_tls = is_https(control);
+    let url = if control_tls && !given.contains("://") {
+        normalize_http_endpoint(&format!("https://{given}"))?
+    } else {
+        normalize_http_endpoint(given)?
+    };
+    if control_tls && !is_https(&url) {
+        return Err(Failure::BadInput(format!(
+            "--grpc-endpoint / {ENV_GRPC_ENDPOINT}: {url} is plain http, but the control plane \
+             at {control} runs with cluster TLS, so its gRPC port is mutual TLS: give an \
+             https:// URL (or leave the scheme out)"
+        )));
+    }
+    Ok(url)
+}
+
+/// Why `routes watch` stops on a control plane with cluster TLS when no client
+/// certificate is given. `grpc_url`: the gRPC address, when known; `hint`: where to give
+/// the certificate ([`crate::config::Settings::cert_hint`]).
+pub fn client_cert_needed(grpc_url: Option<&str>, hint: &str) -> Failure {
     let at = grpc_url.map(|u| format!(" at {u}")).unwrap_or_default();
-    Failure::Other(anyhow::anyhow!(
-        "routes watch over TLS is not supported yet: with cluster TLS on, the control \
-         plane's route stream (gRPC{at}) is mutual TLS and needs a cluster client \
-         certificate, which pylonctl does not send. Meanwhile, `pylonctl routes show` reads \
-         the route table over HTTPS, and `pylonctl status` lists the route subscribers"
+    Failure::BadInput(format!(
+        "routes watch over TLS needs a client certificate: with cluster TLS on, the control \
+         plane's route stream (gRPC{at}) is mutual TLS, and takes only clients that show a \
+         certificate of the cluster CA: {hint}. (`pylonctl routes show` reads the route \
+         table over HTTPS without one.)"
     ))
 }
 
@@ -92,12 +128,27 @@ async fn watch_async(opts: WatchOptions, out: &mut dyn Write) -> Result<(), Fail
     let endpoint = Endpoint::from_shared(url.clone())
         .map_err(|e| Failure::BadInput(format!("{url} is not a valid gRPC endpoint: {e}")))?
         .connect_timeout(CONNECT_TIMEOUT);
-    let channel = endpoint.connect().await.map_err(|e| {
-        Failure::Unreachable(format!(
+    let connector = opts
+        .tls
+        .as_ref()
+        .map(|tls| GrpcConnector::new(tls.grpc_config()));
+    let connected = match (&connector, is_https(&url)) {
+        (Some(connector), true) => endpoint.connect_with_connector(connector.clone()).await,
+        (None, true) => {
+            return Err(Failure::BadInput(format!(
+                "{url} is https: pylonctl needs the cluster CA and a client certificate for \
+                 it (--ca, --cert, --key)"
+            )))
+        }
+        (_, false) => endpoint.connect().await,
+    };
+    let channel = connected.map_err(|e| match tls_failure(&e, connector.as_ref(), &opts) {
+        Some(failure) => failure,
+        None => Failure::Unreachable(format!(
             "cannot reach the control plane's route stream at {url}: {} (is pylon-control \
              running? set --grpc-endpoint or PYLON_GRPC_ENDPOINT)",
             error_reason(&e)
-        ))
+        )),
     })?;
     let mut client = RoutesClient::new(channel);
     let authorization = match &opts.token {
@@ -110,16 +161,18 @@ async fn watch_async(opts: WatchOptions, out: &mut dyn Write) -> Result<(), Fail
         ),
         None => None,
     };
-    let mut stream = client
+    let subscribed = client
         .subscribe(with_auth(
             SubscribeRequest {
                 subscriber_id: opts.subscriber_id.clone(),
             },
             &authorization,
         ))
-        .await
-        .map_err(|s| status_failure(&s, &opts))?
-        .into_inner();
+        .await;
+    let mut stream = match subscribed {
+        Ok(response) => response.into_inner(),
+        Err(status) => return Err(status_failure(&status, connector.as_ref(), &opts).await),
+    };
 
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -149,7 +202,9 @@ async fn watch_async(opts: WatchOptions, out: &mut dyn Write) -> Result<(), Fail
                         "the control plane at {url} closed the route stream"
                     )))
                 }
-                Err(status) => return Err(status_failure(&status, &opts)),
+                Err(status) => {
+                    return Err(status_failure(&status, connector.as_ref(), &opts).await)
+                }
             }
         }
     }
@@ -252,7 +307,56 @@ fn error_reason(e: &(dyn std::error::Error + 'static)) -> String {
     last
 }
 
-fn status_failure(status: &tonic::Status, opts: &WatchOptions) -> Failure {
+/// The failure for a TLS error met by `connector` or held in `e`'s causes: what the
+/// handshake (or the server's alert about the client certificate) means. `None`: no TLS
+/// error.
+fn tls_failure(
+    e: &(dyn std::error::Error + 'static),
+    connector: Option<&GrpcConnector>,
+    opts: &WatchOptions,
+) -> Option<Failure> {
+    let error = connector
+        .and_then(GrpcConnector::tls_error)
+        .or_else(|| find_tls_error(e).cloned())?;
+    Some(explained(&error, opts))
+}
+
+fn explained(error: &rustls::Error, opts: &WatchOptions) -> Failure {
+    let reason = match &opts.tls {
+        Some(tls) => crate::tls::explain_grpc(error, &opts.grpc_url, tls),
+        None => error.to_string(),
+    };
+    Failure::Other(anyhow::anyhow!(
+        "cannot talk to the control plane's route stream at {} over mutual TLS: {reason}",
+        opts.grpc_url
+    ))
+}
+
+/// How long a connection made to learn why the server dropped ours waits for its
+/// first words ([`GrpcConnector::probe`]).
+const PROBE_WAIT: Duration = Duration::from_secs(3);
+
+async fn status_failure(
+    status: &tonic::Status,
+    connector: Option<&GrpcConnector>,
+    opts: &WatchOptions,
+) -> Failure {
+    if let Some(failure) = tls_failure(status, connector, opts) {
+        return failure;
+    }
+    // No reply at all, over TLS: with TLS 1.3 a server that refuses the client
+    // certificate says so after the handshake and closes; ask it again to hear why.
+    if let Some(connector) = connector {
+        let dropped = matches!(
+            status.code(),
+            Code::Unknown | Code::Unavailable | Code::Cancelled
+        );
+        if let (true, Ok(uri)) = (dropped, opts.grpc_url.parse()) {
+            if let Some(error) = connector.probe(uri, PROBE_WAIT).await {
+                return explained(&error, opts);
+            }
+        }
+    }
     let url = &opts.grpc_url;
     let message = status.message();
     match status.code() {
@@ -305,6 +409,40 @@ mod tests {
             grpc_url_from_status("http://x:1", "http://ctl:7400"),
             "http://x:1"
         );
+        // A control plane reached over https has its gRPC port on TLS too.
+        assert_eq!(
+            grpc_url_from_status("0.0.0.0:7401", "https://ctl.example:7400"),
+            "https://ctl.example:7401"
+        );
+        assert_eq!(
+            grpc_url_from_status("10.0.0.5:7401", "HTTPS://10.0.0.5:7400"),
+            "https://10.0.0.5:7401"
+        );
+    }
+
+    #[test]
+    fn grpc_endpoints_follow_the_control_planes_scheme() {
+        let plain = "http://ctl:7400";
+        let tls = "https://ctl:7400";
+        assert_eq!(
+            normalize_grpc_endpoint("10.0.0.5:7401", plain).unwrap(),
+            "http://10.0.0.5:7401"
+        );
+        assert_eq!(
+            normalize_grpc_endpoint(" 10.0.0.5:7401/ ", tls).unwrap(),
+            "https://10.0.0.5:7401"
+        );
+        assert_eq!(
+            normalize_grpc_endpoint("https://10.0.0.5:7401", plain).unwrap(),
+            "https://10.0.0.5:7401"
+        );
+        let err = normalize_grpc_endpoint("http://10.0.0.5:7401", tls).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("give an https:// URL") && err.to_string().contains(tls),
+            "{err}"
+        );
+        assert!(normalize_grpc_endpoint("ftp://x", tls).is_err());
     }
 
     #[test]
@@ -375,6 +513,7 @@ mod tests {
         drop(listener);
         let opts = WatchOptions {
             grpc_url: format!("http://{addr}"),
+            tls: None,
             token: None,
             token_hint: "hint".into(),
             count: Some(1),

@@ -495,7 +495,8 @@ fn an_https_control_plane_needs_and_uses_the_cluster_ca() {
     assert_eq!(err.exit_code(), 2);
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 
-    // The route stream over TLS: said to be unsupported, nothing is dialled.
+    // The route stream over TLS without a client certificate: refused, saying how to
+    // give one; nothing is dialled.
     for args in [
         &["routes", "watch", "--ca", ca][..],
         &[
@@ -508,11 +509,14 @@ fn an_https_control_plane_needs_and_uses_the_cluster_ca() {
         ][..],
     ] {
         let err = run_at(&endpoint, Some("t"), args).unwrap_err();
-        assert_eq!(err.exit_code(), 1);
+        assert_eq!(err.exit_code(), 2);
         let msg = err.to_string();
         assert!(
-            msg.starts_with("routes watch over TLS is not supported yet")
-                && msg.contains("client certificate")
+            msg.starts_with("routes watch over TLS needs a client certificate")
+                && msg.contains("mutual TLS")
+                && msg.contains("--cert FILE and --key FILE")
+                && msg.contains("PYLON_CERT")
+                && msg.contains("pylonctl certs issue")
                 && msg.contains("pylonctl routes show"),
             "{msg}"
         );
@@ -531,5 +535,337 @@ fn an_https_control_plane_needs_and_uses_the_cluster_ca() {
     assert!(
         err.to_string().contains("gRPC at https://10.0.0.5:7401"),
         "{err}"
+    );
+}
+
+/// A TLS connection accepted by [`serve_routes_tls`], as tonic's server takes it.
+struct TlsConn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = ();
+    fn connect_info(&self) -> Self::ConnectInfo {}
+}
+
+impl tokio::io::AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// A server configuration as the services' gRPC listeners have with cluster TLS
+/// (`service/src/tls.rs`): the certificate `chain` and `key`, a client certificate of
+/// `client_ca` required, ALPN h2.
+fn mutual_tls_config(
+    chain: &std::path::Path,
+    key: &std::path::Path,
+    client_ca: &std::path::Path,
+) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain = crate::tls::read_pem_certs(chain).unwrap();
+    let key = rustls_pemfile::private_key(&mut std::fs::read(key).unwrap().as_slice())
+        .unwrap()
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in crate::tls::read_pem_certs(client_ca).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
+}
+
+/// [`serve_routes`] over TLS with `config`; a connection whose handshake fails is
+/// dropped. Returns the port.
+fn serve_routes_tls(routes: FakeRoutes, config: Arc<rustls::ServerConfig>) -> u16 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            let (conns, incoming) = tokio::sync::mpsc::channel::<std::io::Result<TlsConn>>(16);
+            tokio::spawn(async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let (acceptor, conns) = (acceptor.clone(), conns.clone());
+                    tokio::spawn(async move {
+                        if let Ok(tls) = acceptor.accept(tcp).await {
+                            let _ = conns.send(Ok(TlsConn(tls))).await;
+                        }
+                    });
+                }
+            });
+            tonic::transport::Server::builder()
+                .add_service(RoutesServer::new(routes))
+                .serve_with_incoming(tokio_stream::wrappers::ReceiverStream::new(incoming))
+                .await
+                .unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn one_snapshot() -> FakeRoutes {
+    let mut table = RouteTable::empty(2);
+    table.version = 3;
+    FakeRoutes {
+        updates: vec![RouteUpdate {
+            version: 3,
+            base_version: 0,
+            body: Some(Body::Snapshot(table.encode().to_vec())),
+        }],
+        subscribers: Arc::default(),
+        applied: Arc::default(),
+    }
+}
+
+#[test]
+fn routes_watch_speaks_mutual_tls_with_a_client_certificate() {
+    use crate::client::tests::{serve_tls, tls_files};
+    use crate::commands::certs;
+    let dir = tls_files();
+    let d = dir.path();
+    let now = time::OffsetDateTime::now_utc();
+    let names = certs::Names::new(&["operator-ana".into()], &[]).unwrap();
+    certs::issue(d, "operator-ana", &names, 30, false, now).unwrap();
+    let path = |name: &str| d.join(name).to_str().unwrap().to_owned();
+    let (ca, cert, key) = (
+        path("ca.pem"),
+        path("operator-ana.pem"),
+        path("operator-ana.key"),
+    );
+    let config = mutual_tls_config(
+        &d.join("server.pem"),
+        &d.join("server.key"),
+        &d.join("ca.pem"),
+    );
+    let routes = one_snapshot();
+    let (subscribers, applied) = (routes.subscribers.clone(), routes.applied.clone());
+    let grpc_port = serve_routes_tls(routes, config);
+    let status = StatusReply {
+        replica: "ctl-1".into(),
+        leader: None,
+        backend: "embedded".into(),
+        registry_ok: true,
+        grpc_address: format!("0.0.0.0:{grpc_port}"),
+        route_version: 3,
+        edges_live: 0,
+        edges_draining: 0,
+        apps_live: 0,
+        shard_count: 2,
+        shards_unowned: 2,
+        subscribers: vec![],
+    };
+    let (endpoint, requests, server) = serve_tls(
+        &d.join("server.pem"),
+        &d.join("server.key"),
+        vec![(200, serde_json::to_string(&status).unwrap())],
+    );
+    let tls_args = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["routes", "watch", "--count", "1", "--ca", &ca]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let run_tls = |endpoint: &str, extra: &[&str]| {
+        let args = tls_args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_at(endpoint, Some("s3cret"), &args)
+    };
+
+    // Without --cert: refused before anything is asked of the control plane.
+    let err = run_tls(&endpoint, &[]).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(
+        err.to_string().contains("pass --cert FILE and --key FILE"),
+        "{err}"
+    );
+    // Half a pair: refused, naming what is missing.
+    let err = run_tls(&endpoint, &["--cert", &cert]).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(
+        err.to_string().contains("without its key") && err.to_string().contains(&cert),
+        "{err}"
+    );
+
+    // The gRPC address asked of the control plane over HTTPS is dialled over mutual TLS.
+    let text = run_tls(&endpoint, &["--cert", &cert, "--key", &key]).unwrap();
+    assert_eq!(
+        text,
+        "v3 snapshot: 0 edges (0 draining), 0 apps, 2 shards (2 unowned)\n"
+    );
+    let head = requests.recv().unwrap().unwrap();
+    assert!(head.starts_with("GET /v1/admin/status HTTP/1.1"), "{head}");
+    server.join().unwrap();
+    assert_eq!(subscribers.lock().unwrap().len(), 1);
+    assert_eq!(applied.lock().unwrap().first().map(|(_, v)| *v), Some(3));
+
+    // --grpc-endpoint without a scheme, beside an https control plane: https too, and no
+    // status call (nothing listens at the control plane's address any more).
+    let grpc = format!("127.0.0.1:{grpc_port}");
+    let text = run_tls(
+        &endpoint,
+        &["--cert", &cert, "--key", &key, "--grpc-endpoint", &grpc],
+    )
+    .unwrap();
+    assert!(text.starts_with("v3 snapshot"), "{text}");
+    // Plain http to the gRPC port of a control plane with cluster TLS: refused.
+    let err = run_tls(
+        &endpoint,
+        &[
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "--grpc-endpoint",
+            &format!("http://{grpc}"),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("give an https:// URL"), "{err}");
+
+    // A client certificate of another CA: found out before dialling.
+    let other = tls_files();
+    certs::issue(other.path(), "operator-ana", &names, 30, false, now).unwrap();
+    let other_cert = other.path().join("operator-ana.pem");
+    let other_key = other.path().join("operator-ana.key");
+    let err = run_tls(
+        &endpoint,
+        &[
+            "--cert",
+            other_cert.to_str().unwrap(),
+            "--key",
+            other_key.to_str().unwrap(),
+            "--grpc-endpoint",
+            &grpc,
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    let msg = err.to_string();
+    assert!(
+        msg.contains(other_cert.to_str().unwrap())
+            && msg.contains("was not issued by the cluster CA"),
+        "{msg}"
+    );
+    // A key that is not there: named.
+    let err = run_tls(
+        &endpoint,
+        &[
+            "--cert",
+            &cert,
+            "--key",
+            "/nonexistent/operator.key",
+            "--grpc-endpoint",
+            &grpc,
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(
+        err.to_string()
+            .contains("the client key file /nonexistent/operator.key (--key / PYLON_KEY"),
+        "{err}"
+    );
+
+    // A server that trusts another CA for its clients refuses pylonctl's certificate.
+    let picky = serve_routes_tls(
+        one_snapshot(),
+        mutual_tls_config(
+            &d.join("server.pem"),
+            &d.join("server.key"),
+            &other.path().join("ca.pem"),
+        ),
+    );
+    let err = run_tls(
+        &endpoint,
+        &[
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "--grpc-endpoint",
+            &format!("127.0.0.1:{picky}"),
+        ],
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("over mutual TLS: it refused pylonctl's client certificate")
+            && msg.contains("operator-ana.pem")
+            && msg.contains("--cluster-ca"),
+        "{msg}"
+    );
+
+    // A server whose certificate does not name the address dialled.
+    let names_other = certs::Names::new(&["ctl.example".into()], &[]).unwrap();
+    certs::issue(d, "named", &names_other, 30, false, now).unwrap();
+    let misnamed = serve_routes_tls(
+        one_snapshot(),
+        mutual_tls_config(
+            &d.join("named.pem"),
+            &d.join("named.key"),
+            &d.join("ca.pem"),
+        ),
+    );
+    let err = run_tls(
+        &endpoint,
+        &[
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "--grpc-endpoint",
+            &format!("127.0.0.1:{misnamed}"),
+        ],
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("its certificate does not name 127.0.0.1") && msg.contains("ctl.example"),
+        "{msg}"
     );
 }
