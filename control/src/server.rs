@@ -23,13 +23,19 @@ use crate::registry::etcd::{EtcdAccess, EtcdRegistry};
 use crate::registry::Registry;
 use crate::{http, leader, mirror};
 
-pub async fn open_registry(config: &Config) -> anyhow::Result<Arc<dyn Registry>> {
+/// The registry, and the etcd link's TLS when it has one (for its metrics).
+pub async fn open_registry(
+    config: &Config,
+) -> anyhow::Result<(
+    Arc<dyn Registry>,
+    Option<Arc<pylon_service::tls::ClusterTls>>,
+)> {
     Ok(match config.registry.backend {
         Backend::Embedded => {
             let path = &config.registry.path;
             let registry = EmbeddedRegistry::open(path)
                 .with_context(|| format!("opening the embedded registry {}", path.display()))?;
-            registry as Arc<dyn Registry>
+            (registry as Arc<dyn Registry>, None)
         }
         Backend::Etcd => {
             let endpoints = config.registry.endpoints.clone();
@@ -43,13 +49,13 @@ pub async fn open_registry(config: &Config) -> anyhow::Result<Arc<dyn Registry>>
                 }
             };
             let access = EtcdAccess {
-                tls,
+                tls: tls.clone(),
                 user: etcd.credentials()?,
             };
             let registry = EtcdRegistry::connect(endpoints.clone(), access)
                 .await
                 .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?;
-            registry as Arc<dyn Registry>
+            (registry as Arc<dyn Registry>, tls)
         }
     })
 }
@@ -65,7 +71,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     let http_listener = pylon_service::process::listen(config.http_listen, "HTTP").await?;
     let grpc_listener = pylon_service::process::listen(config.grpc_listen, "gRPC").await?;
-    let registry = open_registry(&config).await?;
+    let (registry, etcd_tls) = open_registry(&config).await?;
     let node = ControlNode::new(config, registry);
     if !node.config.insecure_dev && !node.identity.has_bootstrap() {
         let has_admin = node
@@ -86,6 +92,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     node.auditor.register(&mut metrics);
     if let Some(tls) = pylon_service::tls::ClusterTls::install(&node.config.cluster_tls)? {
         tls.register(&mut metrics);
+    }
+    if let Some(tls) = etcd_tls {
+        tls.register_client(&mut metrics, "pylon_etcd_tls");
     }
 
     let (stop, stopped) = watch::channel(false);

@@ -9,6 +9,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -70,6 +71,22 @@ pub struct VerdictLabel {
     pub verdict: String,
 }
 
+/// Seconds between two heartbeats of one session, as the edge sees them: chargers send
+/// one every 10 s, so the buckets are fine around it.
+#[derive(Clone)]
+pub struct HeartbeatGaps(pub Histogram);
+
+impl Default for HeartbeatGaps {
+    fn default() -> Self {
+        HeartbeatGaps(Histogram::new(
+            [
+                1.0, 2.0, 5.0, 8.0, 9.0, 10.0, 11.0, 12.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+            ]
+            .into_iter(),
+        ))
+    }
+}
+
 /// All metric families of one edge process.
 #[derive(Clone, Default)]
 pub struct EdgeMetrics {
@@ -84,6 +101,8 @@ pub struct EdgeMetrics {
     /// TLS sessions that failed, by what went wrong (error class or the peer's alert).
     pub tls_errors: Family<KindLabel, Counter>,
     pub heartbeats: Counter,
+    /// Seconds between a session's heartbeats.
+    pub heartbeat_gap: HeartbeatGaps,
     pub bytes_in: Family<TransportLabel, Counter>,
     pub bytes_out: Family<TransportLabel, Counter>,
     pub crc_swapped: Counter,
@@ -151,6 +170,11 @@ impl EdgeMetrics {
             "decode_errors",
             "Malformed input by kind",
             self.decode_errors.clone(),
+        );
+        r.register(
+            "heartbeat_gap_seconds",
+            "Seconds between two heartbeats of a charger session (10 expected)",
+            self.heartbeat_gap.0.clone(),
         );
         r.register(
             "heartbeats",

@@ -288,6 +288,25 @@ impl ClusterTls {
         );
     }
 
+    /// The metrics of a client-only configuration ([`ClusterTls::load_and_watch`]) as
+    /// `<prefix>_reloads_total` and `<prefix>_certificate_expiry_seconds`.
+    pub fn register_client(
+        &self,
+        registry: &mut prometheus_client::registry::Registry,
+        prefix: &str,
+    ) {
+        registry.register(
+            format!("{prefix}_reloads"),
+            "Loads of this client certificate after the first, by result",
+            self.reloads.clone(),
+        );
+        registry.register(
+            format!("{prefix}_certificate_expiry_seconds"),
+            "When this client certificate expires (Unix time)",
+            self.not_after.clone(),
+        );
+    }
+
     /// Loads the files again if any changed (or `force`); keeps the old ones on failure.
     pub fn reload(&self, force: bool) {
         let changed = stamps(&self.files) != self.loaded.load().stamps;

@@ -7,6 +7,7 @@ pub mod control;
 pub mod edge;
 pub mod etcd;
 pub mod http;
+pub mod monitoring;
 pub mod platform;
 /// A throwaway PostgreSQL server (shared with the benchmarks).
 pub use pylon_bench::postgres;

@@ -86,9 +86,15 @@ impl Platform {
     }
 
     pub fn add_edge(&mut self, id: &str) {
+        self.add_edge_with(id, Vec::new());
+    }
+
+    /// As [`Platform::add_edge`], with `extra` flags.
+    pub fn add_edge_with(&mut self, id: &str, extra: Vec<String>) {
         let mut flags = edge_flags(id, &[self.control.grpc_url()]);
         flags.retain(|f| f != "--allow-all");
         flags.push("--app-login".into());
+        flags.extend(extra);
         self.edges.push(EdgeProcess::start(EdgeOptions {
             certs: &self.certs,
             dir: self.dir.path(),

@@ -130,6 +130,30 @@ pub const REQUIREMENTS: &[Requirement] = &[
         "the PostgreSQL server itself",
     ),
     req(
+        File("/usr/bin/prometheus"),
+        "prometheus",
+        Use::Test,
+        "the monitoring test's Prometheus, scraping a running platform",
+    ),
+    req(
+        File("/usr/bin/promtool"),
+        "prometheus",
+        Use::Test,
+        "checks and unit-tests the shipped alert rules",
+    ),
+    req(
+        File("/usr/bin/prometheus-alertmanager"),
+        "prometheus-alertmanager",
+        Use::Test,
+        "the monitoring test's Alertmanager, delivering alerts to a webhook",
+    ),
+    req(
+        File("/usr/bin/amtool"),
+        "prometheus-alertmanager",
+        Use::Test,
+        "checks the shipped Alertmanager configuration",
+    ),
+    req(
         Cmd("mount"),
         "mount",
         Use::Test,

@@ -63,6 +63,8 @@ pub(super) struct Conn {
     pub(super) hangup: Cell<bool>,
     /// TLS: who the client certificate names, once the handshake is done.
     pub(super) peer: RefCell<Option<Arc<OnceLock<PeerIdentity>>>>,
+    /// When the last heartbeat arrived (0: none yet), for the gap between heartbeats.
+    pub(super) last_heartbeat_ms: Cell<u64>,
 }
 
 impl Conn {
@@ -211,6 +213,12 @@ impl SessionHost for Host<'_> {
 
     fn heartbeat(&mut self) {
         self.exec.metrics.all.heartbeats.inc();
+        let now = self.exec.now_ms();
+        let last = self.conn.last_heartbeat_ms.replace(now);
+        if last != 0 {
+            let gap = now.saturating_sub(last) as f64 / 1000.0;
+            self.exec.metrics.all.heartbeat_gap.0.observe(gap);
+        }
     }
 
     fn uplink(&mut self, pile: PileNo, seq: u16, frame: Frame) {
@@ -272,6 +280,7 @@ pub(super) async fn serve(exec: Rc<Executor>, stream: TcpStream, transport: Tran
         deadline_reason: Cell::new(first_reason),
         readable: Cell::new(true),
         hangup: Cell::new(false),
+        last_heartbeat_ms: Cell::new(0),
         peer: RefCell::new(None),
     });
     exec.conns.borrow_mut().insert(id, conn.clone());
