@@ -21,6 +21,9 @@ pub struct Config {
     pub grpc_advertise: Option<String>,
     /// Operator API (piles, orders, records, commands), /metrics, /healthz, /readyz.
     pub http_listen: SocketAddr,
+    /// The operator API's base URL the control plane forwards operators' calls to, when
+    /// it differs from `http_listen` (e.g. listening on 0.0.0.0): `http://10.0.0.7:7510`.
+    pub http_advertise: Option<String>,
     /// A bootstrap admin token for the operator API (for running without a control
     /// plane; with one, operators use the tokens it issues).
     pub admin_token: Option<String>,
@@ -168,6 +171,7 @@ impl Default for Config {
             app_id: default_app_id(),
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_GRPC_PORT)),
             grpc_advertise: None,
+            http_advertise: None,
             http_listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
             admin_token: None,
             cluster_token: None,
@@ -228,6 +232,24 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The operator API's base URL for the control plane: `http_advertise`, else
+    /// `http_listen` (https with cluster TLS); empty when that is a wildcard address,
+    /// which the control plane cannot reach.
+    pub fn http_address(&self) -> String {
+        if let Some(url) = &self.http_advertise {
+            return url.trim_end_matches('/').to_owned();
+        }
+        if self.http_listen.ip().is_unspecified() {
+            return String::new();
+        }
+        let scheme = if self.cluster_tls.is_empty() {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{}", self.http_listen)
     }
 
     pub fn grpc_address(&self) -> String {

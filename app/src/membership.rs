@@ -21,6 +21,7 @@ pub async fn run(config: Arc<Config>, directory: Arc<Directory>, stop: watch::Re
             id: config.app_id.clone(),
             kind: MemberKind::App.into(),
             grpc_address: config.grpc_address(),
+            http_address: config.http_address(),
             capacity: config.capacity,
             version: env!("CARGO_PKG_VERSION").into(),
             ..Default::default()

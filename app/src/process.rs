@@ -41,6 +41,10 @@ pub struct Cli {
     /// Operator API, /metrics, /healthz (default 127.0.0.1:7510).
     #[arg(long)]
     http_listen: Option<SocketAddr>,
+    /// The operator API's URL the control plane forwards operators' calls to, if not
+    /// --http-listen (needed when that is 0.0.0.0), e.g. http://10.0.0.7:7510.
+    #[arg(long)]
+    http_advertise: Option<String>,
     /// Control-plane gRPC endpoints, comma-separated.
     #[arg(long, value_delimiter = ',')]
     control: Vec<String>,
@@ -101,7 +105,8 @@ impl Cli {
             set: app_id => app_id, grpc_listen => grpc_listen, http_listen => http_listen,
                 store => store.backend, sqlite => store.path, postgres_url => store.url,
                 lease_ttl => lease_ttl_secs, pile_utc_offset_minutes => pile_utc_offset_minutes;
-            some: fault => fault, grpc_advertise => grpc_advertise, admin_token => admin_token,
+            some: fault => fault, grpc_advertise => grpc_advertise,
+                http_advertise => http_advertise, admin_token => admin_token,
                 cluster_token => cluster_token, card_keys => card_keys,
                 postgres_ca => store.ca;
             lists: control => control;

@@ -60,6 +60,9 @@ pub struct MemberRecord {
     pub tls_address: String,
     #[serde(default)]
     pub grpc_address: String,
+    /// App instances: the operator API's base URL (`http://host:port`).
+    #[serde(default)]
+    pub http_address: String,
     pub capacity: u32,
     #[serde(default)]
     pub version: String,
@@ -291,6 +294,7 @@ mod tests {
             tcp_address: format!("{id}:1"),
             tls_address: String::new(),
             grpc_address: String::new(),
+            http_address: String::new(),
             capacity: 10,
             version: "t".into(),
             lease: 1,

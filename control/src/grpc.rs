@@ -137,6 +137,9 @@ impl MembershipService {
                 validate_address(address).map_err(|m| self.invalid(m))?;
             }
         }
+        if !member.http_address.is_empty() {
+            validate_http_url(&member.http_address).map_err(|m| self.invalid(m))?;
+        }
         match kind {
             MemberKind::Edge if member.tcp_address.is_empty() && member.tls_address.is_empty() => {
                 return Err(self.invalid("an edge needs a TCP or a TLS address".into()));
@@ -155,6 +158,7 @@ impl MembershipService {
             tcp_address: member.tcp_address,
             tls_address: member.tls_address,
             grpc_address: member.grpc_address,
+            http_address: member.http_address,
             capacity: member.capacity,
             version: member.version.chars().take(64).collect(),
             lease: 0,
@@ -238,6 +242,20 @@ fn validate_address(address: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("address {address:?} is not host:port"))
+    }
+}
+
+/// An operator API base URL: `http://host:port` or `https://host:port`, nothing more.
+fn validate_http_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(address) if url.len() <= 256 && !address.contains('/') => validate_address(address)
+            .map_err(|_| format!("operator API address {url:?} is not http(s)://host:port")),
+        _ => Err(format!(
+            "operator API address {url:?} is not http(s)://host:port"
+        )),
     }
 }
 

@@ -32,6 +32,12 @@ pub struct Http {
     metrics: Arc<MetricsRegistry>,
 }
 
+impl Http {
+    pub(crate) fn node(&self) -> &ControlNode {
+        &self.node
+    }
+}
+
 impl axum::extract::FromRef<Http> for Arc<ControlNode> {
     fn from_ref(http: &Http) -> Arc<ControlNode> {
         http.node.clone()
@@ -59,7 +65,7 @@ pub fn routes() -> Routes<Http> {
         .get("/v1/admin/routes", Access::Needs(Read), routes_table)
         .get("/v1/admin/audit", Access::Needs(Admin), audit_list)
         .get("/v1/admin/audit/verify", Access::Needs(Admin), audit_verify);
-    crate::identity::http::routes(routes)
+    crate::forward::routes(crate::identity::http::routes(routes))
 }
 
 pub fn router(node: Arc<ControlNode>, metrics: MetricsRegistry) -> Router {
@@ -395,6 +401,7 @@ async fn apps(State(s): State<Http>) -> Json<Vec<AppInfo>> {
                     .count() as u32,
                 id: m.record.id,
                 grpc_address: m.record.grpc_address,
+                http_address: m.record.http_address,
                 capacity: m.record.capacity,
                 sessions: m.load.sessions,
                 leaving: m.load.leaving,

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod cluster;
 pub mod config;
 pub mod dispatch;
+pub mod forward;
 pub mod grpc;
 pub mod http;
 pub mod identity;

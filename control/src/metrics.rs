@@ -27,6 +27,8 @@ pub fn result(r: &str) -> ResultLabel {
 }
 
 pub struct ControlMetrics {
+    /// Operator calls forwarded to app instances, by result.
+    pub forwards: Family<ResultLabel, Counter>,
     pub dispatch_requests: Family<ResultLabel, Counter>,
     pub dispatch_seconds: Histogram,
     pub admin_requests: Family<ResultLabel, Counter>,
@@ -59,6 +61,7 @@ impl Default for ControlMetrics {
             dispatch_requests: Family::default(),
             dispatch_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 16)),
             admin_requests: Family::default(),
+            forwards: Family::default(),
             registrations: Family::default(),
             keepalives: Family::default(),
             bad_member_requests: Counter::default(),
@@ -95,6 +98,11 @@ impl ControlMetrics {
             "dispatch_seconds",
             "Time to answer an entry-address request",
             self.dispatch_seconds.clone(),
+        );
+        r.register(
+            "forwards",
+            "Operator calls forwarded to app instances, by result (ok, unreachable, timeout, no_app_instance, shard_unowned, ...)",
+            self.forwards.clone(),
         );
         r.register(
             "admin_requests",

@@ -51,6 +51,7 @@ fn member(shared: &EdgeShared) -> Member {
         tcp_address: config.advertise_tcp().unwrap_or_default(),
         tls_address: config.advertise_tls().unwrap_or_default(),
         grpc_address: String::new(),
+        http_address: String::new(),
         capacity: config.capacity(),
         version: env!("CARGO_PKG_VERSION").into(),
     }

@@ -62,6 +62,10 @@ pub struct Member {
     pub capacity: u32,
     #[prost(string, tag = "7")]
     pub version: ::prost::alloc::string::String,
+    /// App instances: the operator API's base URL (<http://host:port> or <https://host:port>),
+    /// where the control plane forwards operators' calls.
+    #[prost(string, tag = "8")]
+    pub http_address: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]

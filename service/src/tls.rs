@@ -104,6 +104,8 @@ struct Loaded {
     /// HTTP: a client certificate is optional.
     server: Arc<ServerConfig>,
     client: Arc<ClientConfig>,
+    /// The same, speaking HTTP/1.1 (to the HTTP APIs, which do not offer h2).
+    client_http1: Arc<ClientConfig>,
     not_after: i64,
 }
 
@@ -204,8 +206,11 @@ fn load(files: &TlsFiles) -> anyhow::Result<Loaded> {
         .with_root_certificates(roots.clone())
         .with_client_auth_cert(chain.clone(), key.clone_key())
         .context("the certificate does not go with the key")?;
+    let mut client_http1 = client.clone();
+    client_http1.alpn_protocols = vec![b"http/1.1".to_vec()];
     client.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Loaded {
+        client_http1: Arc::new(client_http1),
         stamps: stamps(files),
         mutual: server(true)?,
         server: server(false)?,
@@ -381,6 +386,22 @@ impl ClusterTls {
                 Ok(hyper_util::rt::TokioIo::new(stream))
             }) as Pin<Box<dyn std::future::Future<Output = io::Result<_>> + Send>>
         })
+    }
+
+    /// A TLS connection to another service's HTTP API (HTTP/1.1) at `host:port`, the
+    /// server checked against the cluster CA and our certificate shown.
+    pub async fn connect_http1(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect((host, port)).await?;
+        tcp.set_nodelay(true)?;
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| io::Error::other(format!("{host}: {e}")))?;
+        TlsConnector::from(self.loaded.load().client_http1.clone())
+            .connect(name, tcp)
+            .await
     }
 
     /// Accepts TLS connections on `listener`: mutual TLS (`mutual`, for gRPC) or with the

@@ -600,3 +600,94 @@ fn app_instances_join_and_leave_under_load_without_losing_records() {
         "chargers lost their sessions: {report}"
     );
 }
+
+/// The control plane is the operators' one address: a pile's live status comes from the
+/// app instance owning its shard whichever instance that is, while an instance asked
+/// directly about a pile it does not own does not know it is online.
+#[test]
+fn operators_reach_every_app_instance_through_the_control_plane() {
+    let pg = pylon_tests::postgres::PostgresCluster::start().expect("a PostgreSQL cluster");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCerts::generate(dir.path()).expect("certs");
+    let control = ControlProcess::start(ControlOptions {
+        dir: dir.path(),
+        replica: "c1",
+        backend: Backend::Embedded(dir.path().join("registry.json")),
+        extra: vec![],
+    });
+    let app = |id: &str| {
+        AppProcess::start(AppOptions {
+            dir: dir.path(),
+            id,
+            control: vec![control.grpc_url()],
+            store: Store::Postgres(pg.url()),
+            env: vec![],
+        })
+    };
+    let apps = [app("app-1"), app("app-2")];
+    let mut flags = edge_flags("e1", &[control.grpc_url()]);
+    flags.retain(|f| f != "--allow-all");
+    flags.push("--app-login".into());
+    let edge = EdgeProcess::start(EdgeOptions {
+        certs: &certs,
+        dir: dir.path(),
+        executors: 1,
+        extra: flags,
+        with_rsa: false,
+        tls_only: false,
+    });
+    wait_for("the shards to split", Duration::from_secs(20), || {
+        let per_app = control.get("/v1/admin/shards")["per_app"].clone();
+        (per_app["app-1"] == 512 && per_app["app-2"] == 512).then_some(())
+    });
+    let version = control.status()["route_version"].as_i64();
+    wait_for("the edge to follow", Duration::from_secs(20), || {
+        (edge.status()["route_version"].as_i64() >= version).then_some(())
+    });
+    apps[0].add_piles(FIRST_PILE, 20);
+    let rt = runtime();
+    let target = pylon_bench::charger::Target {
+        addr: edge.tcp,
+        tls: None,
+    };
+    let _chargers: Vec<ChargerConn> = (1..=12)
+        .map(|n| rt.block_on(connect(&target, n)).expect("charger logs in"))
+        .collect();
+
+    let via =
+        |addr, path: &str, token| pylon_tests::http::call_as(addr, "GET", path, None, Some(token));
+    let admin = pylon_tests::control::ADMIN_TOKEN;
+    let mut owners = std::collections::BTreeSet::new();
+    for n in 1..=12 {
+        let pile = pile_text(n);
+        let owner = control.get(&format!("/v1/admin/shards?pile={pile}"))["owner"]
+            .as_str()
+            .expect("an owner")
+            .to_owned();
+        owners.insert(owner.clone());
+        let path = format!("/v1/piles/{pile}");
+        wait_for("the owner to see the pile", Duration::from_secs(10), || {
+            let (code, detail) = via(control.http, &path, admin);
+            assert_eq!(code, 200, "{detail}");
+            (!detail["online"].is_null()).then_some(())
+        });
+        let other = apps.iter().find(|a| a.id != owner).expect("the other");
+        let (code, detail) = via(other.http, &path, admin);
+        assert_eq!(code, 200, "{detail}");
+        assert!(detail["online"].is_null(), "{} knows {pile}", other.id);
+    }
+    assert_eq!(owners.len(), 2, "the piles fall in both instances' shards");
+
+    // Lists come from the shared store; permissions are checked before forwarding.
+    let (code, list) = via(control.http, "/v1/piles", admin);
+    assert_eq!(code, 200, "{list}");
+    let (code, _) = pylon_tests::http::call_as(
+        control.http,
+        "POST",
+        &format!("/v1/piles/{}/commands", pile_text(1)),
+        Some(json!({"type": "TimeSync"})),
+        None,
+    );
+    assert_eq!(code, 401);
+    assert!(control.metric("pylon_control_forwards_total", &["result=\"ok\""]) >= 13.0);
+}

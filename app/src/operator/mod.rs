@@ -515,3 +515,28 @@ async fn send_command(
     })
     .into_response())
 }
+
+#[cfg(test)]
+mod route_table {
+    use pylon_proto::api::app_routes::OPERATOR_ROUTES;
+    use pylon_service::routes::Access;
+
+    /// The control plane forwards operators' calls by `OPERATOR_ROUTES`: the app must
+    /// declare exactly those, with the same permissions.
+    #[test]
+    fn the_declared_routes_are_the_shared_table() {
+        let mut declared: Vec<(String, &str, Access)> = super::routes()
+            .declared()
+            .into_iter()
+            .filter(|d| d.access != Access::Public)
+            .map(|d| (d.method.to_string(), d.path, d.access))
+            .collect();
+        let mut table: Vec<(String, &str, Access)> = OPERATOR_ROUTES
+            .iter()
+            .map(|r| (r.method.to_owned(), r.path, Access::Needs(r.permission)))
+            .collect();
+        declared.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        table.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        assert_eq!(declared, table);
+    }
+}

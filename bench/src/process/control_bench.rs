@@ -158,6 +158,7 @@ async fn register_members(cli: &Cli) -> anyhow::Result<Arc<AtomicBool>> {
             } else {
                 format!("10.1.0.{}:7500", i % 250 + 1)
             },
+            http_address: String::new(),
             capacity: 100_000,
             version: "bench".into(),
         };

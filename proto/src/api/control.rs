@@ -81,6 +81,9 @@ pub struct EdgeInfo {
 pub struct AppInfo {
     pub id: String,
     pub grpc_address: String,
+    /// The operator API the control plane forwards to ("" when the instance gave none).
+    #[serde(default)]
+    pub http_address: String,
     pub capacity: u32,
     pub sessions: u32,
     pub leaving: bool,

@@ -10,6 +10,7 @@
 //! - [`revenue`]: stations, tariffs, accounts, the ledger and reports (app service).
 
 pub mod app;
+pub mod app_routes;
 pub mod audit;
 pub mod control;
 pub mod edge;

@@ -1,0 +1,317 @@
+//! The app service's operator API through the control plane, so that an operator (and the
+//! console) needs one address. Each route of [`OPERATOR_ROUTES`] is declared here with the
+//! permission the app declares for it, checked here first; the call then goes to the app
+//! instance that can answer it ([`Owner`]): the owner of the pile's shard for commands and
+//! live status, any live instance for what the shared store holds. The app checks the
+//! caller's token again and records the action in the audit log.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
+use pylon_proto::api::app_routes::{self, AppRoute, Owner, OPERATOR_ROUTES};
+use pylon_proto::routes::shard_of;
+use pylon_proto::ykc::PileNo;
+use pylon_service::http::error;
+use pylon_service::routes::{Access, Routes};
+
+use crate::cluster::MemberKind;
+use crate::http::Http;
+use crate::metrics::result;
+use crate::node::ControlNode;
+
+/// A forwarded call must be answered within this.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connecting to the app instance.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest request body read here (to find a pile in it); the app has its own limits.
+const BODY_LIMIT: usize = 1 << 20;
+/// Request headers passed on: the caller's credentials and what the body is.
+const PASSED_ON: &[HeaderName] = &[
+    header::AUTHORIZATION,
+    header::COOKIE,
+    header::CONTENT_TYPE,
+    header::ACCEPT,
+];
+const CSRF_HEADER: &str = "x-pylon-csrf";
+
+/// `routes` with every operator route of the app service, forwarded.
+pub fn routes(routes: Routes<Http>) -> Routes<Http> {
+    OPERATOR_ROUTES.iter().fold(routes, |routes, route| {
+        let access = Access::Needs(route.permission);
+        match route.method {
+            "GET" => routes.get(route.path, access, forward),
+            "POST" => routes.post(route.path, access, forward),
+            "PUT" => routes.put(route.path, access, forward),
+            "DELETE" => routes.delete(route.path, access, forward),
+            _ => routes,
+        }
+    })
+}
+
+async fn forward(State(s): State<Http>, matched: MatchedPath, request: Request) -> Response {
+    let node = s.node();
+    let count = |r: &str| node.metrics.forwards.get_or_create(&result(r)).inc();
+    let method = request.method().as_str().to_owned();
+    let Some(route) = app_routes::find(&method, matched.as_str()) else {
+        count("no_route");
+        return error(StatusCode::NOT_FOUND, "not_found", "no such route");
+    };
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            count("bad_request");
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the request body is over {BODY_LIMIT} bytes"),
+            );
+        }
+    };
+    let base = match instance_for(node, route, parts.uri.path(), &body) {
+        Ok(base) => base,
+        Err((code, message)) => {
+            count(code);
+            return error(StatusCode::SERVICE_UNAVAILABLE, code, message);
+        }
+    };
+    match tokio::time::timeout(FORWARD_TIMEOUT, send(&base, &parts, body)).await {
+        Ok(Ok(response)) => {
+            count("ok");
+            response
+        }
+        Ok(Err(e)) => {
+            count("unreachable");
+            tracing::warn!(app = %base, "forwarding an operator call: {e}");
+            error(
+                StatusCode::BAD_GATEWAY,
+                "app_unreachable",
+                format!("the app instance at {base} did not answer: {e}"),
+            )
+        }
+        Err(_) => {
+            count("timeout");
+            error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "app_timeout",
+                format!("the app instance at {base} did not answer within {FORWARD_TIMEOUT:?}"),
+            )
+        }
+    }
+}
+
+/// The `{name}` segments of `template` as they are in `path`.
+fn path_param<'a>(template: &str, path: &'a str, name: &str) -> Option<&'a str> {
+    let wanted = format!("{{{name}}}");
+    template
+        .split('/')
+        .zip(path.split('/'))
+        .find(|(t, _)| *t == wanted)
+        .map(|(_, value)| value)
+}
+
+/// The base URL of the app instance that answers `route` for this call, or why none.
+fn instance_for(
+    node: &ControlNode,
+    route: &AppRoute,
+    path: &str,
+    body: &[u8],
+) -> Result<String, (&'static str, String)> {
+    let pile_text = match route.owner {
+        Owner::Any => return any_instance(node),
+        Owner::PathPile => path_param(route.path, path, "pile").map(str::to_owned),
+        Owner::PathTrade => path_param(route.path, path, "trade_no")
+            .and_then(|t| t.get(..14))
+            .map(str::to_owned),
+        Owner::BodyPile => serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("pile").and_then(|p| p.as_str()).map(str::to_owned)),
+    };
+    // A call the app will refuse anyway (a bad pile number) may go to any instance, which
+    // says what is wrong.
+    let Some(pile) = pile_text.and_then(|t| PileNo::parse(&t).ok()) else {
+        return any_instance(node);
+    };
+    let table = node.publisher.table();
+    let shard = shard_of(&pile, table.shard_count);
+    let Some(owner) = table.shard_owner(shard) else {
+        return Err((
+            "shard_unowned",
+            format!("no app instance owns shard {shard} of pile {pile} yet"),
+        ));
+    };
+    http_address_of(node, &owner.id).ok_or_else(|| {
+        (
+            "no_operator_address",
+            format!(
+                "app instance {} owns pile {pile} but gave no operator API address (start it \
+                 with --http-advertise)",
+                owner.id
+            ),
+        )
+    })
+}
+
+fn http_address_of(node: &ControlNode, id: &str) -> Option<String> {
+    node.view
+        .load()
+        .state
+        .members(MemberKind::App)
+        .into_iter()
+        .find(|m| m.record.id == id)
+        .map(|m| m.record.http_address)
+        .filter(|a| !a.is_empty())
+}
+
+/// A live instance with an operator address, taken in turn.
+fn any_instance(node: &ControlNode) -> Result<String, (&'static str, String)> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let addresses: Vec<String> = node
+        .view
+        .load()
+        .state
+        .members(MemberKind::App)
+        .into_iter()
+        .filter(|m| !m.load.leaving)
+        .map(|m| m.record.http_address)
+        .filter(|a| !a.is_empty())
+        .collect();
+    if addresses.is_empty() {
+        return Err((
+            "no_app_instance",
+            "no live app instance with an operator API address is registered".into(),
+        ));
+    }
+    let i = NEXT.fetch_add(1, Ordering::Relaxed) % addresses.len();
+    Ok(addresses[i].clone())
+}
+
+/// Sends the call to `base` (`http(s)://host:port`) on a connection of its own and
+/// streams the answer back.
+async fn send(
+    base: &str,
+    parts: &axum::http::request::Parts,
+    body: Bytes,
+) -> Result<Response, String> {
+    let base_uri: Uri = base.parse().map_err(|e| format!("{base}: {e}"))?;
+    let host = base_uri
+        .host()
+        .ok_or_else(|| format!("no host in {base}"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let tls = base_uri.scheme_str() == Some("https");
+    let port = base_uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let mut request = axum::http::Request::builder()
+        .method(parts.method.clone())
+        .uri(path)
+        .header(header::HOST, format!("{host}:{port}"));
+    for name in PASSED_ON {
+        for value in parts.headers.get_all(name) {
+            request = request.header(name, value);
+        }
+    }
+    if let Some(csrf) = parts.headers.get(CSRF_HEADER) {
+        request = request.header(CSRF_HEADER, csrf);
+    }
+    let request = request
+        .body(Body::from(body))
+        .map_err(|e| format!("building the request: {e}"))?;
+
+    let connect = async {
+        if tls {
+            let cluster = pylon_service::tls::cluster().ok_or_else(|| {
+                format!("{base} is https but this control plane has no cluster TLS")
+            })?;
+            let stream = cluster
+                .connect_http1(&host, port)
+                .await
+                .map_err(|e| e.to_string())?;
+            exchange(TokioIo::new(stream), request).await
+        } else {
+            let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = stream.set_nodelay(true);
+            exchange(TokioIo::new(stream), request).await
+        }
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT + FORWARD_TIMEOUT, connect)
+        .await
+        .map_err(|_| "no answer".to_owned())?
+}
+
+async fn exchange<IO>(io: IO, request: axum::http::Request<Body>) -> Result<Response, String>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    // The connection serves this one exchange; it ends when the answer's body is read.
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("forwarded connection: {e}");
+        }
+    });
+    let answer = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut head, body) = answer.into_parts();
+    for hop in [header::CONNECTION, header::TRANSFER_ENCODING] {
+        head.headers.remove(hop);
+    }
+    head.headers.remove(HeaderName::from_static("keep-alive"));
+    head.headers.insert(
+        HeaderName::from_static("x-pylon-forwarded"),
+        HeaderValue::from_static("app"),
+    );
+    Ok(Response::from_parts(head, Body::new(body)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_parameters_are_read_by_the_template() {
+        assert_eq!(
+            path_param(
+                "/v1/piles/{pile}/commands",
+                "/v1/piles/32010200000001/commands",
+                "pile"
+            ),
+            Some("32010200000001")
+        );
+        assert_eq!(
+            path_param(
+                "/v1/orders/{trade_no}/stop",
+                "/v1/orders/3201020000000101231207000001/stop",
+                "trade_no"
+            ),
+            Some("3201020000000101231207000001")
+        );
+        assert_eq!(path_param("/v1/piles", "/v1/piles", "pile"), None);
+    }
+
+    #[test]
+    fn every_shared_route_has_a_method_the_router_knows() {
+        for route in OPERATOR_ROUTES {
+            assert!(
+                ["GET", "POST", "PUT", "DELETE"].contains(&route.method),
+                "{route:?}"
+            );
+        }
+    }
+}
