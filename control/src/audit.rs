@@ -42,6 +42,17 @@ pub enum AuditError {
     Contended,
 }
 
+impl AuditError {
+    /// Whether the same append may succeed later (the registry is out of reach or busy);
+    /// otherwise the entry itself, or the chain, is the problem.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            AuditError::Contended | AuditError::Registry(RegistryError::Unavailable(_))
+        )
+    }
+}
+
 pub struct RegistryAudit {
     registry: Arc<dyn Registry>,
 }
@@ -163,11 +174,16 @@ impl pylon_service::audit::AuditSink for RegistryAudit {
     fn append(
         &self,
         record: AuditRecord,
-    ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>> {
+    ) -> Pin<Box<dyn Future<Output = Result<u64, pylon_service::audit::AppendError>> + Send + '_>>
+    {
         Box::pin(async move {
-            RegistryAudit::append(self, record)
-                .await
-                .map_err(|e| e.to_string())
+            RegistryAudit::append(self, record).await.map_err(|e| {
+                if e.is_transient() {
+                    pylon_service::audit::AppendError::Retry(e.to_string())
+                } else {
+                    pylon_service::audit::AppendError::Refused(e.to_string())
+                }
+            })
         })
     }
 }

@@ -529,12 +529,15 @@ impl pylon_proto::control::audit_server::Audit for AuditService {
         let record: pylon_proto::api::audit::AuditRecord =
             serde_json::from_str(&request.into_inner().record_json)
                 .map_err(|e| Status::invalid_argument(format!("not an audit record: {e}")))?;
-        let seq = self
-            .node
-            .audit
-            .append(record)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let seq = self.node.audit.append(record).await.map_err(|e| {
+            if e.is_transient() {
+                Status::unavailable(e.to_string())
+            } else {
+                // The member drops the entry (counted there) instead of offering it
+                // again forever.
+                Status::failed_precondition(e.to_string())
+            }
+        })?;
         Ok(Response::new(pylon_proto::control::AuditAppended { seq }))
     }
 }

@@ -75,7 +75,7 @@ pub struct Cli {
     etcd_password_file: Option<PathBuf>,
     /// The etcd user's password (prefer the environment, which `ps` does not show).
     #[arg(long, env = "PYLON_ETCD_PASSWORD", hide_env_values = true)]
-    etcd_password: Option<String>,
+    etcd_password: Option<crate::config::Password>,
     /// Bootstrap admin token: creates the first admin user (`pylonctl users create`), and
     /// stops working once an enabled admin user exists. Needed on a first start.
     #[arg(long, env = "PYLON_ADMIN_TOKEN", hide_env_values = true)]
@@ -120,7 +120,7 @@ impl Cli {
                 etcd_user => user, etcd_password_file => password_file;
         );
         if let Some(password) = cli.etcd_password {
-            etcd.password = Some(crate::config::Password(password));
+            etcd.password = Some(password);
         }
         config.insecure_dev |= cli.insecure_dev;
         cli.cluster_tls.overlay(&mut config.cluster_tls);

@@ -71,19 +71,29 @@ pub struct VerdictLabel {
     pub verdict: String,
 }
 
-/// Seconds between two heartbeats of one session, as the edge sees them: chargers send
-/// one every 10 s, so the buckets are fine around it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExecutorLabel {
+    pub executor: String,
+}
+
+/// Seconds between two heartbeats of one session, as the edge sees them, per executor
+/// (each executor observes only its own, so they never contend): chargers send one every
+/// 10 s, so the buckets are fine around it.
 #[derive(Clone)]
-pub struct HeartbeatGaps(pub Histogram);
+pub struct HeartbeatGaps(pub Family<ExecutorLabel, Histogram, fn() -> Histogram>);
+
+fn heartbeat_gap_histogram() -> Histogram {
+    Histogram::new(
+        [
+            1.0, 2.0, 5.0, 8.0, 9.0, 10.0, 11.0, 12.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+        ]
+        .into_iter(),
+    )
+}
 
 impl Default for HeartbeatGaps {
     fn default() -> Self {
-        HeartbeatGaps(Histogram::new(
-            [
-                1.0, 2.0, 5.0, 8.0, 9.0, 10.0, 11.0, 12.0, 15.0, 20.0, 30.0, 45.0, 60.0,
-            ]
-            .into_iter(),
-        ))
+        HeartbeatGaps(Family::new_with_constructor(heartbeat_gap_histogram))
     }
 }
 
@@ -110,6 +120,8 @@ pub struct EdgeMetrics {
     pub downlinks: Family<ResultLabel, Counter>,
     /// 1 while registered with the control plane and subscribed to routes.
     pub control_connected: Gauge,
+    /// 1 when the edge runs with a control plane (`--control`).
+    pub control_configured: Gauge,
     pub control_errors: Counter,
     pub registrations: Counter,
     pub route_version: Gauge,
@@ -205,6 +217,11 @@ impl EdgeMetrics {
             "downlinks",
             "Downlink requests by result",
             self.downlinks.clone(),
+        );
+        r.register(
+            "control_configured",
+            "1 when this edge runs with a control plane (--control)",
+            self.control_configured.clone(),
         );
         r.register(
             "control_connected",
@@ -303,6 +320,8 @@ pub struct TransportCounters {
 #[derive(Clone)]
 pub struct ExecutorMetrics {
     pub all: Arc<EdgeMetrics>,
+    /// This executor's child of [`EdgeMetrics::heartbeat_gap`].
+    pub heartbeat_gap: Histogram,
     pub tcp: TransportCounters,
     pub tls: TransportCounters,
     frames_in: Vec<Counter>,
@@ -342,7 +361,15 @@ impl ExecutorMetrics {
                 .collect()
         };
         let (frames_in, frames_out) = (by_type(&all.frames_in), by_type(&all.frames_out));
+        let heartbeat_gap = all
+            .heartbeat_gap
+            .0
+            .get_or_create(&ExecutorLabel {
+                executor: executor.to_string(),
+            })
+            .clone();
         ExecutorMetrics {
+            heartbeat_gap,
             tcp: per_transport(Transport::Tcp),
             tls: per_transport(Transport::Tls),
             all,

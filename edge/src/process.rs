@@ -238,6 +238,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         None => None,
     };
     let metrics = Arc::new(EdgeMetrics::default());
+    metrics
+        .control_configured
+        .set(i64::from(!config.control.endpoints.is_empty()));
     let mut registry = Registry::default();
     metrics.register(&mut registry);
 

@@ -25,12 +25,23 @@ use serde_json::Value;
 
 use crate::routes::Caller;
 
+/// Why an entry did not go in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// The audit log is out of reach or busy: the entry may go in later.
+    #[error("{0}")]
+    Retry(String),
+    /// The audit log will not take this entry, however often it is offered.
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
 /// Where entries go: `Ok(seq)` once the entry is in the chain.
 pub trait AuditSink: Send + Sync + 'static {
     fn append(
         &self,
         record: AuditRecord,
-    ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>>;
+    ) -> Pin<Box<dyn Future<Output = Result<u64, AppendError>> + Send + '_>>;
 }
 
 /// One action to record: what, to what, and the state before and after.
@@ -127,6 +138,13 @@ impl Auditor {
             "Operator actions lost to the audit log (there is none, or its backlog was full)",
             self.failures.clone(),
         );
+        let configured = Gauge::<i64>::default();
+        configured.set(i64::from(self.sink.is_some()));
+        registry.register(
+            "pylon_audit_sink",
+            "1 when this service has an audit log to append to (a control plane)",
+            configured,
+        );
         registry.register(
             "pylon_audit_backlog",
             "Operator actions waiting for the audit log to take them",
@@ -176,7 +194,15 @@ impl Auditor {
             Ok(_) => {
                 self.appended.inc();
             }
-            Err(e) => {
+            Err(AppendError::Refused(e)) => {
+                self.failures.inc();
+                tracing::error!(
+                    action = %record.action,
+                    actor = %record.actor,
+                    "the audit log refused this entry; it is lost: {e}"
+                );
+            }
+            Err(AppendError::Retry(e)) => {
                 tracing::error!(
                     action = %record.action,
                     "audit log append failed, kept to retry: {e}"
@@ -188,7 +214,7 @@ impl Auditor {
                     tokio::spawn(drain(
                         sink.clone(),
                         self.backlog.clone(),
-                        self.appended.clone(),
+                        [self.appended.clone(), self.failures.clone()],
                         self.waiting.clone(),
                         self.retry_first,
                     ));
@@ -214,11 +240,12 @@ impl Auditor {
 }
 
 /// Offers the backlog's entries to `sink`, oldest first, pausing longer after each
-/// refusal, until the backlog is empty.
+/// failure, until the backlog is empty. The entry on offer is out of the backlog (so a
+/// full backlog cannot drop it meanwhile) and goes back to its front if it must wait.
 async fn drain(
     sink: Arc<dyn AuditSink>,
     backlog: Arc<Mutex<Backlog>>,
-    appended: Counter,
+    [appended, failures]: [Counter; 2],
     waiting: Gauge,
     retry_first: Duration,
 ) {
@@ -226,26 +253,37 @@ async fn drain(
     loop {
         tokio::time::sleep(pause).await;
         loop {
-            let next = {
+            let Some(next) = lock(&backlog).records.pop_front() else {
                 let mut b = lock(&backlog);
-                match b.records.front() {
-                    Some(record) => record.clone(),
-                    None => {
-                        b.draining = false;
-                        return;
-                    }
+                // Checked again under the lock: an entry queued since waits for nobody.
+                if b.records.is_empty() {
+                    b.draining = false;
+                    waiting.set(0);
+                    return;
                 }
+                continue;
             };
-            match sink.append(next).await {
+            match sink.append(next.clone()).await {
                 Ok(_) => {
                     appended.inc();
-                    let mut b = lock(&backlog);
-                    b.records.pop_front();
-                    waiting.set(b.records.len() as i64);
+                    waiting.set(lock(&backlog).records.len() as i64);
                     pause = retry_first;
                 }
-                Err(e) => {
-                    tracing::warn!("the audit log still refuses the waiting entries: {e}");
+                Err(AppendError::Refused(e)) => {
+                    failures.inc();
+                    waiting.set(lock(&backlog).records.len() as i64);
+                    tracing::error!(
+                        action = %next.action,
+                        actor = %next.actor,
+                        "the audit log refused a waiting entry; it is lost: {e}"
+                    );
+                }
+                Err(AppendError::Retry(e)) => {
+                    let mut b = lock(&backlog);
+                    b.records.push_front(next);
+                    waiting.set(b.records.len() as i64);
+                    drop(b);
+                    tracing::warn!("the audit log still cannot take the waiting entries: {e}");
                     pause = (pause * 2).min(RETRY_MAX);
                     break;
                 }
@@ -262,27 +300,56 @@ impl AuditSink for RemoteAudit {
     fn append(
         &self,
         record: AuditRecord,
-    ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>> {
+    ) -> Pin<Box<dyn Future<Output = Result<u64, AppendError>> + Send + '_>> {
         use pylon_proto::control::audit_client::AuditClient;
         use pylon_proto::control::AuditAppend;
         Box::pin(async move {
-            let record_json = serde_json::to_string(&record).map_err(|e| e.to_string())?;
+            let record_json =
+                serde_json::to_string(&record).map_err(|e| AppendError::Refused(e.to_string()))?;
+            // The code of the last refusal: some say the entry will never go in.
+            let last_code = Arc::new(Mutex::new(None));
             let reply = self
                 .replicas
                 .first_answer(|channel, bearer| {
                     let request = AuditAppend {
                         record_json: record_json.clone(),
                     };
+                    let last_code = last_code.clone();
                     async move {
-                        AuditClient::new(channel)
+                        let answer = AuditClient::new(channel)
                             .append(pylon_proto::auth::with_bearer(request, bearer.as_deref()))
-                            .await
+                            .await;
+                        if let Err(status) = &answer {
+                            if let Ok(mut code) = last_code.lock() {
+                                *code = Some(status.code());
+                            }
+                        }
+                        answer
                     }
                 })
-                .await?;
-            Ok(reply.seq)
+                .await;
+            match reply {
+                Ok(reply) => Ok(reply.seq),
+                Err(e) => {
+                    let code = last_code.lock().ok().and_then(|c| *c);
+                    Err(if code.is_some_and(is_final) {
+                        AppendError::Refused(e)
+                    } else {
+                        AppendError::Retry(e)
+                    })
+                }
+            }
         })
     }
+}
+
+/// Whether a gRPC refusal is about the entry itself (offering it again cannot help).
+fn is_final(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        InvalidArgument | FailedPrecondition | OutOfRange | AlreadyExists | Unimplemented
+    )
 }
 
 #[cfg(test)]
@@ -302,13 +369,19 @@ mod tests {
         fn append(
             &self,
             record: AuditRecord,
-        ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>> {
+        ) -> Pin<Box<dyn Future<Output = Result<u64, AppendError>> + Send + '_>> {
             Box::pin(async move {
                 if self.refusals.load(Ordering::SeqCst) > 0 {
                     self.refusals.fetch_sub(1, Ordering::SeqCst);
-                    return Err("control plane unavailable".into());
+                    return Err(AppendError::Retry("control plane unavailable".into()));
                 }
-                let mut kept = self.kept.lock().map_err(|e| e.to_string())?;
+                if record.target == "unacceptable" {
+                    return Err(AppendError::Refused("too large".into()));
+                }
+                let mut kept = self
+                    .kept
+                    .lock()
+                    .map_err(|e| AppendError::Retry(e.to_string()))?;
                 kept.push(record.target);
                 Ok(kept.len() as u64)
             })
@@ -341,7 +414,7 @@ mod tests {
         sink.refusals.store(3, Ordering::SeqCst);
         let mut auditor = Auditor::new("app:a1", Some(sink.clone() as Arc<dyn AuditSink>));
         auditor.retry_first = Duration::from_millis(5);
-        for target in ["a", "b", "c"] {
+        for target in ["a", "unacceptable", "b", "c"] {
             auditor.record(&caller(), action(target)).await;
         }
         assert!(auditor.waiting.get() >= 1);
@@ -352,7 +425,8 @@ mod tests {
         }
         assert_eq!(*sink.kept.lock().expect("lock"), ["a", "b", "c"]);
         assert_eq!(auditor.appended.get(), 3);
-        assert_eq!(auditor.failures.get(), 0);
+        // The entry the log will never take is dropped, counted, and holds up nobody.
+        assert_eq!(auditor.failures.get(), 1);
         // Once drained, entries go straight through again.
         auditor.record(&caller(), action("d")).await;
         assert_eq!(sink.kept.lock().expect("lock").len(), 4);

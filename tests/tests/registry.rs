@@ -604,9 +604,10 @@ async fn etcd_with_client_certificates_and_users() {
     .await
     .expect("connecting with a password");
     every_kind_of_request(&*with_password, "/pylon/by-password/").await;
-    // Outside /pylon, pylon's role refuses; a refusal is final, not "unavailable".
+    // Outside /pylon, pylon's role refuses: the registry counts as down (nothing works
+    // until an operator fixes the role), at once, without trying other members.
     match with_password.put("/elsewhere", b"x".to_vec(), None).await {
-        Err(RegistryError::Storage(message)) => {
+        Err(RegistryError::Unavailable(message)) => {
             assert!(message.contains("permission denied"), "{message}")
         }
         other => panic!("expected a permission error, got {other:?}"),
@@ -622,7 +623,7 @@ async fn etcd_with_client_certificates_and_users() {
     every_kind_of_request(&*by_certificate, "/pylon/by-certificate/").await;
     assert!(matches!(
         by_certificate.put("/elsewhere", b"x".to_vec(), None).await,
-        Err(RegistryError::Storage(_))
+        Err(RegistryError::Unavailable(m)) if m.contains("permission denied")
     ));
 
     // A wrong password is refused at once.
@@ -632,7 +633,7 @@ async fn etcd_with_client_certificates_and_users() {
     })
     .await
     {
-        Err(RegistryError::Storage(message)) => {
+        Err(RegistryError::Unavailable(message)) => {
             assert!(message.contains("authentication failed"), "{message}")
         }
         Err(e) => panic!("expected an authentication error, got {e}"),
@@ -658,7 +659,10 @@ async fn etcd_with_client_certificates_and_users() {
         user: None,
     })
     .await;
-    assert!(refused.is_err(), "etcd took a certificate of another CA");
+    assert!(
+        matches!(&refused, Err(RegistryError::Unavailable(_))),
+        "etcd took a certificate of another CA"
+    );
     let wrong_ca = TlsFiles {
         ca: Some(certs.stranger_ca.clone()),
         ..certs.files(&certs.pylon)
@@ -668,7 +672,13 @@ async fn etcd_with_client_certificates_and_users() {
         user: None,
     })
     .await;
-    assert!(refused.is_err(), "an etcd of another CA was trusted");
+    match refused {
+        Err(RegistryError::Unavailable(message)) => {
+            assert!(message.contains("certificate"), "{message}")
+        }
+        Err(e) => panic!("expected an unknown-CA refusal, got {e}"),
+        Ok(_) => panic!("an etcd of another CA was trusted"),
+    }
 
     // The root view: the keys are where pylon wrote them.
     let mut root = cluster.root_client().await.expect("root client");

@@ -11,6 +11,14 @@ use serde::Deserialize;
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Password(pub String);
 
+impl std::str::FromStr for Password {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Password, Self::Err> {
+        Ok(Password(s.to_owned()))
+    }
+}
+
 impl std::fmt::Debug for Password {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Password(***)")

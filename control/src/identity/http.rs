@@ -91,7 +91,8 @@ async fn login(State(node): State<Node>, Json(input): Json<LoginInput>) -> Respo
             response
         }
         Err(e) => {
-            tracing::warn!(user = %input.user, "login refused: {e}");
+            let shown: String = input.user.chars().take(64).collect();
+            tracing::warn!(user = %shown, "login refused: {e}");
             let reason = match e {
                 IdentityError::Locked(_) => "locked",
                 _ => "bad_login",

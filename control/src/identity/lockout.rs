@@ -35,9 +35,17 @@ impl Default for Policy {
 struct Failures {
     /// Wrong passwords since `since`.
     count: u32,
+    /// Attempts begun and not finished (their passwords are being checked).
+    in_flight: u32,
     since: u64,
     /// Locked until this time (Unix seconds), if locked.
     locked_until: Option<u64>,
+}
+
+impl Failures {
+    fn locked_at(&self, now: u64) -> Option<u64> {
+        self.locked_until.filter(|&u| u > now).map(|u| u - now)
+    }
 }
 
 /// Wrong-password counts per user name.
@@ -55,48 +63,83 @@ impl Lockouts {
         }
     }
 
-    /// Seconds until `name` may try again, or `None` when it may now.
-    pub fn locked(&self, name: &str, now: u64) -> Option<u64> {
-        let until = self.names.get(name)?.locked_until?;
-        (until > now).then(|| until - now)
-    }
-
-    /// A wrong password for `name`; returns the lock's length when this one locked it.
-    pub fn failed(&mut self, name: &str, now: u64) -> Option<u64> {
+    /// Starts a login attempt for `name`. `Err` holds the seconds to wait: the name is
+    /// locked, or the wrong passwords so far and the attempts still being checked reach
+    /// the limit (so a burst of parallel guesses gets no more than the limit). Every `Ok`
+    /// must be followed by [`Lockouts::finish`].
+    pub fn begin(&mut self, name: &str, now: u64) -> Result<(), u64> {
         if !self.names.contains_key(name) && self.names.len() >= self.policy.max_tracked {
             self.forget_stale(now);
             if self.names.len() >= self.policy.max_tracked {
                 self.forget_oldest();
             }
         }
-        let window = self.policy.window.as_secs();
+        let (window, max) = (self.policy.window.as_secs(), self.policy.max_failures);
         let entry = self.names.entry(name.to_owned()).or_insert(Failures {
             count: 0,
+            in_flight: 0,
             since: now,
             locked_until: None,
         });
+        if let Some(wait) = entry.locked_at(now) {
+            return Err(wait);
+        }
+        // A lock that has passed: its failures were cleared when it was set.
+        entry.locked_until = None;
         if now.saturating_sub(entry.since) >= window {
-            *entry = Failures {
-                count: 0,
-                since: now,
-                locked_until: None,
-            };
-        }
-        entry.count += 1;
-        if entry.count >= self.policy.max_failures && entry.locked_until.is_none_or(|u| u <= now) {
-            let lock = self.policy.lock_for.as_secs();
-            entry.locked_until = Some(now + lock);
-            // The lock's own window: failures count afresh once it has passed.
-            entry.since = now + lock;
             entry.count = 0;
-            return Some(lock);
+            entry.since = now;
+            entry.locked_until = None;
         }
-        None
+        if entry.count + entry.in_flight >= max {
+            return Err(1);
+        }
+        entry.in_flight += 1;
+        Ok(())
     }
 
-    /// A right password: the name's failures are forgotten.
-    pub fn succeeded(&mut self, name: &str) {
-        self.names.remove(name);
+    /// The attempt `begin` allowed ended: `right` when the password matched. Returns the
+    /// lock's length when this wrong password locked the name. Attempts that end while
+    /// the name is locked change nothing (neither lifting the lock nor adding to it).
+    pub fn finish(&mut self, name: &str, right: bool, now: u64) -> Option<u64> {
+        let entry = self.names.get_mut(name)?;
+        entry.in_flight = entry.in_flight.saturating_sub(1);
+        if entry.locked_at(now).is_some() {
+            return None;
+        }
+        let mut locked = None;
+        if right {
+            entry.count = 0;
+        } else {
+            entry.count += 1;
+            if entry.count >= self.policy.max_failures {
+                let lock = self.policy.lock_for.as_secs();
+                entry.locked_until = Some(now + lock);
+                // Failures count afresh once the lock has passed.
+                entry.since = now + lock;
+                entry.count = 0;
+                locked = Some(lock);
+            }
+        }
+        if entry.count == 0 && entry.in_flight == 0 && entry.locked_until.is_none() {
+            self.names.remove(name);
+        }
+        locked
+    }
+
+    /// The attempt `begin` allowed ended without a verdict (the registry failed).
+    pub fn abandon(&mut self, name: &str) {
+        if let Some(entry) = self.names.get_mut(name) {
+            entry.in_flight = entry.in_flight.saturating_sub(1);
+            if entry.count == 0 && entry.in_flight == 0 && entry.locked_until.is_none() {
+                self.names.remove(name);
+            }
+        }
+    }
+
+    /// Seconds until `name` may try again, or `None` when it may now.
+    pub fn locked(&self, name: &str, now: u64) -> Option<u64> {
+        self.names.get(name)?.locked_at(now)
     }
 
     /// Names tracked now.
@@ -110,9 +153,12 @@ impl Lockouts {
 
     fn forget_stale(&mut self, now: u64) {
         let window = self.policy.window.as_secs();
-        self.names.retain(|_, f| match f.locked_until {
-            Some(until) => until > now,
-            None => now.saturating_sub(f.since) < window,
+        self.names.retain(|_, f| {
+            f.in_flight > 0
+                || match f.locked_until {
+                    Some(until) => until > now,
+                    None => now.saturating_sub(f.since) < window,
+                }
         });
     }
 
@@ -143,52 +189,78 @@ mod tests {
         }
     }
 
+    /// One attempt, begun and finished at `now`.
+    fn attempt(l: &mut Lockouts, name: &str, right: bool, now: u64) -> Result<Option<u64>, u64> {
+        l.begin(name, now)?;
+        Ok(l.finish(name, right, now))
+    }
+
     #[test]
     fn the_nth_failure_in_the_window_locks_for_a_while() {
         let mut l = Lockouts::new(policy());
-        assert_eq!(l.failed("bob", 0), None);
-        assert_eq!(l.failed("bob", 10), None);
+        assert_eq!(attempt(&mut l, "bob", false, 0), Ok(None));
+        assert_eq!(attempt(&mut l, "bob", false, 10), Ok(None));
         assert_eq!(l.locked("bob", 10), None);
-        assert_eq!(l.failed("bob", 20), Some(100));
+        assert_eq!(attempt(&mut l, "bob", false, 20), Ok(Some(100)));
         assert_eq!(l.locked("bob", 20), Some(100));
-        assert_eq!(l.locked("bob", 119), Some(1));
+        // Locked: even the right password is not tried.
+        assert_eq!(attempt(&mut l, "bob", true, 119), Err(1));
         assert_eq!(l.locked("bob", 120), None);
         // Others are not affected.
-        assert_eq!(l.locked("alice", 20), None);
+        assert_eq!(attempt(&mut l, "alice", true, 20), Ok(None));
         // After the lock, failures count afresh.
-        assert_eq!(l.failed("bob", 121), None);
-        assert_eq!(l.failed("bob", 122), None);
-        assert_eq!(l.failed("bob", 123), Some(100));
+        assert_eq!(attempt(&mut l, "bob", false, 121), Ok(None));
+        assert_eq!(attempt(&mut l, "bob", false, 122), Ok(None));
+        assert_eq!(attempt(&mut l, "bob", false, 123), Ok(Some(100)));
+    }
+
+    #[test]
+    fn a_burst_of_parallel_guesses_gets_no_more_than_the_limit() {
+        let mut l = Lockouts::new(policy());
+        // Three begin before any is checked; the fourth must wait.
+        for _ in 0..3 {
+            assert_eq!(l.begin("bob", 0), Ok(()));
+        }
+        assert_eq!(l.begin("bob", 0), Err(1));
+        assert_eq!(l.finish("bob", false, 1), None);
+        assert_eq!(l.finish("bob", false, 1), None);
+        assert_eq!(l.finish("bob", false, 1), Some(100));
+        // A right password finishing after the lock does not lift it.
+        assert_eq!(l.locked("bob", 2), Some(99));
+    }
+
+    #[test]
+    fn attempts_ending_during_a_lock_change_nothing() {
+        let mut l = Lockouts::new(policy());
+        assert_eq!(l.begin("bob", 0), Ok(()));
+        assert_eq!(l.begin("bob", 0), Ok(()));
+        assert_eq!(l.begin("bob", 0), Ok(()));
+        l.finish("bob", false, 1);
+        l.finish("bob", false, 1);
+        l.finish("bob", false, 1);
+        // Nothing else in flight; the lock ends at 101 and counting starts afresh.
+        assert_eq!(attempt(&mut l, "bob", false, 101), Ok(None));
+        assert_eq!(attempt(&mut l, "bob", true, 102), Ok(None));
+        assert!(l.is_empty(), "a right password forgets the name");
     }
 
     #[test]
     fn failures_spread_beyond_the_window_do_not_lock() {
         let mut l = Lockouts::new(policy());
         for t in [0, 40, 80, 120, 160] {
-            assert_eq!(l.failed("bob", t), None, "at {t}");
+            assert_eq!(attempt(&mut l, "bob", false, t), Ok(None), "at {t}");
         }
         assert_eq!(l.locked("bob", 160), None);
-    }
-
-    #[test]
-    fn a_right_password_forgets_the_failures() {
-        let mut l = Lockouts::new(policy());
-        l.failed("bob", 0);
-        l.failed("bob", 1);
-        l.succeeded("bob");
-        assert_eq!(l.failed("bob", 2), None);
-        assert_eq!(l.failed("bob", 3), None);
-        assert!(l.failed("bob", 4).is_some());
     }
 
     #[test]
     fn the_table_stays_bounded_and_keeps_locks_over_stale_names() {
         let mut l = Lockouts::new(policy());
         for _ in 0..3 {
-            l.failed("locked", 0);
+            let _ = attempt(&mut l, "locked", false, 0);
         }
         for (i, name) in ["a", "b", "c", "d", "e", "f"].iter().enumerate() {
-            l.failed(name, 70 + i as u64);
+            let _ = attempt(&mut l, name, false, 70 + i as u64);
             assert!(l.len() <= 4, "{}", l.len());
         }
         // Stale names go first; a lock outlives them (its window starts when it ends).

@@ -301,10 +301,37 @@ impl Identity {
 
     /// A session token for a user who gives their password.
     pub async fn login(&self, user: &str, password: &str) -> Result<IssuedToken> {
-        let lockouts = || self.lockouts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(wait) = lockouts().locked(user, now_secs()) {
-            return Err(IdentityError::Locked(wait));
+        // A name no user can have is refused at once, and not tracked.
+        if check_user_name(user).is_err() {
+            return Err(IdentityError::BadLogin);
         }
+        let lockouts = || self.lockouts.lock().unwrap_or_else(|p| p.into_inner());
+        lockouts()
+            .begin(user, now_secs())
+            .map_err(IdentityError::Locked)?;
+        let outcome = self.check_password(user, password).await;
+        match &outcome {
+            // The registry did not answer: no verdict on the password.
+            Err(_) => lockouts().abandon(user),
+            Ok(found) => {
+                if let Some(secs) = lockouts().finish(user, found.is_some(), now_secs()) {
+                    tracing::warn!(%user, secs, "too many wrong passwords: the user is locked");
+                }
+            }
+        }
+        let record = outcome?.ok_or(IdentityError::BadLogin)?;
+        self.issue(
+            &record,
+            "session",
+            record.role,
+            TokenKind::Session,
+            Some(SESSION_TTL),
+        )
+        .await
+    }
+
+    /// The user whose password `password` is, if it is theirs and they are enabled.
+    async fn check_password(&self, user: &str, password: &str) -> Result<Option<UserRecord>> {
         let record = self.read::<UserRecord>(&format!("{USERS}{user}")).await?;
         // Every refusal costs one argon2 verification, so the answer's time does not say
         // whether the user exists or is disabled. The work runs off the async workers,
@@ -314,26 +341,7 @@ impl Identity {
             .map(|r| r.password_hash.clone())
             .unwrap_or_else(|| password::dummy_hash().to_owned());
         let matches = password::verify_blocking(password.to_owned(), stored).await;
-        let record = match record {
-            Some(r) if matches && !r.disabled => {
-                lockouts().succeeded(user);
-                r
-            }
-            _ => {
-                if let Some(secs) = lockouts().failed(user, now_secs()) {
-                    tracing::warn!(%user, secs, "too many wrong passwords: the user is locked");
-                }
-                return Err(IdentityError::BadLogin);
-            }
-        };
-        self.issue(
-            &record,
-            "session",
-            record.role,
-            TokenKind::Session,
-            Some(SESSION_TTL),
-        )
-        .await
+        Ok(record.filter(|r| matches && !r.disabled))
     }
 
     /// Revokes a token; returns it as it was before.

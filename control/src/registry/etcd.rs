@@ -99,6 +99,22 @@ impl From<etcd_client::Error> for Failure {
         use tonic::Code;
         match &e {
             E::GRpcStatus(status) => match status.code() {
+                // An expired or stale auth token, or etcd's auth store changed under it: a
+                // new client logs in again.
+                Code::Unauthenticated => Failure::Retry(e.to_string()),
+                Code::InvalidArgument
+                    if status.message().contains("revision of auth store is old") =>
+                {
+                    Failure::Retry(e.to_string())
+                }
+                // Our user is refused (wrong password, a role without our keys): nothing
+                // works until an operator fixes it, so the registry counts as down.
+                Code::PermissionDenied => {
+                    Failure::Fatal(RegistryError::Unavailable(format!("etcd refused: {e}")))
+                }
+                Code::InvalidArgument if status.message().contains("authentication failed") => {
+                    Failure::Fatal(RegistryError::Unavailable(format!("etcd refused: {e}")))
+                }
                 // "no leader", "leader changed", "request timed out", connection resets, ...
                 Code::Unavailable
                 | Code::DeadlineExceeded
@@ -258,12 +274,15 @@ impl EtcdRegistry {
     /// client, so a member that comes back gets a clean connection.
     async fn fail_over(&self, index: usize) {
         let n = self.endpoints.len();
-        let _ = self.current.compare_exchange(
-            index,
-            (index + 1) % n,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+        // Only the request that moves on rebuilds the client: with a user, each new
+        // client logs in, and a burst of failures must not become a burst of logins.
+        if self
+            .current
+            .compare_exchange(index, (index + 1) % n, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
         match new_client(&self.endpoints[index], &self.options, self.tls.as_ref()).await {
             Ok(client) => *lock(&self.clients[index]) = Some(client),
             Err(failure) => {

@@ -165,8 +165,11 @@ impl SessionHost for Host<'_> {
     fn still_may_log_in(&mut self, pile: &PileNo) -> bool {
         let exec = self.exec;
         let fingerprint = self.conn.identity().fingerprint;
+        // Checked and taken under one lock: no other executor's login can come between.
         let verdict = match exec.shared.logins.lock() {
-            Ok(logins) => logins.recheck(*pile, self.conn.id, fingerprint),
+            Ok(mut logins) => logins
+                .recheck(*pile, self.conn.id, fingerprint)
+                .map(|()| logins.logged_in(*pile, self.conn.id, fingerprint)),
             Err(_) => Err("internal"),
         };
         match verdict {
@@ -217,7 +220,7 @@ impl SessionHost for Host<'_> {
         let last = self.conn.last_heartbeat_ms.replace(now);
         if last != 0 {
             let gap = now.saturating_sub(last) as f64 / 1000.0;
-            self.exec.metrics.all.heartbeat_gap.0.observe(gap);
+            self.exec.metrics.heartbeat_gap.observe(gap);
         }
     }
 

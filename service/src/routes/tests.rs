@@ -136,7 +136,9 @@ impl crate::audit::AuditSink for Kept {
     fn append(
         &self,
         record: pylon_proto::api::audit::AuditRecord,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send + '_>> {
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<u64, crate::audit::AppendError>> + Send + '_>,
+    > {
         Box::pin(async move {
             let mut kept = self.0.lock().expect("lock");
             kept.push(record);
