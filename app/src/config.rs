@@ -3,14 +3,14 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Default port for the business stream from edges (gRPC).
 pub const DEFAULT_GRPC_PORT: u16 = 7500;
 /// Default port for the operator API and /metrics.
 pub use pylon_proto::api::app::DEFAULT_HTTP_PORT;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// This instance's id in the control plane's registry (unique per instance).
@@ -57,7 +57,7 @@ pub struct Config {
 /// How long personal data and raw history are kept (days; 0 keeps them for ever). A job
 /// applies it every hour. Financial records (transaction records, settlements, the
 /// ledger, orders) are not touched: the law keeps them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
     /// Raw per-charge events (real-time data, BMS frames): 90 days.
@@ -98,7 +98,7 @@ impl RetentionConfig {
 }
 
 /// The operator's money rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RevenueConfig {
     /// No charge starts below this spendable balance (fen).
@@ -121,7 +121,7 @@ impl Default for RevenueConfig {
 }
 
 /// A fault a test can make the instance commit on purpose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Fault {
     /// Kill the process (SIGKILL) right after a new transaction record is committed,
@@ -130,7 +130,7 @@ pub enum Fault {
     KillAfterStore,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreBackend {
     /// One file on this machine (WAL, synchronous commits).
@@ -139,7 +139,7 @@ pub enum StoreBackend {
     Postgres,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     pub backend: StoreBackend,

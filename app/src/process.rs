@@ -94,6 +94,8 @@ pub struct Cli {
     #[arg(long, value_enum, env = "PYLON_APP_FAULT", hide = true)]
     fault: Option<crate::config::Fault>,
     #[command(flatten)]
+    pub config_args: pylon_service::config::ConfigArgs,
+    #[command(flatten)]
     pub log: pylon_service::logging::LogArgs,
 }
 
@@ -125,8 +127,15 @@ impl Cli {
 }
 
 /// Runs the app service until the first SIGTERM or SIGINT (a second stops at once).
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(mut cli: Cli) -> anyhow::Result<()> {
+    let checks = cli.config_args.clone();
+    if let Some(file) = &checks.check_config {
+        cli.config = Some(file.clone());
+    }
     let config = cli.into_config()?;
+    if pylon_service::config::handled(&checks, &config)? {
+        return Ok(());
+    }
     pylon_service::process::serve_until_signalled("pylon-app", 2, |shutdown| {
         crate::server::run(config, shutdown)
     })

@@ -4,14 +4,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::api::{DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT};
 
 mod etcd;
 pub use etcd::{EtcdSecurity, Password};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// This replica's name (in the leader key, logs and `pylonctl status`).
@@ -47,7 +47,7 @@ pub struct Config {
     pub cluster_tls: pylon_service::tls::TlsFiles,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// In this process, persisted to a file: one machine, no set-up.
@@ -56,7 +56,7 @@ pub enum Backend {
     Etcd,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     pub backend: Backend,

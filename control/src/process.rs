@@ -99,6 +99,8 @@ pub struct Cli {
     #[arg(long, default_value_t = 2)]
     worker_threads: usize,
     #[command(flatten)]
+    pub config_args: pylon_service::config::ConfigArgs,
+    #[command(flatten)]
     pub log: pylon_service::logging::LogArgs,
 }
 
@@ -130,9 +132,16 @@ impl Cli {
 }
 
 /// Runs the control service until the first SIGTERM or SIGINT (a second stops at once).
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(mut cli: Cli) -> anyhow::Result<()> {
     let workers = cli.worker_threads;
+    let checks = cli.config_args.clone();
+    if let Some(file) = &checks.check_config {
+        cli.config = Some(file.clone());
+    }
     let config = cli.into_config()?;
+    if pylon_service::config::handled(&checks, &config)? {
+        return Ok(());
+    }
     pylon_service::process::serve_until_signalled("pylon-control", workers, |shutdown| {
         crate::server::run(config, shutdown)
     })

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pylon_proto::api::edge::DEFAULT_ADMIN_PORT;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Name of this edge in logs, metrics and uplink messages.
@@ -61,7 +61,7 @@ pub struct Config {
 }
 
 /// Registration with the control plane and the route table it pushes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ControlConfig {
     /// Control-plane gRPC endpoints (`http://host:7401`), tried in turn. Empty: the edge
@@ -97,7 +97,7 @@ impl Default for ControlConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chains, each paired with the key at the same position in `keys`.
@@ -112,7 +112,7 @@ pub struct TlsConfig {
     pub session_cache: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// A TLS handshake must finish within this many seconds.
@@ -133,7 +133,7 @@ pub struct Limits {
     pub drain_grace_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// File of allowed pile numbers, one per line (`#` starts a comment).

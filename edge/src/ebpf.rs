@@ -12,7 +12,9 @@ use pylon_ebpf::reuseport::{CpuListenerSelector, Selections};
 use pylon_ebpf::synguard::{GuardConfig, SynGuard};
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EbpfMode {
     /// Plain SO_REUSEPORT spreading.
@@ -99,7 +101,7 @@ impl ListenerSelectors {
 }
 
 /// The SYN-flood guard on the edge's interface (`[syn_guard]` / `--syn-guard <iface>`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SynGuardConfig {
     /// The interface chargers' SYNs arrive on; empty: no guard.

@@ -168,6 +168,8 @@ pub struct Cli {
     #[arg(long)]
     lease_ttl: Option<u32>,
     #[command(flatten)]
+    pub config_args: pylon_service::config::ConfigArgs,
+    #[command(flatten)]
     pub log: LogArgs,
 }
 
@@ -216,8 +218,16 @@ impl Cli {
 }
 
 /// Runs the edge until it is stopped (see [`watch_signals`]).
-pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Arc::new(cli.into_config()?);
+pub fn run(mut cli: Cli) -> anyhow::Result<()> {
+    let checks = cli.config_args.clone();
+    if let Some(file) = &checks.check_config {
+        cli.config = Some(file.clone());
+    }
+    let config = cli.into_config()?;
+    if pylon_service::config::handled(&checks, &config)? {
+        return Ok(());
+    }
+    let config = Arc::new(config);
     // With app logins, the app service's pile registry decides; the local policy is unused.
     let policy = if config.auth.allow_all || config.auth.app_login {
         LoginPolicy::AllowAll

@@ -1,10 +1,99 @@
 //! Settings files: TOML, read the same way by every process (flags then override what the
 //! file says, in each process's `Cli::into_config`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// `--print-config` and `--check-config`, the same on every service.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ConfigArgs {
+    /// Print the effective configuration (the file, then environment and flags over it)
+    /// as TOML, secrets hidden, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Check a configuration file, with the environment and flags over it as a real start
+    /// would, and exit: 0 when it is valid, else 1 with the key (and line) at fault.
+    #[arg(long, value_name = "FILE")]
+    pub check_config: Option<PathBuf>,
+}
+
+/// What [`ConfigArgs`] asked for, once the configuration is built: `true` when the process
+/// should exit now (it printed or checked the configuration).
+pub fn handled<T: Serialize>(args: &ConfigArgs, config: &T) -> anyhow::Result<bool> {
+    if args.print_config {
+        print!("{}", to_toml_redacted(config)?);
+        return Ok(true);
+    }
+    if let Some(file) = &args.check_config {
+        println!("{}: valid", file.display());
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Keys whose values are never printed.
+const SECRET_KEYS: &[&str] = &[
+    "admin_token",
+    "cluster_token",
+    "token",
+    "password",
+    "secret",
+];
+
+/// `config` as TOML, with tokens and passwords (also inside database URLs) hidden.
+pub fn to_toml_redacted<T: Serialize>(config: &T) -> anyhow::Result<String> {
+    let mut value = toml::Value::try_from(config).context("the configuration as TOML")?;
+    redact(&mut value);
+    toml::to_string_pretty(&value).context("the configuration as TOML")
+}
+
+const HIDDEN: &str = "<hidden>";
+
+fn redact(value: &mut toml::Value) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, value) in table.iter_mut() {
+                match value {
+                    toml::Value::String(s) if SECRET_KEYS.contains(&key.as_str()) => {
+                        *s = HIDDEN.into()
+                    }
+                    toml::Value::String(s) => *s = hide_url_password(s),
+                    other => redact(other),
+                }
+            }
+        }
+        toml::Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// `scheme://user:password@host/...` and `... password=secret ...` with the password hidden.
+fn hide_url_password(text: &str) -> String {
+    if let Some((scheme, rest)) = text.split_once("://") {
+        if let Some((userinfo, host)) = rest.split_once('@') {
+            if let Some((user, _)) = userinfo.split_once(':') {
+                return format!("{scheme}://{user}:{HIDDEN}@{host}");
+            }
+        }
+    }
+    if text.contains("password=") {
+        return text
+            .split(' ')
+            .map(|part| {
+                if part.starts_with("password=") {
+                    format!("password={HIDDEN}")
+                } else {
+                    part.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    text.to_owned()
+}
 
 /// Reads a TOML settings file; an error names the file, and toml's message the line and key.
 pub fn from_toml_file<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
@@ -47,6 +136,43 @@ macro_rules! overlay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printed_configurations_hide_secrets() {
+        #[derive(Serialize)]
+        struct Store {
+            url: String,
+            path: String,
+        }
+        #[derive(Serialize)]
+        struct Settings {
+            admin_token: Option<String>,
+            cluster_token: String,
+            replica: String,
+            store: Store,
+            conninfo: String,
+        }
+        let text = to_toml_redacted(&Settings {
+            admin_token: Some("boot-secret".into()),
+            cluster_token: "cluster-secret".into(),
+            replica: "c1".into(),
+            store: Store {
+                url: "postgres://pylon:db-secret@10.0.0.9/pylon".into(),
+                path: "/var/lib/pylon/app.db".into(),
+            },
+            conninfo: "host=db user=pylon password=db-secret".into(),
+        })
+        .expect("toml");
+        for secret in ["boot-secret", "cluster-secret", "db-secret"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(text.contains("replica = \"c1\""), "{text}");
+        assert!(
+            text.contains("postgres://pylon:<hidden>@10.0.0.9/pylon"),
+            "{text}"
+        );
+        assert!(text.contains("/var/lib/pylon/app.db"), "{text}");
+    }
 
     #[derive(Debug, Default, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

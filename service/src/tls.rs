@@ -25,7 +25,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -33,7 +33,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Where a service's cluster certificate lives. All three, or none (plaintext, which a
 /// service refuses outside `--insecure-dev`... once every deployment has certificates).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsFiles {
     /// The cluster CA's certificate (PEM): peers must show a certificate it signed.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use pylon_service::tls::TlsFiles;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A password that never shows in `Debug` output or logs.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -26,7 +26,7 @@ impl std::fmt::Debug for Password {
 }
 
 /// etcd's security settings (`[registry.etcd]`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct EtcdSecurity {
     /// The CA that signed etcd's certificates, and the client certificate and key shown to

@@ -1,0 +1,93 @@
+//! `--print-config` and `--check-config` on every service, as an operator runs them.
+
+use std::process::Command;
+
+use pylon_tests::binary;
+
+fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(binary(name))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("running {name}: {e}"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn every_service_prints_its_configuration_without_secrets() {
+    let secrets = [
+        ("PYLON_CLUSTER_TOKEN", "cluster-secret-1"),
+        ("PYLON_ADMIN_TOKEN", "admin-secret-2"),
+    ];
+    for (name, extra) in [
+        ("pylon-control", vec![]),
+        ("pylon-app", vec!["--control", "http://127.0.0.1:7401"]),
+        (
+            "pylon-edge",
+            vec![
+                "--allow-all",
+                "--control",
+                "http://127.0.0.1:7401",
+                "--advertise-tcp",
+                "10.0.0.3:8768",
+            ],
+        ),
+    ] {
+        let mut args = vec!["--print-config"];
+        args.extend(extra);
+        let (ok, text) = run(name, &args, &secrets);
+        assert!(ok, "{name}: {text}");
+        assert!(
+            !text.contains("cluster-secret-1") && !text.contains("admin-secret-2"),
+            "{name}: {text}"
+        );
+        assert!(text.contains("<hidden>"), "{name}: {text}");
+        // What it printed is a configuration file it takes back.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("printed.toml");
+        std::fs::write(&file, text.replace("\"<hidden>\"", "\"from-the-file\"")).expect("write");
+        let (ok, checked) = run(
+            name,
+            &["--check-config", file.to_str().expect("utf-8")],
+            &[],
+        );
+        assert!(ok, "{name} refused what it printed: {checked}");
+        assert!(checked.contains("valid"), "{name}: {checked}");
+    }
+}
+
+#[test]
+fn a_bad_file_is_refused_with_its_key_and_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("control.toml");
+    std::fs::write(
+        &file,
+        "replica_id = \"c1\"\ncluster_token = \"t\"\nshards = 64\n",
+    )
+    .expect("write");
+    let (ok, text) = run(
+        "pylon-control",
+        &["--check-config", file.to_str().expect("utf-8")],
+        &[],
+    );
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("line 3") && text.contains("shards") && text.contains("control.toml"),
+        "{text}"
+    );
+    // A value no replica can run with is refused too.
+    std::fs::write(&file, "cluster_token = \"t\"\nshard_count = 0\n").expect("write");
+    let (ok, text) = run(
+        "pylon-control",
+        &["--check-config", file.to_str().expect("utf-8")],
+        &[],
+    );
+    assert!(!ok && text.contains("shard_count"), "{text}");
+}
