@@ -73,6 +73,9 @@ async fn forward(State(s): State<Http>, matched: MatchedPath, request: Request) 
             );
         }
     };
+    if route.owner == Owner::Every {
+        return stats_of_every_instance(node, &parts).await;
+    }
     let base = match instance_for(node, route, parts.uri.path(), &body) {
         Ok(base) => base,
         Err((code, message)) => {
@@ -123,7 +126,7 @@ fn instance_for(
     body: &[u8],
 ) -> Result<String, (&'static str, String)> {
     let pile_text = match route.owner {
-        Owner::Any => return any_instance(node),
+        Owner::Any | Owner::Every => return any_instance(node),
         Owner::PathPile => path_param(route.path, path, "pile").map(str::to_owned),
         Owner::PathTrade => path_param(route.path, path, "trade_no")
             .and_then(|t| t.get(..14))
@@ -168,11 +171,9 @@ fn http_address_of(node: &ControlNode, id: &str) -> Option<String> {
         .filter(|a| !a.is_empty())
 }
 
-/// A live instance with an operator address, taken in turn.
-fn any_instance(node: &ControlNode) -> Result<String, (&'static str, String)> {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let addresses: Vec<String> = node
-        .view
+/// The operator addresses of the live instances that are not leaving.
+fn live_instances(node: &ControlNode) -> Vec<String> {
+    node.view
         .load()
         .state
         .members(MemberKind::App)
@@ -180,7 +181,102 @@ fn any_instance(node: &ControlNode) -> Result<String, (&'static str, String)> {
         .filter(|m| !m.load.leaving)
         .map(|m| m.record.http_address)
         .filter(|a| !a.is_empty())
-        .collect();
+        .collect()
+}
+
+/// `/v1/stats` of the whole cluster: piles online summed over the instances (each pile has
+/// one owner); edges and records as the instance that sees most (every edge streams to
+/// every instance, the records are in the shared store). Instances that do not answer
+/// are left out, and the `x-pylon-instances` header says how many answered.
+async fn stats_of_every_instance(
+    node: &ControlNode,
+    parts: &axum::http::request::Parts,
+) -> Response {
+    use pylon_proto::api::app::StatsReply;
+    let count = |r: &str| node.metrics.forwards.get_or_create(&result(r)).inc();
+    let instances = live_instances(node);
+    if instances.is_empty() {
+        count("no_app_instance");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_app_instance",
+            "no live app instance with an operator API address is registered",
+        );
+    }
+    let mut merged: Option<StatsReply> = None;
+    let mut answered = 0;
+    // One after the other: a cluster has a handful of instances.
+    for base in &instances {
+        match stats_of(base, parts).await {
+            Answer::Stats(stats) => {
+                answered += 1;
+                merged = Some(match merged {
+                    None => stats,
+                    Some(m) => StatsReply {
+                        edges: m.edges.max(stats.edges),
+                        piles_online: m.piles_online + stats.piles_online,
+                        records: m.records.max(stats.records),
+                        store: m.store,
+                    },
+                });
+            }
+            // The instance's own refusal (a bad token, say) is the answer.
+            Answer::Refused(response) => {
+                count("ok");
+                return response;
+            }
+            Answer::Failed(e) => tracing::warn!(app = %base, "an app instance's stats: {e}"),
+        }
+    }
+    let Some(merged) = merged else {
+        count("unreachable");
+        return error(
+            StatusCode::BAD_GATEWAY,
+            "app_unreachable",
+            "no app instance answered",
+        );
+    };
+    count("ok");
+    let mut response = axum::Json(merged).into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("{answered}/{}", instances.len())) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-pylon-instances"), value);
+    }
+    response
+}
+
+enum Answer {
+    Stats(pylon_proto::api::app::StatsReply),
+    Refused(Response),
+    Failed(String),
+}
+
+/// How long one instance gets to answer for the cluster's stats.
+const STATS_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn stats_of(base: &str, parts: &axum::http::request::Parts) -> Answer {
+    let answer = match tokio::time::timeout(STATS_TIMEOUT, send(base, parts, Bytes::new())).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => return Answer::Failed(e),
+        Err(_) => return Answer::Failed(format!("no answer within {STATS_TIMEOUT:?}")),
+    };
+    if !answer.status().is_success() {
+        return Answer::Refused(answer);
+    }
+    match axum::body::to_bytes(answer.into_body(), BODY_LIMIT).await {
+        Ok(body) => match serde_json::from_slice(&body) {
+            Ok(stats) => Answer::Stats(stats),
+            Err(e) => Answer::Failed(e.to_string()),
+        },
+        Err(e) => Answer::Failed(e.to_string()),
+    }
+}
+
+/// A live instance with an operator address, taken in turn.
+fn any_instance(node: &ControlNode) -> Result<String, (&'static str, String)> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let addresses = live_instances(node);
     if addresses.is_empty() {
         return Err((
             "no_app_instance",

@@ -41,7 +41,8 @@ The control plane is found at --endpoint, else PYLON_ENDPOINT, else `endpoint` i
 config file (~/.config/pylon/pylonctl.toml), else http://127.0.0.1:7400. The app
 service (for piles, records, charge, stations, tariffs, accounts, reports and keys) is
 found at --app-endpoint, else PYLON_APP_ENDPOINT, else `app_endpoint` in the config
-file, else http://127.0.0.1:7510.
+file, else through the control plane's address above (it forwards each call to the app
+instance that can answer it).
 With cluster TLS on, the control plane, the app service and the edges' admin APIs serve
 HTTPS: give https:// URLs and the cluster CA's certificate to check them against, with
 --ca, else PYLON_CA, else `ca` in the config file (https needs it). The control plane's

@@ -63,8 +63,9 @@ impl Service {
                  version as pylonctl?"
             }
             Service::App => {
-                "is --app-endpoint the app service's HTTP port, 7510 by default, and the \
-                 same version as pylonctl?"
+                "is --app-endpoint the app service's HTTP port (7510 by default), or, without \
+                 one, --endpoint a control plane that forwards to the app, of the same \
+                 version as pylonctl?"
             }
             Service::EdgeAdmin => {
                 "is --edge-admin the edge's admin port, 9100 by default, and the same \

@@ -238,10 +238,16 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
     let grpc_endpoint = nonempty(flags.grpc_endpoint.clone())
         .or_else(|| env_var(ENV_GRPC_ENDPOINT))
         .or(nonempty(file.grpc_endpoint));
-    let app_endpoint = nonempty(flags.app_endpoint.clone())
-        .or_else(|| env_var(ENV_APP_ENDPOINT))
-        .or(nonempty(file.app_endpoint))
-        .unwrap_or_else(default_app_endpoint);
+    // Without an app address of its own, the app's API is reached through the control
+    // plane, which forwards each call to the instance that can answer it.
+    let (app_endpoint, normalize_app): (String, Normalize) =
+        match nonempty(flags.app_endpoint.clone())
+            .or_else(|| env_var(ENV_APP_ENDPOINT))
+            .or(nonempty(file.app_endpoint))
+        {
+            Some(given) => (given, normalize_app_endpoint),
+            None => (endpoint.clone(), normalize_http_endpoint),
+        };
     let edge_admin = nonempty(flags.edge_admin.clone())
         .or_else(|| env_var(ENV_EDGE_ADMIN))
         .or(nonempty(file.edge_admin))
@@ -315,13 +321,16 @@ pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
         endpoint: check(Target::ControlPlane, endpoint, normalize_http_endpoint)?,
         token,
         grpc_endpoint,
-        app_endpoint: check(Target::App, app_endpoint, normalize_app_endpoint)?,
+        app_endpoint: check(Target::App, app_endpoint, normalize_app)?,
         edge_admin: check(Target::EdgeAdmin, edge_admin, normalize_edge_admin)?,
         ca,
         client_cert,
         config_path,
     })
 }
+
+/// Makes a URL of an address as given, or says what is wrong with it.
+type Normalize = fn(&str) -> Result<String, Failure>;
 
 /// `host:port` or `http://host:port/` -> `http://host:port`; `https://host:port/` ->
 /// `https://host:port`; refuses other schemes.
@@ -484,7 +493,8 @@ mod tests {
         assert_eq!(s.endpoint, "http://127.0.0.1:7400");
         assert_eq!(s.token, None);
         assert_eq!(s.grpc_endpoint, None);
-        assert_eq!(s.app_endpoint, "http://127.0.0.1:7510");
+        // The app's API through the control plane.
+        assert_eq!(s.app_endpoint, "http://127.0.0.1:7400");
         assert_eq!(s.edge_admin, "http://127.0.0.1:9100");
         assert_eq!(
             s.config_path,
@@ -515,11 +525,12 @@ mod tests {
             "{msg}"
         );
 
+        // Without an app address, the app commands go through the control plane's.
         let env = env_of(&[(ENV_ENDPOINT, "ftp://ctl")]);
-        assert_eq!(
-            resolve(&app, &env).unwrap().app_endpoint,
-            default_app_endpoint()
-        );
+        let err = resolve(&app, &env).unwrap_err();
+        assert!(err.to_string().contains("ftp://ctl"), "{err}");
+        let env = env_of(&[(ENV_ENDPOINT, "http://ctl:7400")]);
+        assert_eq!(resolve(&app, &env).unwrap().app_endpoint, "http://ctl:7400");
         let env = env_of(&[(ENV_APP_ENDPOINT, "https://app")]);
         assert_eq!(
             resolve(&control, &env).unwrap().endpoint,
@@ -540,7 +551,14 @@ mod tests {
                 && msg.contains("http://127.0.0.1:9100"),
             "{msg}"
         );
-        assert!(resolve(&app, &env).is_ok());
+        // The app commands use the control plane's address when given none of their own.
+        assert!(resolve(&app, &env).is_err());
+        let with_app = env_of(&[
+            (ENV_ENDPOINT, "ftp://ctl"),
+            (ENV_EDGE_ADMIN, "ftp://edge"),
+            (ENV_APP_ENDPOINT, "http://app:7510"),
+        ]);
+        assert!(resolve(&app, &with_app).is_ok());
         let env = env_of(&[
             (ENV_ENDPOINT, "ftp://ctl"),
             (ENV_EDGE_ADMIN, "10.0.0.3:9100"),

@@ -678,9 +678,18 @@ fn operators_reach_every_app_instance_through_the_control_plane() {
     }
     assert_eq!(owners.len(), 2, "the piles fall in both instances' shards");
 
-    // Lists come from the shared store; permissions are checked before forwarding.
+    // Lists come from the shared store; the stats of every instance are summed (each
+    // knows only its own piles); permissions are checked before forwarding.
     let (code, list) = via(control.http, "/v1/piles", admin);
     assert_eq!(code, 200, "{list}");
+    let (code, stats) = via(control.http, "/v1/stats", admin);
+    assert_eq!(code, 200, "{stats}");
+    assert_eq!(stats["piles_online"], 12, "{stats}");
+    for app in &apps {
+        let (_, own) = via(app.http, "/v1/stats", admin);
+        let own = own["piles_online"].as_u64().unwrap_or(99);
+        assert!(own > 0 && own < 12, "{} alone knows {own} piles", app.id);
+    }
     let (code, _) = pylon_tests::http::call_as(
         control.http,
         "POST",

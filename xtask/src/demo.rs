@@ -205,7 +205,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  export PYLON_ENDPOINT=http://{control_http} PYLON_TOKEN={ADMIN_TOKEN}");
     println!("  cargo run -q -p pylon-ctl --bin pylonctl -- status");
     println!("  cargo run -q -p pylon-ctl --bin pylonctl -- edges drain demo-edge-1   # watch the chargers move");
-    println!("  cargo run -q -p pylon-ctl --bin pylonctl -- charge open --app-endpoint http://{app_http}");
+    println!("  cargo run -q -p pylon-ctl --bin pylonctl -- charge open        # the app's API, through the control plane");
     println!("  app operator API: http://{app_http}/v1/stats, /v1/piles/10000000000000 (bearer {ADMIN_TOKEN})");
     println!("  kill -9 an edge (pids: {}) and watch its chargers move to the other one; the demo restarts it after {} s",
         edges.iter().filter_map(|e| e.proc.as_ref().map(|p| p.pid().to_string())).collect::<Vec<_>>().join(", "),

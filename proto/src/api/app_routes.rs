@@ -18,6 +18,9 @@ pub enum Owner {
     PathTrade,
     /// The owner of the pile named by the JSON body's `pile` field.
     BodyPile,
+    /// Every live instance, the answers merged: what each instance knows only of its
+    /// own piles (`/v1/stats`).
+    Every,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +46,7 @@ const fn route(
     }
 }
 
-use Owner::{Any, BodyPile, PathPile, PathTrade};
+use Owner::{Any, BodyPile, Every, PathPile, PathTrade};
 
 /// Every operator route of `pylon-app` (besides `/metrics`, `/healthz`, `/readyz`).
 pub const OPERATOR_ROUTES: &[AppRoute] = &[
@@ -60,7 +63,7 @@ pub const OPERATOR_ROUTES: &[AppRoute] = &[
     route("GET", "/v1/records/{trade_no}", Read, Any),
     route("GET", "/v1/billing-models/{n}", Read, Any),
     route("PUT", "/v1/billing-models/{n}", Finance, Any),
-    route("GET", "/v1/stats", Read, Any),
+    route("GET", "/v1/stats", Read, Every),
     route("GET", "/v1/stations", Read, Any),
     route("POST", "/v1/stations", Command, Any),
     route("GET", "/v1/stations/{id}", Read, Any),

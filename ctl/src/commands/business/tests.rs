@@ -625,7 +625,7 @@ fn api_errors_are_explained() {
     let (code, msg) = fail(t, &["charge", "open"]);
     assert_eq!(code, 1);
     assert!(
-        msg.contains("is --app-endpoint the app service's HTTP port, 7510"),
+        msg.contains("is --app-endpoint the app service's HTTP port (7510 by default)"),
         "{msg}"
     );
     server.join().unwrap();
