@@ -45,6 +45,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     crate::system::prepare("demo", crate::system::FOR_BUILD)?;
     procs::build_release()?;
     let dir = procs::root().join("target/demo");
+    // Every run starts afresh: a store or registry left by an earlier run would refuse
+    // the demo's set-up (its station and tariff exist already).
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(anyhow::anyhow!("clearing {}: {e}", dir.display())),
+    }
     let (ca, certs) = procs::edge_certs(&dir.join("certs"))?;
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
