@@ -140,7 +140,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             let _ = grpc_stopped.changed().await;
         },
     ));
-    let app = operator::router(business.clone(), auth, auditor, registry);
+    let app = operator::router(business.clone(), auth, auditor.clone(), registry);
     let mut http_stopped = stopped.clone();
     let http = tokio::spawn(pylon_service::tls::serve_http(
         http_listener,
@@ -202,6 +202,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), grpc).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), http).await;
+    auditor.flush(Duration::from_secs(5)).await;
     tracing::info!("pylon-app stopped");
     Ok(())
 }

@@ -125,6 +125,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     mirror.abort();
     let _ = tokio::time::timeout(Duration::from_secs(3), grpc).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), http).await;
+    node.auditor.flush(Duration::from_secs(5)).await;
     tracing::info!("pylon-control stopped");
     Ok(())
 }

@@ -223,6 +223,27 @@ impl Auditor {
         }
     }
 
+    /// On the way out: waits up to `limit` for the backlog to drain, then counts (and
+    /// logs) what is still waiting as lost.
+    pub async fn flush(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let waiting = lock(&self.backlog).records.len();
+            if waiting == 0 {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.failures.inc_by(waiting as u64);
+                tracing::error!(
+                    waiting,
+                    "stopping with operator actions the audit log has not taken: they are lost"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn enqueue(&self, backlog: &mut Backlog, record: AuditRecord) {
         if backlog.records.len() >= BACKLOG_MAX {
             if let Some(lost) = backlog.records.pop_front() {
@@ -430,6 +451,28 @@ mod tests {
         // Once drained, entries go straight through again.
         auditor.record(&caller(), action("d")).await;
         assert_eq!(sink.kept.lock().expect("lock").len(), 4);
+    }
+
+    #[tokio::test]
+    async fn stopping_waits_for_the_backlog_then_counts_what_is_left() {
+        let sink = Arc::new(Flaky::default());
+        sink.refusals.store(1_000_000, Ordering::SeqCst);
+        let mut auditor = Auditor::new("app:a1", Some(sink.clone() as Arc<dyn AuditSink>));
+        auditor.retry_first = Duration::from_millis(5);
+        auditor.record(&caller(), action("a")).await;
+        auditor.record(&caller(), action("b")).await;
+        auditor.flush(Duration::from_millis(50)).await;
+        assert_eq!(auditor.failures.get(), 2, "both entries counted as lost");
+
+        // A log that comes back in time takes everything before the process ends.
+        let sink = Arc::new(Flaky::default());
+        sink.refusals.store(2, Ordering::SeqCst);
+        let mut auditor = Auditor::new("app:a1", Some(sink.clone() as Arc<dyn AuditSink>));
+        auditor.retry_first = Duration::from_millis(5);
+        auditor.record(&caller(), action("a")).await;
+        auditor.flush(Duration::from_secs(5)).await;
+        assert_eq!(auditor.failures.get(), 0);
+        assert_eq!(*sink.kept.lock().expect("lock"), ["a"]);
     }
 
     #[tokio::test]
