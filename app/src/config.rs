@@ -231,6 +231,30 @@ impl Config {
                 "grpc_listen is a wildcard address: set grpc_advertise (--grpc-advertise) to the address edges should use"
             );
         }
+        if !self.control.is_empty() && self.http_listen.ip().is_unspecified() {
+            anyhow::ensure!(
+                self.http_advertise.is_some(),
+                "http_listen is a wildcard address: set http_advertise (--http-advertise) to the \
+                 operator API's URL the control plane should forward to"
+            );
+        }
+        if let Some(url) = &self.http_advertise {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            let valid = rest.is_some_and(|r| {
+                let r = r.trim_end_matches('/');
+                !r.contains('/')
+                    && r.rsplit_once(':')
+                        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+            });
+            anyhow::ensure!(valid, "http_advertise {url:?} is not http(s)://host:port");
+            anyhow::ensure!(
+                self.cluster_tls.is_empty() || url.starts_with("https://"),
+                "http_advertise {url:?} is plain http, but this instance runs with cluster TLS: \
+                 give its https:// URL"
+            );
+        }
         Ok(())
     }
 

@@ -115,7 +115,9 @@ impl Cli {
         );
         c.insecure_dev |= cli.insecure_dev;
         cli.cluster_tls.overlay(&mut c.cluster_tls);
-        if let (true, Some(path)) = (cli.init_card_keys, &c.card_keys) {
+        // Printing or checking the configuration writes nothing.
+        let only_looking = cli.config_args.print_config || cli.config_args.check_config.is_some();
+        if let (true, false, Some(path)) = (cli.init_card_keys, only_looking, &c.card_keys) {
             if !path.exists() {
                 crate::revenue::vault::Vault::create_file(path)?;
                 tracing::info!(path = %path.display(), "created a new card key file; back it up");

@@ -30,14 +30,11 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest request body read here (to find a pile in it); the app has its own limits.
 const BODY_LIMIT: usize = 1 << 20;
-/// Request headers passed on: the caller's credentials and what the body is.
-const PASSED_ON: &[HeaderName] = &[
-    header::AUTHORIZATION,
-    header::COOKIE,
-    header::CONTENT_TYPE,
-    header::ACCEPT,
-];
+/// Request headers passed on: the caller's token and what the body is. Of the cookies,
+/// only Pylon's session cookie goes on (with its CSRF header).
+const PASSED_ON: &[HeaderName] = &[header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT];
 const CSRF_HEADER: &str = "x-pylon-csrf";
+const SESSION_COOKIE: &str = "pylon_session";
 
 /// `routes` with every operator route of the app service, forwarded.
 pub fn routes(routes: Routes<Http>) -> Routes<Http> {
@@ -255,22 +252,31 @@ enum Answer {
 /// How long one instance gets to answer for the cluster's stats.
 const STATS_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// One instance's stats, answer and body within [`STATS_TIMEOUT`].
 async fn stats_of(base: &str, parts: &axum::http::request::Parts) -> Answer {
-    let answer = match tokio::time::timeout(STATS_TIMEOUT, send(base, parts, Bytes::new())).await {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(e)) => return Answer::Failed(e),
-        Err(_) => return Answer::Failed(format!("no answer within {STATS_TIMEOUT:?}")),
-    };
-    if !answer.status().is_success() {
-        return Answer::Refused(answer);
-    }
-    match axum::body::to_bytes(answer.into_body(), BODY_LIMIT).await {
-        Ok(body) => match serde_json::from_slice(&body) {
-            Ok(stats) => Answer::Stats(stats),
+    let ask = async {
+        let answer = match send(base, parts, Bytes::new()).await {
+            Ok(answer) => answer,
+            Err(e) => return Answer::Failed(e),
+        };
+        // The caller's refusal (bad token, too weak a role) is the answer; anything else
+        // that is not a success leaves this instance out.
+        match answer.status() {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Answer::Refused(answer),
+            status if !status.is_success() => return Answer::Failed(format!("answered {status}")),
+            _ => {}
+        }
+        match axum::body::to_bytes(answer.into_body(), BODY_LIMIT).await {
+            Ok(body) => match serde_json::from_slice(&body) {
+                Ok(stats) => Answer::Stats(stats),
+                Err(e) => Answer::Failed(e.to_string()),
+            },
             Err(e) => Answer::Failed(e.to_string()),
-        },
-        Err(e) => Answer::Failed(e.to_string()),
-    }
+        }
+    };
+    tokio::time::timeout(STATS_TIMEOUT, ask)
+        .await
+        .unwrap_or_else(|_| Answer::Failed(format!("no answer within {STATS_TIMEOUT:?}")))
 }
 
 /// A live instance with an operator address, taken in turn.
@@ -302,7 +308,18 @@ async fn send(
         .trim_end_matches(']')
         .to_owned();
     let tls = base_uri.scheme_str() == Some("https");
+    if !tls && pylon_service::tls::cluster().is_some() {
+        return Err(format!(
+            "{base} is plain http and this control plane runs with cluster TLS: operators' \
+             tokens are not forwarded in the clear"
+        ));
+    }
     let port = base_uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
     let path = parts
         .uri
         .path_and_query()
@@ -311,40 +328,51 @@ async fn send(
     let mut request = axum::http::Request::builder()
         .method(parts.method.clone())
         .uri(path)
-        .header(header::HOST, format!("{host}:{port}"));
+        .header(header::HOST, authority);
     for name in PASSED_ON {
         for value in parts.headers.get_all(name) {
             request = request.header(name, value);
         }
     }
-    if let Some(csrf) = parts.headers.get(CSRF_HEADER) {
-        request = request.header(CSRF_HEADER, csrf);
+    let session: Vec<&str> = parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| c.starts_with(&format!("{SESSION_COOKIE}=")))
+        .collect();
+    if !session.is_empty() {
+        request = request.header(header::COOKIE, session.join("; "));
+        if let Some(csrf) = parts.headers.get(CSRF_HEADER) {
+            request = request.header(CSRF_HEADER, csrf);
+        }
     }
     let request = request
         .body(Body::from(body))
         .map_err(|e| format!("building the request: {e}"))?;
 
-    let connect = async {
-        if tls {
-            let cluster = pylon_service::tls::cluster().ok_or_else(|| {
-                format!("{base} is https but this control plane has no cluster TLS")
-            })?;
-            let stream = cluster
-                .connect_http1(&host, port)
-                .await
-                .map_err(|e| e.to_string())?;
-            exchange(TokioIo::new(stream), request).await
-        } else {
-            let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-                .await
-                .map_err(|e| e.to_string())?;
-            let _ = stream.set_nodelay(true);
-            exchange(TokioIo::new(stream), request).await
-        }
-    };
-    tokio::time::timeout(CONNECT_TIMEOUT + FORWARD_TIMEOUT, connect)
+    let within = |what: &'static str| move |_| format!("no {what} within {CONNECT_TIMEOUT:?}");
+    if tls {
+        let cluster = pylon_service::tls::cluster()
+            .ok_or_else(|| format!("{base} is https but this control plane has no cluster TLS"))?;
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, cluster.connect_http1(&host, port))
+            .await
+            .map_err(within("TLS connection"))?
+            .map_err(|e| e.to_string())?;
+        exchange(TokioIo::new(stream), request).await
+    } else {
+        let stream = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
         .await
-        .map_err(|_| "no answer".to_owned())?
+        .map_err(within("connection"))?
+        .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        exchange(TokioIo::new(stream), request).await
+    }
 }
 
 async fn exchange<IO>(io: IO, request: axum::http::Request<Body>) -> Result<Response, String>

@@ -139,6 +139,16 @@ impl MembershipService {
         }
         if !member.http_address.is_empty() {
             validate_http_url(&member.http_address).map_err(|m| self.invalid(m))?;
+            // Operators' tokens go to this address: with cluster TLS, only over TLS.
+            if pylon_service::tls::cluster().is_some()
+                && !member.http_address.starts_with("https://")
+            {
+                return Err(self.invalid(format!(
+                    "operator API address {:?} is plain http, but this control plane runs \
+                     with cluster TLS: operators' tokens are forwarded only over https",
+                    member.http_address
+                )));
+            }
         }
         match kind {
             MemberKind::Edge if member.tcp_address.is_empty() && member.tls_address.is_empty() => {
@@ -283,7 +293,8 @@ impl Membership for MembershipService {
             // than let the two evict each other forever.
             let same_place = old.tcp_address == record.tcp_address
                 && old.tls_address == record.tls_address
-                && old.grpc_address == record.grpc_address;
+                && old.grpc_address == record.grpc_address
+                && old.http_address == record.http_address;
             if !same_place {
                 node.metrics.bad_member_requests.inc();
                 tracing::warn!(member = %record.id, "a second process claims a registered member id: refused");

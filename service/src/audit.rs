@@ -71,6 +71,8 @@ pub struct Auditor {
     /// Entries waiting for the audit log to take them.
     pub waiting: Gauge,
     retry_first: Duration,
+    /// Cuts the draining task's pause short (on the way out).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// Entries the sink has not taken yet, oldest first, and whether a task is offering them.
@@ -78,6 +80,8 @@ pub struct Auditor {
 struct Backlog {
     records: VecDeque<AuditRecord>,
     draining: bool,
+    /// An entry is out of `records`, being offered.
+    in_flight: bool,
 }
 
 fn lock(backlog: &Mutex<Backlog>) -> MutexGuard<'_, Backlog> {
@@ -94,6 +98,7 @@ impl Auditor {
             failures: Counter::default(),
             waiting: Gauge::default(),
             retry_first: RETRY_FIRST,
+            wake: Arc::default(),
         }
     }
 
@@ -217,6 +222,7 @@ impl Auditor {
                         [self.appended.clone(), self.failures.clone()],
                         self.waiting.clone(),
                         self.retry_first,
+                        self.wake.clone(),
                     ));
                 }
             }
@@ -227,8 +233,13 @@ impl Auditor {
     /// logs) what is still waiting as lost.
     pub async fn flush(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
+        // Offer the backlog now rather than after the current pause.
+        self.wake.notify_one();
         loop {
-            let waiting = lock(&self.backlog).records.len();
+            let waiting = {
+                let b = lock(&self.backlog);
+                b.records.len() + usize::from(b.in_flight)
+            };
             if waiting == 0 {
                 return;
             }
@@ -269,30 +280,42 @@ async fn drain(
     [appended, failures]: [Counter; 2],
     waiting: Gauge,
     retry_first: Duration,
+    wake: Arc<tokio::sync::Notify>,
 ) {
     let mut pause = retry_first;
     loop {
-        tokio::time::sleep(pause).await;
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = wake.notified() => {}
+        }
         loop {
-            let Some(next) = lock(&backlog).records.pop_front() else {
+            let next = {
                 let mut b = lock(&backlog);
-                // Checked again under the lock: an entry queued since waits for nobody.
-                if b.records.is_empty() {
-                    b.draining = false;
-                    waiting.set(0);
-                    return;
+                match b.records.pop_front() {
+                    Some(record) => {
+                        b.in_flight = true;
+                        record
+                    }
+                    None => {
+                        b.draining = false;
+                        waiting.set(0);
+                        return;
+                    }
                 }
-                continue;
             };
-            match sink.append(next.clone()).await {
+            let outcome = sink.append(next.clone()).await;
+            let mut b = lock(&backlog);
+            b.in_flight = false;
+            match outcome {
                 Ok(_) => {
                     appended.inc();
-                    waiting.set(lock(&backlog).records.len() as i64);
+                    waiting.set(b.records.len() as i64);
                     pause = retry_first;
                 }
                 Err(AppendError::Refused(e)) => {
                     failures.inc();
-                    waiting.set(lock(&backlog).records.len() as i64);
+                    waiting.set(b.records.len() as i64);
+                    drop(b);
                     tracing::error!(
                         action = %next.action,
                         actor = %next.actor,
@@ -300,7 +323,6 @@ async fn drain(
                     );
                 }
                 Err(AppendError::Retry(e)) => {
-                    let mut b = lock(&backlog);
                     b.records.push_front(next);
                     waiting.set(b.records.len() as i64);
                     drop(b);
@@ -383,6 +405,8 @@ mod tests {
     #[derive(Default)]
     struct Flaky {
         refusals: AtomicU32,
+        /// Each append takes this long.
+        delay_ms: std::sync::atomic::AtomicU64,
         kept: Mutex<Vec<String>>,
     }
 
@@ -392,6 +416,8 @@ mod tests {
             record: AuditRecord,
         ) -> Pin<Box<dyn Future<Output = Result<u64, AppendError>> + Send + '_>> {
             Box::pin(async move {
+                let delay = self.delay_ms.load(Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(delay)).await;
                 if self.refusals.load(Ordering::SeqCst) > 0 {
                     self.refusals.fetch_sub(1, Ordering::SeqCst);
                     return Err(AppendError::Retry("control plane unavailable".into()));
@@ -464,12 +490,15 @@ mod tests {
         auditor.flush(Duration::from_millis(50)).await;
         assert_eq!(auditor.failures.get(), 2, "both entries counted as lost");
 
-        // A log that comes back in time takes everything before the process ends.
+        // A log that comes back in time takes everything before the process ends, even
+        // an entry still on its way when the backlog is already empty; the drain's long
+        // pause is cut short.
         let sink = Arc::new(Flaky::default());
-        sink.refusals.store(2, Ordering::SeqCst);
+        sink.refusals.store(1, Ordering::SeqCst);
         let mut auditor = Auditor::new("app:a1", Some(sink.clone() as Arc<dyn AuditSink>));
-        auditor.retry_first = Duration::from_millis(5);
+        auditor.retry_first = Duration::from_secs(3600);
         auditor.record(&caller(), action("a")).await;
+        sink.delay_ms.store(300, Ordering::SeqCst);
         auditor.flush(Duration::from_secs(5)).await;
         assert_eq!(auditor.failures.get(), 0);
         assert_eq!(*sink.kept.lock().expect("lock"), ["a"]);

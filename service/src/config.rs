@@ -65,32 +65,30 @@ fn redact(value: &mut toml::Value) {
                 }
             }
         }
-        toml::Value::Array(items) => items.iter_mut().for_each(redact),
+        toml::Value::Array(items) => {
+            for item in items.iter_mut() {
+                match item {
+                    toml::Value::String(s) => *s = hide_url_password(s),
+                    other => redact(other),
+                }
+            }
+        }
         _ => {}
     }
 }
 
-/// `scheme://user:password@host/...` and `... password=secret ...` with the password hidden.
+/// `scheme://user:password@host/...` with the password hidden; a text that names a
+/// password any other way (`?password=`, `password = '...'`) hidden whole.
 fn hide_url_password(text: &str) -> String {
+    if text.to_ascii_lowercase().contains("password") {
+        return HIDDEN.into();
+    }
     if let Some((scheme, rest)) = text.split_once("://") {
-        if let Some((userinfo, host)) = rest.split_once('@') {
+        if let Some((userinfo, host)) = rest.rsplit_once('@') {
             if let Some((user, _)) = userinfo.split_once(':') {
                 return format!("{scheme}://{user}:{HIDDEN}@{host}");
             }
         }
-    }
-    if text.contains("password=") {
-        return text
-            .split(' ')
-            .map(|part| {
-                if part.starts_with("password=") {
-                    format!("password={HIDDEN}")
-                } else {
-                    part.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
     }
     text.to_owned()
 }
@@ -151,6 +149,7 @@ mod tests {
             replica: String,
             store: Store,
             conninfo: String,
+            urls: Vec<String>,
         }
         let text = to_toml_redacted(&Settings {
             admin_token: Some("boot-secret".into()),
@@ -160,10 +159,21 @@ mod tests {
                 url: "postgres://pylon:db-secret@10.0.0.9/pylon".into(),
                 path: "/var/lib/pylon/app.db".into(),
             },
-            conninfo: "host=db user=pylon password=db-secret".into(),
+            conninfo: "host=db user=pylon password = 'db secret'".into(),
+            urls: vec![
+                "postgres://pylon:p@ss-secret@db1/pylon".into(),
+                "postgres://pylon@db2/pylon?password=query-secret".into(),
+            ],
         })
         .expect("toml");
-        for secret in ["boot-secret", "cluster-secret", "db-secret"] {
+        for secret in [
+            "boot-secret",
+            "cluster-secret",
+            "db-secret",
+            "db secret",
+            "ss-secret",
+            "query-secret",
+        ] {
             assert!(!text.contains(secret), "{text}");
         }
         assert!(text.contains("replica = \"c1\""), "{text}");

@@ -671,6 +671,14 @@ fn operators_reach_every_app_instance_through_the_control_plane() {
             assert_eq!(code, 200, "{detail}");
             (!detail["online"].is_null()).then_some(())
         });
+        // Every call goes to the owner, not one in two (round robin would miss).
+        for _ in 0..4 {
+            let (_, detail) = via(control.http, &path, admin);
+            assert!(
+                !detail["online"].is_null(),
+                "a call for {pile} missed its owner"
+            );
+        }
         let other = apps.iter().find(|a| a.id != owner).expect("the other");
         let (code, detail) = via(other.http, &path, admin);
         assert_eq!(code, 200, "{detail}");
@@ -690,13 +698,43 @@ fn operators_reach_every_app_instance_through_the_control_plane() {
         let own = own["piles_online"].as_u64().unwrap_or(99);
         assert!(own > 0 && own < 12, "{} alone knows {own} piles", app.id);
     }
-    let (code, _) = pylon_tests::http::call_as(
-        control.http,
-        "POST",
-        &format!("/v1/piles/{}/commands", pile_text(1)),
-        Some(json!({"type": "TimeSync"})),
-        None,
-    );
+    let call = |method, path: &str, body, token| {
+        pylon_tests::http::call_as(control.http, method, path, body, token)
+    };
+    let command = format!("/v1/piles/{}/commands", pile_text(1));
+    let (code, _) = call("POST", &command, Some(json!({"type": "TimeSync"})), None);
     assert_eq!(code, 401);
-    assert!(control.metric("pylon_control_forwards_total", &["result=\"ok\""]) >= 13.0);
+    // A viewer may read through the control plane, but a command is refused there,
+    // before anything reaches an app instance.
+    let (code, body) = call(
+        "POST",
+        "/v1/admin/users",
+        Some(json!({"name": "vera", "role": "viewer", "password": "a long enough password"})),
+        Some(admin),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, issued) = call(
+        "POST",
+        "/v1/admin/tokens",
+        Some(json!({"user": "vera", "name": "test"})),
+        Some(admin),
+    );
+    assert_eq!(code, 201, "{issued}");
+    let viewer = issued["token"].as_str().expect("token").to_owned();
+    let (code, _) = call("GET", "/v1/piles", None, Some(&viewer));
+    assert_eq!(code, 200);
+    let forwarded = control.metric("pylon_control_forwards_total", &["result=\"ok\""]);
+    let (code, _) = call(
+        "POST",
+        &command,
+        Some(json!({"type": "TimeSync"})),
+        Some(&viewer),
+    );
+    assert_eq!(code, 403);
+    assert_eq!(
+        control.metric("pylon_control_forwards_total", &["result=\"ok\""]),
+        forwarded,
+        "the refused command was not forwarded"
+    );
+    assert!(control.metric("pylon_control_forwards_total", &["result=\"ok\""]) >= 60.0);
 }

@@ -42,12 +42,17 @@ fn every_service_prints_its_configuration_without_secrets() {
     ] {
         let mut args = vec!["--print-config"];
         args.extend(extra);
-        let (ok, text) = run(name, &args, &secrets);
+        let mut env = secrets.to_vec();
+        // A store URL with its password (the app reads it; the others ignore it).
+        env.push((
+            "PYLON_POSTGRES_URL",
+            "postgres://pylon:store-secret-3@db/pylon",
+        ));
+        let (ok, text) = run(name, &args, &env);
         assert!(ok, "{name}: {text}");
-        assert!(
-            !text.contains("cluster-secret-1") && !text.contains("admin-secret-2"),
-            "{name}: {text}"
-        );
+        for secret in ["cluster-secret-1", "admin-secret-2", "store-secret-3"] {
+            assert!(!text.contains(secret), "{name}: {text}");
+        }
         assert!(text.contains("<hidden>"), "{name}: {text}");
         // What it printed is a configuration file it takes back.
         let dir = tempfile::tempdir().expect("temp dir");

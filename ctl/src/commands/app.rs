@@ -26,13 +26,13 @@ use crate::config::{self, Flags, Target};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 #[command(next_help_heading = "Connection and output")]
 pub struct AppConnectOptions {
-    /// The app service's HTTP address (its operator API) [env: PYLON_APP_ENDPOINT] [default: http://127.0.0.1:7510]
+    /// An app instance's HTTP address (its operator API) [env: PYLON_APP_ENDPOINT]
     ///
     /// Taken from, in order: this flag, PYLON_APP_ENDPOINT, `app_endpoint` in
-    /// the config file, http://127.0.0.1:7510. With several app instances, use
-    /// the one that owns the pile's shard (`pylonctl shards show --pile P`): only
-    /// it knows whether the pile is connected. An https:// URL (an app service
-    /// with cluster TLS) also needs --ca.
+    /// the config file; without any, the control plane's address (PYLON_ENDPOINT,
+    /// `endpoint` in the config file, http://127.0.0.1:7400), which forwards each
+    /// call to the instance that can answer it. Name one instance only to talk to
+    /// it alone. An https:// URL (cluster TLS) also needs --ca.
     #[arg(long, global = true, value_name = "URL", verbatim_doc_comment)]
     pub app_endpoint: Option<String>,
 

@@ -3,9 +3,9 @@
 //! token; documented in `app/src/operator/`). `piles keys`, a pile's 3DES key for the
 //! YKC protocol's body encryption, is in [`pile_keys`].
 //!
-//! The app service is a server of its own, found at `--app-endpoint` (flag >
-//! `PYLON_APP_ENDPOINT` > `app_endpoint` in the config file > http://127.0.0.1:7510;
-//! see [`super::app`]). The requests and replies are `pylon_proto::api::app`'s types (and
+//! The app service is reached at `--app-endpoint` (flag > `PYLON_APP_ENDPOINT` >
+//! `app_endpoint` in the config file), else through the control plane, which forwards
+//! each call to the instance that can answer it (see [`super::app`]). The requests and replies are `pylon_proto::api::app`'s types (and
 //! `::revenue`'s [`AccountCharge`] for `charge start`), the ones the app service uses;
 //! `--output json` prints the replies unchanged.
 
