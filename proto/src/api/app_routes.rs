@@ -70,7 +70,7 @@ pub const OPERATOR_ROUTES: &[AppRoute] = &[
     route("PUT", "/v1/stations/{id}", Command, Any),
     route("POST", "/v1/stations/{id}/tariff", Finance, Any),
     route("POST", "/v1/stations/{id}/offline-cards", Command, Any),
-    route("PUT", "/v1/piles/{pile}/station", Command, Any),
+    route("PUT", "/v1/piles/{pile}/station", Command, PathPile),
     route("GET", "/v1/tariffs", Read, Any),
     route("POST", "/v1/tariffs", Finance, Any),
     route("GET", "/v1/tariffs/{id}", Read, Any),
