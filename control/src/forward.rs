@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
-use pylon_proto::api::app_routes::{self, AppRoute, Owner, OPERATOR_ROUTES};
+use pylon_proto::api::app_routes::{AppRoute, Owner, OPERATOR_ROUTES};
 use pylon_proto::routes::shard_of;
 use pylon_proto::ykc::PileNo;
 use pylon_service::http::error;
@@ -40,24 +40,20 @@ const SESSION_COOKIE: &str = "pylon_session";
 pub fn routes(routes: Routes<Http>) -> Routes<Http> {
     OPERATOR_ROUTES.iter().fold(routes, |routes, route| {
         let access = Access::Needs(route.permission);
+        let handler = move |State(s): State<Http>, request: Request| forward(s, route, request);
         match route.method {
-            "GET" => routes.get(route.path, access, forward),
-            "POST" => routes.post(route.path, access, forward),
-            "PUT" => routes.put(route.path, access, forward),
-            "DELETE" => routes.delete(route.path, access, forward),
+            "GET" => routes.get(route.path, access, handler),
+            "POST" => routes.post(route.path, access, handler),
+            "PUT" => routes.put(route.path, access, handler),
+            "DELETE" => routes.delete(route.path, access, handler),
             _ => routes,
         }
     })
 }
 
-async fn forward(State(s): State<Http>, matched: MatchedPath, request: Request) -> Response {
+async fn forward(s: Http, route: &'static AppRoute, request: Request) -> Response {
     let node = s.node();
     let count = |r: &str| node.metrics.forwards.get_or_create(&result(r)).inc();
-    let method = request.method().as_str().to_owned();
-    let Some(route) = app_routes::find(&method, matched.as_str()) else {
-        count("no_route");
-        return error(StatusCode::NOT_FOUND, "not_found", "no such route");
-    };
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(b) => b,
@@ -161,9 +157,7 @@ fn http_address_of(node: &ControlNode, id: &str) -> Option<String> {
     node.view
         .load()
         .state
-        .members(MemberKind::App)
-        .into_iter()
-        .find(|m| m.record.id == id)
+        .member(MemberKind::App, id)
         .map(|m| m.record.http_address)
         .filter(|a| !a.is_empty())
 }

@@ -23,7 +23,8 @@ use crate::registry::etcd::{EtcdAccess, EtcdRegistry};
 use crate::registry::Registry;
 use crate::{http, leader, mirror};
 
-/// The registry, and the etcd link's TLS when it has one (for its metrics).
+/// The registry, and the etcd link's TLS when it has files of its own (for their
+/// metrics). Call after the cluster TLS is installed: etcd uses it by default.
 pub async fn open_registry(
     config: &Config,
 ) -> anyhow::Result<(
@@ -40,22 +41,28 @@ pub async fn open_registry(
         Backend::Etcd => {
             let endpoints = config.registry.endpoints.clone();
             let etcd = &config.registry.etcd;
-            let tls = match etcd.tls_files(&endpoints, &config.cluster_tls)? {
-                Some(files) => pylon_service::tls::ClusterTls::load_and_watch(files)
-                    .context("loading the etcd TLS files")?,
+            // etcd's own files are loaded and watched here; the cluster's (the default)
+            // are the process's cluster TLS, loaded once by `run`.
+            let (tls, own) = match etcd.tls_files(&endpoints, &config.cluster_tls)? {
                 None => {
                     tracing::warn!("the etcd link is not encrypted (http:// endpoints)");
-                    None
+                    (None, None)
+                }
+                Some(_) if etcd.tls.is_empty() => (pylon_service::tls::cluster(), None),
+                Some(files) => {
+                    let own = pylon_service::tls::ClusterTls::load_and_watch(files)
+                        .context("loading the etcd TLS files")?;
+                    (own.clone(), own)
                 }
             };
             let access = EtcdAccess {
-                tls: tls.clone(),
+                tls,
                 user: etcd.credentials()?,
             };
             let registry = EtcdRegistry::connect(endpoints.clone(), access)
                 .await
                 .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?;
-            (registry as Arc<dyn Registry>, tls)
+            (registry as Arc<dyn Registry>, own)
         }
     })
 }
@@ -71,6 +78,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     let http_listener = pylon_service::process::listen(config.http_listen, "HTTP").await?;
     let grpc_listener = pylon_service::process::listen(config.grpc_listen, "gRPC").await?;
+    let cluster_tls = pylon_service::tls::ClusterTls::install(&config.cluster_tls)?;
     let (registry, etcd_tls) = open_registry(&config).await?;
     let node = ControlNode::new(config, registry);
     if !node.config.insecure_dev && !node.identity.has_bootstrap() {
@@ -90,7 +98,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     node.metrics.register(&mut metrics);
     node.auth.register(&mut metrics);
     node.auditor.register(&mut metrics);
-    if let Some(tls) = pylon_service::tls::ClusterTls::install(&node.config.cluster_tls)? {
+    if let Some(tls) = cluster_tls {
         tls.register(&mut metrics);
     }
     if let Some(tls) = etcd_tls {

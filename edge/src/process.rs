@@ -220,9 +220,7 @@ impl Cli {
 /// Runs the edge until it is stopped (see [`watch_signals`]).
 pub fn run(mut cli: Cli) -> anyhow::Result<()> {
     let checks = cli.config_args.clone();
-    if let Some(file) = &checks.check_config {
-        cli.config = Some(file.clone());
-    }
+    cli.config = checks.config_file(cli.config.take());
     let config = cli.into_config()?;
     if pylon_service::config::handled(&checks, &config)? {
         return Ok(());

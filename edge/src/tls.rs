@@ -5,13 +5,10 @@
 //! connection (and freed as soon as the record completes).
 
 use std::fmt;
-use std::fs::File;
-use std::io::BufReader;
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use rustls::server::{
     ClientHello, ResolvesServerCert, UnbufferedServerConnection, WebPkiClientVerifier,
 };
@@ -28,8 +25,8 @@ pub fn server_config(cfg: &TlsConfig) -> anyhow::Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut keys = Vec::new();
     for (cert, key) in cfg.certs.iter().zip(&cfg.keys) {
-        let chain = load_certs(cert)?;
-        let key_der = load_key(key)?;
+        let chain = pylon_service::tls::read_pem_certs(cert)?;
+        let key_der = pylon_service::tls::read_pem_key(key)?;
         let signing = provider
             .key_provider
             .load_private_key(key_der)
@@ -50,7 +47,7 @@ pub fn server_config(cfg: &TlsConfig) -> anyhow::Result<Arc<ServerConfig>> {
     let builder = match &cfg.client_ca {
         Some(ca) => {
             let mut roots = RootCertStore::empty();
-            for cert in load_certs(ca)? {
+            for cert in pylon_service::tls::read_pem_certs(ca)? {
                 roots
                     .add(cert)
                     .with_context(|| format!("bad CA certificate in {}", ca.display()))?;
@@ -70,26 +67,6 @@ pub fn server_config(cfg: &TlsConfig) -> anyhow::Result<Arc<ServerConfig>> {
     // One ticket is enough for a charger that reconnects to resume.
     config.send_tls13_tickets = 1;
     Ok(Arc::new(config))
-}
-
-fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let file =
-        File::open(path).with_context(|| format!("opening certificate {}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut BufReader::new(file))
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("reading PEM certificates from {}", path.display()))?;
-    if certs.is_empty() {
-        anyhow::bail!("{} holds no PEM certificate", path.display());
-    }
-    Ok(certs)
-}
-
-fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    let file =
-        File::open(path).with_context(|| format!("opening private key {}", path.display()))?;
-    rustls_pemfile::private_key(&mut BufReader::new(file))
-        .with_context(|| format!("reading PEM private key from {}", path.display()))?
-        .with_context(|| format!("{} holds no PEM private key", path.display()))
 }
 
 /// Serves the first certificate whose key the client can verify (e.g. ECDSA for modern

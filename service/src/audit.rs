@@ -349,39 +349,24 @@ impl AuditSink for RemoteAudit {
         Box::pin(async move {
             let record_json =
                 serde_json::to_string(&record).map_err(|e| AppendError::Refused(e.to_string()))?;
-            // The code of the last refusal: some say the entry will never go in.
-            let last_code = Arc::new(Mutex::new(None));
             let reply = self
                 .replicas
                 .first_answer(|channel, bearer| {
                     let request = AuditAppend {
                         record_json: record_json.clone(),
                     };
-                    let last_code = last_code.clone();
                     async move {
-                        let answer = AuditClient::new(channel)
+                        AuditClient::new(channel)
                             .append(pylon_proto::auth::with_bearer(request, bearer.as_deref()))
-                            .await;
-                        if let Err(status) = &answer {
-                            if let Ok(mut code) = last_code.lock() {
-                                *code = Some(status.code());
-                            }
-                        }
-                        answer
+                            .await
                     }
                 })
                 .await;
-            match reply {
-                Ok(reply) => Ok(reply.seq),
-                Err(e) => {
-                    let code = last_code.lock().ok().and_then(|c| *c);
-                    Err(if code.is_some_and(is_final) {
-                        AppendError::Refused(e)
-                    } else {
-                        AppendError::Retry(e)
-                    })
-                }
-            }
+            // Some refusals say the entry will never go in.
+            reply.map(|r| r.seq).map_err(|e| match e.code {
+                Some(code) if is_final(code) => AppendError::Refused(e.message),
+                _ => AppendError::Retry(e.message),
+            })
         })
     }
 }

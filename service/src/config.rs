@@ -20,6 +20,13 @@ pub struct ConfigArgs {
     pub check_config: Option<PathBuf>,
 }
 
+impl ConfigArgs {
+    /// The settings file to read: the one to check, else the one `--config` gave.
+    pub fn config_file(&self, given: Option<PathBuf>) -> Option<PathBuf> {
+        self.check_config.clone().or(given)
+    }
+}
+
 /// What [`ConfigArgs`] asked for, once the configuration is built: `true` when the process
 /// should exit now (it printed or checked the configuration).
 pub fn handled<T: Serialize>(args: &ConfigArgs, config: &T) -> anyhow::Result<bool> {

@@ -49,6 +49,11 @@ impl TlsFiles {
         self.ca.is_none() && self.cert.is_none() && self.key.is_none()
     }
 
+    /// All three files are given.
+    pub fn is_complete(&self) -> bool {
+        self.ca.is_some() && self.cert.is_some() && self.key.is_some()
+    }
+
     fn paths(&self) -> anyhow::Result<[&Path; 3]> {
         match (&self.ca, &self.cert, &self.key) {
             (Some(ca), Some(cert), Some(key)) => Ok([ca, cert, key]),
@@ -128,7 +133,8 @@ pub fn cluster() -> Option<Arc<ClusterTls>> {
     INSTALLED.get().cloned()
 }
 
-fn read_pem_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+/// Every certificate in a PEM file (at least one).
+pub fn read_pem_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let mut reader = io::BufReader::new(
         std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
     );
@@ -139,7 +145,8 @@ fn read_pem_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-fn read_pem_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+/// The private key in a PEM file.
+pub fn read_pem_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
     let mut reader = io::BufReader::new(
         std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
     );
@@ -377,13 +384,10 @@ impl ClusterTls {
                     .trim_end_matches(']')
                     .to_owned();
                 let port = uri.port_u16().unwrap_or(443);
-                let tcp = TcpStream::connect((host.as_str(), port)).await?;
-                tcp.set_nodelay(true)?;
-                let name = ServerName::try_from(host.clone())
-                    .map_err(|e| io::Error::other(format!("{host}: {e}")))?;
-                let connector = TlsConnector::from(tls.loaded.load().client.clone());
-                let stream = connector.connect(name, tcp).await?;
-                Ok(hyper_util::rt::TokioIo::new(stream))
+                let config = tls.loaded.load().client.clone();
+                Ok(hyper_util::rt::TokioIo::new(
+                    connect(config, &host, port).await?,
+                ))
             }) as Pin<Box<dyn std::future::Future<Output = io::Result<_>> + Send>>
         })
     }
@@ -395,13 +399,7 @@ impl ClusterTls {
         host: &str,
         port: u16,
     ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-        let tcp = TcpStream::connect((host, port)).await?;
-        tcp.set_nodelay(true)?;
-        let name = ServerName::try_from(host.to_owned())
-            .map_err(|e| io::Error::other(format!("{host}: {e}")))?;
-        TlsConnector::from(self.loaded.load().client_http1.clone())
-            .connect(name, tcp)
-            .await
+        connect(self.loaded.load().client_http1.clone(), host, port).await
     }
 
     /// Accepts TLS connections on `listener`: mutual TLS (`mutual`, for gRPC) or with the
@@ -452,6 +450,19 @@ impl ClusterTls {
         });
         TlsIncoming { rx, local }
     }
+}
+
+/// TCP to `host:port`, then TLS with `config`, the server's certificate checked for `host`.
+async fn connect(
+    config: Arc<ClientConfig>,
+    host: &str,
+    port: u16,
+) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect((host, port)).await?;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|e| io::Error::other(format!("{host}: {e}")))?;
+    TlsConnector::from(config).connect(name, tcp).await
 }
 
 /// A gRPC channel to `url`: through the cluster TLS when it is `https://`, plain TCP

@@ -243,6 +243,15 @@ pub fn edge_flags(id: &str, endpoints: &[String]) -> Vec<String> {
     ]
 }
 
+/// [`edge_flags`] for an edge whose logins the app service decides (`--app-login`) instead
+/// of letting every pile in (`--allow-all`).
+pub fn app_login_edge_flags(id: &str, endpoints: &[String]) -> Vec<String> {
+    let mut flags = edge_flags(id, endpoints);
+    flags.retain(|f| f != "--allow-all");
+    flags.push("--app-login".into());
+    flags
+}
+
 /// An app-service member as the control plane sees one: it registers through the real
 /// membership API and keeps its lease alive, failing over between control replicas.
 /// (The business service itself is `pylon-app`; this is only its membership.)

@@ -95,7 +95,7 @@ pub struct Job {
 }
 
 pub struct Prometheus {
-    daemon: Daemon,
+    _daemon: Daemon,
     pub addr: SocketAddr,
 }
 
@@ -144,7 +144,10 @@ impl Prometheus {
             dir.join("prometheus.log"),
         );
         daemon.wait_ready(addr, "/-/ready");
-        Prometheus { daemon, addr }
+        Prometheus {
+            _daemon: daemon,
+            addr,
+        }
     }
 
     /// An instant query's result vector; `Err` with Prometheus' error for a bad query.
@@ -171,10 +174,6 @@ impl Prometheus {
             let up = self.query("up == 1").ok()?;
             (up.len() >= expected).then_some(())
         });
-    }
-
-    pub fn log_text(&self) -> String {
-        self.daemon.log_text()
     }
 }
 

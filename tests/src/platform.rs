@@ -10,7 +10,7 @@ use tempfile::TempDir;
 
 use crate::app::{AppOptions, AppProcess, Store};
 use crate::certs::TestCerts;
-use crate::control::{edge_flags, Backend, ControlOptions, ControlProcess};
+use crate::control::{app_login_edge_flags, Backend, ControlOptions, ControlProcess};
 use crate::edge::{EdgeOptions, EdgeProcess};
 use crate::wait_for;
 
@@ -91,9 +91,7 @@ impl Platform {
 
     /// As [`Platform::add_edge`], with `extra` flags.
     pub fn add_edge_with(&mut self, id: &str, extra: Vec<String>) {
-        let mut flags = edge_flags(id, &[self.control.grpc_url()]);
-        flags.retain(|f| f != "--allow-all");
-        flags.push("--app-login".into());
+        let mut flags = app_login_edge_flags(id, &[self.control.grpc_url()]);
         flags.extend(extra);
         self.edges.push(EdgeProcess::start(EdgeOptions {
             certs: &self.certs,

@@ -12,7 +12,9 @@ use pylon_proto::ykc::frames::{
 use pylon_proto::ykc::{Bcd, Frame, PileNo, Scaled};
 use pylon_tests::app::{AppOptions, AppProcess, Store};
 use pylon_tests::certs::TestCerts;
-use pylon_tests::control::{edge_flags, Backend, ControlOptions, ControlProcess, CLUSTER_TOKEN};
+use pylon_tests::control::{
+    app_login_edge_flags, Backend, ControlOptions, ControlProcess, CLUSTER_TOKEN,
+};
 use pylon_tests::edge::{EdgeOptions, EdgeProcess};
 use pylon_tests::platform::{connect, next, pile, pile_text, runtime, Platform, FIRST_PILE};
 use pylon_tests::wait_for;
@@ -511,9 +513,7 @@ fn app_instances_join_and_leave_under_load_without_losing_records() {
         })
     };
     let app1 = app("app-1");
-    let mut flags = edge_flags("e1", &[control.grpc_url()]);
-    flags.retain(|f| f != "--allow-all");
-    flags.push("--app-login".into());
+    let flags = app_login_edge_flags("e1", &[control.grpc_url()]);
     let edge = EdgeProcess::start(EdgeOptions {
         certs: &certs,
         dir: dir.path(),
@@ -625,9 +625,7 @@ fn operators_reach_every_app_instance_through_the_control_plane() {
         })
     };
     let apps = [app("app-1"), app("app-2")];
-    let mut flags = edge_flags("e1", &[control.grpc_url()]);
-    flags.retain(|f| f != "--allow-all");
-    flags.push("--app-login".into());
+    let flags = app_login_edge_flags("e1", &[control.grpc_url()]);
     let edge = EdgeProcess::start(EdgeOptions {
         certs: &certs,
         dir: dir.path(),
@@ -690,6 +688,9 @@ fn operators_reach_every_app_instance_through_the_control_plane() {
     // knows only its own piles); permissions are checked before forwarding.
     let (code, list) = via(control.http, "/v1/piles", admin);
     assert_eq!(code, 200, "{list}");
+    for n in [1, 12] {
+        assert!(list.to_string().contains(&pile_text(n)), "{list}");
+    }
     let (code, stats) = via(control.http, "/v1/stats", admin);
     assert_eq!(code, 200, "{stats}");
     assert_eq!(stats["piles_online"], 12, "{stats}");

@@ -5,7 +5,7 @@
 //! When the replica the balancer follows is frozen (SIGSTOP), it goes on through the
 //! other one.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,16 +16,8 @@ use pylon_ebpf::netns::{
 use pylon_proto::control::membership_client::MembershipClient;
 use pylon_proto::control::{KeepAliveRequest, Member, MemberKind, RegisterRequest};
 use pylon_tests::control::{ADMIN_TOKEN, CLUSTER_TOKEN};
+use pylon_tests::Killed;
 use pylon_tests::{binary, wait_for};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Stops or continues a process (`ip netns exec` execs the program, so the child is it).
 fn freeze(process: &Killed, signal: libc::c_int) {

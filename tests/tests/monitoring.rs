@@ -11,6 +11,7 @@ use std::time::Duration;
 use pylon_tests::control::ADMIN_TOKEN;
 use pylon_tests::monitoring::{deploy_dir, tool, Alertmanager, Job, Prometheus, Webhook};
 use pylon_tests::platform::{Platform, FIRST_PILE};
+use pylon_tests::Killed;
 use pylon_tests::{binary, wait_for};
 use serde_json::Value;
 
@@ -175,15 +176,6 @@ fn fleets(platform: &Platform) -> Vec<Killed> {
     ]
 }
 
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn prometheus_scrapes_the_platform_every_dashboard_has_data_and_a_dead_edge_is_alerted() {
     let ebpf = pylon_ebpf::netns::kernel_test_can_run(2);
@@ -329,7 +321,6 @@ fn prometheus_scrapes_the_platform_every_dashboard_has_data_and_a_dead_edge_is_a
             "a healthy edge alerts: {a}"
         );
     }
-    let _ = prometheus.log_text();
 }
 
 /// Polls `check` (the list of what is still wrong) until it is empty or `limit` passes;

@@ -14,6 +14,7 @@ use pylon_tests::control::{Backend, ControlOptions, ControlProcess, ADMIN_TOKEN,
 use pylon_tests::etcd::EtcdCluster;
 use pylon_tests::http::{call_as, get_as};
 use pylon_tests::platform::{pile_text, runtime, Platform};
+use pylon_tests::Killed;
 use pylon_tests::{binary, wait_for};
 use serde_json::{json, Value};
 
@@ -477,15 +478,6 @@ fn services_refuse_to_start_without_credentials() {
 }
 
 /// A child process killed when the test ends, however it ends.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn(name: &str, args: &[String], log: &std::path::Path) -> Killed {
     let file = std::fs::File::create(log).expect("log file");
     Killed(

@@ -104,28 +104,20 @@ impl EtcdSecurity {
         cluster: &TlsFiles,
         insecure_dev: bool,
     ) -> anyhow::Result<()> {
-        let partial = |files: &TlsFiles| {
-            !files.is_empty() && (files.ca.is_none() || files.cert.is_none() || files.key.is_none())
-        };
         anyhow::ensure!(
-            !partial(&self.tls),
+            self.tls.is_empty() || self.tls.is_complete(),
             "etcd TLS needs all three of --etcd-ca, --etcd-cert and --etcd-key"
         );
-        match transport(endpoints)? {
-            Transport::Tls => {
-                let files = if self.tls.is_empty() {
-                    cluster
-                } else {
-                    &self.tls
-                };
+        match self.tls_files(endpoints, cluster)? {
+            Some(files) => {
                 anyhow::ensure!(
-                    !files.is_empty() && !partial(files),
+                    files.is_complete(),
                     "etcd at https:// needs the CA of etcd's certificates and a client \
                      certificate: --etcd-ca, --etcd-cert and --etcd-key, or the cluster \
                      certificate (--cluster-ca, --cluster-cert, --cluster-key)"
                 );
             }
-            Transport::Plain => {
+            None => {
                 anyhow::ensure!(
                     self.tls.is_empty(),
                     "--etcd-ca/--etcd-cert/--etcd-key are given but the etcd endpoints are \

@@ -29,7 +29,7 @@ fn fixture() -> &'static (Arc<ServerConfig>, RootCertStore) {
         })
         .expect("server config");
         let mut roots = RootCertStore::empty();
-        for cert in load_certs(&ca.ca_pem).expect("CA certificate") {
+        for cert in pylon_service::tls::read_pem_certs(&ca.ca_pem).expect("CA certificate") {
             roots.add(cert).expect("CA into the root store");
         }
         (server, roots)

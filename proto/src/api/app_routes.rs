@@ -103,10 +103,3 @@ pub const OPERATOR_ROUTES: &[AppRoute] = &[
     route("POST", "/v1/accounts/{id}/erase", Finance, Any),
     route("POST", "/v1/retention/run", Admin, Any),
 ];
-
-/// The route `method path` (as declared), if it is one.
-pub fn find(method: &str, path: &str) -> Option<&'static AppRoute> {
-    OPERATOR_ROUTES
-        .iter()
-        .find(|r| r.method == method && r.path == path)
-}

@@ -73,14 +73,14 @@ impl Replicas {
 
     /// The first answer of `call` (given a channel and the cluster token), or why no
     /// replica gave one.
-    pub async fn first_answer<T, F, Fut>(&self, call: F) -> Result<T, String>
+    pub async fn first_answer<T, F, Fut>(&self, call: F) -> Result<T, NoAnswer>
     where
         F: Fn(Channel, Option<String>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         use std::sync::atomic::Ordering;
         let first = self.preferred.load(Ordering::Relaxed);
-        let mut last_error = String::new();
+        let (mut last_error, mut last_code) = (String::new(), None);
         for i in 0..self.channels.len() {
             let at = (first + i) % self.channels.len();
             let answer = call(self.channels[at].clone(), self.token.clone());
@@ -89,10 +89,39 @@ impl Replicas {
                     self.preferred.store(at, Ordering::Relaxed);
                     return Ok(reply.into_inner());
                 }
-                Ok(Err(status)) => last_error = status.message().to_owned(),
-                Err(_) => last_error = "no answer in time".into(),
+                Ok(Err(status)) => {
+                    last_error = status.message().to_owned();
+                    last_code = Some(status.code());
+                }
+                Err(_) => {
+                    last_error = "no answer in time".into();
+                    last_code = None;
+                }
             }
         }
-        Err(format!("no control-plane replica answered: {last_error}"))
+        Err(NoAnswer {
+            message: format!("no control-plane replica answered: {last_error}"),
+            code: last_code,
+        })
+    }
+}
+
+/// No replica answered [`Replicas::first_answer`]: the last error, and its gRPC code when
+/// a replica refused (rather than failed to answer in time).
+#[derive(Debug, Clone)]
+pub struct NoAnswer {
+    pub message: String,
+    pub code: Option<tonic::Code>,
+}
+
+impl std::fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<NoAnswer> for String {
+    fn from(e: NoAnswer) -> String {
+        e.message
     }
 }

@@ -110,16 +110,11 @@ impl PostgresStore {
 /// A TLS connector that trusts only `ca`.
 fn tls_connector(ca: &std::path::Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
     let fail = |what: String| StoreError::Backend(format!("PostgreSQL TLS: {what}"));
-    let pem = std::fs::read(ca).map_err(|e| fail(format!("reading {}: {e}", ca.display())))?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| fail(format!("{}: {e}", ca.display())))?;
+    for cert in pylon_service::tls::read_pem_certs(ca).map_err(|e| fail(format!("{e:#}")))? {
         roots
             .add(cert)
             .map_err(|e| fail(format!("{}: {e}", ca.display())))?;
-    }
-    if roots.is_empty() {
-        return Err(fail(format!("no certificate in {}", ca.display())));
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
