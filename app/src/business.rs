@@ -116,6 +116,10 @@ pub struct Business {
     /// confirmation leaves.
     kill_after_store: bool,
     clock: Arc<dyn Clock>,
+    /// The alarm engine.
+    pub alarms: Arc<crate::alarms::Alarms>,
+    /// When each gun's trace last kept a sample, and the status then.
+    last_samples: Mutex<HashMap<(String, String), (i64, u8)>>,
 }
 
 /// How a [`Business`] is set up beyond its store, directory and metrics.
@@ -130,6 +134,9 @@ pub struct BusinessSettings {
     pub retention: crate::config::RetentionConfig,
     pub fault: Option<Fault>,
     pub clock: Arc<dyn Clock>,
+    /// Where alarm notifications go.
+    pub notifier: crate::alarms::notify::Notifier,
+    pub alarm_settings: crate::alarms::AlarmSettings,
 }
 
 fn digits<const N: usize>(b: &Bcd<N>) -> String {
@@ -166,6 +173,12 @@ impl Business {
         settings: BusinessSettings,
     ) -> Self {
         Business {
+            alarms: Arc::new(crate::alarms::Alarms::new(
+                store.clone(),
+                settings.notifier,
+                settings.alarm_settings,
+            )),
+            last_samples: Mutex::new(HashMap::new()),
             store,
             directory,
             metrics,
@@ -228,6 +241,7 @@ impl Business {
                     updated_at: self.now_ms(),
                 };
                 self.store.set_gun_status(&status).await?;
+                self.realtime(&pile, &status.gun_no, r).await;
                 // Also the answer to a read request (0x12).
                 self.wake(&pile, frame);
                 Ok(vec![])
@@ -374,6 +388,11 @@ impl Business {
         self.metrics.login(result);
         if accepted {
             self.store.record_login(pile, self.now_ms()).await?;
+            if let Frame::Login(login) = &incoming.frame {
+                let firmware = login.program_version.text();
+                self.logged_in(pile, firmware.trim_matches(char::from(0)).trim())
+                    .await;
+            }
             self.directory.pile_online(
                 pile,
                 Location {
@@ -497,6 +516,22 @@ impl Business {
             unsafe {
                 libc::kill(libc::getpid(), libc::SIGKILL);
             }
+        }
+        // A retransmission of a stored record alarms nothing again.
+        if !matches!(settled, Err(Repeat::Same)) {
+            self.alarms
+                .record_arrived(
+                    crate::alarms::RecordFacts {
+                        pile,
+                        gun: &input.record.gun_no,
+                        trade_no: &trade_no,
+                        stop_reason: t.stop_reason,
+                        discrepancy: settled.as_ref().is_ok_and(|s| s.discrepancy),
+                        quarantined: matches!(settled, Err(Repeat::Quarantined)),
+                    },
+                    self.now_ms(),
+                )
+                .await;
         }
         let result = match &settled {
             Ok(s) => {
@@ -632,6 +667,9 @@ impl Business {
                 {
                     self.store.release_hold(&order.trade_no, why, now).await?;
                     self.metrics.command("RemoteStart", "timeout");
+                    self.alarms
+                        .start_unconfirmed(&order.pile_no, &order.gun_no, &order.trade_no, now)
+                        .await;
                     tracing::warn!(trade_no = %order.trade_no, "{why}: order closed");
                     failed += 1;
                 }
@@ -705,6 +743,7 @@ pub fn default_billing_model() -> Value {
 }
 
 mod charging;
+mod presence;
 mod privacy;
 mod tariffs;
 #[cfg(test)]

@@ -50,6 +50,7 @@ pub struct Config {
     pub revenue: RevenueConfig,
     pub retention: RetentionConfig,
     pub store: StoreConfig,
+    pub alarms: AlarmConfig,
     /// Fault injection, for tests only (see [`Fault`]).
     pub fault: Option<Fault>,
 }
@@ -67,6 +68,8 @@ pub struct RetentionConfig {
     /// A driver's account untouched this long with an empty wallet is anonymised (name,
     /// cards, VINs): 3 years.
     pub dormant_account_days: u32,
+    /// Guns' traces (voltage, current, SOC, one sample a minute): 7 days.
+    pub gun_samples_days: u32,
 }
 
 impl Default for RetentionConfig {
@@ -75,6 +78,7 @@ impl Default for RetentionConfig {
             raw_events_days: 90,
             status_history_days: 180,
             dormant_account_days: 3 * 365,
+            gun_samples_days: 7,
         }
     }
 }
@@ -94,6 +98,48 @@ impl RetentionConfig {
             before(self.status_history_days),
             before(self.dormant_account_days),
         )
+    }
+}
+
+/// Where alarms are sent and how they are judged.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlarmConfig {
+    /// Webhook URLs: each alarm raised, acknowledged or resolved is POSTed as JSON,
+    /// signed (header `x-pylon-signature: t=<ms>,v1=<hex HMAC-SHA256 of "<t>.<body>">`).
+    pub webhooks: Vec<String>,
+    /// The file holding the webhooks' HMAC secret (required with webhooks).
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Alertmanager base URLs (`http://127.0.0.1:9093`): alarms are posted to its API v2.
+    pub alertmanagers: Vec<String>,
+    /// A pile logging in this many times within `flapping_minutes` is flapping.
+    pub flapping_logins: u32,
+    pub flapping_minutes: u32,
+    /// A stop without a transaction record after this many minutes is an alarm.
+    pub record_wait_minutes: u32,
+}
+
+impl Default for AlarmConfig {
+    fn default() -> Self {
+        let d = crate::alarms::AlarmSettings::default();
+        AlarmConfig {
+            webhooks: Vec::new(),
+            webhook_secret_file: None,
+            alertmanagers: Vec::new(),
+            flapping_logins: d.flapping_logins as u32,
+            flapping_minutes: d.flapping_minutes,
+            record_wait_minutes: d.record_wait_minutes,
+        }
+    }
+}
+
+impl AlarmConfig {
+    pub fn settings(&self) -> crate::alarms::AlarmSettings {
+        crate::alarms::AlarmSettings {
+            flapping_logins: self.flapping_logins as usize,
+            flapping_minutes: self.flapping_minutes.max(1),
+            record_wait_minutes: self.record_wait_minutes.max(1),
+        }
     }
 }
 
@@ -185,6 +231,7 @@ impl Default for Config {
             revenue: RevenueConfig::default(),
             retention: RetentionConfig::default(),
             store: StoreConfig::default(),
+            alarms: AlarmConfig::default(),
             fault: None,
         }
     }
@@ -236,6 +283,24 @@ impl Config {
                 self.http_advertise.is_some(),
                 "http_listen is a wildcard address: set http_advertise (--http-advertise) to the \
                  operator API's URL the control plane should forward to"
+            );
+        }
+        anyhow::ensure!(
+            self.alarms.webhooks.is_empty()
+                || self.alarms.webhook_secret_file.is_some()
+                || self.insecure_dev,
+            "alarm webhooks need a signing secret (--alarm-webhook-secret-file): receivers \
+             could not tell our alarms from anyone's. Give one, or run with --insecure-dev"
+        );
+        for url in self
+            .alarms
+            .webhooks
+            .iter()
+            .chain(&self.alarms.alertmanagers)
+        {
+            anyhow::ensure!(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "alarm target {url:?} is not an http(s):// URL"
             );
         }
         if let Some(url) = &self.http_advertise {

@@ -75,15 +75,27 @@ impl Directory {
 
     /// Forgets the pile unless it logged in again since (on this edge or another: session
     /// ids are per edge, so both must match).
-    pub fn pile_offline(&self, pile: &str, edge: &str, session_id: u64) {
+    /// True when it was the pile's current session (so the pile is now offline).
+    pub fn pile_offline(&self, pile: &str, edge: &str, session_id: u64) -> bool {
         let mut inner = self.lock();
-        if inner
+        let current = inner
             .piles
             .get(pile)
-            .is_some_and(|l| l.session_id == session_id && &*l.edge == edge)
-        {
+            .is_some_and(|l| l.session_id == session_id && &*l.edge == edge);
+        if current {
             inner.piles.remove(pile);
         }
+        current
+    }
+
+    /// The piles last seen connected through `edge`.
+    pub fn piles_of(&self, edge: &str) -> Vec<String> {
+        self.lock()
+            .piles
+            .iter()
+            .filter(|(_, l)| &*l.edge == edge)
+            .map(|(pile, _)| pile.clone())
+            .collect()
     }
 
     pub fn location(&self, pile: &str) -> Option<Location> {

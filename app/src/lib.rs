@@ -9,6 +9,7 @@
 //! - [`operator`]: the operator HTTP API.
 //! - [`membership`]: registration with the control plane.
 
+pub mod alarms;
 pub mod business;
 pub mod clock;
 pub mod config;

@@ -90,6 +90,17 @@ pub struct Cli {
     /// mount never silently starts a new key.
     #[arg(long, requires = "card_keys")]
     init_card_keys: bool,
+    /// A webhook URL for alarms (repeat, or comma-separate, for several): each alarm
+    /// raised, acknowledged or resolved is POSTed as JSON, signed with HMAC-SHA256.
+    #[arg(long = "alarm-webhook", value_delimiter = ',')]
+    alarm_webhooks: Vec<String>,
+    /// The file holding the webhooks' HMAC secret (header
+    /// `x-pylon-signature: t=<unix ms>,v1=<hex HMAC-SHA256 of "<t>.<body>">`).
+    #[arg(long, env = "PYLON_ALARM_WEBHOOK_SECRET_FILE")]
+    alarm_webhook_secret_file: Option<PathBuf>,
+    /// An Alertmanager to post alarms to (its base URL, e.g. http://127.0.0.1:9093).
+    #[arg(long = "alertmanager", value_delimiter = ',')]
+    alertmanagers: Vec<String>,
     /// Fault injection, for tests only: commit the fault on purpose.
     #[arg(long, value_enum, env = "PYLON_APP_FAULT", hide = true)]
     fault: Option<crate::config::Fault>,
@@ -110,8 +121,10 @@ impl Cli {
             some: fault => fault, grpc_advertise => grpc_advertise,
                 http_advertise => http_advertise, admin_token => admin_token,
                 cluster_token => cluster_token, card_keys => card_keys,
-                postgres_ca => store.ca;
-            lists: control => control;
+                postgres_ca => store.ca,
+                alarm_webhook_secret_file => alarms.webhook_secret_file;
+            lists: control => control, alarm_webhooks => alarms.webhooks,
+                alertmanagers => alarms.alertmanagers;
         );
         c.insecure_dev |= cli.insecure_dev;
         cli.cluster_tls.overlay(&mut c.cluster_tls);

@@ -70,6 +70,70 @@ fn authenticate(
     }
 }
 
+/// The alarms no frame raises: stops whose record is overdue, this instance's store and
+/// certificate; and the active alarms repeated to Alertmanager (which forgets an alert
+/// not repeated within its resolve timeout).
+async fn watch_alarms(
+    business: Arc<Business>,
+    app_id: String,
+    targets: crate::alarms::notify::Targets,
+) {
+    use pylon_proto::api::monitor::AlarmState;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .ok();
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        let now = business.now_ms();
+        if let Err(e) = business.alarms.check_overdue_records(now).await {
+            tracing::warn!("cannot look for overdue transaction records: {e}");
+        }
+        let store_ok = business
+            .store
+            .alarm_counts()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        business.alarms.check_instance(&app_id, store_ok, now).await;
+        if let (Some(client), false) = (&client, targets.alertmanagers.is_empty()) {
+            let filter = crate::store::monitor::AlarmFilter {
+                states: Some(vec![AlarmState::Open, AlarmState::Acknowledged]),
+                ..Default::default()
+            };
+            match business.store.alarms(&filter, 1_000).await {
+                Ok(active) => crate::alarms::notify::repeat_active(client, &targets, &active).await,
+                Err(e) => tracing::warn!("cannot read the active alarms: {e}"),
+            }
+        }
+    }
+}
+
+/// Where this instance sends alarm notifications.
+fn alarm_targets(config: &Config) -> anyhow::Result<crate::alarms::notify::Targets> {
+    let secret = match &config.alarms.webhook_secret_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the webhook secret {}", path.display()))?;
+            let secret = text.trim().as_bytes().to_vec();
+            anyhow::ensure!(
+                secret.len() >= 16,
+                "the webhook secret in {} is shorter than 16 bytes",
+                path.display()
+            );
+            Some(secret)
+        }
+        None => None,
+    };
+    Ok(crate::alarms::notify::Targets {
+        webhooks: config.alarms.webhooks.clone(),
+        secret,
+        alertmanagers: config.alarms.alertmanagers.clone(),
+        source: format!("app:{}", config.app_id),
+    })
+}
+
 /// Runs the instance until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     config.validate()?;
@@ -120,8 +184,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             retention: config.retention,
             fault: config.fault,
             clock: Arc::new(crate::clock::SystemClock),
+            notifier: crate::alarms::notify::Notifier::start(alarm_targets(&config)?),
+            alarm_settings: config.alarms.settings(),
         },
     ));
+    business.alarms.register(&mut registry);
 
     let (stop, stopped) = watch::channel(false);
     let service = BusinessServer::with_interceptor(
@@ -180,6 +247,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             }
         })
     };
+    let watcher = tokio::spawn(watch_alarms(
+        business.clone(),
+        config.app_id.clone(),
+        alarm_targets(&config)?,
+    ));
     let member = (!config.control.is_empty()).then(|| {
         tokio::spawn(membership::run(
             config.clone(),
@@ -195,6 +267,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     shutdown.await;
     tracing::info!("stopping");
     sweeper.abort();
+    watcher.abort();
     retention.abort();
     let _ = stop.send(true);
     if let Some(member) = member {

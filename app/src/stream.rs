@@ -169,6 +169,7 @@ async fn run(
     drop(lanes);
     let _ = acker.await;
     business.directory.edge_gone(&edge, stream_id);
+    business.edge_lost(&edge).await;
     business.metrics.edge_streams.dec();
     tracing::info!(%edge, stream_id, "edge disconnected");
 }
@@ -198,18 +199,26 @@ async fn lane(
                     return;
                 }
             }
-            LaneItem::Online(online) => business.directory.pile_online(
-                &online.pile,
-                Location {
-                    edge: edge.clone(),
-                    executor: online.executor,
-                    session_id: online.session_id,
-                },
-            ),
+            LaneItem::Online(online) => {
+                business.directory.pile_online(
+                    &online.pile,
+                    Location {
+                        edge: edge.clone(),
+                        executor: online.executor,
+                        session_id: online.session_id,
+                    },
+                );
+                business.pile_connected(&online.pile).await;
+            }
             LaneItem::Offline(offline) => {
-                business
+                if business
                     .directory
                     .pile_offline(&offline.pile, &edge, offline.session_id)
+                {
+                    business
+                        .pile_disconnected(&offline.pile, &offline.reason)
+                        .await;
+                }
             }
         }
         business

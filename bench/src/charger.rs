@@ -133,6 +133,9 @@ pub enum ChargerError {
     Protocol(String),
     #[error("dispatch: {0}")]
     Dispatch(String),
+    /// A misbehaving charger left on purpose ([`crate::trouble`]).
+    #[error("left on purpose")]
+    Planned,
 }
 
 impl ChargerError {
@@ -144,6 +147,7 @@ impl ChargerError {
             ChargerError::Timeout(_) => "timeout",
             ChargerError::LoginRefused => "login_refused",
             ChargerError::Protocol(_) => "protocol",
+            ChargerError::Planned => "planned",
             ChargerError::Dispatch(_) => "dispatch",
         }
     }
@@ -288,6 +292,20 @@ pub fn idle_realtime_frame(pile: PileNo) -> Frame {
         gun_no: ykc::Bcd([1]),
         status: 2,
         gun_homed: 1,
+        ..Default::default()
+    }
+    .into()
+}
+
+/// Real-time data of an idle gun reporting hardware fault `bits` (status fault when
+/// any is set).
+pub fn realtime_with_faults(pile: PileNo, bits: u16) -> Frame {
+    RealtimeData {
+        pile_no: pile,
+        gun_no: ykc::Bcd([1]),
+        status: if bits == 0 { 2 } else { 1 },
+        gun_homed: 1,
+        hardware_faults: bits,
         ..Default::default()
     }
     .into()

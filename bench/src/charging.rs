@@ -22,6 +22,8 @@ pub struct ChargingConfig {
     pub card_start_every: Option<Duration>,
     /// Send the transaction record again when unconfirmed for this long.
     pub confirm_timeout: Duration,
+    /// The stop reason of a charge that ends by itself (0x45: stopped by hand).
+    pub end_reason: u8,
 }
 
 #[derive(Debug)]
@@ -181,7 +183,7 @@ impl ChargingGun {
             }
             Gun::Charging { ends, .. } if *ends <= now => {
                 // 0x45: 手动停止 (stopped at the pile).
-                self.finish(now, 0x45, &mut out, &mut events);
+                self.finish(now, self.config.end_reason, &mut out, &mut events);
             }
             Gun::Charging {
                 trade_no,
@@ -353,6 +355,7 @@ mod tests {
 
     fn config() -> ChargingConfig {
         ChargingConfig {
+            end_reason: 0x45,
             session: Duration::from_secs(60),
             realtime_every: Duration::from_secs(15),
             card_start_every: None,

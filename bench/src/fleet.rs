@@ -28,6 +28,8 @@ pub struct FleetConfig {
     pub dispatch: Option<Dispatch>,
     /// Charge: answer remote starts and stops, start by card, send transaction records.
     pub charging: Option<ChargingConfig>,
+    /// Some piles misbehave on purpose.
+    pub trouble: Option<crate::trouble::TroubleConfig>,
 }
 
 /// Runs the fleet until `stop` turns true.
@@ -67,12 +69,19 @@ async fn charger_loop(
 ) {
     let pile = charger::pile_number(cfg.pile_base, index);
     let mut backoff = Duration::from_millis(500);
-    loop {
+    let troubled = cfg.trouble.filter(|t| t.troubled(index));
+    for session in 0u64.. {
         if *stop.borrow() {
             return;
         }
-        match run_session(&cfg, pile, source, &stats, &mut stop).await {
+        let episode = troubled.map(|t| (crate::trouble::episode(session), t.calm));
+        match run_session(&cfg, pile, source, &stats, &mut stop, episode).await {
             Ok(()) => return,
+            Err(ChargerError::Planned) => {
+                // Back at once (a flapping pile reconnects quickly).
+                backoff = Duration::from_millis(500);
+                stats.error("planned");
+            }
             Err(e) => {
                 stats.error(e.kind());
                 tracing::debug!(%pile, "charger session ended: {e}");
@@ -165,6 +174,7 @@ async fn run_session(
     source: Option<IpAddr>,
     stats: &FleetStats,
     stop: &mut watch::Receiver<bool>,
+    trouble: Option<(crate::trouble::Episode, Duration)>,
 ) -> Result<(), ChargerError> {
     let t0 = Instant::now();
     let mut conn = match &cfg.dispatch {
@@ -189,7 +199,10 @@ async fn run_session(
     let mut realtime = tokio::time::interval_at(now + rt_offset, cadence.realtime_idle);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     realtime.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut gun = cfg.charging.map(|c| {
+    let mut gun = cfg.charging.map(|mut c| {
+        if trouble.is_some() {
+            c.end_reason = crate::trouble::ABNORMAL_STOP;
+        }
         let offset = c.card_start_every.map_or(Duration::ZERO, |every| {
             every.mul_f64(rand::thread_rng().gen_range(0.0..1.0))
         });
@@ -200,10 +213,28 @@ async fn run_session(
     let mut pending: Option<(u16, Instant)> = None;
     let mut unanswered = 0u32;
     let hb = charger::heartbeat_frame(pile);
-    let rt = charger::idle_realtime_frame(pile);
+    let mut rt = charger::idle_realtime_frame(pile);
+    let mut trouble_tick = tokio::time::interval(Duration::from_secs(1));
+    let (mut quiet, mut reported) = (false, 0u16);
+    let logged_in = Instant::now();
     loop {
         tokio::select! {
-            _ = heartbeat.tick() => {
+            _ = trouble_tick.tick(), if trouble.is_some() => {
+                let Some((episode, calm)) = trouble else { continue };
+                match crate::trouble::act(episode, calm, logged_in.elapsed()) {
+                    crate::trouble::Act::Normal => {}
+                    crate::trouble::Act::Quiet => quiet = true,
+                    crate::trouble::Act::Leave => return Err(ChargerError::Planned),
+                    crate::trouble::Act::Report(bits) if bits != reported || rt_is_idle(&rt) != (bits == 0) => {
+                        reported = bits;
+                        rt = charger::realtime_with_faults(pile, bits);
+                        conn.send(&rt).await?;
+                        stats.realtime_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    crate::trouble::Act::Report(_) => {}
+                }
+            }
+            _ = heartbeat.tick(), if !quiet => {
                 if pending.is_some() {
                     unanswered += 1;
                     if unanswered >= 3 {
@@ -214,7 +245,7 @@ async fn run_session(
                 stats.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
                 pending = Some((seq, Instant::now()));
             }
-            _ = realtime.tick() => {
+            _ = realtime.tick(), if !quiet => {
                 conn.send(&rt).await?;
                 stats.realtime_sent.fetch_add(1, Ordering::Relaxed);
             }
@@ -245,4 +276,9 @@ async fn run_session(
             _ = stop.changed() => return Ok(()),
         }
     }
+}
+
+/// Whether a real-time frame reports a healthy, idle gun.
+fn rt_is_idle(frame: &pylon_proto::ykc::Frame) -> bool {
+    matches!(frame, pylon_proto::ykc::Frame::RealtimeData(r) if r.hardware_faults == 0)
 }

@@ -11,3 +11,4 @@ pub mod process;
 pub mod refserver;
 pub mod stats;
 pub mod tls;
+pub mod trouble;

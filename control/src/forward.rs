@@ -273,6 +273,44 @@ async fn stats_of(base: &str, parts: &axum::http::request::Parts) -> Answer {
         .unwrap_or_else(|_| Answer::Failed(format!("no answer within {STATS_TIMEOUT:?}")))
 }
 
+/// `GET /v1/fleet` of any live instance, asked with the caller's credentials (`parts`
+/// of the caller's request); a refusal or failure as the response to give.
+pub(crate) async fn fleet(
+    node: &ControlNode,
+    parts: &axum::http::request::Parts,
+) -> Result<pylon_proto::api::monitor::Fleet, Response> {
+    let base = any_instance(node)
+        .map_err(|(code, message)| error(StatusCode::SERVICE_UNAVAILABLE, code, message))?;
+    let mut ask = parts.clone();
+    ask.method = axum::http::Method::GET;
+    ask.uri = Uri::from_static("/v1/fleet");
+    let answer = match tokio::time::timeout(STATS_TIMEOUT, send(&base, &ask, Bytes::new())).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => {
+            return Err(error(
+                StatusCode::BAD_GATEWAY,
+                "app_unreachable",
+                format!("the app instance at {base} did not answer: {e}"),
+            ))
+        }
+        Err(_) => {
+            return Err(error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "app_timeout",
+                format!("the app instance at {base} did not answer in time"),
+            ))
+        }
+    };
+    if !answer.status().is_success() {
+        return Err(answer);
+    }
+    let body = axum::body::to_bytes(answer.into_body(), BODY_LIMIT)
+        .await
+        .map_err(|e| error(StatusCode::BAD_GATEWAY, "app_unreachable", e.to_string()))?;
+    serde_json::from_slice(&body)
+        .map_err(|e| error(StatusCode::BAD_GATEWAY, "app_answer", e.to_string()))
+}
+
 /// A live instance with an operator address, taken in turn.
 fn any_instance(node: &ControlNode) -> Result<String, (&'static str, String)> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);

@@ -65,7 +65,9 @@ pub fn routes() -> Routes<Http> {
         .get("/v1/admin/routes", Access::Needs(Read), routes_table)
         .get("/v1/admin/audit", Access::Needs(Admin), audit_list)
         .get("/v1/admin/audit/verify", Access::Needs(Admin), audit_verify);
-    crate::forward::routes(crate::identity::http::routes(routes))
+    crate::console::routes(crate::forward::routes(crate::identity::http::routes(
+        routes,
+    )))
 }
 
 pub fn router(node: Arc<ControlNode>, metrics: MetricsRegistry) -> Router {
@@ -267,7 +269,7 @@ async fn status(State(s): State<Http>) -> Json<StatusReply> {
     })
 }
 
-fn edge_infos(node: &ControlNode) -> Vec<EdgeInfo> {
+pub(crate) fn edge_infos(node: &ControlNode) -> Vec<EdgeInfo> {
     let view = node.view.load();
     let state = &view.state;
     let mut edges: BTreeMap<String, EdgeInfo> = state
@@ -388,27 +390,29 @@ async fn set_draining(node: &ControlNode, caller: &Caller, id: String, draining:
 }
 
 async fn apps(State(s): State<Http>) -> Json<Vec<AppInfo>> {
-    let view = s.node.view.load();
-    let owners = view.state.shard_owners(s.node.config.shard_count);
-    Json(
-        view.state
-            .members(MemberKind::App)
-            .into_iter()
-            .map(|m| AppInfo {
-                shards: owners
-                    .iter()
-                    .filter(|o| o.as_deref() == Some(m.record.id.as_str()))
-                    .count() as u32,
-                id: m.record.id,
-                grpc_address: m.record.grpc_address,
-                http_address: m.record.http_address,
-                capacity: m.record.capacity,
-                sessions: m.load.sessions,
-                leaving: m.load.leaving,
-                version: m.record.version,
-            })
-            .collect(),
-    )
+    Json(app_infos(&s.node))
+}
+
+pub(crate) fn app_infos(node: &ControlNode) -> Vec<AppInfo> {
+    let view = node.view.load();
+    let owners = view.state.shard_owners(node.config.shard_count);
+    view.state
+        .members(MemberKind::App)
+        .into_iter()
+        .map(|m| AppInfo {
+            shards: owners
+                .iter()
+                .filter(|o| o.as_deref() == Some(m.record.id.as_str()))
+                .count() as u32,
+            id: m.record.id,
+            grpc_address: m.record.grpc_address,
+            http_address: m.record.http_address,
+            capacity: m.record.capacity,
+            sessions: m.load.sessions,
+            leaving: m.load.leaving,
+            version: m.record.version,
+        })
+        .collect()
 }
 
 async fn shards(State(s): State<Http>, Query(query): Query<HashMap<String, String>>) -> Response {

@@ -8,6 +8,7 @@ pub use pylon_proto::api::control as api;
 pub mod audit;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod dispatch;
 pub mod forward;
 pub mod grpc;

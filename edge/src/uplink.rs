@@ -27,8 +27,8 @@ pub trait Uplink {
     /// A pile logged in on this executor.
     fn online(&self, _pile: PileNo, _session_id: u64, _executor: usize) {}
 
-    /// A logged-in pile's session ended.
-    fn offline(&self, _pile: PileNo, _session_id: u64) {}
+    /// A logged-in pile's session ended, for `reason` (`CloseReason::as_str`).
+    fn offline(&self, _pile: PileNo, _session_id: u64, _reason: &'static str) {}
 
     /// Pending while the uplink is too far behind to take more: connections then stop
     /// reading (and `cx` is woken when it caught up).

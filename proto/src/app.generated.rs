@@ -70,6 +70,10 @@ pub struct PileOffline {
     pub pile: ::prost::alloc::string::String,
     #[prost(uint64, tag = "2")]
     pub session_id: u64,
+    /// Why the edge closed the session (its close reason: "heartbeat_timeout",
+    /// "peer_closed", "io_error", "moved", ...); "" from older edges.
+    #[prost(string, tag = "3")]
+    pub reason: ::prost::alloc::string::String,
 }
 /// What became of a Downlink.
 #[allow(clippy::all)]

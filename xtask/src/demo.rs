@@ -40,6 +40,11 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 const ADMIN_TOKEN: &str = "demo-admin-token";
 const CLUSTER_TOKEN: &str = "demo-cluster-token";
+/// The console's demo login (an admin: it may drain edges and handle alarms).
+const CONSOLE_USER: &str = "demo";
+const CONSOLE_PASSWORD: &str = "demo-password-1";
+/// Every this-many-th demo pile misbehaves (faults, silences, flapping, abnormal stops).
+const TROUBLED_EVERY: &str = "8";
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     crate::system::prepare("demo", crate::system::FOR_BUILD)?;
@@ -84,6 +89,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         &format!("http://{control_http}/readyz"),
         &dir.join("control.log"),
     )?;
+    ureq::post(&format!("http://{control_http}/v1/admin/users"))
+        .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+        .send_json(serde_json::json!({
+            "name": CONSOLE_USER, "role": "admin", "password": CONSOLE_PASSWORD
+        }))
+        .map_err(|e| anyhow::anyhow!("creating the console's demo user: {e}"))?;
+    println!(
+        "Console: http://{control_http}/console/  (user {CONSOLE_USER}, password {CONSOLE_PASSWORD})"
+    );
 
     let app_grpc = format!("127.0.0.1:{}", args.app_port);
     let app_http = format!("127.0.0.1:{}", args.app_port + 10);
@@ -179,7 +193,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             .args(["--progress-secs", "0"])
             // Every charger charges now and then: a card start, 30 s of charging with
             // real-time data, the transaction record, confirmed once stored.
-            .args(["--charge", "--card-start-secs", "60", "--charge-secs", "30"]);
+            .args(["--charge", "--card-start-secs", "60", "--charge-secs", "30"])
+            // Some piles fault, go silent, flap and end charges abnormally: every kind
+            // of pile alarm shows up within a few minutes.
+            .args([
+                "--troubled-every",
+                TROUBLED_EVERY,
+                "--trouble-calm-secs",
+                "20",
+            ]);
         if tls {
             cmd.arg("--tls-ca").arg(&ca);
         }
@@ -199,6 +221,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     )?;
 
     println!("Pylon demo");
+    println!("  console: http://{control_http}/console/ (user {CONSOLE_USER}, password {CONSOLE_PASSWORD})");
     println!("  control plane: http://{control_http} (dispatch: /v1/entry?pile=..., metrics: /metrics), gRPC {control_grpc}");
     for edge in &edges {
         println!("  {}: metrics at http://{}/metrics", edge.id, edge.admin);

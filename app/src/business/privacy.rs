@@ -32,6 +32,11 @@ impl Business {
                 }
             }
         }
+        if self.retention.gun_samples_days > 0 {
+            let before = self.now_ms() - i64::from(self.retention.gun_samples_days) * 86_400_000;
+            let removed = self.store.purge_samples(before).await?;
+            self.metrics.retention_removed("gun_samples", removed);
+        }
         let metrics = &self.metrics;
         metrics.retention_removed("raw_events", events_removed);
         metrics.retention_removed("status_history", status_removed);

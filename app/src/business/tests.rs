@@ -40,6 +40,8 @@ pub(super) async fn world() -> World {
         Arc::default(),
         Arc::default(),
         BusinessSettings {
+            notifier: crate::alarms::notify::Notifier::none(),
+            alarm_settings: Default::default(),
             offset: UtcOffset::UTC,
             vault: Some(vault.clone()),
             policy: StartPolicy {

@@ -10,6 +10,7 @@
 //! - `GET  /v1/piles/{pile}/history?gun=&from=&to=`   status changes of a gun
 //! - `POST /v1/piles/{pile}/commands`                 any command `{type, fields}`; waits for the reply
 //! - `GET  /v1/orders?pile=&from=&to=`                open orders (all, or one pile's history)
+//! - `GET  /v1/orders?recent&before=&limit=`         every pile's newest orders
 //! - `GET  /v1/orders/{trade_no}`                     an order and its events
 //! - `POST /v1/orders/{trade_no}/stop`                remote stop
 //! - `GET  /v1/records/{trade_no}`                    one transaction record
@@ -48,6 +49,7 @@ use crate::directory::SendError;
 use crate::store::{BillingModel, Pile, StoreError};
 
 mod ciphers;
+mod monitor;
 mod privacy;
 mod revenue;
 
@@ -94,7 +96,7 @@ pub fn routes() -> Routes<Api> {
         .get("/v1/billing-models/{n}", Access::Needs(Read), get_model)
         .put("/v1/billing-models/{n}", Access::Needs(Finance), put_model)
         .get("/v1/stats", Access::Needs(Read), stats);
-    privacy::routes(ciphers::routes(revenue::routes(routes)))
+    monitor::routes(privacy::routes(ciphers::routes(revenue::routes(routes))))
 }
 
 /// The operator API's router: tokens checked by `auth`, every change recorded by
@@ -270,11 +272,13 @@ async fn pile_detail(State(api): State<Api>, Path(pile): Path<String>) -> ApiRes
             executor: l.executor,
             session_id: l.session_id,
         });
+    let summary = store.pile_summary(&pile).await.map_err(store_error)?;
     Ok(Json(PileDetail {
         guns,
         online,
         open_orders,
         pile: record,
+        summary,
     })
     .into_response())
 }
@@ -334,6 +338,16 @@ async fn list_orders(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let store = &api.business.store;
+    if q.contains_key("recent") {
+        // Every pile's newest orders, page by page (`before` = the last one's created_at).
+        let limit = number(&q, "limit", 50u32)?.clamp(1, 500);
+        let before = number(&q, "before", i64::MAX)?;
+        let orders = store
+            .recent_orders(before, limit)
+            .await
+            .map_err(store_error)?;
+        return Ok(Json(orders).into_response());
+    }
     let orders = match q.get("pile") {
         Some(pile) if q.contains_key("from") || q.contains_key("to") => {
             pile_no(pile)?;

@@ -8,6 +8,7 @@
 //! protocol's raw integers (0.0001 yuan, 0.0001 kWh), never floats. Frame details that
 //! no query needs are kept as JSON (`fields`), as decoded by `pylon_proto::ykc`.
 
+pub mod monitor;
 pub mod postgres;
 pub mod revenue;
 pub mod schema;
@@ -46,7 +47,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[async_trait]
-pub trait Store: revenue::RevenueStore + Send + Sync + 'static {
+pub trait Store: revenue::RevenueStore + monitor::MonitorStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 

@@ -91,6 +91,14 @@ pub struct Cli {
     /// With --charge: how long a charge lasts unless stopped remotely (seconds).
     #[arg(long, default_value_t = 60.0)]
     charge_secs: f64,
+    /// Every N-th pile misbehaves, one episode per session in turn: a hardware fault
+    /// raised and cleared, a silence the edge times out, a burst of quick reconnects;
+    /// its charges end abnormally (stop reason 0x6C). 0: none.
+    #[arg(long, default_value_t = 0)]
+    troubled_every: u64,
+    /// Seconds a troubled pile behaves after each login before its episode.
+    #[arg(long, default_value_t = 20.0)]
+    trouble_calm_secs: f64,
     /// With --charge: seconds to wait for a record's confirmation before sending it again.
     #[arg(long, default_value_t = 5.0)]
     confirm_timeout_secs: f64,
@@ -158,6 +166,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             card_start_every: (cli.card_start_secs > 0.0)
                 .then(|| Duration::from_secs_f64(cli.card_start_secs)),
             confirm_timeout: Duration::from_secs_f64(cli.confirm_timeout_secs.max(0.1)),
+            end_reason: 0x45,
+        }),
+        trouble: (cli.troubled_every > 0).then(|| crate::trouble::TroubleConfig {
+            every: cli.troubled_every,
+            calm: Duration::from_secs_f64(cli.trouble_calm_secs.max(0.0)),
         }),
         dispatch: cli.dispatch.clone().map(|url| Dispatch {
             url,

@@ -17,6 +17,7 @@
 //! - [`certs`]: `certs init|issue|rotate|show`, the cluster's TLS certificates, offline.
 
 pub mod accounts;
+pub mod alarms;
 pub mod app;
 pub mod audit;
 pub mod business;
@@ -194,6 +195,9 @@ pub enum OpsCommand {
     /// Add and change stations; set their tariff and piles (app service).
     #[command(long_about = stations::STATIONS_ABOUT)]
     Stations(StationsArgs),
+    /// See, acknowledge and resolve alarms (app service).
+    #[command(long_about = alarms::ALARMS_ABOUT)]
+    Alarms(alarms::AlarmsArgs),
     /// Add, show and revise time-of-use tariffs (app service).
     #[command(long_about = tariffs::TARIFFS_ABOUT)]
     Tariffs(TariffsArgs),
@@ -344,6 +348,7 @@ pub fn run_with_console(
         OpsCommand::Records(args) => business::run_records(args, env, out),
         OpsCommand::Charge(args) => business::run_charge(args, env, out),
         OpsCommand::Stations(args) => stations::run_stations(args, env, out),
+        OpsCommand::Alarms(args) => alarms::run_alarms(args, env, out),
         OpsCommand::Tariffs(args) => tariffs::run_tariffs(args, env, out),
         OpsCommand::Accounts(args) => accounts::run_accounts(args, env, out),
         OpsCommand::Reports(args) => reports::run_reports(args, env, out),

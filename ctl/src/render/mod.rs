@@ -14,6 +14,7 @@
 //! - [`ykc`]: YKC frames offline (type codes, frames as hex, the table of types).
 
 pub mod accounts;
+pub mod alarms;
 pub mod audit;
 pub mod business;
 pub mod control;

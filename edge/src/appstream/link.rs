@@ -68,9 +68,14 @@ fn to_proto(out: Outgoing<'_>) -> Option<EdgeMessage> {
             session_id,
             executor: executor as u32,
         }),
-        Outgoing::Offline { pile, session_id } => edge_message::Body::Offline(PileOffline {
+        Outgoing::Offline {
+            pile,
+            session_id,
+            reason,
+        } => edge_message::Body::Offline(PileOffline {
             pile: pile.to_string(),
             session_id,
+            reason: reason.to_owned(),
         }),
     };
     Some(EdgeMessage { body: Some(body) })

@@ -115,8 +115,12 @@ impl Uplink for AppUplink {
         });
     }
 
-    fn offline(&self, pile: PileNo, session_id: u64) {
-        self.push(UplinkEvent::Offline { pile, session_id });
+    fn offline(&self, pile: PileNo, session_id: u64, reason: &'static str) {
+        self.push(UplinkEvent::Offline {
+            pile,
+            session_id,
+            reason,
+        });
     }
 
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
@@ -309,6 +313,7 @@ impl Router {
                     .push_back(LinkInput::Event(UplinkEvent::Offline {
                         pile: m.pile,
                         session_id: m.session_id,
+                        reason: "shard_moved",
                     }));
                 old.flush();
             }

@@ -39,6 +39,8 @@ pub enum UplinkEvent {
     Offline {
         pile: PileNo,
         session_id: u64,
+        /// Why the session ended (`CloseReason::as_str`, or `shard_moved`).
+        reason: &'static str,
     },
 }
 
@@ -178,7 +180,9 @@ impl RouterCore {
             } => {
                 self.online.insert(*pile, (*session_id, *executor));
             }
-            UplinkEvent::Offline { pile, session_id } => {
+            UplinkEvent::Offline {
+                pile, session_id, ..
+            } => {
                 if self.online.get(pile).is_some_and(|(s, _)| s == session_id) {
                     self.online.remove(pile);
                 }
@@ -245,6 +249,8 @@ pub enum Outgoing<'a> {
     Offline {
         pile: PileNo,
         session_id: u64,
+        /// Why the session ended (`CloseReason::as_str`, or `shard_moved`).
+        reason: &'static str,
     },
 }
 
@@ -304,7 +310,11 @@ impl LinkWindow {
                     executor,
                 }
             }
-            UplinkEvent::Offline { pile, session_id } => {
+            UplinkEvent::Offline {
+                pile,
+                session_id,
+                reason,
+            } => {
                 if self
                     .online
                     .get(&pile)
@@ -312,7 +322,11 @@ impl LinkWindow {
                 {
                     self.online.remove(&pile);
                 }
-                Outgoing::Offline { pile, session_id }
+                Outgoing::Offline {
+                    pile,
+                    session_id,
+                    reason,
+                }
             }
         }
     }

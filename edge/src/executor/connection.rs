@@ -326,7 +326,7 @@ pub(super) async fn serve(exec: Rc<Executor>, stream: TcpStream, transport: Tran
             piles.remove(&pile);
         }
         counters.sessions.dec();
-        exec.uplink.offline(pile, id);
+        exec.uplink.offline(pile, id, reason.as_str());
         if let Ok(mut logins) = exec.shared.logins.lock() {
             logins.closed(pile, id);
         }

@@ -234,6 +234,9 @@ pub struct PileDetail {
     pub online: Option<PileLocation>,
     pub open_orders: Vec<Order>,
     pub pile: Pile,
+    /// The pile as lists show it (state, firmware, station), from the store.
+    #[serde(default)]
+    pub summary: Option<crate::api::monitor::PileSummary>,
 }
 
 /// `GET /v1/orders/{trade_no}`: an order, its events and, once it ended, its record.

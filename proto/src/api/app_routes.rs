@@ -102,4 +102,13 @@ pub const OPERATOR_ROUTES: &[AppRoute] = &[
     route("GET", "/v1/accounts/{id}/export", Finance, Any),
     route("POST", "/v1/accounts/{id}/erase", Finance, Any),
     route("POST", "/v1/retention/run", Admin, Any),
+    route("GET", "/v1/fleet", Read, Any),
+    route("GET", "/v1/fleet/piles", Read, Any),
+    route("GET", "/v1/piles/{pile}/samples", Read, Any),
+    route("GET", "/v1/alarms", Read, Any),
+    route("POST", "/v1/alarms", Admin, Any),
+    route("POST", "/v1/alarms/clear", Admin, Any),
+    route("GET", "/v1/alarms/{id}", Read, Any),
+    route("POST", "/v1/alarms/{id}/ack", Command, Any),
+    route("POST", "/v1/alarms/{id}/resolve", Command, Any),
 ];

@@ -8,6 +8,8 @@
 //! - [`identity`]: operators (users), their roles and tokens (control plane).
 //! - [`edge`]: the edge's admin API (status, downlinks, the SYN-flood guard).
 //! - [`revenue`]: stations, tariffs, accounts, the ledger and reports (app service).
+//! - [`monitor`]: the fleet at a glance, pile lists, gun traces and alarms (app service),
+//!   and the console's overview (control plane).
 
 pub mod app;
 pub mod app_routes;
@@ -16,6 +18,7 @@ pub mod control;
 pub mod edge;
 pub mod error;
 pub mod identity;
+pub mod monitor;
 pub mod revenue;
 
 pub use error::ApiError;

@@ -29,6 +29,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         "pile_ciphers",
         include_str!("../../../migrations/postgres/0004_pile_ciphers.sql"),
     ),
+    (
+        5,
+        "monitoring",
+        include_str!("../../../migrations/postgres/0005_monitoring.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises migrations between app instances.

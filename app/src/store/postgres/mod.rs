@@ -13,6 +13,7 @@
 mod connection;
 mod db;
 mod migrations;
+mod monitor;
 mod revenue;
 mod rows;
 

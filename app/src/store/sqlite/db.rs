@@ -73,6 +73,31 @@ impl Db for SqliteDb<'_> {
 
 /// Runs portable logic to its end on this thread: SQLite calls never wait, so the
 /// future is ready at its first poll.
-pub(super) fn run<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+pub(crate) fn run<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     futures_lite::future::block_on(future)
 }
+
+/// `$body` with `$db` over the writer's connection (or a reader's, for `read`).
+macro_rules! on {
+    ($store:expr, write, |$db:ident| $body:expr) => {
+        $store
+            .write(move |conn| {
+                $crate::store::sqlite::db::run(async {
+                    let $db = &mut $crate::store::sqlite::db::SqliteDb(conn);
+                    $body.await
+                })
+            })
+            .await
+    };
+    ($store:expr, read, |$db:ident| $body:expr) => {
+        $store
+            .read(move |conn| {
+                $crate::store::sqlite::db::run(async {
+                    let $db = &mut $crate::store::sqlite::db::SqliteDb(conn);
+                    $body.await
+                })
+            })
+            .await
+    };
+}
+pub(super) use on;

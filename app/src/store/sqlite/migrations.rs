@@ -29,6 +29,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         "pile_ciphers",
         include_str!("../../../migrations/sqlite/0004_pile_ciphers.sql"),
     ),
+    (
+        5,
+        "monitoring",
+        include_str!("../../../migrations/sqlite/0005_monitoring.sql"),
+    ),
 ];
 
 /// Applies the missing migrations in one `BEGIN IMMEDIATE` transaction (which also keeps

@@ -12,6 +12,7 @@
 mod connection;
 mod db;
 mod migrations;
+mod monitor;
 mod revenue;
 mod rows;
 mod writer;

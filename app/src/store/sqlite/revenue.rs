@@ -7,7 +7,7 @@ use pylon_proto::api::revenue::{
     Reconciliation, Station, StationDay, StationInput, Tariff as TariffView,
 };
 
-use super::db::{run, SqliteDb};
+use super::db::on;
 use super::SqliteStore;
 use crate::revenue::ledger::Posting;
 use crate::revenue::tariff::Tariff;
@@ -16,30 +16,6 @@ use crate::store::revenue::{
     SettleInput, Settled, StartOutcome, StartRequest,
 };
 use crate::store::Result;
-
-/// `$body` with `$db` over the writer's connection (or a reader's, for `read`).
-macro_rules! on {
-    ($store:expr, write, |$db:ident| $body:expr) => {
-        $store
-            .write(move |conn| {
-                run(async {
-                    let $db = &mut SqliteDb(conn);
-                    $body.await
-                })
-            })
-            .await
-    };
-    ($store:expr, read, |$db:ident| $body:expr) => {
-        $store
-            .read(move |conn| {
-                run(async {
-                    let $db = &mut SqliteDb(conn);
-                    $body.await
-                })
-            })
-            .await
-    };
-}
 
 #[async_trait]
 impl RevenueStore for SqliteStore {

@@ -146,11 +146,13 @@ fn an_offline_of_an_older_session_keeps_the_newer_one() {
     let _ = w.take(UplinkEvent::Offline {
         pile: pile(3),
         session_id: 1,
+        reason: "peer_closed",
     });
     assert_eq!(w.executor_of(&pile(3)), Some(0));
     let _ = w.take(UplinkEvent::Offline {
         pile: pile(3),
         session_id: 2,
+        reason: "peer_closed",
     });
     assert_eq!(w.executor_of(&pile(3)), None);
     assert!(w.restart().is_empty());
@@ -278,10 +280,12 @@ fn a_reassignment_moves_the_connected_piles_whose_owner_changed() {
     r.track(&UplinkEvent::Offline {
         pile: pile(0),
         session_id: 100,
+        reason: "peer_closed",
     });
     r.track(&UplinkEvent::Offline {
         pile: pile(1),
         session_id: 1,
+        reason: "peer_closed",
     });
     // Shards 0..4 move to b.
     let half = table(8, |s| Some(if s < 4 { b.clone() } else { a.clone() }));

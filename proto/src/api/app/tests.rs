@@ -101,11 +101,12 @@ fn a_pile_detail_keeps_its_keys_in_order() {
             name: String::new(),
             last_login_at: None,
         },
+        summary: None,
     };
     assert_eq!(
         serde_json::to_string(&detail).unwrap(),
         "{\"guns\":[],\"online\":{\"edge\":\"edge-1\",\"executor\":3,\"session_id\":77},\
          \"open_orders\":[],\"pile\":{\"pile_no\":\"32010200000001\",\"enabled\":true,\
-         \"billing_model\":1,\"name\":\"\",\"last_login_at\":null}}"
+         \"billing_model\":1,\"name\":\"\",\"last_login_at\":null},\"summary\":null}"
     );
 }

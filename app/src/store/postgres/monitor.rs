@@ -1,0 +1,23 @@
+//! The monitoring side on PostgreSQL: the shared logic of `store::monitor`, each call in
+//! its own transaction on a pooled connection.
+
+use super::PostgresStore;
+
+/// `$body` with `$db` a [`super::db::PgDb`] in a new transaction (reads and writes alike).
+macro_rules! on {
+    ($store:expr, $mode:ident, |$db:ident| $body:expr) => {{
+        let mut client = $store.client().await?;
+        let tx = client.transaction().await.map_err(super::rows::pg)?;
+        let mut pg = super::db::PgDb { tx };
+        let out = {
+            let $db = &mut pg;
+            $body.await
+        };
+        if out.is_ok() {
+            pg.tx.commit().await.map_err(super::rows::pg)?;
+        }
+        out
+    }};
+}
+
+crate::store::monitor::monitor_store!(PostgresStore, on);

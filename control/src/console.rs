@@ -1,0 +1,185 @@
+//! The operator console: a static single-page app (`control/console/`, compiled in, no
+//! toolchain needed) and what it reads live: `GET /v1/overview` and the server-sent
+//! events of `GET /v1/events` (an `overview` event every two seconds). Everything else
+//! the console shows comes from the operator API (this control plane's, and the app's
+//! through forwarding), with the operator's session cookie.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Json;
+use pylon_proto::api::monitor::{AppLoad, EdgeLoad, Fleet, Overview, RouteState};
+use pylon_service::routes::{Access, Routes};
+
+use crate::http::Http;
+use crate::node::ControlNode;
+
+const INDEX: &str = include_str!("../console/index.html");
+const SCRIPT: &str = include_str!("../console/app.js");
+const STYLE: &str = include_str!("../console/style.css");
+
+/// How often the console's live view is pushed.
+pub const OVERVIEW_EVERY: Duration = Duration::from_secs(2);
+
+/// The page may load only its own script and style, and talk only to this origin.
+const POLICY: &str = "default-src 'self'; style-src 'self'; script-src 'self'; \
+                      img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
+                      base-uri 'none'; form-action 'self'";
+
+pub fn routes(routes: Routes<Http>) -> Routes<Http> {
+    use pylon_proto::auth::Permission::Read;
+    routes
+        .get("/", Access::Public, to_console)
+        .get("/console", Access::Public, to_console)
+        .get("/console/", Access::Public, index)
+        .get("/console/app.js", Access::Public, script)
+        .get("/console/style.css", Access::Public, style)
+        .get("/v1/overview", Access::Needs(Read), overview)
+        .get("/v1/events", Access::Needs(Read), events)
+}
+
+async fn to_console() -> Redirect {
+    Redirect::to("/console/")
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+async fn index() -> Response {
+    asset("text/html; charset=utf-8", INDEX)
+}
+
+async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+async fn style() -> Response {
+    asset("text/css; charset=utf-8", STYLE)
+}
+
+/// The overview from what this replica knows (edges, apps, routes) and the fleet's
+/// numbers from an app instance, asked with the caller's credentials.
+async fn overview_for(
+    node: &ControlNode,
+    parts: &axum::http::request::Parts,
+) -> Result<Overview, Response> {
+    let fleet = crate::forward::fleet(node, parts).await?;
+    Ok(compose(node, fleet))
+}
+
+fn compose(node: &ControlNode, fleet: Fleet) -> Overview {
+    let edges = crate::http::edge_infos(node)
+        .into_iter()
+        .map(|e| EdgeLoad {
+            id: e.id,
+            sessions: u64::from(e.sessions),
+            executors: Vec::new(),
+            draining: e.draining,
+            live: e.live,
+        })
+        .collect();
+    let apps = crate::http::app_infos(node)
+        .into_iter()
+        .map(|a| AppLoad {
+            id: a.id,
+            shards: u64::from(a.shards),
+            sessions: u64::from(a.sessions),
+        })
+        .collect();
+    Overview {
+        at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+        piles: fleet.piles,
+        alarms: fleet.alarms,
+        today: fleet.today,
+        per_minute: fleet.per_minute,
+        edges,
+        apps,
+        routes: RouteState {
+            version: node.publisher.table().version,
+        },
+    }
+}
+
+async fn overview(State(s): State<Http>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    match overview_for(s.node(), &parts).await {
+        Ok(overview) => Json(overview).into_response(),
+        Err(refusal) => refusal,
+    }
+}
+
+/// `overview` events every [`OVERVIEW_EVERY`]; the stream ends when the caller's
+/// credentials are refused (a session that expired, a revoked token).
+async fn events(State(s): State<Http>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    // Refused at once: the browser's EventSource then stops, and the console asks the
+    // operator to log in again.
+    if let Err(refusal) = overview_for(s.node(), &parts).await {
+        return refusal;
+    }
+    let stream = overview_stream(s, parts);
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+fn overview_stream(
+    s: Http,
+    parts: axum::http::request::Parts,
+) -> impl tokio_stream::Stream<Item = Result<Event, Infallible>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(2);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(OVERVIEW_EVERY);
+        loop {
+            tick.tick().await;
+            let event = match overview_for(s.node(), &parts).await {
+                Ok(overview) => match Event::default().event("overview").json_data(&overview) {
+                    Ok(event) => event,
+                    Err(e) => {
+                        tracing::warn!("cannot encode the overview: {e}");
+                        continue;
+                    }
+                },
+                Err(refusal) => {
+                    let status = refusal.status();
+                    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                        return;
+                    }
+                    // The fleet is unreachable for now: say so, keep the stream.
+                    Event::default()
+                        .event("unavailable")
+                        .data(status.as_u16().to_string())
+                }
+            };
+            // The browser went away.
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
