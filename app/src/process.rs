@@ -92,14 +92,22 @@ pub struct Cli {
     init_card_keys: bool,
     /// A webhook URL for alarms (repeat, or comma-separate, for several): each alarm
     /// raised, acknowledged or resolved is POSTed as JSON, signed with HMAC-SHA256.
-    #[arg(long = "alarm-webhook", value_delimiter = ',')]
+    #[arg(
+        long = "alarm-webhook",
+        env = "PYLON_ALARM_WEBHOOKS",
+        value_delimiter = ','
+    )]
     alarm_webhooks: Vec<String>,
     /// The file holding the webhooks' HMAC secret (header
     /// `x-pylon-signature: t=<unix ms>,v1=<hex HMAC-SHA256 of "<t>.<body>">`).
     #[arg(long, env = "PYLON_ALARM_WEBHOOK_SECRET_FILE")]
     alarm_webhook_secret_file: Option<PathBuf>,
     /// An Alertmanager to post alarms to (its base URL, e.g. http://127.0.0.1:9093).
-    #[arg(long = "alertmanager", value_delimiter = ',')]
+    #[arg(
+        long = "alertmanager",
+        env = "PYLON_ALERTMANAGERS",
+        value_delimiter = ','
+    )]
     alertmanagers: Vec<String>,
     /// Fault injection, for tests only: commit the fault on purpose.
     #[arg(long, value_enum, env = "PYLON_APP_FAULT", hide = true)]

@@ -2,6 +2,7 @@
 //! loopback ports, cleaned up on drop even when a test fails.
 
 pub mod app;
+pub mod browser;
 pub mod certs;
 pub mod control;
 pub mod edge;

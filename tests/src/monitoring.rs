@@ -30,14 +30,14 @@ pub fn tool(name: &str, package: &str) -> PathBuf {
 }
 
 /// A child process with its log, killed on drop.
-struct Daemon {
+pub(crate) struct Daemon {
     name: &'static str,
     child: Child,
     log: PathBuf,
 }
 
 impl Daemon {
-    fn spawn(name: &'static str, command: &mut Command, log: PathBuf) -> Daemon {
+    pub(crate) fn spawn(name: &'static str, command: &mut Command, log: PathBuf) -> Daemon {
         let file = std::fs::File::create(&log).expect("log file");
         let child = command
             .stdin(Stdio::null())
@@ -52,7 +52,7 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn wait_ready(&mut self, addr: SocketAddr, path: &str) {
+    pub(crate) fn wait_ready(&mut self, addr: SocketAddr, path: &str) {
         let ready = (0..400).any(|_| {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("{} exited with {status}:\n{}", self.name, self.log_text());
@@ -214,10 +214,18 @@ impl Alertmanager {
     }
 }
 
-/// An HTTP endpoint that keeps the JSON bodies POSTed to it.
+/// An HTTP endpoint that keeps the JSON bodies POSTed to it (and each one's raw bytes
+/// and `x-pylon-signature` header, to check signatures).
 pub struct Webhook {
     pub addr: SocketAddr,
-    received: Arc<Mutex<Vec<Value>>>,
+    received: Arc<Mutex<Vec<Post>>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Post {
+    pub body: Value,
+    pub raw: Vec<u8>,
+    pub signature: Option<String>,
 }
 
 impl Webhook {
@@ -229,9 +237,9 @@ impl Webhook {
         // The thread ends with the test process; it only ever answers on loopback.
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                if let Some(body) = read_post(stream) {
+                if let Some(post) = read_post(stream) {
                     if let Ok(mut kept) = kept.lock() {
-                        kept.push(body);
+                        kept.push(post);
                     }
                 }
             }
@@ -241,15 +249,21 @@ impl Webhook {
 
     /// Every notification so far.
     pub fn received(&self) -> Vec<Value> {
+        self.posts().into_iter().map(|p| p.body).collect()
+    }
+
+    /// Every request so far, whole.
+    pub fn posts(&self) -> Vec<Post> {
         self.received.lock().map(|r| r.clone()).unwrap_or_default()
     }
 }
 
 /// Reads one HTTP request with a JSON body and answers 200.
-fn read_post(mut stream: TcpStream) -> Option<Value> {
+fn read_post(mut stream: TcpStream) -> Option<Post> {
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut length = 0usize;
+    let mut signature = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).ok()? == 0 {
@@ -263,10 +277,17 @@ fn read_post(mut stream: TcpStream) -> Option<Value> {
             if name.eq_ignore_ascii_case("content-length") {
                 length = value.trim().parse().ok()?;
             }
+            if name.eq_ignore_ascii_case("x-pylon-signature") {
+                signature = Some(value.trim().to_owned());
+            }
         }
     }
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body).ok()?;
     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-    serde_json::from_slice(&body).ok()
+    Some(Post {
+        body: serde_json::from_slice(&body).ok()?,
+        raw: body,
+        signature,
+    })
 }

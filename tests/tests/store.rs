@@ -175,6 +175,9 @@ macro_rules! conformance {
     };
 }
 
+#[path = "store/monitor.rs"]
+mod monitor;
+use monitor::{alarms_life, fleet_presence_and_lists};
 #[path = "store/revenue.rs"]
 mod revenue;
 use revenue::{
@@ -186,7 +189,7 @@ conformance!(
     store: piles, billing_models, gun_status, concurrent_gun_status, events, orders,
         conditional_order_moves, store_record, concurrent_store_record, records_by_pile_and_time,
         revenue_start_and_settle, revenue_concurrent_starts, revenue_tariff_revisions,
-        privacy_retention_and_erasure;
+        privacy_retention_and_erasure, alarms_life, fleet_presence_and_lists;
     harness: reopen, corrupt_data,
 );
 

@@ -40,7 +40,8 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 const ADMIN_TOKEN: &str = "demo-admin-token";
 const CLUSTER_TOKEN: &str = "demo-cluster-token";
-/// The console's demo login (an admin: it may drain edges and handle alarms).
+/// The console's demo login (an operator: it may drain edges and handle alarms; an
+/// admin user would retire the bootstrap token the demo prints).
 const CONSOLE_USER: &str = "demo";
 const CONSOLE_PASSWORD: &str = "demo-password-1";
 /// Every this-many-th demo pile misbehaves (faults, silences, flapping, abnormal stops).
@@ -92,7 +93,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     ureq::post(&format!("http://{control_http}/v1/admin/users"))
         .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
         .send_json(serde_json::json!({
-            "name": CONSOLE_USER, "role": "admin", "password": CONSOLE_PASSWORD
+            "name": CONSOLE_USER, "role": "operator", "password": CONSOLE_PASSWORD
         }))
         .map_err(|e| anyhow::anyhow!("creating the console's demo user: {e}"))?;
     println!(
