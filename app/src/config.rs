@@ -117,6 +117,9 @@ pub struct AlarmConfig {
     pub flapping_minutes: u32,
     /// A stop without a transaction record after this many minutes is an alarm.
     pub record_wait_minutes: u32,
+    /// How often (seconds) the platform, this instance's store and certificate and the
+    /// overdue records are checked.
+    pub check_secs: u32,
 }
 
 impl Default for AlarmConfig {
@@ -129,6 +132,7 @@ impl Default for AlarmConfig {
             flapping_logins: d.flapping_logins as u32,
             flapping_minutes: d.flapping_minutes,
             record_wait_minutes: d.record_wait_minutes,
+            check_secs: 30,
         }
     }
 }

@@ -109,6 +109,10 @@ pub struct Cli {
         value_delimiter = ','
     )]
     alertmanagers: Vec<String>,
+    /// How often (seconds) platform alarms (edges and app instances gone, route lag,
+    /// certificates), this instance's store and overdue records are checked (default 30).
+    #[arg(long, env = "PYLON_ALARM_CHECK_SECS")]
+    alarm_check_secs: Option<u32>,
     /// Fault injection, for tests only: commit the fault on purpose.
     #[arg(long, value_enum, env = "PYLON_APP_FAULT", hide = true)]
     fault: Option<crate::config::Fault>,
@@ -125,7 +129,8 @@ impl Cli {
         pylon_service::overlay!(cli => c;
             set: app_id => app_id, grpc_listen => grpc_listen, http_listen => http_listen,
                 store => store.backend, sqlite => store.path, postgres_url => store.url,
-                lease_ttl => lease_ttl_secs, pile_utc_offset_minutes => pile_utc_offset_minutes;
+                lease_ttl => lease_ttl_secs, pile_utc_offset_minutes => pile_utc_offset_minutes,
+                alarm_check_secs => alarms.check_secs;
             some: fault => fault, grpc_advertise => grpc_advertise,
                 http_advertise => http_advertise, admin_token => admin_token,
                 cluster_token => cluster_token, card_keys => card_keys,

@@ -77,13 +77,17 @@ async fn watch_alarms(
     business: Arc<Business>,
     app_id: String,
     targets: crate::alarms::notify::Targets,
+    control: Option<pylon_service::control_link::Replicas>,
+    every: Duration,
 ) {
     use pylon_proto::api::monitor::AlarmState;
+    use pylon_proto::control::membership_client::MembershipClient;
+    let mut platform = crate::alarms::platform::PlatformWatch::default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .ok();
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let now = business.now_ms();
@@ -97,6 +101,25 @@ async fn watch_alarms(
             .map(|_| ())
             .map_err(|e| e.to_string());
         business.alarms.check_instance(&app_id, store_ok, now).await;
+        if let Some(control) = &control {
+            let reply = control
+                .first_answer(|channel, bearer| async move {
+                    MembershipClient::new(channel)
+                        .platform(pylon_proto::auth::with_bearer(
+                            pylon_proto::control::PlatformRequest {},
+                            bearer.as_deref(),
+                        ))
+                        .await
+                })
+                .await;
+            match reply {
+                Ok(reply) => {
+                    let changes = platform.observe(&reply, now / 1000);
+                    business.alarms.platform(changes, now).await;
+                }
+                Err(e) => tracing::warn!("cannot read the platform's state: {e}"),
+            }
+        }
         if let (Some(client), false) = (&client, targets.alertmanagers.is_empty()) {
             let filter = crate::store::monitor::AlarmFilter {
                 states: Some(vec![AlarmState::Open, AlarmState::Acknowledged]),
@@ -247,10 +270,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             }
         })
     };
+    let control_replicas = if config.control.is_empty() {
+        None
+    } else {
+        Some(pylon_service::control_link::Replicas::new(
+            &config.control,
+            config.cluster_token.clone(),
+        )?)
+    };
     let watcher = tokio::spawn(watch_alarms(
         business.clone(),
         config.app_id.clone(),
         alarm_targets(&config)?,
+        control_replicas,
+        Duration::from_secs(u64::from(config.alarms.check_secs.max(1))),
     ));
     let member = (!config.control.is_empty()).then(|| {
         tokio::spawn(membership::run(

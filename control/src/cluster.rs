@@ -46,6 +46,27 @@ pub fn load_key(kind: MemberKind, id: &str) -> String {
     format!("{ROOT}load/{}/{id}", kind.as_str())
 }
 
+/// What operators watch of a member (sessions per executor, heartbeats, certificate),
+/// written at most every [`TELEMETRY_EVERY_MS`] under the member's lease.
+pub fn telemetry_key(kind: MemberKind, id: &str) -> String {
+    format!("{ROOT}telemetry/{}/{id}", kind.as_str())
+}
+
+/// How often a member's telemetry is written to the registry, at most.
+pub const TELEMETRY_EVERY_MS: i64 = 30_000;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TelemetryRecord {
+    /// Sessions on each executor.
+    pub executors: Vec<u32>,
+    /// Heartbeats answered per minute, over the last interval.
+    pub heartbeats_per_min: u64,
+    /// When the certificate chargers see expires (Unix seconds; 0: none).
+    pub cert_not_after: i64,
+    /// When this was reported (Unix ms).
+    pub at_ms: i64,
+}
+
 pub fn edge_settings_key(id: &str) -> String {
     format!("{ROOT}settings/edge/{id}")
 }
@@ -154,6 +175,10 @@ impl ClusterState {
             load: self.json(&load_key(kind, id)).unwrap_or_default(),
             record,
         })
+    }
+
+    pub fn telemetry(&self, kind: MemberKind, id: &str) -> Option<TelemetryRecord> {
+        self.json(&telemetry_key(kind, id))
     }
 
     pub fn edge_settings(&self, id: &str) -> EdgeSettings {

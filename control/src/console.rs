@@ -15,6 +15,7 @@ use axum::Json;
 use pylon_proto::api::monitor::{AppLoad, EdgeLoad, Fleet, Overview, RouteState};
 use pylon_service::routes::{Access, Routes};
 
+use crate::cluster::MemberKind;
 use crate::http::Http;
 use crate::node::ControlNode;
 
@@ -89,17 +90,33 @@ async fn overview_for(
     Ok(compose(node, fleet))
 }
 
-fn compose(node: &ControlNode, fleet: Fleet) -> Overview {
+fn compose(node: &ControlNode, mut fleet: Fleet) -> Overview {
+    let view = node.view.load();
+    let mut heartbeats = 0;
     let edges = crate::http::edge_infos(node)
         .into_iter()
-        .map(|e| EdgeLoad {
-            id: e.id,
-            sessions: u64::from(e.sessions),
-            executors: Vec::new(),
-            draining: e.draining,
-            live: e.live,
+        .map(|e| {
+            // The telemetry (every 30 s, exact) when there is some; else the load record
+            // (written only on changes of 1 % of capacity).
+            let telemetry = view.state.telemetry(MemberKind::Edge, &e.id);
+            heartbeats += telemetry.as_ref().map_or(0, |t| t.heartbeats_per_min);
+            let executors: Vec<u64> = telemetry
+                .map(|t| t.executors.into_iter().map(u64::from).collect())
+                .unwrap_or_default();
+            EdgeLoad {
+                id: e.id,
+                sessions: if executors.is_empty() {
+                    u64::from(e.sessions)
+                } else {
+                    executors.iter().sum()
+                },
+                executors,
+                draining: e.draining,
+                live: e.live,
+            }
         })
         .collect();
+    fleet.per_minute.heartbeats = heartbeats;
     let apps = crate::http::app_infos(node)
         .into_iter()
         .map(|a| AppLoad {

@@ -8,7 +8,8 @@ use pylon_proto::control::membership_server::Membership;
 use pylon_proto::control::routes_server::Routes;
 use pylon_proto::control::{
     AppliedReply, AppliedReport, KeepAliveReply, KeepAliveRequest, LeaveReply, LeaveRequest,
-    Member, MemberKind as ProtoKind, RegisterReply, RegisterRequest, RouteUpdate, SubscribeRequest,
+    Member, MemberKind as ProtoKind, PlatformMember, PlatformReply, PlatformRequest, RegisterReply,
+    RegisterRequest, RouteUpdate, SubscribeRequest, SubscriberLag,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -396,6 +397,18 @@ impl Membership for MembershipService {
                 }
             }
         }
+        if let Some(telemetry) = &request.telemetry {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            if let Some(due) = node.telemetry_due(record.kind, &record.id, telemetry, now) {
+                let value = serde_json::to_vec(&due).unwrap_or_default();
+                let key = crate::cluster::telemetry_key(record.kind, &record.id);
+                if let Err(e) = node.registry.put(&key, value, Some(record.lease)).await {
+                    tracing::warn!(member = %record.id, "cannot record telemetry: {e}");
+                }
+            }
+        }
         Ok(Response::new(KeepAliveReply {
             ttl_seconds: ttl.as_secs() as u32,
         }))
@@ -412,6 +425,49 @@ impl Membership for MembershipService {
             .map_err(|e| registry_status(self.node.registry_error("revoke", e)))?;
         tracing::info!(member = %request.member_id, "member left");
         Ok(Response::new(LeaveReply {}))
+    }
+
+    async fn platform(
+        &self,
+        request: Request<PlatformRequest>,
+    ) -> Result<Response<PlatformReply>, Status> {
+        require_member(&self.node, &request)?;
+        let node = &self.node;
+        if !node.ready.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Status::unavailable(
+                "this replica has not read the registry yet; retry shortly",
+            ));
+        }
+        let view = node.view.load();
+        let state = &view.state;
+        let members = |kind: MemberKind| {
+            state
+                .members(kind)
+                .into_iter()
+                .map(|m| PlatformMember {
+                    cert_not_after: state
+                        .telemetry(kind, &m.record.id)
+                        .map_or(0, |t| t.cert_not_after),
+                    leaving: m.load.leaving,
+                    id: m.record.id,
+                })
+                .collect()
+        };
+        Ok(Response::new(PlatformReply {
+            replica: node.config.replica_id.clone(),
+            edges: members(MemberKind::Edge),
+            apps: members(MemberKind::App),
+            lags: node
+                .publisher
+                .lags()
+                .into_iter()
+                .map(|l| SubscriberLag {
+                    id: l.name,
+                    lag_seconds: l.seconds,
+                })
+                .collect(),
+            cert_not_after: pylon_service::tls::cluster().map_or(0, |t| t.not_after.get()),
+        }))
     }
 }
 

@@ -40,6 +40,9 @@ pub struct ControlNode {
     pub is_leader: AtomicBool,
     /// The load each member last had written, so keep-alives write only real changes.
     written_loads: Mutex<HashMap<(MemberKind, String), LoadRecord>>,
+    /// Each member's heartbeat count, time and sessions per executor at its last
+    /// telemetry write.
+    written_telemetry: Mutex<HashMap<(MemberKind, String), (u64, i64, Vec<u32>)>>,
     /// Operators and their tokens.
     pub identity: Arc<Identity>,
     /// Checks operators' tokens on the HTTP API.
@@ -77,6 +80,7 @@ impl ControlNode {
             ready: AtomicBool::new(false),
             is_leader: AtomicBool::new(false),
             written_loads: Mutex::new(HashMap::new()),
+            written_telemetry: Mutex::new(HashMap::new()),
             identity,
             auth,
             audit,
@@ -150,6 +154,58 @@ impl ControlNode {
                     || (old.sessions >= capacity) != (load.sessions >= capacity)
             }
         }
+    }
+
+    /// The record to write for a member's telemetry, if one is due (the first,
+    /// [`crate::cluster::TELEMETRY_EVERY_MS`] after the last, or sooner when its sessions
+    /// changed, but not within 2 s); notes it as written.
+    pub fn telemetry_due(
+        &self,
+        kind: MemberKind,
+        id: &str,
+        reported: &pylon_proto::control::Telemetry,
+        now_ms: i64,
+    ) -> Option<crate::cluster::TelemetryRecord> {
+        let mut written = self
+            .written_telemetry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let key = (kind, id.to_owned());
+        let per_min = match written.get(&key) {
+            Some((_, at, executors))
+                if now_ms - at < 2_000
+                    || (now_ms - at < crate::cluster::TELEMETRY_EVERY_MS
+                        && *executors == reported.executor_sessions) =>
+            {
+                return None
+            }
+            Some((count, at, _)) => {
+                reported
+                    .heartbeats
+                    .saturating_sub(*count)
+                    .saturating_mul(60_000)
+                    / (now_ms - at).max(1) as u64
+            }
+            None => 0,
+        };
+        if written.len() > 1024 && written.len().is_power_of_two() {
+            let view = self.view.load();
+            written.retain(|(k, id), _| view.state.member(*k, id).is_some());
+        }
+        written.insert(
+            key,
+            (
+                reported.heartbeats,
+                now_ms,
+                reported.executor_sessions.clone(),
+            ),
+        );
+        Some(crate::cluster::TelemetryRecord {
+            executors: reported.executor_sessions.clone(),
+            heartbeats_per_min: per_min,
+            cert_not_after: reported.cert_not_after,
+            at_ms: now_ms,
+        })
     }
 
     pub fn load_written(&self, kind: MemberKind, id: &str, load: LoadRecord) {

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pylon_proto::control::{Load, Member, MemberKind};
+use pylon_proto::control::{Load, Member, MemberKind, Telemetry};
 use pylon_proto::routes::RouteView;
 use pylon_service::control_link::{ControlLink, LinkEvent, LinkSettings, Participant};
 
@@ -33,6 +33,7 @@ pub async fn run(
         subscriber: Some(format!("edge/{}", shared.edge_id)),
     };
     let edge = EdgeParticipant {
+        cert_not_after: cert_not_after(&shared.config.tls.certs),
         shared: shared.clone(),
         executors,
         shards,
@@ -59,12 +60,47 @@ fn member(shared: &EdgeShared) -> Member {
 
 struct EdgeParticipant {
     shared: Arc<EdgeShared>,
+    /// When the first of the chargers' certificates expires (Unix seconds; 0: none).
+    cert_not_after: i64,
     executors: ExecutorHandle,
     /// Where the shard owners go for the business-stream router.
     shards: tokio::sync::watch::Sender<Arc<ShardTable>>,
 }
 
+/// The earliest expiry of the certificates chargers are shown (0: none, or unreadable).
+fn cert_not_after(paths: &[std::path::PathBuf]) -> i64 {
+    paths
+        .iter()
+        .filter_map(|p| pylon_service::tls::read_pem_certs(p).ok())
+        .filter_map(|chain| chain.first().map(pylon_service::tls::not_after))
+        .filter(|t| *t > 0)
+        .min()
+        .unwrap_or(0)
+}
+
 impl Participant for EdgeParticipant {
+    fn telemetry(&self) -> Option<Telemetry> {
+        let family = &self.shared.metrics.sessions;
+        let executor_sessions = (0..self.shared.config.executor_count())
+            .map(|i| {
+                ["tcp", "tls"]
+                    .map(|transport| crate::metrics::ExecTransport {
+                        executor: i.to_string(),
+                        transport: transport.into(),
+                    })
+                    .iter()
+                    .map(|labels| family.get_or_create(labels).get())
+                    .sum::<i64>()
+            })
+            .map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX))
+            .collect();
+        Some(Telemetry {
+            executor_sessions,
+            heartbeats: self.shared.metrics.heartbeats.get(),
+            cert_not_after: self.cert_not_after,
+        })
+    }
+
     fn load(&self) -> Load {
         Load {
             sessions: u32::try_from(self.shared.session_count().max(0)).unwrap_or(u32::MAX),

@@ -101,6 +101,22 @@ pub struct KeepAliveRequest {
     pub lease_id: i64,
     #[prost(message, optional, tag = "3")]
     pub load: ::core::option::Option<Load>,
+    /// What operators watch (the console, platform alarms); absent from older members.
+    #[prost(message, optional, tag = "4")]
+    pub telemetry: ::core::option::Option<Telemetry>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Telemetry {
+    /// Logged-in sessions on each executor (core), in executor order.
+    #[prost(uint32, repeated, tag = "1")]
+    pub executor_sessions: ::prost::alloc::vec::Vec<u32>,
+    /// Heartbeats answered since the process started.
+    #[prost(uint64, tag = "2")]
+    pub heartbeats: u64,
+    /// When the certificate chargers see expires (Unix seconds; 0: none).
+    #[prost(int64, tag = "3")]
+    pub cert_not_after: i64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -119,6 +135,47 @@ pub struct LeaveRequest {
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct LeaveReply {}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PlatformRequest {}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PlatformMember {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// The member said it is shutting down (a clean leave, not a loss).
+    #[prost(bool, tag = "2")]
+    pub leaving: bool,
+    /// When the certificate chargers see expires (Unix seconds; 0: none or unknown).
+    #[prost(int64, tag = "3")]
+    pub cert_not_after: i64,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SubscriberLag {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// Seconds the subscriber is behind the newest route table (0: up to date).
+    #[prost(double, tag = "2")]
+    pub lag_seconds: f64,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PlatformReply {
+    /// The answering replica.
+    #[prost(string, tag = "1")]
+    pub replica: ::prost::alloc::string::String,
+    #[prost(message, repeated, tag = "2")]
+    pub edges: ::prost::alloc::vec::Vec<PlatformMember>,
+    #[prost(message, repeated, tag = "3")]
+    pub apps: ::prost::alloc::vec::Vec<PlatformMember>,
+    /// Route subscribers of the answering replica.
+    #[prost(message, repeated, tag = "4")]
+    pub lags: ::prost::alloc::vec::Vec<SubscriberLag>,
+    /// When the answering replica's cluster certificate expires (Unix seconds; 0: none).
+    #[prost(int64, tag = "5")]
+    pub cert_not_after: i64,
+}
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SubscribeRequest {
@@ -351,6 +408,28 @@ pub mod membership_client {
                 .insert(GrpcMethod::new("pylon.control.v1.Membership", "Leave"));
             self.inner.unary(req, path, codec).await
         }
+        /// The platform as the registry sees it, for members' platform alarms (app instances).
+        pub async fn platform(
+            &mut self,
+            request: impl tonic::IntoRequest<super::PlatformRequest>,
+        ) -> std::result::Result<tonic::Response<super::PlatformReply>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/pylon.control.v1.Membership/Platform",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("pylon.control.v1.Membership", "Platform"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -381,6 +460,11 @@ pub mod membership_server {
             &self,
             request: tonic::Request<super::LeaveRequest>,
         ) -> std::result::Result<tonic::Response<super::LeaveReply>, tonic::Status>;
+        /// The platform as the registry sees it, for members' platform alarms (app instances).
+        async fn platform(
+            &self,
+            request: tonic::Request<super::PlatformRequest>,
+        ) -> std::result::Result<tonic::Response<super::PlatformReply>, tonic::Status>;
     }
     /// Members register here and keep their lease alive. Every call needs the cluster token
     /// as `authorization: Bearer <token>` metadata.
@@ -578,6 +662,51 @@ pub mod membership_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = LeaveSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/pylon.control.v1.Membership/Platform" => {
+                    #[allow(non_camel_case_types)]
+                    struct PlatformSvc<T: Membership>(pub Arc<T>);
+                    impl<
+                        T: Membership,
+                    > tonic::server::UnaryService<super::PlatformRequest>
+                    for PlatformSvc<T> {
+                        type Response = super::PlatformReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::PlatformRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Membership>::platform(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = PlatformSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -336,6 +336,7 @@ async fn keep_membership(
                         member_id: id.clone(),
                         lease_id: l,
                         load: Some(Load::default()),
+                        telemetry: None,
                     })
                     .await
                 {

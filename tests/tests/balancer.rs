@@ -101,6 +101,7 @@ fn keep_edges_registered(
                                 member_id: id.clone(),
                                 lease_id: *lease,
                                 load: None,
+                                telemetry: None,
                             }))
                             .await;
                     }

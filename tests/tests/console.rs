@@ -71,6 +71,7 @@ fn alarms_are_raised_stored_notified_and_handled() {
                 secret.display().to_string(),
             ),
             ("PYLON_ALERTMANAGERS".into(), format!("http://{}", am.addr)),
+            ("PYLON_ALARM_CHECK_SECS".into(), "1".into()),
         ],
     );
     // Heartbeats every 2 s: a silent pile is closed after 6 s.
@@ -255,6 +256,14 @@ fn alarms_are_raised_stored_notified_and_handled() {
             .then_some(())
     });
     drop(conn);
+
+    // An edge killed (its lease lapses, it never said it was leaving): a platform alarm.
+    platform.edges[0].kill();
+    let gone = wait("the edge_gone alarm", || {
+        alarms(&platform, "kind=edge_gone").into_iter().next()
+    });
+    assert_eq!(gone["subject"], "edge e1");
+    assert_eq!(gone["severity"], "critical");
 }
 
 #[test]
@@ -296,6 +305,15 @@ fn the_console_in_a_real_browser() {
             && o["piles"]["charging"] == 1
             && o["piles"]["faulted"] == 1)
             .then_some(o)
+    });
+    // Sessions per executor, as the edge reports them (two executors, three sessions).
+    wait("the edge's sessions per executor", || {
+        let (_, o) = op(&platform, "GET", "/v1/overview", None);
+        let executors: Vec<u64> = o["edges"][0]["executors"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        (executors.len() == 2 && executors.iter().sum::<u64>() == 3).then_some(())
     });
 
     let log = platform.dir.path().join("chromedriver.log");

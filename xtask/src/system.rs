@@ -154,6 +154,18 @@ pub const REQUIREMENTS: &[Requirement] = &[
         "checks the shipped Alertmanager configuration",
     ),
     req(
+        File("/usr/bin/chromium"),
+        "chromium",
+        Use::Test,
+        "the console's browser tests (headless Chromium)",
+    ),
+    req(
+        File("/usr/bin/chromedriver"),
+        "chromium-driver",
+        Use::Test,
+        "drives Chromium for the console's browser tests (WebDriver)",
+    ),
+    req(
         Cmd("mount"),
         "mount",
         Use::Test,

@@ -7,6 +7,7 @@
 //! logged and counted, and the notification still goes out.
 
 pub mod notify;
+pub mod platform;
 pub mod rules;
 
 use std::collections::HashMap;
@@ -293,6 +294,18 @@ impl Alarms {
             } else {
                 self.clear_quietly(&rules::certificate_key(&subject), now)
                     .await;
+            }
+        }
+    }
+}
+
+impl Alarms {
+    /// Applies what a platform report changed ([`platform::PlatformWatch`]).
+    pub async fn platform(&self, changes: Vec<platform::Change>, now: i64) {
+        for change in changes {
+            match change {
+                platform::Change::Raise(raise) => self.raise_quietly(raise, now).await,
+                platform::Change::Clear(key) => self.clear_quietly(&key, now).await,
             }
         }
     }

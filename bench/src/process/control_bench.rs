@@ -186,6 +186,7 @@ async fn register_members(cli: &Cli) -> anyhow::Result<Arc<AtomicBool>> {
                     member_id: id.clone(),
                     lease_id: *lease,
                     load: Some(Load::default()),
+                    telemetry: None,
                 };
                 let _ = client.keep_alive(with_token(request, &token)).await;
             }

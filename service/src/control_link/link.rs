@@ -15,7 +15,7 @@ use pylon_proto::control::route_update::Body;
 use pylon_proto::control::routes_client::RoutesClient;
 use pylon_proto::control::{
     AppliedReport, KeepAliveRequest, LeaveRequest, Load, Member, RegisterRequest, RouteUpdate,
-    SubscribeRequest,
+    SubscribeRequest, Telemetry,
 };
 use pylon_proto::routes::{RouteError, RouteView};
 use tokio::sync::watch;
@@ -53,6 +53,10 @@ pub trait Participant: Send {
     /// The load reported with each keep-alive.
     fn load(&self) -> Load {
         Load::default()
+    }
+    /// What operators watch, reported with each keep-alive (none by default).
+    fn telemetry(&self) -> Option<Telemetry> {
+        None
     }
     /// A route update was applied; `view` is the whole table now.
     fn routes_applied(&mut self, view: &RouteView) {
@@ -277,6 +281,7 @@ impl<P: Participant> ControlLink<P> {
             member_id: member.id.clone(),
             lease_id: lease,
             load: Some(self.participant.load()),
+            telemetry: self.participant.telemetry(),
         };
         match membership.keep_alive(self.unary(request)).await {
             Ok(_) => Ok(()),
