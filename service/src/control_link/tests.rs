@@ -135,6 +135,15 @@ impl Membership for Replica {
             .retain(|&l| l != lease);
         Ok(Response::new(LeaveReply {}))
     }
+
+    async fn platform(
+        &self,
+        _: Request<pylon_proto::control::PlatformRequest>,
+    ) -> Result<Response<pylon_proto::control::PlatformReply>, Status> {
+        Err(Status::unimplemented(
+            "the link does not ask for the platform",
+        ))
+    }
 }
 
 #[tonic::async_trait]
