@@ -118,8 +118,8 @@ pub struct Business {
     clock: Arc<dyn Clock>,
     /// The alarm engine.
     pub alarms: Arc<crate::alarms::Alarms>,
-    /// When each gun's trace last kept a sample, and the status then.
-    last_samples: Mutex<HashMap<(String, String), (i64, u8)>>,
+    /// When each connected pile's guns last kept a sample, and their status then.
+    last_samples: Mutex<HashMap<String, Vec<(String, (i64, u8))>>>,
 }
 
 /// How a [`Business`] is set up beyond its store, directory and metrics.

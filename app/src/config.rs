@@ -70,6 +70,8 @@ pub struct RetentionConfig {
     pub dormant_account_days: u32,
     /// Guns' traces (voltage, current, SOC, one sample a minute): 7 days.
     pub gun_samples_days: u32,
+    /// Resolved alarms: 365 days.
+    pub resolved_alarms_days: u32,
 }
 
 impl Default for RetentionConfig {
@@ -79,6 +81,7 @@ impl Default for RetentionConfig {
             status_history_days: 180,
             dormant_account_days: 3 * 365,
             gun_samples_days: 7,
+            resolved_alarms_days: 365,
         }
     }
 }

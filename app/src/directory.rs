@@ -57,16 +57,18 @@ impl Directory {
         inner.edges.insert(edge, stream);
     }
 
-    /// Forgets the edge's stream, unless a newer stream of that edge replaced it.
-    pub fn edge_gone(&self, edge: &str, stream_id: u64) {
+    /// Forgets the edge's stream, unless a newer stream of that edge replaced it; true
+    /// when it was the edge's current stream.
+    pub fn edge_gone(&self, edge: &str, stream_id: u64) -> bool {
         let mut inner = self.lock();
-        if inner
+        let current = inner
             .edges
             .get(edge)
-            .is_some_and(|s| s.stream_id == stream_id)
-        {
+            .is_some_and(|s| s.stream_id == stream_id);
+        if current {
             inner.edges.remove(edge);
         }
+        current
     }
 
     pub fn pile_online(&self, pile: &str, location: Location) {

@@ -125,9 +125,22 @@ async fn watch_alarms(
                 states: Some(vec![AlarmState::Open, AlarmState::Acknowledged]),
                 ..Default::default()
             };
-            match business.store.alarms(&filter, 1_000).await {
-                Ok(active) => crate::alarms::notify::repeat_active(client, &targets, &active).await,
-                Err(e) => tracing::warn!("cannot read the active alarms: {e}"),
+            // Page by page, newest first, up to 100 000 alarms a round.
+            let mut filter = filter;
+            for _ in 0..100 {
+                match business.store.alarms(&filter, 1_000).await {
+                    Ok(active) => {
+                        crate::alarms::notify::repeat_active(client, &targets, &active).await;
+                        match active.last() {
+                            Some(last) if active.len() == 1_000 => filter.before = Some(last.id),
+                            _ => break,
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot read the active alarms: {e}");
+                        break;
+                    }
+                }
             }
         }
     }
@@ -192,6 +205,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             None
         }
     };
+    let targets = alarm_targets(&config)?;
     let business = Arc::new(Business::new(
         store.clone(),
         directory.clone(),
@@ -207,7 +221,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             retention: config.retention,
             fault: config.fault,
             clock: Arc::new(crate::clock::SystemClock),
-            notifier: crate::alarms::notify::Notifier::start(alarm_targets(&config)?),
+            notifier: crate::alarms::notify::Notifier::start(targets.clone()),
             alarm_settings: config.alarms.settings(),
         },
     ));
@@ -281,7 +295,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let watcher = tokio::spawn(watch_alarms(
         business.clone(),
         config.app_id.clone(),
-        alarm_targets(&config)?,
+        targets,
         control_replicas,
         Duration::from_secs(u64::from(config.alarms.check_secs.max(1))),
     ));

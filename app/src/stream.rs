@@ -168,8 +168,10 @@ async fn run(
     }
     drop(lanes);
     let _ = acker.await;
-    business.directory.edge_gone(&edge, stream_id);
-    business.edge_lost(&edge).await;
+    // A newer stream of the same edge has announced its piles already: they stay.
+    if business.directory.edge_gone(&edge, stream_id) {
+        business.edge_lost(&edge).await;
+    }
     business.metrics.edge_streams.dec();
     tracing::info!(%edge, stream_id, "edge disconnected");
 }
@@ -200,20 +202,25 @@ async fn lane(
                 }
             }
             LaneItem::Online(online) => {
-                business.directory.pile_online(
-                    &online.pile,
-                    Location {
-                        edge: edge.clone(),
-                        executor: online.executor,
-                        session_id: online.session_id,
-                    },
-                );
-                business.pile_connected(&online.pile).await;
+                let location = Location {
+                    edge: edge.clone(),
+                    executor: online.executor,
+                    session_id: online.session_id,
+                };
+                // Known already (its login was handled here): the store says so too.
+                let known = business.directory.location(&online.pile).as_ref() == Some(&location);
+                business.directory.pile_online(&online.pile, location);
+                if !known {
+                    business.pile_connected(&online.pile).await;
+                }
             }
             LaneItem::Offline(offline) => {
+                // A pile whose shard moved to another instance is still connected.
+                let moved = offline.reason == "shard_moved";
                 if business
                     .directory
                     .pile_offline(&offline.pile, &edge, offline.session_id)
+                    && !moved
                 {
                     business
                         .pile_disconnected(&offline.pile, &offline.reason)

@@ -51,9 +51,17 @@ impl<'a> OperatorApi<'a> {
 
 /// Creates an account for the driver of each pile `first..first + count`, with the pile's
 /// card and `fen` in the wallet. `api` is the app's operator address (`http://host:port`).
-pub fn provision(api: &str, token: &str, first: u64, count: u64, fen: i64) -> anyhow::Result<()> {
+/// Returns the accounts' ids, in pile order.
+pub fn provision(
+    api: &str,
+    token: &str,
+    first: u64,
+    count: u64,
+    fen: i64,
+) -> anyhow::Result<Vec<i64>> {
     let api = OperatorApi::new(api, token);
     let call = |path: &str, body: serde_json::Value| api.call("POST", path, body);
+    let mut accounts = Vec::new();
     for pile in first..first + count {
         let account = call(
             "/v1/accounts",
@@ -70,8 +78,9 @@ pub fn provision(api: &str, token: &str, first: u64, count: u64, fen: i64) -> an
             &format!("/v1/accounts/{id}/top-up"),
             serde_json::json!({"amount": fen, "reason": "simulated fleet"}),
         )?;
+        accounts.push(id);
     }
-    Ok(())
+    Ok(accounts)
 }
 
 /// A station named `name` holding `piles`, priced by a time-of-use tariff (valley

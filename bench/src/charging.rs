@@ -24,6 +24,9 @@ pub struct ChargingConfig {
     pub confirm_timeout: Duration,
     /// The stop reason of a charge that ends by itself (0x45: stopped by hand).
     pub end_reason: u8,
+    /// Misbehave ([`crate::trouble`]): ignore remote starts (never confirm them) and,
+    /// stopped remotely, confirm the stop but never send the transaction record.
+    pub misbehave: bool,
 }
 
 #[derive(Debug)]
@@ -107,10 +110,12 @@ impl ChargingGun {
     }
 
     fn record(&self, trade_no: TradeNo, started: Instant, now: Instant, reason: u8) -> Frame {
-        // 7 kW: energy in 0.0001 kWh, at 1.4 yuan/kWh in 0.0001 yuan.
+        // 7 kW: energy in 0.0001 kWh, all in the flat period, at the flat rate of the
+        // demo's tariff (`accounts::station_with_tariff`: 0.8 + 0.4 = 1.2 yuan/kWh) in
+        // 0.0001 yuan, so the platform's price agrees with the pile's.
         let secs = now.duration_since(started).as_secs_f64().max(1.0);
         let energy = (7.0 * secs / 3600.0 * 10_000.0) as u32;
-        let amount = (f64::from(energy) * 1.4) as u32;
+        let amount = (f64::from(energy) * 1.2).round() as u32;
         let end = cp56_now();
         let start = cp56_at(std::time::SystemTime::now() - now.duration_since(started));
         TransactionRecord {
@@ -120,7 +125,7 @@ impl ChargingGun {
             start_time: start,
             end_time: end,
             trade_time: end,
-            flat_unit_price: Scaled(140_000),
+            flat_unit_price: Scaled(120_000),
             flat_energy: Scaled(energy),
             flat_amount: Scaled(amount),
             total_energy: Scaled(energy),
@@ -240,6 +245,7 @@ impl ChargingGun {
     ) -> (Vec<Out>, Vec<ChargeEvent>) {
         let (mut out, mut events) = (Vec::new(), Vec::new());
         match frame {
+            Frame::RemoteStart(_) if self.config.misbehave => {}
             Frame::RemoteStart(r) => {
                 let idle = self.is_idle();
                 out.push(Out::Reply(
@@ -283,8 +289,13 @@ impl ChargingGun {
                     }
                     .into(),
                 ));
-                // 0x40: APP 远程停止.
-                self.finish(now, 0x40, &mut out, &mut events);
+                if self.config.misbehave {
+                    // The record is lost: the platform must notice it never came.
+                    self.gun = self.idle(now);
+                } else {
+                    // 0x40: APP 远程停止.
+                    self.finish(now, 0x40, &mut out, &mut events);
+                }
             }
             Frame::TransactionConfirm(c) => {
                 if let Gun::Ending {
@@ -356,6 +367,7 @@ mod tests {
     fn config() -> ChargingConfig {
         ChargingConfig {
             end_reason: 0x45,
+            misbehave: false,
             session: Duration::from_secs(60),
             realtime_every: Duration::from_secs(15),
             card_start_every: None,

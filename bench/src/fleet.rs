@@ -202,6 +202,7 @@ async fn run_session(
     let mut gun = cfg.charging.map(|mut c| {
         if trouble.is_some() {
             c.end_reason = crate::trouble::ABNORMAL_STOP;
+            c.misbehave = true;
         }
         let offset = c.card_start_every.map_or(Duration::ZERO, |every| {
             every.mul_f64(rand::thread_rng().gen_range(0.0..1.0))

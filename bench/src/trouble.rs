@@ -1,7 +1,9 @@
 //! Chargers that misbehave on purpose (the demo's, and tests'): every N-th pile of a
 //! fleet goes through episodes, one per session, in turn: a hardware fault raised and
 //! cleared, a silence (no heartbeats, so the edge times it out), and a burst of quick
-//! reconnects (flapping). Sans-io: the session asks what to do at each moment.
+//! reconnects (flapping). Sans-io: the session asks what to do at each moment. Their
+//! charges also end abnormally, they never confirm remote starts, and a remote stop loses
+//! the record (`ChargingConfig::misbehave`).
 
 use std::time::Duration;
 

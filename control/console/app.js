@@ -840,7 +840,9 @@ function pagePiles(view, { query }) {
 
 function pileHeader(detail) {
   const pile = { ...(detail.pile || {}), ...(detail.summary || {}) };
-  const online = detail.online != null;
+  // The store's view (any instance's logins) when there is one; else the answering
+  // instance's own connection table.
+  const online = detail.summary ? detail.summary.online === true : detail.online != null;
   return h('div', { class: 'pile-head' },
     h('h2', {}, h('span', { class: 'mono' }, fmtValue(pile.pile_no)), pile.name ? ` ${pile.name}` : ''),
     badge(online ? 'online' : 'offline', online ? 'ok' : 'muted', { 'data-field': 'online' }),
@@ -1160,16 +1162,22 @@ function pageAccounts(view) {
 const SEVERITY_KIND = { critical: 'bad', warning: 'warn', info: 'info' };
 const ALARM_STATE_KIND = { open: 'bad', acknowledged: 'warn', resolved: 'ok' };
 
-async function alarmAction(id, action, button, onChanged) {
+// A button's POST (acknowledge an alarm, drain an edge, ...): disabled while it runs,
+// then the page refreshes.
+async function buttonPost(path, button, onChanged) {
   button.disabled = true;
   try {
-    await api('POST', `/v1/alarms/${enc(id)}/${action}`, {});
+    await api('POST', path, {});
   } catch (e) {
     reportError(e);
   } finally {
     button.disabled = false;
   }
   if (onChanged) await onChanged();
+}
+
+function alarmAction(id, action, button, onChanged) {
+  return buttonPost(`/v1/alarms/${enc(id)}/${action}`, button, onChanged);
 }
 
 function alarmActions(alarm, onChanged) {
@@ -1274,16 +1282,8 @@ function pageAlarms(view, { query }) {
 // Platform page
 // ---------------------------------------------------------------------------
 
-async function edgeAction(id, action, button, onChanged) {
-  button.disabled = true;
-  try {
-    await api('POST', `/v1/admin/edges/${enc(id)}/${action}`, {});
-  } catch (e) {
-    reportError(e);
-  } finally {
-    button.disabled = false;
-  }
-  if (onChanged) await onChanged();
+function edgeAction(id, action, button, onChanged) {
+  return buttonPost(`/v1/admin/edges/${enc(id)}/${action}`, button, onChanged);
 }
 
 function overviewEdge(id) {
@@ -1340,37 +1340,12 @@ function statusList(status) {
 }
 
 /** Shards per app, from [{shard, app}], {shard: app}, {app: [shards]} or {app: count}; null if unknown. */
+// GET /v1/admin/shards: {shard_count, per_app: {app: shards}, unowned, owners: [...]}.
 function shardCounts(data) {
-  if (data && !Array.isArray(data) && typeof data === 'object' && data.shards && typeof data.shards === 'object') {
-    return shardCounts(data.shards);
-  }
-  const counts = new Map();
-  const add = (appId, n = 1) => {
-    const key = appId == null || appId === '' ? 'unassigned' : String(appId);
-    counts.set(key, (counts.get(key) || 0) + n);
-  };
-  if (Array.isArray(data)) {
-    for (const item of data) {
-      if (!item || typeof item !== 'object') return null;
-      add(item.app ?? item.app_id ?? item.owner);
-    }
-    return counts;
-  }
-  if (!data || typeof data !== 'object') return null;
-  const entries = Object.entries(data);
-  if (entries.every(([key]) => /^\d+$/.test(key)) && entries.every(([, v]) => v == null || typeof v !== 'object')) {
-    for (const [, appId] of entries) add(appId);
-    return counts;
-  }
-  if (entries.every(([, v]) => Array.isArray(v))) {
-    for (const [appId, shards] of entries) add(appId, shards.length);
-    return counts;
-  }
-  if (entries.every(([, v]) => typeof v === 'number')) {
-    for (const [appId, n] of entries) add(appId, n);
-    return counts;
-  }
-  return null;
+  if (!data || typeof data !== 'object' || !data.per_app || typeof data.per_app !== 'object') return null;
+  const counts = new Map(Object.entries(data.per_app).map(([app, n]) => [app, Number(n) || 0]));
+  if (data.unowned) counts.set('unowned', Number(data.unowned) || 0);
+  return counts;
 }
 
 function shardSummary(data) {

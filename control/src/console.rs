@@ -80,14 +80,42 @@ async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE)
 }
 
+/// How long the fleet's numbers are shared between consoles before they are asked again.
+const FLEET_FRESH: Duration = Duration::from_millis(1_500);
+
+/// The fleet's numbers last asked of an app instance (one question per
+/// [`FLEET_FRESH`], however many consoles are open).
+#[derive(Default)]
+pub struct FleetCache(std::sync::Mutex<Option<(std::time::Instant, Fleet)>>);
+
+impl FleetCache {
+    fn fresh(&self) -> Option<Fleet> {
+        let kept = self.0.lock().ok()?;
+        kept.as_ref()
+            .filter(|(at, _)| at.elapsed() < FLEET_FRESH)
+            .map(|(_, fleet)| fleet.clone())
+    }
+
+    fn keep(&self, fleet: &Fleet) {
+        if let Ok(mut kept) = self.0.lock() {
+            *kept = Some((std::time::Instant::now(), fleet.clone()));
+        }
+    }
+}
+
 /// The overview from what this replica knows (edges, apps, routes) and the fleet's
-/// numbers from an app instance, asked with the caller's credentials.
-async fn overview_for(
-    node: &ControlNode,
-    parts: &axum::http::request::Parts,
-) -> Result<Overview, Response> {
-    let fleet = crate::forward::fleet(node, parts).await?;
-    Ok(compose(node, fleet))
+/// numbers from an app instance, asked with the caller's credentials (or shared, when
+/// fresh: the caller was authenticated by this replica already).
+async fn overview_for(s: &Http, parts: &axum::http::request::Parts) -> Result<Overview, Response> {
+    let fleet = match s.fleet_cache().fresh() {
+        Some(fleet) => fleet,
+        None => {
+            let fleet = crate::forward::fleet(s.node(), parts).await?;
+            s.fleet_cache().keep(&fleet);
+            fleet
+        }
+    };
+    Ok(compose(s.node(), fleet))
 }
 
 fn compose(node: &ControlNode, mut fleet: Fleet) -> Overview {
@@ -143,7 +171,7 @@ fn compose(node: &ControlNode, mut fleet: Fleet) -> Overview {
 
 async fn overview(State(s): State<Http>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
-    match overview_for(s.node(), &parts).await {
+    match overview_for(&s, &parts).await {
         Ok(overview) => Json(overview).into_response(),
         Err(refusal) => refusal,
     }
@@ -155,31 +183,55 @@ async fn events(State(s): State<Http>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
     // Refused at once: the browser's EventSource then stops, and the console asks the
     // operator to log in again.
-    if let Err(refusal) = overview_for(s.node(), &parts).await {
-        return refusal;
-    }
-    let stream = overview_stream(s, parts);
+    let first = match overview_for(&s, &parts).await {
+        Ok(overview) => overview,
+        Err(refusal) => return refusal,
+    };
+    let stream = overview_stream(s, parts, first);
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }
 
+fn overview_event(overview: &Overview) -> Option<Event> {
+    match Event::default().event("overview").json_data(overview) {
+        Ok(event) => Some(event),
+        Err(e) => {
+            tracing::warn!("cannot encode the overview: {e}");
+            None
+        }
+    }
+}
+
 fn overview_stream(
     s: Http,
     parts: axum::http::request::Parts,
+    first: Overview,
 ) -> impl tokio_stream::Stream<Item = Result<Event, Infallible>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(2);
     tokio::spawn(async move {
+        if let Some(event) = overview_event(&first) {
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
+        }
         let mut tick = tokio::time::interval(OVERVIEW_EVERY);
+        tick.tick().await;
         loop {
             tick.tick().await;
-            let event = match overview_for(s.node(), &parts).await {
-                Ok(overview) => match Event::default().event("overview").json_data(&overview) {
-                    Ok(event) => event,
-                    Err(e) => {
-                        tracing::warn!("cannot encode the overview: {e}");
-                        continue;
-                    }
+            // The caller still is who they were (a session can expire or be revoked).
+            if s.node()
+                .auth
+                .authenticate(&parts.method, &parts.headers)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let event = match overview_for(&s, &parts).await {
+                Ok(overview) => match overview_event(&overview) {
+                    Some(event) => event,
+                    None => continue,
                 },
                 Err(refusal) => {
                     let status = refusal.status();

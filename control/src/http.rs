@@ -30,11 +30,17 @@ use pylon_service::routes::{Access, Caller, Routes};
 pub struct Http {
     node: Arc<ControlNode>,
     metrics: Arc<MetricsRegistry>,
+    /// The fleet's numbers last asked of an app instance, shared by every console.
+    fleet: Arc<crate::console::FleetCache>,
 }
 
 impl Http {
     pub(crate) fn node(&self) -> &ControlNode {
         &self.node
+    }
+
+    pub(crate) fn fleet_cache(&self) -> &crate::console::FleetCache {
+        &self.fleet
     }
 }
 
@@ -75,6 +81,7 @@ pub fn router(node: Arc<ControlNode>, metrics: MetricsRegistry) -> Router {
     let state = Http {
         node,
         metrics: Arc::new(metrics),
+        fleet: Arc::default(),
     };
     routes()
         .into_router(auth, None)

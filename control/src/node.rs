@@ -175,7 +175,7 @@ impl ControlNode {
             Some((_, at, executors))
                 if now_ms - at < 2_000
                     || (now_ms - at < crate::cluster::TELEMETRY_EVERY_MS
-                        && *executors == reported.executor_sessions) =>
+                        && !sessions_moved(executors, &reported.executor_sessions)) =>
             {
                 return None
             }
@@ -230,4 +230,12 @@ impl ControlNode {
             .slowest_lag_updates
             .set(slowest.map_or(0, |l| i64::from(l.behind)));
     }
+}
+
+/// Whether sessions per executor changed enough to write them before their time: another
+/// number of executors, or 1 % of the sessions (one, for small numbers).
+fn sessions_moved(before: &[u32], now: &[u32]) -> bool {
+    let total = |v: &[u32]| v.iter().map(|&n| u64::from(n)).sum::<u64>();
+    let (a, b) = (total(before), total(now));
+    before.len() != now.len() || a.abs_diff(b) >= (a.max(b) / 100).max(1)
 }

@@ -382,6 +382,34 @@ fn the_console_in_a_real_browser() {
             .wait_text(&format!("{row} [data-field=\"state\"]"), "open")
             .await;
         browser.screenshot("alarms").await;
+
+        // A platform alarm whose text is markup shows as text: nothing of it runs.
+        let (code, raised) = op(
+            &platform,
+            "POST",
+            "/v1/alarms",
+            Some(json!({
+                "key": "test:markup", "kind": "test", "severity": "warning",
+                "subject": "<b>subject</b>",
+                "text": "<img src=x onerror=\"document.title='pwned'\">"
+            })),
+        );
+        assert_eq!(code, 201, "{raised}");
+        let markup = raised["id"].as_i64().expect("id");
+        browser.client.refresh().await.expect("reload");
+        browser
+            .wait_text(
+                &format!("tr[data-alarm=\"{markup}\"] [data-field=\"state\"]"),
+                "open",
+            )
+            .await;
+        let injected = browser
+            .client
+            .find_all(fantoccini::Locator::Css("img[src='x'], b"))
+            .await
+            .expect("a query");
+        assert!(injected.is_empty(), "markup from an alarm became elements");
+        assert_ne!(browser.client.title().await.unwrap_or_default(), "pwned");
         browser
             .click(&format!("{row} button[data-action=\"ack\"]"))
             .await;

@@ -44,8 +44,11 @@ const CLUSTER_TOKEN: &str = "demo-cluster-token";
 /// admin user would retire the bootstrap token the demo prints).
 const CONSOLE_USER: &str = "demo";
 const CONSOLE_PASSWORD: &str = "demo-password-1";
-/// Every this-many-th demo pile misbehaves (faults, silences, flapping, abnormal stops).
-const TROUBLED_EVERY: &str = "8";
+/// Every this-many-th demo pile misbehaves (faults, silences, flapping, abnormal stops,
+/// unconfirmed starts, lost records).
+const TROUBLED_EVERY: u64 = 8;
+/// How often the demo starts and stops a troubled pile's charge from the platform.
+const TROUBLE_EVERY: Duration = Duration::from_secs(40);
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     crate::system::prepare("demo", crate::system::FOR_BUILD)?;
@@ -102,10 +105,16 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let app_grpc = format!("127.0.0.1:{}", args.app_port);
     let app_http = format!("127.0.0.1:{}", args.app_port + 10);
+    // A record overdue after 2 minutes (30 in production): the demo shows the alarm soon.
+    let app_config = dir.join("app.toml");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(&app_config, "[alarms]\nrecord_wait_minutes = 2\n")?;
     let mut app = Proc::spawn(
         "pylon-app",
         Command::new(procs::release_binary("pylon-app"))
             .args(["--app-id", "demo-app", "--store", "sqlite"])
+            .arg("--config")
+            .arg(&app_config)
             .arg("--sqlite")
             .arg(dir.join("app.db"))
             .args(["--grpc-listen", &app_grpc, "--http-listen", &app_http])
@@ -126,6 +135,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         &format!("http://{app_http}/readyz"),
         &dir.join("app.log"),
     )?;
+    // The misbehaving piles and their drivers' accounts: (pile, account).
+    let mut troubled: Vec<(String, i64)> = Vec::new();
     // The pile registry: the fleets' piles may log in.
     for base in [10_000_000_000_000u64, 20_000_000_000_000] {
         let piles: Vec<serde_json::Value> = (0..args.chargers)
@@ -145,7 +156,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             &format!("Demo {base}"),
             piles,
         )?;
-        pylon_bench::accounts::provision(&api, ADMIN_TOKEN, base, args.chargers, 100_000)?;
+        let accounts =
+            pylon_bench::accounts::provision(&api, ADMIN_TOKEN, base, args.chargers, 100_000)?;
+        troubled.extend(
+            accounts
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| *i as u64 % TROUBLED_EVERY == 0)
+                .map(|(i, account)| (format!("{:014}", base + i as u64), account)),
+        );
     }
 
     let start_edge = |i: usize, append: bool| -> anyhow::Result<Proc> {
@@ -197,12 +216,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             .args(["--charge", "--card-start-secs", "60", "--charge-secs", "30"])
             // Some piles fault, go silent, flap and end charges abnormally: every kind
             // of pile alarm shows up within a few minutes.
-            .args([
-                "--troubled-every",
-                TROUBLED_EVERY,
-                "--trouble-calm-secs",
-                "20",
-            ]);
+            .args(["--troubled-every", &TROUBLED_EVERY.to_string()])
+            .args(["--trouble-calm-secs", "20"]);
         if tls {
             cmd.arg("--tls-ca").arg(&ca);
         }
@@ -243,6 +258,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         EDGE_RESTART.as_secs());
     println!("Ctrl-C stops.");
     let start = Instant::now();
+    let mut trouble_at = Instant::now() + Duration::from_secs(30);
+    let mut next_troubled = 0usize;
     while !STOP.load(Ordering::Relaxed)
         && (args.duration == 0 || start.elapsed().as_secs() < args.duration)
     {
@@ -293,6 +310,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 s["sessions"]["tls"],
                 s["route_version"]
             ));
+        }
+        if Instant::now() >= trouble_at && !troubled.is_empty() {
+            trouble_at = Instant::now() + TROUBLE_EVERY;
+            let (pile, account) = &troubled[next_troubled % troubled.len()];
+            next_troubled += 1;
+            make_trouble(&app_http, pile, *account);
         }
         let edges_live = get_json_with_token(&format!("http://{control_http}/v1/admin/status"));
         line.push_str(&format!(
@@ -355,6 +378,34 @@ fn wait_ready(proc: &mut Proc, url: &str, log: &Path) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     anyhow::bail!("{} did not start; see {}", proc.name, log.display())
+}
+
+/// A remote start a troubled pile never confirms (`start_unconfirmed` after 90 s), and a
+/// remote stop of a troubled pile's charge whose record never comes (`record_missing`).
+/// Refusals (a busy gun, no charge to stop) change nothing: the demo tries again later.
+fn make_trouble(app_http: &str, pile: &str, account: i64) {
+    let post = |path: &str, body: serde_json::Value| {
+        ureq::post(&format!("http://{app_http}{path}"))
+            .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+            .send_json(body)
+    };
+    let _ = post(
+        &format!("/v1/accounts/{account}/charge"),
+        serde_json::json!({ "pile": pile }),
+    );
+    let open = get_json_with_token(&format!("http://{app_http}/v1/orders"));
+    let charging = open.as_array().and_then(|orders| {
+        orders.iter().find(|o| {
+            o["state"] == "charging"
+                && o["pile_no"]
+                    .as_str()
+                    .and_then(|p| p.parse::<u64>().ok())
+                    .is_some_and(|p| p % TROUBLED_EVERY == 0)
+        })
+    });
+    if let Some(trade) = charging.and_then(|o| o["trade_no"].as_str()) {
+        let _ = post(&format!("/v1/orders/{trade}/stop"), serde_json::json!({}));
+    }
 }
 
 fn get_json_with_token(url: &str) -> serde_json::Value {

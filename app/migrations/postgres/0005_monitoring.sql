@@ -10,6 +10,7 @@ CREATE INDEX piles_firmware ON piles (firmware, pile_no);
 CREATE INDEX gun_status_status ON gun_status (status, pile_no);
 CREATE INDEX transaction_records_received ON transaction_records (received_at);
 CREATE INDEX orders_created ON orders (created_at);
+CREATE INDEX orders_state_updated ON orders (state, updated_at);
 
 CREATE TABLE gun_samples (
     pile_no TEXT NOT NULL,
@@ -18,7 +19,7 @@ CREATE TABLE gun_samples (
     voltage DOUBLE PRECISION NOT NULL,
     current DOUBLE PRECISION NOT NULL,
     soc     BIGINT NOT NULL,
-    PRIMARY KEY (pile_no, gun_no, at)
+    PRIMARY KEY (pile_no, at, gun_no)
 );
 CREATE INDEX gun_samples_at ON gun_samples (at);
 

@@ -55,9 +55,12 @@ pub struct Alarms {
     store: Arc<dyn Store>,
     notifier: Notifier,
     settings: AlarmSettings,
-    /// The last fault bits of each gun (pile, gun); a gun not here is read back from its
-    /// open alarms (after a restart).
-    faults: Mutex<HashMap<(String, String), u16>>,
+    /// The last fault bits of each connected pile's guns; a gun not here is read back from
+    /// its open alarms (after a restart, or a reconnection).
+    faults: Mutex<HashMap<String, Vec<(String, u16)>>>,
+    /// The store-errors alarm sent while the store could not keep it (resolved by a
+    /// notification when the store is back).
+    unstored_store_alarm: Mutex<Option<Alarm>>,
     flaps: Mutex<FlapDetector>,
     /// Alarms raised (new ones), by kind.
     pub raised: Family<KindLabel, Counter>,
@@ -72,6 +75,7 @@ impl Alarms {
             notifier,
             settings,
             faults: Mutex::new(HashMap::new()),
+            unstored_store_alarm: Mutex::new(None),
             flaps: Mutex::new(FlapDetector::new(
                 settings.flapping_logins,
                 i64::from(settings.flapping_minutes) * 60_000,
@@ -197,15 +201,13 @@ impl Alarms {
     /// A gun reported its hardware fault bits (0x13): each bit that came up opens its
     /// alarm, each that went down resolves it.
     pub async fn gun_faults(&self, pile: &str, gun: &str, bits: u16, at: i64) {
-        let key = (pile.to_owned(), gun.to_owned());
-        let known = self.faults.lock().ok().and_then(|f| f.get(&key).copied());
+        let known = self.faults.lock().ok().and_then(|f| {
+            f.get(pile)
+                .and_then(|guns| guns.iter().find(|(g, _)| g == gun).map(|(_, b)| *b))
+        });
         let before = match known {
             Some(before) => before,
-            None => match self
-                .store
-                .open_alarm_keys(&format!("gun_fault:{pile}:{gun}:"))
-                .await
-            {
+            None => match self.store.open_alarm_keys(&fault_keys(pile, gun)).await {
                 Ok(keys) => keys
                     .iter()
                     .filter_map(|k| k.rsplit(':').next()?.parse::<u8>().ok())
@@ -230,7 +232,19 @@ impl Alarms {
                 .await;
         }
         if let Ok(mut faults) = self.faults.lock() {
-            faults.insert(key, bits);
+            let guns = faults.entry(pile.to_owned()).or_default();
+            match guns.iter_mut().find(|(g, _)| g == gun) {
+                Some((_, b)) => *b = bits,
+                None => guns.push((gun.to_owned(), bits)),
+            }
+        }
+    }
+
+    /// A pile left: what is remembered of its guns goes (read back from the store when it
+    /// reports again), so memory follows the connected piles.
+    pub fn forget_pile(&self, pile: &str) {
+        if let Ok(mut faults) = self.faults.lock() {
+            faults.remove(pile);
         }
     }
 
@@ -266,11 +280,16 @@ impl Alarms {
         let before = now - i64::from(self.settings.record_wait_minutes) * 60_000;
         let overdue = self.store.overdue_stops(before, 1_000).await?;
         for (trade_no, pile, gun) in &overdue {
-            self.raise_quietly(rules::record_missing(pile, gun, trade_no), now)
+            let minutes = self.settings.record_wait_minutes;
+            self.raise_quietly(rules::record_missing(pile, gun, trade_no, minutes), now)
                 .await;
         }
-        if let Ok(mut flaps) = self.flaps.lock() {
-            flaps.prune(now);
+        let calm = match self.flaps.lock() {
+            Ok(mut flaps) => flaps.prune(now),
+            Err(_) => Vec::new(),
+        };
+        for pile in calm {
+            self.clear_quietly(&rules::flapping_key(&pile), now).await;
         }
         Ok(overdue.len())
     }
@@ -279,16 +298,44 @@ impl Alarms {
     pub async fn check_instance(&self, instance: &str, store_ok: Result<(), String>, now: i64) {
         let key = format!("{}{instance}", rules::STORE_ERRORS_KEY);
         match store_ok {
-            Ok(()) => self.clear_quietly(&key, now).await,
+            Ok(()) => {
+                self.clear_quietly(&key, now).await;
+                // The alarm the store could not keep: its receivers learn it is over.
+                let unstored = self
+                    .unstored_store_alarm
+                    .lock()
+                    .ok()
+                    .and_then(|mut a| a.take());
+                if let Some(mut alarm) = unstored {
+                    alarm.state = AlarmState::Resolved;
+                    alarm.resolved_by = Some(SYSTEM.into());
+                    alarm.resolved_at = Some(now);
+                    self.notifier.notify(Event::Resolved, &alarm);
+                }
+            }
             Err(detail) => {
-                self.raise_quietly(rules::store_errors(instance, &detail), now)
-                    .await
+                let raise = rules::store_errors(instance, &detail);
+                let already = self
+                    .unstored_store_alarm
+                    .lock()
+                    .map(|a| a.is_some())
+                    .unwrap_or(false);
+                // While the store is down, one notification, not one per check.
+                if !already {
+                    if let Err(StoreError::Unavailable(_) | StoreError::Backend(_)) =
+                        self.raise(raise.clone(), now).await
+                    {
+                        if let Ok(mut a) = self.unstored_store_alarm.lock() {
+                            *a = Some(unstored(raise, now));
+                        }
+                    }
+                }
             }
         }
         if let Some(tls) = pylon_service::tls::cluster() {
             let days = (tls.not_after.get() - now / 1000) / 86_400;
             let subject = format!("app {instance}");
-            if days < 14 {
+            if days < platform::CERT_DAYS {
                 self.raise_quietly(rules::certificate_expiring(&subject, days), now)
                     .await;
             } else {
@@ -309,6 +356,13 @@ impl Alarms {
             }
         }
     }
+}
+
+/// The keys of every fault bit of a gun.
+fn fault_keys(pile: &str, gun: &str) -> Vec<String> {
+    (1..=rules::FAULT_BITS.len() as u8)
+        .map(|bit| rules::fault_key(pile, gun, bit))
+        .collect()
 }
 
 /// What the engine needs of an arrived record.

@@ -22,7 +22,7 @@ const QUEUE: usize = 10_000;
 const IN_FLIGHT: usize = 64;
 
 /// Where notifications go.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Targets {
     pub webhooks: Vec<String>,
     /// The HMAC key for webhooks.
@@ -31,6 +31,35 @@ pub struct Targets {
     pub alertmanagers: Vec<String>,
     /// Named in every notification (`app:app-1`).
     pub source: String,
+}
+
+impl std::fmt::Debug for Targets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: Vec<String> = self.webhooks.iter().map(|u| shown_url(u)).collect();
+        f.debug_struct("Targets")
+            .field("webhooks", &shown)
+            .field("secret", &self.secret.as_ref().map(|_| "<hidden>"))
+            .field("alertmanagers", &self.alertmanagers)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// A URL as logs show it: no user, password or query (they often carry a token).
+pub fn shown_url(url: &str) -> String {
+    let without_query = url.split(['?', '#']).next().unwrap_or_default();
+    match without_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{host}")
+        }
+        None => without_query.to_owned(),
+    }
+}
+
+/// Alertmanager's API for posting alerts, under its base URL.
+fn alerts_url(base: &str) -> String {
+    format!("{}/api/v2/alerts", base.trim_end_matches('/'))
 }
 
 /// What happened to an alarm.
@@ -237,7 +266,8 @@ fn count(
     let result = match sent {
         Ok(()) => "sent",
         Err(e) => {
-            tracing::warn!(alarm, target, url, "alarm notification failed: {e}");
+            let url = shown_url(url);
+            tracing::warn!(alarm, target, %url, "alarm notification failed: {e}");
             "failed"
         }
     };
@@ -313,7 +343,7 @@ async fn post_alerts(
     base: &str,
     alerts: &serde_json::Value,
 ) -> Result<(), String> {
-    let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
+    let url = alerts_url(base);
     (|| async { send(client.post(&url).json(alerts)).await })
         .retry(backoff())
         .when(|f: &Failure| f.retry)
@@ -333,19 +363,10 @@ pub async fn repeat_active(client: &reqwest::Client, targets: &Targets, active: 
             .map(|a| alertmanager_alert(a, &targets.source))
             .collect(),
     );
-    for url in &targets.alertmanagers {
-        if let Err(e) = send(
-            client
-                .post(format!("{}/api/v2/alerts", url.trim_end_matches('/')))
-                .json(&alerts),
-        )
-        .await
-        {
-            tracing::warn!(
-                url,
-                "cannot repeat the active alarms to Alertmanager: {}",
-                e.message
-            );
+    for base in &targets.alertmanagers {
+        if let Err(e) = send(client.post(alerts_url(base)).json(&alerts)).await {
+            let url = shown_url(base);
+            tracing::warn!(%url, "cannot repeat the active alarms to Alertmanager: {}", e.message);
         }
     }
 }
@@ -387,6 +408,22 @@ mod tests {
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"secret");
         let expected = hex::encode(ring::hmac::sign(&key, b"1.{}").as_ref());
         assert_eq!(a, format!("t=1,v1={expected}"));
+    }
+
+    #[test]
+    fn logs_show_urls_without_their_secrets() {
+        assert_eq!(
+            shown_url("https://user:pw@hooks.example/x/y?token=abc"),
+            "https://hooks.example/x/y"
+        );
+        assert_eq!(shown_url("http://127.0.0.1:9/h"), "http://127.0.0.1:9/h");
+        let targets = Targets {
+            webhooks: vec!["https://h.example/?token=abc".into()],
+            secret: Some(b"0123456789abcdef".to_vec()),
+            ..Targets::default()
+        };
+        let shown = format!("{targets:?}");
+        assert!(!shown.contains("abc") && !shown.contains("0123"), "{shown}");
     }
 
     #[test]

@@ -118,6 +118,8 @@ pub struct FlapDetector {
     threshold: usize,
     window_ms: i64,
     logins: HashMap<String, VecDeque<i64>>,
+    /// Piles found flapping whose window has not ended.
+    flapping: std::collections::HashSet<String>,
 }
 
 impl FlapDetector {
@@ -126,6 +128,7 @@ impl FlapDetector {
             threshold: threshold.max(2),
             window_ms,
             logins: HashMap::new(),
+            flapping: Default::default(),
         }
     }
 
@@ -147,14 +150,29 @@ impl FlapDetector {
         while times.len() > self.threshold {
             times.pop_front();
         }
-        (times.len() >= self.threshold).then_some(times.len())
+        let flapping = times.len() >= self.threshold;
+        if flapping {
+            self.flapping.insert(pile.to_owned());
+        }
+        flapping.then_some(times.len())
     }
 
-    /// Forgets piles whose last login left the window (bounded memory over a day).
-    pub fn prune(&mut self, now: i64) {
+    /// Forgets piles whose last login left the window (bounded memory); the piles that
+    /// were flapping and calmed down (their alarm can be resolved).
+    pub fn prune(&mut self, now: i64) -> Vec<String> {
         let window = self.window_ms;
         self.logins
             .retain(|_, times| times.back().is_some_and(|last| now - last <= window));
+        let calm: Vec<String> = self
+            .flapping
+            .iter()
+            .filter(|p| !self.logins.contains_key(*p))
+            .cloned()
+            .collect();
+        for pile in &calm {
+            self.flapping.remove(pile);
+        }
+        calm
     }
 }
 
@@ -238,14 +256,14 @@ pub fn record_missing_key(trade_no: &str) -> String {
     format!("record_missing:{trade_no}")
 }
 
-pub fn record_missing(pile: &str, gun: &str, trade_no: &str) -> RaiseAlarm {
+pub fn record_missing(pile: &str, gun: &str, trade_no: &str, minutes: u32) -> RaiseAlarm {
     RaiseAlarm {
         key: record_missing_key(trade_no),
         kind: "record_missing".into(),
         severity: Severity::Critical,
         subject: format!("pile {pile} gun {gun}"),
         text: format!(
-            "no transaction record for {trade_no} within 30 minutes of its stop: it is not billed"
+            "no transaction record for {trade_no} within {minutes} minutes of its stop: it is not billed"
         ),
         pile_no: Some(pile.into()),
         gun_no: Some(gun.into()),

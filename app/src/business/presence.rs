@@ -6,8 +6,11 @@ use pylon_proto::ykc::frames::RealtimeData;
 
 use super::Business;
 
-/// A gun's trace keeps one sample a minute (and one at each change of status).
+/// A charging gun's trace keeps one sample a minute (and every gun one at each change of
+/// status): idle guns write nothing.
 const SAMPLE_EVERY_MS: i64 = 60_000;
+/// The 0x13 status of a charging gun.
+const GUN_CHARGING: u8 = 3;
 
 impl Business {
     /// An edge announced a pile connected (after its login, or on a new stream).
@@ -24,6 +27,10 @@ impl Business {
     /// A pile's current session ended, for `reason` (as the edge gave it).
     pub async fn pile_disconnected(&self, pile: &str, reason: &str) {
         let now = self.now_ms();
+        self.alarms.forget_pile(pile);
+        if let Ok(mut last) = self.last_samples.lock() {
+            last.remove(pile);
+        }
         if let Err(e) = self.store.set_presence(pile, false, None, now).await {
             tracing::warn!(%pile, "cannot mark the pile offline: {e}");
         }
@@ -70,12 +77,19 @@ impl Business {
             .await;
         let due = {
             let mut last = self.last_samples.lock().unwrap_or_else(|p| p.into_inner());
-            let key = (pile.to_owned(), gun.to_owned());
-            let due = last
-                .get(&key)
-                .is_none_or(|(at, status)| now - at >= SAMPLE_EVERY_MS || *status != r.status);
+            let guns = last.entry(pile.to_owned()).or_default();
+            let slot = guns.iter_mut().find(|(g, _)| g == gun);
+            let due = match &slot {
+                None => true,
+                Some((_, (at, status))) => {
+                    *status != r.status || (r.status == GUN_CHARGING && now - at >= SAMPLE_EVERY_MS)
+                }
+            };
             if due {
-                last.insert(key, (now, r.status));
+                match slot {
+                    Some((_, kept)) => *kept = (now, r.status),
+                    None => guns.push((gun.to_owned(), (now, r.status))),
+                }
             }
             due
         };

@@ -37,6 +37,12 @@ impl Business {
             let removed = self.store.purge_samples(before).await?;
             self.metrics.retention_removed("gun_samples", removed);
         }
+        if self.retention.resolved_alarms_days > 0 {
+            let before =
+                self.now_ms() - i64::from(self.retention.resolved_alarms_days) * 86_400_000;
+            let removed = self.store.purge_alarms(before).await?;
+            self.metrics.retention_removed("resolved_alarms", removed);
+        }
         let metrics = &self.metrics;
         metrics.retention_removed("raw_events", events_removed);
         metrics.retention_removed("status_history", status_removed);

@@ -112,7 +112,7 @@ async fn samples(
     pile_no(&pile)?;
     let now = api.business.now_ms();
     let to = number(&q, "to", now + 1)?;
-    let from = number(&q, "from", to - 6 * 3_600_000)?;
+    let from = number(&q, "from", to.saturating_sub(6 * 3_600_000))?;
     let limit = number(&q, "limit", 5_000u32)?.min(20_000);
     let samples = api
         .business
@@ -235,11 +235,17 @@ fn log_note(caller: &Caller, id: &str, what: &str, note: Option<Json<AlarmNote>>
 
 /// A platform alarm from the control plane (or an operator's tooling).
 async fn raise(State(api): State<Api>, Json(raise): Json<RaiseAlarm>) -> ApiResult {
-    if raise.key.is_empty() || raise.kind.is_empty() || raise.key.len() > 200 {
+    let sized = |text: &str, most: usize| !text.is_empty() && text.len() <= most;
+    if !sized(&raise.key, 200)
+        || !sized(&raise.kind, 64)
+        || !sized(&raise.subject, 200)
+        || !sized(&raise.text, 2_000)
+    {
         return Err(error(
             StatusCode::BAD_REQUEST,
             "bad_alarm",
-            "an alarm needs a key (at most 200 bytes) and a kind",
+            "an alarm needs a key (at most 200 bytes), a kind (64), a subject (200) and a \
+             text (2000)",
         ));
     }
     let at = api.business.now_ms();

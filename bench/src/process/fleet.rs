@@ -167,6 +167,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .then(|| Duration::from_secs_f64(cli.card_start_secs)),
             confirm_timeout: Duration::from_secs_f64(cli.confirm_timeout_secs.max(0.1)),
             end_reason: 0x45,
+            misbehave: false,
         }),
         trouble: (cli.troubled_every > 0).then(|| crate::trouble::TroubleConfig {
             every: cli.troubled_every,

@@ -97,10 +97,17 @@ pub async fn alarms_life(store: Arc<dyn Store>) {
     );
 
     // The system clears by key; open keys by prefix.
+    let asked = ["k2".to_owned(), "k1".to_owned(), "k9".to_owned()];
     assert_eq!(
-        store.open_alarm_keys("k").await.expect("keys"),
+        store.open_alarm_keys(&asked).await.expect("keys"),
         vec!["k1".to_owned(), "k2".to_owned()]
     );
+    // Keys are matched whole: LIKE's wildcards mean nothing.
+    assert!(store
+        .open_alarm_keys(&["k_".to_owned(), "%".to_owned()])
+        .await
+        .expect("keys")
+        .is_empty());
     let cleared = store
         .clear_alarm("k2", "system", 8_000)
         .await
@@ -154,6 +161,16 @@ pub async fn alarms_life(store: Arc<dyn Store>) {
         .await
         .expect("next page");
     assert_eq!(page.len(), 2);
+    // Resolved long enough ago: purged (the open one stays).
+    assert_eq!(store.purge_alarms(8_500).await.expect("purge"), 2);
+    assert_eq!(
+        store
+            .alarms(&AlarmFilter::default(), 10)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
 }
 
 fn pile(no: &str) -> Pile {

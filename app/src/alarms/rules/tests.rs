@@ -54,8 +54,12 @@ fn flapping_needs_the_threshold_within_the_window() {
     for at in [0, 50_000, 100_000, 150_000] {
         assert_eq!(slow.login("p", at), None);
     }
-    slow.prune(1_000_000);
+    assert!(slow.prune(1_000_000).is_empty());
     assert!(slow.logins.is_empty());
+    // A flapping pile that calmed down is given back once.
+    assert_eq!(flaps.prune(20_000), Vec::<String>::new());
+    assert_eq!(flaps.prune(200_000), vec!["p".to_owned()]);
+    assert!(flaps.prune(300_000).is_empty());
 }
 
 #[test]

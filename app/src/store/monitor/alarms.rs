@@ -105,21 +105,34 @@ pub(crate) async fn clear_alarm<D: Db>(
     row.as_ref().map(alarm).transpose()
 }
 
-/// The keys of the unresolved alarms whose key starts with `prefix` (what a restarted
-/// instance must be able to clear).
-pub(crate) async fn open_alarm_keys<D: Db>(db: &mut D, prefix: &str) -> Result<Vec<String>> {
+/// Which of `keys` have an unresolved alarm (what a restarted instance must be able to
+/// clear), sorted.
+pub(crate) async fn open_alarm_keys<D: Db>(db: &mut D, keys: &[String]) -> Result<Vec<String>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let params: Vec<Value> = keys.iter().map(|k| k.as_str().into()).collect();
+    let list: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
     let rows = db
         .query(
-            "SELECT dedup_key FROM alarms WHERE state <> 'resolved' AND dedup_key LIKE $1 \
-             ORDER BY dedup_key",
-            &[format!("{}%", like_escape(prefix)).into()],
+            &format!(
+                "SELECT dedup_key FROM alarms WHERE state <> 'resolved' AND dedup_key IN ({}) \
+                 ORDER BY dedup_key",
+                list.join(", ")
+            ),
+            &params,
         )
         .await?;
     rows.iter().map(|r| r.text(0)).collect()
 }
 
-fn like_escape(text: &str) -> String {
-    text.replace(['%', '_'], "")
+/// Deletes alarms resolved before `before`; how many.
+pub(crate) async fn purge_alarms<D: Db>(db: &mut D, before: i64) -> Result<u64> {
+    db.execute(
+        "DELETE FROM alarms WHERE state = 'resolved' AND resolved_at < $1",
+        &[before.into()],
+    )
+    .await
 }
 
 /// What an operator can do to an alarm.

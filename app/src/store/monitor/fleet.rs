@@ -10,7 +10,8 @@ use crate::store::Result;
 const GUN_FAULT: i64 = 1;
 const GUN_CHARGING: i64 = 3;
 
-/// The state of a pile, worked out in SQL from `piles` (as `p`) and its guns.
+/// The state of a pile, worked out in SQL from `piles` (as `p`) and its guns (the
+/// literals are [`GUN_FAULT`] and [`GUN_CHARGING`]).
 const STATE_SQL: &str = "CASE WHEN p.online = 0 THEN 'offline' \
      WHEN EXISTS (SELECT 1 FROM gun_status g WHERE g.pile_no = p.pile_no AND g.status = 1) \
          THEN 'faulted' \
@@ -90,12 +91,18 @@ pub(crate) async fn pile_summaries<D: Db>(
     let mut clauses = Vec::new();
     let mut params: Vec<Value> = Vec::new();
     if let Some(text) = filter.text.as_deref().filter(|t| !t.is_empty()) {
-        let pattern: String = text.chars().filter(|c| !matches!(c, '%' | '_')).collect();
+        // LIKE's wildcards are dropped from what was typed; LOWER on both sides makes
+        // the match case-blind on both backends.
+        let pattern: String = text
+            .chars()
+            .filter(|c| !matches!(c, '%' | '_' | '\\'))
+            .collect::<String>()
+            .to_lowercase();
         params.push(format!("{pattern}%").into());
         let prefix = params.len();
         params.push(format!("%{pattern}%").into());
         clauses.push(format!(
-            "(p.pile_no LIKE ${prefix} OR p.name LIKE ${})",
+            "(p.pile_no LIKE ${prefix} OR LOWER(p.name) LIKE ${})",
             params.len()
         ));
     }
@@ -183,8 +190,9 @@ pub(crate) async fn pile_counts<D: Db>(db: &mut D) -> Result<PileCounts> {
             &format!(
                 "SELECT CAST(COUNT(DISTINCT CASE WHEN g.status = {GUN_FAULT} THEN p.pile_no END) \
                  AS BIGINT), \
-                 CAST(COUNT(DISTINCT CASE WHEN g.status = {GUN_CHARGING} THEN p.pile_no END) \
-                 AS BIGINT) \
+                 CAST(COUNT(DISTINCT CASE WHEN g.status = {GUN_CHARGING} AND NOT EXISTS \
+                 (SELECT 1 FROM gun_status f WHERE f.pile_no = p.pile_no AND f.status = \
+                 {GUN_FAULT}) THEN p.pile_no END) AS BIGINT) \
                  FROM piles p JOIN gun_status g ON g.pile_no = p.pile_no \
                  WHERE p.online = 1 AND g.status IN ({GUN_FAULT}, {GUN_CHARGING})"
             ),
@@ -295,8 +303,10 @@ pub(crate) async fn overdue_stops<D: Db>(
 ) -> Result<Vec<(String, String, String)>> {
     let rows = db
         .query(
-            "SELECT trade_no, pile_no, gun_no FROM orders WHERE state = 'stopping' \
-             AND updated_at < $1 ORDER BY updated_at LIMIT $2",
+            "SELECT o.trade_no, o.pile_no, o.gun_no FROM orders o WHERE o.state = 'stopping' \
+             AND o.updated_at < $1 AND NOT EXISTS (SELECT 1 FROM alarms a WHERE \
+             a.dedup_key = 'record_missing:' || o.trade_no AND a.state <> 'resolved') \
+             ORDER BY o.updated_at LIMIT $2",
             &[before.into(), i64::from(limit).into()],
         )
         .await?;

@@ -25,8 +25,10 @@ pub trait MonitorStore: Send + Sync {
     async fn raise_alarm(&self, raise: &RaiseAlarm, at: i64) -> Result<Raised>;
     /// Resolves the unresolved alarm of `key` (if any), by `by`.
     async fn clear_alarm(&self, key: &str, by: &str, at: i64) -> Result<Option<Alarm>>;
-    /// Keys of the unresolved alarms starting with `prefix`.
-    async fn open_alarm_keys(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Which of `keys` have an unresolved alarm.
+    async fn open_alarm_keys(&self, keys: &[String]) -> Result<Vec<String>>;
+    /// Deletes alarms resolved before `before`.
+    async fn purge_alarms(&self, before: i64) -> Result<u64>;
     async fn handle_alarm(
         &self,
         id: i64,
@@ -101,10 +103,16 @@ macro_rules! monitor_store {
                 ))
             }
 
-            async fn open_alarm_keys(&self, prefix: &str) -> $crate::store::Result<Vec<String>> {
-                let prefix = prefix.to_owned();
+            async fn open_alarm_keys(&self, keys: &[String]) -> $crate::store::Result<Vec<String>> {
+                let keys = keys.to_vec();
                 $on!(self, read, |db| $crate::store::monitor::open_alarm_keys(
-                    db, &prefix
+                    db, &keys
+                ))
+            }
+
+            async fn purge_alarms(&self, before: i64) -> $crate::store::Result<u64> {
+                $on!(self, write, |db| $crate::store::monitor::purge_alarms(
+                    db, before
                 ))
             }
 
