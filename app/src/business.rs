@@ -119,8 +119,11 @@ pub struct Business {
     /// The alarm engine.
     pub alarms: Arc<crate::alarms::Alarms>,
     /// When each connected pile's guns last kept a sample, and their status then.
-    last_samples: Mutex<HashMap<String, Vec<(String, (i64, u8))>>>,
+    last_samples: Mutex<HashMap<String, Vec<(String, SampleMark)>>>,
 }
+
+/// When a gun's trace last kept a sample (Unix ms), and the gun's status then.
+type SampleMark = (i64, u8);
 
 /// How a [`Business`] is set up beyond its store, directory and metrics.
 #[derive(Debug, Clone)]

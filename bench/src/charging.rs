@@ -115,7 +115,9 @@ impl ChargingGun {
         // 0.0001 yuan, so the platform's price agrees with the pile's.
         let secs = now.duration_since(started).as_secs_f64().max(1.0);
         let energy = (7.0 * secs / 3600.0 * 10_000.0) as u32;
-        let amount = (f64::from(energy) * 1.2).round() as u32;
+        // A misbehaving pile overcharges by 5 %: a settlement discrepancy.
+        let price = if self.config.misbehave { 1.26 } else { 1.2 };
+        let amount = (f64::from(energy) * price).round() as u32;
         let end = cp56_now();
         let start = cp56_at(std::time::SystemTime::now() - now.duration_since(started));
         TransactionRecord {

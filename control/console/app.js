@@ -703,7 +703,10 @@ function stationMap(stations) {
     },
     s('title', {}, `${fmtValue(st.name)} (${pileNumbers(st.piles).length} piles)`),
     s('circle', { cx: x.toFixed(1), cy: y.toFixed(1), r: 7 }),
-    s('text', { x: (x + 10).toFixed(1), y: (y + 4).toFixed(1) }, fmtValue(st.name ?? st.id))));
+    // Labels in the right half go to the left of their dot, so they stay in the box.
+    x > W / 2
+      ? s('text', { x: (x - 10).toFixed(1), y: (y + 4).toFixed(1), 'text-anchor': 'end' }, fmtValue(st.name ?? st.id))
+      : s('text', { x: (x + 10).toFixed(1), y: (y + 4).toFixed(1) }, fmtValue(st.name ?? st.id))));
   }
   return h('div', { class: 'map-box' }, svg,
     missing ? h('p', { class: 'muted small' }, `${missing} station(s) without coordinates are not drawn.`) : null);

@@ -42,7 +42,7 @@ pub struct ControlNode {
     written_loads: Mutex<HashMap<(MemberKind, String), LoadRecord>>,
     /// Each member's heartbeat count, time and sessions per executor at its last
     /// telemetry write.
-    written_telemetry: Mutex<HashMap<(MemberKind, String), (u64, i64, Vec<u32>)>>,
+    written_telemetry: Mutex<HashMap<(MemberKind, String), TelemetryMark>>,
     /// Operators and their tokens.
     pub identity: Arc<Identity>,
     /// Checks operators' tokens on the HTTP API.
@@ -231,6 +231,10 @@ impl ControlNode {
             .set(slowest.map_or(0, |l| i64::from(l.behind)));
     }
 }
+
+/// What was written of a member's telemetry: its heartbeat count, when (Unix ms), and its
+/// sessions per executor.
+type TelemetryMark = (u64, i64, Vec<u32>);
 
 /// Whether sessions per executor changed enough to write them before their time: another
 /// number of executors, or 1 % of the sessions (one, for small numbers).

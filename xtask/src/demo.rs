@@ -135,7 +135,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         &format!("http://{app_http}/readyz"),
         &dir.join("app.log"),
     )?;
-    // The misbehaving piles and their drivers' accounts: (pile, account).
+    // The misbehaving piles whose starts the demo asks for, and their drivers' accounts.
     let mut troubled: Vec<(String, i64)> = Vec::new();
     // The pile registry: the fleets' piles may log in.
     for base in [10_000_000_000_000u64, 20_000_000_000_000] {
@@ -150,19 +150,30 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         // each pile: starts are authorised and records settled against real wallets.
         let api = format!("http://{app_http}");
         let piles = base..base + args.chargers;
-        pylon_bench::accounts::station_with_tariff(
-            &api,
-            ADMIN_TOKEN,
-            &format!("Demo {base}"),
-            piles,
-        )?;
+        let name = format!("Demo {base}");
+        let station = pylon_bench::accounts::station_with_tariff(&api, ADMIN_TOKEN, &name, piles)?;
+        // On the console's map: one station in Shanghai, the other in Hangzhou.
+        let (address, latitude, longitude) = if base == 10_000_000_000_000 {
+            ("1 Century Avenue, Shanghai", 31.2304, 121.4737)
+        } else {
+            ("18 West Lake Road, Hangzhou", 30.2741, 120.1551)
+        };
+        ureq::put(&format!("{api}/v1/stations/{station}"))
+            .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+            .send_json(serde_json::json!({
+                "name": name, "address": address, "latitude": latitude, "longitude": longitude
+            }))
+            .map_err(|e| anyhow::anyhow!("placing the demo station: {e}"))?;
         let accounts =
             pylon_bench::accounts::provision(&api, ADMIN_TOKEN, base, args.chargers, 100_000)?;
+        // Half the troubled piles get remote starts they never confirm; the other half
+        // have their charges stopped and lose the record (which then blocks their gun:
+        // the platform starts no charge on a gun with an unsettled one).
         troubled.extend(
             accounts
                 .into_iter()
                 .enumerate()
-                .filter(|(i, _)| *i as u64 % TROUBLED_EVERY == 0)
+                .filter(|(i, _)| *i as u64 % (2 * TROUBLED_EVERY) == TROUBLED_EVERY)
                 .map(|(i, account)| (format!("{:014}", base + i as u64), account)),
         );
     }
@@ -384,12 +395,13 @@ fn wait_ready(proc: &mut Proc, url: &str, log: &Path) -> anyhow::Result<()> {
 /// remote stop of a troubled pile's charge whose record never comes (`record_missing`).
 /// Refusals (a busy gun, no charge to stop) change nothing: the demo tries again later.
 fn make_trouble(app_http: &str, pile: &str, account: i64) {
+    // Answers do not matter here: a refusal is tried again later.
     let post = |path: &str, body: serde_json::Value| {
-        ureq::post(&format!("http://{app_http}{path}"))
+        let _ = ureq::post(&format!("http://{app_http}{path}"))
             .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
-            .send_json(body)
+            .send_json(body);
     };
-    let _ = post(
+    post(
         &format!("/v1/accounts/{account}/charge"),
         serde_json::json!({ "pile": pile }),
     );
@@ -400,11 +412,11 @@ fn make_trouble(app_http: &str, pile: &str, account: i64) {
                 && o["pile_no"]
                     .as_str()
                     .and_then(|p| p.parse::<u64>().ok())
-                    .is_some_and(|p| p % TROUBLED_EVERY == 0)
+                    .is_some_and(|p| p % (2 * TROUBLED_EVERY) == 0)
         })
     });
     if let Some(trade) = charging.and_then(|o| o["trade_no"].as_str()) {
-        let _ = post(&format!("/v1/orders/{trade}/stop"), serde_json::json!({}));
+        post(&format!("/v1/orders/{trade}/stop"), serde_json::json!({}));
     }
 }
 

@@ -180,7 +180,7 @@ impl FlapDetector {
 /// wanted: start failures (0x4A..0x69), abnormal stops (0x6A..0x8F) and 0x90 (unknown).
 /// `None` for normal ends (0x40..0x49) and for anything else.
 pub fn abnormal_stop(reason: u8) -> Option<&'static str> {
-    Some(match reason {
+    let named = match reason {
         0x4A => "start failed: control system fault",
         0x4B => "start failed: control pilot disconnected",
         0x4C => "start failed: circuit breaker tripped",
@@ -197,7 +197,6 @@ pub fn abnormal_stop(reason: u8) -> Option<&'static str> {
         0x57 => "start failed: insulation fault",
         0x59..=0x5F => "start failed: BMS message timeout",
         0x60..=0x64 => "start failed: GB/T handshake failure",
-        0x4A..=0x69 => "start failed",
         0x6A => "stopped abnormally: system locked",
         0x6B => "stopped abnormally: control pilot disconnected",
         0x6C => "stopped abnormally: circuit breaker tripped",
@@ -212,14 +211,20 @@ pub fn abnormal_stop(reason: u8) -> Option<&'static str> {
         0x75 => "stopped abnormally: output abnormal",
         0x76 => "stopped abnormally: no current",
         0x77 => "stopped abnormally: electronic lock fault",
-        0x79..=0x7F | 0x80 | 0x81 => "stopped abnormally: battery voltage or temperature",
+        0x79..=0x81 => "stopped abnormally: battery voltage or temperature",
         0x82 => "stopped abnormally: the vehicle forbade charging",
         0x83 => "stopped abnormally: the pile lost power",
         0x84..=0x89 => "stopped abnormally: BMS message timeout",
-        0x6A..=0x8F => "stopped abnormally",
         0x90 => "stopped for an unknown reason",
-        _ => return None,
-    })
+        _ => "",
+    };
+    // The reserved codes of each class still belong to it.
+    match reason {
+        _ if !named.is_empty() => Some(named),
+        0x4A..=0x69 => Some("start failed"),
+        0x6A..=0x8F => Some("stopped abnormally"),
+        _ => None,
+    }
 }
 
 pub fn charge_abnormal_end(
