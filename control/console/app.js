@@ -733,7 +733,7 @@ function pageStations(view) {
   const map = panelBody();
   const list = panelBody();
   view.append(panel('Map', map), panel('Stations', list));
-  api('GET', '/v1/stations')
+  api('GET', '/v1/stations?limit=1000')
     .then((data) => {
       const stations = listOf(data, 'stations');
       replace(map, stationMap(stations));
@@ -1127,7 +1127,7 @@ function pageOrders(view, { query }) {
     detailPanel.scrollIntoView({ block: 'start', behavior: 'smooth' });
     loadDetail(false);
   };
-  const loadLive = (quiet) => loadPanel(live, '/v1/orders?state=open',
+  const loadLive = (quiet) => loadPanel(live, '/v1/orders?open=1&limit=100',
     (d) => orderTable(listOf(d, 'orders'), select, 'No open orders.'), quiet);
   const loadPast = (quiet) => loadPanel(past, '/v1/orders?recent=1&limit=50',
     (d) => orderTable(listOf(d, 'orders'), select, 'No orders.'), quiet);

@@ -129,25 +129,7 @@ impl AppProcess {
 
     /// An operator API call with the admin token; returns (status, body).
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let url = format!("http://{}{path}", self.http);
-        let request = ureq::request(method, &url)
-            .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
-            .timeout(Duration::from_secs(30));
-        let result = match body {
-            Some(b) => request
-                .set("content-type", "application/json")
-                .send_string(&b.to_string()),
-            None => request.call(),
-        };
-        let (code, text) = match result {
-            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-            Err(e) => (0, e.to_string()),
-        };
-        (
-            code,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        crate::http::call_as(self.http, method, path, body, Some(ADMIN_TOKEN))
     }
 
     /// Registers piles `first..first+count` (enabled, billing model 1).

@@ -125,20 +125,7 @@ impl ControlProcess {
     }
 
     pub fn admin(&self, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
-        let url = format!("http://{}{path}", self.http);
-        let mut request = ureq::request(method, &url);
-        if let Some(t) = token {
-            request = request.set("authorization", &format!("Bearer {t}"));
-        }
-        let (code, text) = match request.call() {
-            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-            Err(e) => (0, e.to_string()),
-        };
-        (
-            code,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        crate::http::call_as(self.http, method, path, None, token)
     }
 
     /// An admin GET with the right token; panics on a non-200 answer.

@@ -1,6 +1,8 @@
 //! Tiny HTTP helpers for admin endpoints.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use crate::control::ADMIN_TOKEN;
 
@@ -12,15 +14,42 @@ pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// GET with `token` (or none).
 pub fn get_as(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut request = ureq::get(&format!("http://{addr}{path}"));
+    let mut request = agent().get(&format!("http://{addr}{path}"));
     if let Some(t) = token {
         request = request.set("authorization", &format!("Bearer {t}"));
     }
-    match request.call() {
-        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-        Err(_) => (0, String::new()),
+    match answer(request.call()) {
+        (0, _) => (0, String::new()),
+        answer => answer,
     }
+}
+
+/// The harness's HTTP client. Nothing it asks may hang a test: every call has a deadline,
+/// and connections are not pooled, so a restarted service is met on a fresh one.
+pub fn agent() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .max_idle_connections(0)
+            .build()
+    })
+}
+
+/// A call's status and body; a transport error is status 0 with its text. An event
+/// stream (`text/event-stream`) never ends, so only its status is kept.
+pub fn answer(result: Result<ureq::Response, ureq::Error>) -> (u16, String) {
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => return (0, e.to_string()),
+    };
+    let status = response.status();
+    if response.content_type() == "text/event-stream" {
+        return (status, String::new());
+    }
+    (status, response.into_string().unwrap_or_default())
 }
 
 /// POST JSON with the harness's admin token; returns (status, parsed body).
@@ -40,21 +69,16 @@ pub fn call_as(
     body: Option<serde_json::Value>,
     token: Option<&str>,
 ) -> (u16, serde_json::Value) {
-    let mut request = ureq::request(method, &format!("http://{addr}{path}"));
+    let mut request = agent().request(method, &format!("http://{addr}{path}"));
     if let Some(t) = token {
         request = request.set("authorization", &format!("Bearer {t}"));
     }
-    let result = match body {
+    let (code, text) = answer(match body {
         Some(body) => request
             .set("content-type", "application/json")
             .send_string(&body.to_string()),
         None => request.call(),
-    };
-    let (code, text) = match result {
-        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-        Err(e) => (0, e.to_string()),
-    };
+    });
     (
         code,
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),

@@ -153,7 +153,7 @@ impl Prometheus {
     /// An instant query's result vector; `Err` with Prometheus' error for a bad query.
     pub fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
         let url = format!("http://{}/api/v1/query", self.addr);
-        let answer = ureq::get(&url).query("query", expr).call();
+        let answer = crate::http::agent().get(&url).query("query", expr).call();
         let body: Value = match answer {
             Ok(r) => r.into_json().map_err(|e| e.to_string())?,
             Err(ureq::Error::Status(_, r)) => r.into_json().map_err(|e| e.to_string())?,

@@ -118,7 +118,8 @@ const ETCD: &str = "http://127.0.0.1:12379";
 fn admin(ns: &str, port: u16, method: &'static str, path: String) -> (u16, serde_json::Value) {
     in_netns(ns, move || {
         let url = format!("http://127.0.0.1:{port}{path}");
-        match ureq::request(method, &url)
+        match pylon_tests::http::agent()
+            .request(method, &url)
             .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
             .call()
         {

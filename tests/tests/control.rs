@@ -285,11 +285,12 @@ fn drained_edge_moves_its_chargers_elsewhere_etcd() {
 #[test]
 fn dispatch_respects_capacity_and_answers_503_without_edges() {
     let mut w = World::new(Kind::Embedded);
-    let no_edge = ureq::get(&format!(
-        "http://{}/v1/entry?pile=32010200000001",
-        w.control.http
-    ))
-    .call();
+    let no_edge = pylon_tests::http::agent()
+        .get(&format!(
+            "http://{}/v1/entry?pile=32010200000001",
+            w.control.http
+        ))
+        .call();
     match no_edge {
         Err(ureq::Error::Status(503, r)) => {
             assert_eq!(r.header("retry-after"), Some("5"));

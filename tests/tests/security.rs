@@ -194,7 +194,8 @@ fn a_session_cookie_works_for_reading_and_needs_the_csrf_header_to_change() {
     let platform = Platform::start(0, vec![]);
     let control = platform.control.http;
     user_token(control, ADMIN_TOKEN, Role::Operator);
-    let response = ureq::post(&format!("http://{control}/v1/login"))
+    let response = pylon_tests::http::agent()
+        .post(&format!("http://{control}/v1/login"))
         .send_json(json!({"user": "operator-user", "password": PASSWORD}))
         .expect("login");
     let cookie = response.header("set-cookie").expect("a cookie").to_owned();
@@ -203,13 +204,15 @@ fn a_session_cookie_works_for_reading_and_needs_the_csrf_header_to_change() {
         "{cookie}"
     );
     let pair = cookie.split(';').next().expect("name=value").to_owned();
-    let read = ureq::get(&format!("http://{control}/v1/admin/edges"))
+    let read = pylon_tests::http::agent()
+        .get(&format!("http://{control}/v1/admin/edges"))
         .set("cookie", &pair)
         .call();
     assert_eq!(read.map(|r| r.status()).ok(), Some(200));
     let change = |csrf: bool| {
-        let mut request =
-            ureq::post(&format!("http://{control}/v1/admin/edges/none/drain")).set("cookie", &pair);
+        let mut request = pylon_tests::http::agent()
+            .post(&format!("http://{control}/v1/admin/edges/none/drain"))
+            .set("cookie", &pair);
         if csrf {
             request = request.set("x-pylon-csrf", "1");
         }

@@ -12,6 +12,7 @@ mod skips;
 mod system;
 
 use clap::{Parser, Subcommand};
+use std::time::Duration;
 
 /// Pylon's developer tasks. Run from anywhere inside the repository.
 #[derive(Parser)]
@@ -27,6 +28,10 @@ enum Task {
     Doctor,
     /// Install what is missing, build, and run every test.
     Test {
+        /// Stop the tests, and fail, when they run longer than this many minutes: a test
+        /// that hangs fails the run instead of freezing it.
+        #[arg(long, default_value_t = 45)]
+        deadline_mins: u64,
         /// Extra arguments passed to `cargo test` (after `--`).
         #[arg(last = true)]
         cargo_args: Vec<String>,
@@ -51,7 +56,10 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Doctor => system::doctor(),
-        Task::Test { cargo_args } => test(&cargo_args),
+        Task::Test {
+            deadline_mins,
+            cargo_args,
+        } => test(Duration::from_secs(deadline_mins * 60), &cargo_args),
         Task::Demo(args) => demo::run(args),
         Task::Bench(args) => bench::run(args),
         Task::BenchControl(args) => bench_control::run(args),
@@ -66,7 +74,7 @@ fn main() {
     }
 }
 
-fn test(cargo_args: &[String]) -> anyhow::Result<()> {
+fn test(deadline: Duration, cargo_args: &[String]) -> anyhow::Result<()> {
     system::prepare("test", system::FOR_TEST)?;
     // Committed generated code must be what its sources give: kernel objects, gRPC code.
     build_ebpf::run(build_ebpf::BuildEbpfArgs::check())?;
@@ -81,7 +89,7 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
     // Tests that cannot run here (kernel tests without root, ...) say so in a file that is
     // summed up at the end, pass or fail, where nobody can miss it.
     let report = skips::Report::new()?;
-    let result = procs::cargo_with_env(&args, &[(skips::ENV, report.path())]);
+    let result = procs::cargo_within(deadline, &args, &[(skips::ENV, report.path())]);
     report.print_summary();
     result
 }

@@ -26,6 +26,69 @@ pub fn cargo_with_env(args: &[&str], env: &[(&str, &Path)]) -> anyhow::Result<()
     Ok(())
 }
 
+/// Runs cargo like [`cargo_with_env`], but once `deadline` has passed it kills cargo and
+/// every process under it (test binaries, the services they started) and fails.
+pub fn cargo_within(
+    deadline: Duration,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut child = Command::new(cargo)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(root())
+        .spawn()?;
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::ensure!(status.success(), "cargo {} failed", args.join(" "));
+            return Ok(());
+        }
+        if start.elapsed() > deadline {
+            kill_tree(child.id());
+            let _ = child.wait();
+            anyhow::bail!(
+                "cargo {} ran past its {} minutes and was stopped: the test that was running \
+                 last (named above) hangs",
+                args.join(" "),
+                deadline.as_secs() / 60
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// SIGKILLs `pid` and its descendants, children before parents (so none is re-parented
+/// out of reach first).
+fn kill_tree(pid: u32) {
+    for child in children(pid) {
+        kill_tree(child);
+    }
+    // SAFETY: kill(2) with a pid we found and a valid signal has no memory effects.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+}
+
+/// The processes whose parent is `pid`, from /proc.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|candidate| parent_of(*candidate) == Some(pid))
+        .collect()
+}
+
+/// The parent pid in /proc/<pid>/stat (the field after the parenthesised command name).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Builds the release binaries the demo and the bench run. Always the same package set,
 /// so switching between tasks does not rebuild dependencies with other features.
 pub fn build_release() -> anyhow::Result<()> {

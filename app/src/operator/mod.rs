@@ -10,7 +10,7 @@
 //! - `GET  /v1/piles/{pile}/history?gun=&from=&to=`   status changes of a gun
 //! - `POST /v1/piles/{pile}/commands`                 any command `{type, fields}`; waits for the reply
 //! - `GET  /v1/orders?pile=&from=&to=`                open orders (all, or one pile's history)
-//! - `GET  /v1/orders?recent&before=&limit=`         every pile's newest orders
+//! - `GET  /v1/orders?recent|open&before=&limit=`    every pile's newest (or open) orders
 //! - `GET  /v1/orders/{trade_no}`                     an order and its events
 //! - `POST /v1/orders/{trade_no}/stop`                remote stop
 //! - `GET  /v1/records/{trade_no}`                    one transaction record
@@ -338,12 +338,14 @@ async fn list_orders(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let store = &api.business.store;
-    if q.contains_key("recent") {
-        // Every pile's newest orders, page by page (`before` = the last one's created_at).
+    let (recent, open) = (q.contains_key("recent"), q.contains_key("open"));
+    if recent || open {
+        // Every pile's newest orders (or open ones), page by page (`before` = the last
+        // one's created_at).
         let limit = number(&q, "limit", 50u32)?.clamp(1, 500);
         let before = number(&q, "before", i64::MAX)?;
         let orders = store
-            .recent_orders(before, limit)
+            .recent_orders(before, limit, open)
             .await
             .map_err(store_error)?;
         return Ok(Json(orders).into_response());

@@ -160,12 +160,18 @@ fn check_station(input: &StationInput) -> Result<(), Response> {
     Ok(())
 }
 
-async fn list_stations(State(api): State<Api>) -> ApiResult {
+/// `GET /v1/stations?after=&limit=`: by id, 1000 at most by default (10 000 at most).
+async fn list_stations(
+    State(api): State<Api>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
     let now = api.business.now_ms();
+    let after = super::number(&q, "after", 0i64)?;
+    let limit = super::number(&q, "limit", 1_000u32)?.clamp(1, 10_000);
     let stations = api
         .business
         .store
-        .stations(now)
+        .stations(now, after, limit)
         .await
         .map_err(store_error)?;
     Ok(Json(stations).into_response())
@@ -297,15 +303,23 @@ async fn revise_tariff(
             format!("no tariff {tariff_id}"),
         ));
     };
-    let stations = api
-        .business
-        .store
-        .stations(now)
-        .await
-        .map_err(store_error)?;
-    for station in stations.iter().filter(|s| s.tariff_id == Some(tariff_id)) {
-        if let Err(e) = api.business.push_station_tariff(station.id).await {
-            tracing::warn!(station = station.id, "pushing the revised tariff: {e}");
+    // Every station priced by this tariff, page by page.
+    let mut after = 0;
+    loop {
+        let stations = api
+            .business
+            .store
+            .stations(now, after, 1_000)
+            .await
+            .map_err(store_error)?;
+        for station in stations.iter().filter(|s| s.tariff_id == Some(tariff_id)) {
+            if let Err(e) = api.business.push_station_tariff(station.id).await {
+                tracing::warn!(station = station.id, "pushing the revised tariff: {e}");
+            }
+        }
+        match stations.last() {
+            Some(last) if stations.len() == 1_000 => after = last.id,
+            _ => break,
         }
     }
     Ok(Json(revised).into_response())

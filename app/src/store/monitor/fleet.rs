@@ -315,17 +315,27 @@ pub(crate) async fn overdue_stops<D: Db>(
         .collect()
 }
 
-/// The newest orders of every pile, created before `before` (newest first).
+/// The newest orders of every pile (only the open ones: starting, charging, stopping,
+/// with `open`), created before `before` (newest first).
 pub(crate) async fn recent_orders<D: Db>(
     db: &mut D,
     before: i64,
     limit: u32,
+    open: bool,
 ) -> Result<Vec<crate::store::Order>> {
     use crate::store::{Order, OrderOrigin, OrderState, StoreError};
+    let only_open = if open {
+        " AND state IN ('starting', 'charging', 'stopping')"
+    } else {
+        ""
+    };
     let rows = db
         .query(
-            "SELECT trade_no, pile_no, gun_no, state, origin, balance, created_at, updated_at, \
-             failure FROM orders WHERE created_at < $1 ORDER BY created_at DESC LIMIT $2",
+            &format!(
+                "SELECT trade_no, pile_no, gun_no, state, origin, balance, created_at, \
+                 updated_at, failure FROM orders WHERE created_at < $1{only_open} \
+                 ORDER BY created_at DESC LIMIT $2"
+            ),
             &[before.into(), i64::from(limit).into()],
         )
         .await?;

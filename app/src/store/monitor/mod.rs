@@ -70,8 +70,14 @@ pub trait MonitorStore: Send + Sync {
     /// Orders stopping since before `before`: (trade number, pile, gun).
     async fn overdue_stops(&self, before: i64, limit: u32)
         -> Result<Vec<(String, String, String)>>;
-    /// Orders of every pile created before `before`, newest first.
-    async fn recent_orders(&self, before: i64, limit: u32) -> Result<Vec<crate::store::Order>>;
+    /// Orders of every pile created before `before` (the open ones only, with `open`),
+    /// newest first.
+    async fn recent_orders(
+        &self,
+        before: i64,
+        limit: u32,
+        open: bool,
+    ) -> Result<Vec<crate::store::Order>>;
 }
 
 /// Implements [`MonitorStore`] for a backend: `$on` runs the shared logic in one of its
@@ -262,9 +268,10 @@ macro_rules! monitor_store {
                 &self,
                 before: i64,
                 limit: u32,
+                open: bool,
             ) -> $crate::store::Result<Vec<$crate::store::Order>> {
                 $on!(self, read, |db| $crate::store::monitor::recent_orders(
-                    db, before, limit
+                    db, before, limit, open
                 ))
             }
         }

@@ -38,8 +38,8 @@ impl RevenueStore for PostgresStore {
         in_transaction!(self, |db| logic::station_by_id(&mut db, id, now))
     }
 
-    async fn stations(&self, now: i64) -> Result<Vec<Station>> {
-        in_transaction!(self, |db| logic::stations(&mut db, now))
+    async fn stations(&self, now: i64, after: i64, limit: u32) -> Result<Vec<Station>> {
+        in_transaction!(self, |db| logic::stations(&mut db, now, after, limit))
     }
 
     async fn set_pile_station(&self, pile_no: &str, station: i64) -> Result<bool> {

@@ -47,7 +47,8 @@ pub trait RevenueStore: Send + Sync {
     ) -> Result<Option<Station>>;
     /// A station with its piles and the tariff in force at `now`.
     async fn station(&self, id: i64, now: i64) -> Result<Option<Station>>;
-    async fn stations(&self, now: i64) -> Result<Vec<Station>>;
+    /// Stations with an id above `after`, by id, `limit` at most.
+    async fn stations(&self, now: i64, after: i64, limit: u32) -> Result<Vec<Station>>;
     /// False if the pile or the station does not exist.
     async fn set_pile_station(&self, pile_no: &str, station: i64) -> Result<bool>;
 

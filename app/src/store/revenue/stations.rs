@@ -113,9 +113,18 @@ pub(crate) async fn station_by_id<D: Db>(db: &mut D, id: i64, now: i64) -> Resul
     Ok(Some(s))
 }
 
-pub(crate) async fn stations<D: Db>(db: &mut D, now: i64) -> Result<Vec<Station>> {
+/// Stations with an id above `after`, by id, `limit` at most.
+pub(crate) async fn stations<D: Db>(
+    db: &mut D,
+    now: i64,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<Station>> {
     let ids: Vec<i64> = db
-        .query("SELECT id FROM stations ORDER BY id", &[])
+        .query(
+            "SELECT id FROM stations WHERE id > $1 ORDER BY id LIMIT $2",
+            &[after.into(), i64::from(limit).into()],
+        )
         .await?
         .iter()
         .map(|r| r.int(0))

@@ -38,8 +38,8 @@ impl RevenueStore for SqliteStore {
         on!(self, read, |db| logic::station_by_id(db, id, now))
     }
 
-    async fn stations(&self, now: i64) -> Result<Vec<Station>> {
-        on!(self, read, |db| logic::stations(db, now))
+    async fn stations(&self, now: i64, after: i64, limit: u32) -> Result<Vec<Station>> {
+        on!(self, read, |db| logic::stations(db, now, after, limit))
     }
 
     async fn set_pile_station(&self, pile_no: &str, station: i64) -> Result<bool> {
