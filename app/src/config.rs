@@ -15,6 +15,9 @@ pub use pylon_proto::api::app::DEFAULT_HTTP_PORT;
 pub struct Config {
     /// This instance's id in the control plane's registry (unique per instance).
     pub app_id: String,
+    /// Log filter (e.g. `info`, `pylon_app=debug,info`), changed live on SIGHUP;
+    /// `--log` and `RUST_LOG` win over it.
+    pub log: Option<String>,
     /// Where edges open their business streams.
     pub grpc_listen: SocketAddr,
     /// The address edges should use, when it differs from `grpc_listen`.
@@ -222,6 +225,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             app_id: default_app_id(),
+            log: None,
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_GRPC_PORT)),
             grpc_advertise: None,
             http_advertise: None,
@@ -257,6 +261,9 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(filter) = &self.log {
+            pylon_service::logging::check_filter(filter)?;
+        }
         anyhow::ensure!(
             self.store.backend != StoreBackend::Postgres || !self.store.url.is_empty(),
             "the postgres store needs store.url (or --postgres-url)"

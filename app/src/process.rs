@@ -23,7 +23,7 @@ use clap::Parser;
 ///       --grpc-listen 0.0.0.0:7500 --grpc-advertise 10.0.0.8:7500 --control http://10.0.0.5:7401
 ///
 /// SIGTERM or Ctrl-C stops the instance; it leaves the cluster so its piles move at once.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "pylon-app", version, verbatim_doc_comment)]
 pub struct Cli {
     /// TOML configuration file.
@@ -158,10 +158,21 @@ impl Cli {
 pub fn run(mut cli: Cli) -> anyhow::Result<()> {
     let checks = cli.config_args.clone();
     cli.config = checks.config_file(cli.config.take());
+    let reread = cli.clone();
     let config = cli.into_config()?;
     if pylon_service::config::handled(&checks, &config)? {
         return Ok(());
     }
+    pylon_service::logging::use_file_filter(config.log.as_deref())?;
+    // SIGHUP: the log filter is this service's live setting (its cluster certificates
+    // reload by themselves, see `pylon_service::tls`).
+    pylon_service::reload::reread_on_hangup(
+        "pylon-app",
+        config.clone(),
+        &["log"],
+        move || reread.clone().into_config(),
+        |config| pylon_service::reload::apply_log_filter(config.log.as_deref()),
+    )?;
     pylon_service::process::serve_until_signalled("pylon-app", 2, |shutdown| {
         crate::server::run(config, shutdown)
     })

@@ -181,6 +181,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let metrics = Arc::new(AppMetrics::default());
     let mut registry = MetricsRegistry::default();
     metrics.register(&mut registry);
+    pylon_service::reload::register_metrics(&mut registry);
     if let Some(tls) = pylon_service::tls::ClusterTls::install(&config.cluster_tls)? {
         tls.register(&mut registry);
     }

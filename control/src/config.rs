@@ -16,6 +16,9 @@ pub use etcd::{EtcdSecurity, Password};
 pub struct Config {
     /// This replica's name (in the leader key, logs and `pylonctl status`).
     pub replica_id: String,
+    /// Log filter (e.g. `info`, `pylon_control=debug,info`), changed live on SIGHUP;
+    /// `--log` and `RUST_LOG` win over it.
+    pub log: Option<String>,
     /// Dispatch (`/v1/entry`), admin API, `/metrics`, `/healthz`, `/readyz`.
     pub http_listen: SocketAddr,
     /// Membership and route push (gRPC).
@@ -83,6 +86,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             replica_id: default_replica_id(),
+            log: None,
             http_listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_GRPC_PORT)),
             grpc_advertise: None,
@@ -113,6 +117,9 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(filter) = &self.log {
+            pylon_service::logging::check_filter(filter)?;
+        }
         anyhow::ensure!(
             (1..=65_536).contains(&self.shard_count),
             "shard_count must be between 1 and 65536, not {}",

@@ -26,7 +26,7 @@ use clap::Parser;
 ///       --cluster-key control.key     (PYLON_ETCD_PASSWORD in the environment)
 ///
 /// SIGTERM or Ctrl-C stops the replica; a leader hands over leadership on the way out.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "pylon-control", version, verbatim_doc_comment)]
 pub struct Cli {
     /// TOML configuration file.
@@ -136,10 +136,21 @@ pub fn run(mut cli: Cli) -> anyhow::Result<()> {
     let workers = cli.worker_threads;
     let checks = cli.config_args.clone();
     cli.config = checks.config_file(cli.config.take());
+    let reread = cli.clone();
     let config = cli.into_config()?;
     if pylon_service::config::handled(&checks, &config)? {
         return Ok(());
     }
+    pylon_service::logging::use_file_filter(config.log.as_deref())?;
+    // SIGHUP: the log filter is this service's live setting (its cluster certificates
+    // reload by themselves, see `pylon_service::tls`).
+    pylon_service::reload::reread_on_hangup(
+        "pylon-control",
+        config.clone(),
+        &["log"],
+        move || reread.clone().into_config(),
+        |config| pylon_service::reload::apply_log_filter(config.log.as_deref()),
+    )?;
     pylon_service::process::serve_until_signalled("pylon-control", workers, |shutdown| {
         crate::server::run(config, shutdown)
     })

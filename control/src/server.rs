@@ -96,6 +96,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     let mut metrics = MetricsRegistry::default();
     node.metrics.register(&mut metrics);
+    pylon_service::reload::register_metrics(&mut metrics);
     node.auth.register(&mut metrics);
     node.auditor.register(&mut metrics);
     if let Some(tls) = cluster_tls {

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Name of this edge in logs, metrics and uplink messages.
     pub edge_id: String,
+    /// Log filter (e.g. `info`, `pylon_edge=debug,info`), changed live on SIGHUP;
+    /// `--log` and `RUST_LOG` win over it.
+    pub log: Option<String>,
     /// Number of executors (one per core); 0 means one per available CPU.
     pub executors: usize,
     /// Pin each executor to its own CPU.
@@ -112,7 +115,7 @@ pub struct TlsConfig {
     pub session_cache: usize,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// A TLS handshake must finish within this many seconds.
@@ -152,6 +155,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             edge_id: default_edge_id(),
+            log: None,
             executors: 0,
             pin_cpus: false,
             tcp_listen: Some(([0, 0, 0, 0], 8768).into()),
@@ -289,6 +293,9 @@ impl Config {
         }
         if !self.auth.allow_all && self.auth.allowlist.is_none() && !self.auth.app_login {
             anyhow::bail!("no login policy: give an allowlist file (auth.allowlist / --allowlist), --app-login or --allow-all");
+        }
+        if let Some(filter) = &self.log {
+            pylon_service::logging::check_filter(filter)?;
         }
         if self.limits.heartbeat_interval_secs == 0 || self.limits.max_frames_per_sec == 0 {
             anyhow::bail!(

@@ -33,7 +33,6 @@ pub async fn run(
         subscriber: Some(format!("edge/{}", shared.edge_id)),
     };
     let edge = EdgeParticipant {
-        cert_not_after: cert_not_after(&shared.config.tls.certs),
         shared: shared.clone(),
         executors,
         shards,
@@ -61,21 +60,9 @@ fn member(shared: &EdgeShared) -> Member {
 struct EdgeParticipant {
     shared: Arc<EdgeShared>,
     /// When the first of the chargers' certificates expires (Unix seconds; 0: none).
-    cert_not_after: i64,
     executors: ExecutorHandle,
     /// Where the shard owners go for the business-stream router.
     shards: tokio::sync::watch::Sender<Arc<ShardTable>>,
-}
-
-/// The earliest expiry of the certificates chargers are shown (0: none, or unreadable).
-fn cert_not_after(paths: &[std::path::PathBuf]) -> i64 {
-    paths
-        .iter()
-        .filter_map(|p| pylon_service::tls::read_pem_certs(p).ok())
-        .filter_map(|chain| chain.first().map(pylon_service::tls::not_after))
-        .filter(|t| *t > 0)
-        .min()
-        .unwrap_or(0)
 }
 
 impl Participant for EdgeParticipant {
@@ -97,7 +84,7 @@ impl Participant for EdgeParticipant {
         Some(Telemetry {
             executor_sessions,
             heartbeats: self.shared.metrics.heartbeats.get(),
-            cert_not_after: self.cert_not_after,
+            cert_not_after: self.shared.live.load().cert_not_after,
         })
     }
 

@@ -15,6 +15,7 @@ pub mod executor;
 pub mod metrics;
 pub mod process;
 pub mod readiness;
+pub mod reload;
 pub mod runtime;
 pub mod session;
 pub mod takeover;

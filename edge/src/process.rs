@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::allowlist::LoginPolicy;
 use crate::appstream::{self, AppUplink};
 use crate::control;
 use crate::executor::{self, EdgeShared, ExecutorCommand, DRAINING, STOPPING};
 use crate::metrics::EdgeMetrics;
+use crate::reload::{self, LiveSettings};
 use crate::uplink::LogUplink;
-use crate::{admin, runtime, tls, Config};
+use crate::{admin, runtime, Config};
 use anyhow::Context;
 use clap::Parser;
 use prometheus_client::registry::Registry;
@@ -30,7 +30,7 @@ use pylon_service::logging::LogArgs;
 ///
 /// SIGTERM (or Ctrl-C) drains: stop accepting, keep serving for the grace period, then
 /// close. A second signal stops at once.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "pylon-edge", version, verbatim_doc_comment)]
 pub struct Cli {
     /// TOML configuration file.
@@ -221,36 +221,21 @@ impl Cli {
 pub fn run(mut cli: Cli) -> anyhow::Result<()> {
     let checks = cli.config_args.clone();
     cli.config = checks.config_file(cli.config.take());
+    let reload_cli = cli.clone();
     let config = cli.into_config()?;
     if pylon_service::config::handled(&checks, &config)? {
         return Ok(());
     }
+    pylon_service::logging::use_file_filter(config.log.as_deref())?;
+    let live = LiveSettings::load(&config, None)?;
     let config = Arc::new(config);
-    // With app logins, the app service's pile registry decides; the local policy is unused.
-    let policy = if config.auth.allow_all || config.auth.app_login {
-        LoginPolicy::AllowAll
-    } else {
-        let path = config
-            .auth
-            .allowlist
-            .as_ref()
-            .context("no allowlist configured")?;
-        LoginPolicy::from_file(path)?
-    };
-    let tls_only = match &config.auth.tls_only {
-        Some(path) => LoginPolicy::piles_from_file(path)?,
-        None => Default::default(),
-    };
-    let tls = match config.tls_listen {
-        Some(_) => Some(tls::server_config(&config.tls)?),
-        None => None,
-    };
     let metrics = Arc::new(EdgeMetrics::default());
     metrics
         .control_configured
         .set(i64::from(!config.control.endpoints.is_empty()));
     let mut registry = Registry::default();
     metrics.register(&mut registry);
+    pylon_service::reload::register_metrics(&mut registry);
 
     let count = config.executor_count();
     let (handle, receivers) = executor::command_channels(count);
@@ -315,10 +300,8 @@ pub fn run(mut cli: Cli) -> anyhow::Result<()> {
         uplinks,
         config: config.clone(),
         metrics,
-        policy: Arc::new(policy),
-        tls_only: Arc::new(tls_only),
+        live: arc_swap::ArcSwap::from_pointee(live),
         logins: Default::default(),
-        tls,
         session_ids: AtomicU64::new(1),
         state: AtomicU8::new(executor::RUNNING),
         operator_drain: Default::default(),
@@ -379,6 +362,14 @@ pub fn run(mut cli: Cli) -> anyhow::Result<()> {
         "pylon-edge started"
     );
 
+    let (reload_shared, reload_handle) = (shared.clone(), handle.clone());
+    pylon_service::reload::reread_on_hangup(
+        "pylon-edge",
+        (*config).clone(),
+        reload::LIVE_KEYS,
+        move || reload_cli.clone().into_config(),
+        move |config| reload::apply(config, &reload_shared, &reload_handle),
+    )?;
     watch_signals(shared.clone(), handle)?;
     for e in executors {
         e.join();
@@ -392,7 +383,7 @@ fn watch_signals(shared: Arc<EdgeShared>, handle: executor::ExecutorHandle) -> a
     let (drain_shared, drain_handle) = (shared.clone(), handle.clone());
     pylon_service::signals::watch(
         move |signal| {
-            let grace = drain_shared.config.limits.drain_grace_secs;
+            let grace = drain_shared.live.load().limits.drain_grace_secs;
             tracing::info!(
                 signal,
                 grace_secs = grace,

@@ -21,7 +21,12 @@ use crate::config::TlsConfig;
 /// Builds the server configuration: TLS 1.3 (and 1.2 unless disabled), every configured
 /// certificate (chosen per client by the signature schemes it offers), session
 /// resumption by cache and tickets, and optional client-certificate authentication.
-pub fn server_config(cfg: &TlsConfig) -> anyhow::Result<Arc<ServerConfig>> {
+/// `previous` (a reload) hands on its ticket key and session cache, so sessions made
+/// before the reload still resume.
+pub fn server_config(
+    cfg: &TlsConfig,
+    previous: Option<&ServerConfig>,
+) -> anyhow::Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut keys = Vec::new();
     for (cert, key) in cfg.certs.iter().zip(&cfg.keys) {
@@ -61,9 +66,18 @@ pub fn server_config(cfg: &TlsConfig) -> anyhow::Result<Arc<ServerConfig>> {
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(Arc::new(CertChooser { keys }));
-    config.session_storage =
-        rustls::server::ServerSessionMemoryCache::new(cfg.session_cache.max(1));
-    config.ticketer = rustls::crypto::ring::Ticketer::new().context("creating the ticket key")?;
+    match previous {
+        Some(previous) => {
+            config.session_storage = previous.session_storage.clone();
+            config.ticketer = previous.ticketer.clone();
+        }
+        None => {
+            config.session_storage =
+                rustls::server::ServerSessionMemoryCache::new(cfg.session_cache.max(1));
+            config.ticketer =
+                rustls::crypto::ring::Ticketer::new().context("creating the ticket key")?;
+        }
+    }
     // One ticket is enough for a charger that reconnects to resume.
     config.send_tls13_tickets = 1;
     Ok(Arc::new(config))

@@ -13,8 +13,9 @@
 //! - [`health`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`process`]: a tokio service's runtime until the first signal, and its exit status.
 //! - [`tls`]: TLS between Pylon's services (the cluster CA), reloaded when files change.
-//! - [`logging`]: `tracing` set up from `--log` / `RUST_LOG`, as text or JSON
-//!   (`--log-format json`).
+//! - [`logging`]: `tracing` set up from `--log` / `RUST_LOG` / the settings file, as text
+//!   or JSON (`--log-format json`).
+//! - [`reload`]: SIGHUP reads the settings file again and applies what can change live.
 
 pub mod audit;
 pub mod auth;
@@ -25,6 +26,7 @@ pub mod http;
 pub mod logging;
 pub mod process;
 pub mod redact;
+pub mod reload;
 pub mod routes;
 pub mod signals;
 pub mod tls;

@@ -26,6 +26,8 @@ pub struct EdgeOptions<'a> {
     pub with_rsa: bool,
     /// Listen for TLS only (`--no-tcp`); `tcp` is then an address nothing listens on.
     pub tls_only: bool,
+    /// Leave `RUST_LOG` unset, so the settings file's `log` key sets the log filter.
+    pub log_filter_from_file: bool,
 }
 
 impl EdgeProcess {
@@ -67,8 +69,12 @@ impl EdgeProcess {
         }
         // Every edge takes the harness's operator token for its admin API.
         cmd.args(["--admin-token", crate::control::ADMIN_TOKEN]);
+        if opts.log_filter_from_file {
+            cmd.env_remove("RUST_LOG");
+        } else {
+            cmd.env("RUST_LOG", "pylon_edge=debug,info");
+        }
         cmd.args(&opts.extra)
-            .env("RUST_LOG", "pylon_edge=debug,info")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log file handle"))
             .stderr(log_file);

@@ -100,6 +100,7 @@ impl Platform {
             extra: flags,
             with_rsa: false,
             tls_only: false,
+            log_filter_from_file: false,
         }));
     }
 

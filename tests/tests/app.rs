@@ -521,6 +521,7 @@ fn app_instances_join_and_leave_under_load_without_losing_records() {
         extra: flags,
         with_rsa: false,
         tls_only: false,
+        log_filter_from_file: false,
     });
     let per_app = |id: &str| {
         control.get("/v1/admin/shards")["per_app"][id]
@@ -633,6 +634,7 @@ fn operators_reach_every_app_instance_through_the_control_plane() {
         extra: flags,
         with_rsa: false,
         tls_only: false,
+        log_filter_from_file: false,
     });
     wait_for("the shards to split", Duration::from_secs(20), || {
         let per_app = control.get("/v1/admin/shards")["per_app"].clone();

@@ -86,6 +86,7 @@ impl World {
             extra: flags,
             with_rsa: false,
             tls_only: false,
+            log_filter_from_file: false,
         });
         self.edges.insert(id.to_owned(), edge);
     }
@@ -610,6 +611,7 @@ fn etcd_leader_loss_keeps_registration_dispatch_and_push_working() {
             extra: edge_flags(id, &[control.grpc_url()]),
             with_rsa: false,
             tls_only: false,
+            log_filter_from_file: false,
         })
     };
     let _e1 = start_edge("e1");
@@ -713,6 +715,7 @@ impl TwoReplicas {
             extra: edge_flags("e1", &endpoints),
             with_rsa: false,
             tls_only: false,
+            log_filter_from_file: false,
         });
         TwoReplicas {
             replicas,

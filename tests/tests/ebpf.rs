@@ -41,6 +41,7 @@ fn each_executor_serves_the_connections_of_its_cpu() {
         ],
         with_rsa: false,
         tls_only: false,
+        log_filter_from_file: false,
     });
     let on = |executor: &str| {
         edge.metric(
@@ -144,6 +145,7 @@ fn two_edge_processes_share_one_listener_array() {
             ],
             with_rsa: false,
             tls_only: false,
+            log_filter_from_file: false,
         })
     };
     let a = start(0);

@@ -34,6 +34,7 @@ fn world_with(extra: &[&str], with_rsa: bool) -> World {
         extra: flags,
         with_rsa,
         tls_only: false,
+        log_filter_from_file: false,
     });
     World {
         certs,
@@ -208,6 +209,7 @@ async fn client_certificates_are_required_when_configured() {
         extra: vec!["--allow-all".into(), "--tls-client-ca".into(), ca],
         with_rsa: false,
         tls_only: false,
+        log_filter_from_file: false,
     });
     let without = client_config(&certs.ca, None, TlsVersions::Only13).expect("config");
     let mut c = ChargerConn::connect(
@@ -662,6 +664,7 @@ async fn a_tls_only_edge_serves_tls() {
         extra: vec!["--allow-all".into()],
         with_rsa: false,
         tls_only: true,
+        log_filter_from_file: false,
     });
     let config = client_config(&certs.ca, None, TlsVersions::Both).expect("config");
     let mut c = logged_in(
@@ -966,4 +969,130 @@ async fn a_hang_up_right_after_data_closes_the_session_at_once() {
     });
     w.edge
         .wait_metric("pylon_edge_closes_total", &["reason=\"peer_closed\""], 1.0);
+}
+
+/// The certificate the edge showed on `c` (DER), and whether the session was resumed.
+fn served(c: &ChargerConn) -> (Vec<u8>, Option<rustls::HandshakeKind>) {
+    let charger::Stream::Tls(tls) = &c.stream else {
+        panic!("expected TLS")
+    };
+    let conn = tls.get_ref().1;
+    let cert = conn
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|c| c.as_ref().to_vec())
+        .unwrap_or_default();
+    (cert, conn.handshake_kind())
+}
+
+#[tokio::test]
+async fn sighup_reloads_limits_allowlist_certificates_and_log_level_without_dropping_sessions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCerts::generate(dir.path()).expect("test certificates");
+    let allowlist = dir.path().join("piles.txt");
+    std::fs::write(&allowlist, format!("{}\n", pile(1))).expect("allowlist");
+    let settings = dir.path().join("edge.toml");
+    let write_settings = |extra: &str| {
+        std::fs::write(
+            &settings,
+            format!(
+                "log = \"warn\"\n{extra}\n[auth]\nallowlist = \"{}\"\n",
+                allowlist.display()
+            ),
+        )
+        .expect("settings")
+    };
+    write_settings("");
+    let edge = EdgeProcess::start(EdgeOptions {
+        certs: &certs,
+        dir: dir.path(),
+        executors: 2,
+        extra: vec!["--config".into(), settings.display().to_string()],
+        with_rsa: false,
+        tls_only: false,
+        log_filter_from_file: true,
+    });
+    let tcp = Target {
+        addr: edge.tcp,
+        tls: None,
+    };
+    let tls_target = || Target {
+        addr: edge.tls,
+        tls: Some((
+            client_config(&certs.ca, None, TlsVersions::Only13).expect("client config"),
+            name(),
+        )),
+    };
+    let resuming = tls_target();
+    let mut first = logged_in(&resuming, pile(1)).await;
+    let (old_cert, _) = served(&first);
+    let mut refused = ChargerConn::connect(&tcp, None).await.expect("connect");
+    assert!(refused.login(pile(2)).await.is_err(), "pile 2 is not allowed yet");
+    assert!(
+        !edge.log_text().contains("pylon-edge started"),
+        "the file's log level (warn) hides info lines"
+    );
+
+    // The operator allows pile 2, shortens the login timeout, turns logging up, renames
+    // the edge (needs a restart) and rotates the certificate files in place.
+    std::fs::write(&allowlist, format!("{}\n{}\n", pile(1), pile(2))).expect("allowlist");
+    write_settings("edge_id = \"renamed\"\n[limits]\nlogin_timeout_secs = 1");
+    std::fs::write(
+        &settings,
+        std::fs::read_to_string(&settings)
+            .expect("settings")
+            .replacen("log = \"warn\"", "log = \"info\"", 1),
+    )
+    .expect("settings");
+    let rotated = certs.issue("rotated", &[SERVER_NAME]).expect("new certificate");
+    std::fs::copy(&rotated.key, &certs.ecdsa.key).expect("new key");
+    std::fs::copy(&rotated.cert, &certs.ecdsa.cert).expect("new certificate");
+    edge.signal(libc::SIGHUP);
+    edge.wait_metric("pylon_config_reloads_total", &["result=\"ok\""], 1.0);
+
+    heartbeat_ok(&mut first, pile(1)).await;
+    let mut second = logged_in(&tcp, pile(2)).await;
+    heartbeat_ok(&mut second, pile(2)).await;
+    let fresh = logged_in(&tls_target(), pile(3)).await;
+    let (new_cert, _) = served(&fresh);
+    assert_ne!(new_cert, old_cert, "new handshakes show the rotated certificate");
+    drop(fresh);
+    let again = ChargerConn::connect(&resuming, None).await.expect("connect");
+    assert_eq!(
+        served(&again).1,
+        Some(rustls::HandshakeKind::Resumed),
+        "a session made before the reload still resumes"
+    );
+    let mut silent = ChargerConn::connect(&tcp, None).await.expect("connect");
+    closed_by_edge(&mut silent).await;
+    edge.wait_metric(
+        "pylon_edge_closes_total",
+        &["reason=\"login_timeout\""],
+        1.0,
+    );
+    let log = edge.log_text();
+    assert!(log.contains("configuration reloaded"), "{log}");
+    assert!(
+        log.contains("take effect only after a restart") && log.contains("edge_id"),
+        "{log}"
+    );
+
+    // A broken file changes nothing and says where it is broken.
+    std::fs::write(
+        &settings,
+        "log = \"info\"\n[limits]\nlogin_timeout_secs = \"soon\"\n",
+    )
+    .expect("settings");
+    edge.signal(libc::SIGHUP);
+    edge.wait_metric("pylon_config_reloads_total", &["result=\"error\""], 1.0);
+    let log = edge.log_text();
+    assert!(log.contains("configuration not reloaded"), "{log}");
+    assert!(
+        log.contains("login_timeout_secs") && log.contains("line 3"),
+        "{log}"
+    );
+    heartbeat_ok(&mut first, pile(1)).await;
+    heartbeat_ok(&mut second, pile(2)).await;
+    let mut stranger = ChargerConn::connect(&tcp, None).await.expect("connect");
+    assert!(stranger.login(pile(4)).await.is_err(), "the allowlist stands");
 }

@@ -35,6 +35,8 @@ pub enum ExecutorCommand {
     MoveOff { period: Duration },
     /// The operator drain was lifted: accept again.
     Resume,
+    /// The live settings were reloaded: take the new limits.
+    Reload,
     /// Close everything now.
     Shutdown,
 }
@@ -203,6 +205,7 @@ impl Executor {
                     }
                 }
             }
+            ExecutorCommand::Reload => self.refresh_settings(),
             ExecutorCommand::Drain => {
                 self.begin_drain();
                 let this = self.clone();

@@ -101,13 +101,12 @@ impl Host<'_> {
     fn identity_allows(&self, pile: &PileNo) -> Result<(), &'static str> {
         let exec = self.exec;
         let tls = self.conn.transport == Transport::Tls;
-        if !tls && exec.shared.tls_only.contains(pile) {
+        let live = exec.shared.live.load();
+        if !tls && live.tls_only.contains(pile) {
             return Err("tls_required");
         }
         let identity = self.conn.identity();
-        if tls
-            && exec.shared.config.tls.client_ca.is_some()
-            && !identity.names_pile(&pile.to_string())
+        if tls && live.client_certs && !identity.names_pile(&pile.to_string())
         {
             return Err("certificate_mismatch");
         }
@@ -151,7 +150,7 @@ impl SessionHost for Host<'_> {
             self.exec.metrics.login("asked");
             return LoginDecision::Ask;
         }
-        let allowed = self.exec.shared.policy.allows(pile);
+        let allowed = self.exec.shared.live.load().policy.allows(pile);
         self.exec
             .metrics
             .login(if allowed { "accepted" } else { "rejected" });
@@ -345,8 +344,12 @@ async fn drive(
 ) -> CloseReason {
     let limits = exec.limits();
     let counters = exec.metrics.transport(transport);
-    let mut tls = match (transport, &exec.shared.tls) {
-        (Transport::Tls, Some(cfg)) => match TlsSession::new(cfg.clone()) {
+    let tls_config = match transport {
+        Transport::Tls => exec.shared.live.load().tls.clone(),
+        Transport::Tcp => None,
+    };
+    let mut tls = match (transport, tls_config) {
+        (Transport::Tls, Some(cfg)) => match TlsSession::new(cfg) {
             Ok(t) => {
                 conn.peer.replace(Some(t.peer()));
                 Some(t)
@@ -355,7 +358,7 @@ async fn drive(
         },
         _ => None,
     };
-    let mut session = Session::new(exec.rate, exec.now_ms());
+    let mut session = Session::new(exec.rate.get(), exec.now_ms());
     // Wire bytes waiting to be written, and (TLS) plaintext waiting to be encrypted.
     let mut out: Vec<u8> = Vec::new();
     let mut plain: Vec<u8> = Vec::new();

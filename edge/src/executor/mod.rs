@@ -20,11 +20,9 @@ use std::time::{Duration, Instant};
 
 use pylon_proto::ykc::PileNo;
 use rustc_hash::FxHashMap;
-use rustls::ServerConfig;
 
 pub use self::commands::{command_channels, DownlinkOutcome, ExecutorCommand, ExecutorHandle};
 use self::connection::{Conn, READ_BUFFER};
-use crate::allowlist::LoginPolicy;
 use crate::config::Config;
 use crate::metrics::{EdgeMetrics, ExecutorMetrics};
 use crate::readiness::{Poller, Readiness, Token, LISTENER_TOKENS};
@@ -42,13 +40,11 @@ pub struct EdgeShared {
     pub config: Arc<Config>,
     pub edge_id: Arc<str>,
     pub metrics: Arc<EdgeMetrics>,
-    pub policy: Arc<LoginPolicy>,
-    /// Piles that may log in over TLS only.
-    pub tls_only: Arc<std::collections::HashSet<PileNo>>,
+    /// What SIGHUP changes: limits, login policy, the chargers' TLS (see `reload`).
+    pub live: arc_swap::ArcSwap<crate::reload::LiveSettings>,
     /// Every pile's live session on this edge, for the takeover rules (taken at logins
     /// and closes only).
     pub logins: std::sync::Mutex<crate::takeover::LiveLogins>,
-    pub tls: Option<Arc<ServerConfig>>,
     pub uplinks: UplinkFactory,
     pub session_ids: AtomicU64,
     pub state: AtomicU8,
@@ -100,7 +96,9 @@ struct Executor {
     /// The accept task of each listener, woken when its socket is ready or on drain.
     listener_wakers: RefCell<Vec<Option<Waker>>>,
     poller: Poller,
-    rate: RateLimit,
+    /// This executor's copy of the live limits, refreshed at each reload.
+    limits: Cell<crate::config::Limits>,
+    rate: Cell<RateLimit>,
 }
 
 impl Executor {
@@ -108,8 +106,15 @@ impl Executor {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    pub(super) fn limits(&self) -> &crate::config::Limits {
-        &self.shared.config.limits
+    pub(super) fn limits(&self) -> crate::config::Limits {
+        self.limits.get()
+    }
+
+    /// Takes the limits of the settings a reload swapped in.
+    pub(super) fn refresh_settings(&self) {
+        let limits = self.shared.live.load().limits;
+        self.limits.set(limits);
+        self.rate.set(rate_limit(&limits));
     }
 
     pub(super) fn begin_drain(&self) {
@@ -160,7 +165,7 @@ impl Executor {
 
 /// Runs executor `id` until the edge stops: listeners, command loop, deadline sweeper.
 pub async fn run(id: usize, shared: Arc<EdgeShared>, commands: flume::Receiver<ExecutorCommand>) {
-    let limits = &shared.config.limits;
+    let limits = shared.live.load().limits;
     let poller = match Poller::new() {
         Ok(p) => p,
         Err(e) => runtime::fatal(&format!("executor {id} cannot create its epoll set: {e}")),
@@ -178,10 +183,8 @@ pub async fn run(id: usize, shared: Arc<EdgeShared>, commands: flume::Receiver<E
         listen_generation: Cell::new(0),
         listener_wakers: RefCell::new(vec![None; 2]),
         poller,
-        rate: RateLimit {
-            per_sec: limits.max_frames_per_sec,
-            burst: limits.frame_burst,
-        },
+        limits: Cell::new(limits),
+        rate: Cell::new(rate_limit(&limits)),
         shared: shared.clone(),
     });
 
@@ -229,5 +232,13 @@ async fn sweep_deadlines(exec: Rc<Executor>) {
         if exec.stopping.get() && exec.conns.borrow().is_empty() {
             break;
         }
+    }
+}
+
+/// Each session's frame budget under `limits`.
+fn rate_limit(limits: &crate::config::Limits) -> RateLimit {
+    RateLimit {
+        per_sec: limits.max_frames_per_sec,
+        burst: limits.frame_burst,
     }
 }

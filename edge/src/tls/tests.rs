@@ -20,13 +20,16 @@ fn fixture() -> &'static (Arc<ServerConfig>, RootCertStore) {
         let dir = tempfile::tempdir().expect("temp dir");
         let ca = pylon_bench::certs::TestCa::new(dir.path(), "TLS test CA").expect("CA");
         let pair = ca.issue("edge", &[NAME], None).expect("certificate");
-        let server = server_config(&TlsConfig {
-            certs: vec![pair.cert],
-            keys: vec![pair.key],
-            client_ca: None,
-            enable_tls12: true,
-            session_cache: 16,
-        })
+        let server = server_config(
+            &TlsConfig {
+                certs: vec![pair.cert],
+                keys: vec![pair.key],
+                client_ca: None,
+                enable_tls12: true,
+                session_cache: 16,
+            },
+            None,
+        )
         .expect("server config");
         let mut roots = RootCertStore::empty();
         for cert in pylon_service::tls::read_pem_certs(&ca.ca_pem).expect("CA certificate") {
