@@ -238,10 +238,7 @@ mod tests {
     fn changed_leaves_are_named_by_their_dotted_keys() {
         let a = settings("e1", 30, &["a"], None);
         let b = settings("e2", 10, &["a", "b"], Some("debug"));
-        assert_eq!(
-            changed_keys(&a, &b),
-            ["files", "id", "limits.login", "log"]
-        );
+        assert_eq!(changed_keys(&a, &b), ["files", "id", "limits.login", "log"]);
     }
 
     #[test]

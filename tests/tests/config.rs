@@ -96,3 +96,46 @@ fn a_bad_file_is_refused_with_its_key_and_line() {
     );
     assert!(!ok && text.contains("shard_count"), "{text}");
 }
+
+#[test]
+fn the_control_plane_reloads_on_sighup_and_keeps_running_on_a_bad_file() {
+    use pylon_tests::control::{Backend, ControlOptions, ControlProcess};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("control.toml");
+    std::fs::write(&file, "log = \"info\"\nshard_count = 64\n").expect("write");
+    let control = ControlProcess::start(ControlOptions {
+        dir: dir.path(),
+        replica: "c1",
+        backend: Backend::Embedded(dir.path().join("registry.json")),
+        extra: vec!["--config".into(), file.display().to_string()],
+    });
+    let reloads = |result: &str| {
+        control.metric(
+            "pylon_config_reloads_total",
+            &[&format!("result=\"{result}\"")],
+        )
+    };
+    // A live key and a key that needs a restart.
+    std::fs::write(&file, "log = \"debug\"\nshard_count = 128\n").expect("write");
+    control.signal(libc::SIGHUP);
+    pylon_tests::wait_for("a reload", std::time::Duration::from_secs(10), || {
+        (reloads("ok") == 1.0).then_some(())
+    });
+    let log = control.log_text();
+    assert!(log.contains("configuration reloaded"), "{log}");
+    assert!(log.contains("shard_count"), "{log}");
+    // A bad file: refused with its line, and the service stays up.
+    std::fs::write(&file, "log = \"debug\"\nshard_count = \"many\"\n").expect("write");
+    control.signal(libc::SIGHUP);
+    pylon_tests::wait_for(
+        "a refused reload",
+        std::time::Duration::from_secs(10),
+        || (reloads("error") == 1.0).then_some(()),
+    );
+    let log = control.log_text();
+    assert!(
+        log.contains("not reloaded") && log.contains("line 2"),
+        "{log}"
+    );
+    assert_eq!(pylon_tests::http::get(control.http, "/readyz").0, 200);
+}

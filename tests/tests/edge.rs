@@ -1024,18 +1024,27 @@ async fn sighup_reloads_limits_allowlist_certificates_and_log_level_without_drop
         )),
     };
     let resuming = tls_target();
-    let mut first = logged_in(&resuming, pile(1)).await;
+    let mut first = ChargerConn::connect(&resuming, None)
+        .await
+        .expect("connect");
+    if let Err(e) = first.login(pile(1)).await {
+        panic!("pile 1 refused ({e}); edge log:\n{}", edge.log_text());
+    }
     let (old_cert, _) = served(&first);
     let mut refused = ChargerConn::connect(&tcp, None).await.expect("connect");
-    assert!(refused.login(pile(2)).await.is_err(), "pile 2 is not allowed yet");
+    assert!(
+        refused.login(pile(2)).await.is_err(),
+        "pile 2 is not allowed yet"
+    );
     assert!(
         !edge.log_text().contains("pylon-edge started"),
         "the file's log level (warn) hides info lines"
     );
 
-    // The operator allows pile 2, shortens the login timeout, turns logging up, renames
+    // The operator allows piles 2 and 3, shortens the login timeout, turns logging up, renames
     // the edge (needs a restart) and rotates the certificate files in place.
-    std::fs::write(&allowlist, format!("{}\n{}\n", pile(1), pile(2))).expect("allowlist");
+    let allowed: String = [1, 2, 3].map(|n| format!("{}\n", pile(n))).concat();
+    std::fs::write(&allowlist, allowed).expect("allowlist");
     write_settings("edge_id = \"renamed\"\n[limits]\nlogin_timeout_secs = 1");
     std::fs::write(
         &settings,
@@ -1044,7 +1053,9 @@ async fn sighup_reloads_limits_allowlist_certificates_and_log_level_without_drop
             .replacen("log = \"warn\"", "log = \"info\"", 1),
     )
     .expect("settings");
-    let rotated = certs.issue("rotated", &[SERVER_NAME]).expect("new certificate");
+    let rotated = certs
+        .issue("rotated", &[SERVER_NAME])
+        .expect("new certificate");
     std::fs::copy(&rotated.key, &certs.ecdsa.key).expect("new key");
     std::fs::copy(&rotated.cert, &certs.ecdsa.cert).expect("new certificate");
     edge.signal(libc::SIGHUP);
@@ -1055,9 +1066,14 @@ async fn sighup_reloads_limits_allowlist_certificates_and_log_level_without_drop
     heartbeat_ok(&mut second, pile(2)).await;
     let fresh = logged_in(&tls_target(), pile(3)).await;
     let (new_cert, _) = served(&fresh);
-    assert_ne!(new_cert, old_cert, "new handshakes show the rotated certificate");
+    assert_ne!(
+        new_cert, old_cert,
+        "new handshakes show the rotated certificate"
+    );
     drop(fresh);
-    let again = ChargerConn::connect(&resuming, None).await.expect("connect");
+    let again = ChargerConn::connect(&resuming, None)
+        .await
+        .expect("connect");
     assert_eq!(
         served(&again).1,
         Some(rustls::HandshakeKind::Resumed),
@@ -1094,5 +1110,8 @@ async fn sighup_reloads_limits_allowlist_certificates_and_log_level_without_drop
     heartbeat_ok(&mut first, pile(1)).await;
     heartbeat_ok(&mut second, pile(2)).await;
     let mut stranger = ChargerConn::connect(&tcp, None).await.expect("connect");
-    assert!(stranger.login(pile(4)).await.is_err(), "the allowlist stands");
+    assert!(
+        stranger.login(pile(4)).await.is_err(),
+        "the allowlist stands"
+    );
 }

@@ -106,8 +106,7 @@ impl Host<'_> {
             return Err("tls_required");
         }
         let identity = self.conn.identity();
-        if tls && live.client_certs && !identity.names_pile(&pile.to_string())
-        {
+        if tls && live.client_certs && !identity.names_pile(&pile.to_string()) {
             return Err("certificate_mismatch");
         }
         match exec.shared.logins.lock() {
