@@ -1,12 +1,12 @@
 //! Which edges the balancer sends new flows to, from the control plane's route table.
 
 use pylon_proto::routes::RouteTable;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use pylon_ebpf::balancer::Backend;
 
 /// How the balancer host reaches one edge (from its configuration file).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeLink {
     /// The edge's id in the control plane.

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::follow::{EdgeLink, ResolvedLink};
 use pylon_proto::routes::RouteView;
 use pylon_service::control_link::{ControlLink, LinkSettings, Participant};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The Pylon L4 balancer: chargers with a fixed address connect to a VIP on this host;
 /// XDP sends each new TCP flow to an edge host chosen by Maglev consistent hashing over
@@ -45,9 +45,9 @@ use serde::Deserialize;
 #[derive(clap::Parser, Debug)]
 #[command(name = "pylon-balancer", version, verbatim_doc_comment)]
 pub struct Cli {
-    /// The configuration file (TOML, as above).
+    /// The configuration file (TOML, as above); required unless --check-config names one.
     #[arg(long, short)]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Where to serve /metrics, /healthz and /readyz (ready once a route table is installed).
     #[arg(long, default_value = "127.0.0.1:9200")]
     admin_listen: SocketAddr,
@@ -58,10 +58,12 @@ pub struct Cli {
     #[command(flatten)]
     cluster_tls: pylon_service::tls::TlsArgs,
     #[command(flatten)]
+    pub config_args: pylon_service::config::ConfigArgs,
+    #[command(flatten)]
     pub log: pylon_service::logging::LogArgs,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
     vip: Ipv4Addr,
@@ -73,19 +75,32 @@ struct Config {
     edges: Vec<EdgeLink>,
 }
 
+impl Config {
+    /// Checks what a start needs; returns the resolved edge links.
+    fn validate(&self) -> anyhow::Result<Vec<ResolvedLink>> {
+        anyhow::ensure!(
+            !self.control.is_empty(),
+            "no control-plane endpoint (control = [...])"
+        );
+        self.edges
+            .iter()
+            .map(follow::resolve)
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)
+    }
+}
+
 /// Loads and attaches the balancer, then follows the control plane until stopped.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let config: Config = pylon_service::config::from_toml_file(&cli.config)?;
-    anyhow::ensure!(
-        !config.control.is_empty(),
-        "no control-plane endpoint (control = [...])"
-    );
-    let links: Vec<ResolvedLink> = config
-        .edges
-        .iter()
-        .map(follow::resolve)
-        .collect::<Result<_, _>>()
-        .map_err(anyhow::Error::msg)?;
+    let file = cli
+        .config_args
+        .config_file(cli.config.clone())
+        .context("no configuration file: give --config FILE")?;
+    let config: Config = pylon_service::config::from_toml_file(&file)?;
+    let links = config.validate()?;
+    if pylon_service::config::handled(&cli.config_args, &config)? {
+        return Ok(());
+    }
     let mut balancer = Balancer::load(config.vip, config.port)?;
     // Nothing takes new flows until the first route table arrives.
     balancer.set_backends(&follow::backends(&links, &Default::default()))?;

@@ -139,3 +139,25 @@ fn the_control_plane_reloads_on_sighup_and_keeps_running_on_a_bad_file() {
     );
     assert_eq!(pylon_tests::http::get(control.http, "/readyz").0, 200);
 }
+
+#[test]
+fn the_balancer_checks_and_prints_its_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("balancer.toml");
+    std::fs::write(
+        &file,
+        "vip = \"10.90.0.1\"\nport = 8768\ninterface = \"lo\"\ncontrol = [\"http://127.0.0.1:7401\"]\n\n[[edges]]\nedge_id = \"edge-1\"\ninterface = \"lo\"\nmac = \"02:00:0a:00:00:11\"\n",
+    )
+    .expect("write");
+    let path = file.to_str().expect("utf-8");
+    let (ok, text) = run("pylon-balancer", &["--check-config", path], &[]);
+    assert!(ok && text.contains("valid"), "{text}");
+    let (ok, text) = run("pylon-balancer", &["--config", path, "--print-config"], &[]);
+    assert!(ok && text.contains("vip = \"10.90.0.1\""), "{text}");
+    std::fs::write(&file, "vip = \"10.90.0.1\"\nport = \"high\"\n").expect("write");
+    let (ok, text) = run("pylon-balancer", &["--check-config", path], &[]);
+    assert!(
+        !ok && text.contains("port") && text.contains("line 2"),
+        "{text}"
+    );
+}
