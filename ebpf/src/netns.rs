@@ -152,6 +152,20 @@ pub fn kernel_test_can_run(min_cpus: usize) -> bool {
     false
 }
 
+/// Whether a test that changes the machine (installs packages, ...) can run: it needs
+/// root. A skip is recorded like [`kernel_test_can_run`]'s, and `PYLON_REQUIRE_ROOT=1`
+/// turns it into a failure.
+pub fn root_test_can_run(needs: &str) -> bool {
+    if unsafe { libc::geteuid() == 0 } {
+        return true;
+    }
+    if std::env::var("PYLON_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
+        panic!("PYLON_REQUIRE_ROOT=1 but the tests are not running as root");
+    }
+    record_skip(&format!("not root: {needs}"));
+    false
+}
+
 /// Prints a skip and appends it to the run's skip report, if there is one.
 fn record_skip(reason: &str) {
     let thread = std::thread::current();

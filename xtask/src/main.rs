@@ -7,6 +7,7 @@ mod bench_ebpf;
 mod build_ebpf;
 mod codegen;
 mod demo;
+mod dist;
 mod procs;
 mod skips;
 mod system;
@@ -46,6 +47,9 @@ enum Task {
     BenchApp(bench_app::BenchAppArgs),
     /// Measure the kernel programs: per-packet cost, connections during a SYN flood (root).
     BenchEbpf(bench_ebpf::BenchEbpfArgs),
+    /// Build Debian packages (pylon-edge, pylon-control, pylon-app, pylon-balancer,
+    /// pylonctl) with hardened systemd units, into target/dist.
+    Dist(dist::DistArgs),
     /// Compile the kernel programs (ebpf/src/bpf/*.bpf.c) into ebpf/obj, or --check them.
     BuildEbpf(build_ebpf::BuildEbpfArgs),
     /// Generate proto's gRPC code (proto/src/*.generated.rs) from proto/proto, or --check it.
@@ -67,6 +71,7 @@ fn main() {
         Task::BuildEbpf(args) => build_ebpf::run(args),
         Task::Codegen(args) => codegen::run(args),
         Task::BenchEbpf(args) => bench_ebpf::run(args),
+        Task::Dist(args) => dist::run(args),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");

@@ -22,6 +22,8 @@ pub enum Use {
     Kernel,
     /// Benchmarks only.
     Bench,
+    /// Building Debian packages (`dist`, and the package test).
+    Dist,
 }
 
 impl Use {
@@ -32,6 +34,7 @@ impl Use {
             Use::Ebpf => "ebpf",
             Use::Kernel => "kernel",
             Use::Bench => "bench",
+            Use::Dist => "dist",
         }
     }
 }
@@ -214,6 +217,24 @@ pub const REQUIREMENTS: &[Requirement] = &[
         "turns veth offloads off for XDP",
     ),
     req(
+        Cmd("dpkg-deb"),
+        "dpkg",
+        Use::Dist,
+        "builds the Debian packages",
+    ),
+    req(
+        Cmd("strip"),
+        "binutils",
+        Use::Dist,
+        "takes debug information out of the packaged binaries",
+    ),
+    req(
+        Cmd("systemd-analyze"),
+        "systemd",
+        Use::Test,
+        "checks the packaged systemd units (systemd-analyze verify)",
+    ),
+    req(
         Cmd("taskset"),
         "util-linux",
         Use::Bench,
@@ -222,13 +243,22 @@ pub const REQUIREMENTS: &[Requirement] = &[
 ];
 
 /// What the test run needs: everything but the benchmarks' extras.
-pub const FOR_TEST: &[Use] = &[Use::Build, Use::Test, Use::Ebpf, Use::Kernel];
+pub const FOR_TEST: &[Use] = &[Use::Build, Use::Test, Use::Ebpf, Use::Kernel, Use::Dist];
+/// What building packages needs.
+pub const FOR_DIST: &[Use] = &[Use::Build, Use::Dist];
 /// What building needs.
 pub const FOR_BUILD: &[Use] = &[Use::Build];
 /// What compiling the kernel programs needs.
 pub const FOR_EBPF: &[Use] = &[Use::Ebpf];
 /// Everything (doctor, benchmarks).
-pub const FOR_ALL: &[Use] = &[Use::Build, Use::Test, Use::Ebpf, Use::Kernel, Use::Bench];
+pub const FOR_ALL: &[Use] = &[
+    Use::Build,
+    Use::Test,
+    Use::Ebpf,
+    Use::Kernel,
+    Use::Bench,
+    Use::Dist,
+];
 
 impl Requirement {
     pub fn is_met(&self) -> bool {
