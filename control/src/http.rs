@@ -293,6 +293,7 @@ pub(crate) fn edge_infos(node: &ControlNode) -> Vec<EdgeInfo> {
                 leaving: m.load.leaving,
                 live: true,
                 version: m.record.version,
+                registration: m.record.lease,
             };
             (m.record.id, info)
         })
@@ -309,6 +310,7 @@ pub(crate) fn edge_infos(node: &ControlNode) -> Vec<EdgeInfo> {
             leaving: false,
             live: false,
             version: String::new(),
+            registration: 0,
         });
     }
     edges.into_values().collect()
@@ -391,6 +393,7 @@ async fn set_draining(node: &ControlNode, caller: &Caller, id: String, draining:
             leaving: false,
             live: false,
             version: String::new(),
+            registration: 0,
         });
     info.draining = draining;
     Json(info).into_response()
@@ -418,6 +421,7 @@ pub(crate) fn app_infos(node: &ControlNode) -> Vec<AppInfo> {
             sessions: m.load.sessions,
             leaving: m.load.leaving,
             version: m.record.version,
+            registration: m.record.lease,
         })
         .collect()
 }

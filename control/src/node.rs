@@ -136,7 +136,8 @@ impl ControlNode {
     }
 
     /// Whether `load` differs enough from what was last written for this member to be
-    /// worth a registry write (leaving changed, or sessions moved by 1% of capacity).
+    /// worth a registry write (leaving changed, sessions moved by 1% of capacity, or
+    /// reached or left zero or the capacity).
     pub fn load_changed(
         &self,
         kind: MemberKind,
@@ -152,6 +153,8 @@ impl ControlNode {
                 old.leaving != load.leaving
                     || old.sessions.abs_diff(load.sessions) >= step
                     || (old.sessions >= capacity) != (load.sessions >= capacity)
+                    // An emptied edge (drained, its chargers moved) is news to a rollout.
+                    || (old.sessions == 0) != (load.sessions == 0)
             }
         }
     }

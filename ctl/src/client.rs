@@ -811,6 +811,7 @@ pub(crate) mod tests {
                 leaving: false,
                 live: true,
                 version: "0.1.0".into(),
+                registration: 1,
             },
             EdgeInfo {
                 id: "edge-2".into(),
@@ -822,6 +823,7 @@ pub(crate) mod tests {
                 leaving: false,
                 live: true,
                 version: "0.1.0".into(),
+                registration: 1,
             },
         ]
     }

@@ -10,6 +10,7 @@ pub mod etcd;
 pub mod http;
 pub mod monitoring;
 pub mod platform;
+pub mod supervised;
 /// A throwaway PostgreSQL server (shared with the benchmarks).
 pub use pylon_bench::postgres;
 

@@ -27,6 +27,7 @@ pub mod guard;
 pub mod identity;
 pub mod keys;
 pub mod reports;
+pub mod rollout;
 pub mod stations;
 pub mod tariffs;
 pub mod top;
@@ -210,6 +211,9 @@ pub enum OpsCommand {
     /// Rotate the card keys that seal card numbers and VINs (app service).
     #[command(long_about = keys::KEYS_ABOUT)]
     Keys(KeysArgs),
+    /// Restart edges or app instances a batch at a time, without losing chargers.
+    #[command(long_about = rollout::ROLLOUT_ABOUT)]
+    Rollout(rollout::RolloutArgs),
     /// Manage users (operators) and their roles (needs admin).
     #[command(long_about = identity::USERS_ABOUT)]
     Users(UsersArgs),
@@ -353,6 +357,7 @@ pub fn run_with_console(
         OpsCommand::Accounts(args) => accounts::run_accounts(args, env, out),
         OpsCommand::Reports(args) => reports::run_reports(args, env, out),
         OpsCommand::Keys(args) => keys::run_keys(args, env, out),
+        OpsCommand::Rollout(args) => rollout::run_rollout(args, env, out),
         OpsCommand::Users(args) => identity::run_users(args, env, console, out),
         OpsCommand::Tokens(args) => identity::run_tokens(args, env, out),
         OpsCommand::Login(args) => identity::run_login(args, env, console, out),

@@ -75,6 +75,9 @@ pub struct EdgeInfo {
     /// Registered with a live lease.
     pub live: bool,
     pub version: String,
+    /// Changes whenever the edge registers anew, i.e. after a restart (0: not registered).
+    #[serde(default)]
+    pub registration: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +93,9 @@ pub struct AppInfo {
     /// Shards assigned to this instance.
     pub shards: u32,
     pub version: String,
+    /// Changes whenever the instance registers anew, i.e. after a restart.
+    #[serde(default)]
+    pub registration: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,292 @@
+//! `pylonctl rollout` as an operator runs it: three edges and two app instances on
+//! PostgreSQL, each kept running by a supervisor (as systemd would), restarted one at a
+//! time by the restart hook while a fleet charges through dispatch. No record is lost or
+//! stored twice, and every charger is online at the end.
+
+use std::process::Command;
+use std::time::Duration;
+
+use pylon_tests::control::{
+    app_login_edge_flags, Backend, ControlOptions, ControlProcess, ADMIN_TOKEN, CLUSTER_TOKEN,
+};
+use pylon_tests::supervised::{restart_hook, Supervised};
+use pylon_tests::{binary, free_port, http, local, wait_for};
+use serde_json::{json, Value};
+
+const FIRST_PILE: u64 = 32_010_700_000_000;
+const CHARGERS: u64 = 60;
+
+/// A `pylon-fleet` charging through dispatch; stopped with SIGINT for its final report.
+struct Fleet {
+    child: std::process::Child,
+    report: std::path::PathBuf,
+}
+
+impl Fleet {
+    fn start(dir: &std::path::Path, control: &str) -> Fleet {
+        let report = dir.join("fleet.json");
+        let log = std::fs::File::create(dir.join("fleet.log")).expect("fleet log");
+        let child = Command::new(binary("pylon-fleet"))
+            .args(["--dispatch", control, "--sessions", &CHARGERS.to_string()])
+            .args(["--pile-base", &FIRST_PILE.to_string(), "--ramp", "500"])
+            .args(["--charge", "--card-start-secs", "1", "--charge-secs", "2"])
+            .args([
+                "--confirm-timeout-secs",
+                "5",
+                "--progress-secs",
+                "1",
+                "--quiet",
+            ])
+            .arg("--report")
+            .arg(&report)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting pylon-fleet");
+        Fleet { child, report }
+    }
+
+    fn report(&self) -> Value {
+        std::fs::read_to_string(&self.report)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    fn confirmed(&self) -> u64 {
+        self.report()["records_confirmed"].as_u64().unwrap_or(0)
+    }
+
+    fn wait_confirmed(&self, at_least: u64) {
+        wait_for(
+            &format!("{at_least} confirmed records"),
+            Duration::from_secs(60),
+            || (self.confirmed() >= at_least).then_some(()),
+        );
+    }
+
+    fn stop(mut self) -> Value {
+        // SAFETY: kill(2) has no memory effects.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
+        }
+        let _ = self.child.wait();
+        self.report()
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rollout(control: &str, what: &str, hook: &str, logs: &dyn Fn() -> String) -> String {
+    let out = Command::new(binary("pylonctl"))
+        .args(["rollout", what, "--restart", hook])
+        .args([
+            "--move-timeout",
+            "30",
+            "--ready-timeout",
+            "40",
+            "--hook-timeout",
+            "60",
+        ])
+        .args(["--endpoint", control, "--token", ADMIN_TOKEN])
+        .output()
+        .expect("running pylonctl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "rollout {what}: {text}\n{}", logs());
+    eprintln!("pylonctl rollout {what}:\n{text}");
+    text
+}
+
+#[test]
+fn a_rollout_of_three_edges_and_two_app_instances_under_charging_loses_no_record() {
+    let pg = pylon_tests::postgres::PostgresCluster::start().expect("a PostgreSQL cluster");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let control = ControlProcess::start(ControlOptions {
+        dir: dir.path(),
+        replica: "c1",
+        backend: Backend::Embedded(dir.path().join("registry.json")),
+        extra: vec![],
+    });
+    let control_url = format!("http://{}", control.http);
+    let keys = dir.path().join("card-keys.toml");
+    pylon_app::revenue::vault::Vault::create_file(&keys).expect("card key file");
+
+    let mut apps = Vec::new();
+    for id in ["app-1", "app-2"] {
+        let (grpc, http_addr) = (local(free_port()), local(free_port()));
+        let args: Vec<String> = [
+            "--app-id",
+            id,
+            "--grpc-listen",
+            &grpc.to_string(),
+            "--http-listen",
+            &http_addr.to_string(),
+            "--admin-token",
+            ADMIN_TOKEN,
+            "--cluster-token",
+            CLUSTER_TOKEN,
+            "--lease-ttl",
+            "4",
+            "--control",
+            &control.grpc_url(),
+            "--store",
+            "postgres",
+            "--postgres-url",
+            &pg.url(),
+            "--card-keys",
+            &keys.display().to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let env = [("RUST_LOG", "pylon_app=debug,info")];
+        apps.push(Supervised::start(
+            dir.path(),
+            id,
+            &binary("pylon-app"),
+            &args,
+            &env,
+        ));
+    }
+    let mut edges = Vec::new();
+    for id in ["e1", "e2", "e3"] {
+        let mut args: Vec<String> = [
+            "--tcp-listen",
+            &local(free_port()).to_string(),
+            "--admin-listen",
+            &local(free_port()).to_string(),
+            "--executors",
+            "1",
+            "--drain-grace",
+            "2",
+            // Load reports move in steps of 1% of capacity: 1 session here.
+            "--capacity",
+            "100",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend(app_login_edge_flags(id, &[control.grpc_url()]));
+        let env = [("RUST_LOG", "pylon_edge=debug,info")];
+        edges.push(Supervised::start(
+            dir.path(),
+            id,
+            &binary("pylon-edge"),
+            &args,
+            &env,
+        ));
+    }
+    let logs = || {
+        apps.iter()
+            .chain(&edges)
+            .map(|s| {
+                let text = s.log_text();
+                let tail: Vec<&str> = text.lines().rev().take(12).collect();
+                format!("--- {}:\n{}", s.log.display(), tail.join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let members =
+        |path: &str| -> Vec<Value> { control.get(path).as_array().cloned().unwrap_or_default() };
+    let registrations = |path: &str| -> Vec<(String, i64)> {
+        members(path)
+            .iter()
+            .map(|m| {
+                (
+                    m["id"].as_str().unwrap_or_default().to_owned(),
+                    m["registration"].as_i64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    wait_for(
+        "3 edges and 2 app instances",
+        Duration::from_secs(30),
+        || {
+            let status = control.status();
+            (status["edges_live"] == 3 && status["apps_live"] == 2 && status["shards_unowned"] == 0)
+                .then_some(())
+        },
+    );
+
+    // Piles and their drivers' accounts, through the control plane.
+    let piles: Vec<Value> = (0..CHARGERS)
+        .map(|n| json!({"pile_no": format!("{:014}", FIRST_PILE + n)}))
+        .collect();
+    let (code, body) = http::post_json(control.http, "/v1/piles", Value::Array(piles));
+    assert_eq!(code, 200, "{body}");
+    pylon_bench::accounts::provision(&control_url, ADMIN_TOKEN, FIRST_PILE, CHARGERS, 1_000_000)
+        .expect("accounts for the fleet");
+    let fleet = Fleet::start(dir.path(), &control_url);
+    let online = || -> u64 {
+        members("/v1/admin/edges")
+            .iter()
+            .map(|e| e["sessions"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let all_online = |what: &str| {
+        let start = std::time::Instant::now();
+        while online() != CHARGERS {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{what}: {} of {CHARGERS} chargers online; fleet: {}\n{}",
+                online(),
+                fleet.report(),
+                logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    all_online("at the start");
+    fleet.wait_confirmed(20);
+    let edges_before = registrations("/v1/admin/edges");
+    let apps_before = registrations("/v1/admin/apps");
+
+    let hook = restart_hook(dir.path());
+    let text = rollout(&control_url, "edges", &hook, &logs);
+    for id in ["e1", "e2", "e3"] {
+        assert!(text.contains(&format!("{id}: back")), "{text}");
+    }
+    let before = fleet.confirmed();
+    fleet.wait_confirmed(before + 20);
+    let text = rollout(&control_url, "apps", &hook, &logs);
+    assert!(text.contains("done: 2 app instances restarted"), "{text}");
+    let before = fleet.confirmed();
+    fleet.wait_confirmed(before + 20);
+
+    // Every member runs a new process, no edge is left drained, and every charger is
+    // back online.
+    for ((id, old), (_, new)) in edges_before.iter().zip(registrations("/v1/admin/edges")) {
+        assert_ne!(*old, new, "{id} was not restarted");
+    }
+    for ((id, old), (_, new)) in apps_before.iter().zip(registrations("/v1/admin/apps")) {
+        assert_ne!(*old, new, "{id} was not restarted");
+    }
+    assert!(members("/v1/admin/edges")
+        .iter()
+        .all(|e| e["draining"] == false && e["live"] == true));
+    all_online("after the rollouts");
+
+    let report = fleet.stop();
+    let stats = control.get("/v1/stats");
+    let stored = stats["records"].as_u64().unwrap_or(0);
+    let confirmed = report["records_confirmed"].as_u64().unwrap_or(0);
+    let sent = report["records_sent"].as_u64().unwrap_or(0);
+    assert_eq!(report["records_abandoned"], 0, "{report}");
+    assert!(
+        stored >= confirmed,
+        "confirmed {confirmed} but stored {stored}: {report}"
+    );
+    assert!(
+        stored <= sent,
+        "stored {stored} of {sent} sent: duplicates? {report}"
+    );
+}
