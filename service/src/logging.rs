@@ -61,8 +61,10 @@ impl LogArgs {
         let registry = tracing_subscriber::registry().with(filter);
         let installed = match self.log_format {
             LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+            // Event fields at the top level (`"pile": "..."` beside `"message"`), so a
+            // log shipper indexes them without unnesting.
             LogFormat::Json => registry
-                .with(tracing_subscriber::fmt::layer().json())
+                .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
                 .try_init(),
         };
         if installed.is_ok() {

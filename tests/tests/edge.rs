@@ -1115,3 +1115,33 @@ async fn sighup_reloads_limits_allowlist_certificates_and_log_level_without_drop
         "the allowlist stands"
     );
 }
+
+#[tokio::test]
+async fn json_logs_name_the_pile_on_every_line_about_one() {
+    let w = world(&["--log-format", "json"]);
+    let p = pile(8);
+    let mut c = logged_in(&w.tcp(), p).await;
+    heartbeat_ok(&mut c, p).await;
+    drop(c);
+    w.edge
+        .wait_metric("pylon_edge_closes_total", &["reason=\"peer_closed\""], 1.0);
+    let log = w.edge.log_text();
+    let mut about_the_pile = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(
+            event["timestamp"].is_string() && event["level"].is_string(),
+            "{line}"
+        );
+        assert!(event["message"].is_string(), "{line}");
+        if line.contains(&p.to_string()) {
+            about_the_pile += 1;
+            assert_eq!(event["pile"], p.to_string(), "no pile field: {line}");
+        }
+    }
+    assert!(
+        about_the_pile >= 2,
+        "login and close lines expected:\n{log}"
+    );
+}

@@ -122,14 +122,14 @@ impl Alarms {
                         kind: alarm.kind.clone(),
                     })
                     .inc();
-                tracing::warn!(alarm = alarm.id, kind = %alarm.kind, subject = %alarm.subject, "alarm: {}", alarm.text);
+                tracing::warn!(alarm = alarm.id, kind = %alarm.kind, subject = %alarm.subject, pile = pile_of(&alarm.subject), "alarm: {}", alarm.text);
                 self.notifier.notify(Event::Raised, &alarm);
                 Ok(Some(alarm))
             }
             Ok(Raised::Again(_)) => Ok(None),
             Err(e) => {
                 self.store_failures.inc();
-                tracing::error!(kind = %raise.kind, subject = %raise.subject, "an alarm could not be stored ({e}): {}", raise.text);
+                tracing::error!(kind = %raise.kind, subject = %raise.subject, pile = pile_of(&raise.subject), "an alarm could not be stored ({e}): {}", raise.text);
                 self.notifier.notify(Event::Raised, &unstored(raise, at));
                 Err(e)
             }
@@ -140,7 +140,7 @@ impl Alarms {
     pub async fn clear(&self, key: &str, at: i64) -> Result<Option<Alarm>, StoreError> {
         let cleared = self.store.clear_alarm(key, SYSTEM, at).await?;
         if let Some(alarm) = &cleared {
-            tracing::info!(alarm = alarm.id, kind = %alarm.kind, subject = %alarm.subject, "alarm resolved");
+            tracing::info!(alarm = alarm.id, kind = %alarm.kind, subject = %alarm.subject, pile = pile_of(&alarm.subject), "alarm resolved");
             self.notifier.notify(Event::Resolved, alarm);
         }
         Ok(cleared)
@@ -395,4 +395,9 @@ fn unstored(raise: RaiseAlarm, at: i64) -> Alarm {
         resolved_by: None,
         resolved_at: None,
     }
+}
+
+/// The pile an alarm is about, for the `pile` field of its log lines (`pile <number>`).
+fn pile_of(subject: &str) -> Option<&str> {
+    subject.strip_prefix("pile ")
 }

@@ -310,7 +310,7 @@ pub(super) async fn serve(exec: Rc<Executor>, stream: TcpStream, transport: Tran
         tracing::error!(
             executor = exec.id,
             session = id,
-            pile = ?host.pile,
+            pile = host.pile.as_ref().map(tracing::field::display),
             "serving a connection panicked: {}; closed it",
             runtime::panic_message(&*panic)
         );
@@ -331,7 +331,13 @@ pub(super) async fn serve(exec: Rc<Executor>, stream: TcpStream, transport: Tran
     }
     counters.connections.dec();
     exec.metrics.close(reason.as_str());
-    tracing::debug!(executor = exec.id, session = id, pile = ?host.pile, reason = reason.as_str(), "closed");
+    tracing::debug!(
+        executor = exec.id,
+        session = id,
+        pile = host.pile.as_ref().map(tracing::field::display),
+        reason = reason.as_str(),
+        "closed"
+    );
 }
 
 async fn drive(
