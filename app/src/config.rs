@@ -43,6 +43,8 @@ pub struct Config {
     pub control: Vec<String>,
     /// Lease TTL asked of the control plane.
     pub lease_ttl_secs: u32,
+    /// How often the fleet's size is written to its history (for capacity forecasts).
+    pub history_sample_secs: u64,
     /// Piles this instance takes (its weight for the operator; shards are split evenly).
     pub capacity: u32,
     /// The piles' local time zone, in minutes east of UTC (China: 480).
@@ -236,6 +238,7 @@ impl Default for Config {
             cluster_tls: Default::default(),
             control: Vec::new(),
             lease_ttl_secs: 10,
+            history_sample_secs: 3600,
             capacity: 1_000_000,
             pile_utc_offset_minutes: 480,
             card_keys: None,

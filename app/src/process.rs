@@ -113,6 +113,10 @@ pub struct Cli {
     /// certificates), this instance's store and overdue records are checked (default 30).
     #[arg(long, env = "PYLON_ALARM_CHECK_SECS")]
     alarm_check_secs: Option<u32>,
+    /// How often (seconds) the fleet's size is written to its history, which
+    /// `pylonctl capacity forecast` fits (default 3600).
+    #[arg(long, env = "PYLON_HISTORY_SAMPLE_SECS", value_name = "SECS")]
+    history_sample_secs: Option<u64>,
     /// Fault injection, for tests only: commit the fault on purpose.
     #[arg(long, value_enum, env = "PYLON_APP_FAULT", hide = true)]
     fault: Option<crate::config::Fault>,
@@ -130,7 +134,8 @@ impl Cli {
             set: app_id => app_id, grpc_listen => grpc_listen, http_listen => http_listen,
                 store => store.backend, sqlite => store.path, postgres_url => store.url,
                 lease_ttl => lease_ttl_secs, pile_utc_offset_minutes => pile_utc_offset_minutes,
-                alarm_check_secs => alarms.check_secs;
+                alarm_check_secs => alarms.check_secs,
+                history_sample_secs => history_sample_secs;
             some: fault => fault, grpc_advertise => grpc_advertise,
                 http_advertise => http_advertise, admin_token => admin_token,
                 cluster_token => cluster_token, card_keys => card_keys,

@@ -268,6 +268,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             }
         })
     };
+    // The fleet's size, once per period, for capacity forecasts.
+    let history = {
+        let business = business.clone();
+        let period_ms = config.history_sample_secs.max(1) as i64 * 1000;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(period_ms as u64));
+            loop {
+                tick.tick().await;
+                let now = business.now_ms();
+                let at = now - now.rem_euclid(period_ms);
+                if let Err(e) = business.store.record_history(at).await {
+                    tracing::warn!("cannot record the fleet's history: {e}");
+                }
+            }
+        })
+    };
     // Starts the piles did not confirm in time are closed from the store, so they are
     // closed even across a restart.
     let sweeper = {
@@ -317,6 +333,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     sweeper.abort();
     watcher.abort();
     retention.abort();
+    history.abort();
     let _ = stop.send(true);
     if let Some(member) = member {
         let _ = tokio::time::timeout(Duration::from_secs(3), member).await;

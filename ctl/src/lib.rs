@@ -10,6 +10,7 @@
 //!   mutual TLS of `routes watch` (client certificate: `--cert`, `--key`).
 //! - [`units`]: money, energy and times as operators type and read them.
 
+pub mod capacity;
 pub mod cli;
 pub mod client;
 pub mod commands;

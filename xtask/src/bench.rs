@@ -10,50 +10,69 @@ use serde::Serialize;
 
 use crate::procs::{self, Proc};
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct BenchArgs {
     /// Concurrent charger sessions to hold.
     #[arg(long, default_value_t = 10_000)]
-    sessions: u64,
+    pub(crate) sessions: u64,
     /// Seconds to hold them after the ramp.
     #[arg(long, default_value_t = 60)]
-    duration: u64,
+    pub(crate) duration: u64,
     /// Plain TCP chargers.
     #[arg(long, conflicts_with = "tls")]
-    tcp: bool,
+    pub(crate) tcp: bool,
     /// TLS chargers (the default).
     #[arg(long)]
-    tls: bool,
+    pub(crate) tls: bool,
     /// New sessions per second during the ramp (all fleet processes together).
     #[arg(long, default_value_t = 2_000)]
-    ramp: u64,
+    pub(crate) ramp: u64,
     /// Heartbeat interval of the simulated chargers, in seconds.
     #[arg(long, default_value_t = 10.0)]
-    heartbeat_secs: f64,
+    pub(crate) heartbeat_secs: f64,
     /// Sessions per process (this machine allows 20,000 open files per process).
     #[arg(long, default_value_t = 18_000)]
-    per_process: u64,
+    pub(crate) per_process: u64,
     /// Measure only the edge (no reference run).
     #[arg(long)]
-    edge_only: bool,
+    pub(crate) edge_only: bool,
+    /// Measure the unit costs the capacity planner uses (the edge over TLS and TCP at
+    /// --sessions, the app on PostgreSQL) and write them to capacity/calibration.json.
+    #[arg(long)]
+    pub(crate) calibrate: bool,
+    /// With --calibrate: also run the edge over TLS at this many sessions and compare
+    /// what the calibration predicts with what is measured.
+    #[arg(long, value_name = "SESSIONS", requires = "calibrate")]
+    pub(crate) check_at: Option<u64>,
 }
 
 /// What one server kind achieved.
 #[derive(Debug, Serialize)]
-struct ServerResult {
-    server: String,
-    processes: usize,
-    sessions_held: i64,
-    setup_rate_per_sec: f64,
-    setup_latency: Latency,
-    heartbeat_rtt: Latency,
-    heartbeats_in_hold: u64,
-    cpu_seconds_in_hold: f64,
-    cpu_ms_per_1000_heartbeats: f64,
-    rss_bytes_per_session: f64,
-    kernel_bytes_per_session_estimate: f64,
-    total_bytes_per_session: f64,
-    errors: std::collections::BTreeMap<String, u64>,
+pub(crate) struct ServerResult {
+    pub(crate) server: String,
+    pub(crate) processes: usize,
+    pub(crate) sessions_held: i64,
+    pub(crate) setup_rate_per_sec: f64,
+    pub(crate) setup_latency: Latency,
+    pub(crate) heartbeat_rtt: Latency,
+    pub(crate) heartbeats_in_hold: u64,
+    pub(crate) cpu_seconds_in_hold: f64,
+    pub(crate) cpu_ms_per_1000_heartbeats: f64,
+    /// CPU per 1,000 heartbeats beyond what idle processes spend.
+    pub(crate) marginal_cpu_ms_per_1000_heartbeats: f64,
+    /// CPU seconds per second of a server process with nobody connected.
+    pub(crate) idle_cpu_per_process_sec: f64,
+    /// The hold as it lasted.
+    pub(crate) hold_secs: f64,
+    /// CPU per session set up during the ramp, less the ramp's heartbeats.
+    pub(crate) cpu_ms_per_setup: f64,
+    /// Resident memory growth of the server processes over the run.
+    pub(crate) rss_bytes: f64,
+    pub(crate) kernel_bytes: f64,
+    pub(crate) rss_bytes_per_session: f64,
+    pub(crate) kernel_bytes_per_session_estimate: f64,
+    pub(crate) total_bytes_per_session: f64,
+    pub(crate) errors: std::collections::BTreeMap<String, u64>,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -61,6 +80,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let out = procs::root().join("target/bench");
     std::fs::create_dir_all(&out)?;
     let certs = procs::edge_certs(&out.join("certs"))?;
+    if args.calibrate {
+        return crate::calibrate::run(&args, &certs, &out);
+    }
     let tls = !args.tcp;
     let mut results = Vec::new();
     let kinds: &[&str] = if args.edge_only {
@@ -98,7 +120,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_one(
+pub(crate) fn run_one(
     kind: &str,
     args: &BenchArgs,
     tls: bool,
@@ -166,8 +188,19 @@ fn run_one(
             out.display()
         );
     }
+    // What the servers cost with nobody connected (timers, the admin server): the part
+    // of their CPU that does not grow with heartbeats.
+    let server_cpu =
+        |servers: &[Proc]| -> f64 { servers.iter().map(|s| procs::cpu_seconds(s.pid())).sum() };
+    let (idle_started, idle_cpu_before) = (Instant::now(), server_cpu(&servers));
+    std::thread::sleep(Duration::from_secs(5));
+    let idle_cpu_per_process_sec = (server_cpu(&servers) - idle_cpu_before)
+        / idle_started.elapsed().as_secs_f64()
+        / servers.len() as f64;
     let rss_before: u64 = servers.iter().map(|s| procs::rss_bytes(s.pid())).sum();
     let kernel_before = procs::kernel_socket_bytes();
+    let cpu_before_ramp = server_cpu(&servers);
+    let ramp_started = Instant::now();
 
     let ramp_secs = (args.sessions as f64 / args.ramp as f64).ceil() as u64 + 5;
     let fleets = args.sessions.div_ceil(args.per_process) as usize;
@@ -246,6 +279,7 @@ fn run_one(
     }
     eprintln!();
     let cpu_end: f64 = servers.iter().map(|s| procs::cpu_seconds(s.pid())).sum();
+    let hold_secs = hold.elapsed().as_secs_f64();
     let rss_after: u64 = servers.iter().map(|s| procs::rss_bytes(s.pid())).sum();
     let kernel_after = procs::kernel_socket_bytes();
     let hold_end = read_reports(&report_paths);
@@ -262,6 +296,18 @@ fn run_one(
     }
     let held = total.connected.max(1);
     let cpu = cpu_end - cpu_start;
+    let fixed = |secs: f64| idle_cpu_per_process_sec * processes as f64 * secs;
+    // Heartbeats' own cost: the hold's CPU less what the processes spend anyway.
+    let cpu_per_heartbeat = if heartbeats > 0 {
+        (cpu - fixed(hold_secs)).max(0.0) / heartbeats as f64
+    } else {
+        0.0
+    };
+    let ramp_setups = stats::merge(&hold_start).0.setups.max(1);
+    let ramp_elapsed = ramp_started.elapsed().as_secs_f64() - hold_secs;
+    let ramp_cpu =
+        (cpu_start - cpu_before_ramp - hb_start as f64 * cpu_per_heartbeat - fixed(ramp_elapsed))
+            .max(0.0);
     let rss_per = (rss_after.saturating_sub(rss_before)) as f64 / held as f64;
     // Both ends of every connection live on this machine and their kernel objects are of
     // the same kinds, so half the growth is the server side's.
@@ -280,6 +326,12 @@ fn run_one(
         } else {
             0.0
         },
+        marginal_cpu_ms_per_1000_heartbeats: cpu_per_heartbeat * 1e6,
+        idle_cpu_per_process_sec,
+        hold_secs,
+        cpu_ms_per_setup: ramp_cpu * 1000.0 / ramp_setups as f64,
+        rss_bytes: rss_after.saturating_sub(rss_before) as f64,
+        kernel_bytes: kernel_after.saturating_sub(kernel_before) as f64 / 2.0,
         rss_bytes_per_session: rss_per,
         kernel_bytes_per_session_estimate: kernel_per,
         total_bytes_per_session: rss_per + kernel_per,

@@ -113,8 +113,80 @@ impl Fleet {
     }
 }
 
+/// Rows written (inserted, updated, deleted) and transactions committed so far in the
+/// PostgreSQL store's database; zeros on SQLite, which keeps no such counters.
+fn store_writes(pg: Option<&PostgresCluster>) -> (f64, f64) {
+    let Some(pg) = pg else {
+        return (0.0, 0.0);
+    };
+    // The statistics reach pg_stat_database within a second of each transaction.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = Command::new("psql")
+        .args([
+            &pg.url(),
+            "-Atc",
+            "SELECT tup_inserted + tup_updated + tup_deleted, xact_commit \
+             FROM pg_stat_database WHERE datname = current_database()",
+        ])
+        .output();
+    let text = out
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut parts = text
+        .trim()
+        .split('|')
+        .map(|p| p.parse::<f64>().unwrap_or(0.0));
+    (parts.next().unwrap_or(0.0), parts.next().unwrap_or(0.0))
+}
+
+/// The app's unit costs on PostgreSQL, for `cargo xtask bench --calibrate`: idle
+/// sessions give the cost of a business frame, charging ones (less their frames) the cost
+/// of a record.
+pub fn calibrate(out: &Path) -> anyhow::Result<pylon_proto::api::capacity::AppCosts> {
+    // Small enough that provisioning stays short: on the embedded registry every
+    // operator action appends to the audit log, and the file is written whole each time.
+    let args = BenchAppArgs {
+        sessions: 3_000,
+        commands: 20,
+        charging: 500,
+        hold: 20,
+    };
+    let result = run_backend(&args, "postgres", out)?;
+    std::fs::write(
+        out.join("calibration-app.json"),
+        serde_json::to_string_pretty(&result)?,
+    )?;
+    let costs = &result["unit_costs"];
+    let raw = |phase: &str, key: &str| costs[phase][key].as_f64().unwrap_or(0.0);
+    // Each phase's figures less the baseline's (no pile connected) over the same time.
+    let base_secs = raw("baseline", "secs").max(1.0);
+    let net = |phase: &str, key: &str| {
+        (raw(phase, key) - raw("baseline", key) / base_secs * raw(phase, "secs")).max(0.0)
+    };
+    // Idle piles send few frames: what they cost is mostly their upkeep (presence, checks),
+    // per connected pile and second.
+    let pile_secs = |phase: &str, piles: u64| piles as f64 * raw(phase, "secs");
+    let upkeep = |key: &str| net("idle", key) / pile_secs("idle", args.sessions).max(1.0);
+    // Charging piles' frames, the records among them, less their upkeep.
+    let frames = raw("charging", "frames").max(1.0);
+    let per_frame = |key: &str| {
+        (net("charging", key) - upkeep(key) * pile_secs("charging", args.charging)).max(0.0)
+            / frames
+    };
+    let records = raw("charging", "records").max(1.0);
+    Ok(pylon_proto::api::capacity::AppCosts {
+        backend: "postgres".into(),
+        cpu_ms_per_pile_sec: upkeep("cpu_seconds") * 1000.0,
+        cpu_ms_per_frame: per_frame("cpu_seconds") * 1000.0,
+        row_writes_per_frame: per_frame("rows_written"),
+        transactions_per_frame: per_frame("transactions"),
+        frames_per_record: frames / records,
+    })
+}
+
 /// One backend's figures.
-fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> anyhow::Result<Value> {
+pub(crate) fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> anyhow::Result<Value> {
     let dir = out.join(format!("app-bench-{backend}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -217,10 +289,33 @@ fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> anyhow::Result
         "== {backend}: {} sessions, {} commands",
         args.sessions, args.commands
     );
+    // What the app does with no pile connected (its periodic checks): taken out of the
+    // unit costs below.
+    let metrics = format!("http://{a_http}/metrics");
+    let base0 = (procs::cpu_seconds(app.pid()), store_writes(pg.as_ref()));
+    let base_start = Instant::now();
+    std::thread::sleep(Duration::from_secs(args.hold));
+    let base1 = (procs::cpu_seconds(app.pid()), store_writes(pg.as_ref()));
+    let base_secs = base_start.elapsed().as_secs_f64();
     let fleet = Fleet::start(&dir, "fleet-idle", &edge_addr, args.sessions, &["--charge"])?;
     wait("every session to log in", Duration::from_secs(120), || {
         fleet.report()["connected"].as_u64() == Some(args.sessions)
     })?;
+    // Unit costs with every session idle: business frames (real-time status) only.
+    let frames = |m: &str| metric(m, "pylon_app_frames_total", "");
+    let idle_start = Instant::now();
+    let idle0 = (
+        procs::cpu_seconds(app.pid()),
+        frames(&metrics),
+        store_writes(pg.as_ref()),
+    );
+    std::thread::sleep(Duration::from_secs(args.hold));
+    let idle1 = (
+        procs::cpu_seconds(app.pid()),
+        frames(&metrics),
+        store_writes(pg.as_ref()),
+    );
+    let idle_secs = idle_start.elapsed().as_secs_f64();
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut failed = 0;
     let agent = ureq::AgentBuilder::new()
@@ -270,7 +365,6 @@ fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> anyhow::Result
         || fleet.report()["connected"].as_u64() == Some(args.charging),
     )?;
     std::thread::sleep(Duration::from_secs(5));
-    let metrics = format!("http://{a_http}/metrics");
     let new = |m: &str| metric(m, "pylon_app_records_total", "result=\"new\"");
     let confirm_sum = |m: &str| metric(m, "pylon_app_confirm_seconds_sum", "");
     let confirm_count = |m: &str| metric(m, "pylon_app_confirm_seconds_count", "");
@@ -280,6 +374,7 @@ fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> anyhow::Result
         confirm_count(&metrics),
     );
     let cpu0 = procs::cpu_seconds(app.pid());
+    let (frames0, writes0) = (frames(&metrics), store_writes(pg.as_ref()));
     let confirmed0 = fleet.report()["records_confirmed"].as_u64().unwrap_or(0);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(args.hold));
@@ -290,6 +385,7 @@ fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> anyhow::Result
         confirm_count(&metrics),
     );
     let cpu1 = procs::cpu_seconds(app.pid());
+    let (frames1, writes1) = (frames(&metrics), store_writes(pg.as_ref()));
     let report = fleet.report();
     let confirmed1 = report["records_confirmed"].as_u64().unwrap_or(0);
     let stored = r1 - r0;
@@ -305,6 +401,29 @@ fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> anyhow::Result
         "records_confirmed_per_sec": (confirmed1 - confirmed0) as f64 / elapsed,
         "store_and_confirm_ms_mean": if c1 > c0 { (s1 - s0) / (c1 - c0) * 1000.0 } else { 0.0 },
         "app_cpu_ms_per_record": if stored > 0.0 { (cpu1 - cpu0) * 1000.0 / stored } else { 0.0 },
+        "unit_costs": {
+            "baseline": {
+                "secs": base_secs,
+                "cpu_seconds": base1.0 - base0.0,
+                "rows_written": base1.1.0 - base0.1.0,
+                "transactions": base1.1.1 - base0.1.1,
+            },
+            "idle": {
+                "secs": idle_secs,
+                "cpu_seconds": idle1.0 - idle0.0,
+                "frames": idle1.1 - idle0.1,
+                "rows_written": idle1.2.0 - idle0.2.0,
+                "transactions": idle1.2.1 - idle0.2.1,
+            },
+            "charging": {
+                "secs": elapsed,
+                "cpu_seconds": cpu1 - cpu0,
+                "frames": frames1 - frames0,
+                "records": stored,
+                "rows_written": writes1.0 - writes0.0,
+                "transactions": writes1.1 - writes0.1,
+            },
+        },
         "retransmits": report["record_retransmits"],
         "abandoned": report["records_abandoned"],
         "errors": report["errors"],

@@ -5,6 +5,7 @@ mod bench_app;
 mod bench_control;
 mod bench_ebpf;
 mod build_ebpf;
+mod calibrate;
 mod codegen;
 mod demo;
 mod dist;

@@ -24,6 +24,7 @@ pub(super) fn routes(routes: Routes<Api>) -> Routes<Api> {
     routes
         .get("/v1/fleet", Access::Needs(Read), fleet)
         .get("/v1/fleet/piles", Access::Needs(Read), pile_page)
+        .get("/v1/fleet/history", Access::Needs(Read), history)
         .get("/v1/piles/{pile}/samples", Access::Needs(Read), samples)
         .get("/v1/alarms", Access::Needs(Read), alarm_page)
         .post("/v1/alarms", Access::Needs(Admin), raise)
@@ -58,6 +59,24 @@ async fn fleet(State(api): State<Api>) -> ApiResult {
     };
     Ok(Json(fleet).into_response())
 }
+
+/// `GET /v1/fleet/history?since=<unix ms>&limit=`: the fleet's size over time, oldest
+/// first (default: the last 400 days).
+async fn history(State(api): State<Api>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+    let now = api.business.now_ms();
+    let since = number(&q, "since", now - 400 * 86_400_000)?;
+    let limit = number(&q, "limit", HISTORY_MAX)?.clamp(1, HISTORY_MAX);
+    let samples = api
+        .business
+        .store
+        .history(since, limit)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(samples).into_response())
+}
+
+/// At most this many samples per call: 400 days of hourly ones.
+const HISTORY_MAX: u32 = 10_000;
 
 async fn pile_page(State(api): State<Api>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
     let limit = number(&q, "limit", 50u32)?.clamp(1, PAGE_MAX);

@@ -21,6 +21,7 @@ pub mod alarms;
 pub mod app;
 pub mod audit;
 pub mod business;
+pub mod capacity;
 pub mod certs;
 pub mod control;
 pub mod guard;
@@ -211,6 +212,9 @@ pub enum OpsCommand {
     /// Rotate the card keys that seal card numbers and VINs (app service).
     #[command(long_about = keys::KEYS_ABOUT)]
     Keys(KeysArgs),
+    /// Plan capacity for a fleet size, or forecast when the deployment runs out.
+    #[command(long_about = capacity::CAPACITY_ABOUT)]
+    Capacity(capacity::CapacityArgs),
     /// Restart edges or app instances a batch at a time, without losing chargers.
     #[command(long_about = rollout::ROLLOUT_ABOUT)]
     Rollout(rollout::RolloutArgs),
@@ -358,6 +362,7 @@ pub fn run_with_console(
         OpsCommand::Reports(args) => reports::run_reports(args, env, out),
         OpsCommand::Keys(args) => keys::run_keys(args, env, out),
         OpsCommand::Rollout(args) => rollout::run_rollout(args, env, out),
+        OpsCommand::Capacity(args) => capacity::run_capacity(args, env, out),
         OpsCommand::Users(args) => identity::run_users(args, env, console, out),
         OpsCommand::Tokens(args) => identity::run_tokens(args, env, out),
         OpsCommand::Login(args) => identity::run_login(args, env, console, out),

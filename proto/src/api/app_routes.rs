@@ -104,6 +104,7 @@ pub const OPERATOR_ROUTES: &[AppRoute] = &[
     route("POST", "/v1/retention/run", Admin, Any),
     route("GET", "/v1/fleet", Read, Any),
     route("GET", "/v1/fleet/piles", Read, Any),
+    route("GET", "/v1/fleet/history", Read, Any),
     route("GET", "/v1/piles/{pile}/samples", Read, Any),
     route("GET", "/v1/alarms", Read, Any),
     route("POST", "/v1/alarms", Admin, Any),

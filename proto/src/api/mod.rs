@@ -14,6 +14,7 @@
 pub mod app;
 pub mod app_routes;
 pub mod audit;
+pub mod capacity;
 pub mod control;
 pub mod edge;
 pub mod error;

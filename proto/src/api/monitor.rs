@@ -279,3 +279,14 @@ pub struct Overview {
     pub apps: Vec<AppLoad>,
     pub routes: RouteState,
 }
+
+/// The fleet at one sampling time (`GET /v1/fleet/history`), oldest first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetSample {
+    /// Start of the sampling period, Unix ms.
+    pub at: i64,
+    /// Piles registered.
+    pub piles: u64,
+    pub online: u64,
+    pub charging: u64,
+}

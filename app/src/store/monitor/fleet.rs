@@ -1,7 +1,9 @@
 //! The fleet as operators look at it: which piles are connected (and with which firmware),
 //! lists filtered in the store, counts, today's energy and revenue, and guns' traces.
 
-use pylon_proto::api::monitor::{GunSample, PerMinute, PileCounts, PileState, PileSummary, Today};
+use pylon_proto::api::monitor::{
+    FleetSample, GunSample, PerMinute, PileCounts, PileState, PileSummary, Today,
+};
 
 use crate::store::sql::{Db, Row, Value};
 use crate::store::Result;
@@ -355,6 +357,46 @@ pub(crate) async fn recent_orders<D: Db>(
                 created_at: r.int(6)?,
                 updated_at: r.int(7)?,
                 failure: r.opt_text(8)?,
+            })
+        })
+        .collect()
+}
+
+/// Writes the fleet's counts for the period starting at `at` unless an instance sharing
+/// the store wrote that period already.
+pub(crate) async fn record_history<D: Db>(db: &mut D, at: i64) -> Result<()> {
+    let counts = pile_counts(db).await?;
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    db.execute(
+        "INSERT INTO fleet_history (at, piles, online, charging) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (at) DO NOTHING",
+        &[
+            at.into(),
+            n(counts.total).into(),
+            n(counts.online).into(),
+            n(counts.charging).into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Samples from `since` on, oldest first.
+pub(crate) async fn history<D: Db>(db: &mut D, since: i64, limit: u32) -> Result<Vec<FleetSample>> {
+    let rows = db
+        .query(
+            "SELECT at, piles, online, charging FROM fleet_history WHERE at >= $1 \
+             ORDER BY at LIMIT $2",
+            &[since.into(), i64::from(limit).into()],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(FleetSample {
+                at: r.int(0)?,
+                piles: r.int(1)?.max(0) as u64,
+                online: r.int(2)?.max(0) as u64,
+                charging: r.int(3)?.max(0) as u64,
             })
         })
         .collect()

@@ -14,7 +14,8 @@ pub(crate) use fleet::*;
 
 use async_trait::async_trait;
 use pylon_proto::api::monitor::{
-    Alarm, AlarmCounts, GunSample, PerMinute, PileCounts, PileSummary, RaiseAlarm, Today,
+    Alarm, AlarmCounts, FleetSample, GunSample, PerMinute, PileCounts, PileSummary, RaiseAlarm,
+    Today,
 };
 
 use crate::store::Result;
@@ -78,6 +79,10 @@ pub trait MonitorStore: Send + Sync {
         limit: u32,
         open: bool,
     ) -> Result<Vec<crate::store::Order>>;
+    /// Writes the fleet's counts for the period starting at `at` (once per period).
+    async fn record_history(&self, at: i64) -> Result<()>;
+    /// The fleet's counts from `since` on, oldest first.
+    async fn history(&self, since: i64, limit: u32) -> Result<Vec<FleetSample>>;
 }
 
 /// Implements [`MonitorStore`] for a backend: `$on` runs the shared logic in one of its
@@ -272,6 +277,22 @@ macro_rules! monitor_store {
             ) -> $crate::store::Result<Vec<$crate::store::Order>> {
                 $on!(self, read, |db| $crate::store::monitor::recent_orders(
                     db, before, limit, open
+                ))
+            }
+
+            async fn record_history(&self, at: i64) -> $crate::store::Result<()> {
+                $on!(self, write, |db| $crate::store::monitor::record_history(
+                    db, at
+                ))
+            }
+
+            async fn history(
+                &self,
+                since: i64,
+                limit: u32,
+            ) -> $crate::store::Result<Vec<pylon_proto::api::monitor::FleetSample>> {
+                $on!(self, read, |db| $crate::store::monitor::history(
+                    db, since, limit
                 ))
             }
         }

@@ -34,6 +34,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         "monitoring",
         include_str!("../../../migrations/postgres/0005_monitoring.sql"),
     ),
+    (
+        6,
+        "fleet_history",
+        include_str!("../../../migrations/postgres/0006_fleet_history.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises migrations between app instances.

@@ -34,6 +34,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         "monitoring",
         include_str!("../../../migrations/sqlite/0005_monitoring.sql"),
     ),
+    (
+        6,
+        "fleet_history",
+        include_str!("../../../migrations/sqlite/0006_fleet_history.sql"),
+    ),
 ];
 
 /// Applies the missing migrations in one `BEGIN IMMEDIATE` transaction (which also keeps

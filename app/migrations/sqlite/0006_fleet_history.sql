@@ -1,0 +1,10 @@
+-- Version 6: the fleet's size over time, one row per sampling period (hourly by
+-- default), for capacity forecasts (pylonctl capacity forecast). Instances sharing the
+-- store write each period once (the first wins).
+
+CREATE TABLE fleet_history (
+    at       INTEGER PRIMARY KEY,
+    piles    INTEGER NOT NULL,
+    online   INTEGER NOT NULL,
+    charging INTEGER NOT NULL
+);
