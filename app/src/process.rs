@@ -168,15 +168,11 @@ pub fn run(mut cli: Cli) -> anyhow::Result<()> {
     if pylon_service::config::handled(&checks, &config)? {
         return Ok(());
     }
-    pylon_service::logging::use_file_filter(config.log.as_deref())?;
-    // SIGHUP: the log filter is this service's live setting (its cluster certificates
-    // reload by themselves, see `pylon_service::tls`).
-    pylon_service::reload::reread_on_hangup(
+    pylon_service::reload::log_filter_on_hangup(
         "pylon-app",
         config.clone(),
-        &["log"],
+        |c| c.log.as_deref(),
         move || reread.clone().into_config(),
-        |config| pylon_service::reload::apply_log_filter(config.log.as_deref()),
     )?;
     pylon_service::process::serve_until_signalled("pylon-app", 2, |shutdown| {
         crate::server::run(config, shutdown)

@@ -140,6 +140,22 @@ pub fn reread_on_hangup<C: Serialize + Send + 'static>(
     })
 }
 
+/// For services whose only live setting is the log filter (the control plane, the app
+/// service; their cluster certificates reload by themselves, see [`crate::tls`]): applies
+/// the started configuration's filter now, and a reread one on every SIGHUP.
+pub fn log_filter_on_hangup<C: Serialize + Send + 'static>(
+    name: &'static str,
+    started: C,
+    log: fn(&C) -> Option<&str>,
+    read: impl FnMut() -> anyhow::Result<C> + Send + 'static,
+) -> anyhow::Result<()> {
+    crate::logging::use_file_filter(log(&started))?;
+    reread_on_hangup(name, started, &["log"], read, move |config| {
+        apply_log_filter(log(config))
+    })?;
+    Ok(())
+}
+
 /// Applies only the log filter (`logging::use_file_filter`): the live part of services
 /// that have no other.
 pub fn apply_log_filter(filter: Option<&str>) -> anyhow::Result<Vec<String>> {

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod control;
 pub mod edge;
 pub mod etcd;
+pub mod fleet;
 pub mod http;
 pub mod monitoring;
 pub mod platform;
@@ -70,4 +71,19 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Optio
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Runs `command` to its end: whether it succeeded, and its stdout then stderr.
+pub fn output(command: &mut std::process::Command) -> (bool, String) {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }

@@ -16,6 +16,7 @@ use pylon_tests::control::{
     app_login_edge_flags, Backend, ControlOptions, ControlProcess, CLUSTER_TOKEN,
 };
 use pylon_tests::edge::{EdgeOptions, EdgeProcess};
+use pylon_tests::fleet::{ChargingFleet, Reach};
 use pylon_tests::platform::{connect, next, pile, pile_text, runtime, Platform, FIRST_PILE};
 use pylon_tests::wait_for;
 use serde_json::json;
@@ -421,77 +422,6 @@ fn bad_business_input_gets_errors_and_metrics_not_crashes() {
     assert_eq!(pylon_tests::http::get(app.http, "/readyz").0, 200);
 }
 
-/// A `pylon-fleet` that charges, stopped with SIGINT (it then writes its final report).
-struct ChargingFleet {
-    child: std::process::Child,
-    report: std::path::PathBuf,
-}
-
-impl ChargingFleet {
-    fn start(dir: &std::path::Path, edge: std::net::SocketAddr, sessions: u64) -> Self {
-        let report = dir.join("fleet.json");
-        let log = std::fs::File::create(dir.join("fleet.log")).expect("fleet log");
-        let child = std::process::Command::new(pylon_tests::binary("pylon-fleet"))
-            .args([
-                "--target",
-                &edge.to_string(),
-                "--sessions",
-                &sessions.to_string(),
-            ])
-            .args(["--pile-base", &FIRST_PILE.to_string(), "--ramp", "500"])
-            .args(["--charge", "--card-start-secs", "1", "--charge-secs", "1"])
-            .args([
-                "--confirm-timeout-secs",
-                "2",
-                "--progress-secs",
-                "1",
-                "--quiet",
-            ])
-            .arg("--report")
-            .arg(&report)
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting pylon-fleet");
-        ChargingFleet { child, report }
-    }
-
-    fn report(&self) -> serde_json::Value {
-        std::fs::read_to_string(&self.report)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default()
-    }
-
-    fn confirmed(&self) -> u64 {
-        self.report()["records_confirmed"].as_u64().unwrap_or(0)
-    }
-
-    fn wait_confirmed(&self, at_least: u64) {
-        wait_for(
-            &format!("{at_least} confirmed records"),
-            Duration::from_secs(30),
-            || (self.confirmed() >= at_least).then_some(()),
-        );
-    }
-
-    /// Stops the fleet and returns its final report.
-    fn stop(mut self) -> serde_json::Value {
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
-        }
-        let _ = self.child.wait();
-        self.report()
-    }
-}
-
-impl Drop for ChargingFleet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn app_instances_join_and_leave_under_load_without_losing_records() {
     let pg = pylon_tests::postgres::PostgresCluster::start().expect("a PostgreSQL cluster");
@@ -541,8 +471,8 @@ fn app_instances_join_and_leave_under_load_without_losing_records() {
         1_000_000,
     )
     .expect("accounts for the fleet");
-    let fleet = ChargingFleet::start(dir.path(), edge.tcp, 100);
-    fleet.wait_confirmed(50);
+    let fleet = ChargingFleet::start(dir.path(), Reach::Edge(edge.tcp), FIRST_PILE, 100, 1, 2);
+    fleet.wait_confirmed(50, Duration::from_secs(30));
 
     // A second instance joins: half the shards (and their piles) move to it.
     let mut app2 = app("app-2");
@@ -550,7 +480,7 @@ fn app_instances_join_and_leave_under_load_without_losing_records() {
         (per_app("app-2") == 512).then_some(())
     });
     let before = fleet.confirmed();
-    fleet.wait_confirmed(before + 50);
+    fleet.wait_confirmed(before + 50, Duration::from_secs(30));
     assert!(
         app2.metric("pylon_app_records_total", &["result=\"new\""]) > 0.0,
         "app-2 took records"
@@ -564,7 +494,7 @@ fn app_instances_join_and_leave_under_load_without_losing_records() {
         || (per_app("app-1") == 1024).then_some(()),
     );
     let before = fleet.confirmed();
-    fleet.wait_confirmed(before + 50);
+    fleet.wait_confirmed(before + 50, Duration::from_secs(30));
 
     // app-1 learnt again where every pile is (it was told to forget those that moved).
     wait_for(

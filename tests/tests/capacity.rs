@@ -6,23 +6,12 @@ use std::time::Duration;
 
 use pylon_bench::charger::{ChargerConn, Target};
 use pylon_tests::control::ADMIN_TOKEN;
-use pylon_tests::platform::{pile, runtime, Platform};
+use pylon_tests::platform::{pile, runtime, Platform, FIRST_PILE};
 use pylon_tests::{binary, wait_for};
 use serde_json::Value;
 
 fn pylonctl(args: &[&str]) -> (bool, String) {
-    let out = Command::new(binary("pylonctl"))
-        .args(args)
-        .output()
-        .expect("running pylonctl");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    pylon_tests::output(Command::new(binary("pylonctl")).args(args))
 }
 
 #[test]
@@ -77,9 +66,7 @@ fn plan_sizes_a_fleet_from_the_calibration() {
 #[test]
 fn forecast_fits_the_fleets_history_and_finds_when_the_edges_run_out() {
     let platform = Platform::start(1, vec![("PYLON_HISTORY_SAMPLE_SECS".into(), "1".into())]);
-    platform
-        .app
-        .add_piles(pile(0).to_string().parse().expect("pile"), 12);
+    platform.app.add_piles(FIRST_PILE, 12);
     let rt = runtime();
     let target = Target {
         addr: platform.edges[0].tcp,
@@ -99,8 +86,8 @@ fn forecast_fits_the_fleets_history_and_finds_when_the_edges_run_out() {
         std::thread::sleep(Duration::from_millis(1500));
     }
     let control = format!("http://{}", platform.control.http);
-    let forecast = wait_for("a forecast", Duration::from_secs(20), || {
-        let (ok, text) = pylonctl(&[
+    let forecast_as = |output: &str| {
+        pylonctl(&[
             "capacity",
             "forecast",
             "--endpoint",
@@ -108,8 +95,11 @@ fn forecast_fits_the_fleets_history_and_finds_when_the_edges_run_out() {
             "--token",
             ADMIN_TOKEN,
             "-o",
-            "json",
-        ]);
+            output,
+        ])
+    };
+    let forecast = wait_for("a forecast", Duration::from_secs(20), || {
+        let (ok, text) = forecast_as("json");
         let v: Value = serde_json::from_str(&text).ok()?;
         (ok && v["forecast"]["online_now"] == 12.0).then_some(v)
     });
@@ -121,14 +111,7 @@ fn forecast_fits_the_fleets_history_and_finds_when_the_edges_run_out() {
     );
     assert_eq!(forecast["edges"], 1);
     assert!(f["runs_out_in_days"].as_f64().is_some(), "{forecast}");
-    let (ok, text) = pylonctl(&[
-        "capacity",
-        "forecast",
-        "--endpoint",
-        &control,
-        "--token",
-        ADMIN_TOKEN,
-    ]);
+    let (ok, text) = forecast_as("table");
     assert!(
         ok && text.contains("piles online now") && text.contains("runs out"),
         "{text}"

@@ -5,18 +5,10 @@ use std::process::Command;
 use pylon_tests::binary;
 
 fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
-    let out = Command::new(binary(name))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap_or_else(|e| panic!("running {name}: {e}"));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    pylon_tests::output(
+        Command::new(binary(name))
+            .args(args)
+            .envs(env.iter().copied()),
     )
 }
 

@@ -30,18 +30,7 @@ const PACKAGES: [&str; 5] = [
 const PORTS: [u16; 6] = [7400, 7401, 7500, 7510, 9100, 8768];
 
 fn sh(program: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    pylon_tests::output(Command::new(program).args(args))
 }
 
 /// Purges every Pylon package (quietly, whether installed or not).
@@ -356,7 +345,7 @@ async fn the_packages_install_start_serve_a_charger_and_purge_cleanly() {
     drop(c);
 
     // Stopped as systemd would (SIGTERM), then purged: nothing of Pylon is left.
-    for (service, child) in &mut installed.services {
+    for (_, child) in &mut installed.services {
         unsafe {
             libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
         }
@@ -371,7 +360,6 @@ async fn the_packages_install_start_serve_a_charger_and_purge_cleanly() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = service;
     }
     installed.services.clear();
     let mut args = vec!["--purge"];

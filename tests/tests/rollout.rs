@@ -9,6 +9,7 @@ use std::time::Duration;
 use pylon_tests::control::{
     app_login_edge_flags, Backend, ControlOptions, ControlProcess, ADMIN_TOKEN, CLUSTER_TOKEN,
 };
+use pylon_tests::fleet::{ChargingFleet, Reach};
 use pylon_tests::supervised::{restart_hook, Supervised};
 use pylon_tests::{binary, free_port, http, local, wait_for};
 use serde_json::{json, Value};
@@ -16,92 +17,21 @@ use serde_json::{json, Value};
 const FIRST_PILE: u64 = 32_010_700_000_000;
 const CHARGERS: u64 = 60;
 
-/// A `pylon-fleet` charging through dispatch; stopped with SIGINT for its final report.
-struct Fleet {
-    child: std::process::Child,
-    report: std::path::PathBuf,
-}
-
-impl Fleet {
-    fn start(dir: &std::path::Path, control: &str) -> Fleet {
-        let report = dir.join("fleet.json");
-        let log = std::fs::File::create(dir.join("fleet.log")).expect("fleet log");
-        let child = Command::new(binary("pylon-fleet"))
-            .args(["--dispatch", control, "--sessions", &CHARGERS.to_string()])
-            .args(["--pile-base", &FIRST_PILE.to_string(), "--ramp", "500"])
-            .args(["--charge", "--card-start-secs", "1", "--charge-secs", "2"])
-            .args([
-                "--confirm-timeout-secs",
-                "5",
-                "--progress-secs",
-                "1",
-                "--quiet",
-            ])
-            .arg("--report")
-            .arg(&report)
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting pylon-fleet");
-        Fleet { child, report }
-    }
-
-    fn report(&self) -> Value {
-        std::fs::read_to_string(&self.report)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default()
-    }
-
-    fn confirmed(&self) -> u64 {
-        self.report()["records_confirmed"].as_u64().unwrap_or(0)
-    }
-
-    fn wait_confirmed(&self, at_least: u64) {
-        wait_for(
-            &format!("{at_least} confirmed records"),
-            Duration::from_secs(60),
-            || (self.confirmed() >= at_least).then_some(()),
-        );
-    }
-
-    fn stop(mut self) -> Value {
-        // SAFETY: kill(2) has no memory effects.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
-        }
-        let _ = self.child.wait();
-        self.report()
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn rollout(control: &str, what: &str, hook: &str, logs: &dyn Fn() -> String) -> String {
-    let out = Command::new(binary("pylonctl"))
-        .args(["rollout", what, "--restart", hook])
-        .args([
-            "--move-timeout",
-            "30",
-            "--ready-timeout",
-            "40",
-            "--hook-timeout",
-            "60",
-        ])
-        .args(["--endpoint", control, "--token", ADMIN_TOKEN])
-        .output()
-        .expect("running pylonctl");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = pylon_tests::output(
+        Command::new(binary("pylonctl"))
+            .args(["rollout", what, "--restart", hook])
+            .args([
+                "--move-timeout",
+                "30",
+                "--ready-timeout",
+                "40",
+                "--hook-timeout",
+                "60",
+            ])
+            .args(["--endpoint", control, "--token", ADMIN_TOKEN]),
     );
-    assert!(out.status.success(), "rollout {what}: {text}\n{}", logs());
+    assert!(ok, "rollout {what}: {text}\n{}", logs());
     eprintln!("pylonctl rollout {what}:\n{text}");
     text
 }
@@ -225,7 +155,14 @@ fn a_rollout_of_three_edges_and_two_app_instances_under_charging_loses_no_record
     assert_eq!(code, 200, "{body}");
     pylon_bench::accounts::provision(&control_url, ADMIN_TOKEN, FIRST_PILE, CHARGERS, 1_000_000)
         .expect("accounts for the fleet");
-    let fleet = Fleet::start(dir.path(), &control_url);
+    let fleet = ChargingFleet::start(
+        dir.path(),
+        Reach::Dispatch(&control_url),
+        FIRST_PILE,
+        CHARGERS,
+        2,
+        5,
+    );
     let online = || -> u64 {
         members("/v1/admin/edges")
             .iter()
@@ -246,7 +183,7 @@ fn a_rollout_of_three_edges_and_two_app_instances_under_charging_loses_no_record
         }
     };
     all_online("at the start");
-    fleet.wait_confirmed(20);
+    fleet.wait_confirmed(20, Duration::from_secs(60));
     let edges_before = registrations("/v1/admin/edges");
     let apps_before = registrations("/v1/admin/apps");
 
@@ -256,11 +193,11 @@ fn a_rollout_of_three_edges_and_two_app_instances_under_charging_loses_no_record
         assert!(text.contains(&format!("{id}: back")), "{text}");
     }
     let before = fleet.confirmed();
-    fleet.wait_confirmed(before + 20);
+    fleet.wait_confirmed(before + 20, Duration::from_secs(60));
     let text = rollout(&control_url, "apps", &hook, &logs);
     assert!(text.contains("done: 2 app instances restarted"), "{text}");
     let before = fleet.confirmed();
-    fleet.wait_confirmed(before + 20);
+    fleet.wait_confirmed(before + 20, Duration::from_secs(60));
 
     // Every member runs a new process, no edge is left drained, and every charger is
     // back online.

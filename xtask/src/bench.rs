@@ -261,7 +261,8 @@ pub(crate) fn run_one(
     let cpu_start: f64 = servers.iter().map(|s| procs::cpu_seconds(s.pid())).sum();
     let hold = Instant::now();
     let hb_start: u64 = hold_start.iter().map(|r| r.heartbeats_ok).sum();
-    let rtt_skip = stats::merge(&hold_start).0.rtt_us;
+    let at_hold_start = stats::merge(&hold_start).0;
+    let rtt_skip = at_hold_start.rtt_us.clone();
     while hold.elapsed().as_secs() < args.duration {
         std::thread::sleep(Duration::from_secs(1));
         let (total, _, _) = stats::merge(&read_reports(&report_paths));
@@ -303,7 +304,7 @@ pub(crate) fn run_one(
     } else {
         0.0
     };
-    let ramp_setups = stats::merge(&hold_start).0.setups.max(1);
+    let ramp_setups = at_hold_start.setups.max(1);
     let ramp_elapsed = ramp_started.elapsed().as_secs_f64() - hold_secs;
     let ramp_cpu =
         (cpu_start - cpu_before_ramp - hb_start as f64 * cpu_per_heartbeat - fixed(ramp_elapsed))

@@ -25,6 +25,10 @@ pub struct BenchAppArgs {
     /// Seconds the records rate is measured over.
     #[arg(long, default_value_t = 20)]
     hold: u64,
+    /// Also measure the unit costs (`bench --calibrate`): a window with no pile connected
+    /// and one with every pile idle, `hold` seconds each.
+    #[arg(skip)]
+    unit_costs: bool,
 }
 
 const ADMIN: &str = "bench-admin-token";
@@ -140,6 +144,19 @@ fn store_writes(pg: Option<&PostgresCluster>) -> (f64, f64) {
     (parts.next().unwrap_or(0.0), parts.next().unwrap_or(0.0))
 }
 
+/// What the app spent, handled and wrote over a window of `secs`, from samples of
+/// [CPU seconds, frames, rows written, transactions] at its ends.
+fn window_figures(secs: f64, before: [f64; 4], after: [f64; 4]) -> Value {
+    let delta = |i: usize| after[i] - before[i];
+    json!({
+        "secs": secs,
+        "cpu_seconds": delta(0),
+        "frames": delta(1),
+        "rows_written": delta(2),
+        "transactions": delta(3),
+    })
+}
+
 /// The app's unit costs on PostgreSQL, for `cargo xtask bench --calibrate`: idle
 /// sessions give the cost of a business frame, charging ones (less their frames) the cost
 /// of a record.
@@ -151,6 +168,7 @@ pub fn calibrate(out: &Path) -> anyhow::Result<pylon_proto::api::capacity::AppCo
         commands: 20,
         charging: 500,
         hold: 20,
+        unit_costs: true,
     };
     let result = run_backend(&args, "postgres", out)?;
     std::fs::write(
@@ -174,7 +192,9 @@ pub fn calibrate(out: &Path) -> anyhow::Result<pylon_proto::api::capacity::AppCo
         (net("charging", key) - upkeep(key) * pile_secs("charging", args.charging)).max(0.0)
             / frames
     };
-    let records = raw("charging", "records").max(1.0);
+    let records = (result["records_stored_per_sec"].as_f64().unwrap_or(0.0)
+        * raw("charging", "secs"))
+    .max(1.0);
     Ok(pylon_proto::api::capacity::AppCosts {
         backend: "postgres".into(),
         cpu_ms_per_pile_sec: upkeep("cpu_seconds") * 1000.0,
@@ -289,33 +309,35 @@ pub(crate) fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> any
         "== {backend}: {} sessions, {} commands",
         args.sessions, args.commands
     );
-    // What the app does with no pile connected (its periodic checks): taken out of the
-    // unit costs below.
+    // The unit costs' windows (`bench --calibrate` only): each gives its length and what
+    // the app spent, handled and wrote in it.
     let metrics = format!("http://{a_http}/metrics");
-    let base0 = (procs::cpu_seconds(app.pid()), store_writes(pg.as_ref()));
-    let base_start = Instant::now();
-    std::thread::sleep(Duration::from_secs(args.hold));
-    let base1 = (procs::cpu_seconds(app.pid()), store_writes(pg.as_ref()));
-    let base_secs = base_start.elapsed().as_secs_f64();
+    let frames = |m: &str| metric(m, "pylon_app_frames_total", "");
+    let sample = || {
+        let (rows, transactions) = store_writes(pg.as_ref());
+        [
+            procs::cpu_seconds(app.pid()),
+            frames(&metrics),
+            rows,
+            transactions,
+        ]
+    };
+    let window = || -> Value {
+        if !args.unit_costs {
+            return Value::Null;
+        }
+        let (start, before) = (Instant::now(), sample());
+        std::thread::sleep(Duration::from_secs(args.hold));
+        window_figures(start.elapsed().as_secs_f64(), before, sample())
+    };
+    // What the app does with no pile connected (its periodic checks).
+    let baseline = window();
     let fleet = Fleet::start(&dir, "fleet-idle", &edge_addr, args.sessions, &["--charge"])?;
     wait("every session to log in", Duration::from_secs(120), || {
         fleet.report()["connected"].as_u64() == Some(args.sessions)
     })?;
-    // Unit costs with every session idle: business frames (real-time status) only.
-    let frames = |m: &str| metric(m, "pylon_app_frames_total", "");
-    let idle_start = Instant::now();
-    let idle0 = (
-        procs::cpu_seconds(app.pid()),
-        frames(&metrics),
-        store_writes(pg.as_ref()),
-    );
-    std::thread::sleep(Duration::from_secs(args.hold));
-    let idle1 = (
-        procs::cpu_seconds(app.pid()),
-        frames(&metrics),
-        store_writes(pg.as_ref()),
-    );
-    let idle_secs = idle_start.elapsed().as_secs_f64();
+    // Every session idle: business frames (real-time status) only.
+    let idle = window();
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut failed = 0;
     let agent = ureq::AgentBuilder::new()
@@ -374,7 +396,7 @@ pub(crate) fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> any
         confirm_count(&metrics),
     );
     let cpu0 = procs::cpu_seconds(app.pid());
-    let (frames0, writes0) = (frames(&metrics), store_writes(pg.as_ref()));
+    let charging0 = args.unit_costs.then(sample);
     let confirmed0 = fleet.report()["records_confirmed"].as_u64().unwrap_or(0);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(args.hold));
@@ -385,7 +407,10 @@ pub(crate) fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> any
         confirm_count(&metrics),
     );
     let cpu1 = procs::cpu_seconds(app.pid());
-    let (frames1, writes1) = (frames(&metrics), store_writes(pg.as_ref()));
+    let charging = match (charging0, args.unit_costs.then(sample)) {
+        (Some(before), Some(after)) => window_figures(elapsed, before, after),
+        _ => Value::Null,
+    };
     let report = fleet.report();
     let confirmed1 = report["records_confirmed"].as_u64().unwrap_or(0);
     let stored = r1 - r0;
@@ -402,27 +427,9 @@ pub(crate) fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> any
         "store_and_confirm_ms_mean": if c1 > c0 { (s1 - s0) / (c1 - c0) * 1000.0 } else { 0.0 },
         "app_cpu_ms_per_record": if stored > 0.0 { (cpu1 - cpu0) * 1000.0 / stored } else { 0.0 },
         "unit_costs": {
-            "baseline": {
-                "secs": base_secs,
-                "cpu_seconds": base1.0 - base0.0,
-                "rows_written": base1.1.0 - base0.1.0,
-                "transactions": base1.1.1 - base0.1.1,
-            },
-            "idle": {
-                "secs": idle_secs,
-                "cpu_seconds": idle1.0 - idle0.0,
-                "frames": idle1.1 - idle0.1,
-                "rows_written": idle1.2.0 - idle0.2.0,
-                "transactions": idle1.2.1 - idle0.2.1,
-            },
-            "charging": {
-                "secs": elapsed,
-                "cpu_seconds": cpu1 - cpu0,
-                "frames": frames1 - frames0,
-                "records": stored,
-                "rows_written": writes1.0 - writes0.0,
-                "transactions": writes1.1 - writes0.1,
-            },
+            "baseline": baseline,
+            "idle": idle,
+            "charging": charging,
         },
         "retransmits": report["record_retransmits"],
         "abandoned": report["records_abandoned"],

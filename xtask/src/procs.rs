@@ -16,14 +16,7 @@ pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
 
 /// Runs cargo with extra environment variables.
 pub fn cargo_with_env(args: &[&str], env: &[(&str, &Path)]) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .current_dir(root())
-        .status()?;
-    anyhow::ensure!(status.success(), "cargo {} failed", args.join(" "));
-    Ok(())
+    cargo_within(Duration::MAX, args, env)
 }
 
 /// Runs cargo like [`cargo_with_env`], but once `deadline` has passed it kills cargo and

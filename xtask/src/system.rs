@@ -217,6 +217,24 @@ pub const REQUIREMENTS: &[Requirement] = &[
         "turns veth offloads off for XDP",
     ),
     req(
+        Cmd("psql"),
+        "postgresql-client",
+        Use::Bench,
+        "reads PostgreSQL's write counters in bench --calibrate",
+    ),
+    req(
+        Cmd("setpriv"),
+        "util-linux",
+        Use::Test,
+        "runs the packaged services as their units' user in the package test",
+    ),
+    req(
+        Cmd("useradd"),
+        "passwd",
+        Use::Test,
+        "the packages' maintainer scripts make the pylon user",
+    ),
+    req(
         Cmd("dpkg-deb"),
         "dpkg",
         Use::Dist,

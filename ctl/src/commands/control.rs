@@ -396,15 +396,20 @@ pub fn routes(
 }
 
 fn set_draining(ctx: &Ctx, id: &str, drain: bool, out: &mut dyn Write) -> Result<(), Failure> {
+    let edge = post_drain(ctx, id, drain)?;
+    ctx.emit(out, &edge, |e| output::drained(e, drain))
+}
+
+/// Drains (or undrains) edge `id` through the control plane; its state as written.
+pub(super) fn post_drain(ctx: &Ctx, id: &str, drain: bool) -> Result<EdgeInfo, Failure> {
     let action = if drain { "drain" } else { "undrain" };
     let path = format!("/v1/admin/edges/{}/{action}", path_segment(id));
-    let edge: EdgeInfo = ctx.client.post(&path).map_err(|e| match e.status() {
+    ctx.client.post(&path).map_err(|e| match e.status() {
         Some(404) => Failure::Other(anyhow::anyhow!(
             "no edge named {id} is registered (see `pylonctl edges list`)"
         )),
         _ => Failure::from(e),
-    })?;
-    ctx.emit(out, &edge, |e| output::drained(e, drain))
+    })
 }
 
 /// `GET /v1/admin/routes` as it arrives: `RouteTable` derives `Serialize` but not

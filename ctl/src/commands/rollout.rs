@@ -13,7 +13,6 @@ use pylon_proto::api::control::{AppInfo, EdgeInfo, StatusReply};
 
 use super::{ConnectOptions, Ctx};
 use crate::cli::Failure;
-use crate::client::path_segment;
 use plan::{Action, Kind, Member, Observation, Rollout, Settings};
 
 pub(super) const ROLLOUT_ABOUT: &str = "\
@@ -240,10 +239,8 @@ fn host_of(address: &str) -> String {
 }
 
 fn set_draining(ctx: &Ctx, ids: &[String], drain: bool) -> Result<(), Failure> {
-    let action = if drain { "drain" } else { "undrain" };
     for id in ids {
-        let path = format!("/v1/admin/edges/{}/{action}", path_segment(id));
-        let _: EdgeInfo = ctx.client.post(&path)?;
+        super::control::post_drain(ctx, id, drain)?;
     }
     Ok(())
 }
