@@ -7,6 +7,7 @@
 //! - `/pylon/settings/edge/<id>`      -> [`EdgeSettings`], kept across restarts
 //! - `/pylon/shards`                  -> [`ShardMapRecord`], written by the leader only
 //! - `/pylon/leader`                  -> `<replica id>#<lease>` of the leader, on that lease
+//! - `/pylon/replicas/<id>`           -> [`ReplicaRecord`], on the replica's own lease
 
 use std::collections::BTreeMap;
 
@@ -65,6 +66,20 @@ pub struct TelemetryRecord {
     pub cert_not_after: i64,
     /// When this was reported (Unix ms).
     pub at_ms: i64,
+}
+
+pub fn replica_key(id: &str) -> String {
+    format!("{ROOT}replicas/{id}")
+}
+
+/// A control-plane replica, registered by itself while it runs (`crate::presence`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaRecord {
+    pub id: String,
+    pub http_address: String,
+    pub grpc_address: String,
+    pub version: String,
+    pub lease: LeaseId,
 }
 
 pub fn edge_settings_key(id: &str) -> String {
@@ -193,6 +208,16 @@ impl ClusterState {
             .take_while(|(k, _)| k.starts_with(&prefix))
             .filter(|(k, _)| self.json::<EdgeSettings>(k).is_some_and(|s| s.draining))
             .map(|(k, _)| k[prefix.len()..].to_owned())
+            .collect()
+    }
+
+    /// Registered control-plane replicas, sorted by id.
+    pub fn replicas(&self) -> Vec<ReplicaRecord> {
+        let prefix = replica_key("");
+        self.keys
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter_map(|(k, _)| self.json::<ReplicaRecord>(k))
             .collect()
     }
 

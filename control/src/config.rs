@@ -26,6 +26,10 @@ pub struct Config {
     /// The gRPC address members and `pylonctl` should use, when it differs from
     /// `grpc_listen` (e.g. listening on 0.0.0.0).
     pub grpc_advertise: Option<String>,
+    /// The HTTP base URL other replicas' users (`pylonctl rollout control`) should use for
+    /// this replica, when it differs from `http_listen` (e.g. listening on 0.0.0.0):
+    /// `https://10.0.0.5:7400`.
+    pub http_advertise: Option<String>,
     /// Bearer token for the admin API (`pylonctl`). The admin API is off without one.
     pub admin_token: Option<String>,
     /// Bearer token members (edges, app instances) present to register. Without one,
@@ -90,6 +94,7 @@ impl Default for Config {
             http_listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_GRPC_PORT)),
             grpc_advertise: None,
+            http_advertise: None,
             admin_token: None,
             cluster_token: None,
             insecure_dev: false,
@@ -152,6 +157,18 @@ impl Config {
         self.grpc_advertise
             .clone()
             .unwrap_or_else(|| self.grpc_listen.to_string())
+    }
+
+    /// This replica's HTTP base URL as others should use it.
+    pub fn http_address(&self) -> String {
+        self.http_advertise.clone().unwrap_or_else(|| {
+            let scheme = if self.cluster_tls.is_complete() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", self.http_listen)
+        })
     }
 
     pub fn leader_ttl(&self) -> Duration {

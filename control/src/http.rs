@@ -15,8 +15,8 @@ use pylon_proto::routes::shard_of;
 use pylon_proto::ykc::PileNo;
 
 use crate::api::{
-    AppInfo, EdgeInfo, EntryReply, PileShardReply, ShardMapReply, StatusReply, SubscriberInfo,
-    Transport,
+    AppInfo, EdgeInfo, EntryReply, PileShardReply, ReplicaInfo, ShardMapReply, StatusReply,
+    SubscriberInfo, Transport,
 };
 use crate::cluster::{edge_settings_key, EdgeSettings, MemberKind};
 use crate::dispatch;
@@ -273,6 +273,7 @@ async fn status(State(s): State<Http>) -> Json<StatusReply> {
                 lag_seconds: l.seconds,
             })
             .collect(),
+        replicas: replica_infos(&view.state),
     })
 }
 
@@ -397,6 +398,22 @@ async fn set_draining(node: &ControlNode, caller: &Caller, id: String, draining:
         });
     info.draining = draining;
     Json(info).into_response()
+}
+
+fn replica_infos(state: &crate::cluster::ClusterState) -> Vec<ReplicaInfo> {
+    let leader = state.leader();
+    state
+        .replicas()
+        .into_iter()
+        .map(|r| ReplicaInfo {
+            leader: leader.as_deref() == Some(r.id.as_str()),
+            id: r.id,
+            http_address: r.http_address,
+            grpc_address: r.grpc_address,
+            version: r.version,
+            registration: r.lease,
+        })
+        .collect()
 }
 
 async fn apps(State(s): State<Http>) -> Json<Vec<AppInfo>> {

@@ -18,6 +18,7 @@ pub mod leader;
 pub mod metrics;
 pub mod mirror;
 pub mod node;
+pub mod presence;
 pub mod process;
 pub mod publisher;
 pub mod registry;

@@ -44,6 +44,9 @@ pub struct Cli {
     /// gRPC address to tell members and pylonctl, if not --grpc-listen.
     #[arg(long)]
     grpc_advertise: Option<String>,
+    /// HTTP base URL to tell other replicas' users, if not http(s)://--http-listen.
+    #[arg(long)]
+    http_advertise: Option<String>,
     /// Where the registry lives: embedded (a local file) or etcd.
     #[arg(long, value_enum)]
     registry: Option<Backend>,
@@ -112,7 +115,7 @@ impl Cli {
             set: replica_id => replica_id, http_listen => http_listen, grpc_listen => grpc_listen,
                 registry => registry.backend, registry_file => registry.path,
                 shard_count => shard_count, leader_ttl => leader_ttl_secs;
-            some: grpc_advertise => grpc_advertise, admin_token => admin_token,
+            some: grpc_advertise => grpc_advertise, http_advertise => http_advertise, admin_token => admin_token,
                 cluster_token => cluster_token;
             lists: etcd => registry.endpoints;
         );

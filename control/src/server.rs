@@ -21,7 +21,7 @@ use crate::node::ControlNode;
 use crate::registry::embedded::EmbeddedRegistry;
 use crate::registry::etcd::{EtcdAccess, EtcdRegistry};
 use crate::registry::Registry;
-use crate::{http, leader, mirror};
+use crate::{http, leader, mirror, presence};
 
 /// The registry, and the etcd link's TLS when it has files of its own (for their
 /// metrics). Call after the cluster TLS is installed: etcd uses it by default.
@@ -109,6 +109,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let (stop, stopped) = watch::channel(false);
     let mirror = tokio::spawn(mirror::run(node.clone()));
     let leader = tokio::spawn(leader::run(node.clone(), stopped.clone()));
+    let presence = tokio::spawn(presence::run(node.clone(), stopped.clone()));
     let grpc = tokio::spawn(serve_grpc(node.clone(), grpc_listener, stopped.clone()));
     let http_addr = local(&http_listener);
     let app = http::router(node.clone(), metrics);
@@ -131,6 +132,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let _ = stop.send(true);
     // Leadership is handed over first (the leader revokes its lease on the way out).
     let _ = tokio::time::timeout(Duration::from_secs(3), leader).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), presence).await;
     mirror.abort();
     let _ = tokio::time::timeout(Duration::from_secs(3), grpc).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), http).await;

@@ -10,6 +10,7 @@ pub mod allowlist;
 pub mod appstream;
 pub mod config;
 pub mod control;
+pub mod doorbell;
 pub mod ebpf;
 pub mod executor;
 pub mod metrics;

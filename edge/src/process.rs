@@ -238,7 +238,8 @@ pub fn run(mut cli: Cli) -> anyhow::Result<()> {
     pylon_service::reload::register_metrics(&mut registry);
 
     let count = config.executor_count();
-    let (handle, receivers) = executor::command_channels(count);
+    let (handle, receivers) = executor::command_channels(count)
+        .map_err(|e| anyhow::anyhow!("cannot create the executors' doorbells (eventfd): {e}"))?;
     let selectors = crate::ebpf::ListenerSelectors::load(
         config.ebpf,
         [config.tcp_listen, config.tls_listen],

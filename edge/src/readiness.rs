@@ -17,6 +17,8 @@ pub type Token = u64;
 
 /// Tokens at the top of the range belong to listeners.
 pub const LISTENER_TOKENS: Token = u64::MAX - 16;
+/// The executor's doorbell (see `crate::doorbell`), below the listeners' tokens.
+pub const DOORBELL_TOKEN: Token = LISTENER_TOKENS - 1;
 
 pub struct Poller {
     epoll: OwnedFd,
@@ -38,8 +40,22 @@ impl Poller {
     /// Watches `fd` for reads and writes (edge-triggered) under `token`. The
     /// registration ends by itself when the socket is closed.
     pub fn register(&self, fd: RawFd, token: Token) -> io::Result<()> {
+        self.add(
+            fd,
+            token,
+            libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET,
+        )
+    }
+
+    /// Watches `fd` for reads only (edge-triggered): a descriptor that is always
+    /// writable, like an eventfd.
+    pub fn register_reads(&self, fd: RawFd, token: Token) -> io::Result<()> {
+        self.add(fd, token, libc::EPOLLIN | libc::EPOLLET)
+    }
+
+    fn add(&self, fd: RawFd, token: Token, events: libc::c_int) -> io::Result<()> {
         let mut event = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            events: events as u32,
             u64: token,
         };
         // SAFETY: both descriptors are open and `event` outlives the call.

@@ -359,3 +359,74 @@ fn the_manifests_start_their_binaries_with_valid_arguments_settings_and_probes()
         );
     }
 }
+
+/// The workloads the planner sizes carry the command that sized them; run it again and
+/// the resources must be what it says today.
+#[test]
+fn the_workloads_resources_are_the_capacity_planners() {
+    const KEY: &str = "pylon.io/resources-from";
+    let mut checked = Vec::new();
+    for (file, d) in documents() {
+        let Some(command) = d["metadata"]["annotations"].get(KEY).map(text) else {
+            continue;
+        };
+        let name = text(&d["metadata"]["name"]);
+        let args: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(
+            args.get(..3),
+            Some(&["pylonctl", "capacity", "plan"][..]),
+            "{file}: {KEY} must be a `pylonctl capacity plan` command: {command}"
+        );
+        let (ok, printed) = pylon_tests::output(
+            Command::new(binary("pylonctl"))
+                .args(&args[1..])
+                .args(["--output", "json"]),
+        );
+        assert!(ok, "{file}: {command}: {printed}");
+        let plan: serde_json::Value = serde_json::from_str(&printed).expect("the plan as JSON");
+        let pod = match name.as_str() {
+            "pylon-edge" => &plan["pods"]["edge"],
+            "pylon-app" => &plan["pods"]["app"],
+            other => panic!("{file}: the planner sizes no workload named {other}"),
+        };
+        let container = &d["spec"]["template"]["spec"]["containers"][0];
+        let resources = &container["resources"];
+        let quantity = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_else(|| text(v));
+        let planned = [
+            (
+                "requests.cpu",
+                &pod["cpu_request"],
+                &resources["requests"]["cpu"],
+            ),
+            (
+                "requests.memory",
+                &pod["memory_request"],
+                &resources["requests"]["memory"],
+            ),
+            (
+                "limits.memory",
+                &pod["memory_limit"],
+                &resources["limits"]["memory"],
+            ),
+        ];
+        for (what, wanted, written) in planned {
+            if let Some(wanted) = wanted.as_str() {
+                assert_eq!(
+                    quantity(written),
+                    wanted,
+                    "{file}: {name}'s {what} is not what `{command}` plans now: update it"
+                );
+            }
+        }
+        if name == "pylon-app" {
+            assert_eq!(
+                d["spec"]["replicas"].as_u64(),
+                plan["pods"]["app_replicas"].as_u64(),
+                "{file}: {name}'s replicas are not what `{command}` plans now: update them"
+            );
+        }
+        checked.push(name);
+    }
+    checked.sort();
+    assert_eq!(checked, ["pylon-app", "pylon-edge"], "annotated workloads");
+}

@@ -1,14 +1,18 @@
-//! `pylonctl rollout` as an operator runs it: three edges and two app instances on
-//! PostgreSQL, each kept running by a supervisor (as systemd would), restarted one at a
-//! time by the restart hook while a fleet charges through dispatch. No record is lost or
-//! stored twice, and every charger is online at the end.
+//! `pylonctl rollout` as an operator runs it, every member kept running by a supervisor
+//! (as systemd would) and restarted one at a time by the restart hook while a fleet
+//! charges through dispatch:
+//! - three edges and two app instances on PostgreSQL: no record is lost or stored twice,
+//!   and every charger is online at the end;
+//! - two control-plane replicas on etcd: leadership moves once, and no charger notices.
 
 use std::process::Command;
 use std::time::Duration;
 
+use pylon_tests::app::{AppOptions, AppProcess, Store};
 use pylon_tests::control::{
     app_login_edge_flags, Backend, ControlOptions, ControlProcess, ADMIN_TOKEN, CLUSTER_TOKEN,
 };
+use pylon_tests::etcd::EtcdCluster;
 use pylon_tests::fleet::{ChargingFleet, Reach};
 use pylon_tests::supervised::{restart_hook, Supervised};
 use pylon_tests::{binary, free_port, http, local, wait_for};
@@ -225,5 +229,174 @@ fn a_rollout_of_three_edges_and_two_app_instances_under_charging_loses_no_record
     assert!(
         stored <= sent,
         "stored {stored} of {sent} sent: duplicates? {report}"
+    );
+}
+
+#[test]
+fn a_rollout_of_two_control_replicas_moves_leadership_once_and_no_charger_notices() {
+    const FIRST: u64 = 32_010_710_000_000;
+    const CHARGERS: u64 = 20;
+    let etcd = pylon_tests::platform::runtime()
+        .block_on(EtcdCluster::start(1))
+        .expect("etcd");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut replicas = Vec::new();
+    let mut grpc_urls = Vec::new();
+    let mut http_urls = Vec::new();
+    for id in ["c1", "c2"] {
+        let (http_addr, grpc) = (local(free_port()), local(free_port()));
+        let args: Vec<String> = [
+            "--replica-id",
+            id,
+            "--http-listen",
+            &http_addr.to_string(),
+            "--grpc-listen",
+            &grpc.to_string(),
+            "--admin-token",
+            ADMIN_TOKEN,
+            "--cluster-token",
+            CLUSTER_TOKEN,
+            "--leader-ttl",
+            "2",
+            "--registry",
+            "etcd",
+            "--etcd",
+            &etcd.endpoints().join(","),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let env = [("RUST_LOG", "pylon_control=debug,info")];
+        replicas.push(Supervised::start(
+            dir.path(),
+            id,
+            &binary("pylon-control"),
+            &args,
+            &env,
+        ));
+        grpc_urls.push(format!("http://{grpc}"));
+        http_urls.push((http_addr, format!("http://{http_addr}")));
+    }
+    let c1 = http_urls[0].0;
+    let status = |addr| http::call_as(addr, "GET", "/v1/admin/status", None, Some(ADMIN_TOKEN));
+    wait_for("both replicas registered", Duration::from_secs(30), || {
+        let (code, body) = status(c1);
+        (code == 200
+            && body["replicas"].as_array().map_or(0, Vec::len) == 2
+            && body["leader"].is_string())
+        .then_some(())
+    });
+
+    let app = AppProcess::start(AppOptions {
+        dir: dir.path(),
+        id: "app-1",
+        control: grpc_urls.clone(),
+        store: Store::Sqlite(dir.path().join("app.db")),
+        env: vec![],
+    });
+    let mut edges = Vec::new();
+    for id in ["e1", "e2"] {
+        let mut args: Vec<String> = [
+            "--tcp-listen",
+            &local(free_port()).to_string(),
+            "--admin-listen",
+            &local(free_port()).to_string(),
+            "--executors",
+            "1",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend(app_login_edge_flags(id, &grpc_urls));
+        let env = [("RUST_LOG", "pylon_edge=debug,info")];
+        edges.push(Supervised::start(
+            dir.path(),
+            id,
+            &binary("pylon-edge"),
+            &args,
+            &env,
+        ));
+    }
+    let logs = || {
+        replicas
+            .iter()
+            .chain(&edges)
+            .map(|s| {
+                let text = s.log_text();
+                let tail: Vec<&str> = text.lines().rev().take(12).collect();
+                format!("--- {}:\n{}", s.log.display(), tail.join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    wait_for(
+        "2 edges and the app instance",
+        Duration::from_secs(30),
+        || {
+            let (_, s) = status(c1);
+            (s["edges_live"] == 2 && s["apps_live"] == 1 && s["shards_unowned"] == 0).then_some(())
+        },
+    );
+    app.add_piles(FIRST, CHARGERS);
+    pylon_bench::accounts::provision(&http_urls[0].1, ADMIN_TOKEN, FIRST, CHARGERS, 1_000_000)
+        .expect("accounts for the fleet");
+    let fleet = ChargingFleet::start(
+        dir.path(),
+        Reach::Dispatch(&http_urls[0].1),
+        FIRST,
+        CHARGERS,
+        2,
+        5,
+    );
+    fleet.wait_confirmed(10, Duration::from_secs(60));
+    let (_, before) = status(c1);
+    let registration = |s: &Value, id: &str| {
+        s["replicas"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["id"] == id))
+            .map(|r| r["registration"].as_i64().unwrap_or(0))
+    };
+    let leader = before["leader"].as_str().unwrap_or_default().to_owned();
+    let follower = if leader == "c1" { "c2" } else { "c1" };
+
+    // Through c1, which restarts in the rollout itself: pylonctl asks c2 meanwhile.
+    let hook = restart_hook(dir.path());
+    let text = rollout(&http_urls[0].1, "control", &hook, &logs);
+    assert!(
+        text.contains("done: 2 control-plane replicas restarted"),
+        "{text}"
+    );
+    let follower_line = text.find(&format!("{follower}: restarted"));
+    let leader_line = text.find(&format!("{leader}: restarted"));
+    assert!(
+        follower_line.is_some() && follower_line < leader_line,
+        "the follower first, the leader last: {text}"
+    );
+    assert!(
+        text.contains(&format!("leadership moved from {leader} to {follower}")),
+        "{text}"
+    );
+    let confirmed = fleet.confirmed();
+    fleet.wait_confirmed(confirmed + 10, Duration::from_secs(60));
+
+    let (_, after) = status(c1);
+    for id in ["c1", "c2"] {
+        assert_ne!(
+            registration(&before, id),
+            registration(&after, id),
+            "{id} was not restarted: {after}"
+        );
+    }
+    assert_eq!(after["edges_live"], 2, "{after}\n{}", logs());
+    assert_eq!(after["apps_live"], 1, "{after}");
+    let report = fleet.stop();
+    // Every charger logged in once: none lost its session to the rollout.
+    assert_eq!(report["setups"], CHARGERS, "{report}\n{}", logs());
+    assert_eq!(report["records_abandoned"], 0, "{report}");
+    let (_, stats) = app.api("GET", "/v1/stats", None);
+    let stored = stats["records"].as_u64().unwrap_or(0);
+    let confirmed = report["records_confirmed"].as_u64().unwrap_or(0);
+    let sent = report["records_sent"].as_u64().unwrap_or(0);
+    assert!(
+        stored >= confirmed && stored <= sent,
+        "stored {stored}, confirmed {confirmed}, sent {sent}: {report}"
     );
 }

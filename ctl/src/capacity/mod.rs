@@ -4,6 +4,7 @@
 
 pub mod forecast;
 pub mod model;
+pub mod pods;
 
 use std::path::Path;
 

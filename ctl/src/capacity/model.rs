@@ -110,11 +110,11 @@ const REGISTRY_WRITES_PER_MEMBER: f64 = 1.0 / 30.0;
 /// Frames a charge adds besides its real-time ones: start, its answer, record, confirm.
 const FRAMES_PER_CHARGE: f64 = 4.0;
 
-fn mix(tls_share: f64, tls: f64, tcp: f64) -> f64 {
+pub(crate) fn mix(tls_share: f64, tls: f64, tcp: f64) -> f64 {
     tls_share * tls + (1.0 - tls_share) * tcp
 }
 
-fn per_session_bytes(c: &TransportCosts) -> f64 {
+pub(crate) fn per_session_bytes(c: &TransportCosts) -> f64 {
     c.user_bytes_per_session + c.kernel_bytes_per_session
 }
 

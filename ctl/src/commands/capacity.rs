@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::{ConnectOptions, Ctx, OutputFormat};
 use crate::capacity::forecast::{forecast, Forecast};
 use crate::capacity::model::{plan, Demand, Hardware, Plan};
+use crate::capacity::pods::{pods, Pods};
 use crate::cli::Failure;
 
 pub(super) const CAPACITY_ABOUT: &str = "\
@@ -123,6 +124,8 @@ pub fn run_capacity(
 struct PlanReply<'a> {
     calibrated_on: &'a str,
     plan: &'a Plan,
+    /// Kubernetes resources per pod (`deploy/k8s`).
+    pods: &'a Pods,
 }
 
 fn run_plan(args: &PlanArgs, output: OutputFormat, out: &mut dyn Write) -> Result<(), Failure> {
@@ -156,6 +159,7 @@ fn run_plan(args: &PlanArgs, output: OutputFormat, out: &mut dyn Write) -> Resul
     let calibration =
         crate::capacity::calibration(args.calibration.as_deref()).map_err(Failure::Other)?;
     let p = plan(&calibration, &demand, &hardware);
+    let per_pod = pods(&calibration, &demand, &hardware, &p);
     let machine = format!(
         "{} ({} cores), {} sessions",
         calibration.machine.cpu, calibration.machine.cores, calibration.sessions
@@ -164,17 +168,18 @@ fn run_plan(args: &PlanArgs, output: OutputFormat, out: &mut dyn Write) -> Resul
         let reply = PlanReply {
             calibrated_on: &machine,
             plan: &p,
+            pods: &per_pod,
         };
         let json = serde_json::to_string_pretty(&reply)
             .map_err(|e| Failure::Other(anyhow::anyhow!("cannot print JSON: {e}")))?;
         writeln!(out, "{json}")?;
         return Ok(());
     }
-    out.write_all(render_plan(&p, &demand, &hardware, &machine).as_bytes())?;
+    out.write_all(render_plan(&p, &per_pod, &demand, &hardware, &machine).as_bytes())?;
     Ok(())
 }
 
-fn render_plan(p: &Plan, d: &Demand, hw: &Hardware, machine: &str) -> String {
+fn render_plan(p: &Plan, pods: &Pods, d: &Demand, hw: &Hardware, machine: &str) -> String {
     let sites = if p.sites == 2 {
         " per site (two sites, each able to carry every pile)"
     } else {
@@ -242,6 +247,22 @@ fn render_plan(p: &Plan, d: &Demand, hw: &Hardware, machine: &str) -> String {
         format!(
             "{:.0} Mbit/s in both directions together",
             p.network_mbit_per_sec
+        ),
+    );
+    row(
+        "kubernetes, edge pod",
+        format!(
+            "requests cpu {}, memory {}; limits memory {}",
+            pods.edge.cpu_request,
+            pods.edge.memory_request.as_deref().unwrap_or("-"),
+            pods.edge.memory_limit.as_deref().unwrap_or("-")
+        ),
+    );
+    row(
+        "kubernetes, app pod",
+        format!(
+            "requests cpu {} (memory not calibrated)",
+            pods.app.cpu_request
         ),
     );
     s.push_str(&format!(

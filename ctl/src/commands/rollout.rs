@@ -1,4 +1,4 @@
-//! `pylonctl rollout edges|apps`: a rolling restart (an upgrade, a new setting that needs
+//! `pylonctl rollout edges|apps|control`: a rolling restart (an upgrade, a new setting that needs
 //! a restart) without losing chargers or records. The steps are [`plan::Rollout`]'s; this
 //! module watches the control plane, runs the restart hook and keeps the time.
 
@@ -13,17 +13,22 @@ use pylon_proto::api::control::{AppInfo, EdgeInfo, StatusReply};
 
 use super::{ConnectOptions, Ctx};
 use crate::cli::Failure;
+use crate::client::{Client, ClientError};
 use plan::{Action, Kind, Member, Observation, Rollout, Settings};
 
 pub(super) const ROLLOUT_ABOUT: &str = "\
-Restart edges or app instances one batch at a time, through a command you give (the
-restart hook), without losing a charger or a record.
+Restart edges, app instances or control-plane replicas one batch at a time, through a
+command you give (the restart hook), without losing a charger or a record.
 
 Edges, for each batch: drain (dispatch sends their chargers to the other edges), wait
 until the chargers have moved (--move-timeout), run the hook, wait until each edge has
 registered again (--ready-timeout), undrain. App instances, for each batch: run the hook
 (a stopping instance hands its shards over), wait until each has registered again and
-every shard has an owner.
+every shard has an owner. Control-plane replicas: the followers first and the leader
+last, so leadership moves once (a stopping leader hands it over at once); for each, run
+the hook and wait until it has registered again and a leader is elected. While the
+replica pylonctl talks to restarts, it asks the others (as they list themselves: set
+--http-advertise on replicas that listen on 0.0.0.0).
 
 The hook is run by `sh -c` with {id} replaced by the member's id and {host} by the host
 of its address (PYLON_ROLLOUT_ID and PYLON_ROLLOUT_HOST are set too). It must return
@@ -34,6 +39,7 @@ Examples:
   pylonctl rollout edges --restart 'ssh {host} sudo systemctl restart pylon-edge'
   pylonctl rollout edges --batch 2 --restart 'ssh {host} sudo systemctl restart pylon-edge'
   pylonctl rollout apps --restart 'kubectl -n pylon delete pod {id} --wait'
+  pylonctl rollout control --restart 'ssh {host} sudo systemctl restart pylon-control'
   pylonctl rollout edges --only edge-3 --restart './restart-edge.sh {id}'";
 
 #[derive(Debug, Args)]
@@ -50,6 +56,8 @@ pub enum RolloutCommand {
     Edges(RolloutOptions),
     /// Restart app instances a batch at a time; shards hand over and come back.
     Apps(RolloutOptions),
+    /// Restart control-plane replicas, followers first and the leader last.
+    Control(RolloutOptions),
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +95,7 @@ pub fn run_rollout(
     let (kind, options) = match args.command {
         RolloutCommand::Edges(o) => (Kind::Edges, o),
         RolloutCommand::Apps(o) => (Kind::Apps, o),
+        RolloutCommand::Control(o) => (Kind::Control, o),
     };
     let settings = Settings {
         batch: options.batch,
@@ -95,11 +104,12 @@ pub fn run_rollout(
     };
     let started = Instant::now();
     let now_ms = || started.elapsed().as_millis() as u64;
-    let (first, _) = observe(&ctx, kind)?;
+    let mut control = Replicas::new();
+    let (first, _) = observe(&ctx, &mut control, kind)?;
     let mut rollout =
         Rollout::new(kind, settings, &first, &options.only).map_err(Failure::BadInput)?;
     loop {
-        let (seen, hosts) = observe(&ctx, kind)?;
+        let (seen, hosts) = observe(&ctx, &mut control, kind)?;
         let action = rollout.next(now_ms(), &seen);
         for note in rollout.take_notes() {
             writeln!(out, "{:>5} s  {note}", now_ms() / 1000)?;
@@ -161,8 +171,81 @@ pub fn run_rollout(
     }
 }
 
+/// The control plane's replicas as clients: the endpoint given first, then the others
+/// as they list themselves, so that a rollout of the replicas goes on while the one it
+/// talks to restarts.
+struct Replicas {
+    /// The others, besides `ctx.client`.
+    others: Vec<Client>,
+}
+
+impl Replicas {
+    fn new() -> Self {
+        Replicas { others: Vec::new() }
+    }
+
+    /// Adds the replicas a status lists that are not known yet (keeping the first).
+    fn learn(&mut self, ctx: &Ctx, status: &StatusReply) {
+        for replica in &status.replicas {
+            let known = std::iter::once(&ctx.client)
+                .chain(&self.others)
+                .any(|c| c.endpoint().trim_end_matches('/') == replica.http_address);
+            if known || replica.http_address.is_empty() {
+                continue;
+            }
+            // A replica whose address needs a CA pylonctl lacks is simply not asked.
+            if let Ok(trust) = ctx.settings.trust_for(&replica.http_address) {
+                self.others.push(
+                    Client::new(
+                        &replica.http_address,
+                        ctx.settings.token.clone(),
+                        ctx.settings.token_hint(),
+                    )
+                    .with_trust(trust),
+                );
+            }
+        }
+    }
+
+    /// The status from the first replica that answers with its registry reachable.
+    fn status(&mut self, ctx: &Ctx) -> Result<StatusReply, Failure> {
+        let mut first_error: Option<ClientError> = None;
+        let mut answer = None;
+        for client in std::iter::once(&ctx.client).chain(&self.others) {
+            match client.get::<StatusReply>("/v1/admin/status", &[]) {
+                Ok(status) if status.registry_ok => {
+                    answer = Some(status);
+                    break;
+                }
+                Ok(_) => continue,
+                Err(e @ ClientError::Unreachable { .. }) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) if e.status().is_some_and(|s| s >= 500) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(status) = answer {
+            self.learn(ctx, &status);
+            return Ok(status);
+        }
+        Err(match first_error {
+            Some(e) => e.into(),
+            None => Failure::Other(anyhow::anyhow!(
+                "no control-plane replica can read its registry"
+            )),
+        })
+    }
+}
+
 /// The members as the control plane lists them, and each one's host (for {host}).
-fn observe(ctx: &Ctx, kind: Kind) -> Result<(Observation, Vec<(String, String)>), Failure> {
+fn observe(
+    ctx: &Ctx,
+    control: &mut Replicas,
+    kind: Kind,
+) -> Result<(Observation, Vec<(String, String)>), Failure> {
     match kind {
         Kind::Edges => {
             let edges: Vec<EdgeInfo> = ctx.client.get("/v1/admin/edges", &[])?;
@@ -192,6 +275,7 @@ fn observe(ctx: &Ctx, kind: Kind) -> Result<(Observation, Vec<(String, String)>)
                 Observation {
                     members,
                     unowned_shards: 0,
+                    leader: None,
                 },
                 hosts,
             ))
@@ -218,6 +302,35 @@ fn observe(ctx: &Ctx, kind: Kind) -> Result<(Observation, Vec<(String, String)>)
                 Observation {
                     members,
                     unowned_shards: status.shards_unowned,
+                    leader: None,
+                },
+                hosts,
+            ))
+        }
+        Kind::Control => {
+            let status = control.status(ctx)?;
+            let hosts = status
+                .replicas
+                .iter()
+                .map(|r| (r.id.clone(), host_of(&r.http_address)))
+                .collect();
+            let members = status
+                .replicas
+                .into_iter()
+                .map(|r| Member {
+                    id: r.id,
+                    live: true,
+                    draining: false,
+                    sessions: 0,
+                    registration: r.registration,
+                    shards: 0,
+                })
+                .collect();
+            Ok((
+                Observation {
+                    members,
+                    unowned_shards: 0,
+                    leader: status.leader,
                 },
                 hosts,
             ))

@@ -405,6 +405,26 @@ pub fn status(s: &StatusReply) -> String {
             .collect();
         out.push_str(&table(&["SUBSCRIBER", "APPLIED", "LAG"], &rows));
     }
+    if !s.replicas.is_empty() {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = s
+            .replicas
+            .iter()
+            .map(|r| {
+                vec![
+                    r.id.clone(),
+                    if r.leader { "leader" } else { "follower" }.into(),
+                    r.http_address.clone(),
+                    r.grpc_address.clone(),
+                    r.version.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["REPLICA", "ROLE", "HTTP", "GRPC", "VERSION"],
+            &rows,
+        ));
+    }
     out
 }
 
@@ -414,7 +434,7 @@ mod tests {
 
     use super::*;
     use crate::client::tests::sample_edges;
-    use pylon_proto::api::control::{EntryAddress, SubscriberInfo, Transport};
+    use pylon_proto::api::control::{EntryAddress, ReplicaInfo, SubscriberInfo, Transport};
 
     #[test]
     fn edges_render_as_aligned_columns() {
@@ -485,6 +505,24 @@ edge-3  10.0.0.1:7000  10.0.0.1:7443  1234/20000         down      0.1.0
                     lag_seconds: 2.3,
                 },
             ],
+            replicas: vec![
+                ReplicaInfo {
+                    id: "ctl-1".into(),
+                    http_address: "https://10.0.0.5:7400".into(),
+                    grpc_address: "10.0.0.5:7401".into(),
+                    version: "0.1.0".into(),
+                    leader: true,
+                    registration: 7,
+                },
+                ReplicaInfo {
+                    id: "ctl-2".into(),
+                    http_address: "https://10.0.0.6:7400".into(),
+                    grpc_address: "10.0.0.6:7401".into(),
+                    version: "0.1.0".into(),
+                    leader: false,
+                    registration: 9,
+                },
+            ],
         }
     }
 
@@ -507,12 +545,17 @@ subscribers:    2
 SUBSCRIBER   APPLIED  LAG
 edge/edge-1  42       up to date
 app/app-1    41       2.3s
+
+REPLICA  ROLE      HTTP                   GRPC           VERSION
+ctl-1    leader    https://10.0.0.5:7400  10.0.0.5:7401  0.1.0
+ctl-2    follower  https://10.0.0.6:7400  10.0.0.6:7401  0.1.0
 "
         );
         let mut s = sample_status();
         s.leader = None;
         s.registry_ok = false;
         s.subscribers.clear();
+        s.replicas.clear();
         let text = status(&s);
         assert!(text.contains("leader:         none elected\n"), "{text}");
         assert!(text.contains("registry:       NOT ANSWERING\n"), "{text}");

@@ -3,12 +3,14 @@
 
 use pylon_proto::ykc::PileCipher;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pylon_proto::ykc::{Frame, PileNo};
 
 use super::connection::{Conn, Outgoing};
 use super::{accept, Executor};
+use crate::doorbell::Doorbell;
 use crate::runtime;
 use crate::session::CloseReason;
 
@@ -48,8 +50,35 @@ pub use pylon_proto::api::edge::DownlinkReply as DownlinkOutcome;
 /// Sends commands to every executor of this process. Cheap to clone, usable from any thread.
 #[derive(Clone)]
 pub struct ExecutorHandle {
-    executors: Vec<flume::Sender<ExecutorCommand>>,
+    executors: Vec<Outbox>,
 }
+
+/// One executor's commands as it receives them, and the bell that wakes it for them.
+pub struct Inbox {
+    pub(super) commands: flume::Receiver<ExecutorCommand>,
+    pub(super) doorbell: Arc<Doorbell>,
+}
+
+/// The sending side of one executor's [`Inbox`].
+#[derive(Clone)]
+struct Outbox {
+    commands: flume::Sender<ExecutorCommand>,
+    doorbell: Arc<Doorbell>,
+}
+
+impl Outbox {
+    /// Queues `cmd` and wakes the executor if it is parked. `Err`: the executor is gone
+    /// (the command is dropped).
+    fn send(&self, cmd: ExecutorCommand) -> Result<(), ExecutorGone> {
+        self.commands.send(cmd).map_err(|_| ExecutorGone)?;
+        self.doorbell.ring();
+        Ok(())
+    }
+}
+
+/// The executor a command was for has stopped.
+#[derive(Debug)]
+struct ExecutorGone;
 
 impl ExecutorHandle {
     /// Queues `frame` for `pile` on executor `executor` (where the pile logged in) without
@@ -164,10 +193,23 @@ impl ExecutorHandle {
     }
 }
 
-/// Builds the command channels; returns the handle and each executor's receiver.
-pub fn command_channels(count: usize) -> (ExecutorHandle, Vec<flume::Receiver<ExecutorCommand>>) {
-    let (txs, rxs) = (0..count).map(|_| flume::unbounded()).unzip();
-    (ExecutorHandle { executors: txs }, rxs)
+/// Builds the command channels; returns the handle and each executor's inbox.
+pub fn command_channels(count: usize) -> std::io::Result<(ExecutorHandle, Vec<Inbox>)> {
+    let mut executors = Vec::with_capacity(count);
+    let mut inboxes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (tx, rx) = flume::unbounded();
+        let doorbell = Arc::new(Doorbell::new()?);
+        executors.push(Outbox {
+            commands: tx,
+            doorbell: doorbell.clone(),
+        });
+        inboxes.push(Inbox {
+            commands: rx,
+            doorbell,
+        });
+    }
+    Ok((ExecutorHandle { executors }, inboxes))
 }
 
 impl Executor {

@@ -21,11 +21,13 @@ use std::time::{Duration, Instant};
 use pylon_proto::ykc::PileNo;
 use rustc_hash::FxHashMap;
 
-pub use self::commands::{command_channels, DownlinkOutcome, ExecutorCommand, ExecutorHandle};
+pub use self::commands::{
+    command_channels, DownlinkOutcome, ExecutorCommand, ExecutorHandle, Inbox,
+};
 use self::connection::{Conn, READ_BUFFER};
 use crate::config::Config;
 use crate::metrics::{EdgeMetrics, ExecutorMetrics};
-use crate::readiness::{Poller, Readiness, Token, LISTENER_TOKENS};
+use crate::readiness::{Poller, Readiness, Token, DOORBELL_TOKEN, LISTENER_TOKENS};
 use crate::runtime;
 use crate::session::{CloseReason, RateLimit};
 use crate::uplink::{Uplink, UplinkFactory};
@@ -164,12 +166,15 @@ impl Executor {
 }
 
 /// Runs executor `id` until the edge stops: listeners, command loop, deadline sweeper.
-pub async fn run(id: usize, shared: Arc<EdgeShared>, commands: flume::Receiver<ExecutorCommand>) {
+pub async fn run(id: usize, shared: Arc<EdgeShared>, inbox: Inbox) {
     let limits = shared.live.load().limits;
     let poller = match Poller::new() {
         Ok(p) => p,
         Err(e) => runtime::fatal(&format!("executor {id} cannot create its epoll set: {e}")),
     };
+    if let Err(e) = poller.register_reads(inbox.doorbell.fd(), DOORBELL_TOKEN) {
+        runtime::fatal(&format!("executor {id} cannot watch its doorbell: {e}"));
+    }
     let exec = Rc::new(Executor {
         id,
         metrics: ExecutorMetrics::new(shared.metrics.clone(), id),
@@ -191,30 +196,44 @@ pub async fn run(id: usize, shared: Arc<EdgeShared>, commands: flume::Receiver<E
     if !accept::start_listeners(&exec) {
         runtime::fatal(&format!("executor {id} cannot listen"));
     }
-    runtime::spawn(poll_readiness(exec.clone()));
-
-    let cmd_exec = exec.clone();
-    runtime::spawn(async move {
-        while let Ok(cmd) = commands.recv_async().await {
-            cmd_exec.handle(cmd);
-        }
-    });
+    runtime::spawn(poll_readiness(exec.clone(), inbox));
     // The sweeper returns once the executor is stopping and every connection is gone.
     sweep_deadlines(exec).await;
     tracing::info!(executor = id, "executor stopped");
 }
 
-/// Wakes the tasks of ready sockets. This task is the executor's park: it blocks in
-/// `epoll_wait` (up to `park_timeout_us`) and then yields, so the tasks it woke run
-/// before it parks again. glommio's own reactor (timers, messages from other threads)
-/// runs at each preemption tick, so those wait at most one tick.
-async fn poll_readiness(exec: Rc<Executor>) {
+/// Wakes the tasks of ready sockets and handles commands from other threads. This task
+/// is the executor's park: it blocks in `epoll_wait` (up to `park_timeout_us`) and then
+/// yields, so the tasks it woke run before it parks again. A command rings the doorbell
+/// (see [`crate::doorbell`]), which ends the park at once. glommio's own reactor
+/// (timers) runs at each preemption tick, so timers wait at most one tick.
+async fn poll_readiness(exec: Rc<Executor>, inbox: Inbox) {
     let park = Duration::from_micros(exec.shared.config.park_timeout_us);
     let mut events = Vec::with_capacity(1024);
     loop {
-        exec.poller.wait(&mut events, park, |token, readiness| {
-            exec.wake_token(token, readiness)
+        // Arm before looking: a command queued after the look rings the bell.
+        inbox.doorbell.arm();
+        let timeout = if inbox.commands.is_empty() {
+            park
+        } else {
+            Duration::ZERO
+        };
+        exec.poller.wait(&mut events, timeout, |token, readiness| {
+            if token == DOORBELL_TOKEN {
+                inbox.doorbell.clear();
+            } else {
+                exec.wake_token(token, readiness)
+            }
         });
+        inbox.doorbell.disarm();
+        // Commands that were queued before this point are handled now; later ones find
+        // the bell armed again at the next park.
+        for _ in 0..inbox.commands.len() {
+            match inbox.commands.try_recv() {
+                Ok(cmd) => exec.handle(cmd),
+                Err(_) => break,
+            }
+        }
         futures_lite::future::yield_now().await;
     }
 }

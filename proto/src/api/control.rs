@@ -146,4 +146,20 @@ pub struct StatusReply {
     pub shards_unowned: u32,
     /// Route subscribers connected to this replica.
     pub subscribers: Vec<SubscriberInfo>,
+    /// Every control-plane replica registered, this one included.
+    #[serde(default)]
+    pub replicas: Vec<ReplicaInfo>,
+}
+
+/// One control-plane replica, as it registered itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaInfo {
+    pub id: String,
+    /// Its HTTP API's base URL (dispatch, admin API, console).
+    pub http_address: String,
+    pub grpc_address: String,
+    pub version: String,
+    pub leader: bool,
+    /// Changes whenever the replica registers anew, i.e. after a restart.
+    pub registration: i64,
 }

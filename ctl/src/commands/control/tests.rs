@@ -404,6 +404,7 @@ fn routes_watch_follows_the_stream_found_through_status() {
         shard_count: 2,
         shards_unowned: 2,
         subscribers: vec![],
+        replicas: vec![],
     };
     let (endpoint, _requests, server) = serve(vec![(200, serde_json::to_string(&status).unwrap())]);
     let text = run_at(
@@ -695,6 +696,7 @@ fn routes_watch_speaks_mutual_tls_with_a_client_certificate() {
         shard_count: 2,
         shards_unowned: 2,
         subscribers: vec![],
+        replicas: vec![],
     };
     let (endpoint, requests, server) = serve_tls(
         &d.join("server.pem"),

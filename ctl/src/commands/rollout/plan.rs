@@ -5,7 +5,9 @@
 //! For each batch of edges: drain, wait until their chargers have moved (through
 //! dispatch), restart, wait until each registered anew, undrain. For app instances:
 //! restart (a stopping instance hands its shards over), wait until each registered anew
-//! and every shard is owned again.
+//! and every shard is owned again. For control-plane replicas: the followers first and
+//! the leader last (one leadership move), restart, wait until each registered anew and a
+//! leader is elected.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -14,6 +16,7 @@ use std::collections::{HashMap, VecDeque};
 pub enum Kind {
     Edges,
     Apps,
+    Control,
 }
 
 impl Kind {
@@ -21,6 +24,7 @@ impl Kind {
         match self {
             Kind::Edges => "edge",
             Kind::Apps => "app instance",
+            Kind::Control => "control-plane replica",
         }
     }
 }
@@ -45,6 +49,8 @@ pub struct Member {
 pub struct Observation {
     pub members: Vec<Member>,
     pub unowned_shards: u32,
+    /// Control: the elected leader's id.
+    pub leader: Option<String>,
 }
 
 impl Observation {
@@ -102,6 +108,8 @@ pub struct Rollout {
     since_ms: u64,
     /// Each batch member's registration before its restart.
     before: HashMap<String, i64>,
+    /// Control: the leader when the batch began.
+    leader_before: Option<String>,
     notes: Vec<String>,
     restarted: usize,
 }
@@ -125,6 +133,10 @@ impl Rollout {
         };
         ids.sort();
         ids.dedup();
+        if kind == Kind::Control {
+            // The leader last: leadership moves once, not with every restart.
+            ids.sort_by_key(|id| first.leader.as_deref() == Some(id.as_str()));
+        }
         if ids.is_empty() {
             return Err(format!("no {} is registered", kind.noun()));
         }
@@ -160,6 +172,13 @@ impl Rollout {
                 kind.noun()
             ));
         }
+        if kind == Kind::Control && first.leader.is_none() {
+            return Err(
+                "no control-plane replica is the leader: wait until one is elected \
+                 (pylonctl status)"
+                    .into(),
+            );
+        }
         if kind == Kind::Apps && first.unowned_shards > 0 {
             return Err(format!(
                 "{} shards have no owner already: wait until every shard is owned \
@@ -175,6 +194,7 @@ impl Rollout {
             phase: Phase::Next,
             since_ms: 0,
             before: HashMap::new(),
+            leader_before: None,
             notes: Vec::new(),
             restarted: 0,
         })
@@ -237,7 +257,7 @@ impl Rollout {
                     " {} stays drained until you undrain it (pylonctl edges undrain ID).",
                     self.batch.join(", ")
                 ),
-                Kind::Apps => String::new(),
+                Kind::Apps | Kind::Control => String::new(),
             };
             self.phase = Phase::Failed(format!(
                 "the restart hook failed: {}.{left}",
@@ -262,6 +282,7 @@ impl Rollout {
             .iter()
             .map(|id| (id.clone(), seen.member(id).map_or(0, |m| m.registration)))
             .collect();
+        self.leader_before = seen.leader.clone();
         self.since_ms = now_ms;
         match self.kind {
             Kind::Edges => {
@@ -270,7 +291,7 @@ impl Rollout {
                     .push(format!("{}: draining", self.batch.join(", ")));
                 Action::Drain(self.batch.clone())
             }
-            Kind::Apps => {
+            Kind::Apps | Kind::Control => {
                 self.phase = Phase::Restarting;
                 Action::Restart(self.batch.clone())
             }
@@ -283,11 +304,15 @@ impl Rollout {
                 m.live
                     && m.registration != 0
                     && Some(&m.registration) != self.before.get(id)
-                    && (self.kind == Kind::Edges || m.shards > 0)
+                    && (self.kind != Kind::Apps || m.shards > 0)
             })
         };
-        let all_back =
-            self.batch.iter().all(back) && (self.kind == Kind::Edges || seen.unowned_shards == 0);
+        let settled = match self.kind {
+            Kind::Edges => true,
+            Kind::Apps => seen.unowned_shards == 0,
+            Kind::Control => seen.leader.is_some(),
+        };
+        let all_back = self.batch.iter().all(back) && settled;
         if !all_back {
             let waited = now_ms.saturating_sub(self.since_ms);
             if waited < self.settings.ready_timeout_ms {
@@ -301,9 +326,15 @@ impl Rollout {
                 .collect();
             let left = match self.kind {
                 Kind::Edges => " It stays drained: undrain it once it is up.",
-                Kind::Apps => "",
+                Kind::Apps | Kind::Control => "",
             };
-            let why = if missing.is_empty() {
+            let why = if missing.is_empty() && self.kind == Kind::Control {
+                format!(
+                    "no leader elected {} s after restarting {}",
+                    waited / 1000,
+                    self.batch.join(", ")
+                )
+            } else if missing.is_empty() {
                 format!(
                     "{} shards still have no owner {} s after restarting {}",
                     seen.unowned_shards,
@@ -323,9 +354,16 @@ impl Rollout {
         self.restarted += self.batch.len();
         self.phase = Phase::Next;
         self.notes.push(format!("{}: back", self.batch.join(", ")));
+        if self.kind == Kind::Control && seen.leader != self.leader_before {
+            self.notes.push(format!(
+                "leadership moved from {} to {}",
+                self.leader_before.as_deref().unwrap_or("none"),
+                seen.leader.as_deref().unwrap_or("none")
+            ));
+        }
         match self.kind {
             Kind::Edges => Action::Undrain(std::mem::take(&mut self.batch)),
-            Kind::Apps => {
+            Kind::Apps | Kind::Control => {
                 self.batch.clear();
                 self.start_batch(now_ms, seen)
             }

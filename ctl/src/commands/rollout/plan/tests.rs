@@ -21,6 +21,7 @@ fn seen(members: Vec<Member>) -> Observation {
     Observation {
         members,
         unowned_shards: 0,
+        leader: None,
     }
 }
 
@@ -190,4 +191,80 @@ fn app_instances_restart_and_wait_until_every_shard_is_owned_again() {
     let mut unowned = first.clone();
     unowned.unowned_shards = 3;
     assert!(Rollout::new(Kind::Apps, SETTINGS, &unowned, &[]).is_err());
+}
+
+fn replica(id: &str, registration: i64) -> Member {
+    Member {
+        id: id.into(),
+        live: true,
+        draining: false,
+        sessions: 0,
+        registration,
+        shards: 0,
+    }
+}
+
+fn replicas(list: &[(&str, i64)], leader: Option<&str>) -> Observation {
+    Observation {
+        members: list.iter().map(|(id, r)| replica(id, *r)).collect(),
+        unowned_shards: 0,
+        leader: leader.map(str::to_owned),
+    }
+}
+
+#[test]
+fn control_replicas_restart_followers_first_and_the_leader_last() {
+    let first = replicas(&[("c1", 1), ("c2", 2), ("c3", 3)], Some("c1"));
+    let mut r = Rollout::new(Kind::Control, SETTINGS, &first, &[]).unwrap();
+    // c1 leads: it goes last, so leadership moves once.
+    assert_eq!(r.next(0, &first), Action::Restart(ids(&["c2"])));
+    r.restarted(1_000, vec![("c2".into(), Ok(()))]);
+    assert_eq!(
+        r.next(1_500, &first),
+        Action::Wait,
+        "c2 not registered anew"
+    );
+    let c2_back = replicas(&[("c1", 1), ("c2", 12), ("c3", 3)], Some("c1"));
+    assert_eq!(r.next(2_000, &c2_back), Action::Restart(ids(&["c3"])));
+    r.restarted(3_000, vec![("c3".into(), Ok(()))]);
+    let c3_back = replicas(&[("c1", 1), ("c2", 12), ("c3", 13)], Some("c1"));
+    assert_eq!(r.next(4_000, &c3_back), Action::Restart(ids(&["c1"])));
+    r.take_notes();
+    r.restarted(5_000, vec![("c1".into(), Ok(()))]);
+    // c1 is back but nobody leads yet (the election is under way): wait.
+    let leaderless = replicas(&[("c1", 11), ("c2", 12), ("c3", 13)], None);
+    assert_eq!(r.next(5_500, &leaderless), Action::Wait);
+    let moved = replicas(&[("c1", 11), ("c2", 12), ("c3", 13)], Some("c2"));
+    assert_eq!(r.next(6_000, &moved), Action::Done);
+    assert_eq!(r.restarted_count(), 3);
+    let notes = r.take_notes();
+    assert!(
+        notes.iter().any(|n| n == "leadership moved from c1 to c2"),
+        "{notes:?}"
+    );
+}
+
+#[test]
+fn a_control_rollout_needs_a_leader_and_a_replica_to_spare() {
+    let alone = replicas(&[("c1", 1)], Some("c1"));
+    let e = Rollout::new(Kind::Control, SETTINGS, &alone, &[])
+        .err()
+        .unwrap();
+    assert!(e.contains("leaves none to take over"), "{e}");
+    let leaderless = replicas(&[("c1", 1), ("c2", 2)], None);
+    let e = Rollout::new(Kind::Control, SETTINGS, &leaderless, &[])
+        .err()
+        .unwrap();
+    assert!(e.contains("no control-plane replica is the leader"), "{e}");
+    // Nobody elected long after the last restart: the rollout stops and says so.
+    let first = replicas(&[("c1", 1), ("c2", 2)], Some("c2"));
+    let mut r = Rollout::new(Kind::Control, SETTINGS, &first, &[]).unwrap();
+    assert_eq!(r.next(0, &first), Action::Restart(ids(&["c1"])));
+    r.restarted(1_000, vec![("c1".into(), Ok(()))]);
+    let leaderless = replicas(&[("c1", 5), ("c2", 2)], None);
+    assert_eq!(r.next(2_000, &leaderless), Action::Wait);
+    match r.next(40_000, &leaderless) {
+        Action::Failed(why) => assert!(why.contains("no leader elected"), "{why}"),
+        other => panic!("{other:?}"),
+    }
 }
