@@ -118,6 +118,8 @@ pub struct Business {
     clock: Arc<dyn Clock>,
     /// The alarm engine.
     pub alarms: Arc<crate::alarms::Alarms>,
+    /// Real-time status and charging events, written behind in batches.
+    pub ingest: Arc<ingest::Ingest>,
     /// When each connected pile's guns last kept a sample, and their status then.
     last_samples: Mutex<HashMap<String, Vec<(String, SampleMark)>>>,
 }
@@ -140,6 +142,7 @@ pub struct BusinessSettings {
     /// Where alarm notifications go.
     pub notifier: crate::alarms::notify::Notifier,
     pub alarm_settings: crate::alarms::AlarmSettings,
+    pub ingest: ingest::IngestSettings,
 }
 
 fn digits<const N: usize>(b: &Bcd<N>) -> String {
@@ -182,6 +185,7 @@ impl Business {
                 settings.alarm_settings,
             )),
             last_samples: Mutex::new(HashMap::new()),
+            ingest: ingest::Ingest::new(store.clone(), settings.ingest),
             store,
             directory,
             metrics,
@@ -243,8 +247,9 @@ impl Business {
                     data: frame.fields_json(),
                     updated_at: self.now_ms(),
                 };
-                self.store.set_gun_status(&status).await?;
-                self.realtime(&pile, &status.gun_no, r).await;
+                let gun_no = status.gun_no.clone();
+                self.ingest.status(status);
+                self.realtime(&pile, &gun_no, r).await;
                 // Also the answer to a read request (0x12).
                 self.wake(&pile, frame);
                 Ok(vec![])
@@ -391,6 +396,8 @@ impl Business {
         self.metrics.login(result);
         if accepted {
             self.store.record_login(pile, self.now_ms()).await?;
+            // It may have reported to another instance meanwhile.
+            self.ingest.forget_pile(pile);
             if let Frame::Login(login) = &incoming.frame {
                 let firmware = login.program_version.text();
                 self.logged_in(pile, firmware.trim_matches(char::from(0)).trim())
@@ -455,18 +462,30 @@ impl Business {
         Ok(())
     }
 
+    /// Keeps a frame as an event of its charge (written with the next batch).
     async fn event(&self, pile: &str, frame: &Frame) -> Result<(), StoreError> {
         let (trade_no, gun_no) = trade_and_gun(frame);
-        self.store
-            .append_event(&SessionEvent {
-                pile_no: pile.to_owned(),
-                gun_no,
-                trade_no,
-                frame_type: frame.frame_type(),
-                fields: charging::redacted(frame.fields_json()),
-                at: self.now_ms(),
-            })
-            .await
+        self.ingest.event(SessionEvent {
+            pile_no: pile.to_owned(),
+            gun_no,
+            trade_no,
+            frame_type: frame.frame_type(),
+            fields: charging::redacted(frame.fields_json()),
+            at: self.now_ms(),
+        });
+        Ok(())
+    }
+
+    /// A pile's guns as the store has them, with the statuses not yet written over them.
+    pub async fn gun_statuses(&self, pile_no: &str) -> Result<Vec<GunStatus>, StoreError> {
+        let stored = self.store.gun_statuses(pile_no).await?;
+        Ok(self.ingest.overlay_guns(pile_no, stored))
+    }
+
+    /// A charge's events, the ones not yet written included.
+    pub async fn events(&self, trade_no: &str) -> Result<Vec<SessionEvent>, StoreError> {
+        let stored = self.store.events(trade_no).await?;
+        Ok(self.ingest.overlay_events(trade_no, stored))
     }
 
     /// Stores a transaction record, then (only then) confirms it.
@@ -746,6 +765,7 @@ pub fn default_billing_model() -> Value {
 }
 
 mod charging;
+pub mod ingest;
 mod presence;
 mod privacy;
 mod tariffs;

@@ -56,6 +56,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub store: StoreConfig,
     pub alarms: AlarmConfig,
+    /// How real-time status and charging events are written (`[ingest]`).
+    pub ingest: IngestConfig,
     /// Fault injection, for tests only (see [`Fault`]).
     pub fault: Option<Fault>,
 }
@@ -106,6 +108,42 @@ impl RetentionConfig {
             before(self.status_history_days),
             before(self.dormant_account_days),
         )
+    }
+}
+
+/// Real-time status (0x13) and charging-process frames are written behind, in batches
+/// (transaction records are not: they are committed before they are confirmed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Longest a status or event waits before it is written (ms). What waits is lost if
+    /// the process dies; a pile's next status restores its own.
+    pub flush_ms: u64,
+    /// Write as soon as this many events wait.
+    pub batch_events: usize,
+    /// Events kept while the store cannot be written; beyond, the oldest are dropped
+    /// (counted in pylon_app_ingest_dropped_events).
+    pub max_pending_events: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        let d = crate::business::ingest::IngestSettings::default();
+        IngestConfig {
+            flush_ms: d.flush_every.as_millis() as u64,
+            batch_events: d.batch_events,
+            max_pending_events: d.max_pending_events,
+        }
+    }
+}
+
+impl IngestConfig {
+    pub fn settings(&self) -> crate::business::ingest::IngestSettings {
+        crate::business::ingest::IngestSettings {
+            flush_every: std::time::Duration::from_millis(self.flush_ms.clamp(1, 60_000)),
+            batch_events: self.batch_events.max(1),
+            max_pending_events: self.max_pending_events.max(1),
+        }
     }
 }
 
@@ -246,6 +284,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             store: StoreConfig::default(),
             alarms: AlarmConfig::default(),
+            ingest: IngestConfig::default(),
             fault: None,
         }
     }

@@ -224,11 +224,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             clock: Arc::new(crate::clock::SystemClock),
             notifier: crate::alarms::notify::Notifier::start(targets.clone()),
             alarm_settings: config.alarms.settings(),
+            ingest: config.ingest.settings(),
         },
     ));
     business.alarms.register(&mut registry);
+    business.ingest.register(&mut registry);
 
     let (stop, stopped) = watch::channel(false);
+    let ingest = tokio::spawn(business.ingest.clone().run(stopped.clone()));
     let service = BusinessServer::with_interceptor(
         BusinessService::new(business.clone()),
         authenticate(config.cluster_token.clone()),
@@ -340,6 +343,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), grpc).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), http).await;
+    // After the edges' streams closed: the last statuses and events are written.
+    let _ = tokio::time::timeout(Duration::from_secs(5), ingest).await;
     auditor.flush(Duration::from_secs(5)).await;
     tracing::info!("pylon-app stopped");
     Ok(())

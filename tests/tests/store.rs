@@ -186,7 +186,7 @@ use revenue::{
 };
 
 conformance!(
-    store: piles, billing_models, gun_status, concurrent_gun_status, events, orders,
+    store: piles, billing_models, gun_status, concurrent_gun_status, events, ingest_batches, orders,
         conditional_order_moves, store_record, concurrent_store_record, records_by_pile_and_time,
         revenue_start_and_settle, revenue_concurrent_starts, revenue_tariff_revisions,
         privacy_retention_and_erasure, alarms_life, fleet_presence_and_lists;
@@ -488,6 +488,79 @@ async fn events(store: Arc<dyn Store>) {
     assert_eq!(store.events(&b).await.unwrap(), vec![stored[1].clone()]);
     assert_eq!(store.events("").await.unwrap(), vec![stored[5].clone()]);
     assert_eq!(store.events(&trade(PILE, "01", 3)).await.unwrap(), vec![]);
+}
+
+/// Batches of real-time status and events, as the app's write-behind makes them
+/// (`business::ingest::Pending`): each gun's latest status, every change of it once
+/// (the first one compared with the stored status), events in order.
+async fn ingest_batches(store: Arc<dyn Store>) {
+    use pylon_app::business::ingest::Pending;
+    let t = 1_700_000_000_000;
+    let a = trade(PILE, "01", 1);
+    // Gun 01 was idle before this process started.
+    store
+        .set_gun_status(&status(PILE, "01", 2, t))
+        .await
+        .unwrap();
+    let event = |frame_type: u8, at: i64| SessionEvent {
+        pile_no: PILE.into(),
+        gun_no: "01".into(),
+        trade_no: a.clone(),
+        frame_type,
+        fields: json!({"frame": frame_type, "at": at}),
+        at,
+    };
+    let mut pending = Pending::default();
+    for (gun, code, at) in [
+        ("01", 2, 10),
+        ("01", 3, 20),
+        ("02", 1, 25),
+        ("01", 3, 30),
+        ("01", 2, 40),
+    ] {
+        pending.status(status(PILE, gun, code, t + at));
+    }
+    pending.event(event(0x23, t + 20));
+    pending.event(event(0x25, t + 21));
+    pending.status(status(OTHER_PILE, "01", 0, t + 50));
+    let batch = pending.take();
+    store.write_ingest(&batch).await.unwrap();
+    // Writing an empty batch is harmless.
+    store.write_ingest(&pending.take()).await.unwrap();
+
+    assert_eq!(
+        store.gun_statuses(PILE).await.unwrap(),
+        vec![status(PILE, "01", 2, t + 40), status(PILE, "02", 1, t + 25)]
+    );
+    let codes = |pile: &'static str, gun: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .status_history(pile, gun, 0, i64::MAX, 100)
+                .await
+                .unwrap()
+                .iter()
+                .map(|h| (h.status, h.at - t))
+                .collect::<Vec<_>>()
+        }
+    };
+    // 01: idle before (set_gun_status), idle again at 10 is no change, then 3, 2.
+    assert_eq!(codes(PILE, "01").await, vec![(2, 0), (3, 20), (2, 40)]);
+    assert_eq!(codes(PILE, "02").await, vec![(1, 25)]);
+    assert_eq!(codes(OTHER_PILE, "01").await, vec![(0, 50)]);
+    assert_eq!(
+        store.events(&a).await.unwrap(),
+        vec![event(0x23, t + 20), event(0x25, t + 21)]
+    );
+
+    // The pile logged in again (it may have reported elsewhere): its first status is
+    // compared with the stored one again, and written as history only if it differs.
+    pending.forget_pile(PILE);
+    pending.status(status(PILE, "01", 2, t + 60));
+    pending.status(status(PILE, "02", 3, t + 61));
+    store.write_ingest(&pending.take()).await.unwrap();
+    assert_eq!(codes(PILE, "01").await, vec![(2, 0), (3, 20), (2, 40)]);
+    assert_eq!(codes(PILE, "02").await, vec![(1, 25), (3, 61)]);
 }
 
 /// A move happens only from the states given: a late reply cannot undo a stop.

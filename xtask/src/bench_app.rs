@@ -25,6 +25,10 @@ pub struct BenchAppArgs {
     /// Seconds the records rate is measured over.
     #[arg(long, default_value_t = 20)]
     hold: u64,
+    /// Real-time status frames (0x13) per second the `--sessions` piles offer together
+    /// in the ingestion phase (0: skip it).
+    #[arg(long, default_value_t = 30_000)]
+    ingest_rate: u64,
     /// Also measure the unit costs (`bench --calibrate`): a window with no pile connected
     /// and one with every pile idle, `hold` seconds each.
     #[arg(skip)]
@@ -168,6 +172,7 @@ pub fn calibrate(out: &Path) -> anyhow::Result<pylon_proto::api::capacity::AppCo
         commands: 20,
         charging: 500,
         hold: 20,
+        ingest_rate: 0,
         unit_costs: true,
     };
     let result = run_backend(&args, "postgres", out)?;
@@ -203,6 +208,73 @@ pub fn calibrate(out: &Path) -> anyhow::Result<pylon_proto::api::capacity::AppCo
         transactions_per_frame: per_frame("transactions"),
         frames_per_record: frames / records,
     })
+}
+
+/// Idle piles sending real-time status (0x13) fast: the business frames one instance
+/// takes per second, its CPU per frame, and the most frames it held unacknowledged (the
+/// edge's window waits on those).
+fn ingest_phase(
+    args: &BenchAppArgs,
+    backend: &str,
+    dir: &Path,
+    edge_addr: &str,
+    metrics: &str,
+    app_pid: u32,
+) -> anyhow::Result<Value> {
+    if args.ingest_rate == 0 || args.sessions == 0 {
+        return Ok(Value::Null);
+    }
+    let every = (args.sessions as f64 / args.ingest_rate as f64).max(0.01);
+    eprintln!(
+        "== {backend}: {} sessions sending 0x13 every {every:.2} s ({} offered per second), {} s",
+        args.sessions, args.ingest_rate, args.hold
+    );
+    let fleet = Fleet::start(
+        dir,
+        "fleet-ingest",
+        edge_addr,
+        args.sessions,
+        &["--realtime-secs", &format!("{every}")],
+    )?;
+    wait(
+        "the ingesting sessions to log in",
+        Duration::from_secs(120),
+        || fleet.report()["connected"].as_u64() == Some(args.sessions),
+    )?;
+    std::thread::sleep(Duration::from_secs(3));
+    let realtime = |m: &str| metric(m, "pylon_app_frames_total", "frame_type=\"0x13\"");
+    let in_flight = |m: &str| metric(m, "pylon_app_uplinks_in_flight", "");
+    let sent = || fleet.report()["realtime_sent"].as_u64().unwrap_or(0);
+    let (f0, sent0, cpu0, t0) = (
+        realtime(metrics),
+        sent(),
+        procs::cpu_seconds(app_pid),
+        Instant::now(),
+    );
+    let mut most_in_flight: f64 = 0.0;
+    let mut samples = Vec::new();
+    while t0.elapsed() < Duration::from_secs(args.hold) {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = in_flight(metrics);
+        most_in_flight = most_in_flight.max(now);
+        samples.push(now);
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let (f1, sent1, cpu1) = (realtime(metrics), sent(), procs::cpu_seconds(app_pid));
+    let handled = f1 - f0;
+    // The window grows if the second half of the samples holds more than the first.
+    let half = samples.len() / 2;
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
+    Ok(json!({
+        "sessions": args.sessions,
+        "offered_per_sec": args.ingest_rate,
+        "sent_per_sec": (sent1 - sent0) as f64 / elapsed,
+        "frames_per_sec": handled / elapsed,
+        "app_cpu_us_per_frame": if handled > 0.0 { (cpu1 - cpu0) * 1e6 / handled } else { 0.0 },
+        "in_flight_max": most_in_flight,
+        "in_flight_mean_first_half": mean(&samples[..half]),
+        "in_flight_mean_second_half": mean(&samples[half..]),
+    }))
 }
 
 /// One backend's figures.
@@ -359,6 +431,7 @@ pub(crate) fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> any
     }
     drop(fleet);
     let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let ingest = ingest_phase(args, backend, &dir, &edge_addr, &metrics, app.pid())?;
 
     // Records: every pile charges for a second, sends its record, waits for the
     // confirmation, and starts again a second later.
@@ -421,6 +494,7 @@ pub(crate) fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> any
             "count": hist.len(), "failed": failed,
             "p50": ms(&hist, 0.5), "p99": ms(&hist, 0.99), "max": hist.max() as f64 / 1000.0,
         },
+        "ingest": ingest,
         "charging_sessions": args.charging,
         "records_stored_per_sec": stored / elapsed,
         "records_confirmed_per_sec": (confirmed1 - confirmed0) as f64 / elapsed,
@@ -490,6 +564,36 @@ pub fn run(args: BenchAppArgs) -> anyhow::Result<()> {
             )
         },
     );
+    if args.ingest_rate > 0 {
+        let f = |r: &Value, k: &str| r["ingest"][k].as_f64().unwrap_or(0.0);
+        md += &row(
+            &format!(
+                "real-time frames (0x13) per second, {} offered by {} sessions",
+                args.ingest_rate, args.sessions
+            ),
+            &|r| {
+                format!(
+                    "{:.0} (the fleet sent {:.0})",
+                    f(r, "frames_per_sec"),
+                    f(r, "sent_per_sec")
+                )
+            },
+        );
+        md += &row("app CPU per real-time frame (µs)", &|r| {
+            format!("{:.1}", f(r, "app_cpu_us_per_frame"))
+        });
+        md += &row(
+            "frames unacknowledged by the app: most / mean 1st half / 2nd half",
+            &|r| {
+                format!(
+                    "{:.0} / {:.0} / {:.0}",
+                    f(r, "in_flight_max"),
+                    f(r, "in_flight_mean_first_half"),
+                    f(r, "in_flight_mean_second_half")
+                )
+            },
+        );
+    }
     md += &format!("\nPostgreSQL / SQLite records per second: {ratio:.2}\n");
     std::fs::write(out.join("app-latest.md"), &md)?;
     std::fs::write(

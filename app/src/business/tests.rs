@@ -42,6 +42,7 @@ pub(super) async fn world() -> World {
         BusinessSettings {
             notifier: crate::alarms::notify::Notifier::none(),
             alarm_settings: Default::default(),
+            ingest: Default::default(),
             offset: UtcOffset::UTC,
             vault: Some(vault.clone()),
             policy: StartPolicy {

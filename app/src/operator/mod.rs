@@ -261,7 +261,11 @@ async fn pile_detail(State(api): State<Api>, Path(pile): Path<String>) -> ApiRes
             format!("no pile {pile} is registered"),
         ));
     };
-    let guns = store.gun_statuses(&pile).await.map_err(store_error)?;
+    let guns = api
+        .business
+        .gun_statuses(&pile)
+        .await
+        .map_err(store_error)?;
     let open_orders = store.open_orders(Some(&pile)).await.map_err(store_error)?;
     let online = api
         .business
@@ -375,7 +379,7 @@ async fn order_detail(State(api): State<Api>, Path(trade_no): Path<String>) -> A
             format!("no order {trade_no}"),
         ));
     };
-    let events = store.events(&trade_no).await.map_err(store_error)?;
+    let events = api.business.events(&trade_no).await.map_err(store_error)?;
     let record = store.record(&trade_no).await.map_err(store_error)?;
     Ok(Json(OrderDetail {
         events,

@@ -23,6 +23,34 @@ pub use pylon_proto::api::app::{
     TransactionRecord,
 };
 
+/// Real-time status and charging events written together, in one transaction (see
+/// `business::ingest`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IngestBatch {
+    /// The latest status of each gun that reported since the last batch.
+    pub statuses: Vec<GunStatus>,
+    /// Status changes, written as they are.
+    pub history: Vec<StatusChange>,
+    /// Statuses of guns the writer had not seen before: each is history only where the
+    /// stored status differs (compared before `statuses` are written).
+    pub first_seen: Vec<StatusChange>,
+    pub events: Vec<SessionEvent>,
+}
+
+impl IngestBatch {
+    pub fn is_empty(&self) -> bool {
+        self.statuses.is_empty()
+            && self.history.is_empty()
+            && self.first_seen.is_empty()
+            && self.events.is_empty()
+    }
+
+    /// Rows the batch writes at most.
+    pub fn rows(&self) -> usize {
+        self.statuses.len() + self.history.len() + self.first_seen.len() + self.events.len()
+    }
+}
+
 /// What storing a transaction record did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
@@ -75,6 +103,8 @@ pub trait Store: revenue::RevenueStore + monitor::MonitorStore + Send + Sync + '
     ) -> Result<Vec<StatusChange>>;
 
     async fn append_event(&self, event: &SessionEvent) -> Result<()>;
+    /// Writes a batch of statuses, history and events in one transaction.
+    async fn write_ingest(&self, batch: &IngestBatch) -> Result<()>;
     /// Events of one transaction, oldest first.
     async fn events(&self, trade_no: &str) -> Result<Vec<SessionEvent>>;
 

@@ -26,15 +26,15 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
 use super::{
-    BillingModel, GunStatus, Order, OrderState, Pile, Result, SessionEvent, StatusChange, Store,
-    StoreError, Stored, TransactionRecord,
+    BillingModel, GunStatus, IngestBatch, Order, OrderState, Pile, Result, SessionEvent,
+    StatusChange, Store, StoreError, Stored, TransactionRecord,
 };
 
 use self::connection::durable_commits;
 use self::migrations::migrate;
 use self::rows::{
-    event, execute, get, gun, limit, narrow, order, pile, pool_error, query_all, query_opt, record,
-    status_change,
+    event, execute, get, gun, limit, narrow, order, pg, pile, pool_error, query_all, query_opt,
+    record, status_change,
 };
 use super::schema::{GUN_COLUMNS, ORDER_COLUMNS, PILE_COLUMNS, RECORD_COLUMNS};
 
@@ -351,6 +351,82 @@ impl Store for PostgresStore {
         )
         .await?;
         Ok(())
+    }
+
+    /// One transaction of four statements, each taking its rows as arrays (`UNNEST`):
+    /// the first statuses are compared with the stored ones before the statuses (sorted
+    /// by gun, so concurrent batches lock rows in one order) are written.
+    async fn write_ingest(&self, batch: &IngestBatch) -> Result<()> {
+        fn columns(changes: &[StatusChange]) -> (Vec<&str>, Vec<&str>, Vec<i16>, Vec<i64>) {
+            (
+                changes.iter().map(|c| c.pile_no.as_str()).collect(),
+                changes.iter().map(|c| c.gun_no.as_str()).collect(),
+                changes.iter().map(|c| i16::from(c.status)).collect(),
+                changes.iter().map(|c| c.at).collect(),
+            )
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        if !batch.first_seen.is_empty() {
+            let (piles, guns, codes, ats) = columns(&batch.first_seen);
+            tx.execute(
+                "INSERT INTO status_history (pile_no, gun_no, status, at)
+                 SELECT n.pile_no, n.gun_no, n.status, n.at
+                 FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int8[])
+                     AS n (pile_no, gun_no, status, at)
+                 WHERE NOT EXISTS (
+                     SELECT 1 FROM gun_status g
+                     WHERE g.pile_no = n.pile_no AND g.gun_no = n.gun_no AND g.status = n.status)",
+                &[&piles, &guns, &codes, &ats],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        if !batch.history.is_empty() {
+            let (piles, guns, codes, ats) = columns(&batch.history);
+            tx.execute(
+                "INSERT INTO status_history (pile_no, gun_no, status, at)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int8[])",
+                &[&piles, &guns, &codes, &ats],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        if !batch.statuses.is_empty() {
+            let s = &batch.statuses;
+            let piles: Vec<&str> = s.iter().map(|g| g.pile_no.as_str()).collect();
+            let guns: Vec<&str> = s.iter().map(|g| g.gun_no.as_str()).collect();
+            let codes: Vec<i16> = s.iter().map(|g| i16::from(g.status)).collect();
+            let data: Vec<&serde_json::Value> = s.iter().map(|g| &g.data).collect();
+            let ats: Vec<i64> = s.iter().map(|g| g.updated_at).collect();
+            tx.execute(
+                "INSERT INTO gun_status (pile_no, gun_no, status, data, updated_at)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::jsonb[], $5::int8[])
+                 ON CONFLICT (pile_no, gun_no) DO UPDATE SET status = excluded.status,
+                     data = excluded.data, updated_at = excluded.updated_at",
+                &[&piles, &guns, &codes, &data, &ats],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        if !batch.events.is_empty() {
+            let e = &batch.events;
+            let piles: Vec<&str> = e.iter().map(|e| e.pile_no.as_str()).collect();
+            let guns: Vec<&str> = e.iter().map(|e| e.gun_no.as_str()).collect();
+            let trades: Vec<&str> = e.iter().map(|e| e.trade_no.as_str()).collect();
+            let types: Vec<i16> = e.iter().map(|e| i16::from(e.frame_type)).collect();
+            let fields: Vec<&serde_json::Value> = e.iter().map(|e| &e.fields).collect();
+            let ats: Vec<i64> = e.iter().map(|e| e.at).collect();
+            tx.execute(
+                "INSERT INTO session_events (pile_no, gun_no, trade_no, frame_type, fields, at)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int2[],
+                                      $5::jsonb[], $6::int8[])",
+                &[&piles, &guns, &trades, &types, &fields, &ats],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)
     }
 
     async fn events(&self, trade_no: &str) -> Result<Vec<SessionEvent>> {

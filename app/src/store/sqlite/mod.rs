@@ -26,8 +26,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::{
-    BillingModel, GunStatus, Order, OrderState, Pile, Result, SessionEvent, StatusChange, Store,
-    StoreError, Stored, TransactionRecord,
+    BillingModel, GunStatus, IngestBatch, Order, OrderState, Pile, Result, SessionEvent,
+    StatusChange, Store, StoreError, Stored, TransactionRecord,
 };
 
 use self::connection::{open_connection, Readers};
@@ -348,6 +348,90 @@ impl Store for SqliteStore {
                     event.at
                 ],
             )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// One write job (so one savepoint in the writer's group commit), with cached
+    /// statements: the first statuses are compared with the stored ones before the
+    /// statuses are written.
+    async fn write_ingest(&self, batch: &IngestBatch) -> Result<()> {
+        let statuses = batch
+            .statuses
+            .iter()
+            .map(|s| {
+                Ok((
+                    s.pile_no.clone(),
+                    s.gun_no.clone(),
+                    s.status,
+                    json_text(&s.data)?,
+                    s.updated_at,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let events = batch
+            .events
+            .iter()
+            .map(|e| {
+                Ok((
+                    e.pile_no.clone(),
+                    e.gun_no.clone(),
+                    e.trade_no.clone(),
+                    e.frame_type,
+                    json_text(&e.fields)?,
+                    e.at,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (history, first_seen) = (batch.history.clone(), batch.first_seen.clone());
+        self.write(move |conn| {
+            let mut first = conn
+                .prepare_cached(
+                    "INSERT INTO status_history (pile_no, gun_no, status, at)
+                     SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (
+                         SELECT 1 FROM gun_status WHERE pile_no = ?1 AND gun_no = ?2 AND status = ?3)",
+                )
+                .map_err(sql)?;
+            for c in &first_seen {
+                first
+                    .execute(params![c.pile_no, c.gun_no, c.status, c.at])
+                    .map_err(sql)?;
+            }
+            let mut change = conn
+                .prepare_cached(
+                    "INSERT INTO status_history (pile_no, gun_no, status, at) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql)?;
+            for c in &history {
+                change
+                    .execute(params![c.pile_no, c.gun_no, c.status, c.at])
+                    .map_err(sql)?;
+            }
+            let mut upsert = conn
+                .prepare_cached(
+                    "INSERT INTO gun_status (pile_no, gun_no, status, data, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (pile_no, gun_no) DO UPDATE SET status = excluded.status,
+                         data = excluded.data, updated_at = excluded.updated_at",
+                )
+                .map_err(sql)?;
+            for (pile, gun, status, data, at) in &statuses {
+                upsert
+                    .execute(params![pile, gun, status, data, at])
+                    .map_err(sql)?;
+            }
+            let mut append = conn
+                .prepare_cached(
+                    "INSERT INTO session_events (pile_no, gun_no, trade_no, frame_type, fields, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(sql)?;
+            for (pile, gun, trade, frame_type, fields, at) in &events {
+                append
+                    .execute(params![pile, gun, trade, frame_type, fields, at])
+                    .map_err(sql)?;
+            }
             Ok(())
         })
         .await

@@ -1,0 +1,301 @@
+//! Real-time status (0x13) and charging-process frames (0x23, 0x25, ...) written behind,
+//! in batches: a million piles send tens of thousands of these a second, too many for a
+//! store write each.
+//!
+//! Each gun's latest status is kept here until it is written (only the latest is: a gun
+//! reporting every few seconds costs one row per batch, not one per frame), its changes
+//! of status are kept as history rows, and events are appended in order. A flusher task
+//! writes everything pending in one transaction every `flush_every`, or sooner once
+//! `batch_events` events wait. Reads of gun statuses and events ([`Ingest::overlay_guns`],
+//! [`Ingest::overlay_events`]) see what is pending, so nothing waits for a flush to show.
+//!
+//! Transaction records are not written here: they are committed before 0x40 is sent.
+//! What is pending is lost if the process dies before the next flush (at most
+//! `flush_every` of status and events; a pile's next 0x13 restores its status).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::metrics::ResultLabel;
+use crate::store::{GunStatus, IngestBatch, SessionEvent, StatusChange, Store};
+
+/// How the batches are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestSettings {
+    /// Longest a status or event waits before it is written.
+    pub flush_every: Duration,
+    /// Write as soon as this many events wait.
+    pub batch_events: usize,
+    /// Events kept while the store cannot be written; beyond this the oldest are dropped
+    /// (and counted).
+    pub max_pending_events: usize,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            flush_every: Duration::from_millis(200),
+            batch_events: 5_000,
+            max_pending_events: 200_000,
+        }
+    }
+}
+
+type GunKey = (String, String);
+
+/// What waits to be written, and each gun's last status (sans-io: the flusher and the
+/// business logic drive it).
+#[derive(Debug, Default)]
+pub struct Pending {
+    statuses: HashMap<GunKey, GunStatus>,
+    history: Vec<StatusChange>,
+    first_seen: Vec<StatusChange>,
+    events: Vec<SessionEvent>,
+    /// Each gun's last status as this process saw it.
+    known: HashMap<GunKey, u8>,
+    /// Events dropped because the store stayed unwritable.
+    pub dropped_events: u64,
+}
+
+impl Pending {
+    /// A 0x13 arrived: keep it as the gun's latest, and its change of status as history.
+    pub fn status(&mut self, status: GunStatus) {
+        let key = (status.pile_no.clone(), status.gun_no.clone());
+        let change = StatusChange {
+            pile_no: status.pile_no.clone(),
+            gun_no: status.gun_no.clone(),
+            status: status.status,
+            at: status.updated_at,
+        };
+        match self.known.insert(key.clone(), status.status) {
+            None => self.first_seen.push(change),
+            Some(previous) if previous != status.status => self.history.push(change),
+            Some(_) => {}
+        }
+        self.statuses.insert(key, status);
+    }
+
+    /// Forgets a pile's guns' last statuses (it logged in again, perhaps after reporting
+    /// to another instance): their next status is compared with the store's.
+    pub fn forget_pile(&mut self, pile_no: &str) {
+        self.known.retain(|(pile, _), _| pile != pile_no);
+    }
+
+    pub fn event(&mut self, event: SessionEvent) {
+        self.events.push(event);
+    }
+
+    pub fn pending_events(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Everything pending, leaving nothing.
+    pub fn take(&mut self) -> IngestBatch {
+        let mut statuses: Vec<GunStatus> = self.statuses.drain().map(|(_, s)| s).collect();
+        statuses.sort_by(|a, b| (&a.pile_no, &a.gun_no).cmp(&(&b.pile_no, &b.gun_no)));
+        IngestBatch {
+            statuses,
+            history: std::mem::take(&mut self.history),
+            first_seen: std::mem::take(&mut self.first_seen),
+            events: std::mem::take(&mut self.events),
+        }
+    }
+
+    /// A batch could not be written: put it back before what arrived since (newer
+    /// statuses win), dropping the oldest events beyond `max_events`.
+    pub fn restore(&mut self, batch: IngestBatch, max_events: usize) {
+        for status in batch.statuses {
+            let key = (status.pile_no.clone(), status.gun_no.clone());
+            self.statuses.entry(key).or_insert(status);
+        }
+        let later = std::mem::replace(&mut self.history, batch.history);
+        self.history.extend(later);
+        let later = std::mem::replace(&mut self.first_seen, batch.first_seen);
+        self.first_seen.extend(later);
+        let later = std::mem::replace(&mut self.events, batch.events);
+        self.events.extend(later);
+        if self.events.len() > max_events {
+            let excess = self.events.len() - max_events;
+            self.events.drain(..excess);
+            self.dropped_events += excess as u64;
+        }
+    }
+
+    /// `stored` (a pile's guns as the store has them) with the pending statuses over it.
+    pub fn overlay_guns(&self, pile_no: &str, mut stored: Vec<GunStatus>) -> Vec<GunStatus> {
+        for ((pile, gun), status) in &self.statuses {
+            if pile != pile_no {
+                continue;
+            }
+            match stored.iter_mut().find(|s| &s.gun_no == gun) {
+                Some(s) => *s = status.clone(),
+                None => stored.push(status.clone()),
+            }
+        }
+        stored.sort_by(|a, b| a.gun_no.cmp(&b.gun_no));
+        stored
+    }
+
+    /// `stored` (a transaction's events) with the pending ones of it after them.
+    pub fn overlay_events(
+        &self,
+        trade_no: &str,
+        mut stored: Vec<SessionEvent>,
+    ) -> Vec<SessionEvent> {
+        stored.extend(
+            self.events
+                .iter()
+                .filter(|e| e.trade_no == trade_no)
+                .cloned(),
+        );
+        stored
+    }
+}
+
+#[derive(Default)]
+struct IngestMetrics {
+    /// Flushes by result (ok, error).
+    flushes: Family<ResultLabel, Counter>,
+    rows: Counter,
+    pending_events: Gauge,
+    dropped_events: Counter,
+}
+
+/// The write-behind of one app instance: [`Pending`] behind a lock, and its flusher.
+pub struct Ingest {
+    store: Arc<dyn Store>,
+    settings: IngestSettings,
+    pending: Mutex<Pending>,
+    full: tokio::sync::Notify,
+    /// One flush at a time (the flusher's, or a final one at shutdown).
+    flushing: tokio::sync::Mutex<()>,
+    metrics: IngestMetrics,
+}
+
+impl Ingest {
+    pub fn new(store: Arc<dyn Store>, settings: IngestSettings) -> Arc<Ingest> {
+        Arc::new(Ingest {
+            store,
+            settings,
+            pending: Mutex::new(Pending::default()),
+            full: tokio::sync::Notify::new(),
+            flushing: tokio::sync::Mutex::new(()),
+            metrics: IngestMetrics::default(),
+        })
+    }
+
+    pub fn register(&self, registry: &mut Registry) {
+        let m = &self.metrics;
+        registry.register(
+            "pylon_app_ingest_flushes",
+            "Batched writes of real-time status and charging events, by result",
+            m.flushes.clone(),
+        );
+        registry.register(
+            "pylon_app_ingest_rows",
+            "Rows written by batched ingestion",
+            m.rows.clone(),
+        );
+        registry.register(
+            "pylon_app_ingest_pending_events",
+            "Charging events waiting to be written",
+            m.pending_events.clone(),
+        );
+        registry.register(
+            "pylon_app_ingest_dropped_events",
+            "Charging events dropped because the store stayed unwritable",
+            m.dropped_events.clone(),
+        );
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Pending) -> T) -> T {
+        // A panic while holding the lock leaves consistent data (every change is one
+        // push or insert), so a poisoned lock is used as is.
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut pending)
+    }
+
+    pub fn status(&self, status: GunStatus) {
+        self.with(|p| p.status(status));
+    }
+
+    pub fn event(&self, event: SessionEvent) {
+        let waiting = self.with(|p| {
+            p.event(event);
+            p.pending_events()
+        });
+        if waiting >= self.settings.batch_events {
+            self.full.notify_one();
+        }
+    }
+
+    pub fn forget_pile(&self, pile_no: &str) {
+        self.with(|p| p.forget_pile(pile_no));
+    }
+
+    pub fn overlay_guns(&self, pile_no: &str, stored: Vec<GunStatus>) -> Vec<GunStatus> {
+        self.with(|p| p.overlay_guns(pile_no, stored))
+    }
+
+    pub fn overlay_events(&self, trade_no: &str, stored: Vec<SessionEvent>) -> Vec<SessionEvent> {
+        self.with(|p| p.overlay_events(trade_no, stored))
+    }
+
+    /// Writes everything pending now; on failure it stays pending for the next flush.
+    pub async fn flush(&self) -> Result<usize, crate::store::StoreError> {
+        let _one = self.flushing.lock().await;
+        let batch = self.with(Pending::take);
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let rows = batch.rows();
+        let result = self.store.write_ingest(&batch).await;
+        let label = |r: &str| ResultLabel { result: r.into() };
+        match result {
+            Ok(()) => {
+                self.metrics.flushes.get_or_create(&label("ok")).inc();
+                self.metrics.rows.inc_by(rows as u64);
+            }
+            Err(_) => {
+                self.metrics.flushes.get_or_create(&label("error")).inc();
+                let max = self.settings.max_pending_events;
+                let dropped = self.with(|p| {
+                    let before = p.dropped_events;
+                    p.restore(batch, max);
+                    p.dropped_events - before
+                });
+                self.metrics.dropped_events.inc_by(dropped);
+            }
+        }
+        let waiting = self.with(|p| p.pending_events());
+        self.metrics.pending_events.set(waiting as i64);
+        result.map(|()| rows)
+    }
+
+    /// Flushes every `flush_every` (or when a batch is full) until `stop` turns true,
+    /// then once more.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.flush_every) => {}
+                _ = self.full.notified() => {}
+                _ = stop.changed() => break,
+            }
+            if let Err(e) = self.flush().await {
+                tracing::warn!(error = %e, "cannot write real-time status and charging events; kept for the next try");
+            }
+        }
+        if let Err(e) = self.flush().await {
+            tracing::warn!(error = %e, "the last real-time status and charging events were not written");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
