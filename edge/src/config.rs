@@ -46,7 +46,9 @@ pub struct Config {
     /// connections (one pending poll each) a deep ring is much cheaper.
     pub ring_depth: usize,
     /// Longest time (µs) an executor parks in `epoll_wait` before it lets glommio's
-    /// reactor run (timers, messages from other threads); also glommio's preemption tick.
+    /// reactor run (timers); also glommio's preemption tick. Commands from other threads
+    /// (downlinks, login verdicts, drains) do not wait for it: they ring the executor's
+    /// doorbell.
     pub park_timeout_us: u64,
     /// Kernel help for spreading connections over executors: off, auto or on.
     pub ebpf: crate::ebpf::EbpfMode,

@@ -73,6 +73,9 @@ pub(crate) struct ServerResult {
     pub(crate) kernel_bytes_per_session_estimate: f64,
     pub(crate) total_bytes_per_session: f64,
     pub(crate) errors: std::collections::BTreeMap<String, u64>,
+    /// The edge's CPU profile during the hold (perf), when perf is installed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) profile: Option<crate::profile::Profile>,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -288,6 +291,26 @@ pub(crate) fn run_one(
     let heartbeats = total.heartbeats_ok.saturating_sub(hb_start);
     // Round trips measured during the hold only: subtract what was there at its start.
     let rtt = hold_latency(&total, &rtt_skip);
+    // With the figures taken, the edge is profiled under the same load (perf's own
+    // overhead stays out of them).
+    let profile = if kind == "edge" {
+        let pids: Vec<u32> = servers.iter().map(|s| s.pid()).collect();
+        let transport = if tls { "tls" } else { "tcp" };
+        let name = format!("edge-profile-{transport}-{}", args.sessions);
+        let title = format!(
+            "pylon-edge, {} {} sessions, heartbeat every {} s",
+            args.sessions,
+            transport.to_uppercase(),
+            args.heartbeat_secs
+        );
+        let secs = crate::profile::window(args.duration).as_secs();
+        crate::profile::record(&pids, secs, out, &name, &title).unwrap_or_else(|e| {
+            eprintln!("  no CPU profile: {e:#}");
+            None
+        })
+    } else {
+        None
+    };
 
     for f in fleet_procs.iter_mut() {
         f.terminate(Duration::from_secs(3));
@@ -337,6 +360,7 @@ pub(crate) fn run_one(
         kernel_bytes_per_session_estimate: kernel_per,
         total_bytes_per_session: rss_per + kernel_per,
         errors: total.errors,
+        profile,
     })
 }
 
@@ -428,5 +452,10 @@ fn markdown(args: &BenchArgs, tls: bool, results: &[ServerResult]) -> String {
         .collect::<Vec<_>>()
         .join("; ");
     md += "\n";
+    for r in results {
+        if let Some(profile) = &r.profile {
+            md += &crate::profile::markdown(profile);
+        }
+    }
     md
 }

@@ -10,6 +10,7 @@ mod codegen;
 mod demo;
 mod dist;
 mod procs;
+mod profile;
 mod skips;
 mod system;
 

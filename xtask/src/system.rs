@@ -258,6 +258,12 @@ pub const REQUIREMENTS: &[Requirement] = &[
         Use::Bench,
         "pins the control plane in bench-control",
     ),
+    req(
+        Cmd("perf"),
+        "linux-perf",
+        Use::Bench,
+        "the edge's CPU profile (flame graph) beside each bench report",
+    ),
 ];
 
 /// What the test run needs: everything but the benchmarks' extras.

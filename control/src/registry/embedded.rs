@@ -1,7 +1,6 @@
-//! The embedded registry: the whole key space in this process, persisted to one JSON file.
-//!
-//! Every change is written as a complete snapshot (keys, revision, leases) to `<path>.tmp`,
-//! fsynced and renamed over `<path>`, so the file is always either the old or the new state.
+//! The embedded registry: the whole key space in this process, persisted to a JSON
+//! snapshot and a journal of the changes since (see [`journal`]): each change is on disk
+//! before it is acknowledged, and the files always hold a state that existed.
 //! Keep-alives are not written: on open every persisted lease gets a fresh deadline of
 //! now + TTL, so members keep their registration across a control-plane restart as long as
 //! they keep their lease alive.
@@ -32,12 +31,14 @@ const EXPIRY_INTERVAL: Duration = Duration::from_millis(100);
 const BROADCAST_CAPACITY: usize = if cfg!(test) { 8 } else { 4096 };
 /// Events buffered between a watcher's task and its receiver.
 const WATCH_CHANNEL: usize = if cfg!(test) { 8 } else { 1024 };
-/// The format of the file, checked on open.
-const FORMAT_VERSION: u32 = 1;
+/// The format of the file, checked on open: 2 has a journal beside it (1 did not).
+const FORMAT_VERSION: u32 = 2;
+
+mod journal;
 
 pub struct EmbeddedRegistry {
     state: Mutex<State>,
-    file: Arc<SnapshotFile>,
+    file: Arc<journal::Files>,
     changes: broadcast::Sender<Arc<Batch>>,
     expiry: Mutex<Option<AbortHandle>>,
 }
@@ -62,27 +63,33 @@ struct State {
     /// Recent events, oldest first; every event with a revision above `history_floor` is here.
     history: VecDeque<WatchEvent>,
     history_floor: Revision,
-    /// Numbers the snapshots so an older one never overwrites a newer one on disk.
+    /// Changes made: numbers the journal's entries.
     snapshot_seq: u64,
+    /// Leases granted and ended by the change being made (for its journal entry).
+    granted: Vec<SnapshotLease>,
+    ended: Vec<LeaseId>,
 }
 
 /// The file's contents.
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
     version: u32,
+    /// The last journal entry this snapshot holds.
+    #[serde(default)]
+    journal_seq: u64,
     revision: Revision,
     next_lease: LeaseId,
     leases: Vec<SnapshotLease>,
     keys: Vec<SnapshotKey>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct SnapshotLease {
     id: LeaseId,
     ttl_secs: u64,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct SnapshotKey {
     key: String,
     /// Hex, to keep the file compact and readable.
@@ -92,33 +99,22 @@ struct SnapshotKey {
     lease: Option<LeaseId>,
 }
 
-/// Writes snapshots atomically, newest wins.
-struct SnapshotFile {
-    path: PathBuf,
-    tmp: PathBuf,
-    /// The sequence number of the snapshot last written.
-    written: Mutex<u64>,
-}
-
 impl EmbeddedRegistry {
     /// Opens (or starts) the registry stored at `path`. Must be called inside a tokio
     /// runtime: it spawns the task that ends expired leases, which stops when the registry is
     /// dropped.
     pub fn open(path: &Path) -> Result<Arc<Self>> {
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let file = Arc::new(SnapshotFile {
-            path: path.to_owned(),
-            tmp: PathBuf::from(tmp),
-            written: Mutex::new(0),
-        });
-        let state = match std::fs::read(path) {
-            Ok(bytes) => State::load(&bytes).map_err(|e| {
-                RegistryError::Storage(format!(
-                    "{} is not a usable registry file: {e}",
-                    path.display()
-                ))
-            })?,
+        let unusable = |e: String| {
+            RegistryError::Storage(format!(
+                "{} is not a usable registry file: {e}",
+                path.display()
+            ))
+        };
+        let mut journal_path = path.as_os_str().to_owned();
+        journal_path.push(".journal");
+        let journal_path = PathBuf::from(journal_path);
+        let mut state = match std::fs::read(path) {
+            Ok(bytes) => State::load(&bytes).map_err(unusable)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::empty(),
             Err(e) => {
                 return Err(RegistryError::Storage(format!(
@@ -127,8 +123,16 @@ impl EmbeddedRegistry {
                 )))
             }
         };
-        // Fail now rather than on the first change if the file cannot be written.
-        file.write(0, &state.snapshot_bytes()?)?;
+        for entry in journal::read(&journal_path, state.snapshot_seq).map_err(unusable)? {
+            state.apply(entry).map_err(unusable)?;
+        }
+        // A fresh snapshot holding the journal, so the journal starts empty; this also
+        // fails now rather than on the first change if the files cannot be written.
+        let file = Arc::new(journal::Files::create(
+            path,
+            state.snapshot_seq,
+            &state.snapshot_bytes()?,
+        )?);
         let (changes, _) = broadcast::channel(BROADCAST_CAPACITY);
         let registry = Arc::new(EmbeddedRegistry {
             state: Mutex::new(state),
@@ -158,20 +162,29 @@ impl EmbeddedRegistry {
         &self,
         change: impl FnOnce(&mut State, &mut Vec<WatchEvent>) -> Result<(T, bool)>,
     ) -> Result<T> {
-        let (out, snapshot) = {
+        let (out, seq, snapshot) = {
             let mut state = self.state();
             let mut events = Vec::new();
+            state.granted.clear();
+            state.ended.clear();
             let (out, changed) = change(&mut state, &mut events)?;
             if !changed {
                 return Ok(out);
             }
-            self.publish(&mut state, events);
             state.snapshot_seq += 1;
-            (out, (state.snapshot_seq, state.snapshot_bytes()?))
+            let seq = state.snapshot_seq;
+            let line = state.journal_line(seq, &events)?;
+            self.file.queue(seq, line);
+            let snapshot = if self.file.wants_snapshot() {
+                Some((seq, state.snapshot_bytes()?))
+            } else {
+                None
+            };
+            self.publish(&mut state, events);
+            (out, seq, snapshot)
         };
         let file = self.file.clone();
-        let (seq, bytes) = snapshot;
-        tokio::task::spawn_blocking(move || file.write(seq, &bytes))
+        tokio::task::spawn_blocking(move || file.flush(seq, snapshot))
             .await
             .map_err(|e| {
                 RegistryError::Storage(format!("the registry file writer failed: {e}"))
@@ -269,12 +282,14 @@ impl State {
             history: VecDeque::new(),
             history_floor: 0,
             snapshot_seq: 0,
+            granted: Vec::new(),
+            ended: Vec::new(),
         }
     }
 
     fn load(bytes: &[u8]) -> std::result::Result<State, String> {
         let snapshot: Snapshot = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if snapshot.version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&snapshot.version) {
             return Err(format!(
                 "format version {} (this build reads {FORMAT_VERSION})",
                 snapshot.version
@@ -328,8 +343,90 @@ impl State {
             history: VecDeque::new(),
             // The history is not persisted: nothing before now can be replayed.
             history_floor: snapshot.revision,
-            snapshot_seq: 0,
+            snapshot_seq: snapshot.journal_seq,
+            granted: Vec::new(),
+            ended: Vec::new(),
         })
+    }
+
+    /// The change just made (its events, and the leases it granted and ended) as
+    /// journal entry `seq`.
+    fn journal_line(&mut self, seq: u64, events: &[WatchEvent]) -> Result<Vec<u8>> {
+        let entry = journal::Entry {
+            seq,
+            revision: self.revision,
+            next_lease: self.next_lease,
+            granted: std::mem::take(&mut self.granted),
+            ops: events
+                .iter()
+                .map(|e| match e {
+                    WatchEvent::Put(kv) => journal::Op::Put(SnapshotKey {
+                        key: kv.key.clone(),
+                        value: hex::encode(&kv.value),
+                        mod_revision: kv.mod_revision,
+                        lease: kv.lease,
+                    }),
+                    WatchEvent::Delete { key, .. } => journal::Op::Delete(key.clone()),
+                })
+                .collect(),
+            ended: std::mem::take(&mut self.ended),
+        };
+        serde_json::to_vec(&entry)
+            .map_err(|e| RegistryError::Storage(format!("encoding a registry change: {e}")))
+    }
+
+    /// Replays a journal entry read back on open.
+    fn apply(&mut self, entry: journal::Entry) -> std::result::Result<(), String> {
+        let now = Instant::now();
+        for l in entry.granted {
+            if l.id == 0 || l.ttl_secs == 0 {
+                return Err(format!("lease {:#x} with ttl {}s", l.id, l.ttl_secs));
+            }
+            self.leases.insert(
+                l.id,
+                Lease {
+                    ttl_secs: l.ttl_secs,
+                    deadline: now + Duration::from_secs(l.ttl_secs),
+                    keys: BTreeSet::new(),
+                },
+            );
+        }
+        for op in entry.ops {
+            match op {
+                journal::Op::Put(k) => {
+                    let value = hex::decode(&k.value).map_err(|e| format!("key {}: {e}", k.key))?;
+                    let kv = KeyValue {
+                        key: k.key.clone(),
+                        value,
+                        mod_revision: k.mod_revision,
+                        lease: k.lease,
+                    };
+                    // As `State::put`: the old value leaves its lease, the new joins its own.
+                    if let Some(old) = self.kvs.insert(k.key.clone(), kv) {
+                        self.detach(&old);
+                    }
+                    if let Some(id) = k.lease {
+                        let lease = self.leases.get_mut(&id).ok_or_else(|| {
+                            format!("key {} is attached to unknown lease {id:#x}", k.key)
+                        })?;
+                        lease.keys.insert(k.key);
+                    }
+                }
+                journal::Op::Delete(key) => {
+                    if let Some(old) = self.kvs.remove(&key) {
+                        self.detach(&old);
+                    }
+                }
+            }
+        }
+        for id in entry.ended {
+            self.leases.remove(&id);
+        }
+        self.revision = self.revision.max(entry.revision);
+        self.next_lease = self.next_lease.max(entry.next_lease);
+        self.history_floor = self.revision;
+        self.snapshot_seq = entry.seq;
+        Ok(())
     }
 
     fn snapshot_bytes(&self) -> Result<Vec<u8>> {
@@ -344,6 +441,7 @@ impl State {
         leases.sort_by_key(|l| l.id);
         let snapshot = Snapshot {
             version: FORMAT_VERSION,
+            journal_seq: self.snapshot_seq,
             revision: self.revision,
             next_lease: self.next_lease,
             leases,
@@ -416,6 +514,7 @@ impl State {
         let Some(lease) = self.leases.remove(&id) else {
             return;
         };
+        self.ended.push(id);
         if lease.keys.is_empty() {
             return;
         }
@@ -443,40 +542,6 @@ fn first_lease_id(persisted: LeaseId) -> LeaseId {
     persisted.max(micros).max(1)
 }
 
-impl SnapshotFile {
-    /// Writes snapshot `seq` unless a newer one is already on disk; blocking.
-    fn write(&self, seq: u64, bytes: &[u8]) -> Result<()> {
-        use std::io::Write;
-        let mut written = lock(&self.written);
-        if seq != 0 && seq <= *written {
-            return Ok(());
-        }
-        let fail = |what: &str, path: &Path, e: std::io::Error| {
-            RegistryError::Storage(format!("{what} {}: {e}", path.display()))
-        };
-        let mut tmp =
-            std::fs::File::create(&self.tmp).map_err(|e| fail("creating", &self.tmp, e))?;
-        tmp.write_all(bytes)
-            .and_then(|()| tmp.sync_all())
-            .map_err(|e| fail("writing", &self.tmp, e))?;
-        drop(tmp);
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| fail("renaming over", &self.path, e))?;
-        // Make the rename itself durable.
-        if let Some(dir) = self.path.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        *written = seq;
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl Registry for EmbeddedRegistry {
     fn backend(&self) -> &'static str {
@@ -496,6 +561,7 @@ impl Registry for EmbeddedRegistry {
                 keys: BTreeSet::new(),
             };
             state.leases.insert(id, lease);
+            state.granted.push(SnapshotLease { id, ttl_secs });
             Ok((id, true))
         })
         .await
@@ -737,5 +803,118 @@ mod tests {
         let weak = Arc::downgrade(&r);
         drop(r);
         assert!(weak.upgrade().is_none());
+    }
+
+    fn journal_of(path: &Path) -> PathBuf {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".journal");
+        PathBuf::from(p)
+    }
+
+    /// What a reopened registry holds: every key with its value and lease.
+    async fn contents(r: &EmbeddedRegistry) -> Vec<(String, Vec<u8>, Option<LeaseId>)> {
+        r.list("")
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|kv| (kv.key, kv.value, kv.lease))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn changes_reach_the_journal_and_come_back_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        let r = EmbeddedRegistry::open(&path).unwrap();
+        let lease = r.grant_lease(Duration::from_secs(60)).await.unwrap();
+        r.put("a", b"1".to_vec(), None).await.unwrap();
+        r.put("b", b"2".to_vec(), Some(lease)).await.unwrap();
+        r.put("a", b"3".to_vec(), Some(lease)).await.unwrap();
+        r.delete("b").await.unwrap();
+        let gone = r.grant_lease(Duration::from_secs(60)).await.unwrap();
+        r.put("c", b"4".to_vec(), Some(gone)).await.unwrap();
+        r.revoke(gone).await.unwrap();
+        let before = contents(&r).await;
+        let revision = r.list("").await.unwrap().revision;
+        drop(r);
+        assert!(
+            std::fs::metadata(journal_of(&path)).unwrap().len() > 0,
+            "the changes are in the journal"
+        );
+
+        let r = EmbeddedRegistry::open(&path).unwrap();
+        // Opening folds the journal into the snapshot.
+        assert_eq!(std::fs::metadata(journal_of(&path)).unwrap().len(), 0);
+        assert_eq!(contents(&r).await, before);
+        assert_eq!(before, vec![("a".into(), b"3".to_vec(), Some(lease))]);
+        assert_eq!(r.list("").await.unwrap().revision, revision);
+        // The lease came back (and still holds its key); the revoked one did not.
+        assert!(r.keep_alive(lease).await.is_ok());
+        assert!(r.keep_alive(gone).await.is_err());
+        r.revoke(lease).await.unwrap();
+        assert!(contents(&r).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_long_journal_is_folded_into_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        let r = EmbeddedRegistry::open(&path).unwrap();
+        for i in 0..400u32 {
+            r.put(&format!("k/{}", i % 50), i.to_be_bytes().to_vec(), None)
+                .await
+                .unwrap();
+        }
+        let journal = std::fs::metadata(journal_of(&path)).unwrap().len();
+        assert!(
+            journal <= 2 * journal::MIN_COMPACT_BYTES,
+            "the journal is compacted ({journal} bytes)"
+        );
+        let before = contents(&r).await;
+        drop(r);
+        let r = EmbeddedRegistry::open(&path).unwrap();
+        assert_eq!(contents(&r).await, before);
+        assert_eq!(before.len(), 50);
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_line_is_ignored_and_a_broken_one_refused() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        let r = EmbeddedRegistry::open(&path).unwrap();
+        r.put("a", b"1".to_vec(), None).await.unwrap();
+        r.put("b", b"2".to_vec(), None).await.unwrap();
+        drop(r);
+        let journal = journal_of(&path);
+        let whole = std::fs::read(&journal).unwrap();
+        // The process died while appending a third change.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .unwrap();
+        f.write_all(b"{\"seq\":3,\"revis").unwrap();
+        drop(f);
+        let r = EmbeddedRegistry::open(&path).unwrap();
+        assert_eq!(contents(&r).await.len(), 2);
+        drop(r);
+
+        // A damaged line with changes after it is not a torn write: refuse to guess.
+        let r = EmbeddedRegistry::open(&path).unwrap();
+        r.put("c", b"3".to_vec(), None).await.unwrap();
+        r.put("d", b"4".to_vec(), None).await.unwrap();
+        drop(r);
+        let text = String::from_utf8(std::fs::read(&journal).unwrap()).unwrap();
+        assert!(!whole.is_empty() && text.lines().count() == 2);
+        let damaged = text.replacen("\"seq\"", "\"sq\"", 1);
+        std::fs::write(&journal, damaged).unwrap();
+        let refused = EmbeddedRegistry::open(&path).err().map(|e| e.to_string());
+        assert!(
+            refused
+                .as_deref()
+                .is_some_and(|e| e.contains("not a usable registry file")),
+            "{refused:?}"
+        );
     }
 }
