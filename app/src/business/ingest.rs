@@ -57,8 +57,9 @@ pub struct Pending {
     history: Vec<StatusChange>,
     first_seen: Vec<StatusChange>,
     events: Vec<SessionEvent>,
-    /// Each gun's last status as this process saw it.
-    known: HashMap<GunKey, u8>,
+    /// Each gun's last status as this process saw it, by pile and gun (by pile so that
+    /// forgetting a pile at its login costs one removal, not a scan).
+    known: HashMap<String, HashMap<String, u8>>,
     /// Events dropped because the store stayed unwritable.
     pub dropped_events: u64,
 }
@@ -73,7 +74,12 @@ impl Pending {
             status: status.status,
             at: status.updated_at,
         };
-        match self.known.insert(key.clone(), status.status) {
+        let previous = self
+            .known
+            .entry(status.pile_no.clone())
+            .or_default()
+            .insert(status.gun_no.clone(), status.status);
+        match previous {
             None => self.first_seen.push(change),
             Some(previous) if previous != status.status => self.history.push(change),
             Some(_) => {}
@@ -84,7 +90,7 @@ impl Pending {
     /// Forgets a pile's guns' last statuses (it logged in again, perhaps after reporting
     /// to another instance): their next status is compared with the store's.
     pub fn forget_pile(&mut self, pile_no: &str) {
-        self.known.retain(|(pile, _), _| pile != pile_no);
+        self.known.remove(pile_no);
     }
 
     pub fn event(&mut self, event: SessionEvent) {
