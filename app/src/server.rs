@@ -231,7 +231,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     business.ingest.register(&mut registry);
 
     let (stop, stopped) = watch::channel(false);
-    let ingest = tokio::spawn(business.ingest.clone().run(stopped.clone()));
+    // Its own stop: it flushes last, after the edges' streams have closed.
+    let (stop_ingest, ingest_stopped) = watch::channel(false);
+    let ingest = tokio::spawn(business.ingest.clone().run(ingest_stopped));
     let service = BusinessServer::with_interceptor(
         BusinessService::new(business.clone()),
         authenticate(config.cluster_token.clone()),
@@ -344,6 +346,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let _ = tokio::time::timeout(Duration::from_secs(5), grpc).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), http).await;
     // After the edges' streams closed: the last statuses and events are written.
+    let _ = stop_ingest.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), ingest).await;
     auditor.flush(Duration::from_secs(5)).await;
     tracing::info!("pylon-app stopped");

@@ -221,6 +221,17 @@ impl ClusterState {
             .collect()
     }
 
+    /// The lease of the leader key: changes with every election, even of the same
+    /// replica (0 when nobody leads).
+    pub fn leader_term(&self) -> i64 {
+        self.keys
+            .get(LEADER_KEY)
+            .and_then(|kv| std::str::from_utf8(&kv.value).ok())
+            .and_then(|v| v.split_once(LEADER_SEPARATOR))
+            .and_then(|(_, lease)| i64::from_str_radix(lease, 16).ok())
+            .unwrap_or(0)
+    }
+
     /// The leading replica's id.
     pub fn leader(&self) -> Option<String> {
         let kv = self.keys.get(LEADER_KEY)?;

@@ -250,6 +250,7 @@ async fn status(State(s): State<Http>) -> Json<StatusReply> {
     Json(StatusReply {
         replica: node.config.replica_id.clone(),
         leader: view.state.leader(),
+        leader_term: view.state.leader_term(),
         backend: node.registry.backend().into(),
         registry_ok: node.is_ready(),
         grpc_address: node.config.grpc_address(),

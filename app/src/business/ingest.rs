@@ -60,8 +60,10 @@ pub struct Pending {
     /// Each gun's last status as this process saw it, by pile and gun (by pile so that
     /// forgetting a pile at its login costs one removal, not a scan).
     known: HashMap<String, HashMap<String, u8>>,
-    /// Events dropped because the store stayed unwritable.
-    pub dropped_events: u64,
+    /// The batch being written: reads see it until it is in the store.
+    in_flight: Option<Arc<IngestBatch>>,
+    /// Events and history rows dropped because the store stayed unwritable.
+    pub dropped: u64,
 }
 
 impl Pending {
@@ -74,11 +76,14 @@ impl Pending {
             status: status.status,
             at: status.updated_at,
         };
-        let previous = self
+        let known = self
             .known
             .entry(status.pile_no.clone())
             .or_default()
             .insert(status.gun_no.clone(), status.status);
+        // A gun forgotten at a login earlier in this batch: its pending status is the
+        // one before (the store's is older still).
+        let previous = known.or_else(|| self.statuses.get(&key).map(|s| s.status));
         match previous {
             None => self.first_seen.push(change),
             Some(previous) if previous != status.status => self.history.push(change),
@@ -101,21 +106,31 @@ impl Pending {
         self.events.len()
     }
 
-    /// Everything pending, leaving nothing.
-    pub fn take(&mut self) -> IngestBatch {
+    /// Everything pending, to be written; reads see it until [`Pending::written`] or
+    /// [`Pending::restore`].
+    pub fn take(&mut self) -> Arc<IngestBatch> {
         let mut statuses: Vec<GunStatus> = self.statuses.drain().map(|(_, s)| s).collect();
         statuses.sort_by(|a, b| (&a.pile_no, &a.gun_no).cmp(&(&b.pile_no, &b.gun_no)));
-        IngestBatch {
+        let batch = Arc::new(IngestBatch {
             statuses,
             history: std::mem::take(&mut self.history),
             first_seen: std::mem::take(&mut self.first_seen),
             events: std::mem::take(&mut self.events),
-        }
+        });
+        self.in_flight = Some(batch.clone());
+        batch
+    }
+
+    /// The batch taken last is in the store (or given up).
+    pub fn written(&mut self) {
+        self.in_flight = None;
     }
 
     /// A batch could not be written: put it back before what arrived since (newer
-    /// statuses win), dropping the oldest events beyond `max_events`.
-    pub fn restore(&mut self, batch: IngestBatch, max_events: usize) {
+    /// statuses win), dropping the oldest events and history rows beyond `max_rows`.
+    pub fn restore(&mut self, batch: Arc<IngestBatch>, max_rows: usize) {
+        self.in_flight = None;
+        let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
         for status in batch.statuses {
             let key = (status.pile_no.clone(), status.gun_no.clone());
             self.statuses.entry(key).or_insert(status);
@@ -126,20 +141,20 @@ impl Pending {
         self.first_seen.extend(later);
         let later = std::mem::replace(&mut self.events, batch.events);
         self.events.extend(later);
-        if self.events.len() > max_events {
-            let excess = self.events.len() - max_events;
-            self.events.drain(..excess);
-            self.dropped_events += excess as u64;
-        }
+        self.dropped += cap(&mut self.events, max_rows)
+            + cap(&mut self.history, max_rows)
+            + cap(&mut self.first_seen, max_rows);
     }
 
     /// `stored` (a pile's guns as the store has them) with the pending statuses over it.
     pub fn overlay_guns(&self, pile_no: &str, mut stored: Vec<GunStatus>) -> Vec<GunStatus> {
-        for ((pile, gun), status) in &self.statuses {
-            if pile != pile_no {
+        let writing = self.in_flight.iter().flat_map(|b| b.statuses.iter());
+        // The batch being written first, then what arrived since (newer).
+        for status in writing.chain(self.statuses.values()) {
+            if status.pile_no != pile_no {
                 continue;
             }
-            match stored.iter_mut().find(|s| &s.gun_no == gun) {
+            match stored.iter_mut().find(|s| s.gun_no == status.gun_no) {
                 Some(s) => *s = status.clone(),
                 None => stored.push(status.clone()),
             }
@@ -154,15 +169,27 @@ impl Pending {
         trade_no: &str,
         mut stored: Vec<SessionEvent>,
     ) -> Vec<SessionEvent> {
+        let writing = self.in_flight.iter().flat_map(|b| b.events.iter());
         stored.extend(
-            self.events
-                .iter()
+            writing
+                .chain(self.events.iter())
                 .filter(|e| e.trade_no == trade_no)
                 .cloned(),
         );
         stored
     }
 }
+
+/// Drops the oldest of `rows` beyond `max`; how many.
+fn cap<T>(rows: &mut Vec<T>, max: usize) -> u64 {
+    let excess = rows.len().saturating_sub(max);
+    rows.drain(..excess);
+    excess as u64
+}
+
+/// Failed writes of one batch (other than the store being unreachable) before it is
+/// given up: an error that repeats would otherwise stop every status write for good.
+const ATTEMPTS: u32 = 3;
 
 #[derive(Default)]
 struct IngestMetrics {
@@ -179,8 +206,9 @@ pub struct Ingest {
     settings: IngestSettings,
     pending: Mutex<Pending>,
     full: tokio::sync::Notify,
-    /// One flush at a time (the flusher's, or a final one at shutdown).
-    flushing: tokio::sync::Mutex<()>,
+    /// One flush at a time (the flusher's, or a final one at shutdown); the failed
+    /// writes in a row of the batch pending, the store being unreachable aside.
+    flushing: tokio::sync::Mutex<u32>,
     metrics: IngestMetrics,
 }
 
@@ -191,7 +219,7 @@ impl Ingest {
             settings,
             pending: Mutex::new(Pending::default()),
             full: tokio::sync::Notify::new(),
-            flushing: tokio::sync::Mutex::new(()),
+            flushing: tokio::sync::Mutex::new(0),
             metrics: IngestMetrics::default(),
         })
     }
@@ -214,8 +242,8 @@ impl Ingest {
             m.pending_events.clone(),
         );
         registry.register(
-            "pylon_app_ingest_dropped_events",
-            "Charging events dropped because the store stayed unwritable",
+            "pylon_app_ingest_dropped",
+            "Charging events and status rows dropped: the store stayed unwritable, or refused a batch three times",
             m.dropped_events.clone(),
         );
     }
@@ -253,30 +281,44 @@ impl Ingest {
         self.with(|p| p.overlay_events(trade_no, stored))
     }
 
-    /// Writes everything pending now; on failure it stays pending for the next flush.
+    /// Writes everything pending now. On failure it stays pending for the next flush,
+    /// unless the store refused it [`ATTEMPTS`] times for another reason than being
+    /// unreachable: then it is dropped, counted and logged.
     pub async fn flush(&self) -> Result<usize, crate::store::StoreError> {
-        let _one = self.flushing.lock().await;
+        let mut failures = self.flushing.lock().await;
         let batch = self.with(Pending::take);
         if batch.is_empty() {
+            self.with(Pending::written);
             return Ok(0);
         }
         let rows = batch.rows();
         let result = self.store.write_ingest(&batch).await;
         let label = |r: &str| ResultLabel { result: r.into() };
-        match result {
+        match &result {
             Ok(()) => {
+                *failures = 0;
+                self.with(Pending::written);
                 self.metrics.flushes.get_or_create(&label("ok")).inc();
                 self.metrics.rows.inc_by(rows as u64);
             }
-            Err(_) => {
+            Err(e) => {
                 self.metrics.flushes.get_or_create(&label("error")).inc();
-                let max = self.settings.max_pending_events;
-                let dropped = self.with(|p| {
-                    let before = p.dropped_events;
-                    p.restore(batch, max);
-                    p.dropped_events - before
-                });
-                self.metrics.dropped_events.inc_by(dropped);
+                let unreachable = matches!(e, crate::store::StoreError::Unavailable(_));
+                *failures = if unreachable { 0 } else { *failures + 1 };
+                if *failures >= ATTEMPTS {
+                    *failures = 0;
+                    self.with(Pending::written);
+                    self.metrics.dropped_events.inc_by(rows as u64);
+                    tracing::error!(error = %e, rows, "the store refused a batch of real-time status and charging events {ATTEMPTS} times; dropped it");
+                } else {
+                    let max = self.settings.max_pending_events;
+                    let dropped = self.with(|p| {
+                        let before = p.dropped;
+                        p.restore(batch, max);
+                        p.dropped - before
+                    });
+                    self.metrics.dropped_events.inc_by(dropped);
+                }
             }
         }
         let waiting = self.with(|p| p.pending_events());

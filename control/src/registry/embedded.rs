@@ -171,14 +171,32 @@ impl EmbeddedRegistry {
             if !changed {
                 return Ok(out);
             }
-            state.snapshot_seq += 1;
-            let seq = state.snapshot_seq;
-            let line = state.journal_line(seq, &events)?;
-            self.file.queue(seq, line);
-            let snapshot = if self.file.wants_snapshot() {
-                Some((seq, state.snapshot_bytes()?))
-            } else {
-                None
+            let seq = state.snapshot_seq + 1;
+            let line = state.journal_line(seq, &events);
+            let snapshot = match line {
+                Ok(line) => {
+                    state.snapshot_seq = seq;
+                    self.file.queue(seq, line);
+                    if self.file.wants_snapshot() {
+                        match state.snapshot_bytes() {
+                            Ok(bytes) => Some((seq, bytes)),
+                            Err(e) => {
+                                self.file.snapshot_abandoned();
+                                tracing::warn!("cannot encode a registry snapshot: {e}");
+                                None
+                            }
+                        }
+                    } else {
+                        None
+                    }
+                }
+                Err(e) => {
+                    // The change is made (and watchers see it) but cannot be journaled:
+                    // only a snapshot can carry it, and the caller is told.
+                    self.file.snapshot_abandoned();
+                    self.publish(&mut state, events);
+                    return Err(e);
+                }
             };
             self.publish(&mut state, events);
             (out, seq, snapshot)

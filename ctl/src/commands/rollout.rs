@@ -276,6 +276,7 @@ fn observe(
                     members,
                     unowned_shards: 0,
                     leader: None,
+                    leader_term: 0,
                 },
                 hosts,
             ))
@@ -303,6 +304,7 @@ fn observe(
                     members,
                     unowned_shards: status.shards_unowned,
                     leader: None,
+                    leader_term: 0,
                 },
                 hosts,
             ))
@@ -331,6 +333,7 @@ fn observe(
                     members,
                     unowned_shards: 0,
                     leader: status.leader,
+                    leader_term: status.leader_term,
                 },
                 hosts,
             ))

@@ -484,6 +484,7 @@ edge-3  10.0.0.1:7000  10.0.0.1:7443  1234/20000         down      0.1.0
         StatusReply {
             replica: "ctl-1".into(),
             leader: Some("ctl-1".into()),
+            leader_term: 7,
             backend: "etcd".into(),
             registry_ok: true,
             grpc_address: "10.0.0.5:7401".into(),

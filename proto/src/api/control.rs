@@ -132,6 +132,9 @@ pub struct StatusReply {
     pub replica: String,
     /// The replica that writes shard assignments, if one is elected.
     pub leader: Option<String>,
+    /// The lease the leader holds its key on: a new one with every election (0: none).
+    #[serde(default)]
+    pub leader_term: i64,
     /// `embedded` or `etcd`.
     pub backend: String,
     /// The registry answered the last request.

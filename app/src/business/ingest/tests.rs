@@ -89,7 +89,7 @@ fn a_failed_batch_goes_back_before_what_came_since_and_newer_statuses_win() {
 
     // Beyond the cap, the oldest events go (and are counted).
     p.restore(batch, 2);
-    assert_eq!(p.dropped_events, 1);
+    assert_eq!(p.dropped, 1);
     assert_eq!(
         p.take().events.iter().map(|e| e.at).collect::<Vec<_>>(),
         [2, 3]
@@ -115,4 +115,38 @@ fn reads_see_what_is_pending() {
     p.event(event("t2", 6));
     let events = p.overlay_events("t1", vec![event("t1", 1)]);
     assert_eq!(events.iter().map(|e| e.at).collect::<Vec<_>>(), [1, 5]);
+}
+
+#[test]
+fn reads_see_the_batch_being_written_until_it_is_in_the_store() {
+    let mut p = Pending::default();
+    p.status(status("p1", "01", 3, 1));
+    p.event(event("t1", 1));
+    let writing = p.take();
+    p.status(status("p1", "02", 2, 2));
+    assert_eq!(
+        p.overlay_guns("p1", vec![]),
+        vec![status("p1", "01", 3, 1), status("p1", "02", 2, 2)]
+    );
+    assert_eq!(p.overlay_events("t1", vec![]).len(), 1);
+    // Written: the store has it now, and the overlay no longer repeats it.
+    p.written();
+    assert_eq!(p.overlay_events("t1", vec![]).len(), 0);
+    // Failed: back in the pending rows, seen once.
+    let failed = p.take();
+    p.restore(failed, 10);
+    assert_eq!(p.overlay_guns("p1", vec![]), vec![status("p1", "02", 2, 2)]);
+    drop(writing);
+}
+
+#[test]
+fn a_pile_forgotten_twice_in_one_batch_compares_with_its_pending_status() {
+    let mut p = Pending::default();
+    p.status(status("p1", "01", 3, 1));
+    p.forget_pile("p1");
+    p.status(status("p1", "01", 2, 2));
+    let batch = p.take();
+    // The first is compared with the store; the second with the first (a change).
+    assert_eq!(batch.first_seen, vec![change("p1", "01", 3, 1)]);
+    assert_eq!(batch.history, vec![change("p1", "01", 2, 2)]);
 }

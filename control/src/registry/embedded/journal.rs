@@ -68,14 +68,13 @@ pub(super) fn read(path: &Path, after_seq: u64) -> std::result::Result<Vec<Entry
         match serde_json::from_slice::<Entry>(line) {
             Ok(entry) if entry.seq <= after_seq => {}
             Ok(entry) => {
-                if let Some(last) = entries.last().map(|e: &Entry| e.seq) {
-                    if entry.seq != last + 1 {
-                        return Err(format!(
-                            "{}: change {} follows change {last}",
-                            path.display(),
-                            entry.seq
-                        ));
-                    }
+                let last = entries.last().map_or(after_seq, |e: &Entry| e.seq);
+                if entry.seq != last + 1 {
+                    return Err(format!(
+                        "{}: change {} follows change {last}",
+                        path.display(),
+                        entry.seq
+                    ));
                 }
                 entries.push(entry);
             }
@@ -107,6 +106,9 @@ struct Writer {
     journal: File,
     /// Every change up to this one is on disk.
     durable: u64,
+    /// A failed append may have left a torn tail that could not be cut off: nothing is
+    /// appended until a snapshot replaces the journal.
+    torn: bool,
 }
 
 fn storage(what: &str, path: &Path, e: std::io::Error) -> RegistryError {
@@ -142,6 +144,7 @@ impl Files {
             writer: Mutex::new(Writer {
                 journal,
                 durable: seq,
+                torn: false,
             }),
             journal_bytes: AtomicU64::new(0),
             snapshot_bytes: AtomicU64::new(snapshot.len() as u64),
@@ -166,6 +169,12 @@ impl Files {
         due
     }
 
+    /// A snapshot this change was to bring could not be made: let a later change try.
+    pub(super) fn snapshot_abandoned(&self) {
+        self.snapshot_due.store(true, Ordering::SeqCst);
+        self.snapshot_pending.store(false, Ordering::SeqCst);
+    }
+
     /// Queues change `seq` (under the state lock, so in order).
     pub(super) fn queue(&self, seq: u64, line: Vec<u8>) {
         lock(&self.queue).push((seq, line));
@@ -183,16 +192,24 @@ impl Files {
         if writer.durable >= seq {
             return Ok(());
         }
+        if writer.torn {
+            self.snapshot_due.store(true, Ordering::SeqCst);
+            return Err(RegistryError::Storage(format!(
+                "{} could not be repaired after a failed write; the next change writes a \
+                 full snapshot",
+                self.journal_path.display()
+            )));
+        }
+        // Queued changes stay queued until they are on disk (in the journal or in a
+        // snapshot), so a failed write loses none of them: the next flush tries again.
         let batch: Vec<(u64, Vec<u8>)> = {
             let mut queue = lock(&self.queue);
             queue.retain(|(s, _)| *s > writer.durable);
-            std::mem::take(&mut *queue)
+            queue.clone()
         };
         let Some(last) = batch.last().map(|(s, _)| *s) else {
-            // An earlier write failed with this change in its batch.
             return Err(RegistryError::Storage(format!(
-                "change {seq} of the registry did not reach {} (an earlier write failed; \
-                 the next change writes a full snapshot)",
+                "change {seq} of the registry was not queued for {}",
                 self.journal_path.display()
             )));
         };
@@ -206,12 +223,17 @@ impl Files {
             .write_all(&bytes)
             .and_then(|()| writer.journal.sync_data());
         if let Err(e) = written {
-            // The journal may now end in a torn line, and these changes are not in it:
-            // only a full snapshot repairs that, so the next change writes one.
-            self.snapshot_due.store(true, Ordering::SeqCst);
+            // Cut off what part of the batch was written, so that a later append does
+            // not follow a torn line; if even that fails, only a snapshot repairs it.
+            let length = self.journal_bytes.load(Ordering::SeqCst);
+            if writer.journal.set_len(length).is_err() {
+                writer.torn = true;
+                self.snapshot_due.store(true, Ordering::SeqCst);
+            }
             return Err(storage("appending to", &self.journal_path, e));
         }
         writer.durable = last;
+        lock(&self.queue).retain(|(s, _)| *s > last);
         self.journal_bytes
             .fetch_add(bytes.len() as u64, Ordering::SeqCst);
         Ok(())
@@ -231,6 +253,7 @@ impl Files {
             .and_then(|()| writer.journal.sync_all())
             .map_err(|e| storage("emptying", &self.journal_path, e))?;
         writer.durable = snapshot_seq;
+        writer.torn = false;
         lock(&self.queue).retain(|(s, _)| *s > snapshot_seq);
         self.journal_bytes.store(0, Ordering::SeqCst);
         self.snapshot_bytes

@@ -394,6 +394,7 @@ fn routes_watch_follows_the_stream_found_through_status() {
     let status = StatusReply {
         replica: "ctl-1".into(),
         leader: None,
+        leader_term: 0,
         backend: "embedded".into(),
         registry_ok: true,
         grpc_address: format!("0.0.0.0:{grpc_port}"),
@@ -686,6 +687,7 @@ fn routes_watch_speaks_mutual_tls_with_a_client_certificate() {
     let status = StatusReply {
         replica: "ctl-1".into(),
         leader: None,
+        leader_term: 0,
         backend: "embedded".into(),
         registry_ok: true,
         grpc_address: format!("0.0.0.0:{grpc_port}"),

@@ -49,8 +49,9 @@ pub struct Member {
 pub struct Observation {
     pub members: Vec<Member>,
     pub unowned_shards: u32,
-    /// Control: the elected leader's id.
+    /// Control: the elected leader's id, and its term (the lease of its key).
     pub leader: Option<String>,
+    pub leader_term: i64,
 }
 
 impl Observation {
@@ -108,8 +109,9 @@ pub struct Rollout {
     since_ms: u64,
     /// Each batch member's registration before its restart.
     before: HashMap<String, i64>,
-    /// Control: the leader when the batch began.
+    /// Control: the leader and its term when the batch began.
     leader_before: Option<String>,
+    term_before: i64,
     notes: Vec<String>,
     restarted: usize,
 }
@@ -195,6 +197,7 @@ impl Rollout {
             since_ms: 0,
             before: HashMap::new(),
             leader_before: None,
+            term_before: 0,
             notes: Vec::new(),
             restarted: 0,
         })
@@ -283,6 +286,7 @@ impl Rollout {
             .map(|id| (id.clone(), seen.member(id).map_or(0, |m| m.registration)))
             .collect();
         self.leader_before = seen.leader.clone();
+        self.term_before = seen.leader_term;
         self.since_ms = now_ms;
         match self.kind {
             Kind::Edges => {
@@ -310,7 +314,15 @@ impl Rollout {
         let settled = match self.kind {
             Kind::Edges => true,
             Kind::Apps => seen.unowned_shards == 0,
-            Kind::Control => seen.leader.is_some(),
+            // A restarted leader's key outlives it if it was killed: wait for a new
+            // election, not the old key.
+            Kind::Control => {
+                let restarted_leader = self
+                    .leader_before
+                    .as_ref()
+                    .is_some_and(|l| self.batch.contains(l));
+                seen.leader.is_some() && (!restarted_leader || seen.leader_term != self.term_before)
+            }
         };
         let all_back = self.batch.iter().all(back) && settled;
         if !all_back {

@@ -22,6 +22,7 @@ fn seen(members: Vec<Member>) -> Observation {
         members,
         unowned_shards: 0,
         leader: None,
+        leader_term: 0,
     }
 }
 
@@ -209,6 +210,10 @@ fn replicas(list: &[(&str, i64)], leader: Option<&str>) -> Observation {
         members: list.iter().map(|(id, r)| replica(id, *r)).collect(),
         unowned_shards: 0,
         leader: leader.map(str::to_owned),
+        // A new term whenever the leader changes (enough for these tests).
+        leader_term: leader.map_or(0, |l| {
+            l.len() as i64 * 100 + i64::from(l.as_bytes()[l.len() - 1])
+        }),
     }
 }
 
@@ -267,4 +272,22 @@ fn a_control_rollout_needs_a_leader_and_a_replica_to_spare() {
         Action::Failed(why) => assert!(why.contains("no leader elected"), "{why}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_killed_leaders_key_is_not_a_new_election() {
+    let first = replicas(&[("c1", 1), ("c2", 2)], Some("c2"));
+    let mut r = Rollout::new(Kind::Control, SETTINGS, &first, &[]).unwrap();
+    assert_eq!(r.next(0, &first), Action::Restart(ids(&["c1"])));
+    r.restarted(1_000, vec![("c1".into(), Ok(()))]);
+    let c1_back = replicas(&[("c1", 11), ("c2", 2)], Some("c2"));
+    assert_eq!(r.next(2_000, &c1_back), Action::Restart(ids(&["c2"])));
+    r.restarted(3_000, vec![("c2".into(), Ok(()))]);
+    // c2 is back, and its old key still names it (same term): not settled.
+    let stale = replicas(&[("c1", 11), ("c2", 12)], Some("c2"));
+    assert_eq!(r.next(4_000, &stale), Action::Wait);
+    // Elected anew (even c2 again): a new term.
+    let mut elected = stale.clone();
+    elected.leader_term += 1;
+    assert_eq!(r.next(5_000, &elected), Action::Done);
 }
