@@ -157,10 +157,9 @@ fn gun_number(gun: &Bcd<1>) -> u8 {
     gun.to_u64() as u8
 }
 
-/// The `trade_no` and `gun_no` of a frame, from its JSON fields (every charging-process
-/// frame names both).
-fn trade_and_gun(frame: &Frame) -> (String, String) {
-    let fields = frame.fields_json();
+/// The `trade_no` and `gun_no` of a frame's JSON fields (every charging-process frame
+/// names both).
+fn trade_and_gun(fields: &Value) -> (String, String) {
     let text = |k: &str| {
         fields
             .get(k)
@@ -322,7 +321,7 @@ impl Business {
                 )])
             }
             Frame::RemoteStartReply(r) => {
-                self.event(&pile, frame).await?;
+                self.event(&pile, frame);
                 let trade_no = digits(&r.trade_no);
                 let (state, failure) = if r.result == 1 {
                     (OrderState::Charging, None)
@@ -341,7 +340,7 @@ impl Business {
                 Ok(vec![])
             }
             Frame::RemoteStopReply(r) => {
-                self.event(&pile, frame).await?;
+                self.event(&pile, frame);
                 if r.result != 1 {
                     tracing::warn!(%pile, gun = %gun_text(&r.gun_no), reason = r.failure_reason, "the pile refused to stop");
                 }
@@ -361,7 +360,7 @@ impl Business {
             | Frame::RemoteRebootReply(_)
             | Frame::RemoteUpdateReply(_)
             | Frame::ParallelRemoteStartReply(_) => {
-                self.event(&pile, frame).await?;
+                self.event(&pile, frame);
                 self.wake(&pile, frame);
                 Ok(vec![])
             }
@@ -374,7 +373,7 @@ impl Business {
             | Frame::BmsDemandChargerOutput(_)
             | Frame::BmsInfo(_)
             | Frame::ParkingLockStatus(_) => {
-                self.event(&pile, frame).await?;
+                self.event(&pile, frame);
                 Ok(vec![])
             }
             other => Err(BusinessError::Rejected(format!(
@@ -463,17 +462,17 @@ impl Business {
     }
 
     /// Keeps a frame as an event of its charge (written with the next batch).
-    async fn event(&self, pile: &str, frame: &Frame) -> Result<(), StoreError> {
-        let (trade_no, gun_no) = trade_and_gun(frame);
+    fn event(&self, pile: &str, frame: &Frame) {
+        let fields = frame.fields_json();
+        let (trade_no, gun_no) = trade_and_gun(&fields);
         self.ingest.event(SessionEvent {
             pile_no: pile.to_owned(),
             gun_no,
             trade_no,
             frame_type: frame.frame_type(),
-            fields: charging::redacted(frame.fields_json()),
+            fields: charging::redacted(fields),
             at: self.now_ms(),
         });
-        Ok(())
     }
 
     /// A pile's guns as the store has them, with the statuses not yet written over them.

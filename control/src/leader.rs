@@ -133,20 +133,8 @@ async fn lead(
         }
         tokio::select! {
             _ = keepalive.tick() => {
-                match node.registry.keep_alive(lease).await {
-                    Ok(_) => {
-                        node.registry_ok();
-                        last_refresh = tokio::time::Instant::now();
-                    }
-                    Err(RegistryError::LeaseNotFound(_)) => return false,
-                    Err(e) => {
-                        let e = node.registry_error("leader_keepalive", e);
-                        tracing::warn!("cannot refresh the leader lease: {e}");
-                        // Past its TTL the lease is gone whatever the registry says later.
-                        if last_refresh.elapsed() >= ttl {
-                            return false;
-                        }
-                    }
+                if !node.refresh_lease(lease, ttl, &mut last_refresh, "leader").await {
+                    return false;
                 }
             }
             r = changes.changed() => if r.is_err() { return false },

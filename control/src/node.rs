@@ -18,7 +18,7 @@ use crate::dispatch::Candidate;
 use crate::identity::Identity;
 use crate::metrics::{ControlMetrics, OpLabel};
 use crate::publisher::Publisher;
-use crate::registry::{Registry, RegistryError, Revision};
+use crate::registry::{LeaseId, Registry, RegistryError, Revision};
 
 /// The cluster as this replica last saw it, with what dispatch needs precomputed.
 #[derive(Debug, Default)]
@@ -129,6 +129,31 @@ impl ControlNode {
 
     pub fn registry_ok(&self) {
         self.metrics.registry_up.set(1);
+    }
+
+    /// Keeps `lease` (held by `holder`: the leader key, this replica's registration)
+    /// alive once. False when it is lost: unknown to the registry, or not refreshed for
+    /// a whole `ttl`, past which it is gone whatever the registry says later.
+    pub async fn refresh_lease(
+        &self,
+        lease: LeaseId,
+        ttl: std::time::Duration,
+        last_refresh: &mut tokio::time::Instant,
+        holder: &'static str,
+    ) -> bool {
+        match self.registry.keep_alive(lease).await {
+            Ok(_) => {
+                self.registry_ok();
+                *last_refresh = tokio::time::Instant::now();
+                true
+            }
+            Err(RegistryError::LeaseNotFound(_)) => false,
+            Err(e) => {
+                let e = self.registry_error(&format!("{holder}_keepalive"), e);
+                tracing::warn!("cannot refresh the {holder} lease: {e}");
+                last_refresh.elapsed() < ttl
+            }
+        }
     }
 
     pub fn is_ready(&self) -> bool {

@@ -76,17 +76,11 @@ async fn hold(
     let mut last_refresh = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = keepalive.tick() => match node.registry.keep_alive(lease).await {
-                Ok(_) => last_refresh = tokio::time::Instant::now(),
-                Err(RegistryError::LeaseNotFound(_)) => return false,
-                Err(e) => {
-                    let e = node.registry_error("replica_keepalive", e);
-                    tracing::warn!("cannot refresh this replica's lease: {e}");
-                    if last_refresh.elapsed() >= ttl {
-                        return false;
-                    }
+            _ = keepalive.tick() => {
+                if !node.refresh_lease(lease, ttl, &mut last_refresh, "replica").await {
+                    return false;
                 }
-            },
+            }
             _ = shutdown.changed() => return true,
         }
     }

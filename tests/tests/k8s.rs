@@ -421,7 +421,7 @@ fn the_workloads_resources_are_the_capacity_planners() {
         if name == "pylon-app" {
             assert_eq!(
                 d["spec"]["replicas"].as_u64(),
-                plan["pods"]["app_replicas"].as_u64(),
+                plan["plan"]["app_instances_per_site"].as_u64(),
                 "{file}: {name}'s replicas are not what `{command}` plans now: update them"
             );
         }

@@ -21,6 +21,42 @@ use serde_json::{json, Value};
 const FIRST_PILE: u64 = 32_010_700_000_000;
 const CHARGERS: u64 = 60;
 
+/// An edge under supervision, registering with `controls`, with `extra` flags.
+fn supervised_edge(
+    dir: &std::path::Path,
+    id: &str,
+    controls: &[String],
+    extra: &[&str],
+) -> Supervised {
+    let mut args: Vec<String> = [
+        "--tcp-listen",
+        &local(free_port()).to_string(),
+        "--admin-listen",
+        &local(free_port()).to_string(),
+        "--executors",
+        "1",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(app_login_edge_flags(id, controls));
+    let env = [("RUST_LOG", "pylon_edge=debug,info")];
+    Supervised::start(dir, id, &binary("pylon-edge"), &args, &env)
+}
+
+/// The last lines of each supervised process's log, for a failed assertion.
+fn log_tails<'a>(procs: impl Iterator<Item = &'a Supervised>) -> String {
+    procs
+        .map(|s| {
+            let text = s.log_text();
+            let tail: Vec<&str> = text.lines().rev().take(12).collect();
+            format!("--- {}:\n{}", s.log.display(), tail.join("\n"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn rollout(control: &str, what: &str, hook: &str, logs: &dyn Fn() -> String) -> String {
     let (ok, text) = pylon_tests::output(
         Command::new(binary("pylonctl"))
@@ -90,44 +126,13 @@ fn a_rollout_of_three_edges_and_two_app_instances_under_charging_loses_no_record
             &env,
         ));
     }
-    let mut edges = Vec::new();
-    for id in ["e1", "e2", "e3"] {
-        let mut args: Vec<String> = [
-            "--tcp-listen",
-            &local(free_port()).to_string(),
-            "--admin-listen",
-            &local(free_port()).to_string(),
-            "--executors",
-            "1",
-            "--drain-grace",
-            "2",
-            // Load reports move in steps of 1% of capacity: 1 session here.
-            "--capacity",
-            "100",
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        args.extend(app_login_edge_flags(id, &[control.grpc_url()]));
-        let env = [("RUST_LOG", "pylon_edge=debug,info")];
-        edges.push(Supervised::start(
-            dir.path(),
-            id,
-            &binary("pylon-edge"),
-            &args,
-            &env,
-        ));
-    }
-    let logs = || {
-        apps.iter()
-            .chain(&edges)
-            .map(|s| {
-                let text = s.log_text();
-                let tail: Vec<&str> = text.lines().rev().take(12).collect();
-                format!("--- {}:\n{}", s.log.display(), tail.join("\n"))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    // Load reports move in steps of 1% of capacity: 1 session here.
+    let extra = ["--drain-grace", "2", "--capacity", "100"];
+    let edges: Vec<Supervised> = ["e1", "e2", "e3"]
+        .iter()
+        .map(|id| supervised_edge(dir.path(), id, &[control.grpc_url()], &extra))
+        .collect();
+    let logs = || log_tails(apps.iter().chain(&edges));
     let members =
         |path: &str| -> Vec<Value> { control.get(path).as_array().cloned().unwrap_or_default() };
     let registrations = |path: &str| -> Vec<(String, i64)> {
@@ -293,40 +298,11 @@ fn a_rollout_of_two_control_replicas_moves_leadership_once_and_no_charger_notice
         store: Store::Sqlite(dir.path().join("app.db")),
         env: vec![],
     });
-    let mut edges = Vec::new();
-    for id in ["e1", "e2"] {
-        let mut args: Vec<String> = [
-            "--tcp-listen",
-            &local(free_port()).to_string(),
-            "--admin-listen",
-            &local(free_port()).to_string(),
-            "--executors",
-            "1",
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        args.extend(app_login_edge_flags(id, &grpc_urls));
-        let env = [("RUST_LOG", "pylon_edge=debug,info")];
-        edges.push(Supervised::start(
-            dir.path(),
-            id,
-            &binary("pylon-edge"),
-            &args,
-            &env,
-        ));
-    }
-    let logs = || {
-        replicas
-            .iter()
-            .chain(&edges)
-            .map(|s| {
-                let text = s.log_text();
-                let tail: Vec<&str> = text.lines().rev().take(12).collect();
-                format!("--- {}:\n{}", s.log.display(), tail.join("\n"))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let edges: Vec<Supervised> = ["e1", "e2"]
+        .iter()
+        .map(|id| supervised_edge(dir.path(), id, &grpc_urls, &[]))
+        .collect();
+    let logs = || log_tails(replicas.iter().chain(&edges));
     wait_for(
         "2 edges and the app instance",
         Duration::from_secs(30),

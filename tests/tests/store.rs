@@ -524,9 +524,9 @@ async fn ingest_batches(store: Arc<dyn Store>) {
     pending.event(event(0x25, t + 21));
     pending.status(status(OTHER_PILE, "01", 0, t + 50));
     let batch = pending.take();
-    store.write_ingest(&batch).await.unwrap();
+    store.write_ingest(batch).await.unwrap();
     // Writing an empty batch is harmless.
-    store.write_ingest(&pending.take()).await.unwrap();
+    store.write_ingest(pending.take()).await.unwrap();
 
     assert_eq!(
         store.gun_statuses(PILE).await.unwrap(),
@@ -558,7 +558,7 @@ async fn ingest_batches(store: Arc<dyn Store>) {
     pending.forget_pile(PILE);
     pending.status(status(PILE, "01", 2, t + 60));
     pending.status(status(PILE, "02", 3, t + 61));
-    store.write_ingest(&pending.take()).await.unwrap();
+    store.write_ingest(pending.take()).await.unwrap();
     assert_eq!(codes(PILE, "01").await, vec![(2, 0), (3, 20), (2, 40)]);
     assert_eq!(codes(PILE, "02").await, vec![(1, 25), (3, 61)]);
 }

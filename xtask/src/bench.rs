@@ -79,6 +79,7 @@ pub(crate) struct ServerResult {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    crate::system::prepare("bench", crate::system::FOR_ALL)?;
     procs::build_release()?;
     let out = procs::root().join("target/bench");
     std::fs::create_dir_all(&out)?;

@@ -512,6 +512,7 @@ pub(crate) fn run_backend(args: &BenchAppArgs, backend: &str, out: &Path) -> any
 }
 
 pub fn run(args: BenchAppArgs) -> anyhow::Result<()> {
+    crate::system::prepare("bench-app", crate::system::FOR_ALL)?;
     procs::build_release()?;
     let out = procs::root().join("target/bench");
     std::fs::create_dir_all(&out)?;

@@ -30,6 +30,7 @@ const ADMIN_TOKEN: &str = "bench-admin-token";
 const CLUSTER_TOKEN: &str = "bench-cluster-token";
 
 pub fn run(args: BenchControlArgs) -> anyhow::Result<()> {
+    crate::system::prepare("bench-control", crate::system::FOR_ALL)?;
     procs::build_release()?;
     let out = procs::root().join("target/bench");
     std::fs::create_dir_all(&out)?;

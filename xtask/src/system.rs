@@ -397,13 +397,13 @@ pub fn doctor() -> anyhow::Result<()> {
     println!("Install them with:\n  {}", install_command(&missing));
     if is_root() {
         println!(
-            "(`cargo xtask test` and `cargo xtask demo` do this themselves when run as root.)"
+            "(`cargo xtask test`, `demo` and the benches do this themselves when run as root.)"
         );
     }
     anyhow::bail!("{} package(s) missing", missing.len())
 }
 
-/// What `test` and `demo` do first: the doctor's report for `uses`, then [`ensure`].
+/// What `test`, `demo` and the benches do first: the doctor's report for `uses`, then [`ensure`].
 pub fn prepare(task: &str, uses: &[Use]) -> anyhow::Result<()> {
     println!("xtask {task}: checking the machine (`cargo xtask doctor` explains)");
     let missing = report(uses);

@@ -70,23 +70,27 @@ impl Pending {
     /// A 0x13 arrived: keep it as the gun's latest, and its change of status as history.
     pub fn status(&mut self, status: GunStatus) {
         let key = (status.pile_no.clone(), status.gun_no.clone());
-        let change = StatusChange {
+        // Most frames come from piles already known: no new key then.
+        let guns = match self.known.get_mut(&status.pile_no) {
+            Some(guns) => guns,
+            None => self.known.entry(status.pile_no.clone()).or_default(),
+        };
+        let known = match guns.get_mut(&status.gun_no) {
+            Some(code) => Some(std::mem::replace(code, status.status)),
+            None => guns.insert(status.gun_no.clone(), status.status),
+        };
+        // A gun forgotten at a login earlier in this batch: its pending status is the
+        // one before (the store's is older still).
+        let previous = known.or_else(|| self.statuses.get(&key).map(|s| s.status));
+        let change = || StatusChange {
             pile_no: status.pile_no.clone(),
             gun_no: status.gun_no.clone(),
             status: status.status,
             at: status.updated_at,
         };
-        let known = self
-            .known
-            .entry(status.pile_no.clone())
-            .or_default()
-            .insert(status.gun_no.clone(), status.status);
-        // A gun forgotten at a login earlier in this batch: its pending status is the
-        // one before (the store's is older still).
-        let previous = known.or_else(|| self.statuses.get(&key).map(|s| s.status));
         match previous {
-            None => self.first_seen.push(change),
-            Some(previous) if previous != status.status => self.history.push(change),
+            None => self.first_seen.push(change()),
+            Some(previous) if previous != status.status => self.history.push(change()),
             Some(_) => {}
         }
         self.statuses.insert(key, status);
@@ -292,7 +296,7 @@ impl Ingest {
             return Ok(0);
         }
         let rows = batch.rows();
-        let result = self.store.write_ingest(&batch).await;
+        let result = self.store.write_ingest(batch.clone()).await;
         let label = |r: &str| ResultLabel { result: r.into() };
         match &result {
             Ok(()) => {

@@ -104,7 +104,8 @@ pub trait Store: revenue::RevenueStore + monitor::MonitorStore + Send + Sync + '
 
     async fn append_event(&self, event: &SessionEvent) -> Result<()>;
     /// Writes a batch of statuses, history and events in one transaction.
-    async fn write_ingest(&self, batch: &IngestBatch) -> Result<()>;
+    /// (Shared: a backend may hand it to a writer thread without copying it.)
+    async fn write_ingest(&self, batch: std::sync::Arc<IngestBatch>) -> Result<()>;
     /// Events of one transaction, oldest first.
     async fn events(&self, trade_no: &str) -> Result<Vec<SessionEvent>>;
 

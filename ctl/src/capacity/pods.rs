@@ -13,8 +13,9 @@ use serde::Serialize;
 
 use super::model::{mix, per_session_bytes, Demand, Hardware, Plan};
 
-/// An edge process's memory besides its sessions: code, TLS configuration, each
-/// executor's I/O memory and tables (measured with no session: about 40 MiB).
+/// An allowance for an edge process's memory besides its sessions (code, TLS
+/// configuration, each executor's I/O memory and tables). Not calibrated: the benches
+/// measure memory per session, not the process's own.
 const EDGE_BASE_MIB: f64 = 64.0;
 /// Memory is requested in steps of this.
 const MEMORY_STEP_MIB: f64 = 64.0;
@@ -33,8 +34,6 @@ pub struct PodResources {
 pub struct Pods {
     pub edge: PodResources,
     pub app: PodResources,
-    /// App instances (the StatefulSet's replicas); edges run one per node.
-    pub app_replicas: u32,
 }
 
 fn millicores(cores: f64) -> String {
@@ -69,7 +68,6 @@ pub fn pods(cal: &Calibration, demand: &Demand, hw: &Hardware, plan: &Plan) -> P
             memory_request: None,
             memory_limit: None,
         },
-        app_replicas: plan.app_instances_per_site,
     }
 }
 

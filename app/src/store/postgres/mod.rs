@@ -356,7 +356,7 @@ impl Store for PostgresStore {
     /// One transaction of four statements, each taking its rows as arrays (`UNNEST`):
     /// the first statuses are compared with the stored ones before the statuses (sorted
     /// by gun, so concurrent batches lock rows in one order) are written.
-    async fn write_ingest(&self, batch: &IngestBatch) -> Result<()> {
+    async fn write_ingest(&self, batch: Arc<IngestBatch>) -> Result<()> {
         fn columns(changes: &[StatusChange]) -> (Vec<&str>, Vec<&str>, Vec<i16>, Vec<i64>) {
             (
                 changes.iter().map(|c| c.pile_no.as_str()).collect(),

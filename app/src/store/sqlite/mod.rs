@@ -356,58 +356,27 @@ impl Store for SqliteStore {
     /// One write job (so one savepoint in the writer's group commit), with cached
     /// statements: the first statuses are compared with the stored ones before the
     /// statuses are written.
-    async fn write_ingest(&self, batch: &IngestBatch) -> Result<()> {
-        let statuses = batch
-            .statuses
-            .iter()
-            .map(|s| {
-                Ok((
-                    s.pile_no.clone(),
-                    s.gun_no.clone(),
-                    s.status,
-                    json_text(&s.data)?,
-                    s.updated_at,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let events = batch
-            .events
-            .iter()
-            .map(|e| {
-                Ok((
-                    e.pile_no.clone(),
-                    e.gun_no.clone(),
-                    e.trade_no.clone(),
-                    e.frame_type,
-                    json_text(&e.fields)?,
-                    e.at,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let (history, first_seen) = (batch.history.clone(), batch.first_seen.clone());
+    async fn write_ingest(&self, batch: Arc<IngestBatch>) -> Result<()> {
         self.write(move |conn| {
-            let mut first = conn
-                .prepare_cached(
-                    "INSERT INTO status_history (pile_no, gun_no, status, at)
-                     SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (
-                         SELECT 1 FROM gun_status WHERE pile_no = ?1 AND gun_no = ?2 AND status = ?3)",
-                )
-                .map_err(sql)?;
-            for c in &first_seen {
-                first
-                    .execute(params![c.pile_no, c.gun_no, c.status, c.at])
-                    .map_err(sql)?;
-            }
-            let mut change = conn
-                .prepare_cached(
-                    "INSERT INTO status_history (pile_no, gun_no, status, at) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(sql)?;
-            for c in &history {
-                change
-                    .execute(params![c.pile_no, c.gun_no, c.status, c.at])
-                    .map_err(sql)?;
-            }
+            let history = |text: &str, rows: &[StatusChange]| -> Result<()> {
+                let mut insert = conn.prepare_cached(text).map_err(sql)?;
+                for c in rows {
+                    insert
+                        .execute(params![c.pile_no, c.gun_no, c.status, c.at])
+                        .map_err(sql)?;
+                }
+                Ok(())
+            };
+            history(
+                "INSERT INTO status_history (pile_no, gun_no, status, at)
+                 SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (
+                     SELECT 1 FROM gun_status WHERE pile_no = ?1 AND gun_no = ?2 AND status = ?3)",
+                &batch.first_seen,
+            )?;
+            history(
+                "INSERT INTO status_history (pile_no, gun_no, status, at) VALUES (?1, ?2, ?3, ?4)",
+                &batch.history,
+            )?;
             let mut upsert = conn
                 .prepare_cached(
                     "INSERT INTO gun_status (pile_no, gun_no, status, data, updated_at)
@@ -416,9 +385,10 @@ impl Store for SqliteStore {
                          data = excluded.data, updated_at = excluded.updated_at",
                 )
                 .map_err(sql)?;
-            for (pile, gun, status, data, at) in &statuses {
+            for g in &batch.statuses {
+                let data = json_text(&g.data)?;
                 upsert
-                    .execute(params![pile, gun, status, data, at])
+                    .execute(params![g.pile_no, g.gun_no, g.status, data, g.updated_at])
                     .map_err(sql)?;
             }
             let mut append = conn
@@ -427,9 +397,17 @@ impl Store for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(sql)?;
-            for (pile, gun, trade, frame_type, fields, at) in &events {
+            for e in &batch.events {
+                let fields = json_text(&e.fields)?;
                 append
-                    .execute(params![pile, gun, trade, frame_type, fields, at])
+                    .execute(params![
+                        e.pile_no,
+                        e.gun_no,
+                        e.trade_no,
+                        e.frame_type,
+                        fields,
+                        e.at
+                    ])
                     .map_err(sql)?;
             }
             Ok(())

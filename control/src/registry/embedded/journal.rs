@@ -200,12 +200,12 @@ impl Files {
                 self.journal_path.display()
             )));
         }
-        // Queued changes stay queued until they are on disk (in the journal or in a
-        // snapshot), so a failed write loses none of them: the next flush tries again.
+        // Taken under the writer lock, so no other flush writes them meanwhile; a failed
+        // write puts them back, and the next flush tries again.
         let batch: Vec<(u64, Vec<u8>)> = {
             let mut queue = lock(&self.queue);
             queue.retain(|(s, _)| *s > writer.durable);
-            queue.clone()
+            std::mem::take(&mut *queue)
         };
         let Some(last) = batch.last().map(|(s, _)| *s) else {
             return Err(RegistryError::Storage(format!(
@@ -230,10 +230,13 @@ impl Files {
                 writer.torn = true;
                 self.snapshot_due.store(true, Ordering::SeqCst);
             }
+            // Back in front of what was queued since (and in order).
+            let mut queue = lock(&self.queue);
+            let later = std::mem::replace(&mut *queue, batch);
+            queue.extend(later);
             return Err(storage("appending to", &self.journal_path, e));
         }
         writer.durable = last;
-        lock(&self.queue).retain(|(s, _)| *s > last);
         self.journal_bytes
             .fetch_add(bytes.len() as u64, Ordering::SeqCst);
         Ok(())
