@@ -372,6 +372,12 @@ impl Rollout {
                 self.leader_before.as_deref().unwrap_or("none"),
                 seen.leader.as_deref().unwrap_or("none")
             ));
+        } else if self.kind == Kind::Control && seen.leader_term != self.term_before {
+            // The restarted leader can win the election again before the others campaign.
+            self.notes.push(format!(
+                "{} elected leader again",
+                seen.leader.as_deref().unwrap_or("none")
+            ));
         }
         match self.kind {
             Kind::Edges => Action::Undrain(std::mem::take(&mut self.batch)),

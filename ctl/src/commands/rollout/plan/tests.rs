@@ -289,5 +289,10 @@ fn a_killed_leaders_key_is_not_a_new_election() {
     // Elected anew (even c2 again): a new term.
     let mut elected = stale.clone();
     elected.leader_term += 1;
+    r.take_notes();
     assert_eq!(r.next(5_000, &elected), Action::Done);
+    assert!(r
+        .take_notes()
+        .iter()
+        .any(|n| n == "c2 elected leader again"));
 }
