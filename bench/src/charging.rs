@@ -59,8 +59,11 @@ pub enum ChargeEvent {
     StartRefused,
     RecordSent,
     RecordRetransmitted,
-    /// The platform confirmed the record; how long after it was first sent.
-    RecordConfirmed(Duration),
+    /// The platform confirmed the record `trade_no`, `after` it was first sent.
+    RecordConfirmed {
+        trade_no: TradeNo,
+        after: Duration,
+    },
     RecordAbandoned,
 }
 
@@ -307,7 +310,10 @@ impl ChargingGun {
                 } = self.gun
                 {
                     if c.trade_no == trade_no && c.result == 0 {
-                        events.push(ChargeEvent::RecordConfirmed(now.duration_since(first_sent)));
+                        events.push(ChargeEvent::RecordConfirmed {
+                            trade_no,
+                            after: now.duration_since(first_sent),
+                        });
                         self.gun = self.idle(now);
                     }
                 }
@@ -418,7 +424,7 @@ mod tests {
         }
         .into();
         let (_, events) = gun.receive(11, &confirm, t1 + Duration::from_secs(6));
-        assert!(matches!(events[0], ChargeEvent::RecordConfirmed(_)));
+        assert!(matches!(events[0], ChargeEvent::RecordConfirmed { .. }));
         assert!(gun.is_idle());
     }
 }

@@ -121,7 +121,10 @@ async fn act(
             }
             ChargeEvent::RecordSent => &stats.records_sent,
             ChargeEvent::RecordRetransmitted => &stats.record_retransmits,
-            ChargeEvent::RecordConfirmed(_) => &stats.records_confirmed,
+            ChargeEvent::RecordConfirmed { trade_no, .. } => {
+                stats.confirmed(&trade_no);
+                &stats.records_confirmed
+            }
             ChargeEvent::RecordAbandoned => &stats.records_abandoned,
         };
         counter.fetch_add(1, Ordering::Relaxed);

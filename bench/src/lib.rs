@@ -6,6 +6,7 @@ pub mod charger;
 pub mod charging;
 pub mod dispatch;
 pub mod fleet;
+pub mod patroni;
 pub mod postgres;
 pub mod process;
 pub mod refserver;

@@ -261,7 +261,7 @@ impl Drop for PostgresCluster {
 
 /// The newest `/usr/lib/postgresql/<version>/bin` with initdb, or the directory of an
 /// `initdb` on PATH.
-fn bin_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn bin_dir() -> anyhow::Result<PathBuf> {
     let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
@@ -290,7 +290,7 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
 }
 
 /// (uid, gid) to run PostgreSQL as when we are root; None to run it as ourselves.
-fn owner() -> anyhow::Result<Option<(u32, u32)>> {
+pub(crate) fn owner() -> anyhow::Result<Option<(u32, u32)>> {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
     }
@@ -353,7 +353,7 @@ fn serve_tls_only(dir: &Path, data: &Path, owner: Option<(u32, u32)>) -> anyhow:
     Ok(ca.ca_pem.clone())
 }
 
-fn command(program: &Path, owner: Option<(u32, u32)>, dir: &Path) -> Command {
+pub(crate) fn command(program: &Path, owner: Option<(u32, u32)>, dir: &Path) -> Command {
     let mut command = Command::new(program);
     command.current_dir(dir).env("LC_ALL", "C");
     if let Some((uid, gid)) = owner {
@@ -367,7 +367,7 @@ type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 /// Spawns `command` from a thread that lives as long as the process, so that a
 /// parent-death signal fires when the process ends, not when the (test or blocking-pool)
 /// thread that asked for the server does.
-fn spawn_from_lasting_thread(command: Command) -> std::io::Result<Child> {
+pub(crate) fn spawn_from_lasting_thread(command: Command) -> std::io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (requests, queue) = mpsc::channel::<SpawnRequest>();

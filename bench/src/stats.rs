@@ -25,6 +25,9 @@ pub struct FleetStats {
     pub records_abandoned: AtomicU64,
     /// Microseconds since `started` at which the last login succeeded.
     pub last_setup_us: AtomicU64,
+    /// Where each confirmed record's trade number is written, one per line, as it is
+    /// confirmed (for checks that compare with the store).
+    pub confirmed_log: Option<Mutex<std::io::LineWriter<std::fs::File>>>,
     errors: Mutex<BTreeMap<String, u64>>,
     rtt_us: Mutex<Histogram<u64>>,
     setup_us: Mutex<Histogram<u64>>,
@@ -33,6 +36,19 @@ pub struct FleetStats {
 fn histogram() -> Histogram<u64> {
     // 1 µs .. 1 h at 3 significant digits; the bounds are constants, so this cannot fail.
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+impl FleetStats {
+    /// Notes a confirmed record in the confirmed log, if there is one.
+    pub fn confirmed(&self, trade_no: &pylon_proto::ykc::TradeNo) {
+        if let Some(log) = &self.confirmed_log {
+            use std::io::Write;
+            let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = writeln!(log, "{trade_no}") {
+                self.error(&format!("confirmed_log: {}", e.kind()));
+            }
+        }
+    }
 }
 
 impl Default for FleetStats {
@@ -51,6 +67,7 @@ impl Default for FleetStats {
             record_retransmits: AtomicU64::new(0),
             records_abandoned: AtomicU64::new(0),
             last_setup_us: AtomicU64::new(0),
+            confirmed_log: None,
             errors: Mutex::new(BTreeMap::new()),
             rtt_us: Mutex::new(histogram()),
             setup_us: Mutex::new(histogram()),

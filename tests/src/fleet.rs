@@ -20,6 +20,8 @@ pub enum Reach<'a> {
 pub struct ChargingFleet {
     child: Child,
     report: PathBuf,
+    /// The trade number of every record the platform confirmed, one per line.
+    confirmed_log: PathBuf,
 }
 
 impl ChargingFleet {
@@ -34,6 +36,7 @@ impl ChargingFleet {
         confirm_timeout_secs: u32,
     ) -> ChargingFleet {
         let report = dir.join("fleet.json");
+        let confirmed_log = dir.join("fleet-confirmed.txt");
         let log = std::fs::File::create(dir.join("fleet.log")).expect("fleet log");
         let mut command = Command::new(binary("pylon-fleet"));
         match reach {
@@ -49,11 +52,17 @@ impl ChargingFleet {
             .args(["--progress-secs", "1", "--quiet"])
             .arg("--report")
             .arg(&report)
+            .arg("--confirmed-log")
+            .arg(&confirmed_log)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("starting pylon-fleet");
-        ChargingFleet { child, report }
+        ChargingFleet {
+            child,
+            report,
+            confirmed_log,
+        }
     }
 
     pub fn report(&self) -> Value {
@@ -71,6 +80,15 @@ impl ChargingFleet {
         wait_for(&format!("{at_least} confirmed records"), limit, || {
             (self.confirmed() >= at_least).then_some(())
         });
+    }
+
+    /// The trade numbers of the records the platform confirmed so far.
+    pub fn confirmed_trades(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.confirmed_log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Stops the fleet and returns its final report.

@@ -133,6 +133,18 @@ pub const REQUIREMENTS: &[Requirement] = &[
         "the PostgreSQL server itself",
     ),
     req(
+        File("/usr/bin/patroni"),
+        "patroni",
+        Use::Test,
+        "keeps the highly available PostgreSQL of the failover test (three servers on etcd)",
+    ),
+    req(
+        File("/usr/lib/python3/dist-packages/etcd/__init__.py"),
+        "python3-etcd",
+        Use::Test,
+        "Patroni's etcd client (apt may pick another of Patroni's alternatives)",
+    ),
+    req(
         File("/usr/bin/prometheus"),
         "prometheus",
         Use::Test,

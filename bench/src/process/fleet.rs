@@ -99,6 +99,10 @@ pub struct Cli {
     /// Seconds a troubled pile behaves after each login before its episode.
     #[arg(long, default_value_t = 20.0)]
     trouble_calm_secs: f64,
+    /// With --charge: append the trade number of each record the platform confirmed to
+    /// this file, one per line, as it is confirmed.
+    #[arg(long)]
+    confirmed_log: Option<PathBuf>,
     /// With --charge: seconds to wait for a record's confirmation before sending it again.
     #[arg(long, default_value_t = 5.0)]
     confirm_timeout_secs: f64,
@@ -196,7 +200,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .worker_threads(cli.threads.max(1))
         .enable_all()
         .build()?;
-    let stats = Arc::new(FleetStats::default());
+    let confirmed_log = match &cli.confirmed_log {
+        Some(path) => Some(std::sync::Mutex::new(std::io::LineWriter::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?,
+        ))),
+        None => None,
+    };
+    let mut stats = FleetStats::default();
+    stats.confirmed_log = confirmed_log;
+    let stats = Arc::new(stats);
     runtime.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let fleet = tokio::spawn(fleet::run(cfg, stats.clone(), stop_rx));

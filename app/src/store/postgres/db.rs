@@ -101,23 +101,26 @@ impl Db for PgDb<'_> {
 }
 
 /// Runs `$body` with `$db` a [`PgDb`] in a new transaction on a pooled connection,
-/// committing when it succeeds (a failed one rolls back as the transaction drops).
+/// committing when it succeeds (a failed one rolls back as the transaction drops); the
+/// whole transaction again while the store is unavailable (a failover).
 macro_rules! in_transaction {
     ($store:expr, |$db:ident| $body:expr) => {{
-        let mut client = $store.client().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err($crate::store::postgres::rows::pg)?;
-        let mut $db = $crate::store::postgres::db::PgDb { tx };
-        let out = $body.await;
-        if out.is_ok() {
-            $db.tx
-                .commit()
+        $crate::store::postgres::failover::retrying!($store, {
+            let mut client = $store.client().await?;
+            let tx = client
+                .transaction()
                 .await
                 .map_err($crate::store::postgres::rows::pg)?;
-        }
-        out
+            let mut $db = $crate::store::postgres::db::PgDb { tx };
+            let out = $body.await;
+            if out.is_ok() {
+                $db.tx
+                    .commit()
+                    .await
+                    .map_err($crate::store::postgres::rows::pg)?;
+            }
+            out
+        })
     }};
 }
 pub(super) use in_transaction;

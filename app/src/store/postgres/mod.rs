@@ -12,6 +12,7 @@
 
 mod connection;
 mod db;
+mod failover;
 mod migrations;
 mod monitor;
 mod revenue;
@@ -31,6 +32,7 @@ use super::{
 };
 
 use self::connection::durable_commits;
+use self::failover::retrying;
 use self::migrations::migrate;
 use self::rows::{
     event, execute, get, gun, limit, narrow, order, pg, pile, pool_error, query_all, query_opt,
@@ -45,6 +47,8 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct PostgresStore {
     pool: Pool,
+    /// How long a call keeps trying while no server is writable (see `failover`).
+    failover_budget: Duration,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -78,6 +82,12 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        // Several hosts are the members of a highly available cluster: only the primary
+        // takes writes, so a connection goes to the one that does (libpq's
+        // `target_session_attrs=read-write`, the default here when there are several).
+        if config.get_hosts().len() > 1 {
+            config.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+        }
         if config.get_application_name().is_none() {
             config.application_name("pylon-app");
         }
@@ -96,7 +106,10 @@ impl PostgresStore {
             .post_create(deadpool_postgres::Hook::async_fn(durable_commits))
             .build()
             .map_err(|e| StoreError::Backend(format!("building the PostgreSQL pool: {e}")))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore {
+            pool,
+            failover_budget: failover::FAILOVER_BUDGET,
+        };
         let mut client = store.client().await?;
         migrate(&mut client).await?;
         drop(client);
@@ -155,92 +168,104 @@ impl Store for PostgresStore {
     }
 
     async fn upsert_pile(&self, pile: &Pile) -> Result<()> {
-        let client = self.client().await?;
-        execute(
-            &client,
-            "INSERT INTO piles (pile_no, enabled, billing_model, name, last_login_at)
+        retrying!(self, {
+            let client = self.client().await?;
+            execute(
+                &client,
+                "INSERT INTO piles (pile_no, enabled, billing_model, name, last_login_at)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (pile_no) DO UPDATE SET enabled = excluded.enabled,
                  billing_model = excluded.billing_model, name = excluded.name,
                  last_login_at = excluded.last_login_at",
-            &[
-                &pile.pile_no,
-                &pile.enabled,
-                &i32::from(pile.billing_model),
-                &pile.name,
-                &pile.last_login_at,
-            ],
-        )
-        .await?;
-        Ok(())
+                &[
+                    &pile.pile_no,
+                    &pile.enabled,
+                    &i32::from(pile.billing_model),
+                    &pile.name,
+                    &pile.last_login_at,
+                ],
+            )
+            .await?;
+            Ok(())
+        })
     }
 
     async fn pile(&self, pile_no: &str) -> Result<Option<Pile>> {
-        let client = self.client().await?;
-        query_opt(
-            &client,
-            &format!("SELECT {PILE_COLUMNS} FROM piles WHERE pile_no = $1"),
-            &[&pile_no],
-            pile,
-        )
-        .await
+        retrying!(self, {
+            let client = self.client().await?;
+            query_opt(
+                &client,
+                &format!("SELECT {PILE_COLUMNS} FROM piles WHERE pile_no = $1"),
+                &[&pile_no],
+                pile,
+            )
+            .await
+        })
     }
 
     async fn piles(&self, after: Option<&str>, limit_: u32) -> Result<Vec<Pile>> {
-        let client = self.client().await?;
-        query_all(
-            &client,
-            &format!(
-                "SELECT {PILE_COLUMNS} FROM piles WHERE pile_no > $1 ORDER BY pile_no LIMIT $2"
-            ),
-            &[&after.unwrap_or(""), &limit(limit_)],
-            pile,
-        )
-        .await
+        retrying!(self, {
+            let client = self.client().await?;
+            query_all(
+                &client,
+                &format!(
+                    "SELECT {PILE_COLUMNS} FROM piles WHERE pile_no > $1 ORDER BY pile_no LIMIT $2"
+                ),
+                &[&after.unwrap_or(""), &limit(limit_)],
+                pile,
+            )
+            .await
+        })
     }
 
     async fn record_login(&self, pile_no: &str, at: i64) -> Result<()> {
-        let client = self.client().await?;
-        execute(
-            &client,
-            "UPDATE piles SET last_login_at = $2 WHERE pile_no = $1",
-            &[&pile_no, &at],
-        )
-        .await?;
-        Ok(())
+        retrying!(self, {
+            let client = self.client().await?;
+            execute(
+                &client,
+                "UPDATE piles SET last_login_at = $2 WHERE pile_no = $1",
+                &[&pile_no, &at],
+            )
+            .await?;
+            Ok(())
+        })
     }
 
     async fn upsert_billing_model(&self, model: &BillingModel) -> Result<()> {
-        let client = self.client().await?;
-        execute(
-            &client,
-            "INSERT INTO billing_models (model_no, fields, updated_at) VALUES ($1, $2, $3)
+        retrying!(self, {
+            let client = self.client().await?;
+            execute(
+                &client,
+                "INSERT INTO billing_models (model_no, fields, updated_at) VALUES ($1, $2, $3)
              ON CONFLICT (model_no) DO UPDATE SET fields = excluded.fields,
                  updated_at = excluded.updated_at",
-            &[&i32::from(model.model_no), &model.fields, &model.updated_at],
-        )
-        .await?;
-        Ok(())
+                &[&i32::from(model.model_no), &model.fields, &model.updated_at],
+            )
+            .await?;
+            Ok(())
+        })
     }
 
     async fn billing_model(&self, model_no: u16) -> Result<Option<BillingModel>> {
-        let client = self.client().await?;
-        query_opt(
-            &client,
-            "SELECT model_no, fields, updated_at FROM billing_models WHERE model_no = $1",
-            &[&i32::from(model_no)],
-            |row| {
-                Ok(BillingModel {
-                    model_no: narrow(
-                        get::<i32>(row, 0, "billing_models.model_no")?,
-                        "billing_models.model_no",
-                    )?,
-                    fields: get(row, 1, "billing_models.fields")?,
-                    updated_at: get(row, 2, "billing_models.updated_at")?,
-                })
-            },
-        )
-        .await
+        retrying!(self, {
+            let client = self.client().await?;
+            query_opt(
+                &client,
+                "SELECT model_no, fields, updated_at FROM billing_models WHERE model_no = $1",
+                &[&i32::from(model_no)],
+                |row| {
+                    Ok(BillingModel {
+                        model_no: narrow(
+                            get::<i32>(row, 0, "billing_models.model_no")?,
+                            "billing_models.model_no",
+                        )?,
+                        fields: get(row, 1, "billing_models.fields")?,
+                        updated_at: get(row, 2, "billing_models.updated_at")?,
+                    })
+                },
+            )
+            .await
+        })
     }
 
     /// One round trip when the gun is known: one statement locks the current row, updates
@@ -257,11 +282,12 @@ impl Store for PostgresStore {
             &status.data,
             &status.updated_at,
         ];
-        let client = self.client().await?;
-        for _ in 0..3 {
-            let known = query_opt(
-                &client,
-                "WITH previous AS (
+        retrying!(self, {
+            let client = self.client().await?;
+            for _ in 0..3 {
+                let known = query_opt(
+                    &client,
+                    "WITH previous AS (
                      SELECT status FROM gun_status
                      WHERE pile_no = $1 AND gun_no = $2
                      FOR UPDATE
@@ -273,16 +299,16 @@ impl Store for PostgresStore {
                      SELECT $1, $2, $3, $5 FROM previous WHERE previous.status <> $3
                  )
                  SELECT count(*) FROM previous",
-                &values,
-                |row| get::<i64>(row, 0, "known gun"),
-            )
-            .await?;
-            if known.unwrap_or(0) > 0 {
-                return Ok(());
-            }
-            let created = execute(
-                &client,
-                "WITH created AS (
+                    &values,
+                    |row| get::<i64>(row, 0, "known gun"),
+                )
+                .await?;
+                if known.unwrap_or(0) > 0 {
+                    return Ok(());
+                }
+                let created = execute(
+                    &client,
+                    "WITH created AS (
                      INSERT INTO gun_status (pile_no, gun_no, status, data, updated_at)
                      VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (pile_no, gun_no) DO NOTHING
@@ -290,28 +316,31 @@ impl Store for PostgresStore {
                  )
                  INSERT INTO status_history (pile_no, gun_no, status, at)
                  SELECT $1, $2, $3, $5 FROM created",
-                &values,
-            )
-            .await?;
-            if created > 0 {
-                return Ok(());
+                    &values,
+                )
+                .await?;
+                if created > 0 {
+                    return Ok(());
+                }
             }
-        }
-        Err(StoreError::Backend(format!(
-            "gun {}/{}: its status row kept appearing and vanishing",
-            status.pile_no, status.gun_no
-        )))
+            Err(StoreError::Backend(format!(
+                "gun {}/{}: its status row kept appearing and vanishing",
+                status.pile_no, status.gun_no
+            )))
+        })
     }
 
     async fn gun_statuses(&self, pile_no: &str) -> Result<Vec<GunStatus>> {
-        let client = self.client().await?;
-        query_all(
-            &client,
-            &format!("SELECT {GUN_COLUMNS} FROM gun_status WHERE pile_no = $1 ORDER BY gun_no"),
-            &[&pile_no],
-            gun,
-        )
-        .await
+        retrying!(self, {
+            let client = self.client().await?;
+            query_all(
+                &client,
+                &format!("SELECT {GUN_COLUMNS} FROM gun_status WHERE pile_no = $1 ORDER BY gun_no"),
+                &[&pile_no],
+                gun,
+            )
+            .await
+        })
     }
 
     async fn status_history(
@@ -322,35 +351,39 @@ impl Store for PostgresStore {
         to: i64,
         limit_: u32,
     ) -> Result<Vec<StatusChange>> {
-        let client = self.client().await?;
-        query_all(
-            &client,
-            "SELECT pile_no, gun_no, status, at FROM status_history
+        retrying!(self, {
+            let client = self.client().await?;
+            query_all(
+                &client,
+                "SELECT pile_no, gun_no, status, at FROM status_history
              WHERE pile_no = $1 AND gun_no = $2 AND at >= $3 AND at < $4
              ORDER BY at, id LIMIT $5",
-            &[&pile_no, &gun_no, &from, &to, &limit(limit_)],
-            status_change,
-        )
-        .await
+                &[&pile_no, &gun_no, &from, &to, &limit(limit_)],
+                status_change,
+            )
+            .await
+        })
     }
 
     async fn append_event(&self, event: &SessionEvent) -> Result<()> {
-        let client = self.client().await?;
-        execute(
-            &client,
-            "INSERT INTO session_events (pile_no, gun_no, trade_no, frame_type, fields, at)
+        retrying!(self, {
+            let client = self.client().await?;
+            execute(
+                &client,
+                "INSERT INTO session_events (pile_no, gun_no, trade_no, frame_type, fields, at)
              VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &event.pile_no,
-                &event.gun_no,
-                &event.trade_no,
-                &i16::from(event.frame_type),
-                &event.fields,
-                &event.at,
-            ],
-        )
-        .await?;
-        Ok(())
+                &[
+                    &event.pile_no,
+                    &event.gun_no,
+                    &event.trade_no,
+                    &i16::from(event.frame_type),
+                    &event.fields,
+                    &event.at,
+                ],
+            )
+            .await?;
+            Ok(())
+        })
     }
 
     /// One transaction of four statements, each taking its rows as arrays (`UNNEST`):
@@ -430,42 +463,46 @@ impl Store for PostgresStore {
     }
 
     async fn events(&self, trade_no: &str) -> Result<Vec<SessionEvent>> {
-        let client = self.client().await?;
-        query_all(
-            &client,
-            "SELECT pile_no, gun_no, trade_no, frame_type, fields, at FROM session_events
+        retrying!(self, {
+            let client = self.client().await?;
+            query_all(
+                &client,
+                "SELECT pile_no, gun_no, trade_no, frame_type, fields, at FROM session_events
              WHERE trade_no = $1 ORDER BY at, id",
-            &[&trade_no],
-            event,
-        )
-        .await
+                &[&trade_no],
+                event,
+            )
+            .await
+        })
     }
 
     async fn insert_order(&self, order: &Order) -> Result<()> {
-        let client = self.client().await?;
-        let inserted = execute(
-            &client,
-            "INSERT INTO orders (trade_no, pile_no, gun_no, state, origin, balance, created_at,
+        retrying!(self, {
+            let client = self.client().await?;
+            let inserted = execute(
+                &client,
+                "INSERT INTO orders (trade_no, pile_no, gun_no, state, origin, balance, created_at,
                  updated_at, failure)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (trade_no) DO NOTHING",
-            &[
-                &order.trade_no,
-                &order.pile_no,
-                &order.gun_no,
-                &order.state.as_str(),
-                &order.origin.as_str(),
-                &order.balance,
-                &order.created_at,
-                &order.updated_at,
-                &order.failure,
-            ],
-        )
-        .await?;
-        if inserted == 0 {
-            return Err(StoreError::Conflict(format!("order {}", order.trade_no)));
-        }
-        Ok(())
+                &[
+                    &order.trade_no,
+                    &order.pile_no,
+                    &order.gun_no,
+                    &order.state.as_str(),
+                    &order.origin.as_str(),
+                    &order.balance,
+                    &order.created_at,
+                    &order.updated_at,
+                    &order.failure,
+                ],
+            )
+            .await?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!("order {}", order.trade_no)));
+            }
+            Ok(())
+        })
     }
 
     async fn update_order(
@@ -475,14 +512,16 @@ impl Store for PostgresStore {
         failure: Option<&str>,
         at: i64,
     ) -> Result<bool> {
-        let client = self.client().await?;
-        let updated = execute(
-            &client,
-            "UPDATE orders SET state = $2, failure = $3, updated_at = $4 WHERE trade_no = $1",
-            &[&trade_no, &state.as_str(), &failure, &at],
-        )
-        .await?;
-        Ok(updated > 0)
+        retrying!(self, {
+            let client = self.client().await?;
+            let updated = execute(
+                &client,
+                "UPDATE orders SET state = $2, failure = $3, updated_at = $4 WHERE trade_no = $1",
+                &[&trade_no, &state.as_str(), &failure, &at],
+            )
+            .await?;
+            Ok(updated > 0)
+        })
     }
 
     async fn move_order(
@@ -493,75 +532,83 @@ impl Store for PostgresStore {
         failure: Option<&str>,
         at: i64,
     ) -> Result<bool> {
-        let client = self.client().await?;
-        let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
-        let updated = execute(
-            &client,
-            "UPDATE orders SET state = $2, failure = $3, updated_at = $4
+        retrying!(self, {
+            let client = self.client().await?;
+            let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+            let updated = execute(
+                &client,
+                "UPDATE orders SET state = $2, failure = $3, updated_at = $4
              WHERE trade_no = $1 AND state = ANY($5)",
-            &[&trade_no, &state.as_str(), &failure, &at, &from],
-        )
-        .await?;
-        Ok(updated > 0)
+                &[&trade_no, &state.as_str(), &failure, &at, &from],
+            )
+            .await?;
+            Ok(updated > 0)
+        })
     }
 
     async fn order(&self, trade_no: &str) -> Result<Option<Order>> {
-        let client = self.client().await?;
-        query_opt(
-            &client,
-            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE trade_no = $1"),
-            &[&trade_no],
-            order,
-        )
-        .await
+        retrying!(self, {
+            let client = self.client().await?;
+            query_opt(
+                &client,
+                &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE trade_no = $1"),
+                &[&trade_no],
+                order,
+            )
+            .await
+        })
     }
 
     async fn open_orders(&self, pile_no: Option<&str>) -> Result<Vec<Order>> {
-        let client = self.client().await?;
-        match pile_no {
-            Some(pile_no) => {
-                query_all(
-                    &client,
-                    &format!(
-                        "SELECT {ORDER_COLUMNS} FROM orders
+        retrying!(self, {
+            let client = self.client().await?;
+            match pile_no {
+                Some(pile_no) => {
+                    query_all(
+                        &client,
+                        &format!(
+                            "SELECT {ORDER_COLUMNS} FROM orders
                          WHERE pile_no = $1 AND state IN ('starting', 'charging', 'stopping')
                          ORDER BY created_at, trade_no"
-                    ),
-                    &[&pile_no],
-                    order,
-                )
-                .await
-            }
-            // The condition is written as in the partial index `orders_open`.
-            None => {
-                query_all(
-                    &client,
-                    &format!(
-                        "SELECT {ORDER_COLUMNS} FROM orders
+                        ),
+                        &[&pile_no],
+                        order,
+                    )
+                    .await
+                }
+                // The condition is written as in the partial index `orders_open`.
+                None => {
+                    query_all(
+                        &client,
+                        &format!(
+                            "SELECT {ORDER_COLUMNS} FROM orders
                          WHERE state IN ('starting', 'charging', 'stopping')
                          ORDER BY created_at, trade_no"
-                    ),
-                    &[],
-                    order,
-                )
-                .await
+                        ),
+                        &[],
+                        order,
+                    )
+                    .await
+                }
             }
-        }
+        })
     }
 
     async fn orders(&self, pile_no: &str, from: i64, to: i64, limit_: u32) -> Result<Vec<Order>> {
-        let client = self.client().await?;
-        query_all(
-            &client,
-            &format!(
-                "SELECT {ORDER_COLUMNS} FROM orders
+        retrying!(self, {
+            let client = self.client().await?;
+            query_all(
+                &client,
+                &format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders
                  WHERE pile_no = $1 AND created_at >= $2 AND created_at < $3
                  ORDER BY created_at DESC, trade_no DESC LIMIT $4"
-            ),
-            &[&pile_no, &from, &to, &limit(limit_)],
-            order,
-        )
-        .await
+                ),
+                &[&pile_no, &from, &to, &limit(limit_)],
+                order,
+            )
+            .await
+        })
     }
 
     /// One statement, so one implicit transaction and one round trip: the insert, and the
@@ -569,10 +616,11 @@ impl Store for PostgresStore {
     /// order). A concurrent call with the same trade number waits on the unique index until
     /// this one committed, then inserts nothing: exactly one caller sees [`Stored::New`].
     async fn store_record(&self, record: &TransactionRecord) -> Result<Stored> {
-        let client = self.client().await?;
-        let inserted = query_opt(
-            &client,
-            "WITH inserted AS (
+        retrying!(self, {
+            let client = self.client().await?;
+            let inserted = query_opt(
+                &client,
+                "WITH inserted AS (
                  INSERT INTO transaction_records (trade_no, pile_no, gun_no, start_time,
                      end_time, total_energy, total_amount, stop_reason, fields, received_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -584,36 +632,39 @@ impl Store for PostgresStore {
                      AND state IN ('starting', 'charging', 'stopping')
              )
              SELECT count(*) FROM inserted",
-            &[
-                &record.trade_no,
-                &record.pile_no,
-                &record.gun_no,
-                &record.start_time,
-                &record.end_time,
-                &record.total_energy,
-                &record.total_amount,
-                &i16::from(record.stop_reason),
-                &record.fields,
-                &record.received_at,
-            ],
-            |row| get::<i64>(row, 0, "inserted records"),
-        )
-        .await?;
-        Ok(match inserted {
-            Some(1) => Stored::New,
-            _ => Stored::Duplicate,
+                &[
+                    &record.trade_no,
+                    &record.pile_no,
+                    &record.gun_no,
+                    &record.start_time,
+                    &record.end_time,
+                    &record.total_energy,
+                    &record.total_amount,
+                    &i16::from(record.stop_reason),
+                    &record.fields,
+                    &record.received_at,
+                ],
+                |row| get::<i64>(row, 0, "inserted records"),
+            )
+            .await?;
+            Ok(match inserted {
+                Some(1) => Stored::New,
+                _ => Stored::Duplicate,
+            })
         })
     }
 
     async fn record(&self, trade_no: &str) -> Result<Option<TransactionRecord>> {
-        let client = self.client().await?;
-        query_opt(
-            &client,
-            &format!("SELECT {RECORD_COLUMNS} FROM transaction_records WHERE trade_no = $1"),
-            &[&trade_no],
-            record,
-        )
-        .await
+        retrying!(self, {
+            let client = self.client().await?;
+            query_opt(
+                &client,
+                &format!("SELECT {RECORD_COLUMNS} FROM transaction_records WHERE trade_no = $1"),
+                &[&trade_no],
+                record,
+            )
+            .await
+        })
     }
 
     async fn records(
@@ -623,30 +674,34 @@ impl Store for PostgresStore {
         to: i64,
         limit_: u32,
     ) -> Result<Vec<TransactionRecord>> {
-        let client = self.client().await?;
-        query_all(
-            &client,
-            &format!(
-                "SELECT {RECORD_COLUMNS} FROM transaction_records
+        retrying!(self, {
+            let client = self.client().await?;
+            query_all(
+                &client,
+                &format!(
+                    "SELECT {RECORD_COLUMNS} FROM transaction_records
                  WHERE pile_no = $1 AND end_time >= $2 AND end_time < $3
                  ORDER BY end_time DESC, trade_no DESC LIMIT $4"
-            ),
-            &[&pile_no, &from, &to, &limit(limit_)],
-            record,
-        )
-        .await
+                ),
+                &[&pile_no, &from, &to, &limit(limit_)],
+                record,
+            )
+            .await
+        })
     }
 
     async fn record_count(&self) -> Result<u64> {
-        let client = self.client().await?;
-        let count = query_opt(
-            &client,
-            "SELECT count(*) FROM transaction_records",
-            &[],
-            |row| get::<i64>(row, 0, "record count"),
-        )
-        .await?
-        .unwrap_or(0);
-        narrow(count, "record count")
+        retrying!(self, {
+            let client = self.client().await?;
+            let count = query_opt(
+                &client,
+                "SELECT count(*) FROM transaction_records",
+                &[],
+                |row| get::<i64>(row, 0, "record count"),
+            )
+            .await?
+            .unwrap_or(0);
+            narrow(count, "record count")
+        })
     }
 }

@@ -3,20 +3,23 @@
 
 use super::PostgresStore;
 
-/// `$body` with `$db` a [`super::db::PgDb`] in a new transaction (reads and writes alike).
+/// `$body` with `$db` a [`super::db::PgDb`] in a new transaction (reads and writes alike),
+/// run again while the store is unavailable (a failover).
 macro_rules! on {
     ($store:expr, $mode:ident, |$db:ident| $body:expr) => {{
-        let mut client = $store.client().await?;
-        let tx = client.transaction().await.map_err(super::rows::pg)?;
-        let mut pg = super::db::PgDb { tx };
-        let out = {
-            let $db = &mut pg;
-            $body.await
-        };
-        if out.is_ok() {
-            pg.tx.commit().await.map_err(super::rows::pg)?;
-        }
-        out
+        super::failover::retrying!($store, {
+            let mut client = $store.client().await?;
+            let tx = client.transaction().await.map_err(super::rows::pg)?;
+            let mut pg = super::db::PgDb { tx };
+            let out = {
+                let $db = &mut pg;
+                $body.await
+            };
+            if out.is_ok() {
+                pg.tx.commit().await.map_err(super::rows::pg)?;
+            }
+            out
+        })
     }};
 }
 

@@ -54,6 +54,8 @@ pub(super) fn pg(e: tokio_postgres::Error) -> StoreError {
                 StoreError::Corrupt(message)
             }
             _ if *code == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(message),
+            // A standby (or a primary being demoted): the writable server is elsewhere.
+            _ if *code == SqlState::READ_ONLY_SQL_TRANSACTION => StoreError::Unavailable(message),
             _ => StoreError::Backend(message),
         };
     }
