@@ -9,6 +9,7 @@ use std::io::{self, Write};
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
+use crate::commands::backup::{self, BackupCommand};
 use crate::commands::certs::{self, CertsCommand};
 use crate::commands::ykc::{self, YkcCommand};
 use crate::commands::{self, OpsCommand};
@@ -36,6 +37,8 @@ Offline, it speaks the YKC V1.6 charger protocol: paste a frame captured from a 
 to see what it says, or build a frame from JSON to send to one. Also offline, it makes
 and rotates the cluster's TLS certificates (certs): the cluster CA and one certificate
 per service, for the services' --cluster-ca, --cluster-cert and --cluster-key.
+On the machine that holds them, it backs up and restores the registry, the store and
+the key files (backup), encrypted, checksummed and copied to several repositories.
 
 The control plane is found at --endpoint, else PYLON_ENDPOINT, else `endpoint` in the
 config file (~/.config/pylon/pylonctl.toml), else http://127.0.0.1:7400. The app
@@ -95,6 +98,8 @@ Examples:
   pylonctl certs init --dir /etc/pylon/certs
   pylonctl certs issue --dir /etc/pylon/certs control-1 --dns ctl1.pylon.internal --ip 10.0.0.5
   pylonctl certs rotate --dir /etc/pylon/certs control-1
+  pylonctl backup create --config /etc/pylon/backup.toml
+  pylonctl backup restore latest --only store --force
   pylonctl status --endpoint https://10.0.0.5:7400 --ca /etc/pylon/certs/ca.pem
   pylonctl certs issue --dir /etc/pylon/certs operator-ana --dns operator-ana
   pylonctl routes watch --endpoint https://10.0.0.5:7400 --ca /etc/pylon/certs/ca.pem \\
@@ -138,6 +143,10 @@ pub enum Command {
     /// Make and rotate the cluster's TLS certificates (files only, no server needed).
     #[command(subcommand, long_about = certs::CERTS_ABOUT)]
     Certs(CertsCommand),
+    /// Back up and restore the registry, the store and the key files (on the machine
+    /// that holds them).
+    #[command(subcommand, long_about = backup::BACKUP_ABOUT)]
+    Backup(BackupCommand),
     /// Decode, encode and list frames of the YKC V1.6 charger protocol.
     #[command(
         subcommand,
@@ -207,6 +216,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
     match cli.command {
         Command::Ops(cmd) => commands::run(cmd, &|key| std::env::var(key).ok(), out),
         Command::Certs(cmd) => certs::run(cmd, out),
+        Command::Backup(cmd) => backup::run(cmd, out),
         Command::Ykc(cmd) => ykc::run(cmd, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pylonctl", out);

@@ -20,6 +20,7 @@ pub mod accounts;
 pub mod alarms;
 pub mod app;
 pub mod audit;
+pub mod backup;
 pub mod business;
 pub mod capacity;
 pub mod certs;
