@@ -218,24 +218,35 @@ impl ScratchServer {
             .args(["-p", &port.to_string(), "-k"])
             .arg(socket)
             .args(["-c", "listen_addresses=", "-c", "archive_mode=off"])
-            .args(["-c", "max_connections=10", "-c", "shared_buffers=16MB"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            // The primary's own settings otherwise: recovery refuses fewer connections,
+            // workers or locks than it had.
+            .args(["-c", "shared_buffers=32MB"])
+            .stdin(Stdio::null());
+        let log_path = socket.join("postgres.log");
+        let log = std::fs::File::create(&log_path)?;
         if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&log_path, Some(uid), Some(gid))?;
             cmd.uid(uid).gid(gid);
         }
+        cmd.stdout(log.try_clone()?).stderr(log);
         let child = cmd
             .spawn()
             .context("starting PostgreSQL on the restored data")?;
-        let server = ScratchServer {
+        let mut server = ScratchServer {
             bin,
             port,
             socket: socket.to_owned(),
             child,
             owner,
         };
-        server.wait_promoted()?;
+        if let Err(e) = server.wait_promoted() {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            bail!(
+                "{e:#}; its log ends:\n{}",
+                lines[lines.len().saturating_sub(8)..].join("\n")
+            );
+        }
         Ok(server)
     }
 
@@ -265,9 +276,12 @@ impl ScratchServer {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
-    fn wait_promoted(&self) -> anyhow::Result<()> {
+    fn wait_promoted(&mut self) -> anyhow::Result<()> {
         let start = Instant::now();
         loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                bail!("the restored PostgreSQL exited ({status})");
+            }
             if let Ok(answer) = self.psql("postgres", "SELECT pg_is_in_recovery()") {
                 if answer == "f" {
                     return Ok(());

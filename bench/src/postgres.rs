@@ -35,19 +35,31 @@ pub struct PostgresCluster {
     log: PathBuf,
     /// With TLS: the CA of the server's certificate.
     ca: Option<PathBuf>,
+    /// Server settings beyond the defaults (`-c name=value`).
+    settings: Vec<(String, String)>,
     dir: tempfile::TempDir,
 }
 
 impl PostgresCluster {
     /// A new cluster with a database `pylon`, trust authentication for user `postgres`.
     pub fn start() -> anyhow::Result<PostgresCluster> {
-        Self::start_with(false)
+        Self::start_with(false, Vec::new())
+    }
+
+    /// As [`PostgresCluster::start`], the server started with `settings` (e.g. WAL
+    /// archiving) beside the defaults.
+    pub fn start_with_settings(settings: &[(&str, &str)]) -> anyhow::Result<PostgresCluster> {
+        let settings = settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self::start_with(false, settings)
     }
 
     /// As [`PostgresCluster::start`], taking TCP logins over TLS only (`hostssl`), with a
     /// server certificate for 127.0.0.1 and localhost from a new CA ([`Self::ca`]).
     pub fn start_tls() -> anyhow::Result<PostgresCluster> {
-        Self::start_with(true)
+        Self::start_with(true, Vec::new())
     }
 
     /// The CA of the server's certificate (TLS clusters only).
@@ -55,7 +67,7 @@ impl PostgresCluster {
         self.ca.as_deref()
     }
 
-    fn start_with(tls: bool) -> anyhow::Result<PostgresCluster> {
+    fn start_with(tls: bool, settings: Vec<(String, String)>) -> anyhow::Result<PostgresCluster> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("pylon-pg-")
@@ -97,6 +109,7 @@ impl PostgresCluster {
             server: None,
             log,
             ca,
+            settings,
             dir,
         };
         let mut tries = 0;
@@ -157,6 +170,11 @@ impl PostgresCluster {
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", "max_connections=100"])
             .args(["-c", "shared_buffers=32MB"])
+            .args(
+                self.settings
+                    .iter()
+                    .flat_map(|(k, v)| ["-c".to_owned(), format!("{k}={v}")]),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("PostgreSQL log handle")?)
             .stderr(log);
@@ -211,6 +229,32 @@ impl PostgresCluster {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The data folder.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The folder of the server's unix socket (and of the cluster's other files).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// (uid, gid) the server runs as when the tests run as root.
+    pub fn owner(&self) -> anyhow::Result<Option<(u32, u32)>> {
+        owner()
+    }
+
+    /// Starts the server again on its port (after [`PostgresCluster::stop`]), on whatever
+    /// its data folder holds now (e.g. a restore).
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        if self.server.is_some() {
+            return Ok(());
+        }
+        let owner = owner()?;
+        self.start_server(owner)
+            .map_err(|e| anyhow::anyhow!("{e:#}\n{}", self.log_tail(30)))
     }
 
     /// Stops the server at once (immediate shutdown, like a crash: the next start would

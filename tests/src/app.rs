@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::control::{ADMIN_TOKEN, CLUSTER_TOKEN};
 use crate::{binary, free_port, http, local};
 
+#[derive(Clone)]
 pub enum Store {
     Sqlite(PathBuf),
     Postgres(String),

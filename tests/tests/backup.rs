@@ -36,8 +36,22 @@ fn stored_trades(db: &Path) -> std::collections::HashSet<String> {
         .collect()
 }
 
-/// A backup settings file for this test's platform; returns its path.
-fn settings(dir: &Path, extra: &str) -> std::path::PathBuf {
+/// The `[store]` section for the app's SQLite database in `dir`.
+fn sqlite_store(dir: &Path) -> String {
+    format!("[store]\nsqlite = \"{}\"\n", dir.join("app.db").display())
+}
+
+/// The `[registry]` section for the embedded registry in `dir`.
+fn embedded_registry(dir: &Path) -> String {
+    format!(
+        "[registry]\nembedded = \"{}\"\n",
+        dir.join("registry.json").display()
+    )
+}
+
+/// A backup settings file with two repositories in `dir`, the card key file, and
+/// `sources` (the registry and store sections); returns its path.
+fn settings(dir: &Path, sources: &str) -> std::path::PathBuf {
     for repo in ["repo-a", "repo-b"] {
         std::fs::create_dir_all(dir.join(repo)).expect("a repository folder");
     }
@@ -53,12 +67,7 @@ fn settings(dir: &Path, extra: &str) -> std::path::PathBuf {
             r#"key_file = "{key}"
 files = ["{keys}"]
 
-[registry]
-embedded = "{registry}"
-
-[store]
-sqlite = "{db}"
-
+{sources}
 [[repository]]
 name = "repo-a"
 path = "{a}"
@@ -66,11 +75,9 @@ path = "{a}"
 [[repository]]
 name = "repo-b"
 path = "{b}"
-{extra}"#,
+"#,
             key = key.display(),
             keys = dir.join("card-keys.toml").display(),
-            registry = dir.join("registry.json").display(),
-            db = dir.join("app.db").display(),
             a = dir.join("repo-a").display(),
             b = dir.join("repo-b").display(),
         ),
@@ -79,58 +86,94 @@ path = "{b}"
     path
 }
 
+/// A control plane (embedded registry in `dir`), one app instance on `store`, one edge,
+/// and a fleet charging through it.
+struct ChargingPlatform {
+    control: ControlProcess,
+    app: AppProcess,
+    _edge: EdgeProcess,
+    fleet: ChargingFleet,
+    store: Store,
+}
+
+impl ChargingPlatform {
+    fn start(dir: &Path, certs: &TestCerts, store: Store) -> ChargingPlatform {
+        let control = ControlProcess::start(ControlOptions {
+            dir,
+            replica: "c1",
+            backend: Backend::Embedded(dir.join("registry.json")),
+            extra: vec![],
+        });
+        let app = AppProcess::start(AppOptions {
+            dir,
+            id: "app-1",
+            control: vec![control.grpc_url()],
+            store: store.clone(),
+            env: vec![],
+        });
+        let edge = EdgeProcess::start(EdgeOptions {
+            certs,
+            dir,
+            executors: 1,
+            extra: app_login_edge_flags("e1", &[control.grpc_url()]),
+            with_rsa: false,
+            tls_only: false,
+            log_filter_from_file: false,
+        });
+        wait_for("app-1 to own every shard", Duration::from_secs(20), || {
+            (control.get("/v1/admin/shards")["per_app"]["app-1"] == 1024).then_some(())
+        });
+        app.add_piles(FIRST_PILE, CHARGERS);
+        pylon_bench::accounts::provision(
+            &format!("http://{}", app.http),
+            pylon_tests::control::ADMIN_TOKEN,
+            FIRST_PILE,
+            CHARGERS,
+            1_000_000,
+        )
+        .expect("accounts for the fleet");
+        let fleet = ChargingFleet::start(dir, Reach::Edge(edge.tcp), FIRST_PILE, CHARGERS, 1, 3);
+        fleet.wait_confirmed(20, Duration::from_secs(60));
+        ChargingPlatform {
+            control,
+            app,
+            _edge: edge,
+            fleet,
+            store,
+        }
+    }
+
+    /// Starts the app instance again where it was (after it was killed).
+    fn restart_app(&mut self, dir: &Path) {
+        self.app = AppProcess::start_on(
+            AppOptions {
+                dir,
+                id: "app-1",
+                control: vec![self.control.grpc_url()],
+                store: self.store.clone(),
+                env: vec![],
+            },
+            self.app.grpc,
+            self.app.http,
+        );
+    }
+}
+
 #[test]
 fn a_backup_taken_under_charging_restores_a_destroyed_store_and_charging_resumes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let certs = TestCerts::generate(dir.path()).expect("certs");
-    let control = ControlProcess::start(ControlOptions {
-        dir: dir.path(),
-        replica: "c1",
-        backend: Backend::Embedded(dir.path().join("registry.json")),
-        extra: vec![],
-    });
     let db = dir.path().join("app.db");
-    let app_options = || AppOptions {
-        dir: dir.path(),
-        id: "app-1",
-        control: vec![control.grpc_url()],
-        store: Store::Sqlite(db.clone()),
-        env: vec![],
-    };
-    let mut app = AppProcess::start(app_options());
-    let edge = EdgeProcess::start(EdgeOptions {
-        certs: &certs,
-        dir: dir.path(),
-        executors: 1,
-        extra: app_login_edge_flags("e1", &[control.grpc_url()]),
-        with_rsa: false,
-        tls_only: false,
-        log_filter_from_file: false,
-    });
-    wait_for("app-1 to own every shard", Duration::from_secs(20), || {
-        (control.get("/v1/admin/shards")["per_app"]["app-1"] == 1024).then_some(())
-    });
-    app.add_piles(FIRST_PILE, CHARGERS);
-    pylon_bench::accounts::provision(
-        &format!("http://{}", app.http),
-        pylon_tests::control::ADMIN_TOKEN,
-        FIRST_PILE,
-        CHARGERS,
-        1_000_000,
-    )
-    .expect("accounts for the fleet");
-    let fleet = ChargingFleet::start(
-        dir.path(),
-        Reach::Edge(edge.tcp),
-        FIRST_PILE,
-        CHARGERS,
-        1,
-        3,
-    );
-    fleet.wait_confirmed(20, Duration::from_secs(60));
+    let mut platform = ChargingPlatform::start(dir.path(), &certs, Store::Sqlite(db.clone()));
+    let fleet = &platform.fleet;
 
     // A backup while the fleet charges.
-    let config = settings(dir.path(), "");
+    let sources = format!(
+        "{}\n{}",
+        embedded_registry(dir.path()),
+        sqlite_store(dir.path())
+    );
+    let config = settings(dir.path(), &sources);
     let config_arg = config.display().to_string();
     let confirmed_before_backup = fleet.confirmed_trades();
     let (ok, text) = pylonctl(&["backup", "create", "--config", &config_arg]);
@@ -180,7 +223,7 @@ fn a_backup_taken_under_charging_restores_a_destroyed_store_and_charging_resumes
         confirmed_before_backup.len() as u64 + 10,
         Duration::from_secs(60),
     );
-    app.kill();
+    platform.app.kill();
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
@@ -221,11 +264,12 @@ fn a_backup_taken_under_charging_restores_a_destroyed_store_and_charging_resumes
         missing.is_empty(),
         "records confirmed before the backup are missing: {missing:?}"
     );
-    let app = AppProcess::start_on(app_options(), app.grpc, app.http);
+    platform.restart_app(dir.path());
+    let fleet = &platform.fleet;
     let before = fleet.confirmed();
     fleet.wait_confirmed(before + 20, Duration::from_secs(90));
     let confirmed = fleet.confirmed_trades();
-    let report = fleet.stop();
+    let report = platform.fleet.stop();
     let stored = stored_trades(&db);
     let lost = confirmed.iter().filter(|t| !stored.contains(*t)).count();
     eprintln!(
@@ -234,7 +278,6 @@ fn a_backup_taken_under_charging_restores_a_destroyed_store_and_charging_resumes
         confirmed.len()
     );
     assert_eq!(report["records_abandoned"], 0, "{report}");
-    drop(app);
 }
 
 #[test]
@@ -253,7 +296,12 @@ fn the_scheduled_service_backs_up_verifies_prunes_and_reports_the_age_of_the_new
     drop(db);
     pylon_app::revenue::vault::Vault::create_file(&dir.path().join("card-keys.toml"))
         .expect("card keys");
-    let config = settings(dir.path(), "\n[schedule]\nevery_minutes = 60\nkeep = 2\n");
+    let sources = format!(
+        "{}\n{}\n[schedule]\nevery_minutes = 60\nkeep = 2\n",
+        embedded_registry(dir.path()),
+        sqlite_store(dir.path())
+    );
+    let config = settings(dir.path(), &sources);
     // Three earlier runs (`--once`): pruned to two.
     for _ in 0..3 {
         let (ok, text) = output(
@@ -303,4 +351,249 @@ fn the_scheduled_service_backs_up_verifies_prunes_and_reports_the_age_of_the_new
     );
     let _ = service.kill();
     let _ = service.wait();
+}
+
+/// Runs `program` with `args` as `owner` (when the tests run as root).
+fn run_as(owner: Option<(u32, u32)>, program: &str, args: &[&str]) -> (bool, String) {
+    let mut cmd = match owner {
+        Some((uid, gid)) => {
+            let mut c = Command::new("setpriv");
+            c.args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={gid}"),
+                "--init-groups",
+                "--",
+                program,
+            ]);
+            c
+        }
+        None => Command::new(program),
+    };
+    output(cmd.args(args))
+}
+
+/// Gives `path` (and what is under it) to `owner`.
+fn give(path: &Path, owner: Option<(u32, u32)>) {
+    if let Some((uid, gid)) = owner {
+        let (ok, text) = output(
+            Command::new("chown")
+                .arg("-R")
+                .arg(format!("{uid}:{gid}"))
+                .arg(path),
+        );
+        assert!(ok, "chown {}: {text}", path.display());
+    }
+}
+
+/// The trade numbers in a PostgreSQL store.
+fn stored_pg_trades(url: &str) -> std::collections::HashSet<String> {
+    pylon_tests::platform::runtime().block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connecting to PostgreSQL");
+        tokio::spawn(connection);
+        client
+            .query("SELECT trade_no FROM transaction_records", &[])
+            .await
+            .expect("reading the records")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    })
+}
+
+#[test]
+fn postgresql_is_backed_up_by_pgbackrest_into_two_repositories_and_restored_to_its_archive() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCerts::generate(dir.path()).expect("certs");
+    // pgBackRest's folder belongs to PostgreSQL's user, who archives into it.
+    let pgbr = tempfile::Builder::new()
+        .prefix("pylon-pgbackrest-")
+        .tempdir()
+        .expect("a pgBackRest folder");
+    let conf = pgbr.path().join("pgbackrest.conf");
+    let archive_command = format!(
+        "pgbackrest --config={} --stanza=pylon archive-push %p",
+        conf.display()
+    );
+    let mut pg = pylon_tests::postgres::PostgresCluster::start_with_settings(&[
+        ("archive_mode", "on"),
+        ("archive_command", &archive_command),
+        // A busy server hands a WAL segment to the archive at least every second.
+        ("archive_timeout", "1"),
+    ])
+    .expect("a PostgreSQL cluster");
+    let owner = pg.owner().expect("PostgreSQL's user");
+    let cipher = |n: u8| {
+        let mut random = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
+            .expect("random bytes");
+        format!("pylon-test-cipher-{n}-{}", hex::encode(random))
+    };
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nrepo1-path={p}/repo1\nrepo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass={c1}\n\
+             repo1-retention-full=4\nrepo2-path={p}/repo2\nrepo2-cipher-type=aes-256-cbc\n\
+             repo2-cipher-pass={c2}\nrepo2-retention-full=4\nlog-path={p}/log\nlock-path={p}/lock\n\
+             log-level-console=warn\nlog-level-file=off\nstart-fast=y\n\n\
+             [pylon]\npg1-path={data}\npg1-port={port}\npg1-socket-path={socket}\npg1-user=postgres\n",
+            p = pgbr.path().display(),
+            c1 = cipher(1),
+            c2 = cipher(2),
+            data = pg.data_dir().display(),
+            port = pg.port(),
+            socket = pg.dir().display(),
+        ),
+    )
+    .expect("pgbackrest.conf");
+    give(pgbr.path(), owner);
+    let config_arg = format!("--config={}", conf.display());
+    let (ok, text) = run_as(
+        owner,
+        "pgbackrest",
+        &[&config_arg, "--stanza=pylon", "stanza-create"],
+    );
+    assert!(ok, "stanza-create: {text}");
+
+    let platform = ChargingPlatform::start(dir.path(), &certs, Store::Postgres(pg.url()));
+    let user = if owner.is_some() {
+        "user = \"postgres\"\n"
+    } else {
+        ""
+    };
+    let sources = format!(
+        "{}\n[store.pgbackrest]\nstanza = \"pylon\"\nconfig = \"{}\"\nrepos = [1, 2]\n{user}",
+        embedded_registry(dir.path()),
+        conf.display()
+    );
+    let config = settings(dir.path(), &sources);
+    let config_arg = config.display().to_string();
+    let confirmed_before_backup = platform.fleet.confirmed_trades();
+    let (ok, text) = pylonctl(&["backup", "create", "--config", &config_arg]);
+    assert!(ok, "backup create: {text}");
+    let (ok, text) = pylonctl(&["backup", "verify", "--config", &config_arg]);
+    assert!(ok, "verify: {text}");
+    // Each Pylon repository's verification restores both pgBackRest sets and counts.
+    assert_eq!(text.matches("restores,").count(), 4, "{text}");
+
+    // Charging goes on; five seconds later the server dies and its data is lost.
+    let before = platform.fleet.confirmed();
+    platform
+        .fleet
+        .wait_confirmed(before + 10, Duration::from_secs(60));
+    let archived_by_now = platform.fleet.confirmed_trades();
+    std::thread::sleep(Duration::from_secs(5));
+    let confirmed_at_loss = platform.fleet.confirmed_trades();
+    pg.stop();
+    let data = pg.data_dir();
+    std::fs::remove_dir_all(&data).expect("destroying the data folder");
+    std::fs::create_dir(&data).expect("an empty data folder");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).expect("mode");
+    }
+    give(&data, owner);
+    let (ok, text) = pylonctl(&[
+        "backup",
+        "restore",
+        "--config",
+        &config_arg,
+        "latest",
+        "--only",
+        "store",
+        "--pg-data",
+        &data.display().to_string(),
+        "--force",
+    ]);
+    assert!(ok, "restore: {text}");
+    assert!(text.contains("repo1"), "{text}");
+    pg.start_again().expect("PostgreSQL on the restored data");
+
+    // The app finds its store again and charging resumes.
+    let before = platform.fleet.confirmed();
+    platform
+        .fleet
+        .wait_confirmed(before + 20, Duration::from_secs(120));
+    let stored = stored_pg_trades(&pg.url());
+    let missing = |list: &[String]| -> Vec<String> {
+        list.iter()
+            .filter(|t| !stored.contains(*t))
+            .cloned()
+            .collect()
+    };
+    assert!(
+        missing(&confirmed_before_backup).is_empty(),
+        "records from before the backup are gone"
+    );
+    // The archive replayed past the backup: what was confirmed 5 s before the loss is back.
+    assert!(
+        missing(&archived_by_now).is_empty(),
+        "records confirmed 5 s before the loss are gone: {:?}",
+        missing(&archived_by_now)
+    );
+    eprintln!(
+        "pgBackRest drill: {} records confirmed before the backup, {} by 5 s before the loss, {} at the loss; {} of those not in the restored store",
+        confirmed_before_backup.len(),
+        archived_by_now.len(),
+        confirmed_at_loss.len(),
+        missing(&confirmed_at_loss).len()
+    );
+    let report = platform.fleet.stop();
+    assert_eq!(report["records_abandoned"], 0, "{report}");
+}
+
+#[test]
+fn an_etcd_registry_is_backed_up_as_a_snapshot_that_verifies_and_is_written_out_on_restore() {
+    let etcd = pylon_tests::platform::runtime()
+        .block_on(pylon_tests::etcd::EtcdCluster::start(1))
+        .expect("etcd");
+    pylon_tests::platform::runtime().block_on(async {
+        let mut client = etcd.root_client().await.expect("an etcd client");
+        for i in 0..50 {
+            client
+                .put(format!("/pylon/test/{i}"), vec![b'x'; 100], None)
+                .await
+                .expect("a key");
+        }
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    pylon_app::revenue::vault::Vault::create_file(&dir.path().join("card-keys.toml"))
+        .expect("card keys");
+    let endpoints: Vec<String> = etcd
+        .endpoints()
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect();
+    let config = settings(
+        dir.path(),
+        &format!("[registry]\netcd = [{}]\n", endpoints.join(", ")),
+    );
+    let config_arg = config.display().to_string();
+    let (ok, text) = pylonctl(&["backup", "create", "--config", &config_arg]);
+    assert!(ok, "backup create: {text}");
+    let (ok, text) = pylonctl(&["backup", "verify", "--config", &config_arg]);
+    assert!(ok, "verify: {text}");
+    assert_eq!(text.matches("etcd snapshot intact").count(), 2, "{text}");
+    let out = dir.path().join("restored");
+    let (ok, text) = pylonctl(&[
+        "backup",
+        "restore",
+        "--config",
+        &config_arg,
+        "latest",
+        "--to",
+        &out.display().to_string(),
+    ]);
+    assert!(ok, "restore: {text}");
+    assert!(text.contains("etcdutl snapshot restore"), "{text}");
+    assert!(out.join(pylon_backup::ETCD_SNAPSHOT_FILE).is_file());
+    assert!(out
+        .join(
+            dir.path()
+                .join("card-keys.toml")
+                .strip_prefix("/")
+                .expect("absolute")
+        )
+        .is_file());
 }
