@@ -29,35 +29,49 @@ impl Entry {
 /// Where to ask, and for which transport.
 #[derive(Debug, Clone)]
 pub struct Dispatch {
-    /// Base URL of the control plane's HTTP API, e.g. `http://127.0.0.1:7400`.
-    pub url: String,
+    /// Base URLs of the control plane's replicas' HTTP API, e.g. `http://127.0.0.1:7400`,
+    /// asked in turn until one answers.
+    pub urls: Vec<String>,
     /// `tcp` or `tls`.
     pub transport: &'static str,
 }
 
 impl Dispatch {
-    /// Looks up the entry address of `pile` (14 digits). Runs the blocking HTTP call on
-    /// tokio's blocking pool.
+    /// Looks up the entry address of `pile` (14 digits), asking each replica in turn
+    /// until one answers. Runs the blocking HTTP calls on tokio's blocking pool.
     pub async fn lookup(&self, pile: String) -> Result<Entry, String> {
-        let url = format!(
-            "{}/v1/entry?pile={pile}&transport={}",
-            self.url.trim_end_matches('/'),
-            self.transport
-        );
+        let urls: Vec<String> = self
+            .urls
+            .iter()
+            .map(|base| {
+                format!(
+                    "{}/v1/entry?pile={pile}&transport={}",
+                    base.trim_end_matches('/'),
+                    self.transport
+                )
+            })
+            .collect();
         tokio::task::spawn_blocking(move || {
+            // A replica that is down refuses at once; one that hangs costs this long.
             let agent = ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(2))
                 .build();
-            match agent.get(&url).call() {
-                Ok(response) => response
-                    .into_json::<Entry>()
-                    .map_err(|e| format!("unreadable answer from {url}: {e}")),
-                Err(ureq::Error::Status(code, response)) => Err(format!(
-                    "{url} answered {code}: {}",
-                    response.into_string().unwrap_or_default().trim()
-                )),
-                Err(e) => Err(format!("{url}: {e}")),
+            let mut errors = Vec::new();
+            for url in urls {
+                match agent.get(&url).call() {
+                    Ok(response) => {
+                        return response
+                            .into_json::<Entry>()
+                            .map_err(|e| format!("unreadable answer from {url}: {e}"))
+                    }
+                    Err(ureq::Error::Status(code, response)) => errors.push(format!(
+                        "{url} answered {code}: {}",
+                        response.into_string().unwrap_or_default().trim()
+                    )),
+                    Err(e) => errors.push(format!("{url}: {e}")),
+                }
             }
+            Err(errors.join("; "))
         })
         .await
         .map_err(|e| format!("dispatch lookup task failed: {e}"))?

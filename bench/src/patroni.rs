@@ -291,16 +291,21 @@ impl PatroniCluster {
         }
     }
 
-    /// SIGSTOPs (`true`) or SIGCONTs member `i`'s Patroni and server (a machine freezing).
+    /// SIGSTOPs (`true`) or SIGCONTs member `i`'s Patroni, its server and every server
+    /// process (a machine freezing: stopping the postmaster alone leaves its backends
+    /// serving).
     pub fn freeze(&mut self, i: usize, frozen: bool) {
         let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
         let member = &self.members[i];
-        let pids = member
+        let postmaster = postmaster_pid(&member.data);
+        let pids: Vec<libc::pid_t> = member
             .patroni
             .as_ref()
             .map(|c| c.id() as libc::pid_t)
             .into_iter()
-            .chain(postmaster_pid(&member.data));
+            .chain(postmaster)
+            .chain(postmaster.map(children).unwrap_or_default())
+            .collect();
         for pid in pids {
             // SAFETY: kill(2) has no memory effects.
             unsafe {
@@ -388,6 +393,25 @@ impl Drop for PatroniCluster {
         }
         self.stop_all();
     }
+}
+
+/// The processes whose parent is `parent` (from /proc).
+fn children(parent: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                // The fields after the command (which may hold spaces) start after ')'.
+                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.to_owned()))
+                .and_then(|rest| rest.split_whitespace().nth(1)?.parse::<libc::pid_t>().ok())
+                == Some(parent)
+        })
+        .collect()
 }
 
 /// The running postmaster of `data`, from its pid file (first line).

@@ -80,6 +80,8 @@ struct Member {
     child: Option<Child>,
     /// etcd's id for the member, learnt once the cluster answered.
     id: u64,
+    /// Its command line, to start it again on its data.
+    args: Vec<std::ffi::OsString>,
 }
 
 impl EtcdCluster {
@@ -141,6 +143,7 @@ impl EtcdCluster {
             let client_url = format!("{scheme}://127.0.0.1:{client_port}");
             let peer_url = format!("http://127.0.0.1:{peer_port}");
             let mut command = Command::new("etcd");
+            command.stdin(Stdio::null());
             if let Some((certs, _)) = &cluster.secure {
                 command
                     .arg("--cert-file")
@@ -151,7 +154,7 @@ impl EtcdCluster {
                     .arg(&certs.ca)
                     .arg("--client-cert-auth");
             }
-            let child = command
+            command
                 .arg("--name")
                 .arg(&name)
                 .arg("--data-dir")
@@ -164,8 +167,9 @@ impl EtcdCluster {
                 .args(["--initial-cluster-state", "new"])
                 .args(["--initial-cluster-token", &token])
                 .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
-                .args(["--logger", "zap", "--log-outputs", "stderr"])
-                .stdin(Stdio::null())
+                .args(["--logger", "zap", "--log-outputs", "stderr"]);
+            let args: Vec<std::ffi::OsString> = command.get_args().map(|a| a.to_owned()).collect();
+            let child = command
                 .stdout(log_file.try_clone().context("etcd log file handle")?)
                 .stderr(log_file)
                 .spawn();
@@ -184,6 +188,7 @@ impl EtcdCluster {
                 log,
                 child: Some(child),
                 id: 0,
+                args,
             });
         }
         if let Err(e) = cluster.wait_ready().await {
@@ -299,6 +304,37 @@ impl EtcdCluster {
         if let Some(mut child) = self.members[i].child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed member `i` again on its data (it rejoins the cluster).
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let member = &mut self.members[i];
+        if member.child.is_some() {
+            return Ok(());
+        }
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&member.log)
+            .context("opening the etcd log")?;
+        let child = Command::new("etcd")
+            .args(&member.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting etcd again")?;
+        member.child = Some(child);
+        Ok(())
+    }
+
+    /// Sends `signal` (e.g. SIGSTOP, SIGCONT) to member `i`, if it runs.
+    pub fn signal(&self, i: usize, signal: libc::c_int) {
+        if let Some(child) = &self.members[i].child {
+            // SAFETY: kill(2) has no memory effects.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, signal);
+            }
         }
     }
 

@@ -13,8 +13,24 @@ use crate::{binary, wait_for};
 pub enum Reach<'a> {
     /// One edge's address.
     Edge(std::net::SocketAddr),
-    /// The control plane's dispatch URL, asked again after every disconnect.
+    /// The control plane's dispatch URL (or several replicas', comma-separated), asked
+    /// again after every disconnect.
     Dispatch(&'a str),
+}
+
+/// A fleet beyond [`ChargingFleet::start`]'s defaults.
+pub struct FleetOptions<'a> {
+    /// Names its report and log files (`<name>.json`, `<name>.log`) in the directory.
+    pub name: &'a str,
+    pub reach: Reach<'a>,
+    /// Over TLS, trusting this CA (the edges' certificates name `pylon-edge`).
+    pub tls_ca: Option<&'a Path>,
+    pub first_pile: u64,
+    pub sessions: u64,
+    pub charge_secs: u32,
+    pub confirm_timeout_secs: u32,
+    /// New chargers per second while the fleet starts.
+    pub ramp: u32,
 }
 
 pub struct ChargingFleet {
@@ -35,20 +51,44 @@ impl ChargingFleet {
         charge_secs: u32,
         confirm_timeout_secs: u32,
     ) -> ChargingFleet {
-        let report = dir.join("fleet.json");
-        let confirmed_log = dir.join("fleet-confirmed.txt");
-        let log = std::fs::File::create(dir.join("fleet.log")).expect("fleet log");
+        Self::start_with(
+            dir,
+            FleetOptions {
+                name: "fleet",
+                reach,
+                tls_ca: None,
+                first_pile,
+                sessions,
+                charge_secs,
+                confirm_timeout_secs,
+                ramp: 500,
+            },
+        )
+    }
+
+    pub fn start_with(dir: &Path, options: FleetOptions<'_>) -> ChargingFleet {
+        let name = options.name;
+        let report = dir.join(format!("{name}.json"));
+        let confirmed_log = dir.join(format!("{name}-confirmed.txt"));
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("fleet log");
         let mut command = Command::new(binary("pylon-fleet"));
-        match reach {
+        match options.reach {
             Reach::Edge(addr) => command.args(["--target", &addr.to_string()]),
             Reach::Dispatch(url) => command.args(["--dispatch", url]),
         };
+        if let Some(ca) = options.tls_ca {
+            command.arg("--tls-ca").arg(ca);
+        }
         let child = command
-            .args(["--sessions", &sessions.to_string()])
-            .args(["--pile-base", &first_pile.to_string(), "--ramp", "500"])
+            .args(["--sessions", &options.sessions.to_string()])
+            .args(["--pile-base", &options.first_pile.to_string()])
+            .args(["--ramp", &options.ramp.to_string()])
             .args(["--charge", "--card-start-secs", "1"])
-            .args(["--charge-secs", &charge_secs.to_string()])
-            .args(["--confirm-timeout-secs", &confirm_timeout_secs.to_string()])
+            .args(["--charge-secs", &options.charge_secs.to_string()])
+            .args([
+                "--confirm-timeout-secs",
+                &options.confirm_timeout_secs.to_string(),
+            ])
             .args(["--progress-secs", "1", "--quiet"])
             .arg("--report")
             .arg(&report)

@@ -6,6 +6,7 @@ mod bench_control;
 mod bench_ebpf;
 mod build_ebpf;
 mod calibrate;
+mod chaos;
 mod codegen;
 mod demo;
 mod dist;
@@ -49,6 +50,9 @@ enum Task {
     BenchApp(bench_app::BenchAppArgs),
     /// Measure the kernel programs: per-packet cost, connections during a SYN flood (root).
     BenchEbpf(bench_ebpf::BenchEbpfArgs),
+    /// Kill and freeze each kind of process under charging fleets; report recovery and
+    /// records lost (target/chaos/).
+    Chaos(chaos::ChaosArgs),
     /// Build Debian packages (pylon-edge, pylon-control, pylon-app, pylon-balancer,
     /// pylonctl) with hardened systemd units, into target/dist.
     Dist(dist::DistArgs),
@@ -73,6 +77,7 @@ fn main() {
         Task::BuildEbpf(args) => build_ebpf::run(args),
         Task::Codegen(args) => codegen::run(args),
         Task::BenchEbpf(args) => bench_ebpf::run(args),
+        Task::Chaos(args) => chaos::run(args),
         Task::Dist(args) => dist::run(args),
     };
     if let Err(e) = result {

@@ -34,6 +34,7 @@ pub struct Cli {
     target: Option<SocketAddr>,
     /// Ask this control plane (e.g. http://127.0.0.1:7400) for each charger's edge
     /// before connecting, and again after every disconnect, instead of using --target.
+    /// Several replicas, comma-separated, are asked in turn until one answers.
     #[arg(long)]
     dispatch: Option<String>,
     /// Use TLS, trusting this PEM CA.
@@ -177,8 +178,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             every: cli.troubled_every,
             calm: Duration::from_secs_f64(cli.trouble_calm_secs.max(0.0)),
         }),
-        dispatch: cli.dispatch.clone().map(|url| Dispatch {
-            url,
+        dispatch: cli.dispatch.as_deref().map(|urls| Dispatch {
+            urls: urls.split(',').map(str::to_owned).collect(),
             transport: if tls.is_some() { "tls" } else { "tcp" },
         }),
         target: Target {
