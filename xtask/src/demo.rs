@@ -68,31 +68,33 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let control_http = format!("127.0.0.1:{}", args.control_port);
     let control_grpc = format!("127.0.0.1:{}", args.control_port + 1);
-    let mut control = Proc::spawn(
-        "pylon-control",
-        Command::new(procs::release_binary("pylon-control"))
-            .args(["--replica-id", "demo-control", "--registry", "embedded"])
-            .arg("--registry-file")
-            .arg(dir.join("registry.json"))
-            .args([
-                "--http-listen",
-                &control_http,
-                "--grpc-listen",
-                &control_grpc,
-            ])
-            .args([
-                "--admin-token",
-                ADMIN_TOKEN,
-                "--cluster-token",
-                CLUSTER_TOKEN,
-            ]),
-        &dir.join("control.log"),
-    )?;
-    wait_ready(
-        &mut control,
-        &format!("http://{control_http}/readyz"),
-        &dir.join("control.log"),
-    )?;
+    let start_control = |append: bool| -> anyhow::Result<Proc> {
+        let log = dir.join("control.log");
+        let mut proc = Proc::spawn_logging(
+            "pylon-control",
+            Command::new(procs::release_binary("pylon-control"))
+                .args(["--replica-id", "demo-control", "--registry", "embedded"])
+                .arg("--registry-file")
+                .arg(dir.join("registry.json"))
+                .args([
+                    "--http-listen",
+                    &control_http,
+                    "--grpc-listen",
+                    &control_grpc,
+                ])
+                .args([
+                    "--admin-token",
+                    ADMIN_TOKEN,
+                    "--cluster-token",
+                    CLUSTER_TOKEN,
+                ]),
+            &log,
+            append,
+        )?;
+        wait_ready(&mut proc, &format!("http://{control_http}/readyz"), &log)?;
+        Ok(proc)
+    };
+    let first_control = start_control(false)?;
     ureq::post(&format!("http://{control_http}/v1/admin/users"))
         .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
         .send_json(serde_json::json!({
@@ -109,32 +111,34 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let app_config = dir.join("app.toml");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(&app_config, "[alarms]\nrecord_wait_minutes = 2\n")?;
-    let mut app = Proc::spawn(
-        "pylon-app",
-        Command::new(procs::release_binary("pylon-app"))
-            .args(["--app-id", "demo-app", "--store", "sqlite"])
-            .arg("--config")
-            .arg(&app_config)
-            .arg("--sqlite")
-            .arg(dir.join("app.db"))
-            .args(["--grpc-listen", &app_grpc, "--http-listen", &app_http])
-            .args(["--control", &format!("http://{control_grpc}")])
-            .args([
-                "--admin-token",
-                ADMIN_TOKEN,
-                "--cluster-token",
-                CLUSTER_TOKEN,
-            ])
-            .arg("--card-keys")
-            .arg(dir.join("card-keys.toml"))
-            .arg("--init-card-keys"),
-        &dir.join("app.log"),
-    )?;
-    wait_ready(
-        &mut app,
-        &format!("http://{app_http}/readyz"),
-        &dir.join("app.log"),
-    )?;
+    let start_app = |append: bool| -> anyhow::Result<Proc> {
+        let log = dir.join("app.log");
+        let mut proc = Proc::spawn_logging(
+            "pylon-app",
+            Command::new(procs::release_binary("pylon-app"))
+                .args(["--app-id", "demo-app", "--store", "sqlite"])
+                .arg("--config")
+                .arg(&app_config)
+                .arg("--sqlite")
+                .arg(dir.join("app.db"))
+                .args(["--grpc-listen", &app_grpc, "--http-listen", &app_http])
+                .args(["--control", &format!("http://{control_grpc}")])
+                .args([
+                    "--admin-token",
+                    ADMIN_TOKEN,
+                    "--cluster-token",
+                    CLUSTER_TOKEN,
+                ])
+                .arg("--card-keys")
+                .arg(dir.join("card-keys.toml"))
+                .arg("--init-card-keys"),
+            &log,
+            append,
+        )?;
+        wait_ready(&mut proc, &format!("http://{app_http}/readyz"), &log)?;
+        Ok(proc)
+    };
+    let first_app = start_app(false)?;
     // The misbehaving piles whose starts the demo asks for, and their drivers' accounts.
     let mut troubled: Vec<(String, i64)> = Vec::new();
     // The pile registry: the fleets' piles may log in.
@@ -207,13 +211,30 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let mut edges = Vec::new();
     for i in 0..2 {
-        edges.push(Edge {
-            id: format!("demo-edge-{}", i + 1),
-            admin: format!("127.0.0.1:{}", args.admin_port + i as u16),
-            proc: Some(start_edge(i, false)?),
-            down_since: None,
-        });
+        let id = format!("demo-edge-{}", i + 1);
+        let first = start_edge(i, false)?;
+        edges.push((
+            format!("127.0.0.1:{}", args.admin_port + i as u16),
+            Service::new(
+                &id,
+                "its chargers reconnect through dispatch to the other edge",
+                first,
+                Box::new(move |append| start_edge(i, append)),
+            ),
+        ));
     }
+    let mut control = Service::new(
+        "pylon-control",
+        "chargers keep charging (edges and the app keep their routes and streams); dispatch, the console and the operator API wait",
+        first_control,
+        Box::new(start_control),
+    );
+    let mut app = Service::new(
+        "pylon-app",
+        "chargers stay connected to their edges, which answer heartbeats and hold business frames (records) unacknowledged until it is back",
+        first_app,
+        Box::new(start_app),
+    );
 
     let dispatch = format!("http://{control_http}");
     let fleet = |name: &str, tls: bool, base: u64, sources: &str| -> anyhow::Result<Proc> {
@@ -250,8 +271,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("Pylon demo");
     println!("  console: http://{control_http}/console/ (user {CONSOLE_USER}, password {CONSOLE_PASSWORD})");
     println!("  control plane: http://{control_http} (dispatch: /v1/entry?pile=..., metrics: /metrics), gRPC {control_grpc}");
-    for edge in &edges {
-        println!("  {}: metrics at http://{}/metrics", edge.id, edge.admin);
+    for (admin, edge) in &edges {
+        println!("  {}: metrics at http://{admin}/metrics", edge.name);
     }
     println!(
         "  {} simulated chargers per transport ask dispatch for their edge; logs in {}",
@@ -264,9 +285,24 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  cargo run -q -p pylon-ctl --bin pylonctl -- edges drain demo-edge-1   # watch the chargers move");
     println!("  cargo run -q -p pylon-ctl --bin pylonctl -- charge open        # the app's API, through the control plane");
     println!("  app operator API: http://{app_http}/v1/stats, /v1/piles/10000000000000 (bearer {ADMIN_TOKEN})");
-    println!("  kill -9 an edge (pids: {}) and watch its chargers move to the other one; the demo restarts it after {} s",
-        edges.iter().filter_map(|e| e.proc.as_ref().map(|p| p.pid().to_string())).collect::<Vec<_>>().join(", "),
-        EDGE_RESTART.as_secs());
+    let pids = |services: &[&Service]| {
+        services
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {}",
+                    s.name,
+                    s.pid().map_or("-".into(), |p| p.to_string())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "  kill -9 any of them ({}) and watch what happens; the demo starts it again after {} s",
+        pids(&[&control, &app, &edges[0].1, &edges[1].1]),
+        RESTART_AFTER.as_secs()
+    );
     println!("Ctrl-C stops.");
     let start = Instant::now();
     let mut trouble_at = Instant::now() + Duration::from_secs(30);
@@ -279,102 +315,180 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         if STOP.load(Ordering::Relaxed) {
             break;
         }
-        anyhow::ensure!(
-            control.is_running(),
-            "the control plane stopped; see {}",
-            dir.join("control.log").display()
-        );
+        let status = get_json_with_token(&format!("http://{control_http}/v1/admin/status"));
+        let stats = get_json_with_token(&format!("http://{app_http}/v1/stats"));
+        let records = stats["records"].as_u64();
+        // Each service that died is started again after a while, and said to have
+        // recovered once what it does is seen working.
+        control.tend(|| {
+            (status["edges_live"] == 2 && status["apps_live"] == 1).then(|| {
+                "registry reloaded from its snapshot and journal; both edges and the app registered again; dispatch and the console answer".to_owned()
+            })
+        });
+        // The app's records when it first answered after its restart: it has recovered
+        // once more are stored.
+        if app.recovering.is_some() && app.records_at_restart.is_none() {
+            app.records_at_restart = records;
+        }
+        let baseline = app.records_at_restart;
+        app.tend(|| {
+            (records? > baseline?).then(|| {
+                format!(
+                    "{} piles online again, records confirmed again ({} stored)",
+                    stats["piles_online"],
+                    records.unwrap_or(0)
+                )
+            })
+        });
         let mut line = format!("[{:>4}s]", start.elapsed().as_secs());
-        for (i, edge) in edges.iter_mut().enumerate() {
-            // An edge that dies is the point of the demo, not its end: its chargers find the
-            // other edge through dispatch, and it comes back after a while.
-            if let Some(status) = edge.exited() {
-                println!(
-                    "{} is DOWN ({status}): its chargers reconnect through dispatch to the other edge; restarting it in {} s",
-                    edge.id,
-                    EDGE_RESTART.as_secs()
-                );
-            }
-            if edge.down_since.is_some_and(|t| t.elapsed() >= EDGE_RESTART) {
-                match start_edge(i, true) {
-                    Ok(p) => {
-                        println!("{} restarted (pid {})", edge.id, p.pid());
-                        edge.proc = Some(p);
-                        edge.down_since = None;
-                    }
-                    Err(e) => {
-                        println!("{} did not restart: {e:#}; trying again", edge.id);
-                        edge.down_since = Some(Instant::now());
-                    }
-                }
-            }
-            if edge.proc.is_none() {
-                line.push_str(&format!(" | {} DOWN", edge.id));
+        for (admin, edge) in edges.iter_mut() {
+            let live = status["edges_live"] == 2;
+            edge.tend(|| live.then(|| "registered again; it takes new chargers".to_owned()));
+            if !edge.is_up() {
+                line.push_str(&format!(" | {} DOWN", edge.name));
                 continue;
             }
-            let s = get_json_with_token(&format!("http://{}/v1/status", edge.admin));
+            let s = get_json_with_token(&format!("http://{admin}/v1/status"));
             line.push_str(&format!(
                 " | {} {}: tcp {} tls {} (routes v{})",
-                edge.id,
+                edge.name,
                 s["state"].as_str().unwrap_or("?"),
                 s["sessions"]["tcp"],
                 s["sessions"]["tls"],
                 s["route_version"]
             ));
         }
-        if Instant::now() >= trouble_at && !troubled.is_empty() {
+        if Instant::now() >= trouble_at && !troubled.is_empty() && app.is_up() {
             trouble_at = Instant::now() + TROUBLE_EVERY;
             let (pile, account) = &troubled[next_troubled % troubled.len()];
             next_troubled += 1;
             make_trouble(&app_http, pile, *account);
         }
-        let edges_live = get_json_with_token(&format!("http://{control_http}/v1/admin/status"));
-        line.push_str(&format!(
-            " | control: {} edges live, {} draining",
-            edges_live["edges_live"], edges_live["edges_draining"]
-        ));
-        anyhow::ensure!(
-            app.is_running(),
-            "the app service stopped; see {}",
-            dir.join("app.log").display()
-        );
-        let stats = get_json_with_token(&format!("http://{app_http}/v1/stats"));
-        line.push_str(&format!(
-            " | app: {} piles online, {} records stored",
-            stats["piles_online"], stats["records"]
-        ));
+        if control.is_up() {
+            line.push_str(&format!(
+                " | control: {} edges live, {} draining",
+                status["edges_live"], status["edges_draining"]
+            ));
+        } else {
+            line.push_str(" | control DOWN");
+        }
+        if app.is_up() {
+            line.push_str(&format!(
+                " | app: {} piles online, {} records stored",
+                stats["piles_online"], stats["records"]
+            ));
+        } else {
+            line.push_str(" | app DOWN");
+        }
         println!("{line}");
     }
     println!("stopping");
-    for edge in &mut edges {
-        if let Some(p) = edge.proc.as_mut() {
-            p.terminate(Duration::from_secs(5));
-        }
+    for (_, edge) in &mut edges {
+        edge.stop();
     }
-    app.terminate(Duration::from_secs(5));
-    control.terminate(Duration::from_secs(5));
+    app.stop();
+    control.stop();
     Ok(())
 }
 
-/// How long a dead edge stays down before the demo starts it again.
-const EDGE_RESTART: Duration = Duration::from_secs(5);
+/// How long a dead service stays down before the demo starts it again.
+const RESTART_AFTER: Duration = Duration::from_secs(5);
 
-/// One of the demo's edges, which may die and come back.
-struct Edge {
-    id: String,
-    admin: String,
+/// One of the demo's processes, which may die (a visitor's `kill -9`) and is started again
+/// after [`RESTART_AFTER`], as systemd would; the demo says what its death means and when
+/// what it does works again.
+struct Service<'a> {
+    name: String,
+    /// What its death means for the chargers.
+    when_down: &'static str,
+    start: Box<dyn Fn(bool) -> anyhow::Result<Proc> + 'a>,
     /// None while it is down.
     proc: Option<Proc>,
     down_since: Option<Instant>,
+    /// Restarted then, and not yet seen working.
+    recovering: Option<Instant>,
+    /// The app's stored records when it was restarted (its recovery is more of them).
+    records_at_restart: Option<u64>,
 }
 
-impl Edge {
-    /// How it ended, if it has just been found dead (then it is marked down).
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        let status = self.proc.as_mut()?.child.try_wait().ok()??;
-        self.proc = None;
-        self.down_since = Some(Instant::now());
-        Some(status)
+impl<'a> Service<'a> {
+    fn new(
+        name: &str,
+        when_down: &'static str,
+        first: Proc,
+        start: Box<dyn Fn(bool) -> anyhow::Result<Proc> + 'a>,
+    ) -> Service<'a> {
+        Service {
+            name: name.to_owned(),
+            when_down,
+            start,
+            proc: Some(first),
+            down_since: None,
+            recovering: None,
+            records_at_restart: None,
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(Proc::pid)
+    }
+
+    fn is_up(&self) -> bool {
+        self.proc.is_some()
+    }
+
+    /// Notices a death, restarts when it is time, and says when `working` (what the
+    /// service does, seen from outside) reports it recovered.
+    fn tend(&mut self, working: impl FnOnce() -> Option<String>) {
+        if let Some(proc) = self.proc.as_mut() {
+            if let Ok(Some(status)) = proc.child.try_wait() {
+                println!(
+                    ">>> {} is DOWN ({status}): {}; restarting it in {} s",
+                    self.name,
+                    self.when_down,
+                    RESTART_AFTER.as_secs()
+                );
+                self.proc = None;
+                self.down_since = Some(Instant::now());
+                self.recovering = None;
+                return;
+            }
+        }
+        if self
+            .down_since
+            .is_some_and(|t| t.elapsed() >= RESTART_AFTER)
+        {
+            match (self.start)(true) {
+                Ok(p) => {
+                    println!(">>> {} restarted (pid {})", self.name, p.pid());
+                    self.proc = Some(p);
+                    self.down_since = None;
+                    self.recovering = Some(Instant::now());
+                    self.records_at_restart = None;
+                }
+                Err(e) => {
+                    println!(">>> {} did not restart: {e:#}; trying again", self.name);
+                    self.down_since = Some(Instant::now());
+                }
+            }
+            return;
+        }
+        if let Some(since) = self.recovering {
+            if let Some(what) = working() {
+                println!(
+                    ">>> {} recovered {:.1} s after its restart: {what}",
+                    self.name,
+                    since.elapsed().as_secs_f64()
+                );
+                self.recovering = None;
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(p) = self.proc.as_mut() {
+            p.terminate(Duration::from_secs(5));
+        }
     }
 }
 
