@@ -180,7 +180,7 @@ impl BackupConfig {
             }
         }
         if let Some(reg) = &self.registry {
-            if reg.embedded.is_some() == !reg.etcd.is_empty() {
+            if reg.embedded.is_some() != reg.etcd.is_empty() {
                 bail!("[registry]: give either `embedded` (a file) or `etcd` (endpoints)");
             }
         }

@@ -364,6 +364,9 @@ fn signal(pid: Option<i32>, sig: libc::c_int) {
     }
 }
 
+/// What ends a fault: thawing a frozen process, or starting a killed member again.
+type Undo = Box<dyn Fn(&mut Platform)>;
+
 /// One fault: injected, watched until the platform is whole again, and measured.
 fn fault(p: &mut Platform, target: Target, how: How) -> Value {
     let name = format!("{how:?} {target:?}").to_lowercase();
@@ -378,8 +381,8 @@ fn fault(p: &mut Platform, target: Target, how: How) -> Value {
     let mut pace: std::collections::VecDeque<(Instant, u64)> = Default::default();
     let start = Instant::now();
     // Inject.
-    let mut thaw: Option<Box<dyn Fn(&mut Platform)>> = None;
-    let mut revive: Option<Box<dyn Fn(&mut Platform)>> = None;
+    let mut thaw: Option<Undo> = None;
+    let mut revive: Option<Undo> = None;
     let what = match target {
         Target::Edge | Target::App | Target::ControlLeader => {
             let s = p.supervised(target).expect("the target process");

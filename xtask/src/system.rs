@@ -145,6 +145,12 @@ pub const REQUIREMENTS: &[Requirement] = &[
         "Patroni's etcd client (apt may pick another of Patroni's alternatives)",
     ),
     req(
+        File("/usr/bin/pgbackrest"),
+        "pgbackrest",
+        Use::Test,
+        "PostgreSQL's backups in the backup and restore-drill tests (WAL archive, two repositories)",
+    ),
+    req(
         File("/usr/bin/prometheus"),
         "prometheus",
         Use::Test,
