@@ -248,6 +248,9 @@ pub struct StoreConfig {
     /// cluster TLS is on). Without one, only a server on this machine is reached in the
     /// clear, unless `--insecure-dev`.
     pub ca: Option<PathBuf>,
+    /// PostgreSQL: how long a call keeps trying while no server takes writes (a
+    /// failover), in seconds. Patroni's takes its leader TTL plus a loop.
+    pub failover_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -257,6 +260,7 @@ impl Default for StoreConfig {
             path: PathBuf::from("pylon-app.db"),
             url: String::new(),
             ca: None,
+            failover_secs: 45,
         }
     }
 }

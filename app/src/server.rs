@@ -43,9 +43,13 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 );
                 tracing::warn!("the PostgreSQL link is not encrypted (a store on this machine)");
             }
-            PostgresStore::connect_with(url, ca.map(std::path::PathBuf::as_path))
-                .await
-                .context("connecting to the PostgreSQL store")? as Arc<dyn Store>
+            PostgresStore::connect_tuned(
+                url,
+                ca.map(std::path::PathBuf::as_path),
+                std::time::Duration::from_secs(config.store.failover_secs),
+            )
+            .await
+            .context("connecting to the PostgreSQL store")? as Arc<dyn Store>
         }
     })
 }

@@ -31,8 +31,6 @@ pub use crate::restore::{Group, RestoreOptions, Restored, VerifyOutcome};
 pub struct Backups {
     pub config: BackupConfig,
     key: BackupKey,
-    /// Each repository, or why it cannot be used now.
-    repos: Vec<Result<Repository, String>>,
 }
 
 /// What `create` did.
@@ -128,6 +126,14 @@ fn seal_file(
     let (sha256, size) = seal::seal(key, input, &mut output)?;
     let (sealed_sha256, sealed_size, file) = output.finish();
     file.sync_all()?;
+    let meta = std::fs::metadata(source).ok();
+    let (mode, owner) = {
+        use std::os::unix::fs::MetadataExt;
+        (
+            meta.as_ref().map(|m| m.mode() & 0o7777),
+            meta.as_ref().map(|m| (m.uid(), m.gid())),
+        )
+    };
     Ok(Staged {
         part: Part {
             kind,
@@ -137,6 +143,8 @@ fn seal_file(
             size,
             sealed_sha256,
             sealed_size,
+            mode,
+            owner,
         },
         sealed: Some(sealed_path),
     })
@@ -161,22 +169,27 @@ impl Backups {
     pub fn open(config: BackupConfig) -> anyhow::Result<Backups> {
         config.check()?;
         let key = read_key_file(&config.key_file)?;
-        let repos = config
+        Ok(Backups { config, key })
+    }
+
+    /// Each repository, or why it cannot be used now (looked at afresh: a disk may have
+    /// been mounted or gone since).
+    fn repos(&self) -> Vec<Result<Repository, String>> {
+        self.config
             .repositories
             .iter()
             .map(|r| Repository::open(r).map_err(|e| format!("{e:#}")))
-            .collect();
-        Ok(Backups { config, key, repos })
+            .collect()
     }
 
     /// The repositories that can be used now, and the errors of the others.
-    pub fn repositories(&self) -> (Vec<&Repository>, Vec<String>) {
+    pub fn repositories(&self) -> (Vec<Repository>, Vec<String>) {
         let mut ok = Vec::new();
         let mut errors = Vec::new();
-        for r in &self.repos {
+        for r in self.repos() {
             match r {
                 Ok(r) => ok.push(r),
-                Err(e) => errors.push(e.clone()),
+                Err(e) => errors.push(e),
             }
         }
         (ok, errors)
@@ -285,13 +298,13 @@ impl Backups {
             .filter_map(|s| Some((s.part.file.clone()?, s.sealed.clone()?)))
             .collect();
         let mut stored = Vec::new();
-        for repo in &self.repos {
+        for repo in self.repos() {
             match repo {
                 Ok(r) => stored.push((
                     r.name.clone(),
                     r.store(&id, &files, &signed).map_err(|e| format!("{e:#}")),
                 )),
-                Err(e) => stored.push(("?".into(), Err(e.clone()))),
+                Err(e) => stored.push(("?".into(), Err(e))),
             }
         }
         if stored.iter().all(|(_, r)| r.is_err()) {
@@ -309,13 +322,11 @@ impl Backups {
         self.config
             .repositories
             .iter()
-            .zip(&self.repos)
+            .zip(self.repos())
             .map(|(c, r)| {
                 (
                     c.name.clone(),
-                    r.as_ref()
-                        .map_err(Clone::clone)
-                        .and_then(|r| r.list().map_err(|e| format!("{e:#}"))),
+                    r.and_then(|r| r.list().map_err(|e| format!("{e:#}"))),
                 )
             })
             .collect()

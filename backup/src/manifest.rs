@@ -49,6 +49,12 @@ pub struct Part {
     pub size: u64,
     pub sealed_sha256: String,
     pub sealed_size: u64,
+    /// The source's permission bits and (uid, gid), given back on restore (key files stay
+    /// private, the store stays its service's).
+    #[serde(default)]
+    pub mode: Option<u32>,
+    #[serde(default)]
+    pub owner: Option<(u32, u32)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +141,8 @@ mod tests {
                 size: 10,
                 sealed_sha256: "bb".into(),
                 sealed_size: 60,
+                mode: Some(0o600),
+                owner: Some((0, 0)),
             }],
             mac: String::new(),
         }

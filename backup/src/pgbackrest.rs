@@ -120,6 +120,8 @@ pub fn backup(pg: &PgBackRest) -> anyhow::Result<Part> {
         size: 0,
         sealed_sha256: String::new(),
         sealed_size: 0,
+        mode: None,
+        owner: None,
     })
 }
 
@@ -147,12 +149,19 @@ pub fn verify(pg: &PgBackRest, set: &PgSet, scratch: &Path) -> anyhow::Result<St
     let mut cmd = command(pg)?;
     cmd.args([&format!("--repo={}", set.repo), "verify"]);
     run(cmd, "verify")?;
-    let data = scratch.join(format!("pg-repo{}", set.repo));
+    // A folder of PostgreSQL's own: the rest of the scratch folder (the other parts,
+    // opened) stays the verifier's.
+    let home = scratch.join(format!("pg-repo{}", set.repo));
+    let data = home.join("data");
+    std::fs::create_dir(&home)?;
     std::fs::create_dir(&data)?;
     let owner = match &pg.user {
         Some(user) => {
             let (uid, gid) = user_ids(user)?;
-            std::os::unix::fs::chown(scratch, Some(uid), Some(gid))?;
+            // The scratch folder itself must be passable (not readable) by that user.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(scratch, std::fs::Permissions::from_mode(0o711))?;
+            std::os::unix::fs::chown(&home, Some(uid), Some(gid))?;
             std::os::unix::fs::chown(&data, Some(uid), Some(gid))?;
             Some((uid, gid))
         }
@@ -171,7 +180,7 @@ pub fn verify(pg: &PgBackRest, set: &PgSet, scratch: &Path) -> anyhow::Result<St
         "restore",
     ]);
     run(cmd, "restore into a scratch folder")?;
-    let records = ScratchServer::start(&data, scratch, owner)?.count_records(&pg.database)?;
+    let records = ScratchServer::start(&data, &home, owner)?.count_records(&pg.database)?;
     Ok(format!(
         "PostgreSQL set {} (repo{}) restores, {records} transaction records",
         set.label, set.repo

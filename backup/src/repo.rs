@@ -182,11 +182,20 @@ impl Repository {
     }
 
     /// Removes all but the newest `keep` complete backups, and partial folders; returns the
-    /// ids removed.
+    /// ids removed. The newest backup that passed verification is always kept, so a run of
+    /// failed ones never leaves a repository without a good backup.
     pub fn prune(&self, keep: usize) -> anyhow::Result<Vec<String>> {
         let listed = self.list()?;
+        let newest_good = listed
+            .iter()
+            .rev()
+            .find(|b| b.verified.as_ref().is_some_and(|v| v.ok))
+            .map(|b| b.id.clone());
         let mut removed = Vec::new();
         for old in listed.iter().take(listed.len().saturating_sub(keep)) {
+            if Some(&old.id) == newest_good.as_ref() {
+                continue;
+            }
             self.remove(&old.id)?;
             removed.push(old.id.clone());
         }
@@ -223,11 +232,19 @@ mod tests {
         fs::create_dir(dir.path().join(".partial-x")).unwrap();
         let ids: Vec<String> = repo.list().unwrap().into_iter().map(|l| l.id).collect();
         assert_eq!(ids.len(), 3);
+        // The oldest is the only verified one: it stays, the next oldest goes.
+        let good = Verified {
+            at: 1,
+            ok: true,
+            detail: String::new(),
+        };
+        repo.record_verified("20260101T000000Z-aa", &good).unwrap();
         assert_eq!(
-            repo.prune(2).unwrap(),
-            vec!["20260101T000000Z-aa".to_owned()]
+            repo.prune(1).unwrap(),
+            vec!["20260102T000000Z-bb".to_owned()]
         );
-        assert_eq!(repo.list().unwrap()[0].id, "20260102T000000Z-bb");
+        let ids: Vec<String> = repo.list().unwrap().into_iter().map(|l| l.id).collect();
+        assert_eq!(ids, ["20260101T000000Z-aa", "20260103T000000Z-cc"]);
         assert!(repo.partials().unwrap().is_empty());
         assert!(repo.part_path("20260102T000000Z-bb", "../x").is_err());
         assert!(repo.manifest_bytes("../etc").is_err());

@@ -117,11 +117,26 @@ fn open_part(
     let sealed = fs::File::open(&path)?;
     let (sum, size) = match out {
         Some(to) => {
-            let file_out =
-                fs::File::create(to).with_context(|| format!("writing {}", to.display()))?;
-            let result = seal::open(key, sealed, &file_out)?;
-            file_out.sync_all()?;
-            result
+            // Private until it is where it belongs, with the source's own mode.
+            use std::os::unix::fs::OpenOptionsExt;
+            let file_out = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(to)
+                .with_context(|| format!("writing {}", to.display()))?;
+            let opened = seal::open(key, sealed, &file_out).and_then(|r| {
+                file_out.sync_all()?;
+                Ok(r)
+            });
+            match opened {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = fs::remove_file(to);
+                    return Err(e.into());
+                }
+            }
         }
         None => seal::open(key, sealed, std::io::sink())?,
     };
@@ -179,6 +194,23 @@ fn check_content(part: &Part, path: &Path) -> anyhow::Result<String> {
     })
 }
 
+/// Gives a restored file its source's mode and, when we may, its owner.
+fn give_back(path: &Path, part: &Part) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(mode) = part.mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    }
+    if let Some((uid, gid)) = part.owner {
+        // Only root may give a file away; anyone else restores as themselves.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .with_context(|| format!("giving {} back to {uid}:{gid}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 impl Backups {
     /// Verifies backup `id` (the newest when None) in every repository and records each
     /// outcome there.
@@ -208,7 +240,7 @@ impl Backups {
                 });
                 continue;
             };
-            let result = self.verify_in(repo, &chosen).map_err(|e| format!("{e:#}"));
+            let result = self.verify_in(&repo, &chosen).map_err(|e| format!("{e:#}"));
             let verified = Verified {
                 at: now_ms(),
                 ok: result.is_ok(),
@@ -271,7 +303,7 @@ impl Backups {
     /// Restores backup `id` (or the newest complete one when `id` is "latest").
     pub fn restore(&self, id: &str, options: &RestoreOptions) -> anyhow::Result<Restored> {
         let (repos, _) = self.repositories();
-        let candidates: Vec<&Repository> = repos
+        let candidates: Vec<Repository> = repos
             .into_iter()
             .filter(|r| options.from.as_ref().is_none_or(|f| *f == r.name))
             .collect();
@@ -288,7 +320,7 @@ impl Backups {
         let wanted =
             |p: &Part| options.only.is_empty() || options.only.contains(&Group::of(&p.kind));
         let mut problems = Vec::new();
-        for repo in candidates {
+        for repo in &candidates {
             let chosen = if id == "latest" {
                 match repo
                     .list()
@@ -372,8 +404,10 @@ impl Backups {
                 // The first set in a repository pgBackRest can read.
                 let mut problems = Vec::new();
                 let mut restored = None;
-                for set in sets {
-                    match crate::pgbackrest::restore(pg, set, data, options.force) {
+                for (attempt, set) in sets.iter().enumerate() {
+                    // After a failed attempt the folder holds its leftovers: --delta.
+                    let delta = options.force || attempt > 0;
+                    match crate::pgbackrest::restore(pg, set, data, delta) {
                         Ok(()) => {
                             restored = Some(set);
                             break;
@@ -405,14 +439,27 @@ impl Backups {
             temp.push(".restoring");
             let temp = PathBuf::from(temp);
             open_part(repo, &manifest.id, part, self.key(), Some(&temp))?;
+            if let Err(e) = give_back(&temp, part) {
+                let _ = fs::remove_file(&temp);
+                return Err(e);
+            }
+            // What the replaced file leaves beside it, moved aside until the new file is
+            // in place: a SQLite write-ahead log would be applied to the restored database.
+            let mut aside = Vec::new();
             match part.kind {
                 PartKind::Sqlite => {
-                    // A write-ahead log left from the replaced database would be applied
-                    // to the restored one.
-                    for suffix in ["-wal", "-shm", "-journal"] {
-                        let mut stale = to.clone().into_os_string();
-                        stale.push(suffix);
-                        let _ = fs::remove_file(PathBuf::from(stale));
+                    for suffix in ["", "-wal", "-shm", "-journal"] {
+                        let mut old = to.clone().into_os_string();
+                        old.push(suffix);
+                        let old = PathBuf::from(old);
+                        if old.exists() {
+                            let mut moved = old.clone().into_os_string();
+                            moved.push(".replaced");
+                            let moved = PathBuf::from(moved);
+                            fs::rename(&old, &moved)
+                                .with_context(|| format!("moving {} aside", old.display()))?;
+                            aside.push(moved);
+                        }
                     }
                 }
                 PartKind::RegistrySnapshot if !has_journal => {
@@ -426,9 +473,25 @@ impl Backups {
                 )),
                 _ => {}
             }
-            fs::rename(&temp, &to).with_context(|| format!("replacing {}", to.display()))?;
+            if let Err(e) = fs::rename(&temp, &to) {
+                let _ = fs::remove_file(&temp);
+                return Err(e).with_context(|| {
+                    format!(
+                        "replacing {} (the replaced files are kept: {})",
+                        to.display(),
+                        aside
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                });
+            }
             if let Some(parent) = to.parent() {
                 let _ = fs::File::open(parent).and_then(|d| d.sync_all());
+            }
+            for old in aside {
+                let _ = fs::remove_file(old);
             }
             written.push((to, crate::kind_name(&part.kind).to_owned()));
         }

@@ -304,7 +304,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 let due = newest.map_or(0.0, |n| n + every.as_secs_f64());
                 let wait = (due - now_secs()).max(0.0);
                 if cli.once || wait <= 0.0 {
-                    let result = run_once(&backups, &metrics).await;
+                    // In a task of its own: its blocking file work must not hold up the
+                    // shutdown signal this loop waits on beside it.
+                    let (b, m) = (backups.clone(), metrics.clone());
+                    let result = tokio::spawn(async move { run_once(&b, &m).await })
+                        .await
+                        .unwrap_or("failed");
                     metrics.runs.get_or_create(&ResultLabel { result }).inc();
                     let b = backups.clone();
                     let m = metrics.clone();

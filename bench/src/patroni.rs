@@ -359,6 +359,10 @@ impl PatroniCluster {
     /// Stops every member: SIGTERM (Patroni stops its server), then SIGKILL for what is
     /// left after a few seconds.
     fn stop_all(&mut self) {
+        // A frozen member would never act on its signals.
+        for i in 0..self.members.len() {
+            self.freeze(i, false);
+        }
         for member in &self.members {
             if let Some(p) = &member.patroni {
                 // SAFETY: kill(2) has no memory effects.

@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod http;
 pub mod monitoring;
 pub mod platform;
+pub mod records;
 pub mod supervised;
 /// A throwaway PostgreSQL server (shared with the benchmarks).
 pub use pylon_bench::postgres;

@@ -24,18 +24,6 @@ fn pylonctl(args: &[&str]) -> (bool, String) {
     output(Command::new(binary("pylonctl")).args(args))
 }
 
-/// The trade numbers in a SQLite store.
-fn stored_trades(db: &Path) -> std::collections::HashSet<String> {
-    let conn = rusqlite::Connection::open(db).expect("opening the store");
-    let mut stmt = conn
-        .prepare("SELECT trade_no FROM transaction_records")
-        .expect("a query");
-    stmt.query_map([], |r| r.get::<_, String>(0))
-        .expect("records")
-        .map(|r| r.expect("a trade number"))
-        .collect()
-}
-
 /// The `[store]` section for the app's SQLite database in `dir`.
 fn sqlite_store(dir: &Path) -> String {
     format!("[store]\nsqlite = \"{}\"\n", dir.join("app.db").display())
@@ -255,11 +243,8 @@ fn a_backup_taken_under_charging_restores_a_destroyed_store_and_charging_resumes
     assert!(!ok && text.contains("--force"), "{text}");
 
     // The app comes back on the restored store, and charging resumes.
-    let restored = stored_trades(&db);
-    let missing: Vec<&String> = confirmed_before_backup
-        .iter()
-        .filter(|t| !restored.contains(*t))
-        .collect();
+    let restored = pylon_tests::records::sqlite(&db);
+    let missing = restored.missing(&confirmed_before_backup);
     assert!(
         missing.is_empty(),
         "records confirmed before the backup are missing: {missing:?}"
@@ -270,8 +255,13 @@ fn a_backup_taken_under_charging_restores_a_destroyed_store_and_charging_resumes
     fleet.wait_confirmed(before + 20, Duration::from_secs(90));
     let confirmed = fleet.confirmed_trades();
     let report = platform.fleet.stop();
-    let stored = stored_trades(&db);
-    let lost = confirmed.iter().filter(|t| !stored.contains(*t)).count();
+    let stored = pylon_tests::records::sqlite(&db);
+    let lost = stored.missing(&confirmed).len();
+    assert_eq!(
+        stored.duplicated(),
+        0,
+        "a record is stored or settled twice"
+    );
     eprintln!(
         "restore drill: {} records confirmed before the backup, all restored; {lost} confirmed between the backup and the loss are gone (SQLite has no log to replay); {} confirmed in all",
         confirmed_before_backup.len(),
@@ -324,14 +314,23 @@ fn the_scheduled_service_backs_up_verifies_prunes_and_reports_the_age_of_the_new
     // The service: the newest backup is recent, so it waits; its metrics say how old the
     // newest verified one is.
     let listen = local(free_port());
-    let mut service = Command::new(binary("pylon-backup"))
-        .arg("--config")
-        .arg(&config)
-        .args(["--listen", &listen.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("starting pylon-backup");
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _service = Killed(
+        Command::new(binary("pylon-backup"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", &listen.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting pylon-backup"),
+    );
     let metrics = wait_for("pylon-backup's metrics", Duration::from_secs(20), || {
         let (code, body) = http::get(listen, "/metrics");
         (code == 200 && body.contains("pylon_backup_verified_age_seconds{repository=\"repo-b\"}"))
@@ -349,8 +348,6 @@ fn the_scheduled_service_backs_up_verifies_prunes_and_reports_the_age_of_the_new
         metrics.contains("pylon_backup_schedule_seconds 3600"),
         "{metrics}"
     );
-    let _ = service.kill();
-    let _ = service.wait();
 }
 
 /// Runs `program` with `args` as `owner` (when the tests run as root).
@@ -383,23 +380,6 @@ fn give(path: &Path, owner: Option<(u32, u32)>) {
         );
         assert!(ok, "chown {}: {text}", path.display());
     }
-}
-
-/// The trade numbers in a PostgreSQL store.
-fn stored_pg_trades(url: &str) -> std::collections::HashSet<String> {
-    pylon_tests::platform::runtime().block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .expect("connecting to PostgreSQL");
-        tokio::spawn(connection);
-        client
-            .query("SELECT trade_no FROM transaction_records", &[])
-            .await
-            .expect("reading the records")
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
-    })
 }
 
 #[test]
@@ -515,13 +495,14 @@ fn postgresql_is_backed_up_by_pgbackrest_into_two_repositories_and_restored_to_i
     platform
         .fleet
         .wait_confirmed(before + 20, Duration::from_secs(120));
-    let stored = stored_pg_trades(&pg.url());
-    let missing = |list: &[String]| -> Vec<String> {
-        list.iter()
-            .filter(|t| !stored.contains(*t))
-            .cloned()
-            .collect()
-    };
+    let stored = pylon_tests::records::postgres(&pg.url());
+    assert_eq!(
+        stored.duplicated(),
+        0,
+        "a record is stored or settled twice"
+    );
+    let missing =
+        |list: &[String]| -> Vec<String> { stored.missing(list).into_iter().cloned().collect() };
     assert!(
         missing(&confirmed_before_backup).is_empty(),
         "records from before the backup are gone"

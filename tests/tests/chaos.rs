@@ -14,7 +14,6 @@
 //! Settings: `PYLON_CHAOS_SESSIONS` (chargers in all, a quarter over TLS; default 400).
 //! The run fails when a record is lost or stored twice; the time targets are reported.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -57,7 +56,8 @@ struct Platform {
     pg: PatroniCluster,
     controls: Vec<(Supervised, SocketAddr)>,
     apps: Vec<Supervised>,
-    edges: Vec<Supervised>,
+    /// Each edge and its admin API.
+    edges: Vec<(Supervised, SocketAddr)>,
     fleets: Vec<ChargingFleet>,
     sessions: u64,
     _certs: TestCerts,
@@ -136,26 +136,23 @@ impl Platform {
         let edges = ["e1", "e2", "e3"]
             .iter()
             .map(|id| {
+                let admin = local(free_port());
                 let mut args = strings(&[
                     "--tcp-listen",
                     &local(free_port()).to_string(),
                     "--tls-listen",
                     &local(free_port()).to_string(),
                     "--admin-listen",
-                    &local(free_port()).to_string(),
+                    &admin.to_string(),
                     "--executors",
                     "1",
-                    // Load reports move in steps of 1% of capacity: a charger or so here,
-                    // so the busiest edge is known.
-                    "--capacity",
-                    &sessions.max(100).to_string(),
                     "--tls-cert",
                     &certs.ecdsa.cert.display().to_string(),
                     "--tls-key",
                     &certs.ecdsa.key.display().to_string(),
                 ]);
                 args.extend(app_login_edge_flags(id, &grpc));
-                supervise(dir, id, "pylon-edge", args, "info")
+                (supervise(dir, id, "pylon-edge", args, "info"), admin)
             })
             .collect();
         let mut platform = Platform {
@@ -282,53 +279,43 @@ impl Platform {
         ["c1", "c2"].iter().position(|id| *id == leader)
     }
 
-    /// The edge holding the most chargers now (chargers stay where they reconnected).
+    /// The edge holding the most chargers now, by its own count (chargers stay where
+    /// they reconnected).
     fn busiest_edge(&self) -> usize {
-        let (_, edges) = http::get(self.controls[0].1, "/v1/admin/edges");
-        let edges: Value = serde_json::from_str(&edges).unwrap_or_default();
-        edges
-            .as_array()
-            .and_then(|list| {
-                list.iter()
-                    .max_by_key(|e| e["sessions"].as_u64().unwrap_or(0))
-                    .and_then(|e| e["id"].as_str())
-                    .and_then(|id| ["e1", "e2", "e3"].iter().position(|e| *e == id))
-            })
-            .unwrap_or(1)
+        (0..self.edges.len())
+            .max_by_key(|&i| self.edge_sessions(i))
+            .unwrap_or(0)
+    }
+
+    /// The chargers edge `i` holds, by its own count.
+    fn edge_sessions(&self, i: usize) -> u64 {
+        let (_, s) = http::call_as(
+            self.edges[i].1,
+            "GET",
+            "/v1/status",
+            None,
+            Some(ADMIN_TOKEN),
+        );
+        s["sessions"]["tcp"].as_u64().unwrap_or(0) + s["sessions"]["tls"].as_u64().unwrap_or(0)
     }
 
     fn supervised(&self, target: Target) -> Option<&Supervised> {
         match target {
-            Target::Edge => self.edges.get(self.busiest_edge()),
+            Target::Edge => self.edges.get(self.busiest_edge()).map(|(s, _)| s),
             Target::App => self.apps.first(),
             Target::ControlLeader => self.control_leader().map(|i| &self.controls[i].0),
             _ => None,
         }
     }
 
-    /// Every record a fleet saw confirmed, and how many rows and distinct trade numbers
-    /// the store holds.
-    fn records(&self) -> (Vec<String>, HashSet<String>, usize) {
+    /// Every record a fleet saw confirmed, and what the store holds.
+    fn records(&self) -> (Vec<String>, pylon_tests::records::StoredRecords) {
         let confirmed: Vec<String> = self
             .fleets
             .iter()
             .flat_map(ChargingFleet::confirmed_trades)
             .collect();
-        let url = self.pg.url();
-        let (stored, rows) = runtime().block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .expect("connecting to the store");
-            tokio::spawn(connection);
-            let rows = client
-                .query("SELECT trade_no FROM transaction_records", &[])
-                .await
-                .expect("reading the records");
-            let all: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-            let n = all.len();
-            (all.into_iter().collect::<HashSet<String>>(), n)
-        });
-        (confirmed, stored, rows)
+        (confirmed, pylon_tests::records::postgres(&self.pg.url()))
     }
 
     /// Open orders not touched for a minute: charges the platform lost track of.
@@ -385,6 +372,10 @@ fn fault(p: &mut Platform, target: Target, how: How) -> Value {
     let mut revive: Option<Undo> = None;
     let what = match target {
         Target::Edge | Target::App | Target::ControlLeader => {
+            let held = (target == Target::Edge).then(|| {
+                let i = p.busiest_edge();
+                format!("e{} with {} chargers, ", i + 1, p.edge_sessions(i))
+            });
             let s = p.supervised(target).expect("the target process");
             let pid = s.pid();
             match how {
@@ -394,7 +385,7 @@ fn fault(p: &mut Platform, target: Target, how: How) -> Value {
                     thaw = Some(Box::new(move |_| signal(pid, libc::SIGCONT)));
                 }
             }
-            format!("pid {}", pid.unwrap_or(0))
+            format!("{}pid {}", held.unwrap_or_default(), pid.unwrap_or(0))
         }
         Target::EtcdLeader => {
             let i = runtime().block_on(p.etcd.leader_index()).unwrap_or(0);
@@ -496,11 +487,8 @@ fn fault(p: &mut Platform, target: Target, how: How) -> Value {
     }
     p.wait_online(Duration::from_secs(120));
     std::thread::sleep(Duration::from_secs(3));
-    let (confirmed_trades, stored, rows) = p.records();
-    let lost = confirmed_trades
-        .iter()
-        .filter(|t| !stored.contains(*t))
-        .count();
+    let (confirmed_trades, stored) = p.records();
+    let lost = stored.missing(&confirmed_trades).len();
     let row = json!({
         "fault": name,
         "target": what,
@@ -513,7 +501,7 @@ fn fault(p: &mut Platform, target: Target, how: How) -> Value {
         "records_confirmed_so_far": confirmed_trades.len(),
         // Both over the whole run so far.
         "records_lost": lost,
-        "records_duplicated": rows - stored.len(),
+        "records_duplicated": stored.duplicated(),
     });
     eprintln!("chaos: {row}");
     row

@@ -4,7 +4,6 @@
 //! the app finds it on its own and goes on, and every record the fleet saw confirmed is
 //! in the store, once. The old primary then rejoins as a replica.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use pylon_bench::patroni::PatroniCluster;
@@ -19,23 +18,6 @@ use pylon_tests::wait_for;
 
 const FIRST_PILE: u64 = 32_010_720_000_000;
 const CHARGERS: u64 = 40;
-
-/// Every stored record's trade number, and how many rows there are.
-fn stored_trades(url: &str) -> (HashSet<String>, usize) {
-    runtime().block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .expect("connecting to the primary");
-        tokio::spawn(connection);
-        let rows = client
-            .query("SELECT trade_no FROM transaction_records", &[])
-            .await
-            .expect("reading the records");
-        let all: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-        let count = all.len();
-        (all.into_iter().collect(), count)
-    })
-}
 
 #[test]
 fn the_store_loses_its_primary_under_charging_and_no_confirmed_record_is_lost_or_doubled() {
@@ -122,14 +104,19 @@ fn the_store_loses_its_primary_under_charging_and_no_confirmed_record_is_lost_or
 
     let confirmed: Vec<String> = fleet.confirmed_trades();
     let report = fleet.stop();
-    let (stored, rows) = stored_trades(&pg.url());
-    let lost: Vec<&String> = confirmed.iter().filter(|t| !stored.contains(*t)).collect();
+    let stored = pylon_tests::records::postgres(&pg.url());
+    let lost = stored.missing(&confirmed);
     assert!(
         lost.is_empty(),
         "{} confirmed records are not in the store: {lost:?}\n{report}",
         lost.len()
     );
-    assert_eq!(rows, stored.len(), "a record is stored twice");
+    assert_eq!(
+        stored.duplicated(),
+        0,
+        "a record is stored or settled twice"
+    );
+    let rows = stored.rows;
     let sent = report["records_sent"].as_u64().unwrap_or(0);
     assert!(
         rows as u64 <= sent,

@@ -1004,7 +1004,15 @@ async fn postgres_unavailable() {
     }
 
     let mut h = Harness::postgres().await;
-    let store = h.store();
+    // A call tries again for its failover budget (45 s by default) before it says so.
+    let store: Arc<dyn Store> = match &h.backing {
+        Backing::Postgres(cluster) => {
+            PostgresStore::connect_tuned(&cluster.url(), None, Duration::from_millis(300))
+                .await
+                .expect("connecting")
+        }
+        _ => unreachable!("a PostgreSQL harness"),
+    };
     store.upsert_pile(&pile(PILE, "x")).await.unwrap();
     if let Backing::Postgres(cluster) = &mut h.backing {
         cluster.stop();

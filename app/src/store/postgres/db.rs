@@ -102,7 +102,8 @@ impl Db for PgDb<'_> {
 
 /// Runs `$body` with `$db` a [`PgDb`] in a new transaction on a pooled connection,
 /// committing when it succeeds (a failed one rolls back as the transaction drops); the
-/// whole transaction again while the store is unavailable (a failover).
+/// whole transaction again while the store is unavailable (a failover) before its commit
+/// (see `failover` for why a failed commit is not run again).
 macro_rules! in_transaction {
     ($store:expr, |$db:ident| $body:expr) => {{
         $crate::store::postgres::failover::retrying!($store, {
@@ -117,7 +118,7 @@ macro_rules! in_transaction {
                 $db.tx
                     .commit()
                     .await
-                    .map_err($crate::store::postgres::rows::pg)?;
+                    .map_err($crate::store::postgres::failover::commit_unknown)?;
             }
             out
         })

@@ -4,11 +4,16 @@
 //! unavailable is run again, on a fresh connection to whichever server is writable now,
 //! until the failover budget runs out.
 //!
-//! Running a call again is safe because every write the business depends on is
-//! idempotent: records and settlements are keyed by trade number (a second attempt after a
-//! commit whose answer was lost finds the first and reports a repeat, so a pile is never
-//! confirmed twice), statuses and piles are upserts. An attempt that failed before its
-//! commit left nothing behind (its transaction rolled back with the connection).
+//! What is run again is only what certainly did not take effect:
+//! - a transaction whose statements failed before its commit (it rolled back with the
+//!   connection). A failed COMMIT is different: the server may have committed before the
+//!   connection went, so its outcome is unknown and it is not run again (a wallet credit
+//!   would be applied twice); it fails as a backend error, and its caller decides. A
+//!   transaction record's caller sends no 0x40, and the pile sends the record again,
+//!   which settles once (keyed by trade number) and is confirmed then;
+//! - single statements that are idempotent (reads, upserts, the record insert keyed by
+//!   trade number). Statements that are not (a new order, an order's move, an event) are
+//!   only retried for their connection, and then run once.
 
 use std::time::{Duration, Instant};
 
@@ -16,11 +21,20 @@ use deadpool_postgres::Pool;
 
 use crate::store::{Result, StoreError};
 
-/// How long a call waits for a writable server before it fails: a Patroni failover takes
-/// its leader TTL plus a loop (30 s + 10 s with Patroni's defaults).
+/// How long a call waits for a writable server before it fails, unless set otherwise
+/// (`[store] failover_secs`): a Patroni failover takes its leader TTL plus a loop (30 s +
+/// 10 s with Patroni's defaults).
 pub(super) const FAILOVER_BUDGET: Duration = Duration::from_secs(45);
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// A failed COMMIT: the transaction may or may not have committed.
+pub(crate) fn commit_unknown(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Backend(format!(
+        "the commit's outcome is unknown (PostgreSQL: {}); not run again",
+        super::rows::describe(&e)
+    ))
+}
 
 /// The attempts of one call: whether another one is due, and the pause before it.
 pub(crate) struct Retry {

@@ -42,6 +42,8 @@ use super::schema::{GUN_COLUMNS, ORDER_COLUMNS, PILE_COLUMNS, RECORD_COLUMNS};
 
 const POOL_SIZE: usize = 16;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Unacknowledged data older than this means the server is gone (TCP_USER_TIMEOUT).
+const DEAD_SERVER: Duration = Duration::from_secs(15);
 /// How long a call waits for a free pooled connection.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -69,6 +71,16 @@ impl PostgresStore {
     /// As [`PostgresStore::connect`]; with `ca`, over TLS only (`sslmode=require`), the
     /// server's certificate verified against `ca` and the URL's host name.
     pub async fn connect_with(url: &str, ca: Option<&std::path::Path>) -> Result<Arc<Self>> {
+        Self::connect_tuned(url, ca, failover::FAILOVER_BUDGET).await
+    }
+
+    /// As [`PostgresStore::connect_with`], a call trying for up to `failover_budget` while
+    /// no server takes writes.
+    pub async fn connect_tuned(
+        url: &str,
+        ca: Option<&std::path::Path>,
+        failover_budget: Duration,
+    ) -> Result<Arc<Self>> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
@@ -87,6 +99,17 @@ impl PostgresStore {
         // `target_session_attrs=read-write`, the default here when there are several).
         if config.get_hosts().len() > 1 {
             config.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+        }
+        // A primary that froze or was cut off sends no error: without these, a call would
+        // wait on it for the kernel's defaults (minutes to hours) rather than fail over.
+        // Settings in the URL win.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(DEAD_SERVER);
+        }
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(Duration::from_secs(10));
+            config.keepalives_interval(Duration::from_secs(5));
+            config.keepalives_retries(3);
         }
         if config.get_application_name().is_none() {
             config.application_name("pylon-app");
@@ -108,7 +131,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::Backend(format!("building the PostgreSQL pool: {e}")))?;
         let store = PostgresStore {
             pool,
-            failover_budget: failover::FAILOVER_BUDGET,
+            failover_budget,
         };
         let mut client = store.client().await?;
         migrate(&mut client).await?;
@@ -366,24 +389,23 @@ impl Store for PostgresStore {
     }
 
     async fn append_event(&self, event: &SessionEvent) -> Result<()> {
-        retrying!(self, {
-            let client = self.client().await?;
-            execute(
-                &client,
-                "INSERT INTO session_events (pile_no, gun_no, trade_no, frame_type, fields, at)
+        // Not idempotent: only the connection is retried (see `failover`).
+        let client = retrying!(self, { self.client().await })?;
+        execute(
+            &client,
+            "INSERT INTO session_events (pile_no, gun_no, trade_no, frame_type, fields, at)
              VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    &event.pile_no,
-                    &event.gun_no,
-                    &event.trade_no,
-                    &i16::from(event.frame_type),
-                    &event.fields,
-                    &event.at,
-                ],
-            )
-            .await?;
-            Ok(())
-        })
+            &[
+                &event.pile_no,
+                &event.gun_no,
+                &event.trade_no,
+                &i16::from(event.frame_type),
+                &event.fields,
+                &event.at,
+            ],
+        )
+        .await?;
+        Ok(())
     }
 
     /// One transaction of four statements, each taking its rows as arrays (`UNNEST`):
@@ -477,32 +499,31 @@ impl Store for PostgresStore {
     }
 
     async fn insert_order(&self, order: &Order) -> Result<()> {
-        retrying!(self, {
-            let client = self.client().await?;
-            let inserted = execute(
-                &client,
-                "INSERT INTO orders (trade_no, pile_no, gun_no, state, origin, balance, created_at,
+        // Not idempotent: only the connection is retried (see `failover`).
+        let client = retrying!(self, { self.client().await })?;
+        let inserted = execute(
+            &client,
+            "INSERT INTO orders (trade_no, pile_no, gun_no, state, origin, balance, created_at,
                  updated_at, failure)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (trade_no) DO NOTHING",
-                &[
-                    &order.trade_no,
-                    &order.pile_no,
-                    &order.gun_no,
-                    &order.state.as_str(),
-                    &order.origin.as_str(),
-                    &order.balance,
-                    &order.created_at,
-                    &order.updated_at,
-                    &order.failure,
-                ],
-            )
-            .await?;
-            if inserted == 0 {
-                return Err(StoreError::Conflict(format!("order {}", order.trade_no)));
-            }
-            Ok(())
-        })
+            &[
+                &order.trade_no,
+                &order.pile_no,
+                &order.gun_no,
+                &order.state.as_str(),
+                &order.origin.as_str(),
+                &order.balance,
+                &order.created_at,
+                &order.updated_at,
+                &order.failure,
+            ],
+        )
+        .await?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!("order {}", order.trade_no)));
+        }
+        Ok(())
     }
 
     async fn update_order(
@@ -512,16 +533,15 @@ impl Store for PostgresStore {
         failure: Option<&str>,
         at: i64,
     ) -> Result<bool> {
-        retrying!(self, {
-            let client = self.client().await?;
-            let updated = execute(
-                &client,
-                "UPDATE orders SET state = $2, failure = $3, updated_at = $4 WHERE trade_no = $1",
-                &[&trade_no, &state.as_str(), &failure, &at],
-            )
-            .await?;
-            Ok(updated > 0)
-        })
+        // Not idempotent: only the connection is retried (see `failover`).
+        let client = retrying!(self, { self.client().await })?;
+        let updated = execute(
+            &client,
+            "UPDATE orders SET state = $2, failure = $3, updated_at = $4 WHERE trade_no = $1",
+            &[&trade_no, &state.as_str(), &failure, &at],
+        )
+        .await?;
+        Ok(updated > 0)
     }
 
     async fn move_order(
@@ -532,18 +552,17 @@ impl Store for PostgresStore {
         failure: Option<&str>,
         at: i64,
     ) -> Result<bool> {
-        retrying!(self, {
-            let client = self.client().await?;
-            let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
-            let updated = execute(
-                &client,
-                "UPDATE orders SET state = $2, failure = $3, updated_at = $4
+        // Not idempotent: only the connection is retried (see `failover`).
+        let client = retrying!(self, { self.client().await })?;
+        let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        let updated = execute(
+            &client,
+            "UPDATE orders SET state = $2, failure = $3, updated_at = $4
              WHERE trade_no = $1 AND state = ANY($5)",
-                &[&trade_no, &state.as_str(), &failure, &at, &from],
-            )
-            .await?;
-            Ok(updated > 0)
-        })
+            &[&trade_no, &state.as_str(), &failure, &at, &from],
+        )
+        .await?;
+        Ok(updated > 0)
     }
 
     async fn order(&self, trade_no: &str) -> Result<Option<Order>> {

@@ -4,7 +4,7 @@
 use super::PostgresStore;
 
 /// `$body` with `$db` a [`super::db::PgDb`] in a new transaction (reads and writes alike),
-/// run again while the store is unavailable (a failover).
+/// run again while the store is unavailable (a failover) before its commit.
 macro_rules! on {
     ($store:expr, $mode:ident, |$db:ident| $body:expr) => {{
         super::failover::retrying!($store, {
@@ -16,7 +16,10 @@ macro_rules! on {
                 $body.await
             };
             if out.is_ok() {
-                pg.tx.commit().await.map_err(super::rows::pg)?;
+                pg.tx
+                    .commit()
+                    .await
+                    .map_err(super::failover::commit_unknown)?;
             }
             out
         })
