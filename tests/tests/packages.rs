@@ -19,11 +19,12 @@ use pylon_tests::{binary, http, wait_for};
 use serde_json::json;
 
 const SERVICES: [&str; 4] = ["pylon-control", "pylon-app", "pylon-edge", "pylon-balancer"];
-const PACKAGES: [&str; 5] = [
+const PACKAGES: [&str; 6] = [
     "pylon-control",
     "pylon-app",
     "pylon-edge",
     "pylon-balancer",
+    "pylon-backup",
     "pylonctl",
 ];
 /// The ports of the packaged settings (`deploy/debian/*/*.toml`).
@@ -211,12 +212,17 @@ async fn the_packages_install_start_serve_a_charger_and_purge_cleanly() {
         "/usr/lib/sysctl.d/60-pylon-edge.conf",
         "/usr/share/pylon-edge/ebpf.conf",
         "/usr/share/pylon-balancer/balancer.toml.example",
+        "/usr/share/pylon-backup/backup.toml.example",
+        "/usr/bin/pylon-backup",
         "/usr/bin/pylonctl",
     ] {
         assert!(Path::new(file).exists(), "{file}");
     }
+    // The backup service is verified with the others; it is not started here (it waits
+    // for the operator's /etc/pylon/backup.toml).
     let units: Vec<String> = SERVICES
         .iter()
+        .chain(&["pylon-backup"])
         .map(|s| format!("/lib/systemd/system/{s}.service"))
         .collect();
     let mut verify = vec!["verify"];

@@ -149,6 +149,28 @@ const PACKAGES: &[Package] = &[
         ],
     },
     Package {
+        name: "pylon-backup",
+        binary: "pylon-backup",
+        service: true,
+        summary: "Pylon backups on a schedule",
+        description: "Backs up the registry, the store and the key files of a Pylon \
+            host on a schedule, encrypted, checksummed and copied to several \
+            repositories; verifies each backup and reports the age of the newest verified \
+            one. Starts once /etc/pylon/backup.toml exists.",
+        files: &[
+            file(
+                "pylon-backup.service",
+                "lib/systemd/system/pylon-backup.service",
+                0o644,
+            ),
+            file(
+                "backup.toml.example",
+                "usr/share/pylon-backup/backup.toml.example",
+                0o644,
+            ),
+        ],
+    },
+    Package {
         name: "pylonctl",
         binary: "pylonctl",
         service: false,

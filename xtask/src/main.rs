@@ -54,7 +54,7 @@ enum Task {
     /// records lost (target/chaos/).
     Chaos(chaos::ChaosArgs),
     /// Build Debian packages (pylon-edge, pylon-control, pylon-app, pylon-balancer,
-    /// pylonctl) with hardened systemd units, into target/dist.
+    /// pylon-backup, pylonctl) with hardened systemd units, into target/dist.
     Dist(dist::DistArgs),
     /// Compile the kernel programs (ebpf/src/bpf/*.bpf.c) into ebpf/obj, or --check them.
     BuildEbpf(build_ebpf::BuildEbpfArgs),
