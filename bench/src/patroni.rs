@@ -9,7 +9,6 @@
 //! every member and removes everything, also when a test panics; Patroni also stops (and
 //! stops its server) when the process that started it dies.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::postgres::{bin_dir, command, owner, spawn_from_lasting_thread};
+use crate::postgres::{bin_dir, command, owner, spawn_dying_with_us};
 
 /// How long a new cluster gets to elect a leader and bring its replicas in sync.
 const START_LIMIT: Duration = Duration::from_secs(90);
@@ -140,16 +139,8 @@ impl PatroniCluster {
             .stdout(log.try_clone().context("Patroni log handle")?)
             .stderr(log);
         // SIGTERM (Patroni stops its server, then itself) when the process that started
-        // it dies. Set after the uid change, which would clear it.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        member.patroni = Some(spawn_from_lasting_thread(cmd).context("starting patroni")?);
+        // it dies.
+        member.patroni = Some(spawn_dying_with_us(cmd, libc::SIGTERM).context("starting patroni")?);
         Ok(())
     }
 

@@ -178,18 +178,8 @@ impl PostgresCluster {
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("PostgreSQL log handle")?)
             .stderr(log);
-        // SIGQUIT (PostgreSQL's immediate shutdown) when the test process dies, however
-        // it dies. Set after the uid change, which would clear it. The signal follows the
-        // death of the spawning *thread*, hence `spawn_from_lasting_thread`.
-        unsafe {
-            server.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let server = spawn_from_lasting_thread(server).context("starting postgres")?;
+        // SIGQUIT (PostgreSQL's immediate shutdown) when the test process dies.
+        let server = spawn_dying_with_us(server, libc::SIGQUIT).context("starting postgres")?;
         self.server = Some(server);
         let start = Instant::now();
         loop {
@@ -406,12 +396,31 @@ pub(crate) fn command(program: &Path, owner: Option<(u32, u32)>, dir: &Path) -> 
     command
 }
 
+/// Spawns `command` so that it gets `signal` when this process dies, however it dies.
+/// The signal is set after the uid change (which would clear it), and follows the death of
+/// the spawning *thread*, hence a thread that lasts as long as the process.
+pub(crate) fn spawn_dying_with_us(
+    mut command: Command,
+    signal: libc::c_int,
+) -> std::io::Result<Child> {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    spawn_from_lasting_thread(command)
+}
+
 type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 
 /// Spawns `command` from a thread that lives as long as the process, so that a
 /// parent-death signal fires when the process ends, not when the (test or blocking-pool)
 /// thread that asked for the server does.
-pub(crate) fn spawn_from_lasting_thread(command: Command) -> std::io::Result<Child> {
+fn spawn_from_lasting_thread(command: Command) -> std::io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (requests, queue) = mpsc::channel::<SpawnRequest>();

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod browser;
 pub mod certs;
+pub mod charging;
 pub mod control;
 pub mod edge;
 pub mod etcd;

@@ -10,11 +10,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use pylon_tests::app::{AppOptions, AppProcess, Store};
+use pylon_tests::app::Store;
 use pylon_tests::certs::TestCerts;
-use pylon_tests::control::{app_login_edge_flags, Backend, ControlOptions, ControlProcess};
-use pylon_tests::edge::{EdgeOptions, EdgeProcess};
-use pylon_tests::fleet::{ChargingFleet, Reach};
+use pylon_tests::charging::ChargingPlatform;
 use pylon_tests::{binary, free_port, http, local, output, wait_for};
 
 const FIRST_PILE: u64 = 32_010_730_000_000;
@@ -74,85 +72,18 @@ path = "{b}"
     path
 }
 
-/// A control plane (embedded registry in `dir`), one app instance on `store`, one edge,
-/// and a fleet charging through it.
-struct ChargingPlatform {
-    control: ControlProcess,
-    app: AppProcess,
-    _edge: EdgeProcess,
-    fleet: ChargingFleet,
-    store: Store,
-}
-
-impl ChargingPlatform {
-    fn start(dir: &Path, certs: &TestCerts, store: Store) -> ChargingPlatform {
-        let control = ControlProcess::start(ControlOptions {
-            dir,
-            replica: "c1",
-            backend: Backend::Embedded(dir.join("registry.json")),
-            extra: vec![],
-        });
-        let app = AppProcess::start(AppOptions {
-            dir,
-            id: "app-1",
-            control: vec![control.grpc_url()],
-            store: store.clone(),
-            env: vec![],
-        });
-        let edge = EdgeProcess::start(EdgeOptions {
-            certs,
-            dir,
-            executors: 1,
-            extra: app_login_edge_flags("e1", &[control.grpc_url()]),
-            with_rsa: false,
-            tls_only: false,
-            log_filter_from_file: false,
-        });
-        wait_for("app-1 to own every shard", Duration::from_secs(20), || {
-            (control.get("/v1/admin/shards")["per_app"]["app-1"] == 1024).then_some(())
-        });
-        app.add_piles(FIRST_PILE, CHARGERS);
-        pylon_bench::accounts::provision(
-            &format!("http://{}", app.http),
-            pylon_tests::control::ADMIN_TOKEN,
-            FIRST_PILE,
-            CHARGERS,
-            1_000_000,
-        )
-        .expect("accounts for the fleet");
-        let fleet = ChargingFleet::start(dir, Reach::Edge(edge.tcp), FIRST_PILE, CHARGERS, 1, 3);
-        fleet.wait_confirmed(20, Duration::from_secs(60));
-        ChargingPlatform {
-            control,
-            app,
-            _edge: edge,
-            fleet,
-            store,
-        }
-    }
-
-    /// Starts the app instance again where it was (after it was killed).
-    fn restart_app(&mut self, dir: &Path) {
-        self.app = AppProcess::start_on(
-            AppOptions {
-                dir,
-                id: "app-1",
-                control: vec![self.control.grpc_url()],
-                store: self.store.clone(),
-                env: vec![],
-            },
-            self.app.grpc,
-            self.app.http,
-        );
-    }
-}
-
 #[test]
 fn a_backup_taken_under_charging_restores_a_destroyed_store_and_charging_resumes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let certs = TestCerts::generate(dir.path()).expect("certs");
     let db = dir.path().join("app.db");
-    let mut platform = ChargingPlatform::start(dir.path(), &certs, Store::Sqlite(db.clone()));
+    let mut platform = ChargingPlatform::start(
+        dir.path(),
+        &certs,
+        Store::Sqlite(db.clone()),
+        FIRST_PILE,
+        CHARGERS,
+    );
     let fleet = &platform.fleet;
 
     // A backup while the fleet charges.
@@ -211,19 +142,22 @@ fn a_backup_taken_under_charging_restores_a_destroyed_store_and_charging_resumes
         confirmed_before_backup.len() as u64 + 10,
         Duration::from_secs(60),
     );
+    let restore_store = || {
+        pylonctl(&[
+            "backup",
+            "restore",
+            "--config",
+            &config_arg,
+            "latest",
+            "--only",
+            "store",
+        ])
+    };
     platform.app.kill();
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-    let (ok, text) = pylonctl(&[
-        "backup",
-        "restore",
-        "--config",
-        &config_arg,
-        "latest",
-        "--only",
-        "store",
-    ]);
+    let (ok, text) = restore_store();
     assert!(ok, "restore: {text}");
     assert!(
         text.contains("from repo-b"),
@@ -231,15 +165,7 @@ fn a_backup_taken_under_charging_restores_a_destroyed_store_and_charging_resumes
     );
     assert!(db.exists());
     // Restoring over what exists needs --force.
-    let (ok, text) = pylonctl(&[
-        "backup",
-        "restore",
-        "--config",
-        &config_arg,
-        "latest",
-        "--only",
-        "store",
-    ]);
+    let (ok, text) = restore_store();
     assert!(!ok && text.contains("--force"), "{text}");
 
     // The app comes back on the restored store, and charging resumes.
@@ -249,7 +175,7 @@ fn a_backup_taken_under_charging_restores_a_destroyed_store_and_charging_resumes
         missing.is_empty(),
         "records confirmed before the backup are missing: {missing:?}"
     );
-    platform.restart_app(dir.path());
+    platform.restart_app();
     let fleet = &platform.fleet;
     let before = fleet.confirmed();
     fleet.wait_confirmed(before + 20, Duration::from_secs(90));
@@ -436,7 +362,13 @@ fn postgresql_is_backed_up_by_pgbackrest_into_two_repositories_and_restored_to_i
     );
     assert!(ok, "stanza-create: {text}");
 
-    let platform = ChargingPlatform::start(dir.path(), &certs, Store::Postgres(pg.url()));
+    let platform = ChargingPlatform::start(
+        dir.path(),
+        &certs,
+        Store::Postgres(pg.url()),
+        FIRST_PILE,
+        CHARGERS,
+    );
     let user = if owner.is_some() {
         "user = \"postgres\"\n"
     } else {

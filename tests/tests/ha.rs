@@ -7,14 +7,11 @@
 use std::time::{Duration, Instant};
 
 use pylon_bench::patroni::PatroniCluster;
-use pylon_tests::app::{AppOptions, AppProcess, Store};
+use pylon_tests::app::Store;
 use pylon_tests::certs::TestCerts;
-use pylon_tests::control::{app_login_edge_flags, Backend, ControlOptions, ControlProcess};
-use pylon_tests::edge::{EdgeOptions, EdgeProcess};
+use pylon_tests::charging::ChargingPlatform;
 use pylon_tests::etcd::EtcdCluster;
-use pylon_tests::fleet::{ChargingFleet, Reach};
 use pylon_tests::platform::runtime;
-use pylon_tests::wait_for;
 
 const FIRST_PILE: u64 = 32_010_720_000_000;
 const CHARGERS: u64 = 40;
@@ -25,48 +22,14 @@ fn the_store_loses_its_primary_under_charging_and_no_confirmed_record_is_lost_or
     let mut pg = PatroniCluster::start(&etcd.endpoints(), 3).expect("a Patroni cluster");
     let dir = tempfile::tempdir().expect("temp dir");
     let certs = TestCerts::generate(dir.path()).expect("certs");
-    let control = ControlProcess::start(ControlOptions {
-        dir: dir.path(),
-        replica: "c1",
-        backend: Backend::Embedded(dir.path().join("registry.json")),
-        extra: vec![],
-    });
-    let app = AppProcess::start(AppOptions {
-        dir: dir.path(),
-        id: "app-1",
-        control: vec![control.grpc_url()],
-        store: Store::Postgres(pg.url()),
-        env: vec![],
-    });
-    let edge = EdgeProcess::start(EdgeOptions {
-        certs: &certs,
-        dir: dir.path(),
-        executors: 1,
-        extra: app_login_edge_flags("e1", &[control.grpc_url()]),
-        with_rsa: false,
-        tls_only: false,
-        log_filter_from_file: false,
-    });
-    wait_for("app-1 to own every shard", Duration::from_secs(20), || {
-        (control.get("/v1/admin/shards")["per_app"]["app-1"] == 1024).then_some(())
-    });
-    app.add_piles(FIRST_PILE, CHARGERS);
-    pylon_bench::accounts::provision(
-        &format!("http://{}", app.http),
-        pylon_tests::control::ADMIN_TOKEN,
-        FIRST_PILE,
-        CHARGERS,
-        1_000_000,
-    )
-    .expect("accounts for the fleet");
-    let fleet = ChargingFleet::start(
+    let platform = ChargingPlatform::start(
         dir.path(),
-        Reach::Edge(edge.tcp),
+        &certs,
+        Store::Postgres(pg.url()),
         FIRST_PILE,
         CHARGERS,
-        1,
-        3,
     );
+    let (app, fleet) = (&platform.app, platform.fleet);
     fleet.wait_confirmed(30, Duration::from_secs(60));
 
     // The primary's machine dies.
