@@ -251,6 +251,11 @@ pub struct StoreConfig {
     /// PostgreSQL: how long a call keeps trying while no server takes writes (a
     /// failover), in seconds. Patroni's takes its leader TTL plus a loop.
     pub failover_secs: u64,
+    /// PostgreSQL: at start, wait (however long it takes) for a server that takes
+    /// writes, instead of exiting. For a disaster-recovery standby site, whose store is
+    /// a read-only standby until `pylonctl dr promote`: its app instances then start
+    /// serving on their own.
+    pub wait_for_primary: bool,
 }
 
 impl Default for StoreConfig {
@@ -261,6 +266,7 @@ impl Default for StoreConfig {
             url: String::new(),
             ca: None,
             failover_secs: 45,
+            wait_for_primary: false,
         }
     }
 }

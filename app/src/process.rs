@@ -75,6 +75,11 @@ pub struct Cli {
     /// refused unless --insecure-dev.
     #[arg(long, env = "PYLON_POSTGRES_CA")]
     postgres_ca: Option<PathBuf>,
+    /// At start, wait for the PostgreSQL store to take writes instead of exiting: for the
+    /// app instances of a disaster-recovery standby site, whose store is read-only until
+    /// `pylonctl dr promote` (`[store] wait_for_primary`).
+    #[arg(long, env = "PYLON_WAIT_FOR_PRIMARY")]
+    wait_for_primary: bool,
     /// Lease TTL asked of the control plane, in seconds.
     #[arg(long)]
     lease_ttl: Option<u32>,
@@ -145,6 +150,7 @@ impl Cli {
                 alertmanagers => alarms.alertmanagers;
         );
         c.insecure_dev |= cli.insecure_dev;
+        c.store.wait_for_primary |= cli.wait_for_primary;
         cli.cluster_tls.overlay(&mut c.cluster_tls);
         // Printing or checking the configuration writes nothing.
         let only_looking = cli.config_args.print_config || cli.config_args.check_config.is_some();

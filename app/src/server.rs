@@ -19,7 +19,7 @@ use crate::revenue::authorize::StartPolicy;
 use crate::revenue::vault::Vault;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::stream::BusinessService;
 use crate::{membership, operator};
 
@@ -43,13 +43,27 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 );
                 tracing::warn!("the PostgreSQL link is not encrypted (a store on this machine)");
             }
-            PostgresStore::connect_tuned(
-                url,
-                ca.map(std::path::PathBuf::as_path),
-                std::time::Duration::from_secs(config.store.failover_secs),
-            )
-            .await
-            .context("connecting to the PostgreSQL store")? as Arc<dyn Store>
+            let ca = ca.map(std::path::PathBuf::as_path);
+            let budget = std::time::Duration::from_secs(config.store.failover_secs);
+            let mut pause = std::time::Duration::from_millis(200);
+            loop {
+                match PostgresStore::connect_tuned(url, ca, budget).await {
+                    Ok(store) => break store as Arc<dyn Store>,
+                    // A standby site's store takes no writes until it is promoted.
+                    Err(StoreError::Unavailable(why)) if config.store.wait_for_primary => {
+                        tracing::warn!(
+                            "waiting for the PostgreSQL store to take writes (retrying in                              {pause:?}): {why}"
+                        );
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                    }
+                    Err(e) => {
+                        return Err(
+                            anyhow::Error::new(e).context("connecting to the PostgreSQL store")
+                        )
+                    }
+                }
+            }
         }
     })
 }

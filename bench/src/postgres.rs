@@ -150,6 +150,66 @@ impl PostgresCluster {
         Ok(cluster)
     }
 
+    /// A streaming standby of `primary`, as a second site would hold: a base backup
+    /// (`pg_basebackup -R`, so it follows the primary), started read-only on its own free
+    /// port, replaying what the primary writes. `SELECT pg_promote()` makes it a primary.
+    pub fn start_standby_of(primary: &PostgresCluster) -> anyhow::Result<PostgresCluster> {
+        let bin = bin_dir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("pylon-pg-standby-")
+            .tempdir()
+            .context("creating a directory for the standby")?;
+        let owner = owner()?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .context("giving the standby's directory to the postgres user")?;
+        }
+        let data = dir.path().join("data");
+        let output = command(&bin.join("pg_basebackup"), owner, dir.path())
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .arg("-D")
+            .arg(&data)
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"])
+            .stdin(Stdio::null())
+            .output()
+            .context("running pg_basebackup")?;
+        if !output.status.success() {
+            bail!(
+                "pg_basebackup failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let mut standby = PostgresCluster {
+            bin,
+            port: 0,
+            server: None,
+            log: dir.path().join("server.log"),
+            ca: None,
+            settings: Vec::new(),
+            dir,
+        };
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            standby.port = free_port();
+            match standby.start_server(owner) {
+                Ok(()) => return Ok(standby),
+                Err(e) if tries < PORT_TRIES && standby.log_tail(20).contains("in use") => {
+                    eprintln!("postgres standby: port {} was taken: {e:#}", standby.port);
+                }
+                Err(e) => bail!("{e:#}\n{}", standby.log_tail(30)),
+            }
+        }
+    }
+
     fn start_server(&mut self, owner: Option<(u32, u32)>) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)

@@ -52,6 +52,8 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// The cluster certificate: with it, gRPC is mutual TLS and the HTTP API HTTPS.
     pub cluster_tls: pylon_service::tls::TlsFiles,
+    /// Disaster recovery with a second site (`[dr]`).
+    pub dr: crate::dr::DrConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
@@ -105,6 +107,7 @@ impl Default for Config {
             dispatch_backups: 2,
             registry: RegistryConfig::default(),
             cluster_tls: Default::default(),
+            dr: Default::default(),
         }
     }
 }
@@ -150,6 +153,7 @@ impl Config {
             "no cluster token (--cluster-token or PYLON_CLUSTER_TOKEN): anything could register \
              as an edge or app instance. Give one, or run with --insecure-dev on a developer's machine"
         );
+        self.dr.validate(self.insecure_dev)?;
         Ok(())
     }
 

@@ -71,8 +71,8 @@ pub fn routes() -> Routes<Http> {
         .get("/v1/admin/routes", Access::Needs(Read), routes_table)
         .get("/v1/admin/audit", Access::Needs(Admin), audit_list)
         .get("/v1/admin/audit/verify", Access::Needs(Admin), audit_verify);
-    crate::console::routes(crate::forward::routes(crate::identity::http::routes(
-        routes,
+    crate::dr::routes(crate::console::routes(crate::forward::routes(
+        crate::identity::http::routes(routes),
     )))
 }
 
@@ -128,6 +128,19 @@ async fn entry(State(s): State<Http>, Query(query): Query<HashMap<String, String
             );
         }
     };
+    // A disaster-recovery standby sends chargers nowhere: they go on to the next
+    // dispatch address they know, the primary site's.
+    if !node.dr.takes_chargers() {
+        count("standby_site");
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "standby_site",
+            "this site is a disaster-recovery standby and takes no chargers; ask the primary site",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return r;
+    }
     let view = node.view.load();
     let backups = node.config.dispatch_backups;
     let number = pile.to_u64();

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod dispatch;
+pub mod dr;
 pub mod forward;
 pub mod grpc;
 pub mod http;

@@ -53,6 +53,16 @@ pub struct ControlMetrics {
     pub edges_draining: Gauge,
     pub apps_live: Gauge,
     pub shards_unowned: Gauge,
+    /// 1 while this site is the primary, 0 while it is a standby (disaster recovery).
+    pub dr_primary: Gauge,
+    /// When a standby last copied the primary site's registry (Unix ms).
+    pub dr_mirror_ok_ms: Gauge,
+    pub dr_mirror_failures: Counter,
+    /// On a standby's leader: 1 while its store streams from the primary's, 0 when not;
+    /// -1 where it is not watched (a primary, another replica, no `[dr] store_url`).
+    pub dr_store_streaming: Gauge,
+    /// On a standby's leader: the primary's WAL not yet received, as of its last report.
+    pub dr_store_behind_bytes: Gauge,
 }
 
 impl Default for ControlMetrics {
@@ -82,6 +92,11 @@ impl Default for ControlMetrics {
             edges_draining: Gauge::default(),
             apps_live: Gauge::default(),
             shards_unowned: Gauge::default(),
+            dr_primary: Gauge::default(),
+            dr_mirror_ok_ms: Gauge::default(),
+            dr_mirror_failures: Counter::default(),
+            dr_store_streaming: Gauge::default(),
+            dr_store_behind_bytes: Gauge::default(),
         }
     }
 }
@@ -205,5 +220,35 @@ impl ControlMetrics {
             "Shards no registered app instance owns",
             self.shards_unowned.clone(),
         );
+        r.register(
+            "dr_primary",
+            "1 while this site takes chargers (primary), 0 while it is a disaster-recovery standby",
+            self.dr_primary.clone(),
+        );
+        r.register(
+            "dr_mirror_success_timestamp_ms",
+            "When this standby site last copied the primary site's operators and tokens (Unix ms; 0: never)",
+            self.dr_mirror_ok_ms.clone(),
+        );
+        r.register(
+            "dr_mirror_failures",
+            "Tries to copy the primary site's registry that failed",
+            self.dr_mirror_failures.clone(),
+        );
+        r.register(
+            "dr_store_streaming",
+            "On a standby site's leader: 1 while its store streams from the primary site's, 0 when not; -1 where not watched",
+            self.dr_store_streaming.clone(),
+        );
+        r.register(
+            "dr_store_behind_bytes",
+            "On a standby site's leader: the primary's WAL its store has not received (the recovery point)",
+            self.dr_store_behind_bytes.clone(),
+        );
+    }
+
+    pub fn set_dr_role(&self, role: pylon_proto::api::dr::SiteRole) {
+        self.dr_primary
+            .set(i64::from(role == pylon_proto::api::dr::SiteRole::Primary));
     }
 }

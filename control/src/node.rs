@@ -50,6 +50,8 @@ pub struct ControlNode {
     /// The cluster's audit log, and this replica's writer to it.
     pub audit: Arc<RegistryAudit>,
     pub auditor: Auditor,
+    /// This site's part in disaster recovery: its role, the other site, the mirror.
+    pub dr: crate::dr::DrState,
 }
 
 impl ControlNode {
@@ -70,10 +72,13 @@ impl ControlNode {
             "control",
             Some(audit.clone() as Arc<dyn pylon_service::audit::AuditSink>),
         );
+        let dr = crate::dr::DrState::new(&config.dr, config.cluster_tls.ca.as_deref());
+        let metrics = ControlMetrics::default();
+        metrics.dr_store_streaming.set(-1);
         Arc::new(ControlNode {
             config,
             registry,
-            metrics: ControlMetrics::default(),
+            metrics,
             view: ArcSwap::from_pointee(ClusterView::default()),
             publisher,
             changes,
@@ -85,6 +90,7 @@ impl ControlNode {
             auth,
             audit,
             auditor,
+            dr,
         })
     }
 

@@ -110,6 +110,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let mirror = tokio::spawn(mirror::run(node.clone()));
     let leader = tokio::spawn(leader::run(node.clone(), stopped.clone()));
     let presence = tokio::spawn(presence::run(node.clone(), stopped.clone()));
+    let dr = tokio::spawn(crate::dr::run(node.clone()));
     let grpc = tokio::spawn(serve_grpc(node.clone(), grpc_listener, stopped.clone()));
     let http_addr = local(&http_listener);
     let app = http::router(node.clone(), metrics);
@@ -134,6 +135,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let _ = tokio::time::timeout(Duration::from_secs(3), leader).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), presence).await;
     mirror.abort();
+    dr.abort();
     let _ = tokio::time::timeout(Duration::from_secs(3), grpc).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), http).await;
     node.auditor.flush(Duration::from_secs(5)).await;

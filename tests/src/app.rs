@@ -41,6 +41,23 @@ impl AppProcess {
 
     /// Starts on given addresses (to restart an instance where it was).
     pub fn start_on(opts: AppOptions<'_>, grpc: SocketAddr, http_addr: SocketAddr) -> AppProcess {
+        let mut app = Self::spawn_on(opts, grpc, http_addr, &[]);
+        app.wait_ready(Duration::from_secs(15));
+        app
+    }
+
+    /// Starts with `extra` flags, without waiting for it to be ready (e.g. an instance
+    /// waiting for its store to be promoted).
+    pub fn spawn(opts: AppOptions<'_>, extra: &[&str]) -> AppProcess {
+        Self::spawn_on(opts, local(free_port()), local(free_port()), extra)
+    }
+
+    fn spawn_on(
+        opts: AppOptions<'_>,
+        grpc: SocketAddr,
+        http_addr: SocketAddr,
+        extra: &[&str],
+    ) -> AppProcess {
         let log = opts
             .dir
             .join(format!("app-{}-{}.log", opts.id, grpc.port()));
@@ -77,35 +94,43 @@ impl AppProcess {
                 cmd.args(["--store", "postgres", "--postgres-url", url]);
             }
         }
-        cmd.envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        cmd.args(extra)
+            .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "pylon_app=debug,info")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log file handle"))
             .stderr(log_file);
         let child = cmd.spawn().expect("starting pylon-app");
-        let mut app = AppProcess {
+        AppProcess {
             child,
             id: opts.id.to_owned(),
             grpc,
             http: http_addr,
             log,
+        }
+    }
+
+    /// Waits until `/readyz` answers 200; panics, with the log, if it does not in time or
+    /// the process exits.
+    pub fn wait_ready(&mut self, limit: Duration) {
+        let start = std::time::Instant::now();
+        let ready = loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break false;
+            }
+            if http::get(self.http, "/readyz").0 == 200 {
+                break true;
+            }
+            if start.elapsed() > limit {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         };
-        let ready = (0..300).any(|_| {
-            if let Ok(Some(_)) = app.child.try_wait() {
-                return true;
-            }
-            let up = http::get(app.http, "/readyz").0 == 200;
-            if !up {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            up
-        });
         assert!(
-            ready && app.is_running(),
+            ready && self.is_running(),
             "pylon-app did not become ready; log:\n{}",
-            app.log_text()
+            self.log_text()
         );
-        app
     }
 
     pub fn log_text(&self) -> String {

@@ -110,15 +110,6 @@ fn time_text(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-fn size_text(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{b} B"),
-    }
-}
-
 pub fn run(cmd: BackupCommand, out: &mut dyn Write) -> Result<(), Failure> {
     match cmd {
         BackupCommand::Keygen { out: path } => {
@@ -142,7 +133,7 @@ pub fn run(cmd: BackupCommand, out: &mut dyn Write) -> Result<(), Failure> {
                 "backup {} ({} parts, {})",
                 m.id,
                 m.parts.len(),
-                size_text(m.size())
+                crate::units::format_bytes(m.size())
             )?;
             for (repo, result) in &created.stored {
                 match result {
@@ -192,7 +183,7 @@ pub fn run(cmd: BackupCommand, out: &mut dyn Write) -> Result<(), Failure> {
                                 b.id,
                                 taken,
                                 parts,
-                                size_text(size)
+                                crate::units::format_bytes(size)
                             )?;
                         }
                     }

@@ -11,6 +11,7 @@
 //! - [`identity`]: `users`, `tokens`, `login`, `logout` and `whoami`: who operates Pylon,
 //!   through the control plane (passwords from a prompt or stdin, [`identity::password`]).
 //! - [`audit`]: `audit list|verify`, the control plane's hash-chained audit log.
+//! - [`dr`]: `dr status|promote|demote`, disaster recovery with a second site.
 //! - [`guard`]: `guard status|block|unblock`, an edge's SYN-flood guard.
 //! - [`top`]: `top`, a live view of edges from their Prometheus metrics.
 //! - [`ykc`]: `ykc decode|encode|types`, offline.
@@ -25,6 +26,7 @@ pub mod business;
 pub mod capacity;
 pub mod certs;
 pub mod control;
+pub mod dr;
 pub mod guard;
 pub mod identity;
 pub mod keys;
@@ -234,6 +236,9 @@ pub enum OpsCommand {
     /// Show the user and role of the token in use.
     #[command(long_about = identity::WHOAMI_ABOUT)]
     Whoami(WhoamiArgs),
+    /// Disaster recovery: a standby site's state, its promotion, a site's demotion.
+    #[command(long_about = dr::DR_ABOUT)]
+    Dr(dr::DrArgs),
     /// Read the audit log of operator actions and check its hash chain (needs admin).
     #[command(long_about = audit::AUDIT_ABOUT)]
     Audit(AuditArgs),
@@ -370,6 +375,7 @@ pub fn run_with_console(
         OpsCommand::Logout(args) => identity::run_logout(args, env, out),
         OpsCommand::Whoami(args) => identity::run_whoami(args, env, out),
         OpsCommand::Audit(args) => audit::run_audit(args, env, out),
+        OpsCommand::Dr(args) => dr::run_dr(args, env, out),
         OpsCommand::Guard(args) => guard::run_guard(args, env, out),
         OpsCommand::Top(args) => top::run_top(args, env, out),
     }

@@ -3,6 +3,7 @@
 //!
 //! - [`error`]: the one error body of every API, `{"error": {"code", "message"}}`.
 //! - [`control`]: the control plane's dispatch and admin API.
+//! - [`dr`]: disaster recovery between two sites (status, promotion, the registry mirror).
 //! - [`app`]: the app service's operator API (piles, orders, records, commands).
 //! - [`audit`]: the hash-chained audit log of operator actions.
 //! - [`identity`]: operators (users), their roles and tokens (control plane).
@@ -16,6 +17,7 @@ pub mod app_routes;
 pub mod audit;
 pub mod capacity;
 pub mod control;
+pub mod dr;
 pub mod edge;
 pub mod error;
 pub mod identity;
