@@ -8,7 +8,8 @@
 //!
 //! Measured: the recovery point (records confirmed by the lost site and missing on the
 //! standby, and the WAL the standby had not received at the last status) and the recovery
-//! time (from the loss to records confirmed again).
+//! time (from the loss to records confirmed again). The lost site's control plane then
+//! comes back and stands down, since the other site was promoted after it.
 
 use std::path::Path;
 use std::process::Command;
@@ -271,6 +272,30 @@ fn the_standby_site_takes_over_when_the_primary_site_is_lost() {
     assert_eq!(status["role"], "primary", "{status}");
     assert_eq!(status["store"]["in_recovery"], false, "{status}");
     assert_eq!(status["peer"]["reachable"], false, "{status}");
+
+    // West's control plane comes back on its old registry, now knowing east: it finds east
+    // promoted after it and stands down before it sends a charger anywhere.
+    let west_token = west_dir.join("east.token");
+    std::fs::write(&west_token, &token).expect("token file");
+    let west = control(
+        &west_dir,
+        "west",
+        &format!(
+            "[dr]\nsite = \"west\"\npeer = \"http://{}\"\npeer_token_file = \"{}\"\n",
+            east.http,
+            west_token.display()
+        ),
+    );
+    let (code, body) = west.entry(&pile, Some("tcp"));
+    assert_eq!(code, 503, "the old primary's dispatch: {body}");
+    let west_status = dr_json(&west, &token);
+    assert_eq!(west_status["role"], "standby", "{west_status}");
+    assert_eq!(west_status["peer"]["role"], "primary", "{west_status}");
+    assert!(
+        west.log_text().contains("stands down"),
+        "{}",
+        west.log_text()
+    );
 
     let report = fleet.stop();
     let stored = pylon_tests::records::postgres(&east_pg.url());

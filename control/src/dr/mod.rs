@@ -16,7 +16,7 @@ mod store;
 pub use http::routes;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -152,6 +152,8 @@ pub struct RoleRecord {
 pub struct DrState {
     role: AtomicU8,
     since_ms: Mutex<i64>,
+    /// A primary asked the other site whether it was replaced, since this process started.
+    peer_checked: AtomicBool,
     pub(crate) mirror: Mutex<MirrorStatus>,
     pub(crate) peer: Option<peer::Peer>,
 }
@@ -172,6 +174,7 @@ impl DrState {
         DrState {
             role: AtomicU8::new(if config.enabled() { UNKNOWN } else { PRIMARY }),
             since_ms: Mutex::new(0),
+            peer_checked: AtomicBool::new(false),
             mirror: Mutex::new(MirrorStatus::default()),
             peer,
         }
@@ -230,7 +233,13 @@ pub async fn run(node: Arc<ControlNode>) {
         refresh_role(&node).await;
         let standby_leader = node.dr.role() == KnownRole::Known(SiteRole::Standby)
             && node.is_leader.load(Ordering::Relaxed);
+        let primary_leader = node.dr.role() == KnownRole::Known(SiteRole::Primary)
+            && node.is_leader.load(Ordering::Relaxed);
         let due = last_copy.is_none_or(|at| at.elapsed() >= every);
+        if primary_leader && due {
+            last_copy = Some(tokio::time::Instant::now());
+            stand_down_if_superseded(&node, node.dr.since_ms()).await;
+        }
         if standby_leader && due {
             last_copy = Some(tokio::time::Instant::now());
             mirror::copy_once(&node).await;
@@ -268,6 +277,15 @@ async fn refresh_role(node: &ControlNode) {
             node.config.dr.role,
         ) {
             Ok((role, since)) => {
+                // A primary coming back (a restart, a healed partition) asks the other site
+                // before it takes a charger: it may have been replaced meanwhile.
+                if role == SiteRole::Primary
+                    && !node.dr.peer_checked.load(Ordering::Relaxed)
+                    && stand_down_if_superseded(node, since).await
+                {
+                    return;
+                }
+                node.dr.peer_checked.store(true, Ordering::Relaxed);
                 let before = node.dr.role();
                 node.dr.set_role(role, since);
                 if before != KnownRole::Known(role) {
@@ -281,6 +299,48 @@ async fn refresh_role(node: &ControlNode) {
             let _ = node.registry_error("dr_role", e);
         }
     }
+}
+
+/// Makes this primary site a standby when the other site answers that it was promoted
+/// after this one became primary: two primaries would take the same chargers and write
+/// diverging stores. An unreachable other site changes nothing. Returns whether it stood
+/// down.
+async fn stand_down_if_superseded(node: &ControlNode, our_since_ms: i64) -> bool {
+    let Some(peer) = &node.dr.peer else {
+        return false;
+    };
+    let Ok(theirs) = peer.status().await else {
+        return false;
+    };
+    if !superseded(our_since_ms, theirs.role, theirs.role_since_ms) {
+        return false;
+    }
+    tracing::error!(
+        peer = %peer.url,
+        their_promotion_ms = theirs.role_since_ms,
+        "the other site was promoted after this one became primary: this site stands down \
+         to standby and takes no chargers. Rebuild its store as a standby of the other site's"
+    );
+    match write_role(
+        node,
+        SiteRole::Standby,
+        "fenced: the other site was promoted",
+    )
+    .await
+    {
+        Ok(()) => true,
+        Err(e) => {
+            // Not taking chargers matters more than the record of it.
+            tracing::error!("cannot write the standby role: {e:#}");
+            node.dr.set_role(SiteRole::Standby, now_ms());
+            true
+        }
+    }
+}
+
+/// Whether the other site's role replaces ours: it is primary too, and became so later.
+pub fn superseded(our_since_ms: i64, their_role: SiteRole, their_since_ms: i64) -> bool {
+    their_role == SiteRole::Primary && their_since_ms > our_since_ms
 }
 
 /// Writes a new role for this site.
@@ -347,6 +407,21 @@ mod tests {
         assert!(!partnered.takes_chargers());
         partnered.set_role(SiteRole::Primary, 2);
         assert!(partnered.takes_chargers());
+    }
+
+    #[test]
+    fn a_primary_stands_down_only_for_a_later_promotion() {
+        assert!(superseded(0, SiteRole::Primary, 1_700));
+        assert!(superseded(1_000, SiteRole::Primary, 1_700));
+        assert!(
+            !superseded(2_000, SiteRole::Primary, 1_700),
+            "we were promoted later"
+        );
+        assert!(
+            !superseded(0, SiteRole::Primary, 0),
+            "both configured primary"
+        );
+        assert!(!superseded(0, SiteRole::Standby, 1_700));
     }
 
     #[test]
