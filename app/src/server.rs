@@ -52,7 +52,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                     // A standby site's store takes no writes until it is promoted.
                     Err(StoreError::Unavailable(why)) if config.store.wait_for_primary => {
                         tracing::warn!(
-                            "waiting for the PostgreSQL store to take writes (retrying in                              {pause:?}): {why}"
+                            "waiting for the PostgreSQL store to take writes (retrying in {pause:?}): {why}"
                         );
                         tokio::time::sleep(pause).await;
                         pause = (pause * 2).min(std::time::Duration::from_secs(2));

@@ -85,6 +85,10 @@ pub fn router(node: Arc<ControlNode>, metrics: MetricsRegistry) -> Router {
     };
     routes()
         .into_router(auth, None)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::dr::refuse_identity_changes_on_a_standby,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), count_admin))
         .with_state(state)
 }

@@ -236,6 +236,16 @@ fn the_standby_site_takes_over_when_the_primary_site_is_lost() {
         .unwrap_or_default();
     assert_eq!(standbys.len(), 1, "west streams to east: {west_status}");
 
+    // Operators are changed at the primary, not at the standby that copies them.
+    let (code, body) = http::call_as(
+        east.http,
+        "POST",
+        "/v1/admin/users",
+        Some(json!({"name": "eve", "role": "admin", "password": "a long enough password"})),
+        Some(&token),
+    );
+    assert_eq!(code, 409, "a user made at the standby: {body}");
+
     // Promotion is refused while the primary site answers.
     let (ok, text) = dr(&east, &token, &["promote"]);
     assert!(
@@ -296,6 +306,9 @@ fn the_standby_site_takes_over_when_the_primary_site_is_lost() {
         "{}",
         west.log_text()
     );
+    // Demoting east now would leave no primary.
+    let (ok, text) = dr(&east, &token, &["demote"]);
+    assert!(!ok && text.contains("demotion_refused"), "{text}");
 
     let report = fleet.stop();
     let stored = pylon_tests::records::postgres(&east_pg.url());

@@ -8,13 +8,18 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::middleware::Next;
 use pylon_proto::api::dr::{
-    DrStatus, MirrorStatus, PeerStatus, PromoteReply, PromoteRequest, SiteRole,
+    DemoteRequest, DrStatus, MirrorStatus, PeerStatus, PromoteReply, PromoteRequest, SiteRole,
 };
 use pylon_service::audit::Action;
 use pylon_service::http::error;
 use pylon_service::routes::{Access, Caller, Routes};
 
+use super::peer::PeerError;
 use super::{store, KnownRole};
 use crate::http::Http;
 use crate::node::ControlNode;
@@ -50,14 +55,16 @@ async fn status(State(s): State<Http>, Query(q): Query<HashMap<String, String>>)
     let Some(role) = role_of(node) else {
         return role_unknown();
     };
-    // The other site asks with ?peer=false, so that two sites never ask each other in turn.
-    let ask_peer = q.get("peer").is_none_or(|v| v != "false");
-    Json(site_status(node, role, ask_peer).await).into_response()
+    // The other site asks with ?peer=false: its own role only, quickly (two sites never
+    // ask each other in turn, and its short timeout is not spent on our store).
+    let full = q.get("peer").is_none_or(|v| v != "false");
+    Json(site_status(node, role, full).await).into_response()
 }
 
-async fn site_status(node: &ControlNode, role: SiteRole, ask_peer: bool) -> DrStatus {
+/// This site's state; with `full`, also the other site's and the store's.
+async fn site_status(node: &ControlNode, role: SiteRole, full: bool) -> DrStatus {
     let config = &node.config.dr;
-    let peer = match (&node.dr.peer, ask_peer) {
+    let peer = match (&node.dr.peer, full) {
         (Some(peer), true) => Some(match peer.status().await {
             Ok(theirs) => PeerStatus {
                 url: peer.url.clone(),
@@ -69,7 +76,7 @@ async fn site_status(node: &ControlNode, role: SiteRole, ask_peer: bool) -> DrSt
                 url: peer.url.clone(),
                 reachable: false,
                 role: None,
-                error: Some(e),
+                error: Some(e.to_string()),
             },
         }),
         (Some(peer), false) => Some(PeerStatus {
@@ -81,8 +88,8 @@ async fn site_status(node: &ControlNode, role: SiteRole, ask_peer: bool) -> DrSt
         (None, _) => None,
     };
     let store = match &config.store_url {
-        Some(_) => Some(store::status(config).await),
-        None => None,
+        Some(_) if full => Some(store::status(config).await),
+        _ => None,
     };
     let mirror = (role == SiteRole::Standby).then(|| mirror_now(node));
     DrStatus {
@@ -104,13 +111,26 @@ fn mirror_now(node: &ControlNode) -> MirrorStatus {
 }
 
 async fn promote(
-    State(s): State<Http>,
+    State(node): State<Arc<ControlNode>>,
     Extension(caller): Extension<Caller>,
     body: Option<Json<PromoteRequest>>,
 ) -> Response {
-    let started = Instant::now();
-    let node = s.node();
     let request = body.map(|Json(b)| b).unwrap_or_default();
+    // Once begun, a promotion runs to its end even if the caller goes away: a store
+    // promoted without the role written would take no chargers.
+    tokio::spawn(async move { promote_site(&node, &caller, request).await })
+        .await
+        .unwrap_or_else(|e| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "promotion_failed",
+                format!("the promotion stopped: {e}"),
+            )
+        })
+}
+
+async fn promote_site(node: &ControlNode, caller: &Caller, request: PromoteRequest) -> Response {
+    let started = Instant::now();
     match role_of(node) {
         Some(SiteRole::Standby) => {}
         Some(SiteRole::Primary) => {
@@ -124,9 +144,9 @@ async fn promote(
     }
     // Two primaries would take the same chargers and write two diverging stores: the
     // other site must be gone, or the operator must know it is cut off.
-    if let Some(peer) = &node.dr.peer {
-        if let Ok(theirs) = peer.status().await {
-            if theirs.role == SiteRole::Primary && !request.force {
+    if let (Some(peer), false) = (&node.dr.peer, request.force) {
+        match peer.status().await {
+            Ok(theirs) if theirs.role == SiteRole::Primary => {
                 return error(
                     StatusCode::CONFLICT,
                     "peer_is_primary",
@@ -135,6 +155,17 @@ async fn promote(
                          would make two. Stop it (or demote it), or pass --force if it is \
                          cut off from chargers",
                         peer.url
+                    ),
+                );
+            }
+            Ok(_) | Err(PeerError::Unreachable(_)) => {}
+            Err(PeerError::Failed(e)) => {
+                return error(
+                    StatusCode::CONFLICT,
+                    "peer_unknown",
+                    format!(
+                        "the other site answers, but its role cannot be read ({e}): it may \
+                         still be primary. Pass --force if it is lost or cut off"
                     ),
                 );
             }
@@ -180,7 +211,7 @@ async fn promote(
     let after = serde_json::to_value(&reply).ok();
     node.auditor
         .record(
-            &caller,
+            caller,
             Action {
                 action: "dr.promote",
                 target: &reply.site,
@@ -194,8 +225,13 @@ async fn promote(
 
 /// Marks this site a standby again (after it was rebuilt as a replica of the new
 /// primary): its dispatch turns chargers away and it mirrors the other site.
-async fn demote(State(s): State<Http>, Extension(caller): Extension<Caller>) -> Response {
+async fn demote(
+    State(s): State<Http>,
+    Extension(caller): Extension<Caller>,
+    body: Option<Json<DemoteRequest>>,
+) -> Response {
     let node = s.node();
+    let request = body.map(|Json(b)| b).unwrap_or_default();
     if node.dr.peer.is_none() {
         return error(
             StatusCode::CONFLICT,
@@ -213,6 +249,12 @@ async fn demote(State(s): State<Http>, Extension(caller): Extension<Caller>) -> 
             )
         }
         None => return role_unknown(),
+    }
+    // Demoting the only primary would turn every charger away.
+    if !request.force {
+        if let Some(why) = demotion_refused(node).await {
+            return error(StatusCode::CONFLICT, "demotion_refused", why);
+        }
     }
     if let Err(e) = super::write_role(node, SiteRole::Standby, &caller.principal.user).await {
         return error(
@@ -234,6 +276,59 @@ async fn demote(State(s): State<Http>, Extension(caller): Extension<Caller>) -> 
         )
         .await;
     Json(site_status(node, SiteRole::Standby, false).await).into_response()
+}
+
+/// Why this site should not be demoted now, if it should not.
+async fn demotion_refused(node: &ControlNode) -> Option<String> {
+    let peer = node.dr.peer.as_ref()?;
+    match peer.status().await {
+        Ok(theirs) if theirs.role == SiteRole::Primary => {}
+        Ok(_) => {
+            return Some(format!(
+                "the other site ({}) is not primary: demoting this one would leave none. \
+                 Pass --force to demote anyway",
+                peer.url
+            ))
+        }
+        Err(e) => {
+            return Some(format!(
+                "the other site's role cannot be read ({e}): demoting this one may leave no \
+                 primary. Pass --force to demote anyway"
+            ))
+        }
+    }
+    if node.config.dr.store_url.is_some() {
+        let store = store::status(&node.config.dr).await;
+        if store.error.is_none() && !store.in_recovery {
+            return Some(
+                "this site's store still takes writes: rebuild it as a standby of the other \
+                 site's first (pg_basebackup or pg_rewind), or pass --force"
+                    .into(),
+            );
+        }
+    }
+    None
+}
+
+/// On a standby, operators and tokens are the primary site's, copied here: a change made
+/// here would be undone by the next copy, so it is refused (logging in and out is not).
+pub async fn refuse_identity_changes_on_a_standby(
+    State(s): State<Http>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let identity_change = request.method() != axum::http::Method::GET
+        && (path.starts_with("/v1/admin/users") || path.starts_with("/v1/admin/tokens"));
+    if identity_change && s.node().dr.role() == KnownRole::Known(SiteRole::Standby) {
+        return error(
+            StatusCode::CONFLICT,
+            "standby_site",
+            "this site is a disaster-recovery standby: its operators and tokens are copied \
+             from the primary site. Change them there",
+        );
+    }
+    next.run(request).await
 }
 
 async fn export(State(s): State<Http>) -> Response {

@@ -21,7 +21,8 @@ pub(crate) enum Change {
 }
 
 /// The writes that make `local` equal `remote`, for keys under the mirrored prefixes
-/// only (anything else the primary sends is ignored).
+/// only (anything else the primary sends is ignored). Login sessions made here are kept:
+/// they are this site's own.
 pub(crate) fn plan(local: &[KeyValue], remote: &[ExportedKey]) -> Vec<Change> {
     let mirrored = |key: &str| MIRRORED.iter().any(|p| key.starts_with(p));
     let wanted: BTreeMap<&str, &[u8]> = remote
@@ -43,14 +44,35 @@ pub(crate) fn plan(local: &[KeyValue], remote: &[ExportedKey]) -> Vec<Change> {
             });
         }
     }
-    for key in held.keys() {
-        if !wanted.contains_key(key) {
+    for (key, value) in &held {
+        if !wanted.contains_key(key) && !is_session(value) {
             changes.push(Change::Delete {
                 key: (*key).to_owned(),
             });
         }
     }
     changes
+}
+
+/// A login session's token record (`{"info": {"kind": "session", ...}, ...}`).
+fn is_session(value: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(value).is_ok_and(|v| v["info"]["kind"] == "session")
+}
+
+/// Why a copy is not applied: a primary whose operators mostly vanished is more likely
+/// reset, rebuilt or misnamed than purged, and applying it would lock operators out of
+/// the site they need in a disaster.
+pub(crate) fn too_destructive(local_keys: usize, changes: &[Change]) -> Option<String> {
+    let deletes = changes
+        .iter()
+        .filter(|c| matches!(c, Change::Delete { .. }))
+        .count();
+    (local_keys >= 4 && deletes * 2 > local_keys).then(|| {
+        format!(
+            "the copy would delete {deletes} of the {local_keys} operator keys held here; not \
+             applied. If that is meant, delete them here too (or at both sites)"
+        )
+    })
 }
 
 /// The mirrored keys of this site's registry, for the other site.
@@ -71,7 +93,15 @@ pub(crate) async fn export(
             value: kv.value,
         }));
     }
-    Ok(pylon_proto::api::dr::RegistryExport { revision, items })
+    let role = match node.dr.role() {
+        super::KnownRole::Known(role) => role,
+        super::KnownRole::Unknown => anyhow::bail!("this site's role is not known yet"),
+    };
+    Ok(pylon_proto::api::dr::RegistryExport {
+        role,
+        revision,
+        items,
+    })
 }
 
 /// Copies the primary's mirrored keys once, and records how it went.
@@ -109,7 +139,11 @@ async fn copy(node: &ControlNode) -> anyhow::Result<(u64, u64)> {
         .peer
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("no [dr] peer"))?;
-    let remote = peer.export().await.map_err(anyhow::Error::msg)?;
+    let remote = peer.export().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(
+        remote.role == pylon_proto::api::dr::SiteRole::Primary,
+        "the other site is not primary: nothing to follow"
+    );
     let mut local = Vec::new();
     for prefix in MIRRORED {
         let listing = node
@@ -120,7 +154,13 @@ async fn copy(node: &ControlNode) -> anyhow::Result<(u64, u64)> {
         local.extend(listing.items);
     }
     let changes = plan(&local, &remote.items);
+    if let Some(why) = too_destructive(local.len(), &changes) {
+        anyhow::bail!(why);
+    }
     for change in &changes {
+        if let Change::Delete { key } = change {
+            tracing::info!(key, "removed at the primary site: removing it here");
+        }
         match change {
             Change::Put { key, value } => {
                 node.registry.put(key, value.clone(), None).await.map(drop)
@@ -184,5 +224,34 @@ mod tests {
             ]
         );
         assert!(plan(&here[2..3], &there[1..2]).is_empty(), "nothing to do");
+    }
+
+    #[test]
+    fn sessions_made_here_stay_and_a_primary_emptied_is_not_copied() {
+        let session = r#"{"info":{"kind":"session","id":"s1"},"digest":"d"}"#;
+        let api = r#"{"info":{"kind":"api","id":"t1"},"digest":"d"}"#;
+        let here = [
+            local("/pylon-identity/tokens/s1", session),
+            local("/pylon-identity/tokens/t1", api),
+            local("/pylon-identity/users/ana", "a"),
+            local("/pylon-identity/users/bo", "b"),
+        ];
+        let changes = plan(&here, &[]);
+        assert_eq!(changes.len(), 3, "the session stays: {changes:?}");
+        assert!(too_destructive(here.len(), &changes).is_some());
+        let one_gone = plan(
+            &here,
+            &[
+                remote("/pylon-identity/tokens/t1", api),
+                remote("/pylon-identity/users/ana", "a"),
+            ],
+        );
+        assert_eq!(
+            one_gone,
+            vec![Change::Delete {
+                key: "/pylon-identity/users/bo".into()
+            }]
+        );
+        assert!(too_destructive(here.len(), &one_gone).is_none());
     }
 }

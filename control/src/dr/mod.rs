@@ -13,7 +13,7 @@ mod mirror;
 mod peer;
 mod store;
 
-pub use http::routes;
+pub use http::{refuse_identity_changes_on_a_standby, routes};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -116,6 +116,11 @@ impl DrConfig {
                 "[dr] role = \"standby\" needs a peer (the primary site) to follow"
             );
         }
+        anyhow::ensure!(
+            self.role == SiteRole::Primary || self.store_url.is_some(),
+            "[dr] role = \"standby\" needs store_url: a promotion must promote the site's \
+             store, or its app instances would wait on a read-only one"
+        );
         if let Some(url) = &self.store_url {
             let parsed: tokio_postgres::Config = url
                 .parse()

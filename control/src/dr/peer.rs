@@ -24,35 +24,84 @@ impl Peer {
         }
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
-        let client = self.client.as_ref().map_err(Clone::clone)?;
-        let token = std::fs::read_to_string(&self.token_file)
-            .map_err(|e| format!("[dr] peer_token_file {}: {e}", self.token_file.display()))?;
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, PeerError> {
+        let client = self
+            .client
+            .as_ref()
+            .map_err(|e| PeerError::Failed(e.clone()))?;
+        let token = std::fs::read_to_string(&self.token_file).map_err(|e| {
+            PeerError::Failed(format!(
+                "[dr] peer_token_file {}: {e}",
+                self.token_file.display()
+            ))
+        })?;
         let url = format!("{}{path}", self.url);
         let response = client
             .get(&url)
             .bearer_auth(token.trim())
             .send()
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| {
+                let text = format!("{url}: {}", with_causes(&e));
+                // Only a site that cannot be reached at all counts as gone; a TLS failure
+                // or a refused token means it is there, and we cannot tell what it does.
+                if e.is_connect() || e.is_timeout() {
+                    PeerError::Unreachable(text)
+                } else {
+                    PeerError::Failed(text)
+                }
+            })?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
-            return Err(format!("{url} answered {status}: {}", body.trim()));
+            return Err(PeerError::Failed(format!(
+                "{url} answered {status}: {}",
+                body.trim()
+            )));
         }
         response
             .json::<T>()
             .await
-            .map_err(|e| format!("unreadable answer from {url}: {e}"))
+            .map_err(|e| PeerError::Failed(format!("unreadable answer from {url}: {e}")))
     }
 
-    pub(crate) async fn status(&self) -> Result<DrStatus, String> {
+    /// The other site's own state (it does not ask us back, nor its store).
+    pub(crate) async fn status(&self) -> Result<DrStatus, PeerError> {
         self.get("/v1/admin/dr/status?peer=false").await
     }
 
-    pub(crate) async fn export(&self) -> Result<RegistryExport, String> {
+    pub(crate) async fn export(&self) -> Result<RegistryExport, PeerError> {
         self.get("/v1/admin/dr/export").await
     }
+}
+
+/// Why the other site did not answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PeerError {
+    /// No connection could be made, or it did not answer in time: it may be gone.
+    Unreachable(String),
+    /// It is there but the call failed (a refused token, TLS, an error answer).
+    Failed(String),
+}
+
+impl std::fmt::Display for PeerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerError::Unreachable(e) => write!(f, "unreachable: {e}"),
+            PeerError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// A client that trusts only `ca` (no CA: plain HTTP only, as no certificate verifies).

@@ -14,7 +14,7 @@ use super::DrConfig;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a promotion may take before it is reported as failed (PostgreSQL goes on).
-const PROMOTE_WAIT_SECS: i32 = 60;
+const PROMOTE_WAIT_SECS: i32 = 20;
 
 /// Whether every host of a URL is this machine, where the link may go in the clear.
 pub(crate) fn is_local(config: &tokio_postgres::Config) -> bool {
@@ -122,8 +122,13 @@ async fn standbys(client: &tokio_postgres::Client) -> anyhow::Result<Vec<Standby
             Ok(StandbyLag {
                 name: row.try_get(0)?,
                 client: row.try_get(1)?,
-                state: row.try_get(2)?,
-                sync_state: row.try_get(3)?,
+                // Hidden (NULL) from a role without pg_read_all_stats (pg_monitor).
+                state: row
+                    .try_get::<_, Option<String>>(2)?
+                    .unwrap_or_else(|| "hidden (needs pg_monitor)".into()),
+                sync_state: row
+                    .try_get::<_, Option<String>>(3)?
+                    .unwrap_or_else(|| "?".into()),
                 replay_behind_bytes: row.try_get(4)?,
                 flush_behind_bytes: row.try_get(5)?,
                 replay_lag_secs: row.try_get(6)?,

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use clap::{Args, Subcommand};
-use pylon_proto::api::dr::{DrStatus, PromoteReply, PromoteRequest, SiteRole};
+use pylon_proto::api::dr::{DemoteRequest, DrStatus, PromoteReply, PromoteRequest, SiteRole};
 
 use super::{ConnectOptions, Ctx};
 use crate::cli::Failure;
@@ -42,8 +42,9 @@ Make this standby site the primary: its PostgreSQL standby is promoted (pg_promo
 until it takes writes), then the site's role is written, and its dispatch sends chargers to
 its own edges from then on. Chargers that asked the lost site go on to this one.
 
-Refused while the other site's control plane answers and says it is primary: two primaries
-would each take chargers and write diverging stores. Stop that site first, or pass --force
+Refused while the other site's control plane answers and says it is primary, or answers
+but its role cannot be read (a refused token, TLS): two primaries would each take chargers
+and write diverging stores. An other site that cannot be reached at all does not stop it. Stop that site first, or pass --force
 when it is known to be cut off from chargers (then fence it: it must not come back as a
 primary). Afterwards the old site must be rebuilt as a standby of this one (a new
 pg_basebackup, or pg_rewind) and demoted before it runs again. Needs the admin role.
@@ -55,8 +56,10 @@ Examples:
 const DEMOTE_ABOUT: &str = "\
 Mark this site a standby again: its dispatch turns chargers away and its control plane
 follows the other site's registry. Do this on the old primary after its store was rebuilt
-as a standby of the new primary, before its edges take chargers. The store itself is not
-touched. Needs the admin role.
+as a standby of the new primary, before its edges take chargers (a primary that knows the
+other site as its peer stands down by itself when it finds it promoted later). The store
+itself is not touched. Refused unless the other site answers that it is primary and this
+site's store is a standby (--force to demote anyway). Needs the admin role.
 
 Examples:
   pylonctl dr demote";
@@ -83,7 +86,12 @@ pub enum DrCommand {
     },
     /// Mark this site a standby again, once its store follows the new primary (needs admin).
     #[command(long_about = DEMOTE_ABOUT)]
-    Demote,
+    Demote {
+        /// Demote even though the other site is not known to be primary, or this site's
+        /// store still takes writes.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Runs `pylonctl dr ...`.
@@ -104,8 +112,10 @@ pub fn run_dr(
                 .post_json("/v1/admin/dr/promote", &PromoteRequest { force })?;
             ctx.emit(out, &reply, render_promote)
         }
-        DrCommand::Demote => {
-            let status: DrStatus = ctx.client.post("/v1/admin/dr/demote")?;
+        DrCommand::Demote { force } => {
+            let status: DrStatus = ctx
+                .client
+                .post_json("/v1/admin/dr/demote", &DemoteRequest { force })?;
             ctx.emit(out, &status, render_status)
         }
     }

@@ -127,6 +127,15 @@ pub struct PromoteRequest {
     pub force: bool,
 }
 
+/// `POST /v1/admin/dr/demote`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DemoteRequest {
+    /// Demote even though the other site is not known to be primary, or this site's store
+    /// still takes writes.
+    #[serde(default)]
+    pub force: bool,
+}
+
 /// What a promotion did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromoteReply {
@@ -147,6 +156,8 @@ pub struct PromoteReply {
 /// their tokens), values hex-encoded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistryExport {
+    /// The exporting site's role: a standby copies only from a primary.
+    pub role: SiteRole,
     pub revision: i64,
     pub items: Vec<ExportedKey>,
 }
