@@ -8,6 +8,7 @@
 //! - `/pylon/shards`                  -> [`ShardMapRecord`], written by the leader only
 //! - `/pylon/leader`                  -> `<replica id>#<lease>` of the leader, on that lease
 //! - `/pylon/replicas/<id>`           -> [`ReplicaRecord`], on the replica's own lease
+//! - `/pylon/dr/role`                 -> [`crate::dr::RoleRecord`], the site's role
 
 use std::collections::BTreeMap;
 
@@ -156,6 +157,11 @@ impl ClusterState {
                 self.keys.remove(&key);
             }
         }
+    }
+
+    /// A key's value as written.
+    pub fn value(&self, key: &str) -> Option<&[u8]> {
+        self.keys.get(key).map(|kv| kv.value.as_slice())
     }
 
     fn json<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Option<T> {

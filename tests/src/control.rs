@@ -26,6 +26,38 @@ pub struct ControlOptions<'a> {
     pub extra: Vec<String>,
 }
 
+/// A replica's command line as the harness runs it: its addresses, the harness's tokens,
+/// a 2 s leader TTL and its registry (for processes started other ways, e.g. supervised).
+pub fn args(replica: &str, http: SocketAddr, grpc: SocketAddr, backend: &Backend) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--replica-id",
+        replica,
+        "--http-listen",
+        &http.to_string(),
+        "--grpc-listen",
+        &grpc.to_string(),
+        "--admin-token",
+        ADMIN_TOKEN,
+        "--cluster-token",
+        CLUSTER_TOKEN,
+        "--leader-ttl",
+        "2",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    match backend {
+        Backend::Embedded(path) => {
+            args.extend(["--registry", "embedded", "--registry-file"].map(str::to_owned));
+            args.push(path.display().to_string());
+        }
+        Backend::Etcd(endpoints) => {
+            args.extend(["--registry", "etcd", "--etcd"].map(str::to_owned));
+            args.push(endpoints.join(","));
+        }
+    }
+    args
+}
+
 pub struct ControlProcess {
     child: Child,
     pub replica: String,
@@ -40,26 +72,8 @@ impl ControlProcess {
         let log = opts.dir.join(format!("control-{}.log", opts.replica));
         let log_file = std::fs::File::create(&log).expect("creating the control log");
         let mut cmd = Command::new(binary("pylon-control"));
-        cmd.args(["--replica-id", opts.replica])
-            .args(["--http-listen", &http_addr.to_string()])
-            .args(["--grpc-listen", &grpc.to_string()])
-            .args([
-                "--admin-token",
-                ADMIN_TOKEN,
-                "--cluster-token",
-                CLUSTER_TOKEN,
-            ])
-            .args(["--leader-ttl", "2"]);
-        match &opts.backend {
-            Backend::Embedded(path) => {
-                cmd.args(["--registry", "embedded", "--registry-file"])
-                    .arg(path);
-            }
-            Backend::Etcd(endpoints) => {
-                cmd.args(["--registry", "etcd", "--etcd", &endpoints.join(",")]);
-            }
-        }
-        cmd.args(&opts.extra)
+        cmd.args(args(opts.replica, http_addr, grpc, &opts.backend))
+            .args(&opts.extra)
             .env("RUST_LOG", "pylon_control=debug,info")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log file handle"))

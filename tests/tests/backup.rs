@@ -22,6 +22,15 @@ fn pylonctl(args: &[&str]) -> (bool, String) {
     output(Command::new(binary("pylonctl")).args(args))
 }
 
+/// `pylonctl backup VERB --config CONFIG ARGS...`
+fn backup(config: &str, verb: &str, args: &[&str]) -> (bool, String) {
+    output(
+        Command::new(binary("pylonctl"))
+            .args(["backup", verb, "--config", config])
+            .args(args),
+    )
+}
+
 /// The `[store]` section for the app's SQLite database in `dir`.
 fn sqlite_store(dir: &Path) -> String {
     format!("[store]\nsqlite = \"{}\"\n", dir.join("app.db").display())
@@ -95,7 +104,7 @@ fn a_backup_taken_under_charging_restores_a_destroyed_store_and_charging_resumes
     let config = settings(dir.path(), &sources);
     let config_arg = config.display().to_string();
     let confirmed_before_backup = fleet.confirmed_trades();
-    let (ok, text) = pylonctl(&["backup", "create", "--config", &config_arg]);
+    let (ok, text) = backup(&config_arg, "create", &[]);
     assert!(ok, "backup create: {text}");
     assert!(
         text.contains("stored in repo-a") && text.contains("stored in repo-b"),
@@ -106,16 +115,16 @@ fn a_backup_taken_under_charging_restores_a_destroyed_store_and_charging_resumes
         .nth(1)
         .expect("the backup's id")
         .to_owned();
-    let (ok, text) = pylonctl(&["backup", "list", "--config", &config_arg]);
+    let (ok, text) = backup(&config_arg, "list", &[]);
     assert!(
         ok && text.matches(&id).count() == 2 && text.contains("never"),
         "{text}"
     );
-    let (ok, text) = pylonctl(&["backup", "verify", "--config", &config_arg]);
+    let (ok, text) = backup(&config_arg, "verify", &[]);
     assert!(ok, "verify: {text}");
     assert_eq!(text.matches("store intact").count(), 2, "{text}");
     assert!(text.contains("registry snapshot with"), "{text}");
-    let (_, text) = pylonctl(&["backup", "list", "--config", &config_arg]);
+    let (_, text) = backup(&config_arg, "list", &[]);
     assert_eq!(text.matches("ok at").count(), 2, "{text}");
 
     // One repository's copy of the store is damaged: verify says so, and says which.
@@ -129,7 +138,7 @@ fn a_backup_taken_under_charging_restores_a_destroyed_store_and_charging_resumes
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x55;
     std::fs::write(&part, bytes).expect("damaging the part");
-    let (ok, text) = pylonctl(&["backup", "verify", "--config", &config_arg, &id]);
+    let (ok, text) = backup(&config_arg, "verify", &[&id]);
     assert!(!ok, "a damaged backup verified: {text}");
     assert!(
         text.contains("repo-a") && text.contains("FAILED") && text.contains("damaged"),
@@ -142,17 +151,7 @@ fn a_backup_taken_under_charging_restores_a_destroyed_store_and_charging_resumes
         confirmed_before_backup.len() as u64 + 10,
         Duration::from_secs(60),
     );
-    let restore_store = || {
-        pylonctl(&[
-            "backup",
-            "restore",
-            "--config",
-            &config_arg,
-            "latest",
-            "--only",
-            "store",
-        ])
-    };
+    let restore_store = || backup(&config_arg, "restore", &["latest", "--only", "store"]);
     platform.app.kill();
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
@@ -382,9 +381,9 @@ fn postgresql_is_backed_up_by_pgbackrest_into_two_repositories_and_restored_to_i
     let config = settings(dir.path(), &sources);
     let config_arg = config.display().to_string();
     let confirmed_before_backup = platform.fleet.confirmed_trades();
-    let (ok, text) = pylonctl(&["backup", "create", "--config", &config_arg]);
+    let (ok, text) = backup(&config_arg, "create", &[]);
     assert!(ok, "backup create: {text}");
-    let (ok, text) = pylonctl(&["backup", "verify", "--config", &config_arg]);
+    let (ok, text) = backup(&config_arg, "verify", &[]);
     assert!(ok, "verify: {text}");
     // Each Pylon repository's verification restores both pgBackRest sets and counts.
     assert_eq!(text.matches("restores,").count(), 4, "{text}");
@@ -406,18 +405,18 @@ fn postgresql_is_backed_up_by_pgbackrest_into_two_repositories_and_restored_to_i
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).expect("mode");
     }
     give(&data, owner);
-    let (ok, text) = pylonctl(&[
-        "backup",
-        "restore",
-        "--config",
+    let (ok, text) = backup(
         &config_arg,
-        "latest",
-        "--only",
-        "store",
-        "--pg-data",
-        &data.display().to_string(),
-        "--force",
-    ]);
+        "restore",
+        &[
+            "latest",
+            "--only",
+            "store",
+            "--pg-data",
+            &data.display().to_string(),
+            "--force",
+        ],
+    );
     assert!(ok, "restore: {text}");
     assert!(text.contains("repo1"), "{text}");
     pg.start_again().expect("PostgreSQL on the restored data");
@@ -483,21 +482,17 @@ fn an_etcd_registry_is_backed_up_as_a_snapshot_that_verifies_and_is_written_out_
         &format!("[registry]\netcd = [{}]\n", endpoints.join(", ")),
     );
     let config_arg = config.display().to_string();
-    let (ok, text) = pylonctl(&["backup", "create", "--config", &config_arg]);
+    let (ok, text) = backup(&config_arg, "create", &[]);
     assert!(ok, "backup create: {text}");
-    let (ok, text) = pylonctl(&["backup", "verify", "--config", &config_arg]);
+    let (ok, text) = backup(&config_arg, "verify", &[]);
     assert!(ok, "verify: {text}");
     assert_eq!(text.matches("etcd snapshot intact").count(), 2, "{text}");
     let out = dir.path().join("restored");
-    let (ok, text) = pylonctl(&[
-        "backup",
-        "restore",
-        "--config",
+    let (ok, text) = backup(
         &config_arg,
-        "latest",
-        "--to",
-        &out.display().to_string(),
-    ]);
+        "restore",
+        &["latest", "--to", &out.display().to_string()],
+    );
     assert!(ok, "restore: {text}");
     assert!(text.contains("etcdutl snapshot restore"), "{text}");
     assert!(out.join(pylon_backup::ETCD_SNAPSHOT_FILE).is_file());

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use pylon_bench::patroni::PatroniCluster;
 use pylon_tests::certs::TestCerts;
-use pylon_tests::control::{app_login_edge_flags, ADMIN_TOKEN, CLUSTER_TOKEN};
+use pylon_tests::control::{app_login_edge_flags, Backend, ADMIN_TOKEN, CLUSTER_TOKEN};
 use pylon_tests::etcd::EtcdCluster;
 use pylon_tests::fleet::{ChargingFleet, FleetOptions, Reach};
 use pylon_tests::platform::runtime;
@@ -81,24 +81,12 @@ impl Platform {
         let mut grpc = Vec::new();
         for id in ["c1", "c2"] {
             let (http_addr, grpc_addr) = (local(free_port()), local(free_port()));
-            let args = strings(&[
-                "--replica-id",
+            let args = pylon_tests::control::args(
                 id,
-                "--http-listen",
-                &http_addr.to_string(),
-                "--grpc-listen",
-                &grpc_addr.to_string(),
-                "--admin-token",
-                ADMIN_TOKEN,
-                "--cluster-token",
-                CLUSTER_TOKEN,
-                "--leader-ttl",
-                "2",
-                "--registry",
-                "etcd",
-                "--etcd",
-                &etcd.endpoints().join(","),
-            ]);
+                http_addr,
+                grpc_addr,
+                &Backend::Etcd(etcd.endpoints()),
+            );
             let s = supervise(dir, id, "pylon-control", args, "info");
             controls.push((s, http_addr));
             grpc.push(format!("http://{grpc_addr}"));

@@ -298,7 +298,11 @@ fn the_standby_site_takes_over_when_the_primary_site_is_lost() {
     );
     let (code, body) = west.entry(&pile, Some("tcp"));
     assert_eq!(code, 503, "the old primary's dispatch: {body}");
-    let west_status = dr_json(&west, &token);
+    // Its role is known once it has read its registry and asked east ("retry" until then).
+    let west_status = wait_for("west to know its role", Duration::from_secs(10), || {
+        let (ok, text) = dr(&west, &token, &["status", "-o", "json"]);
+        ok.then(|| serde_json::from_str::<Value>(&text).expect("JSON"))
+    });
     assert_eq!(west_status["role"], "standby", "{west_status}");
     assert_eq!(west_status["peer"]["role"], "primary", "{west_status}");
     assert!(

@@ -250,26 +250,8 @@ fn a_rollout_of_two_control_replicas_moves_leadership_once_and_no_charger_notice
     let mut http_urls = Vec::new();
     for id in ["c1", "c2"] {
         let (http_addr, grpc) = (local(free_port()), local(free_port()));
-        let args: Vec<String> = [
-            "--replica-id",
-            id,
-            "--http-listen",
-            &http_addr.to_string(),
-            "--grpc-listen",
-            &grpc.to_string(),
-            "--admin-token",
-            ADMIN_TOKEN,
-            "--cluster-token",
-            CLUSTER_TOKEN,
-            "--leader-ttl",
-            "2",
-            "--registry",
-            "etcd",
-            "--etcd",
-            &etcd.endpoints().join(","),
-        ]
-        .map(str::to_owned)
-        .to_vec();
+        let args =
+            pylon_tests::control::args(id, http_addr, grpc, &Backend::Etcd(etcd.endpoints()));
         let env = [("RUST_LOG", "pylon_control=debug,info")];
         replicas.push(Supervised::start(
             dir.path(),

@@ -133,6 +133,18 @@ pub const REQUIREMENTS: &[Requirement] = &[
         "the PostgreSQL server itself",
     ),
     req(
+        File("/usr/lib/postgresql/*/bin/pg_basebackup"),
+        "postgresql",
+        Use::Test,
+        "makes the streaming standby of the second-site test",
+    ),
+    req(
+        Cmd("chown"),
+        "coreutils",
+        Use::Test,
+        "gives restored PostgreSQL data to the postgres user in the backup test",
+    ),
+    req(
         File("/usr/bin/patroni"),
         "patroni",
         Use::Test,

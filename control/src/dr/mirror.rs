@@ -10,8 +10,8 @@ use pylon_proto::api::dr::{ExportedKey, MirrorStatus};
 use crate::node::ControlNode;
 use crate::registry::KeyValue;
 
-/// The prefixes a standby mirrors.
-pub(crate) const MIRRORED: &[&str] = &["/pylon-identity/"];
+/// The prefix a standby mirrors: operators and their tokens.
+pub(crate) const MIRRORED: &str = "/pylon-identity/";
 
 /// One write that brings the standby's keys to the primary's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub(crate) enum Change {
 /// only (anything else the primary sends is ignored). Login sessions made here are kept:
 /// they are this site's own.
 pub(crate) fn plan(local: &[KeyValue], remote: &[ExportedKey]) -> Vec<Change> {
-    let mirrored = |key: &str| MIRRORED.iter().any(|p| key.starts_with(p));
+    let mirrored = |key: &str| key.starts_with(MIRRORED);
     let wanted: BTreeMap<&str, &[u8]> = remote
         .iter()
         .filter(|k| mirrored(&k.key))
@@ -79,29 +79,29 @@ pub(crate) fn too_destructive(local_keys: usize, changes: &[Change]) -> Option<S
 pub(crate) async fn export(
     node: &ControlNode,
 ) -> anyhow::Result<pylon_proto::api::dr::RegistryExport> {
-    let mut items = Vec::new();
-    let mut revision = 0;
-    for prefix in MIRRORED {
-        let listing = node
-            .registry
-            .list(prefix)
-            .await
-            .map_err(|e| anyhow::anyhow!("listing {prefix}: {e}"))?;
-        revision = revision.max(listing.revision);
-        items.extend(listing.items.into_iter().map(|kv| ExportedKey {
-            key: kv.key,
-            value: kv.value,
-        }));
-    }
     let role = match node.dr.role() {
         super::KnownRole::Known(role) => role,
         super::KnownRole::Unknown => anyhow::bail!("this site's role is not known yet"),
     };
-    Ok(pylon_proto::api::dr::RegistryExport {
-        role,
-        revision,
-        items,
-    })
+    let items = mirrored_keys(node)
+        .await?
+        .into_iter()
+        .map(|kv| ExportedKey {
+            key: kv.key,
+            value: kv.value,
+        })
+        .collect();
+    Ok(pylon_proto::api::dr::RegistryExport { role, items })
+}
+
+/// This site's keys under the mirrored prefix.
+async fn mirrored_keys(node: &ControlNode) -> anyhow::Result<Vec<KeyValue>> {
+    let listing = node
+        .registry
+        .list(MIRRORED)
+        .await
+        .map_err(|e| anyhow::anyhow!("listing {MIRRORED}: {e}"))?;
+    Ok(listing.items)
 }
 
 /// Copies the primary's mirrored keys once, and records how it went.
@@ -144,28 +144,20 @@ async fn copy(node: &ControlNode) -> anyhow::Result<(u64, u64)> {
         remote.role == pylon_proto::api::dr::SiteRole::Primary,
         "the other site is not primary: nothing to follow"
     );
-    let mut local = Vec::new();
-    for prefix in MIRRORED {
-        let listing = node
-            .registry
-            .list(prefix)
-            .await
-            .map_err(|e| anyhow::anyhow!("listing {prefix} here: {e}"))?;
-        local.extend(listing.items);
-    }
+    let local = mirrored_keys(node).await?;
     let changes = plan(&local, &remote.items);
     if let Some(why) = too_destructive(local.len(), &changes) {
         anyhow::bail!(why);
     }
     for change in &changes {
-        if let Change::Delete { key } = change {
-            tracing::info!(key, "removed at the primary site: removing it here");
-        }
         match change {
             Change::Put { key, value } => {
                 node.registry.put(key, value.clone(), None).await.map(drop)
             }
-            Change::Delete { key } => node.registry.delete(key).await,
+            Change::Delete { key } => {
+                tracing::info!(key, "removed at the primary site: removing it here");
+                node.registry.delete(key).await
+            }
         }
         .map_err(|e| anyhow::anyhow!("writing the copy: {e}"))?;
     }

@@ -5,8 +5,9 @@
 //! standby promotes its store ([`store`]) and makes it the primary: its dispatch then
 //! sends chargers to its own edges.
 //!
-//! The role lives in the site's registry (`/pylon-dr/role`), so that every replica agrees
-//! and a restart keeps it; `[dr] role` is only where a site starts.
+//! The role lives in the site's registry (`/pylon/dr/role`), so that every replica agrees
+//! and a restart keeps it; `[dr] role` is only where a site starts. Replicas read it from
+//! their view of the registry, which the registry watch keeps current ([`crate::mirror`]).
 
 mod http;
 mod mirror;
@@ -16,7 +17,7 @@ mod store;
 pub use http::{refuse_identity_changes_on_a_standby, routes};
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,9 +27,10 @@ use serde::{Deserialize, Serialize};
 use crate::node::ControlNode;
 
 /// The site's role, written on promotion and demotion.
-pub const ROLE_KEY: &str = "/pylon-dr/role";
+pub const ROLE_KEY: &str = "/pylon/dr/role";
 
-/// How often each replica reads the role from the registry.
+/// How often each replica looks at the role in its view of the registry, at least (it
+/// also looks at each change of the view).
 const ROLE_EVERY: Duration = Duration::from_secs(1);
 
 /// `[dr]`: this site's part in disaster recovery. Without `peer`, the site is on its own
@@ -126,7 +128,9 @@ impl DrConfig {
                 .parse()
                 .map_err(|e| anyhow::anyhow!("[dr] store_url is not a PostgreSQL URL: {e}"))?;
             anyhow::ensure!(
-                self.store_ca.is_some() || insecure_dev || store::is_local(&parsed),
+                self.store_ca.is_some()
+                    || insecure_dev
+                    || pylon_service::postgres::is_local(&parsed),
                 "[dr] store_url is on another machine and no store_ca is given: the link \
                  would be in the clear"
             );
@@ -156,9 +160,12 @@ pub struct RoleRecord {
 /// What every replica keeps of disaster recovery.
 pub struct DrState {
     role: AtomicU8,
-    since_ms: Mutex<i64>,
+    since_ms: AtomicI64,
     /// A primary asked the other site whether it was replaced, since this process started.
     peer_checked: AtomicBool,
+    /// The registry revision of this replica's own last role write: the view is not
+    /// believed about the role until it has caught up with it.
+    written_revision: AtomicI64,
     pub(crate) mirror: Mutex<MirrorStatus>,
     pub(crate) peer: Option<peer::Peer>,
 }
@@ -178,8 +185,9 @@ impl DrState {
         });
         DrState {
             role: AtomicU8::new(if config.enabled() { UNKNOWN } else { PRIMARY }),
-            since_ms: Mutex::new(0),
+            since_ms: AtomicI64::new(0),
             peer_checked: AtomicBool::new(false),
+            written_revision: AtomicI64::new(0),
             mirror: Mutex::new(MirrorStatus::default()),
             peer,
         }
@@ -204,13 +212,11 @@ impl DrState {
             SiteRole::Standby => STANDBY,
         };
         self.role.store(code, Ordering::Relaxed);
-        if let Ok(mut since) = self.since_ms.lock() {
-            *since = since_ms;
-        }
+        self.since_ms.store(since_ms, Ordering::Relaxed);
     }
 
     pub fn since_ms(&self) -> i64 {
-        self.since_ms.lock().map_or(0, |s| *s)
+        self.since_ms.load(Ordering::Relaxed)
     }
 }
 
@@ -233,8 +239,14 @@ pub async fn run(node: Arc<ControlNode>) {
     let mut last_copy: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval(ROLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The role follows the registry view as soon as it changes; the tick paces the checks
+    // of the other site.
+    let mut changes = node.changes.subscribe();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = changes.changed() => if changed.is_err() { return },
+        }
         refresh_role(&node).await;
         let standby_leader = node.dr.role() == KnownRole::Known(SiteRole::Standby)
             && node.is_leader.load(Ordering::Relaxed);
@@ -276,33 +288,32 @@ async fn watch_store(node: &ControlNode) {
 }
 
 async fn refresh_role(node: &ControlNode) {
-    match node.registry.get(ROLE_KEY).await {
-        Ok(kv) => match role_from(
-            kv.as_ref().map(|kv| kv.value.as_slice()),
-            node.config.dr.role,
-        ) {
-            Ok((role, since)) => {
-                // A primary coming back (a restart, a healed partition) asks the other site
-                // before it takes a charger: it may have been replaced meanwhile.
-                if role == SiteRole::Primary
-                    && !node.dr.peer_checked.load(Ordering::Relaxed)
-                    && stand_down_if_superseded(node, since).await
-                {
-                    return;
-                }
-                node.dr.peer_checked.store(true, Ordering::Relaxed);
-                let before = node.dr.role();
-                node.dr.set_role(role, since);
-                if before != KnownRole::Known(role) {
-                    tracing::info!(role = role.as_str(), "this site's role");
-                }
-                node.metrics.set_dr_role(role);
+    if !node.ready.load(Ordering::Relaxed) {
+        return;
+    }
+    let view = node.view.load();
+    if view.state.revision < node.dr.written_revision.load(Ordering::Relaxed) {
+        return;
+    }
+    match role_from(view.state.value(ROLE_KEY), node.config.dr.role) {
+        Ok((role, since)) => {
+            // A primary coming back (a restart, a healed partition) asks the other site
+            // before it takes a charger: it may have been replaced meanwhile.
+            if role == SiteRole::Primary
+                && !node.dr.peer_checked.load(Ordering::Relaxed)
+                && stand_down_if_superseded(node, since).await
+            {
+                return;
             }
-            Err(e) => tracing::error!("{e}"),
-        },
-        Err(e) => {
-            let _ = node.registry_error("dr_role", e);
+            node.dr.peer_checked.store(true, Ordering::Relaxed);
+            let before = node.dr.role();
+            node.dr.set_role(role, since);
+            if before != KnownRole::Known(role) {
+                tracing::info!(role = role.as_str(), "this site's role");
+            }
+            node.metrics.set_dr_role(role);
         }
+        Err(e) => tracing::error!("{e}"),
     }
 }
 
@@ -355,10 +366,14 @@ pub(crate) async fn write_role(node: &ControlNode, role: SiteRole, by: &str) -> 
         since_ms: now_ms(),
         by: by.to_owned(),
     };
-    node.registry
+    let revision = node
+        .registry
         .put(ROLE_KEY, serde_json::to_vec(&record)?, None)
         .await
         .map_err(|e| anyhow::anyhow!("writing the site's role: {e}"))?;
+    node.dr
+        .written_revision
+        .fetch_max(revision, Ordering::Relaxed);
     node.dr.set_role(role, record.since_ms);
     node.metrics.set_dr_role(role);
     Ok(())

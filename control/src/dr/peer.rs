@@ -42,7 +42,7 @@ impl Peer {
             .send()
             .await
             .map_err(|e| {
-                let text = format!("{url}: {}", with_causes(&e));
+                let text = format!("{url}: {}", pylon_service::errors::with_causes(&e));
                 // Only a site that cannot be reached at all counts as gone; a TLS failure
                 // or a refused token means it is there, and we cannot tell what it does.
                 if e.is_connect() || e.is_timeout() {
@@ -91,17 +91,6 @@ impl std::fmt::Display for PeerError {
             PeerError::Failed(e) => f.write_str(e),
         }
     }
-}
-
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// A client that trusts only `ca` (no CA: plain HTTP only, as no certificate verifies).

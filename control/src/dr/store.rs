@@ -2,34 +2,16 @@
 //! standbys streaming from it, or a standby and how far behind it is), and promotion of a
 //! standby (`pg_promote`).
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use pylon_proto::api::dr::{ReceiverLag, StandbyLag, StoreReplication};
-use tokio_postgres::config::Host;
 
 use super::DrConfig;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a promotion may take before it is reported as failed (PostgreSQL goes on).
 const PROMOTE_WAIT_SECS: i32 = 20;
-
-/// Whether every host of a URL is this machine, where the link may go in the clear.
-pub(crate) fn is_local(config: &tokio_postgres::Config) -> bool {
-    let hosts = config.get_hosts();
-    !hosts.is_empty()
-        && hosts.iter().all(|h| match h {
-            Host::Tcp(name) => {
-                name == "localhost"
-                    || name
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            }
-            Host::Unix(_) => true,
-        })
-}
 
 async fn connect(config: &DrConfig) -> anyhow::Result<tokio_postgres::Client> {
     let url = config.store_url.as_deref().context("no [dr] store_url")?;
@@ -44,7 +26,9 @@ async fn connect(config: &DrConfig) -> anyhow::Result<tokio_postgres::Client> {
     let client = match &config.store_ca {
         Some(ca) => {
             pg.ssl_mode(tokio_postgres::config::SslMode::Require);
-            let (client, connection) = pg.connect(tls(ca)?).await?;
+            let (client, connection) = pg
+                .connect(pylon_service::postgres::tls_connector(ca)?)
+                .await?;
             tokio::spawn(connection);
             client
         }
@@ -55,22 +39,6 @@ async fn connect(config: &DrConfig) -> anyhow::Result<tokio_postgres::Client> {
         }
     };
     Ok(client)
-}
-
-fn tls(ca: &Path) -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in pylon_service::tls::read_pem_certs(ca)? {
-        roots
-            .add(cert)
-            .with_context(|| format!("{}", ca.display()))?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// The store's replication state; what could not be read is in `error`.

@@ -158,7 +158,6 @@ pub struct PromoteReply {
 pub struct RegistryExport {
     /// The exporting site's role: a standby copies only from a primary.
     pub role: SiteRole,
-    pub revision: i64,
     pub items: Vec<ExportedKey>,
 }
 

@@ -146,40 +146,15 @@ impl PostgresStore {
 
 /// A TLS connector that trusts only `ca`.
 fn tls_connector(ca: &std::path::Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
-    let fail = |what: String| StoreError::Backend(format!("PostgreSQL TLS: {what}"));
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in pylon_service::tls::read_pem_certs(ca).map_err(|e| fail(format!("{e:#}")))? {
-        roots
-            .add(cert)
-            .map_err(|e| fail(format!("{}: {e}", ca.display())))?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| fail(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+    pylon_service::postgres::tls_connector(ca)
+        .map_err(|e| StoreError::Backend(format!("PostgreSQL TLS: {e:#}")))
 }
 
 /// Whether every host of `url` is this machine (a unix socket or a loopback address),
 /// where the link may go in the clear.
 pub fn is_local(url: &str) -> bool {
-    let Ok(config) = url.parse::<tokio_postgres::Config>() else {
-        return false;
-    };
-    let hosts = config.get_hosts();
-    !hosts.is_empty()
-        && hosts.iter().all(|h| match h {
-            tokio_postgres::config::Host::Tcp(name) => {
-                name == "localhost"
-                    || name
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            }
-            tokio_postgres::config::Host::Unix(_) => true,
-        })
+    url.parse::<tokio_postgres::Config>()
+        .is_ok_and(|config| pylon_service::postgres::is_local(&config))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -28,16 +28,7 @@ pub(super) fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-pub(super) fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
+pub(super) use pylon_service::errors::with_causes;
 
 pub(super) fn pg(e: tokio_postgres::Error) -> StoreError {
     let message = format!("PostgreSQL: {}", describe(&e));
