@@ -127,8 +127,15 @@ pub fn backup(pg: &PgBackRest) -> anyhow::Result<Part> {
 
 /// Restores `set` into `data` (PostgreSQL's data folder, its server stopped). Recovery
 /// replays the archived WAL to its end, so what was committed after the backup comes back
-/// too, as far as the archive reaches.
-pub fn restore(pg: &PgBackRest, set: &PgSet, data: &Path, delta: bool) -> anyhow::Result<()> {
+/// too, as far as the archive reaches; or, with `until`, to that moment only (what
+/// committed later, a mistake included, is left out) and then opens for writing.
+pub fn restore(
+    pg: &PgBackRest,
+    set: &PgSet,
+    data: &Path,
+    delta: bool,
+    until: Option<time::OffsetDateTime>,
+) -> anyhow::Result<()> {
     let mut cmd = command(pg)?;
     cmd.args([
         &format!("--repo={}", set.repo),
@@ -138,9 +145,26 @@ pub fn restore(pg: &PgBackRest, set: &PgSet, data: &Path, delta: bool) -> anyhow
     if delta {
         cmd.arg("--delta");
     }
+    if let Some(until) = until {
+        cmd.args([
+            "--type=time",
+            &format!("--target={}", target_time(until)),
+            "--target-action=promote",
+        ]);
+    }
     cmd.arg("restore");
     run(cmd, "restore")?;
     Ok(())
+}
+
+/// `at` as PostgreSQL reads a recovery target time: UTC, to the microsecond.
+pub fn target_time(at: time::OffsetDateTime) -> String {
+    let utc = at.to_offset(time::UtcOffset::UTC);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:6]+00"
+    );
+    utc.format(&format)
+        .unwrap_or_else(|_| utc.unix_timestamp().to_string())
 }
 
 /// Checks the repository of `set`, restores the set into `scratch`, starts a PostgreSQL
@@ -317,5 +341,14 @@ impl Drop for ScratchServer {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGQUIT);
         }
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_target_time_is_utc_to_the_microsecond() {
+        let at = time::macros::datetime!(2026-12-08 01:02:03.456789 +01:00);
+        assert_eq!(super::target_time(at), "2026-12-08 00:02:03.456789+00");
     }
 }

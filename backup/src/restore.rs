@@ -56,6 +56,9 @@ pub struct RestoreOptions {
     pub from: Option<String>,
     /// pgBackRest: the PostgreSQL data folder to restore into (its server stopped).
     pub pg_data: Option<PathBuf>,
+    /// pgBackRest: replay the archived WAL up to this moment only (point-in-time
+    /// recovery, to undo a mistake), instead of to the archive's end.
+    pub until: Option<time::OffsetDateTime>,
 }
 
 #[derive(Debug)]
@@ -387,6 +390,13 @@ impl Backups {
                 );
             }
         }
+        if options.until.is_some()
+            && !parts
+                .iter()
+                .any(|p| matches!(p.kind, PartKind::Pgbackrest { .. }))
+        {
+            bail!("--until is PostgreSQL's point-in-time recovery, and backup {} restores no PostgreSQL here", manifest.id);
+        }
         let mut written = Vec::new();
         let mut next_steps = Vec::new();
         let has_journal = parts.iter().any(|p| p.kind == PartKind::RegistryJournal);
@@ -407,7 +417,7 @@ impl Backups {
                 for (attempt, set) in sets.iter().enumerate() {
                     // After a failed attempt the folder holds its leftovers: --delta.
                     let delta = options.force || attempt > 0;
-                    match crate::pgbackrest::restore(pg, set, data, delta) {
+                    match crate::pgbackrest::restore(pg, set, data, delta, options.until) {
                         Ok(()) => {
                             restored = Some(set);
                             break;
@@ -425,10 +435,17 @@ impl Backups {
                         set.label, set.repo
                     ),
                 ));
-                next_steps.push(format!(
-                    "start PostgreSQL on {}: it replays the archived WAL to the end",
-                    data.display()
-                ));
+                next_steps.push(match options.until {
+                    Some(until) => format!(
+                        "start PostgreSQL on {}: it replays the archived WAL up to {} and opens for writing (a new timeline)",
+                        data.display(),
+                        crate::pgbackrest::target_time(until)
+                    ),
+                    None => format!(
+                        "start PostgreSQL on {}: it replays the archived WAL to the end",
+                        data.display()
+                    ),
+                });
                 continue;
             }
             let to = destination(&part.source);

@@ -8,6 +8,12 @@
 //! member back (it rejoins as a replica, rewound if it must be). Dropping the cluster stops
 //! every member and removes everything, also when a test panics; Patroni also stops (and
 //! stops its server) when the process that started it dies.
+//!
+//! [`PatroniCluster::start_archiving`] also archives the primary's WAL with pgBackRest
+//! into two encrypted repositories (the [`archive`] module), and the cluster can be
+//! destroyed and started again from a restored backup, as an operator restores one.
+
+pub mod archive;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -42,6 +48,10 @@ pub struct PatroniCluster {
     scope: String,
     owner: Option<(u32, u32)>,
     bin: PathBuf,
+    /// The etcd hosts (`host:port`) Patroni keeps the cluster's state in.
+    etcd_hosts: Vec<String>,
+    /// With WAL archiving: pgBackRest's folder.
+    archive: Option<PathBuf>,
     dir: tempfile::TempDir,
 }
 
@@ -57,6 +67,21 @@ impl PatroniCluster {
     /// one more) using the etcd at `etcd` (`http://host:port` each) as their DCS. Returns
     /// once a leader serves the database `pylon` and a synchronous standby follows it.
     pub fn start(etcd: &[String], members: usize) -> anyhow::Result<PatroniCluster> {
+        Self::start_with(etcd, members, false)
+    }
+
+    /// As [`PatroniCluster::start`], with the primary archiving its WAL through pgBackRest
+    /// (stanza [`archive::STANZA`], two repositories, a segment handed over at least every
+    /// second) and the stanza created.
+    pub fn start_archiving(etcd: &[String], members: usize) -> anyhow::Result<PatroniCluster> {
+        Self::start_with(etcd, members, true)
+    }
+
+    fn start_with(
+        etcd: &[String],
+        members: usize,
+        archiving: bool,
+    ) -> anyhow::Result<PatroniCluster> {
         if !Path::new(PATRONI).exists() {
             bail!("Patroni is not installed ({PATRONI}); `cargo xtask test` installs it (Debian package patroni)");
         }
@@ -79,11 +104,16 @@ impl PatroniCluster {
                     .to_owned()
             })
             .collect();
+        let archive = archiving
+            .then(|| archive::prepare(dir.path(), owner))
+            .transpose()?;
         let mut cluster = PatroniCluster {
             members: Vec::new(),
             scope,
             owner,
             bin,
+            etcd_hosts: hosts,
+            archive,
             dir,
         };
         for i in 1..=members {
@@ -102,11 +132,11 @@ impl PatroniCluster {
                 name,
                 patroni: None,
             };
-            std::fs::write(
-                &member.config,
-                member_config(&cluster.scope, &hosts, &member, &home, &cluster.bin),
-            )
-            .context("writing a Patroni configuration")?;
+            std::fs::write(&member.config, member_config(&cluster, &member, &home))
+                .context("writing a Patroni configuration")?;
+            if let Some(archive) = &cluster.archive {
+                archive::write_config(archive, &member, &home)?;
+            }
             cluster.members.push(member);
         }
         // The first member bootstraps alone (so it is the one that runs initdb), the
@@ -120,6 +150,10 @@ impl PatroniCluster {
             c.all_streaming(members)
         })?;
         cluster.create_database()?;
+        if cluster.archive.is_some() {
+            let leader = cluster.leader().context("no leader for stanza-create")?;
+            cluster.pgbackrest(leader, &["stanza-create"])?;
+        }
         Ok(cluster)
     }
 
@@ -418,15 +452,16 @@ fn postmaster_pid(data: &Path) -> Option<libc::pid_t> {
 }
 
 /// One member's Patroni configuration (YAML; JSON is YAML).
-fn member_config(
-    scope: &str,
-    etcd_hosts: &[String],
-    member: &Member,
-    home: &Path,
-    bin: &Path,
-) -> String {
+fn member_config(cluster: &PatroniCluster, member: &Member, home: &Path) -> String {
+    let (scope, etcd_hosts, bin) = (&cluster.scope, &cluster.etcd_hosts, &cluster.bin);
     let pg = format!("127.0.0.1:{}", member.pg_port);
     let rest = format!("127.0.0.1:{}", member.rest_port);
+    let mut parameters = serde_json::json!({"unix_socket_directories": home});
+    if cluster.archive.is_some() {
+        for (name, value) in archive::settings(home) {
+            parameters[name] = Value::String(value);
+        }
+    }
     let config = serde_json::json!({
         "scope": scope,
         "namespace": "/pylon-patroni/",
@@ -471,7 +506,7 @@ fn member_config(
                 "replication": {"username": "replicator", "password": "replicator"},
                 "rewind": {"username": "postgres", "password": "postgres"},
             },
-            "parameters": {"unix_socket_directories": home},
+            "parameters": parameters,
             "pg_hba": [
                 "local all all trust",
                 "host all all 127.0.0.1/32 trust",

@@ -1,7 +1,8 @@
 //! A process kept running the way systemd's `Restart=always` keeps a service: started
 //! again whenever it exits, until dropped. [`restart_hook`] is the shell command that
 //! restarts one, as `systemctl restart` would: SIGTERM (the service drains), then wait
-//! until it is gone; the supervisor starts it again at once.
+//! until it is gone; the supervisor starts it again at once. [`Supervised::stop_service`]
+//! and [`Supervised::start_service`] are `systemctl stop` and `systemctl start`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +11,7 @@ use std::time::Duration;
 /// The supervising loop: `$@` is the service's command line.
 const LOOP: &str = r#"
 while [ ! -e "$PYLON_STOP" ]; do
+  if [ -e "$PYLON_HOLD" ]; then sleep 0.1; continue; fi
   "$@" >>"$PYLON_LOG" 2>&1 &
   echo $! >"$PYLON_PID"
   wait $!
@@ -20,6 +22,8 @@ pub struct Supervised {
     shell: Child,
     pid_file: PathBuf,
     stop_file: PathBuf,
+    /// While it exists, the service is stopped and not started again.
+    hold_file: PathBuf,
     pub log: PathBuf,
 }
 
@@ -35,8 +39,10 @@ impl Supervised {
     ) -> Supervised {
         let pid_file = dir.join(format!("{name}.pid"));
         let stop_file = dir.join(format!("{name}.stop"));
+        let hold_file = dir.join(format!("{name}.hold"));
         let log = dir.join(format!("{name}.log"));
         let _ = std::fs::remove_file(&pid_file);
+        let _ = std::fs::remove_file(&hold_file);
         let shell = Command::new("sh")
             .arg("-c")
             .arg(LOOP)
@@ -46,6 +52,7 @@ impl Supervised {
             .envs(env.iter().copied())
             .env("PYLON_PID", &pid_file)
             .env("PYLON_STOP", &stop_file)
+            .env("PYLON_HOLD", &hold_file)
             .env("PYLON_LOG", &log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -56,8 +63,37 @@ impl Supervised {
             shell,
             pid_file,
             stop_file,
+            hold_file,
             log,
         }
+    }
+
+    /// Stops the service and keeps it stopped (`systemctl stop`): SIGTERM, and SIGKILL
+    /// if it has not exited within 10 s.
+    pub fn stop_service(&self) {
+        let _ = std::fs::write(&self.hold_file, "");
+        let Some(pid) = self.pid() else { return };
+        // SAFETY: kill(2) has no memory effects.
+        let alive = || unsafe { libc::kill(pid, 0) } == 0;
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while alive() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if alive() {
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Lets the supervisor start the service again (`systemctl start`).
+    pub fn start_service(&self) {
+        let _ = std::fs::remove_file(&self.hold_file);
     }
 
     /// The service's current pid.

@@ -1,8 +1,9 @@
 //! The chaos bench (`cargo xtask chaos`; ignored by `cargo xtask test`): the whole system —
 //! three etcd members, two control replicas, three PostgreSQL servers under Patroni, two
 //! app instances, three edges, and charging fleets over TCP and TLS — loses one process
-//! at a time, killed (SIGKILL) or frozen (SIGSTOP), with recovery in between. For each
-//! fault it measures how long until every charger is online and charging again, the
+//! at a time, killed (SIGKILL) or frozen (SIGSTOP), with recovery in between; then the
+//! restore drill (a backup under load, the store's tables dropped, the backup restored to
+//! the moment before, charging resumed). For each fault it measures how long until every charger is online and charging again, the
 //! longest stretch with no control replica answering dispatch, frames resent, orders
 //! stuck, and records lost or stored twice (every record a fleet saw confirmed, compared
 //! with the store). Markdown and JSON under `target/chaos/` (or `PYLON_CHAOS_OUT`).
@@ -11,7 +12,9 @@
 //! `Restart=always`); etcd and PostgreSQL members are started again by the bench after
 //! their fault is measured. A frozen process is thawed after `FREEZE`.
 //!
-//! Settings: `PYLON_CHAOS_SESSIONS` (chargers in all, a quarter over TLS; default 400).
+//! Settings: `PYLON_CHAOS_SESSIONS` (chargers in all, a quarter over TLS; default 400);
+//! `PYLON_CHAOS_ONLY` (comma-separated words: only the faults whose names hold one, such
+//! as `edge` or `restore`).
 //! The run fails when a record is lost or stored twice; the time targets are reported.
 
 use std::net::SocketAddr;
@@ -60,6 +63,8 @@ struct Platform {
     edges: Vec<(Supervised, SocketAddr)>,
     fleets: Vec<ChargingFleet>,
     sessions: u64,
+    /// The run's folder (settings, logs, backup repositories).
+    dir: PathBuf,
     _certs: TestCerts,
 }
 
@@ -75,7 +80,7 @@ fn strings(args: &[&str]) -> Vec<String> {
 impl Platform {
     fn start(dir: &Path, sessions: u64) -> Platform {
         let etcd = runtime().block_on(EtcdCluster::start(3)).expect("etcd");
-        let pg = PatroniCluster::start(&etcd.endpoints(), 3).expect("Patroni");
+        let pg = PatroniCluster::start_archiving(&etcd.endpoints(), 3).expect("Patroni");
         let certs = TestCerts::generate(dir).expect("certs");
         let mut controls = Vec::new();
         let mut grpc = Vec::new();
@@ -151,6 +156,7 @@ impl Platform {
             edges,
             fleets: Vec::new(),
             sessions,
+            dir: dir.to_owned(),
             _certs: certs,
         };
         wait_for(
@@ -306,6 +312,118 @@ impl Platform {
         (confirmed, pylon_tests::records::postgres(&self.pg.url()))
     }
 
+    /// Pylon's backup settings for the platform (written afresh: pgBackRest backs up from
+    /// the member that leads now): the registry from etcd, the store through pgBackRest,
+    /// the card key file, two repositories.
+    fn backup_config(&self) -> PathBuf {
+        let dir = &self.dir;
+        let key = dir.join("backup.key");
+        if !key.exists() {
+            let (ok, text) = pylonctl(&["backup", "keygen", "--out", &key.display().to_string()]);
+            assert!(ok, "backup keygen: {text}");
+        }
+        for repo in ["repo-a", "repo-b"] {
+            std::fs::create_dir_all(dir.join(repo)).expect("a repository folder");
+        }
+        let leader = self.pg.leader().expect("a PostgreSQL primary");
+        let pgbackrest = self
+            .pg
+            .pgbackrest_config(leader)
+            .expect("the cluster archives");
+        let endpoints: Vec<String> = self
+            .etcd
+            .endpoints()
+            .iter()
+            .map(|e| format!("{e:?}"))
+            .collect();
+        // As root, pgBackRest runs as PostgreSQL's user, who owns its repositories.
+        let user = if unsafe { libc::geteuid() } == 0 {
+            "user = \"postgres\"\n"
+        } else {
+            ""
+        };
+        let path = dir.join("backup.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "key_file = \"{key}\"\nfiles = [\"{keys}\"]\n\n[registry]\netcd = [{endpoints}]\n\n\
+                 [store.pgbackrest]\nstanza = \"{stanza}\"\nconfig = \"{pgbackrest}\"\nrepos = [1, 2]\n{user}\n\
+                 [[repository]]\nname = \"repo-a\"\npath = \"{a}\"\n\n\
+                 [[repository]]\nname = \"repo-b\"\npath = \"{b}\"\n",
+                key = key.display(),
+                keys = dir.join("card-keys.toml").display(),
+                endpoints = endpoints.join(", "),
+                stanza = pylon_bench::patroni::archive::STANZA,
+                pgbackrest = pgbackrest.display(),
+                a = dir.join("repo-a").display(),
+                b = dir.join("repo-b").display(),
+            ),
+        )
+        .expect("backup.toml");
+        path
+    }
+
+    /// Drops every table of the store in one transaction; returns the moment (RFC 3339,
+    /// UTC) after every table was locked for the drop and before it committed: everything
+    /// committed before it is the store to get back, and nothing else touching the tables
+    /// committed after it.
+    fn drop_tables(&self) -> String {
+        let url = self.pg.url();
+        runtime().block_on(async {
+            let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connecting to the store");
+            tokio::spawn(connection);
+            let tx = client.transaction().await.expect("a transaction");
+            tx.batch_execute("DROP SCHEMA public CASCADE")
+                .await
+                .expect("dropping the store's tables");
+            let at: String = tx
+                .query_one(
+                    r#"SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#,
+                    &[],
+                )
+                .await
+                .expect("the time")
+                .get(0);
+            tx.commit().await.expect("committing the drop");
+            at
+        })
+    }
+
+    /// Closes the primary's current WAL segment and waits until the archive has it (what
+    /// `pgbackrest check` does): the drop is then in the archive.
+    fn wait_archived(&self) {
+        let url = self.pg.url();
+        runtime().block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connecting to the store");
+            tokio::spawn(connection);
+            let segment: String = client
+                .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
+                .await
+                .expect("a WAL switch")
+                .get(0);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let archived: Option<String> = client
+                    .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
+                    .await
+                    .expect("the archiver's state")
+                    .get(0);
+                if archived.is_some_and(|a| a >= segment) {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "WAL segment {segment} not archived within 60 s"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    }
+
     /// Open orders not touched for a minute: charges the platform lost track of.
     fn stuck_orders(&self) -> i64 {
         let url = self.pg.url();
@@ -342,20 +460,23 @@ fn signal(pid: Option<i32>, sig: libc::c_int) {
 /// What ends a fault: thawing a frozen process, or starting a killed member again.
 type Undo = Box<dyn Fn(&mut Platform)>;
 
+/// A fault as injected: what was hit, and what ends it.
+struct Injected {
+    what: String,
+    /// Thaws a frozen process, `FREEZE` after the fault.
+    thaw: Option<Undo>,
+    /// Starts a killed member again, once recovery is measured.
+    revive: Option<Undo>,
+}
+
 /// One fault: injected, watched until the platform is whole again, and measured.
 fn fault(p: &mut Platform, target: Target, how: How) -> Value {
     let name = format!("{how:?} {target:?}").to_lowercase();
-    eprintln!("chaos: {name}");
-    // The pace of confirmations before the fault.
-    let before = p.sum("records_confirmed");
-    std::thread::sleep(Duration::from_secs(4));
-    let confirmed = p.sum("records_confirmed");
-    let baseline = (confirmed - before) as f64 / 4.0;
-    let retransmits = p.sum("record_retransmits");
-    let setups = p.sum("setups");
-    let mut pace: std::collections::VecDeque<(Instant, u64)> = Default::default();
-    let start = Instant::now();
-    // Inject.
+    measure(p, &name, |p| inject(p, target, how))
+}
+
+/// Kills or freezes `target`.
+fn inject(p: &mut Platform, target: Target, how: How) -> Injected {
     let mut thaw: Option<Undo> = None;
     let mut revive: Option<Undo> = None;
     let what = match target {
@@ -404,12 +525,97 @@ fn fault(p: &mut Platform, target: Target, how: How) -> Value {
             p.pg.name(i).to_owned()
         }
     };
+    Injected { what, thaw, revive }
+}
+
+/// The restore drill: a backup taken while the fleets charge; later the store's tables
+/// dropped (an operator's mistake, or an attack); then what an operator does: the app
+/// instances stopped, the PostgreSQL cluster stopped and emptied, the backup restored to
+/// the moment before the drop (point-in-time recovery from the WAL archive), the cluster
+/// and the app instances started again. Measured from the drop.
+fn restore_drill(p: &mut Platform) -> Value {
+    eprintln!("chaos: restore drill: a backup under load");
+    let config = p.backup_config();
+    let config_arg = config.display().to_string();
+    let started = Instant::now();
+    let (ok, text) = pylonctl(&["backup", "create", "--config", &config_arg]);
+    assert!(ok, "backup create under load: {text}");
+    let backup_secs = started.elapsed().as_secs_f64();
+    // Charging goes on after the backup before the loss.
+    std::thread::sleep(Duration::from_secs(5));
+    measure(p, "restore drill", |p| {
+        let dropped_at = p.drop_tables();
+        let started = Instant::now();
+        p.wait_archived();
+        for app in &p.apps {
+            app.stop_service();
+        }
+        p.pg.stop();
+        p.pg.forget()
+            .expect("forgetting the Patroni cluster in etcd");
+        for i in 0..p.pg.len() {
+            p.pg.empty_data(i).expect("an emptied data folder");
+        }
+        let data = p.pg.data_dir(0).display().to_string();
+        let (ok, text) = pylonctl(&[
+            "backup",
+            "restore",
+            "latest",
+            "--config",
+            &config_arg,
+            "--only",
+            "store",
+            "--pg-data",
+            &data,
+            "--force",
+            "--until",
+            &dropped_at,
+        ]);
+        assert!(ok, "backup restore --until {dropped_at}: {text}");
+        p.pg.recover_alone(0)
+            .expect("PostgreSQL recovering the restored backup");
+        p.pg.start_from(0).expect("the Patroni cluster restored");
+        for app in &p.apps {
+            app.start_service();
+        }
+        Injected {
+            what: format!(
+                "backup taken in {backup_secs:.1} s under load; tables dropped at {dropped_at}; \
+                 restored to that moment and the cluster whole in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ),
+            thaw: None,
+            revive: None,
+        }
+    })
+}
+
+fn pylonctl(args: &[&str]) -> (bool, String) {
+    pylon_tests::output(std::process::Command::new(binary("pylonctl")).args(args))
+}
+
+/// Injects a fault with `inject`, watches until the platform is whole again, and
+/// measures.
+fn measure(p: &mut Platform, name: &str, inject: impl FnOnce(&mut Platform) -> Injected) -> Value {
+    eprintln!("chaos: {name}");
+    // The pace of confirmations before the fault.
+    let before = p.sum("records_confirmed");
+    std::thread::sleep(Duration::from_secs(4));
+    let confirmed = p.sum("records_confirmed");
+    let baseline = (confirmed - before) as f64 / 4.0;
+    let retransmits = p.sum("record_retransmits");
+    let abandoned = p.sum("records_abandoned");
+    let setups = p.sum("setups");
+    let mut pace: std::collections::VecDeque<(Instant, u64)> = Default::default();
+    let start = Instant::now();
+    let Injected { what, thaw, revive } = inject(p);
+    let watch_until = start.elapsed() + WATCH;
     // Watch: dispatch answering, chargers online and charging again.
     let mut outage = Duration::ZERO;
     let mut down_since: Option<Instant> = None;
     let mut recovered: Option<Duration> = None;
     let mut thawed = false;
-    while start.elapsed() < WATCH {
+    while start.elapsed() < watch_until {
         let now = Instant::now();
         if p.dispatch_answers() {
             if let Some(since) = down_since.take() {
@@ -469,10 +675,8 @@ fn fault(p: &mut Platform, target: Target, how: How) -> Value {
         revive(p);
     }
     // Whole again before the next fault.
-    if target == Target::PostgresPrimary {
-        p.pg.wait_healthy(Duration::from_secs(120))
-            .expect("Patroni healthy");
-    }
+    p.pg.wait_healthy(Duration::from_secs(120))
+        .expect("Patroni healthy");
     p.wait_online(Duration::from_secs(120));
     std::thread::sleep(Duration::from_secs(3));
     let (confirmed_trades, stored) = p.records();
@@ -485,6 +689,8 @@ fn fault(p: &mut Platform, target: Target, how: How) -> Value {
         "control_outage_secs": (outage.as_secs_f64() * 10.0).round() / 10.0,
         "reconnects": p.sum("setups") - setups,
         "records_resent": p.sum("record_retransmits") - retransmits,
+        // Given up by a charger after 10 tries, 5 s apart.
+        "records_abandoned": p.sum("records_abandoned") - abandoned,
         "orders_stuck": p.stuck_orders(),
         "records_confirmed_so_far": confirmed_trades.len(),
         // Both over the whole run so far.
@@ -507,16 +713,21 @@ fn markdown(rows: &[Value], sessions: u64) -> String {
          once a second: 2 s at least). *Control outage*: the longest stretch with no control \
          replica answering dispatch within 300 ms. Frozen processes are thawed after \
          {freeze} s; killed ones are started again by their supervisor at once (etcd and \
-         PostgreSQL members by the bench, after the fault is measured). Lost and duplicated \
-         count over the whole run so far.\n\n\
-         | fault | target | back online (s) | control outage (s) | reconnects | records resent | orders stuck | records lost | records duplicated |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         PostgreSQL members by the bench, after the fault is measured). *Restore drill*: a \
+         backup taken under load; 5 s later the store's tables dropped; the app instances \
+         stopped, the PostgreSQL cluster stopped and emptied, the backup restored to the \
+         moment before the drop (`pylonctl backup restore --until`), the cluster and the apps \
+         started again (its control outage is measured after the restore only). *Abandoned*: \
+         records a charger gave up on after 10 tries, 5 s apart. Lost and duplicated count \
+         over the whole run so far.\n\n\
+         | fault | target | back online (s) | control outage (s) | reconnects | records resent | records abandoned | orders stuck | records lost | records duplicated |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
         sessions / 4,
         freeze = FREEZE.as_secs()
     );
     for r in rows {
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r["fault"].as_str().unwrap_or(""),
             r["target"].as_str().unwrap_or(""),
             r["back_online_secs"]
@@ -525,6 +736,7 @@ fn markdown(rows: &[Value], sessions: u64) -> String {
             r["control_outage_secs"],
             r["reconnects"],
             r["records_resent"],
+            r["records_abandoned"],
             r["orders_stuck"],
             r["records_lost"],
             r["records_duplicated"],
@@ -546,6 +758,14 @@ fn chaos() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut platform = Platform::start(dir.path(), sessions);
     eprintln!("chaos: {sessions} chargers online; faults begin");
+    // PYLON_CHAOS_ONLY: run only the faults whose names contain one of these words.
+    let only: Vec<String> = std::env::var("PYLON_CHAOS_ONLY")
+        .unwrap_or_default()
+        .split(',')
+        .map(|w| w.trim().to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|w| name.contains(w.as_str()));
     let mut rows = Vec::new();
     for target in [
         Target::Edge,
@@ -555,8 +775,13 @@ fn chaos() {
         Target::PostgresPrimary,
     ] {
         for how in [How::Kill, How::Freeze] {
-            rows.push(fault(&mut platform, target, how));
+            if wanted(&format!("{how:?} {target:?}").to_lowercase()) {
+                rows.push(fault(&mut platform, target, how));
+            }
         }
+    }
+    if wanted("restore drill") {
+        rows.push(restore_drill(&mut platform));
     }
     let md = markdown(&rows, sessions);
     std::fs::create_dir_all(&out).expect("the output folder");

@@ -17,6 +17,10 @@ pub struct ChaosArgs {
     /// Use debug builds (quicker to build; slower to run).
     #[arg(long)]
     debug: bool,
+    /// Only the faults whose names hold one of these words (comma-separated: `kill`,
+    /// `freeze`, `edge`, `app`, `control`, `etcd`, `postgres`, `restore`).
+    #[arg(long, default_value = "")]
+    only: String,
     /// Give up (and fail) after this many minutes.
     #[arg(long, default_value_t = 40)]
     deadline_mins: u64,
@@ -31,6 +35,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
     let out = procs::root().join("target/chaos");
     std::fs::create_dir_all(&out)?;
     let sessions = PathBuf::from(args.sessions.to_string());
+    let only = PathBuf::from(&args.only);
     let mut test = vec!["test"];
     test.extend(release);
     test.extend([
@@ -48,6 +53,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
         &[
             ("PYLON_CHAOS_SESSIONS", sessions.as_path()),
             ("PYLON_CHAOS_OUT", out.as_path()),
+            ("PYLON_CHAOS_ONLY", only.as_path()),
         ],
     )?;
     println!("xtask chaos: {}", out.join("chaos.md").display());

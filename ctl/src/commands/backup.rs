@@ -92,6 +92,16 @@ pub struct RestoreArgs {
     /// PostgreSQL: the data folder pgBackRest restores into (its server stopped).
     #[arg(long)]
     pub pg_data: Option<PathBuf>,
+    /// PostgreSQL: point-in-time recovery. Replay the archived WAL up to this moment only
+    /// (RFC 3339, e.g. 2026-12-08T09:41:00Z), to undo a mistake such as a dropped table;
+    /// without it, recovery replays the whole archive.
+    #[arg(long, value_parser = rfc3339)]
+    pub until: Option<time::OffsetDateTime>,
+}
+
+fn rfc3339(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("not an RFC 3339 time such as 2026-12-08T09:41:00Z: {e}"))
 }
 
 fn open(config: &ConfigArg) -> Result<Backups, Failure> {
@@ -225,6 +235,7 @@ pub fn run(cmd: BackupCommand, out: &mut dyn Write) -> Result<(), Failure> {
                 force: args.force,
                 from: args.from,
                 pg_data: args.pg_data,
+                until: args.until,
             };
             let restored = backups
                 .restore(&args.id, &options)
