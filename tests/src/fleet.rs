@@ -28,6 +28,8 @@ pub struct FleetOptions<'a> {
     pub first_pile: u64,
     pub sessions: u64,
     pub charge_secs: u32,
+    /// Seconds an idle charger waits before its next charge (by card).
+    pub idle_secs: f64,
     pub confirm_timeout_secs: u32,
     /// New chargers per second while the fleet starts.
     pub ramp: u32,
@@ -60,6 +62,7 @@ impl ChargingFleet {
                 first_pile,
                 sessions,
                 charge_secs,
+                idle_secs: 1.0,
                 confirm_timeout_secs,
                 ramp: 500,
             },
@@ -83,7 +86,8 @@ impl ChargingFleet {
             .args(["--sessions", &options.sessions.to_string()])
             .args(["--pile-base", &options.first_pile.to_string()])
             .args(["--ramp", &options.ramp.to_string()])
-            .args(["--charge", "--card-start-secs", "1"])
+            .args(["--charge", "--card-start-secs"])
+            .arg(options.idle_secs.to_string())
             .args(["--charge-secs", &options.charge_secs.to_string()])
             .args([
                 "--confirm-timeout-secs",

@@ -38,6 +38,17 @@ const FREEZE: Duration = Duration::from_secs(10);
 const WATCH: Duration = Duration::from_secs(90);
 const CHARGE_SECS: u32 = 3;
 const CONFIRM_TIMEOUT_SECS: u32 = 5;
+/// Charges started a second by all the fleets together, about: what this 2-core machine's
+/// Patroni cluster keeps up with.
+const CHARGES_PER_SEC: f64 = 250.0;
+
+/// How long an idle charger waits before its next charge, so that `sessions` chargers
+/// start about `CHARGES_PER_SEC` charges a second (a charger's cycle: idle, charging,
+/// its record confirmed), and 1 s at least.
+fn idle_secs(sessions: u64) -> f64 {
+    let cycle = sessions as f64 / CHARGES_PER_SEC;
+    (cycle - f64::from(CHARGE_SECS)).max(1.0)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Target {
@@ -209,6 +220,7 @@ impl Platform {
                     first_pile: first,
                     sessions: count,
                     charge_secs: CHARGE_SECS,
+                    idle_secs: idle_secs(sessions),
                     confirm_timeout_secs: CONFIRM_TIMEOUT_SECS,
                     ramp: 200,
                 },
@@ -704,7 +716,8 @@ fn measure(p: &mut Platform, name: &str, inject: impl FnOnce(&mut Platform) -> I
 fn markdown(rows: &[Value], sessions: u64) -> String {
     let edge_target = 10.0 * sessions as f64 / 10_000.0;
     let mut md = format!(
-        "# Chaos run: {sessions} chargers ({} over TLS), charging\n\n\
+        "# Chaos run: {sessions} chargers ({} over TLS), each charging {CHARGE_SECS} s, then idle \
+         {idle:.0} s (about {CHARGES_PER_SEC} charges a second in all)\n\n\
          Targets: 0 records lost and 0 duplicated for every fault; every charger back within \
          {edge_target:.1} s after an edge dies (10 s per 10,000); no control-plane outage over \
          3 s when an etcd or control member dies.\n\n\
@@ -723,6 +736,7 @@ fn markdown(rows: &[Value], sessions: u64) -> String {
          | fault | target | back online (s) | control outage (s) | reconnects | records resent | records abandoned | orders stuck | records lost | records duplicated |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
         sessions / 4,
+        idle = idle_secs(sessions),
         freeze = FREEZE.as_secs()
     );
     for r in rows {

@@ -192,6 +192,7 @@ fn the_standby_site_takes_over_when_the_primary_site_is_lost() {
             first_pile: FIRST_PILE,
             sessions: CHARGERS,
             charge_secs: 1,
+            idle_secs: 1.0,
             confirm_timeout_secs: 3,
             ramp: 500,
         },
