@@ -67,6 +67,36 @@ pub struct Target {
     pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
 
+impl Target {
+    /// This target with a TLS session store of its own: one charger's, as on a device.
+    /// A ticket is then only ever resumed by the charger it was issued to (with client
+    /// certificates, a ticket stands for the charger's identity).
+    pub fn with_own_sessions(&self) -> Target {
+        Target {
+            addr: self.addr,
+            tls: self.tls.as_ref().map(|(config, name)| {
+                let mut own = (**config).clone();
+                own.resumption = rustls::client::Resumption::store(Arc::new(
+                    rustls::client::ClientSessionMemoryCache::new(1),
+                ));
+                (Arc::new(own), name.clone())
+            }),
+        }
+    }
+}
+
+impl Stream {
+    /// Whether the TLS handshake resumed an earlier session (false for plain TCP).
+    pub fn resumed(&self) -> bool {
+        match self {
+            Stream::Tcp(_) => false,
+            Stream::Tls(s) => {
+                s.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+            }
+        }
+    }
+}
+
 /// Opens a connection from `source` (any port) to the target, with TLS when configured.
 pub async fn connect(target: &Target, source: Option<IpAddr>) -> std::io::Result<Stream> {
     let socket = match target.addr {
@@ -136,6 +166,9 @@ pub enum ChargerError {
     /// A misbehaving charger left on purpose ([`crate::trouble`]).
     #[error("left on purpose")]
     Planned,
+    /// Told to reconnect (a reconnect wave: SIGUSR1 to `pylon-fleet`).
+    #[error("reconnecting on request")]
+    Reconnect,
 }
 
 impl ChargerError {
@@ -148,6 +181,7 @@ impl ChargerError {
             ChargerError::LoginRefused => "login_refused",
             ChargerError::Protocol(_) => "protocol",
             ChargerError::Planned => "planned",
+            ChargerError::Reconnect => "reconnect",
             ChargerError::Dispatch(_) => "dispatch",
         }
     }

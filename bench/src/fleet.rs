@@ -30,6 +30,10 @@ pub struct FleetConfig {
     pub charging: Option<ChargingConfig>,
     /// Some piles misbehave on purpose.
     pub trouble: Option<crate::trouble::TroubleConfig>,
+    /// Each change is a reconnect wave: every connected charger closes its connection
+    /// and connects again (resuming its TLS session), charger i after i / `ramp_per_sec`
+    /// seconds.
+    pub waves: Option<watch::Receiver<u64>>,
 }
 
 /// Runs the fleet until `stop` turns true.
@@ -68,6 +72,8 @@ async fn charger_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let pile = charger::pile_number(cfg.pile_base, index);
+    // Each charger keeps its own TLS session, as a device does.
+    let target = cfg.target.with_own_sessions();
     let mut backoff = Duration::from_millis(500);
     let troubled = cfg.trouble.filter(|t| t.troubled(index));
     for session in 0u64.. {
@@ -75,8 +81,16 @@ async fn charger_loop(
             return;
         }
         let episode = troubled.map(|t| (crate::trouble::episode(session), t.calm));
-        match run_session(&cfg, pile, source, &stats, &mut stop, episode).await {
+        match run_session(
+            &cfg, &target, index, pile, source, &stats, &mut stop, episode,
+        )
+        .await
+        {
             Ok(()) => return,
+            Err(ChargerError::Reconnect) => {
+                backoff = Duration::from_millis(500);
+                continue;
+            }
             Err(ChargerError::Planned) => {
                 // Back at once (a flapping pile reconnects quickly).
                 backoff = Duration::from_millis(500);
@@ -134,7 +148,7 @@ async fn act(
 
 /// Connects to the pile's primary edge, or to the backups in turn if it does not answer.
 async fn connect_dispatched(
-    cfg: &FleetConfig,
+    target: &Target,
     dispatch: &Dispatch,
     pile: PileNo,
     source: Option<IpAddr>,
@@ -150,7 +164,7 @@ async fn connect_dispatched(
             .map_err(ChargerError::Dispatch)?;
         let target = Target {
             addr,
-            tls: cfg.target.tls.clone(),
+            tls: target.tls.clone(),
         };
         match ChargerConn::connect(&target, source).await {
             Ok(conn) => return Ok(conn),
@@ -171,8 +185,11 @@ impl Drop for Connected<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_session(
     cfg: &FleetConfig,
+    target: &Target,
+    index: u64,
     pile: PileNo,
     source: Option<IpAddr>,
     stats: &FleetStats,
@@ -181,11 +198,17 @@ async fn run_session(
 ) -> Result<(), ChargerError> {
     let t0 = Instant::now();
     let mut conn = match &cfg.dispatch {
-        None => ChargerConn::connect(&cfg.target, source).await?,
-        Some(dispatch) => connect_dispatched(cfg, dispatch, pile, source).await?,
+        None => ChargerConn::connect(target, source).await?,
+        Some(dispatch) => connect_dispatched(target, dispatch, pile, source).await?,
     };
     conn.login(pile).await?;
-    stats.setup(charger::micros_since(t0));
+    stats.setup(charger::micros_since(t0), conn.stream.resumed());
+    // Waves before this session do not concern it.
+    let mut waves = cfg.waves.clone();
+    if let Some(w) = waves.as_mut() {
+        w.borrow_and_update();
+    }
+    let mut reconnect_at: Option<tokio::time::Instant> = None;
     stats.connected.fetch_add(1, Ordering::Relaxed);
     let _connected = Connected(stats);
 
@@ -277,8 +300,34 @@ async fn run_session(
                     }
                 }
             },
+            wave = next_wave(&mut waves), if reconnect_at.is_none() => {
+                if wave {
+                    let offset = Duration::from_secs_f64(index as f64 / cfg.ramp_per_sec.max(1) as f64);
+                    reconnect_at = Some(tokio::time::Instant::now() + offset);
+                } else {
+                    waves = None;
+                }
+            }
+            _ = until(reconnect_at) => return Err(ChargerError::Reconnect),
             _ = stop.changed() => return Ok(()),
         }
+    }
+}
+
+/// Resolves when a reconnect wave comes (true) or its sender is gone (false); never
+/// without waves.
+async fn next_wave(waves: &mut Option<watch::Receiver<u64>>) -> bool {
+    match waves {
+        Some(w) => w.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves at `at`; never without it.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

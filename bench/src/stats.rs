@@ -13,6 +13,8 @@ pub struct FleetStats {
     pub started: Instant,
     pub connected: AtomicI64,
     pub setups: AtomicU64,
+    /// Set-ups whose TLS handshake resumed an earlier session (a ticket).
+    pub setups_resumed: AtomicU64,
     pub heartbeats_sent: AtomicU64,
     pub heartbeats_ok: AtomicU64,
     pub realtime_sent: AtomicU64,
@@ -57,6 +59,7 @@ impl Default for FleetStats {
             started: Instant::now(),
             connected: AtomicI64::new(0),
             setups: AtomicU64::new(0),
+            setups_resumed: AtomicU64::new(0),
             heartbeats_sent: AtomicU64::new(0),
             heartbeats_ok: AtomicU64::new(0),
             realtime_sent: AtomicU64::new(0),
@@ -82,8 +85,13 @@ impl FleetStats {
         }
     }
 
-    pub fn setup(&self, micros: u64) {
+    /// A charger connected and logged in, in `micros`; `resumed`: its TLS handshake
+    /// resumed an earlier session.
+    pub fn setup(&self, micros: u64, resumed: bool) {
         self.setups.fetch_add(1, Ordering::Relaxed);
+        if resumed {
+            self.setups_resumed.fetch_add(1, Ordering::Relaxed);
+        }
         self.last_setup_us
             .fetch_max(self.started.elapsed().as_micros() as u64, Ordering::Relaxed);
         if let Ok(mut h) = self.setup_us.lock() {
@@ -115,6 +123,7 @@ impl FleetStats {
             elapsed_secs: self.started.elapsed().as_secs_f64(),
             connected: self.connected.load(Ordering::Relaxed),
             setups: self.setups.load(Ordering::Relaxed),
+            setups_resumed: self.setups_resumed.load(Ordering::Relaxed),
             last_setup_secs: self.last_setup_us.load(Ordering::Relaxed) as f64 / 1e6,
             heartbeats_sent: self.heartbeats_sent.load(Ordering::Relaxed),
             heartbeats_ok: self.heartbeats_ok.load(Ordering::Relaxed),
@@ -162,6 +171,8 @@ pub struct FleetReport {
     pub elapsed_secs: f64,
     pub connected: i64,
     pub setups: u64,
+    #[serde(default)]
+    pub setups_resumed: u64,
     pub last_setup_secs: f64,
     pub heartbeats_sent: u64,
     pub heartbeats_ok: u64,
@@ -214,6 +225,7 @@ pub fn merge(reports: &[FleetReport]) -> (FleetReport, Latency, Latency) {
         total.elapsed_secs = total.elapsed_secs.max(r.elapsed_secs);
         total.connected += r.connected;
         total.setups += r.setups;
+        total.setups_resumed += r.setups_resumed;
         total.last_setup_secs = total.last_setup_secs.max(r.last_setup_secs);
         total.heartbeats_sent += r.heartbeats_sent;
         total.heartbeats_ok += r.heartbeats_ok;

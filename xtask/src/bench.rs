@@ -64,8 +64,12 @@ pub(crate) struct ServerResult {
     pub(crate) idle_cpu_per_process_sec: f64,
     /// The hold as it lasted.
     pub(crate) hold_secs: f64,
-    /// CPU per session set up during the ramp, less the ramp's heartbeats.
+    /// CPU per session set up during the ramp, less the ramp's heartbeats: a full
+    /// handshake over TLS.
     pub(crate) cpu_ms_per_setup: f64,
+    /// Over TLS: the reconnect wave after the hold, every charger resuming its session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reconnect_wave: Option<Wave>,
     /// Resident memory growth of the server processes over the run.
     pub(crate) rss_bytes: f64,
     pub(crate) kernel_bytes: f64,
@@ -76,6 +80,19 @@ pub(crate) struct ServerResult {
     /// The edge's CPU profile during the hold (perf), when perf is installed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) profile: Option<crate::profile::Profile>,
+}
+
+/// A reconnect wave: every charger closes its connection and connects again at the ramp's
+/// pace, resuming its TLS session with the ticket it was given.
+#[derive(Debug, Serialize)]
+pub(crate) struct Wave {
+    pub(crate) setups: u64,
+    /// Of those, handshakes that resumed a session.
+    pub(crate) resumed: u64,
+    pub(crate) secs: f64,
+    /// Server CPU per set-up in the wave, less its heartbeats and idle cost.
+    pub(crate) cpu_ms_per_setup: f64,
+    pub(crate) setup_latency: Latency,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -207,6 +224,13 @@ pub(crate) fn run_one(
     let ramp_started = Instant::now();
 
     let ramp_secs = (args.sessions as f64 / args.ramp as f64).ceil() as u64 + 5;
+    // Over TLS the run ends with a reconnect wave, after the profile.
+    let wave_limit = ramp_secs + 30;
+    let wave_secs = if tls {
+        crate::profile::window(args.duration).as_secs() + wave_limit + 5
+    } else {
+        0
+    };
     let fleets = args.sessions.div_ceil(args.per_process) as usize;
     let mut fleet_procs = Vec::new();
     let mut report_paths = Vec::new();
@@ -227,7 +251,10 @@ pub(crate) fn run_one(
                 &format!("127.{}.0.1-127.{}.0.250", 10 + f, 10 + f),
             ])
             .args(["--heartbeat-secs", &args.heartbeat_secs.to_string()])
-            .args(["--duration", &(ramp_secs + args.duration + 2).to_string()])
+            .args([
+                "--duration",
+                &(ramp_secs + args.duration + 2 + wave_secs).to_string(),
+            ])
             .args(["--progress-secs", "1", "--quiet"])
             .arg("--report")
             .arg(&report);
@@ -313,12 +340,6 @@ pub(crate) fn run_one(
         None
     };
 
-    for f in fleet_procs.iter_mut() {
-        f.terminate(Duration::from_secs(3));
-    }
-    for s in servers.iter_mut() {
-        s.terminate(Duration::from_secs(3));
-    }
     let held = total.connected.max(1);
     let cpu = cpu_end - cpu_start;
     let fixed = |secs: f64| idle_cpu_per_process_sec * processes as f64 * secs;
@@ -328,6 +349,28 @@ pub(crate) fn run_one(
     } else {
         0.0
     };
+    let reconnect_wave = if tls {
+        let costs = WaveCosts {
+            per_heartbeat: cpu_per_heartbeat,
+            idle_per_sec: idle_cpu_per_process_sec * processes as f64,
+        };
+        Some(reconnect_wave(
+            &servers,
+            &fleet_procs,
+            &report_paths,
+            args.sessions,
+            Duration::from_secs(wave_limit),
+            costs,
+        ))
+    } else {
+        None
+    };
+    for f in fleet_procs.iter_mut() {
+        f.terminate(Duration::from_secs(3));
+    }
+    for s in servers.iter_mut() {
+        s.terminate(Duration::from_secs(3));
+    }
     let ramp_setups = at_hold_start.setups.max(1);
     let ramp_elapsed = ramp_started.elapsed().as_secs_f64() - hold_secs;
     let ramp_cpu =
@@ -355,6 +398,7 @@ pub(crate) fn run_one(
         idle_cpu_per_process_sec,
         hold_secs,
         cpu_ms_per_setup: ramp_cpu * 1000.0 / ramp_setups as f64,
+        reconnect_wave,
         rss_bytes: rss_after.saturating_sub(rss_before) as f64,
         kernel_bytes: kernel_after.saturating_sub(kernel_before) as f64 / 2.0,
         rss_bytes_per_session: rss_per,
@@ -363,6 +407,68 @@ pub(crate) fn run_one(
         errors: total.errors,
         profile,
     })
+}
+
+/// What the servers spend anyway, to take out of a phase's CPU.
+struct WaveCosts {
+    per_heartbeat: f64,
+    /// All server processes together, per second.
+    idle_per_sec: f64,
+}
+
+/// Starts a reconnect wave in every fleet (SIGUSR1) and measures it until every charger
+/// has set up again and is connected (or `limit` passes).
+fn reconnect_wave(
+    servers: &[Proc],
+    fleets: &[Proc],
+    reports: &[PathBuf],
+    sessions: u64,
+    limit: Duration,
+    costs: WaveCosts,
+) -> Wave {
+    let server_cpu = || -> f64 { servers.iter().map(|s| procs::cpu_seconds(s.pid())).sum() };
+    let before = stats::merge(&read_reports(reports)).0;
+    let cpu_before = server_cpu();
+    let started = Instant::now();
+    for fleet in fleets {
+        // SAFETY: kill(2) has no memory effects.
+        unsafe {
+            libc::kill(fleet.pid() as libc::pid_t, libc::SIGUSR1);
+        }
+    }
+    let mut now = before.clone();
+    while started.elapsed() < limit {
+        std::thread::sleep(Duration::from_secs(1));
+        now = stats::merge(&read_reports(reports)).0;
+        let setups = now.setups - before.setups;
+        eprint!(
+            "\r  reconnect wave {:>4}s: set up again {:>7}/{} (resumed {:>7}) | connected {:>7}      ",
+            started.elapsed().as_secs(),
+            setups,
+            sessions,
+            now.setups_resumed - before.setups_resumed,
+            now.connected
+        );
+        if setups >= sessions && now.connected as u64 >= sessions {
+            break;
+        }
+    }
+    eprintln!();
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = server_cpu() - cpu_before;
+    let setups = now.setups - before.setups;
+    let heartbeats = now.heartbeats_ok.saturating_sub(before.heartbeats_ok);
+    let own = (cpu - heartbeats as f64 * costs.per_heartbeat - costs.idle_per_sec * secs).max(0.0);
+    // The wave's set-up latencies: all of them less those of the ramp.
+    let mut latency = now.setup_us.to_histogram();
+    let _ = latency.subtract(before.setup_us.to_histogram());
+    Wave {
+        setups,
+        resumed: now.setups_resumed - before.setups_resumed,
+        secs,
+        cpu_ms_per_setup: own * 1000.0 / setups.max(1) as f64,
+        setup_latency: Latency::from(&latency),
+    }
 }
 
 fn hold_latency(total: &FleetReport, before: &stats::HistogramData) -> Latency {
@@ -394,7 +500,7 @@ fn markdown(args: &BenchArgs, tls: bool, results: &[ServerResult]) -> String {
         args.duration,
         args.heartbeat_secs
     );
-    md += "Fleet and servers share this machine. Memory: RSS growth of the server processes per session; kernel is half the growth of slab + TCP buffer pages (both ends are local).\n\n";
+    md += "Fleet and servers share this machine. Memory: RSS growth of the server processes per session; kernel is half the growth of slab + TCP buffer pages (both ends are local). Set-up CPU: the servers' CPU over the ramp (full handshakes over TLS) or over the reconnect wave at the end of a TLS run (every charger reconnects at the ramp's pace, resuming its session with its ticket), less heartbeats and idle cost, per set-up.\n\n";
     md += "| figure | ";
     md += &results
         .iter()
@@ -408,7 +514,7 @@ fn markdown(args: &BenchArgs, tls: bool, results: &[ServerResult]) -> String {
     md += &"---|".repeat(results.len() + usize::from(results.len() == 2));
     md += "\n";
     type Get = fn(&ServerResult) -> f64;
-    let rows: [(&str, Get); 12] = [
+    let mut rows: Vec<(&str, Get)> = vec![
         ("sessions held", |r| r.sessions_held as f64),
         ("setup rate (TLS+login per s)", |r| r.setup_rate_per_sec),
         ("setup p99 (ms)", |r| r.setup_latency.p99_ms),
@@ -425,7 +531,39 @@ fn markdown(args: &BenchArgs, tls: bool, results: &[ServerResult]) -> String {
             r.kernel_bytes_per_session_estimate
         }),
         ("total bytes per session", |r| r.total_bytes_per_session),
+        ("CPU ms per set-up (ramp)", |r| r.cpu_ms_per_setup),
     ];
+    let wave = |r: &ServerResult| {
+        r.reconnect_wave
+            .as_ref()
+            .map_or(0.0, |w| w.cpu_ms_per_setup)
+    };
+    if results.iter().any(|r| r.reconnect_wave.is_some()) {
+        rows.extend([
+            ("CPU ms per set-up (reconnect wave)", wave as Get),
+            ("reconnects resumed (%)", |r| {
+                r.reconnect_wave
+                    .as_ref()
+                    .map_or(0.0, |w| 100.0 * w.resumed as f64 / w.setups.max(1) as f64)
+            }),
+            ("reconnect p99 (ms)", |r| {
+                r.reconnect_wave
+                    .as_ref()
+                    .map_or(0.0, |w| w.setup_latency.p99_ms)
+            }),
+            ("set-ups per CPU second, resumed / full", |r| {
+                let w = r
+                    .reconnect_wave
+                    .as_ref()
+                    .map_or(0.0, |w| w.cpu_ms_per_setup);
+                if w > 0.0 {
+                    r.cpu_ms_per_setup / w
+                } else {
+                    0.0
+                }
+            }),
+        ]);
+    }
     for (name, get) in rows {
         md += &format!("| {name} | ");
         md += &results

@@ -26,6 +26,10 @@ use rustls::pki_types::ServerName;
 /// With --dispatch, each charger first asks the control plane for its edge:
 ///
 ///   pylon-fleet --dispatch http://127.0.0.1:7400 --sessions 200
+///
+/// Each charger keeps its own TLS session and resumes it when it reconnects. SIGUSR1
+/// starts a reconnect wave: every connected charger closes its connection and connects
+/// again, paced like the ramp (--ramp per second), which measures resumed set-ups.
 #[derive(Parser, Debug)]
 #[command(name = "pylon-fleet", version, verbatim_doc_comment)]
 pub struct Cli {
@@ -164,7 +168,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let cfg = FleetConfig {
+    let mut cfg = FleetConfig {
         charging: cli.charge.then(|| crate::charging::ChargingConfig {
             session: Duration::from_secs_f64(cli.charge_secs.max(1.0)),
             realtime_every: Duration::from_secs(15),
@@ -196,6 +200,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             heartbeat: Duration::from_secs_f64(cli.heartbeat_secs),
             realtime_idle: Duration::from_secs_f64(cli.realtime_secs),
         },
+        waves: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.threads.max(1))
@@ -216,6 +221,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let stats = Arc::new(stats);
     runtime.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // SIGUSR1: a reconnect wave.
+        let (waves_tx, waves_rx) = tokio::sync::watch::channel(0u64);
+        let mut usr1 =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+        tokio::spawn(async move {
+            while usr1.recv().await.is_some() {
+                waves_tx.send_modify(|n| *n += 1);
+            }
+        });
+        cfg.waves = Some(waves_rx);
         let fleet = tokio::spawn(fleet::run(cfg, stats.clone(), stop_rx));
         if cli.progress_secs > 0 {
             let stats = stats.clone();
