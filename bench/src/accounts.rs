@@ -51,7 +51,8 @@ impl<'a> OperatorApi<'a> {
 
 /// Creates an account for the driver of each pile `first..first + count`, with the pile's
 /// card and `fen` in the wallet. `api` is the app's operator address (`http://host:port`).
-/// Returns the accounts' ids, in pile order.
+/// Returns the accounts' ids, in pile order. Large fleets are provisioned by several
+/// threads at once (each call is a round trip through the control plane and the app).
 pub fn provision(
     api: &str,
     token: &str,
@@ -59,10 +60,38 @@ pub fn provision(
     count: u64,
     fen: i64,
 ) -> anyhow::Result<Vec<i64>> {
+    const PER_THREAD: u64 = 250;
+    let threads = count.div_ceil(PER_THREAD).clamp(1, 8);
+    let chunk = count.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let start = first + t * chunk;
+                let end = (start + chunk).min(first + count);
+                scope.spawn(move || provision_range(api, token, start..end, fen))
+            })
+            .collect();
+        let mut accounts = Vec::with_capacity(count as usize);
+        for worker in workers {
+            let ids = worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("a provisioning thread panicked"))??;
+            accounts.extend(ids);
+        }
+        Ok(accounts)
+    })
+}
+
+fn provision_range(
+    api: &str,
+    token: &str,
+    piles: std::ops::Range<u64>,
+    fen: i64,
+) -> anyhow::Result<Vec<i64>> {
     let api = OperatorApi::new(api, token);
     let call = |path: &str, body: serde_json::Value| api.call("POST", path, body);
     let mut accounts = Vec::new();
-    for pile in first..first + count {
+    for pile in piles {
         let account = call(
             "/v1/accounts",
             serde_json::json!({"name": format!("driver of {pile:014}")}),

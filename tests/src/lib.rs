@@ -10,6 +10,7 @@ pub mod edge;
 pub mod etcd;
 pub mod fleet;
 pub mod http;
+pub mod mishap;
 pub mod monitoring;
 pub mod platform;
 pub mod records;

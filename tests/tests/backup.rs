@@ -451,6 +451,61 @@ fn postgresql_is_backed_up_by_pgbackrest_into_two_repositories_and_restored_to_i
         confirmed_at_loss.len(),
         missing(&confirmed_at_loss).len()
     );
+
+    // A mistake undone: the store's tables dropped while charging, the backup restored
+    // to the moment before (--until), and charging resumed with nothing confirmed lost.
+    let before = platform.fleet.confirmed();
+    platform
+        .fleet
+        .wait_confirmed(before + 10, Duration::from_secs(60));
+    let dropped_at = pylon_tests::mishap::drop_tables(&pg.url());
+    let confirmed_at_drop = platform.fleet.confirmed_trades();
+    pylon_tests::mishap::wait_archived(&pg.url());
+    pg.stop();
+    std::fs::remove_dir_all(&data).expect("emptying the data folder");
+    std::fs::create_dir(&data).expect("an empty data folder");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).expect("mode");
+    }
+    give(&data, owner);
+    let (ok, text) = backup(
+        &config_arg,
+        "restore",
+        &[
+            "latest",
+            "--only",
+            "store",
+            "--pg-data",
+            &data.display().to_string(),
+            "--force",
+            "--until",
+            &dropped_at,
+        ],
+    );
+    assert!(ok, "restore --until {dropped_at}: {text}");
+    assert!(text.contains(&dropped_at[..10]), "{text}");
+    pg.start_again()
+        .expect("PostgreSQL recovering to the moment before the drop");
+    let before = platform.fleet.confirmed();
+    platform
+        .fleet
+        .wait_confirmed(before + 20, Duration::from_secs(120));
+    let stored = pylon_tests::records::postgres(&pg.url());
+    assert_eq!(
+        stored.duplicated(),
+        0,
+        "a record is stored or settled twice"
+    );
+    let lost: Vec<&String> = stored.missing(&confirmed_at_drop);
+    assert!(
+        lost.is_empty(),
+        "records confirmed before the drop are gone: {lost:?}"
+    );
+    eprintln!(
+        "point-in-time drill: tables dropped at {dropped_at}; all {} records confirmed by then restored",
+        confirmed_at_drop.len()
+    );
     let report = platform.fleet.stop();
     assert_eq!(report["records_abandoned"], 0, "{report}");
 }

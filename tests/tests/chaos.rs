@@ -273,9 +273,30 @@ impl Platform {
     }
 
     fn wait_online(&self, limit: Duration) {
-        wait_for("every charger online", limit, || {
-            (self.connected() == self.sessions as i64).then_some(())
-        });
+        let start = Instant::now();
+        while self.connected() != self.sessions as i64 {
+            if start.elapsed() > limit {
+                let fleets: Vec<String> = self
+                    .reports()
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "connected {} of {} set-ups, errors {}",
+                            r["connected"], r["setups"], r["errors"]
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "not every charger online within {limit:?}: {}\nedges: {:?}\n{}",
+                    fleets.join("; "),
+                    (0..self.edges.len())
+                        .map(|i| self.edge_sessions(i))
+                        .collect::<Vec<_>>(),
+                    self.status().unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// The pid of the control replica that leads.
@@ -373,67 +394,6 @@ impl Platform {
         )
         .expect("backup.toml");
         path
-    }
-
-    /// Drops every table of the store in one transaction; returns the moment (RFC 3339,
-    /// UTC) after every table was locked for the drop and before it committed: everything
-    /// committed before it is the store to get back, and nothing else touching the tables
-    /// committed after it.
-    fn drop_tables(&self) -> String {
-        let url = self.pg.url();
-        runtime().block_on(async {
-            let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .expect("connecting to the store");
-            tokio::spawn(connection);
-            let tx = client.transaction().await.expect("a transaction");
-            tx.batch_execute("DROP SCHEMA public CASCADE")
-                .await
-                .expect("dropping the store's tables");
-            let at: String = tx
-                .query_one(
-                    r#"SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#,
-                    &[],
-                )
-                .await
-                .expect("the time")
-                .get(0);
-            tx.commit().await.expect("committing the drop");
-            at
-        })
-    }
-
-    /// Closes the primary's current WAL segment and waits until the archive has it (what
-    /// `pgbackrest check` does): the drop is then in the archive.
-    fn wait_archived(&self) {
-        let url = self.pg.url();
-        runtime().block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .expect("connecting to the store");
-            tokio::spawn(connection);
-            let segment: String = client
-                .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
-                .await
-                .expect("a WAL switch")
-                .get(0);
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                let archived: Option<String> = client
-                    .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
-                    .await
-                    .expect("the archiver's state")
-                    .get(0);
-                if archived.is_some_and(|a| a >= segment) {
-                    return;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "WAL segment {segment} not archived within 60 s"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
     }
 
     /// Open orders not touched for a minute: charges the platform lost track of.
@@ -556,9 +516,9 @@ fn restore_drill(p: &mut Platform) -> Value {
     // Charging goes on after the backup before the loss.
     std::thread::sleep(Duration::from_secs(5));
     measure(p, "restore drill", |p| {
-        let dropped_at = p.drop_tables();
+        let dropped_at = pylon_tests::mishap::drop_tables(&p.pg.url());
         let started = Instant::now();
-        p.wait_archived();
+        pylon_tests::mishap::wait_archived(&p.pg.url());
         for app in &p.apps {
             app.stop_service();
         }
