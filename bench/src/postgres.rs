@@ -29,6 +29,8 @@ const PORT_TRIES: usize = 3;
 
 pub struct PostgresCluster {
     bin: PathBuf,
+    /// The loopback address it listens on (127.0.0.1 unless a second site's).
+    host: std::net::Ipv4Addr,
     port: u16,
     /// None once stopped.
     server: Option<Child>,
@@ -98,6 +100,12 @@ impl PostgresCluster {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
+        // Trust the whole loopback range (not only 127.0.0.1): a second site's processes
+        // run on addresses of their own.
+        let hba = data.join("pg_hba.conf");
+        let mut rules = std::fs::read_to_string(&hba).context("reading pg_hba.conf")?;
+        rules.push_str("host all all 127.0.0.0/8 trust\nhost replication all 127.0.0.0/8 trust\n");
+        std::fs::write(&hba, rules).context("writing pg_hba.conf")?;
         let ca = if tls {
             Some(serve_tls_only(dir.path(), &data, owner)?)
         } else {
@@ -105,6 +113,7 @@ impl PostgresCluster {
         };
         let mut cluster = PostgresCluster {
             bin,
+            host: std::net::Ipv4Addr::LOCALHOST,
             port: 0,
             server: None,
             log,
@@ -152,8 +161,12 @@ impl PostgresCluster {
 
     /// A streaming standby of `primary`, as a second site would hold: a base backup
     /// (`pg_basebackup -R`, so it follows the primary), started read-only on its own free
-    /// port, replaying what the primary writes. `SELECT pg_promote()` makes it a primary.
-    pub fn start_standby_of(primary: &PostgresCluster) -> anyhow::Result<PostgresCluster> {
+    /// port on `host`, replaying what the primary writes. `SELECT pg_promote()` makes it a
+    /// primary.
+    pub fn start_standby_of(
+        primary: &PostgresCluster,
+        host: std::net::Ipv4Addr,
+    ) -> anyhow::Result<PostgresCluster> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("pylon-pg-standby-")
@@ -168,7 +181,7 @@ impl PostgresCluster {
         let output = command(&bin.join("pg_basebackup"), owner, dir.path())
             .args([
                 "-h",
-                "127.0.0.1",
+                &primary.host.to_string(),
                 "-p",
                 &primary.port.to_string(),
                 "-U",
@@ -189,6 +202,7 @@ impl PostgresCluster {
         }
         let mut standby = PostgresCluster {
             bin,
+            host,
             port: 0,
             server: None,
             log: dir.path().join("server.log"),
@@ -227,7 +241,7 @@ impl PostgresCluster {
             .args(["-p", &self.port.to_string()])
             .arg("-k")
             .arg(self.dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", &format!("listen_addresses={}", self.host)])
             .args(["-c", "max_connections=100"])
             .args(["-c", "shared_buffers=32MB"])
             .args(
@@ -252,7 +266,13 @@ impl PostgresCluster {
                 bail!("postgres exited with {status} while starting");
             }
             let ready = Command::new(self.bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args([
+                    "-q",
+                    "-h",
+                    &self.host.to_string(),
+                    "-p",
+                    &self.port.to_string(),
+                ])
                 .args(["-U", "postgres", "-d", "postgres", "-t", "1"])
                 .status()
                 .context("running pg_isready")?;
@@ -267,14 +287,14 @@ impl PostgresCluster {
         }
     }
 
-    /// `postgres://postgres@127.0.0.1:PORT/pylon`
+    /// `postgres://postgres@HOST:PORT/pylon`
     pub fn url(&self) -> String {
         self.url_for("pylon")
     }
 
     /// The URL of another database on this server.
     pub fn url_for(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+        format!("postgres://postgres@{}:{}/{database}", self.host, self.port)
     }
 
     pub fn port(&self) -> u16 {

@@ -52,6 +52,12 @@ impl AppProcess {
         Self::spawn_on(opts, local(free_port()), local(free_port()), extra)
     }
 
+    /// As [`AppProcess::spawn`], listening on the loopback address `host`.
+    pub fn spawn_at(opts: AppOptions<'_>, host: std::net::Ipv4Addr, extra: &[&str]) -> AppProcess {
+        let at = || crate::local_on(host, free_port());
+        Self::spawn_on(opts, at(), at(), extra)
+    }
+
     fn spawn_on(
         opts: AppOptions<'_>,
         grpc: SocketAddr,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{binary, free_port, http, local, wait_for};
+use crate::{binary, free_port, http, local_on, wait_for};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const CLUSTER_TOKEN: &str = "test-cluster-token";
@@ -68,7 +68,12 @@ pub struct ControlProcess {
 
 impl ControlProcess {
     pub fn start(opts: ControlOptions<'_>) -> ControlProcess {
-        let (http_addr, grpc) = (local(free_port()), local(free_port()));
+        Self::start_on(opts, std::net::Ipv4Addr::LOCALHOST)
+    }
+
+    /// As [`ControlProcess::start`], listening on the loopback address `host`.
+    pub fn start_on(opts: ControlOptions<'_>, host: std::net::Ipv4Addr) -> ControlProcess {
+        let (http_addr, grpc) = (local_on(host, free_port()), local_on(host, free_port()));
         let log = opts.dir.join(format!("control-{}.log", opts.replica));
         let log_file = std::fs::File::create(&log).expect("creating the control log");
         let mut cmd = Command::new(binary("pylon-control"));

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::certs::TestCerts;
-use crate::{binary, free_port, http, local, wait_for};
+use crate::{binary, free_port, http, local_on, wait_for};
 
 pub struct EdgeProcess {
     child: Child,
@@ -32,7 +32,13 @@ pub struct EdgeOptions<'a> {
 
 impl EdgeProcess {
     pub fn start(opts: EdgeOptions<'_>) -> EdgeProcess {
-        let (mut tcp, tls, admin) = (local(free_port()), local(free_port()), local(free_port()));
+        Self::start_on(opts, std::net::Ipv4Addr::LOCALHOST)
+    }
+
+    /// As [`EdgeProcess::start`], listening on the loopback address `host`.
+    pub fn start_on(opts: EdgeOptions<'_>, host: std::net::Ipv4Addr) -> EdgeProcess {
+        let at = || local_on(host, free_port());
+        let (mut tcp, tls, admin) = (at(), at(), at());
         // A TCP address given in `extra` (several processes sharing one port) wins.
         let given_tcp = opts
             .extra

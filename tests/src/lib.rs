@@ -44,6 +44,12 @@ pub fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// `port` on the loopback address `host` (any of 127.0.0.0/8: a second site's processes
+/// run on an address of their own).
+pub fn local_on(host: std::net::Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::from((host, port))
+}
+
 /// Path of a workspace binary built next to the running test (`cargo xtask test` builds them).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

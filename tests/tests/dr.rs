@@ -11,6 +11,7 @@
 //! time (from the loss to records confirmed again). The lost site's control plane then
 //! comes back and stands down, since the other site was promoted after it.
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -29,32 +30,49 @@ use serde_json::{json, Value};
 const FIRST_PILE: u64 = 32_010_730_000_000;
 const CHARGERS: u64 = 30;
 
-fn control(dir: &Path, name: &str, settings: &str) -> ControlProcess {
+/// The primary site's loopback address, and the standby's: each site's control plane,
+/// app instance, edge and PostgreSQL listen on their own.
+const WEST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+const EAST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+fn control(dir: &Path, name: &str, settings: &str, host: Ipv4Addr) -> ControlProcess {
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(&config, settings).expect("control settings");
-    ControlProcess::start(ControlOptions {
-        dir,
-        replica: name,
-        backend: Backend::Embedded(dir.join(format!("{name}-registry.json"))),
-        // The sites talk plain HTTP on loopback here; production uses https://.
-        extra: vec![
-            "--insecure-dev".into(),
-            "--config".into(),
-            config.display().to_string(),
-        ],
-    })
+    ControlProcess::start_on(
+        ControlOptions {
+            dir,
+            replica: name,
+            backend: Backend::Embedded(dir.join(format!("{name}-registry.json"))),
+            // The sites talk plain HTTP on loopback here; production uses https://.
+            extra: vec![
+                "--insecure-dev".into(),
+                "--config".into(),
+                config.display().to_string(),
+            ],
+        },
+        host,
+    )
 }
 
-fn edge(dir: &Path, certs: &TestCerts, id: &str, control: &ControlProcess) -> EdgeProcess {
-    EdgeProcess::start(EdgeOptions {
-        certs,
-        dir,
-        executors: 1,
-        extra: app_login_edge_flags(id, &[control.grpc_url()]),
-        with_rsa: false,
-        tls_only: false,
-        log_filter_from_file: false,
-    })
+fn edge(
+    dir: &Path,
+    certs: &TestCerts,
+    id: &str,
+    control: &ControlProcess,
+    host: Ipv4Addr,
+) -> EdgeProcess {
+    EdgeProcess::start_on(
+        EdgeOptions {
+            certs,
+            dir,
+            executors: 1,
+            extra: app_login_edge_flags(id, &[control.grpc_url()]),
+            with_rsa: false,
+            tls_only: false,
+            log_filter_from_file: false,
+        },
+        host,
+    )
 }
 
 /// `pylonctl dr ...` against a site, as an operator runs it.
@@ -92,6 +110,7 @@ fn the_standby_site_takes_over_when_the_primary_site_is_lost() {
             "[dr]\nsite = \"west\"\nstore_url = \"{}\"\n",
             west_pg.url_for("postgres")
         ),
+        WEST,
     );
     let mut west_app = AppProcess::start(AppOptions {
         dir: &west_dir,
@@ -100,7 +119,7 @@ fn the_standby_site_takes_over_when_the_primary_site_is_lost() {
         store: Store::Postgres(west_pg.url()),
         env: vec![],
     });
-    let west_edge = edge(&west_dir, &certs, "west-e1", &west);
+    let west_edge = edge(&west_dir, &certs, "west-e1", &west, WEST);
     wait_for(
         "west-app to own every shard",
         Duration::from_secs(20),
@@ -151,7 +170,7 @@ fn the_standby_site_takes_over_when_the_primary_site_is_lost() {
     std::fs::write(&token_file, &token).expect("token file");
 
     // The standby site, east: its store streams from west's.
-    let east_pg = PostgresCluster::start_standby_of(&west_pg).expect("east's standby");
+    let east_pg = PostgresCluster::start_standby_of(&west_pg, EAST).expect("east's standby");
     let east = control(
         &east_dir,
         "east",
@@ -162,6 +181,7 @@ fn the_standby_site_takes_over_when_the_primary_site_is_lost() {
             token_file.display(),
             east_pg.url_for("postgres")
         ),
+        EAST,
     );
     // The card key file seals card numbers in the store: the standby site needs the same.
     std::fs::copy(
@@ -169,7 +189,7 @@ fn the_standby_site_takes_over_when_the_primary_site_is_lost() {
         east_dir.join("card-keys.toml"),
     )
     .expect("the card key file at east");
-    let mut east_app = AppProcess::spawn(
+    let mut east_app = AppProcess::spawn_at(
         AppOptions {
             dir: &east_dir,
             id: "east-app",
@@ -177,9 +197,10 @@ fn the_standby_site_takes_over_when_the_primary_site_is_lost() {
             store: Store::Postgres(format!("{}?target_session_attrs=read-write", east_pg.url())),
             env: vec![],
         },
+        EAST,
         &["--wait-for-primary"],
     );
-    let _east_edge = edge(&east_dir, &certs, "east-e1", &east);
+    let _east_edge = edge(&east_dir, &certs, "east-e1", &east, EAST);
 
     // Chargers know both sites' dispatch, the primary's first.
     let dispatch = format!("http://{},http://{}", west.http, east.http);
@@ -296,6 +317,7 @@ fn the_standby_site_takes_over_when_the_primary_site_is_lost() {
             east.http,
             west_token.display()
         ),
+        WEST,
     );
     let (code, body) = west.entry(&pile, Some("tcp"));
     assert_eq!(code, 503, "the old primary's dispatch: {body}");
