@@ -115,6 +115,10 @@ pub struct TlsConfig {
     pub enable_tls12: bool,
     /// Size of the server-side session cache for resumption (in sessions).
     pub session_cache: usize,
+    /// Session-ticket keys shared by every edge of the site (one per line, 64 hex
+    /// digits; the first seals, all open), so a charger resumes its session on whichever
+    /// edge its reconnection reaches. Without it each edge process makes its own key.
+    pub ticket_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]

@@ -67,6 +67,11 @@ pub struct Cli {
     /// Refuse TLS 1.2 (only TLS 1.3).
     #[arg(long)]
     tls13_only: bool,
+    /// Session-ticket keys every edge of the site shares (one per line, 64 hex digits,
+    /// e.g. `openssl rand -hex 32`; the first seals, all open): chargers then resume their
+    /// TLS sessions on any edge. Re-read on reload, for rotation.
+    #[arg(long)]
+    tls_ticket_key: Option<PathBuf>,
     /// Admin/metrics HTTP listen address.
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
@@ -194,6 +199,7 @@ impl Cli {
                 advertise_tls => control.advertise_tls, capacity => control.capacity,
                 tcp_listen => tcp_listen, tls_listen => tls_listen,
                 tls_client_ca => tls.client_ca, allowlist => auth.allowlist,
+                tls_ticket_key => tls.ticket_key,
                 ebpf_pin_dir => ebpf_pin_dir, admin_token => admin_token,
                 tls_only_piles => auth.tls_only;
             lists: control => control.endpoints;

@@ -18,6 +18,8 @@ use rustls::{CipherSuite, RootCertStore, ServerConfig, SignatureAlgorithm, Signa
 
 use crate::config::TlsConfig;
 
+mod tickets;
+
 /// Builds the server configuration: TLS 1.3 (and 1.2 unless disabled), every configured
 /// certificate (chosen per client by the signature schemes it offers), session
 /// resumption by cache and tickets, and optional client-certificate authentication.
@@ -77,6 +79,10 @@ pub fn server_config(
             config.ticketer =
                 rustls::crypto::ring::Ticketer::new().context("creating the ticket key")?;
         }
+    }
+    // The site's shared keys, read afresh on every load (a reload rotates them).
+    if let Some(path) = &cfg.ticket_key {
+        config.ticketer = Arc::new(tickets::SharedTicketer::load(path)?);
     }
     // One ticket is enough for a charger that reconnects to resume.
     config.send_tls13_tickets = 1;

@@ -179,7 +179,10 @@ pub(crate) fn run_one(
                         .arg("--tls-cert")
                         .arg(&certs.cert)
                         .arg("--tls-key")
-                        .arg(&certs.key);
+                        .arg(&certs.key)
+                        // The edge processes share their ticket keys, as a site's edges do.
+                        .arg("--tls-ticket-key")
+                        .arg(ticket_key(out)?);
                 } else {
                     c.args(["--tcp-listen", &addr]);
                 }
@@ -471,6 +474,19 @@ fn reconnect_wave(
     }
 }
 
+/// A session-ticket key file for the run's edges (32 random bytes in hex).
+fn ticket_key(out: &Path) -> anyhow::Result<PathBuf> {
+    use std::io::Read;
+    let path = out.join("ticket.key");
+    if !path.exists() {
+        let mut key = [0u8; 32];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(&path, hex + "\n")?;
+    }
+    Ok(path)
+}
+
 fn hold_latency(total: &FleetReport, before: &stats::HistogramData) -> Latency {
     let mut all = total.rtt_us.to_histogram();
     let earlier = before.to_histogram();
@@ -500,7 +516,7 @@ fn markdown(args: &BenchArgs, tls: bool, results: &[ServerResult]) -> String {
         args.duration,
         args.heartbeat_secs
     );
-    md += "Fleet and servers share this machine. Memory: RSS growth of the server processes per session; kernel is half the growth of slab + TCP buffer pages (both ends are local). Set-up CPU: the servers' CPU over the ramp (full handshakes over TLS) or over the reconnect wave at the end of a TLS run (every charger reconnects at the ramp's pace, resuming its session with its ticket), less heartbeats and idle cost, per set-up.\n\n";
+    md += "Fleet and servers share this machine. Memory: RSS growth of the server processes per session; kernel is half the growth of slab + TCP buffer pages (both ends are local). Set-up CPU: the servers' CPU over the ramp (full handshakes over TLS) or over the reconnect wave at the end of a TLS run (every charger reconnects at the ramp's pace, resuming its session with its ticket), less heartbeats and idle cost, per set-up. The edge processes share their ticket keys (`--tls-ticket-key`); each reference process has its own, so a reference charger resumes only when it reaches the same process again.\n\n";
     md += "| figure | ";
     md += &results
         .iter()

@@ -27,6 +27,7 @@ fn fixture() -> &'static (Arc<ServerConfig>, RootCertStore) {
                 client_ca: None,
                 enable_tls12: true,
                 session_cache: 16,
+                ticket_key: None,
             },
             None,
         )
@@ -102,10 +103,16 @@ fn error_of(fed: &Fed) -> Option<&str> {
 fn handshake(version: Version, chunk: usize) -> (ClientConnection, TlsSession) {
     let mut c = client(version);
     let mut s = server();
+    handshake_between(&mut c, &mut s, chunk);
+    (c, s)
+}
+
+/// Runs a whole handshake between `c` and `s` (TLS 1.3 tickets delivered too).
+fn handshake_between(c: &mut ClientConnection, s: &mut TlsSession, chunk: usize) {
     for _ in 0..20 {
-        let wire = client_output(&mut c);
+        let wire = client_output(c);
         for piece in wire.chunks(chunk.max(1)) {
-            let fed = feed(&mut s, piece);
+            let fed = feed(s, piece);
             assert_eq!(error_of(&fed), None, "handshake error");
             if !fed.out.is_empty() {
                 c.read_tls(&mut &fed.out[..]).expect("client read_tls");
@@ -115,10 +122,76 @@ fn handshake(version: Version, chunk: usize) -> (ClientConnection, TlsSession) {
         }
         if !c.is_handshaking() && !s.is_handshaking() {
             // TLS 1.3 tickets and the like still in flight are drained above.
-            return (c, s);
+            return;
         }
     }
     panic!("handshake did not finish");
+}
+
+#[test]
+fn edges_sharing_ticket_keys_resume_each_others_sessions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = pylon_bench::certs::TestCa::new(dir.path(), "ticket test CA").expect("CA");
+    let pair = ca.issue("edge", &[NAME], None).expect("certificate");
+    let key = dir.path().join("ticket.key");
+    std::fs::write(&key, format!("{}\n", "5a".repeat(32))).expect("key file");
+    let settings = |ticket_key: Option<std::path::PathBuf>| TlsConfig {
+        certs: vec![pair.cert.clone()],
+        keys: vec![pair.key.clone()],
+        client_ca: None,
+        enable_tls12: true,
+        session_cache: 16,
+        ticket_key,
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in pylon_service::tls::read_pem_certs(&ca.ca_pem).expect("CA certificate") {
+        roots.add(cert).expect("CA into the root store");
+    }
+    for version in [Version::Tls12, Version::Tls13] {
+        for shared in [true, false] {
+            let cfg = settings(shared.then(|| key.clone()));
+            // Two edge processes: each builds its own configuration.
+            let edges = [
+                server_config(&cfg, None).expect("edge one"),
+                server_config(&cfg, None).expect("edge two"),
+            ];
+            let versions: &[&rustls::SupportedProtocolVersion] = match version {
+                Version::Tls12 => &[&rustls::version::TLS12],
+                Version::Tls13 => &[&rustls::version::TLS13],
+            };
+            // One charger: one client configuration, holding its session.
+            let charger = Arc::new(
+                ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_protocol_versions(versions)
+                .expect("versions")
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth(),
+            );
+            let mut kinds = Vec::new();
+            for edge in &edges {
+                let mut c = ClientConnection::new(
+                    charger.clone(),
+                    ServerName::try_from(NAME).expect("name"),
+                )
+                .expect("client");
+                let mut s = TlsSession::new(edge.clone()).expect("server session");
+                handshake_between(&mut c, &mut s, 4096);
+                kinds.push(c.handshake_kind());
+            }
+            let expected = if shared {
+                rustls::HandshakeKind::Resumed
+            } else {
+                rustls::HandshakeKind::Full
+            };
+            assert_eq!(
+                kinds,
+                vec![Some(rustls::HandshakeKind::Full), Some(expected)],
+                "{version:?}, shared keys: {shared}"
+            );
+        }
+    }
 }
 
 /// Sends `text` from the client and returns what the server decrypted.
