@@ -24,6 +24,9 @@ pub struct BenchArgs {
     /// TLS chargers (the default).
     #[arg(long)]
     pub(crate) tls: bool,
+    /// The chargers offer TLS 1.2 only (as many deployed chargers do).
+    #[arg(long, conflicts_with = "tcp")]
+    pub(crate) tls12: bool,
     /// New sessions per second during the ramp (all fleet processes together).
     #[arg(long, default_value_t = 2_000)]
     pub(crate) ramp: u64,
@@ -263,6 +266,9 @@ pub(crate) fn run_one(
             .arg(&report);
         if tls {
             cmd.arg("--tls-ca").arg(ca);
+            if args.tls12 {
+                cmd.arg("--tls12-only");
+            }
         }
         fleet_procs.push(Proc::spawn(
             &format!("fleet-{f}"),
@@ -512,7 +518,11 @@ fn markdown(args: &BenchArgs, tls: bool, results: &[ServerResult]) -> String {
     let mut md = format!(
         "# Pylon bench: {} {} sessions, {} s hold, heartbeat every {} s\n\n",
         args.sessions,
-        if tls { "TLS" } else { "TCP" },
+        match (tls, args.tls12) {
+            (false, _) => "TCP",
+            (true, false) => "TLS",
+            (true, true) => "TLS 1.2",
+        },
         args.duration,
         args.heartbeat_secs
     );
