@@ -719,6 +719,34 @@ fn markdown(rows: &[Value], sessions: u64) -> String {
     md
 }
 
+/// On a failed run, copies the run's logs and the fleets' reports to `<out>/failed-run/`
+/// before the run's folder is removed.
+struct KeepLogsOnFailure {
+    dir: PathBuf,
+    out: PathBuf,
+}
+
+impl Drop for KeepLogsOnFailure {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let keep = self.out.join("failed-run");
+        let _ = std::fs::remove_dir_all(&keep);
+        let _ = std::fs::create_dir_all(&keep);
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if matches!(
+                path.extension().and_then(|x| x.to_str()),
+                Some("log" | "json" | "txt")
+            ) {
+                let _ = std::fs::copy(&path, keep.join(entry.file_name()));
+            }
+        }
+        eprintln!("chaos: the failed run's logs are in {}", keep.display());
+    }
+}
+
 #[test]
 #[ignore = "the chaos bench: cargo xtask chaos"]
 fn chaos() {
@@ -730,6 +758,10 @@ fn chaos() {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/chaos"));
     let dir = tempfile::tempdir().expect("temp dir");
+    let _keep = KeepLogsOnFailure {
+        dir: dir.path().to_owned(),
+        out: out.clone(),
+    };
     let mut platform = Platform::start(dir.path(), sessions);
     eprintln!("chaos: {sessions} chargers online; faults begin");
     // PYLON_CHAOS_ONLY: run only the faults whose names contain one of these words.
