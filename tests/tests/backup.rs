@@ -275,6 +275,27 @@ fn the_scheduled_service_backs_up_verifies_prunes_and_reports_the_age_of_the_new
     );
 }
 
+/// Empties PostgreSQL's data folder `data` (its server stopped: the disk lost) and
+/// restores the newest backup's store into it, with `extra` restore flags.
+fn restore_store_into_emptied(
+    config: &str,
+    data: &Path,
+    owner: Option<(u32, u32)>,
+    extra: &[&str],
+) -> (bool, String) {
+    std::fs::remove_dir_all(data).expect("emptying the data folder");
+    std::fs::create_dir(data).expect("an empty data folder");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700)).expect("mode");
+    }
+    give(data, owner);
+    let data = data.display().to_string();
+    let mut args = vec!["latest", "--only", "store", "--pg-data", &data, "--force"];
+    args.extend_from_slice(extra);
+    backup(config, "restore", &args)
+}
+
 /// Runs `program` with `args` as `owner` (when the tests run as root).
 fn run_as(owner: Option<(u32, u32)>, program: &str, args: &[&str]) -> (bool, String) {
     let mut cmd = match owner {
@@ -398,25 +419,7 @@ fn postgresql_is_backed_up_by_pgbackrest_into_two_repositories_and_restored_to_i
     let confirmed_at_loss = platform.fleet.confirmed_trades();
     pg.stop();
     let data = pg.data_dir();
-    std::fs::remove_dir_all(&data).expect("destroying the data folder");
-    std::fs::create_dir(&data).expect("an empty data folder");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).expect("mode");
-    }
-    give(&data, owner);
-    let (ok, text) = backup(
-        &config_arg,
-        "restore",
-        &[
-            "latest",
-            "--only",
-            "store",
-            "--pg-data",
-            &data.display().to_string(),
-            "--force",
-        ],
-    );
+    let (ok, text) = restore_store_into_emptied(&config_arg, &data, owner, &[]);
     assert!(ok, "restore: {text}");
     assert!(text.contains("repo1"), "{text}");
     pg.start_again().expect("PostgreSQL on the restored data");
@@ -462,27 +465,8 @@ fn postgresql_is_backed_up_by_pgbackrest_into_two_repositories_and_restored_to_i
     let confirmed_at_drop = platform.fleet.confirmed_trades();
     pylon_tests::mishap::wait_archived(&pg.url());
     pg.stop();
-    std::fs::remove_dir_all(&data).expect("emptying the data folder");
-    std::fs::create_dir(&data).expect("an empty data folder");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).expect("mode");
-    }
-    give(&data, owner);
-    let (ok, text) = backup(
-        &config_arg,
-        "restore",
-        &[
-            "latest",
-            "--only",
-            "store",
-            "--pg-data",
-            &data.display().to_string(),
-            "--force",
-            "--until",
-            &dropped_at,
-        ],
-    );
+    let (ok, text) =
+        restore_store_into_emptied(&config_arg, &data, owner, &["--until", &dropped_at]);
     assert!(ok, "restore --until {dropped_at}: {text}");
     assert!(text.contains(&dropped_at[..10]), "{text}");
     pg.start_again()
