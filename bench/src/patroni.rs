@@ -296,6 +296,11 @@ impl PatroniCluster {
         self.members.is_empty()
     }
 
+    /// (uid, gid) the servers run as when started by root (PostgreSQL's user).
+    pub fn owner(&self) -> Option<(u32, u32)> {
+        self.owner
+    }
+
     pub fn name(&self, i: usize) -> &str {
         &self.members[i].name
     }

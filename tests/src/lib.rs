@@ -50,6 +50,11 @@ pub fn local_on(host: std::net::Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::from((host, port))
 }
 
+/// Runs `pylonctl ARGS` (the binary built next to the test): (success, stdout and stderr).
+pub fn pylonctl(args: &[&str]) -> (bool, String) {
+    output(std::process::Command::new(binary("pylonctl")).args(args))
+}
+
 /// Path of a workspace binary built next to the running test (`cargo xtask test` builds them).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -13,14 +13,10 @@ use std::time::Duration;
 use pylon_tests::app::Store;
 use pylon_tests::certs::TestCerts;
 use pylon_tests::charging::ChargingPlatform;
-use pylon_tests::{binary, free_port, http, local, output, wait_for};
+use pylon_tests::{binary, free_port, http, local, output, pylonctl, wait_for};
 
 const FIRST_PILE: u64 = 32_010_730_000_000;
 const CHARGERS: u64 = 30;
-
-fn pylonctl(args: &[&str]) -> (bool, String) {
-    output(Command::new(binary("pylonctl")).args(args))
-}
 
 /// `pylonctl backup VERB --config CONFIG ARGS...`
 fn backup(config: &str, verb: &str, args: &[&str]) -> (bool, String) {
@@ -275,6 +271,25 @@ fn the_scheduled_service_backs_up_verifies_prunes_and_reports_the_age_of_the_new
     );
 }
 
+/// Waits for 20 more records confirmed on the restored store at `url`, and checks that
+/// none is stored or settled twice; returns what the store holds.
+fn charging_resumes_without_duplicates(
+    platform: &ChargingPlatform,
+    url: &str,
+) -> pylon_tests::records::StoredRecords {
+    let before = platform.fleet.confirmed();
+    platform
+        .fleet
+        .wait_confirmed(before + 20, Duration::from_secs(120));
+    let stored = pylon_tests::records::postgres(url);
+    assert_eq!(
+        stored.duplicated(),
+        0,
+        "a record is stored or settled twice"
+    );
+    stored
+}
+
 /// Empties PostgreSQL's data folder `data` (its server stopped: the disk lost) and
 /// restores the newest backup's store into it, with `extra` restore flags.
 fn restore_store_into_emptied(
@@ -425,16 +440,7 @@ fn postgresql_is_backed_up_by_pgbackrest_into_two_repositories_and_restored_to_i
     pg.start_again().expect("PostgreSQL on the restored data");
 
     // The app finds its store again and charging resumes.
-    let before = platform.fleet.confirmed();
-    platform
-        .fleet
-        .wait_confirmed(before + 20, Duration::from_secs(120));
-    let stored = pylon_tests::records::postgres(&pg.url());
-    assert_eq!(
-        stored.duplicated(),
-        0,
-        "a record is stored or settled twice"
-    );
+    let stored = charging_resumes_without_duplicates(&platform, &pg.url());
     let missing =
         |list: &[String]| -> Vec<String> { stored.missing(list).into_iter().cloned().collect() };
     assert!(
@@ -471,16 +477,7 @@ fn postgresql_is_backed_up_by_pgbackrest_into_two_repositories_and_restored_to_i
     assert!(text.contains(&dropped_at[..10]), "{text}");
     pg.start_again()
         .expect("PostgreSQL recovering to the moment before the drop");
-    let before = platform.fleet.confirmed();
-    platform
-        .fleet
-        .wait_confirmed(before + 20, Duration::from_secs(120));
-    let stored = pylon_tests::records::postgres(&pg.url());
-    assert_eq!(
-        stored.duplicated(),
-        0,
-        "a record is stored or settled twice"
-    );
+    let stored = charging_resumes_without_duplicates(&platform, &pg.url());
     let lost: Vec<&String> = stored.missing(&confirmed_at_drop);
     assert!(
         lost.is_empty(),

@@ -1,18 +1,13 @@
 //! `pylonctl capacity` as an operator runs it: `plan` from the built-in calibration, and
 //! `forecast` from a running platform's fleet history (sampled every second here).
 
-use std::process::Command;
 use std::time::Duration;
 
 use pylon_bench::charger::{ChargerConn, Target};
 use pylon_tests::control::ADMIN_TOKEN;
 use pylon_tests::platform::{pile, runtime, Platform, FIRST_PILE};
-use pylon_tests::{binary, wait_for};
+use pylon_tests::{pylonctl, wait_for};
 use serde_json::Value;
-
-fn pylonctl(args: &[&str]) -> (bool, String) {
-    pylon_tests::output(Command::new(binary("pylonctl")).args(args))
-}
 
 #[test]
 fn plan_sizes_a_fleet_from_the_calibration() {

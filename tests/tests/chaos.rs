@@ -28,7 +28,7 @@ use pylon_tests::etcd::EtcdCluster;
 use pylon_tests::fleet::{ChargingFleet, FleetOptions, Reach};
 use pylon_tests::platform::runtime;
 use pylon_tests::supervised::Supervised;
-use pylon_tests::{binary, free_port, http, local, wait_for};
+use pylon_tests::{binary, free_port, http, local, pylonctl, wait_for};
 use serde_json::{json, Value};
 
 const FIRST_PILE: u64 = 32_010_740_000_000;
@@ -370,7 +370,7 @@ impl Platform {
             .map(|e| format!("{e:?}"))
             .collect();
         // As root, pgBackRest runs as PostgreSQL's user, who owns its repositories.
-        let user = if unsafe { libc::geteuid() } == 0 {
+        let user = if self.pg.owner().is_some() {
             "user = \"postgres\"\n"
         } else {
             ""
@@ -560,10 +560,6 @@ fn restore_drill(p: &mut Platform) -> Value {
             revive: None,
         }
     })
-}
-
-fn pylonctl(args: &[&str]) -> (bool, String) {
-    pylon_tests::output(std::process::Command::new(binary("pylonctl")).args(args))
 }
 
 /// Injects a fault with `inject`, watches until the platform is whole again, and

@@ -151,6 +151,12 @@ pub const REQUIREMENTS: &[Requirement] = &[
         "keeps the highly available PostgreSQL of the failover test (three servers on etcd)",
     ),
     req(
+        File("/usr/bin/patronictl"),
+        "patroni",
+        Use::Test,
+        "forgets a Patroni cluster in etcd before the chaos bench restores it from a backup",
+    ),
+    req(
         File("/usr/lib/python3/dist-packages/etcd/__init__.py"),
         "python3-etcd",
         Use::Test,
