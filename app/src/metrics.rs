@@ -53,6 +53,8 @@ pub struct AppMetrics {
     pub edge_streams: Gauge,
     pub piles_online: Gauge,
     pub uplinks_in_flight: Gauge,
+    /// From a login's arrival to its verdict being queued for the edge.
+    pub login_seconds: Histogram,
 }
 
 impl Default for AppMetrics {
@@ -71,6 +73,7 @@ impl Default for AppMetrics {
             edge_streams: Gauge::default(),
             piles_online: Gauge::default(),
             uplinks_in_flight: Gauge::default(),
+            login_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 18)),
         }
     }
 }
@@ -201,6 +204,11 @@ impl AppMetrics {
             "uplinks_in_flight",
             "Uplink frames received and not yet handled",
             self.uplinks_in_flight.clone(),
+        );
+        r.register(
+            "login_seconds",
+            "From a login's arrival to its verdict (store lookups included; queued business frames not)",
+            self.login_seconds.clone(),
         );
     }
 }

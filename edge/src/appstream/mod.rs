@@ -257,21 +257,29 @@ impl Router {
             .links
             .get(&target.id)
             .is_some_and(|l| l.target.grpc_address != target.grpc_address);
-        if replace {
-            // The instance restarted elsewhere: a new link for the new address.
-            if let Some(old) = self.links.remove(&target.id) {
+        // The instance restarted elsewhere: a new link for the new address. What waited
+        // for the old one waits for the new one (the old link hands back the rest).
+        let carried = if replace {
+            self.links.remove(&target.id).map(|old| {
                 let _ = old.close.send(true);
-            }
-        }
+                old.overflow
+            })
+        } else {
+            None
+        };
         let (shared, executors, returns) = (&self.shared, &self.executors, &self.returns);
-        self.links.entry(target.id.clone()).or_insert_with(|| {
+        let handle = self.links.entry(target.id.clone()).or_insert_with(|| {
             link::spawn(
                 shared.clone(),
                 executors.clone(),
                 target.clone(),
                 returns.clone(),
             )
-        })
+        });
+        if let Some(carried) = carried {
+            handle.overflow.extend(carried);
+        }
+        handle
     }
 
     fn route(&mut self, event: UplinkEvent) {
@@ -300,13 +308,20 @@ impl Router {
             moves,
             waiting,
         } = self.core.reassign(next);
+        // Links to instances that own nothing here close; what waited for them goes to
+        // the new owners.
+        let mut orphaned = Vec::new();
         self.links.retain(|id, link| {
             let keep = owners.contains(id);
             if !keep {
                 let _ = link.close.send(true);
+                orphaned.extend(link.overflow.drain(..));
             }
             keep
         });
+        for LinkInput::Event(event) in orphaned {
+            self.route(event);
+        }
         for m in moves {
             if let Some(old) = m.from.and_then(|t| self.links.get_mut(&t.id)) {
                 old.overflow

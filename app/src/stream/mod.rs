@@ -1,41 +1,50 @@
 //! The business stream from each edge (gRPC `Business.Exchange`).
 //!
-//! Frames are handled in lanes keyed by pile, so one pile's frames stay in order while
-//! different piles' frames (and their store commits) overlap. Each lane is a bounded
-//! queue: when the store is slow the lanes fill, the reader stops reading, and HTTP/2 flow
-//! control slows the edge down. Acknowledgements report the highest id below which every
-//! uplink is handled, so the edge can forget them.
+//! Frames are queued by pile ([`queues`]): one pile's frames stay in order while different
+//! piles' frames (and their store commits) overlap, and a pile waiting on the store holds
+//! up only itself. Business frames share a few store slots across all edges; logins and
+//! piles coming and going do not wait for them, so chargers get their login answered
+//! while records queue behind a slow store. What one stream has read and not handled is
+//! bounded: when the store is slow the reader stops reading, and HTTP/2 flow control
+//! slows the edge down. Acknowledgements report the highest id below which every uplink
+//! is handled, so the edge can forget them.
+
+mod queues;
 
 use std::collections::BTreeSet;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use pylon_proto::app::business_server::Business as BusinessRpc;
-use std::time::Duration;
-
 use pylon_proto::app::{
     app_message, edge_message, Ack, AppMessage, EdgeMessage, LoginVerdict, PileOffline, PileOnline,
     Uplink,
 };
 use pylon_proto::ykc::{Frame, PileNo};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::business::{Business, BusinessError, Incoming, Reply};
 use crate::directory::{EdgeStream, Location};
+use queues::{PileQueues, Pushed};
 
-/// Lanes per edge stream.
-const LANES: usize = 16;
-/// Frames queued per lane before the stream stops reading.
-const LANE_DEPTH: usize = 256;
+/// Items one stream has read and not yet handled; at this many the reader waits.
+const STREAM_WINDOW: usize = 4096;
+/// Business frames handled at once across all edges. The PostgreSQL pool has 16
+/// connections: four stay free for logins, which keep chargers online while records wait.
+const BUSINESS_SLOTS: usize = 12;
 /// Messages queued towards an edge before senders wait.
 const OUTBOUND_DEPTH: usize = 4096;
+/// The login frame's type (0x01).
+const LOGIN: u32 = 0x01;
 
 pub struct BusinessService {
     pub business: Arc<Business>,
     streams: AtomicU64,
+    /// Store slots for business frames, shared by every edge's stream.
+    business_slots: Arc<Semaphore>,
 }
 
 impl BusinessService {
@@ -43,6 +52,7 @@ impl BusinessService {
         BusinessService {
             business,
             streams: AtomicU64::new(1),
+            business_slots: Arc::new(Semaphore::new(BUSINESS_SLOTS)),
         }
     }
 }
@@ -80,7 +90,14 @@ impl BusinessRpc for BusinessService {
         );
         business.metrics.edge_streams.inc();
         tracing::info!(%edge, stream_id, "edge connected");
-        tokio::spawn(run(business, edge, stream_id, inbound, tx));
+        tokio::spawn(run(
+            business,
+            edge,
+            stream_id,
+            inbound,
+            tx,
+            self.business_slots.clone(),
+        ));
         Ok(Response::new(Box::pin(tokio_stream::StreamExt::map(
             ReceiverStream::new(rx),
             Ok,
@@ -88,14 +105,41 @@ impl BusinessRpc for BusinessService {
     }
 }
 
-/// What lanes tell the acknowledger.
+/// What workers tell the acknowledger.
 struct Done(u64);
 
-/// What a lane works through, in the order the edge sent it for that pile.
-enum LaneItem {
+/// What a pile's worker works through, in the order the edge sent it for that pile.
+enum PileItem {
     Uplink(Uplink),
     Online(PileOnline),
     Offline(PileOffline),
+}
+
+impl PileItem {
+    fn pile(&self) -> &str {
+        match self {
+            PileItem::Uplink(u) => &u.pile,
+            PileItem::Online(o) => &o.pile,
+            PileItem::Offline(o) => &o.pile,
+        }
+    }
+}
+
+/// An item read from the stream, holding its place in the stream's window.
+struct Queued {
+    item: PileItem,
+    arrived: Instant,
+    _window: OwnedSemaphorePermit,
+}
+
+/// One edge stream's work, shared by its reader and its piles' workers.
+struct StreamWork {
+    business: Arc<Business>,
+    edge: Arc<str>,
+    tx: mpsc::Sender<AppMessage>,
+    done: mpsc::UnboundedSender<Done>,
+    queues: Mutex<PileQueues<Queued>>,
+    business_slots: Arc<Semaphore>,
 }
 
 async fn run(
@@ -104,23 +148,19 @@ async fn run(
     stream_id: u64,
     mut inbound: Streaming<EdgeMessage>,
     tx: mpsc::Sender<AppMessage>,
+    business_slots: Arc<Semaphore>,
 ) {
     let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
     let acker = tokio::spawn(acknowledge(done_rx, tx.clone()));
-    let lanes: Vec<mpsc::Sender<LaneItem>> = (0..LANES)
-        .map(|_| {
-            let (lane_tx, lane_rx) = mpsc::channel(LANE_DEPTH);
-            tokio::spawn(lane(
-                business.clone(),
-                edge.clone(),
-                lane_rx,
-                tx.clone(),
-                done_tx.clone(),
-            ));
-            lane_tx
-        })
-        .collect();
-    drop(done_tx);
+    let work = Arc::new(StreamWork {
+        business: business.clone(),
+        edge: edge.clone(),
+        tx,
+        done: done_tx,
+        queues: Mutex::new(PileQueues::default()),
+        business_slots,
+    });
+    let window = Arc::new(Semaphore::new(STREAM_WINDOW));
     loop {
         let message = match inbound.message().await {
             Ok(Some(m)) => m,
@@ -130,14 +170,11 @@ async fn run(
                 break;
             }
         };
-        // Logins, logouts and frames of one pile go through its lane, in order.
+        // Logins, logouts and frames of one pile are handled by its worker, in order.
         let item = match message.body {
-            Some(edge_message::Body::Uplink(up)) => {
-                business.metrics.uplinks_in_flight.inc();
-                LaneItem::Uplink(up)
-            }
-            Some(edge_message::Body::Online(online)) => LaneItem::Online(online),
-            Some(edge_message::Body::Offline(offline)) => LaneItem::Offline(offline),
+            Some(edge_message::Body::Uplink(up)) => PileItem::Uplink(up),
+            Some(edge_message::Body::Online(online)) => PileItem::Online(online),
+            Some(edge_message::Body::Offline(offline)) => PileItem::Offline(offline),
             Some(edge_message::Body::Result(result)) => {
                 let outcome = match result.outcome.as_str() {
                     "not_connected" => "not_connected",
@@ -153,20 +190,25 @@ async fn run(
                 continue;
             }
         };
-        let pile = match &item {
-            LaneItem::Uplink(u) => &u.pile,
-            LaneItem::Online(o) => &o.pile,
-            LaneItem::Offline(o) => &o.pile,
-        };
-        if lanes[lane_of(pile)].send(item).await.is_err() {
+        let Ok(place) = window.clone().acquire_owned().await else {
             break;
+        };
+        if let PileItem::Uplink(_) = item {
+            business.metrics.uplinks_in_flight.inc();
         }
-        business
-            .metrics
-            .piles_online
-            .set(business.directory.online_count() as i64);
+        let pile = item.pile().to_string();
+        let queued = Queued {
+            item,
+            arrived: Instant::now(),
+            _window: place,
+        };
+        let pushed = work.queues().push(&pile, queued);
+        if let Pushed::Start(first) = pushed {
+            tokio::spawn(pile_worker(work.clone(), pile, first));
+        }
     }
-    drop(lanes);
+    // The acknowledger ends when the last worker has finished.
+    drop(work);
     let _ = acker.await;
     // A newer stream of the same edge has announced its piles already: they stay.
     if business.directory.edge_gone(&edge, stream_id) {
@@ -176,34 +218,52 @@ async fn run(
     tracing::info!(%edge, stream_id, "edge disconnected");
 }
 
-fn lane_of(pile: &str) -> usize {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    pile.hash(&mut h);
-    (h.finish() % LANES as u64) as usize
+/// Handles one pile's items until it has none; ends early when the stream is gone.
+async fn pile_worker(work: Arc<StreamWork>, pile: String, first: Queued) {
+    let mut next = Some(first);
+    while let Some(queued) = next {
+        if !work.handle(queued).await {
+            return;
+        }
+        next = work.queues().next(&pile);
+    }
 }
 
-async fn lane(
-    business: Arc<Business>,
-    edge: Arc<str>,
-    mut items: mpsc::Receiver<LaneItem>,
-    tx: mpsc::Sender<AppMessage>,
-    done: mpsc::UnboundedSender<Done>,
-) {
-    while let Some(item) = items.recv().await {
-        match item {
-            LaneItem::Uplink(up) => {
+impl StreamWork {
+    fn queues(&self) -> std::sync::MutexGuard<'_, PileQueues<Queued>> {
+        // Nothing panics while holding it; a poisoned lock still holds whole queues.
+        self.queues.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Handles one item; false when the stream is gone (nothing more can be answered).
+    async fn handle(&self, queued: Queued) -> bool {
+        let business = &self.business;
+        let alive = match queued.item {
+            PileItem::Uplink(up) => {
                 let id = up.id;
-                let handled = handle_one(&business, &edge, up, &tx).await;
+                let login = up.frame_type == LOGIN;
+                // Logins skip the business slots: they keep the fleet online.
+                let slot = if login {
+                    None
+                } else {
+                    self.business_slots.acquire().await.ok()
+                };
+                let handled = handle_one(business, &self.edge, up, &self.tx).await;
+                drop(slot);
                 business.metrics.uplinks_in_flight.dec();
+                if login {
+                    business
+                        .metrics
+                        .login_seconds
+                        .observe(queued.arrived.elapsed().as_secs_f64());
+                }
                 // Not handled (the stream closed while the store was down): no ack, so
                 // the edge keeps the frame and sends it again.
-                if !handled || done.send(Done(id)).is_err() {
-                    return;
-                }
+                handled && self.done.send(Done(id)).is_ok()
             }
-            LaneItem::Online(online) => {
+            PileItem::Online(online) => {
                 let location = Location {
-                    edge: edge.clone(),
+                    edge: self.edge.clone(),
                     executor: online.executor,
                     session_id: online.session_id,
                 };
@@ -213,25 +273,28 @@ async fn lane(
                 if !known {
                     business.pile_connected(&online.pile).await;
                 }
+                true
             }
-            LaneItem::Offline(offline) => {
+            PileItem::Offline(offline) => {
                 // A pile whose shard moved to another instance is still connected.
                 let moved = offline.reason == "shard_moved";
                 if business
                     .directory
-                    .pile_offline(&offline.pile, &edge, offline.session_id)
+                    .pile_offline(&offline.pile, &self.edge, offline.session_id)
                     && !moved
                 {
                     business
                         .pile_disconnected(&offline.pile, &offline.reason)
                         .await;
                 }
+                true
             }
-        }
+        };
         business
             .metrics
             .piles_online
             .set(business.directory.online_count() as i64);
+        alive
     }
 }
 
