@@ -232,11 +232,12 @@ pub(crate) fn run_one(
     let ramp_secs = (args.sessions as f64 / args.ramp as f64).ceil() as u64 + 5;
     // Over TLS the run ends with a reconnect wave, after the profile.
     let wave_limit = ramp_secs + 30;
-    let wave_secs = if tls {
-        crate::profile::window(args.duration).as_secs() + wave_limit + 5
-    } else {
-        0
-    };
+    let wave_secs = if tls { wave_limit + 5 } else { 0 };
+    // The fleets outlive the hold, the profile and the wave by a wide margin (the bench
+    // terminates them): a machine this loaded stalls for seconds, and at a million
+    // sessions the hold once overran by 16 s, so the fleets left during it.
+    let after_hold = crate::profile::window(args.duration).as_secs() + wave_secs + 5;
+    let fleet_secs = ramp_secs + 2 * args.duration + 60 + after_hold;
     let fleets = args.sessions.div_ceil(args.per_process) as usize;
     let mut fleet_procs = Vec::new();
     let mut report_paths = Vec::new();
@@ -257,10 +258,7 @@ pub(crate) fn run_one(
                 &format!("127.{}.0.1-127.{}.0.250", 10 + f, 10 + f),
             ])
             .args(["--heartbeat-secs", &args.heartbeat_secs.to_string()])
-            .args([
-                "--duration",
-                &(ramp_secs + args.duration + 2 + wave_secs).to_string(),
-            ])
+            .args(["--duration", &fleet_secs.to_string()])
             .args(["--progress-secs", "1", "--quiet"])
             .arg("--report")
             .arg(&report);

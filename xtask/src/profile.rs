@@ -141,6 +141,20 @@ pub fn record(
     Ok(Some(profile))
 }
 
+/// Whether `frame` names `pattern`. A crate path (`ring::`) counts only as a whole name:
+/// glommio's `sys::uring::` is not the `ring` crate.
+fn names(frame: &str, pattern: &str) -> bool {
+    if !pattern.ends_with("::") {
+        return frame.contains(pattern);
+    }
+    frame.match_indices(pattern).any(|(i, _)| {
+        frame[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+    })
+}
+
 /// Shares of the folded stacks (`outer;...;inner count` per line).
 pub fn summarise(folded: &str) -> Profile {
     let mut total = 0u64;
@@ -171,7 +185,7 @@ pub fn summarise(folded: &str) -> Profile {
             .find_map(|frame| {
                 BUCKETS
                     .iter()
-                    .position(|(_, patterns)| patterns.iter().any(|p| frame.contains(p)))
+                    .position(|(_, patterns)| patterns.iter().any(|p| names(frame, p)))
             })
             .unwrap_or(if leaf.ends_with("_[k]") {
                 BUCKETS.len()
@@ -268,5 +282,18 @@ main;ret_from_fork_[k];kworker_[k] 1
         );
         assert!((share("other kernel") - 0.01).abs() < 1e-9);
         assert_eq!(p.top_self[0].0, "do_epoll_wait_[k]");
+    }
+
+    #[test]
+    fn a_crate_path_counts_only_as_a_whole_name() {
+        assert!(names("ring::aead::seal", "ring::"));
+        assert!(names("<ring::digest::Context as Clone>::clone", "ring::"));
+        assert!(!names("glommio::sys::uring::Reactor::wait", "ring::"));
+        assert!(names("glommio::sys::uring::Reactor::wait", "glommio::"));
+        assert!(!names(
+            "tokio_rustls::client::TlsStream::poll_read",
+            "rustls::"
+        ));
+        assert!(names("ring_core_0_17_aes", "ring_core_"));
     }
 }
