@@ -8,6 +8,7 @@
 //! ([`schedule`]) are thin layers over [`Backups`].
 
 pub mod config;
+pub mod etcd_keys;
 pub mod manifest;
 mod pgbackrest;
 pub mod repo;
@@ -156,6 +157,7 @@ pub(crate) fn kind_name(kind: &PartKind) -> &'static str {
         PartKind::RegistrySnapshot => "registry",
         PartKind::RegistryJournal => "registry-journal",
         PartKind::EtcdSnapshot => "etcd",
+        PartKind::EtcdKeys => "etcd-keys",
         PartKind::File => "file",
         PartKind::Pgbackrest { .. } => "pgbackrest",
     }
@@ -246,6 +248,19 @@ impl Backups {
                     staged.len(),
                 )?);
                 let _ = std::fs::remove_file(&copy);
+                // Pylon's own keys too, which `restore --etcd` writes into a running
+                // cluster without any etcd tool.
+                let keys = stage.join("etcd-keys.json");
+                etcd_keys::export(&registry.etcd, &keys).await?;
+                staged.push(seal_file(
+                    key,
+                    PartKind::EtcdKeys,
+                    Path::new(etcd_keys::FILE),
+                    &keys,
+                    stage,
+                    staged.len(),
+                )?);
+                let _ = std::fs::remove_file(&keys);
             }
         }
         if let Some(store) = &self.config.store {

@@ -21,8 +21,11 @@ pub enum PartKind {
     RegistrySnapshot,
     /// The embedded registry's journal (changes after the snapshot).
     RegistryJournal,
-    /// A snapshot of etcd's keyspace (restore with `etcdutl snapshot restore`).
+    /// A snapshot of etcd's keyspace (restore with `etcdutl snapshot restore`, or
+    /// `etcdctl snapshot restore` before etcd 3.5).
     EtcdSnapshot,
+    /// The control plane's lasting keys in etcd (see [`crate::etcd_keys`]).
+    EtcdKeys,
     /// A configuration or key file.
     File,
     /// PostgreSQL: pgBackRest backup sets, kept in pgBackRest's own repositories.

@@ -23,7 +23,7 @@ use crate::Backups;
 /// Which parts to restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Group {
-    /// The registry (embedded files, or the etcd snapshot).
+    /// The registry (embedded files, or the etcd snapshot and Pylon's keys).
     Registry,
     /// The store (SQLite, or PostgreSQL through pgBackRest).
     Store,
@@ -34,9 +34,10 @@ pub enum Group {
 impl Group {
     fn of(kind: &PartKind) -> Group {
         match kind {
-            PartKind::RegistrySnapshot | PartKind::RegistryJournal | PartKind::EtcdSnapshot => {
-                Group::Registry
-            }
+            PartKind::RegistrySnapshot
+            | PartKind::RegistryJournal
+            | PartKind::EtcdSnapshot
+            | PartKind::EtcdKeys => Group::Registry,
             PartKind::Sqlite | PartKind::Pgbackrest { .. } => Group::Store,
             PartKind::File => Group::Files,
         }
@@ -59,6 +60,9 @@ pub struct RestoreOptions {
     /// pgBackRest: replay the archived WAL up to this moment only (point-in-time
     /// recovery, to undo a mistake), instead of to the archive's end.
     pub until: Option<time::OffsetDateTime>,
+    /// etcd endpoints: write the registry's keys into this running cluster (instead of
+    /// writing out the snapshot and the keys file).
+    pub etcd: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -192,6 +196,10 @@ fn check_content(part: &Part, path: &Path) -> anyhow::Result<String> {
             crate::sources::etcd_snapshot_intact(path)?;
             "etcd snapshot intact".into()
         }
+        PartKind::EtcdKeys => {
+            let keys = crate::etcd_keys::read(path)?;
+            format!("{} registry keys", keys.keys.len())
+        }
         PartKind::File => format!("{} ({} bytes)", part.source.display(), part.size),
         PartKind::Pgbackrest { .. } => String::new(),
     })
@@ -320,8 +328,12 @@ impl Backups {
                     .unwrap_or_default()
             );
         }
-        let wanted =
-            |p: &Part| options.only.is_empty() || options.only.contains(&Group::of(&p.kind));
+        // With --etcd the registry's keys go into the cluster, and the snapshot stays out.
+        let into_etcd = !options.etcd.is_empty();
+        let wanted = |p: &Part| {
+            (options.only.is_empty() || options.only.contains(&Group::of(&p.kind)))
+                && !(into_etcd && p.kind == PartKind::EtcdSnapshot)
+        };
         let mut problems = Vec::new();
         for repo in &candidates {
             let chosen = if id == "latest" {
@@ -375,10 +387,17 @@ impl Backups {
         if parts.is_empty() {
             bail!("backup {} holds nothing of what was asked", manifest.id);
         }
+        let into_etcd = !options.etcd.is_empty();
+        if into_etcd && !parts.iter().any(|p| p.kind == PartKind::EtcdKeys) {
+            bail!(
+                "--etcd writes the registry's keys into etcd, and backup {} holds none (an embedded registry, or a backup older than the keys part)",
+                manifest.id
+            );
+        }
         if !options.force {
             let existing: Vec<String> = parts
                 .iter()
-                .filter(|p| p.file.is_some())
+                .filter(|p| p.file.is_some() && !(into_etcd && p.kind == PartKind::EtcdKeys))
                 .map(|p| destination(&p.source))
                 .filter(|d| d.exists())
                 .map(|d| d.display().to_string())
@@ -448,6 +467,23 @@ impl Backups {
                 });
                 continue;
             }
+            if into_etcd && part.kind == PartKind::EtcdKeys {
+                let scratch = tempfile::tempdir().context("a scratch folder")?;
+                let file = scratch.path().join(crate::etcd_keys::FILE);
+                open_part(repo, &manifest.id, part, self.key(), Some(&file))?;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let loaded = runtime.block_on(crate::etcd_keys::load(&options.etcd, &file))?;
+                written.push((
+                    PathBuf::from(options.etcd.join(",")),
+                    format!(
+                        "registry keys written into etcd ({} keys; {} newer ones removed)",
+                        loaded.written, loaded.removed
+                    ),
+                ));
+                continue;
+            }
             let to = destination(&part.source);
             if let Some(parent) = to.parent() {
                 fs::create_dir_all(parent)?;
@@ -484,9 +520,14 @@ impl Backups {
                     let _ = fs::remove_file(crate::sources::journal_of(&to));
                 }
                 PartKind::EtcdSnapshot => next_steps.push(format!(
-                    "restore etcd from {} on each member: etcdutl snapshot restore {} --name <member> --initial-cluster <...> --data-dir <new folder>, then start the members on the new folders",
+                    "to restore etcd's whole keyspace from {}: on each member, etcdutl snapshot restore {} --name <member> --initial-cluster <...> --data-dir <new folder> (etcd before 3.5, as in Debian 12: ETCDCTL_API=3 etcdctl snapshot restore with the same options), then start the members on the new folders",
                     to.display(),
                     to.display()
+                )),
+                PartKind::EtcdKeys => next_steps.push(format!(
+                    "or write only Pylon's keys (from {}) into a running etcd cluster: pylonctl backup restore {} --only registry --etcd <endpoints>",
+                    to.display(),
+                    manifest.id
                 )),
                 _ => {}
             }

@@ -492,11 +492,12 @@ fn postgresql_is_backed_up_by_pgbackrest_into_two_repositories_and_restored_to_i
 }
 
 #[test]
-fn an_etcd_registry_is_backed_up_as_a_snapshot_that_verifies_and_is_written_out_on_restore() {
-    let etcd = pylon_tests::platform::runtime()
+fn an_etcd_registry_is_backed_up_as_a_snapshot_and_its_keys_go_back_into_a_running_cluster() {
+    let rt = pylon_tests::platform::runtime();
+    let etcd = rt
         .block_on(pylon_tests::etcd::EtcdCluster::start(1))
         .expect("etcd");
-    pylon_tests::platform::runtime().block_on(async {
+    rt.block_on(async {
         let mut client = etcd.root_client().await.expect("an etcd client");
         for i in 0..50 {
             client
@@ -504,18 +505,30 @@ fn an_etcd_registry_is_backed_up_as_a_snapshot_that_verifies_and_is_written_out_
                 .await
                 .expect("a key");
         }
+        // A live process's presence (held by a lease) is not a key to restore.
+        let lease = client.lease_grant(300, None).await.expect("a lease").id();
+        client
+            .put(
+                "/pylon/members/edge/live",
+                "up",
+                Some(etcd_client::PutOptions::new().with_lease(lease)),
+            )
+            .await
+            .expect("a leased key");
     });
     let dir = tempfile::tempdir().expect("temp dir");
     pylon_app::revenue::vault::Vault::create_file(&dir.path().join("card-keys.toml"))
         .expect("card keys");
-    let endpoints: Vec<String> = etcd
-        .endpoints()
-        .iter()
-        .map(|e| format!("\"{e}\""))
-        .collect();
+    let toml_list = |endpoints: Vec<String>| -> String {
+        endpoints
+            .iter()
+            .map(|e| format!("\"{e}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let config = settings(
         dir.path(),
-        &format!("[registry]\netcd = [{}]\n", endpoints.join(", ")),
+        &format!("[registry]\netcd = [{}]\n", toml_list(etcd.endpoints())),
     );
     let config_arg = config.display().to_string();
     let (ok, text) = backup(&config_arg, "create", &[]);
@@ -523,6 +536,9 @@ fn an_etcd_registry_is_backed_up_as_a_snapshot_that_verifies_and_is_written_out_
     let (ok, text) = backup(&config_arg, "verify", &[]);
     assert!(ok, "verify: {text}");
     assert_eq!(text.matches("etcd snapshot intact").count(), 2, "{text}");
+    assert_eq!(text.matches("50 registry keys").count(), 2, "{text}");
+
+    // Written out: the snapshot and the keys, with what to do next.
     let out = dir.path().join("restored");
     let (ok, text) = backup(
         &config_arg,
@@ -531,7 +547,9 @@ fn an_etcd_registry_is_backed_up_as_a_snapshot_that_verifies_and_is_written_out_
     );
     assert!(ok, "restore: {text}");
     assert!(text.contains("etcdutl snapshot restore"), "{text}");
+    assert!(text.contains("--etcd <endpoints>"), "{text}");
     assert!(out.join(pylon_backup::ETCD_SNAPSHOT_FILE).is_file());
+    assert!(out.join(pylon_backup::etcd_keys::FILE).is_file());
     assert!(out
         .join(
             dir.path()
@@ -540,4 +558,79 @@ fn an_etcd_registry_is_backed_up_as_a_snapshot_that_verifies_and_is_written_out_
                 .expect("absolute")
         )
         .is_file());
+
+    // Into the same cluster after changes: the backup's keys come back, newer lasting
+    // keys go, and neither other tenants' keys nor leased ones are touched.
+    rt.block_on(async {
+        let mut client = etcd.root_client().await.expect("an etcd client");
+        client.delete("/pylon/test/3", None).await.expect("delete");
+        client
+            .put("/pylon/test/4", "changed", None)
+            .await
+            .expect("put");
+        client
+            .put("/pylon/test/new", "newer", None)
+            .await
+            .expect("put");
+        client
+            .put("/service/pylon/leader", "patroni's", None)
+            .await
+            .expect("put");
+    });
+    let endpoints = etcd.endpoints().join(",");
+    let (ok, text) = backup(
+        &config_arg,
+        "restore",
+        &["latest", "--only", "registry", "--etcd", &endpoints],
+    );
+    assert!(ok, "restore --etcd: {text}");
+    assert!(
+        text.contains("registry keys written into etcd (50 keys; 1 newer ones removed)"),
+        "{text}"
+    );
+    let value = |client: &mut etcd_client::Client, key: &'static str| {
+        let answer = rt.block_on(client.get(key, None)).expect("get");
+        answer.kvs().first().map(|kv| kv.value().to_vec())
+    };
+    let mut client = rt.block_on(etcd.root_client()).expect("an etcd client");
+    assert_eq!(value(&mut client, "/pylon/test/3"), Some(vec![b'x'; 100]));
+    assert_eq!(value(&mut client, "/pylon/test/4"), Some(vec![b'x'; 100]));
+    assert_eq!(value(&mut client, "/pylon/test/new"), None);
+    assert_eq!(
+        value(&mut client, "/service/pylon/leader"),
+        Some(b"patroni's".to_vec())
+    );
+    assert_eq!(
+        value(&mut client, "/pylon/members/edge/live"),
+        Some(b"up".to_vec())
+    );
+
+    // Into a new, empty cluster: the site's registry lost with its etcd.
+    let fresh = rt
+        .block_on(pylon_tests::etcd::EtcdCluster::start(1))
+        .expect("a second etcd");
+    let (ok, text) = backup(
+        &config_arg,
+        "restore",
+        &[
+            "latest",
+            "--only",
+            "registry",
+            "--etcd",
+            &fresh.endpoints().join(","),
+        ],
+    );
+    assert!(ok, "restore --etcd into a new cluster: {text}");
+    let mut client = rt.block_on(fresh.root_client()).expect("an etcd client");
+    let answer = rt
+        .block_on(client.get(
+            "/pylon/",
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        ))
+        .expect("get");
+    assert_eq!(
+        answer.kvs().len(),
+        50,
+        "the backup's 50 keys, and only them"
+    );
 }

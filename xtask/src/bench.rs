@@ -193,7 +193,12 @@ pub(crate) fn run_one(
             }
             _ => {
                 let mut c = Command::new(procs::release_binary("pylon-refserver"));
-                c.args(["--listen", &addr, "--threads", "1"]);
+                c.args(["--listen", &addr, "--threads", "1"])
+                    // Its idle limit is three intervals, as the edge's.
+                    .args([
+                        "--heartbeat-secs",
+                        &format!("{}", args.heartbeat_secs.ceil() as u64),
+                    ]);
                 if tls {
                     c.arg("--tls-cert")
                         .arg(&certs.cert)

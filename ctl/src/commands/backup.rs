@@ -97,6 +97,12 @@ pub struct RestoreArgs {
     /// without it, recovery replays the whole archive.
     #[arg(long, value_parser = rfc3339)]
     pub until: Option<time::OffsetDateTime>,
+    /// etcd: write Pylon's registry keys into this running cluster (endpoints,
+    /// comma-separated), replacing the ones there, instead of writing out the snapshot.
+    /// Keys outside /pylon/ (Patroni's) and keys held by a lease are left alone. Works on a
+    /// new, empty cluster too.
+    #[arg(long, value_delimiter = ',', value_name = "ENDPOINTS")]
+    pub etcd: Vec<String>,
 }
 
 fn rfc3339(text: &str) -> Result<time::OffsetDateTime, String> {
@@ -236,6 +242,7 @@ pub fn run(cmd: BackupCommand, out: &mut dyn Write) -> Result<(), Failure> {
                 from: args.from,
                 pg_data: args.pg_data,
                 until: args.until,
+                etcd: args.etcd,
             };
             let restored = backups
                 .restore(&args.id, &options)
