@@ -53,6 +53,8 @@ pub(super) struct Conn {
     pub(super) downlink: RefCell<Vec<Outgoing>>,
     pub(super) deadline_ms: Cell<u64>,
     pub(super) deadline_reason: Cell<CloseReason>,
+    /// The deadline wheel's slot it is filed under (see `deadlines`).
+    pub(super) filed_slot: Cell<u64>,
     /// The socket may have unread data. Cleared by a short read: with edge-triggered
     /// readiness, data arriving after it raises a new event, so no extra read (that
     /// would only say WouldBlock) is needed before waiting.
@@ -79,11 +81,6 @@ impl Conn {
         if let Some(w) = self.waker.take() {
             w.wake();
         }
-    }
-
-    pub(super) fn set_deadline(&self, at_ms: u64, reason: CloseReason) {
-        self.deadline_ms.set(at_ms);
-        self.deadline_reason.set(reason);
     }
 }
 
@@ -208,8 +205,11 @@ impl SessionHost for Host<'_> {
 
     fn alive(&mut self) {
         let timeout = self.exec.limits().heartbeat_timeout().as_millis() as u64;
-        self.conn
-            .set_deadline(self.exec.now_ms() + timeout, CloseReason::HeartbeatTimeout);
+        self.exec.set_deadline(
+            self.conn,
+            self.exec.now_ms() + timeout,
+            CloseReason::HeartbeatTimeout,
+        );
     }
 
     fn heartbeat(&mut self) {
@@ -279,12 +279,14 @@ pub(super) async fn serve(exec: Rc<Executor>, stream: TcpStream, transport: Tran
         downlink: RefCell::new(Vec::new()),
         deadline_ms: Cell::new(now + first_deadline * 1000),
         deadline_reason: Cell::new(first_reason),
+        filed_slot: Cell::new(u64::MAX),
         readable: Cell::new(true),
         hangup: Cell::new(false),
         last_heartbeat_ms: Cell::new(0),
         peer: RefCell::new(None),
     });
     exec.conns.borrow_mut().insert(id, conn.clone());
+    exec.set_deadline(&conn, now + first_deadline * 1000, first_reason);
     if let Err(e) = exec.poller.register(stream.as_raw_fd(), id) {
         tracing::warn!(executor = exec.id, "cannot watch a connection: {e}");
         conn.close(CloseReason::IoError);
@@ -491,7 +493,7 @@ fn receive_tls(
         exec.metrics.handshake(Transport::Tls, "ok");
         if session.pile().is_none() {
             let deadline = exec.now_ms() + exec.limits().login_timeout_secs * 1000;
-            host.conn.set_deadline(deadline, CloseReason::LoginTimeout);
+            exec.set_deadline(host.conn, deadline, CloseReason::LoginTimeout);
         }
     }
     // Held TLS bytes: after the handshake, at most one record and a frame; during it,

@@ -9,6 +9,7 @@
 mod accept;
 pub mod commands;
 mod connection;
+mod deadlines;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -86,6 +87,8 @@ struct Executor {
     uplink: Box<dyn Uplink>,
     // Looked up on every readiness event: a cheap hash, as the keys are our own ids.
     conns: RefCell<FxHashMap<u64, Rc<Conn>>>,
+    /// When connections' deadlines come.
+    deadlines: RefCell<deadlines::Wheel>,
     // Keyed by what chargers send: keep the DoS-resistant default hash.
     piles: RefCell<HashMap<PileNo, u64>>,
     read_buffer: RefCell<Box<[u8]>>,
@@ -117,6 +120,18 @@ impl Executor {
         let limits = self.shared.live.load().limits;
         self.limits.set(limits);
         self.rate.set(rate_limit(&limits));
+    }
+
+    /// Sets a connection's deadline. One moved earlier is filed at once; one moved later
+    /// is found where it was filed and filed again then.
+    pub(super) fn set_deadline(&self, conn: &Conn, at_ms: u64, reason: CloseReason) {
+        conn.deadline_ms.set(at_ms);
+        conn.deadline_reason.set(reason);
+        let slot = deadlines::slot_of(at_ms);
+        if slot < conn.filed_slot.get() {
+            self.deadlines.borrow_mut().file(conn.id, slot);
+            conn.filed_slot.set(slot);
+        }
     }
 
     pub(super) fn begin_drain(&self) {
@@ -180,6 +195,7 @@ pub async fn run(id: usize, shared: Arc<EdgeShared>, inbox: Inbox) {
         metrics: ExecutorMetrics::new(shared.metrics.clone(), id),
         uplink: (shared.uplinks)(id),
         conns: RefCell::new(FxHashMap::default()),
+        deadlines: RefCell::new(deadlines::Wheel::default()),
         piles: RefCell::new(HashMap::new()),
         read_buffer: RefCell::new(vec![0u8; READ_BUFFER].into_boxed_slice()),
         epoch: Instant::now(),
@@ -241,13 +257,22 @@ async fn poll_readiness(exec: Rc<Executor>, inbox: Inbox) {
 /// Closes connections whose deadline (TLS handshake, login, heartbeat) has passed.
 async fn sweep_deadlines(exec: Rc<Executor>) {
     loop {
-        runtime::sleep(Duration::from_millis(500)).await;
+        runtime::sleep(Duration::from_millis(deadlines::SLOT_MS)).await;
         let now = exec.now_ms();
-        for conn in exec.conns.borrow().values() {
-            if conn.deadline_ms.get() <= now {
-                conn.close(conn.deadline_reason.get());
+        let due = exec.deadlines.borrow_mut().take_due(now);
+        let conns = exec.conns.borrow();
+        let mut wheel = exec.deadlines.borrow_mut();
+        for entry in due {
+            let conn = conns.get(&entry.0);
+            let filed = conn.map(|c| c.filed_slot.get());
+            let deadline = conn.map_or(0, |c| c.deadline_ms.get());
+            match (wheel.settle(entry, filed, deadline, now), conn) {
+                (deadlines::Due::Expired, Some(conn)) => conn.close(conn.deadline_reason.get()),
+                (deadlines::Due::Refiled(slot), Some(conn)) => conn.filed_slot.set(slot),
+                _ => {}
             }
         }
+        drop((conns, wheel));
         if exec.stopping.get() && exec.conns.borrow().is_empty() {
             break;
         }
