@@ -134,7 +134,8 @@ pub struct Cli {
     /// io_uring queue depth per executor.
     #[arg(long)]
     ring_depth: Option<usize>,
-    /// Longest park in epoll_wait in µs; timers and cross-thread messages wait at most this.
+    /// Longest park in epoll_wait in µs (default 100,000); timers wait at most this (commands
+    /// from other threads ring the executor awake at once).
     #[arg(long)]
     park_timeout_us: Option<u64>,
     /// Connections per executor.
