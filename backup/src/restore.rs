@@ -65,6 +65,13 @@ pub struct RestoreOptions {
     pub etcd: Vec<String>,
 }
 
+impl RestoreOptions {
+    /// The registry's keys go into a running etcd (and the snapshot stays out).
+    fn keys_into_etcd(&self) -> bool {
+        !self.etcd.is_empty()
+    }
+}
+
 #[derive(Debug)]
 pub struct Restored {
     pub id: String,
@@ -328,11 +335,9 @@ impl Backups {
                     .unwrap_or_default()
             );
         }
-        // With --etcd the registry's keys go into the cluster, and the snapshot stays out.
-        let into_etcd = !options.etcd.is_empty();
         let wanted = |p: &Part| {
             (options.only.is_empty() || options.only.contains(&Group::of(&p.kind)))
-                && !(into_etcd && p.kind == PartKind::EtcdSnapshot)
+                && !(options.keys_into_etcd() && p.kind == PartKind::EtcdSnapshot)
         };
         let mut problems = Vec::new();
         for repo in &candidates {
@@ -387,7 +392,7 @@ impl Backups {
         if parts.is_empty() {
             bail!("backup {} holds nothing of what was asked", manifest.id);
         }
-        let into_etcd = !options.etcd.is_empty();
+        let into_etcd = options.keys_into_etcd();
         if into_etcd && !parts.iter().any(|p| p.kind == PartKind::EtcdKeys) {
             bail!(
                 "--etcd writes the registry's keys into etcd, and backup {} holds none (an embedded registry, or a backup older than the keys part)",

@@ -271,13 +271,14 @@ pub(super) async fn serve(exec: Rc<Executor>, stream: TcpStream, transport: Tran
         ),
         Transport::Tcp => (limits.login_timeout_secs, CloseReason::LoginTimeout),
     };
+    let first_deadline_ms = now + first_deadline * 1000;
     let conn = Rc::new(Conn {
         id,
         transport,
         waker: Cell::new(None),
         close: Cell::new(None),
         downlink: RefCell::new(Vec::new()),
-        deadline_ms: Cell::new(now + first_deadline * 1000),
+        deadline_ms: Cell::new(first_deadline_ms),
         deadline_reason: Cell::new(first_reason),
         filed_slot: Cell::new(u64::MAX),
         readable: Cell::new(true),
@@ -286,7 +287,7 @@ pub(super) async fn serve(exec: Rc<Executor>, stream: TcpStream, transport: Tran
         peer: RefCell::new(None),
     });
     exec.conns.borrow_mut().insert(id, conn.clone());
-    exec.set_deadline(&conn, now + first_deadline * 1000, first_reason);
+    exec.set_deadline(&conn, first_deadline_ms, first_reason);
     if let Err(e) = exec.poller.register(stream.as_raw_fd(), id) {
         tracing::warn!(executor = exec.id, "cannot watch a connection: {e}");
         conn.close(CloseReason::IoError);
